@@ -1,0 +1,86 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependency direction (see docs/architecture.md): BatchCore is pure and
+// depends on nothing of ours; BatchStore and BackendLocal are adapters that
+// depend on BatchCore; only BatchDaemon links every adapter; the executables
+// stay thin.
+let package = Package(
+    name: "batchd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "batchd", targets: ["batchd"]),
+        .executable(name: "batchctl", targets: ["batchctl"]),
+        .executable(name: "batchd-exec", targets: ["batchd-exec"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        .target(
+            name: "BatchCore",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
+        .target(
+            name: "BatchStore",
+            dependencies: [
+                "BatchCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        // Linux system calls Swift cannot reach directly (variadic syscall(2)).
+        .target(name: "CLinux"),
+        .target(
+            name: "BackendLocal",
+            dependencies: [
+                "BatchCore", "CLinux",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "BatchDaemon",
+            dependencies: [
+                "BatchCore", "BatchStore", "BackendLocal",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "batchd",
+            dependencies: [
+                "BatchDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "batchctl",
+            dependencies: [
+                "BatchDaemon", "BatchStore", "BatchCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // The tiny supervisor every local task attempt runs under: it records the
+        // command's exit status in the attempt directory, so a daemon that was
+        // killed can learn how a task ended after it restarts. Glibc only, so it
+        // starts in about a millisecond.
+        .executableTarget(name: "batchd-exec", dependencies: ["CLinux"]),
+        .testTarget(name: "BatchCoreTests", dependencies: ["BatchCore"]),
+        .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore"]),
+        .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchCore"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["BatchStore", "BatchCore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,48 @@
+import Synchronization
+
+/// A one-shot event with a value: many tasks may wait, one `fire` wakes them
+/// all; a waiter that is cancelled stops waiting (and gets nil).
+public final class AsyncEvent<Value: Sendable>: Sendable {
+    struct State {
+        var value: Value?
+        var waiters: [Int: CheckedContinuation<Value?, Never>] = [:]
+        var next = 0
+    }
+    let state = Mutex(State())
+
+    /// A new, unfired event.
+    public init() {}
+
+    /// Fires the event (only the first call counts).
+    public func fire(_ value: Value) {
+        let waiters: [CheckedContinuation<Value?, Never>] = state.withLock { s in
+            guard s.value == nil else { return [] }
+            s.value = value
+            defer { s.waiters = [:] }
+            return Array(s.waiters.values)
+        }
+        for w in waiters { w.resume(returning: value) }
+    }
+
+    /// The value, if fired.
+    public var value: Value? { state.withLock { $0.value } }
+
+    /// Waits for the value; nil if the waiting task is cancelled first.
+    public func wait() async -> Value? {
+        let id = state.withLock { s -> Int in s.next += 1; return s.next }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Value?, Never>) in
+                let resumeNow: Value?? = state.withLock { s in
+                    if let v = s.value { return .some(v) }
+                    if Task.isCancelled { return .some(nil) }
+                    s.waiters[id] = c
+                    return .none
+                }
+                if let now = resumeNow { c.resume(returning: now) }
+            }
+        } onCancel: {
+            let c = state.withLock { $0.waiters.removeValue(forKey: id) }
+            c?.resume(returning: nil)
+        }
+    }
+}

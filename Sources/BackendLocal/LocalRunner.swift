@@ -1,0 +1,142 @@
+import BatchCore
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why the daemon stops an attempt that has not finished.
+public enum StopReason: Sendable, Equatable {
+    /// The job was cancelled.
+    case cancel
+    /// The daemon is shutting down.
+    case shutdown
+}
+
+/// One attempt to run, fully resolved.
+public struct AttemptSpec: Sendable {
+    /// The attempt's directory: stdout, stderr, status, pid and work/.
+    public var directory: String
+    /// The shell command.
+    public var command: String
+    /// The complete environment.
+    public var env: [String: String]
+    /// Blobs to place: content hash → path relative to work/.
+    public var inputs: [(sha256: String, target: String)]
+    /// Per-attempt time limit.
+    public var timeout: Double?
+
+    /// Creates a spec.
+    public init(directory: String, command: String, env: [String: String], inputs: [(sha256: String, target: String)], timeout: Double?) {
+        self.directory = directory
+        self.command = command
+        self.env = env
+        self.inputs = inputs
+        self.timeout = timeout
+    }
+}
+
+/// Runs task attempts as processes on this machine, each under batchd-exec in
+/// its own session, and learns how they ended, also after a daemon restart.
+public struct LocalRunner: Sendable {
+    /// Path of the batchd-exec helper.
+    public let execPath: String
+    /// Where inputs come from.
+    public let store: ContentStore
+    /// Time between SIGTERM and SIGKILL when stopping a task.
+    public let killGrace: Double
+
+    /// A runner.
+    public init(execPath: String, store: ContentStore, killGrace: Double) {
+        self.execPath = execPath
+        self.store = store
+        self.killGrace = killGrace
+    }
+
+    /// Creates the attempt directory and places the inputs in work/.
+    public func prepare(_ spec: AttemptSpec) throws {
+        let work = "\(spec.directory)/work"
+        try? FileManager.default.removeItem(atPath: spec.directory)
+        try FileOps.makeDirectory(work)
+        for input in spec.inputs {
+            try store.place(input.sha256, at: "\(work)/\(input.target)")
+        }
+    }
+
+    /// Starts the attempt; returns the supervisor's pid (also its process group).
+    public func start(_ spec: AttemptSpec) throws -> pid_t {
+        try ProcessControl.spawnSession([execPath, spec.directory, "--", "/bin/sh", "-c", spec.command], env: spec.env)
+    }
+
+    /// The outcome recorded in an attempt directory, if the supervisor wrote one.
+    public static func recordedOutcome(_ directory: String) -> TaskOutcome? {
+        guard let data = FileManager.default.contents(atPath: "\(directory)/status") else { return nil }
+        let parts = String(decoding: data, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard parts.count == 2, let n = Int32(parts[1]) else { return nil }
+        switch parts[0] {
+        case "exit": return .exited(code: n)
+        case "signal": return .signaled(signal: n)
+        default: return nil
+        }
+    }
+
+    /// The supervisor pid recorded in an attempt directory, if still running.
+    public static func livePid(_ directory: String, recorded: Int?) -> pid_t? {
+        var candidates: [pid_t] = []
+        if let recorded { candidates.append(pid_t(recorded)) }
+        if let data = FileManager.default.contents(atPath: "\(directory)/pid"),
+           let p = pid_t(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) {
+            candidates.append(p)
+        }
+        return candidates.first { ProcessControl.isSupervisor($0, of: directory) }
+    }
+
+    /// Waits for the attempt with supervisor `pid` to end, enforcing the
+    /// remaining time limit and stopping it when `stop` fires.
+    /// - Parameter remaining: seconds left of the timeout, nil for none.
+    public func wait(pid: pid_t, spec: AttemptSpec, remaining: Double?, stop: AsyncEvent<StopReason>) async -> TaskOutcome {
+        enum Ending: Sendable { case exited, timedOut, stopped(StopReason) }
+        let exit = ProcessControl.exitEvent(pid)
+        let ending: Ending = await withTaskGroup(of: Ending?.self) { group in
+            group.addTask { await exit.wait().map { .exited } }
+            if let remaining {
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(max(0, remaining)))
+                    return Task.isCancelled ? nil : .timedOut
+                }
+            }
+            group.addTask { await stop.wait().map { .stopped($0) } }
+            var first: Ending = .exited
+            while let next = await group.next() {
+                if let next { first = next; break }
+            }
+            group.cancelAll()
+            return first
+        }
+        switch ending {
+        case .exited:
+            ProcessControl.signalGroup(pid, SIGKILL)  // leftovers the command started in the background
+            return Self.recordedOutcome(spec.directory) ?? .lost
+        case .timedOut:
+            await terminate(pid, exit)
+            return .timedOut(seconds: spec.timeout ?? 0)
+        case .stopped(let reason):
+            await terminate(pid, exit)
+            return reason == .cancel ? .cancelled : .interrupted
+        }
+    }
+
+    /// SIGTERM to the whole group, then SIGKILL after the grace period.
+    func terminate(_ pid: pid_t, _ exit: AsyncEvent<Void>) async {
+        ProcessControl.signalGroup(pid, SIGTERM)
+        let gone: Bool = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await exit.wait() != nil }
+            group.addTask { try? await Task.sleep(for: .seconds(killGrace)); return false }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        ProcessControl.signalGroup(pid, SIGKILL)
+        if !gone { _ = await exit.wait() }
+    }
+}

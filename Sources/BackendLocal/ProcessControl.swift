@@ -1,0 +1,86 @@
+import CLinux
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starting, watching and stopping task processes.
+public enum ProcessControl {
+    /// Starts `argv` in a new session (so it leads its own process group and
+    /// outlives the daemon), stdin from /dev/null, with exactly `env`.
+    public static func spawnSession(_ argv: [String], env: [String: String]) throws -> pid_t {
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // POSIX_SPAWN_SETSID (glibc 2.26+) is 0x80; reset signal mask and dispositions.
+        var all = sigset_t()
+        sigfillset(&all)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setsigmask(&attr, &none)
+        posix_spawnattr_setflags(&attr, Int16(0x80 | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        let cenv: [UnsafeMutablePointer<CChar>?] = env.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (cargs + cenv).forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = cargs.withUnsafeBufferPointer { a in
+            cenv.withUnsafeBufferPointer { e in
+                posix_spawn(&pid, argv[0], &actions, &attr, a.baseAddress!, e.baseAddress!)
+            }
+        }
+        guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
+        return pid
+    }
+
+    /// Whether a process exists (it may be a zombie).
+    public static func isAlive(_ pid: pid_t) -> Bool {
+        kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    /// Sends a signal to a whole process group; false if none is left.
+    @discardableResult
+    public static func signalGroup(_ pgid: pid_t, _ sig: Int32) -> Bool {
+        kill(-pgid, sig) == 0
+    }
+
+    /// An event fired when process `pid` exits: it may be our child (it is
+    /// reaped) or a process adopted after a restart (watched through a pidfd).
+    public static func exitEvent(_ pid: pid_t) -> AsyncEvent<Void> {
+        let event = AsyncEvent<Void>()
+        let thread = Thread {
+            let fd = batchd_pidfd_open(pid)
+            if fd >= 0 {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                while poll(&p, 1, -1) < 0 && errno == EINTR {}
+                close(fd)
+            } else {
+                // No pidfd (old kernel): look every 50 ms.
+                while isAlive(pid) && !isZombieReaped(pid) { usleep(50_000) }
+            }
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, WNOHANG)
+            event.fire(())
+        }
+        thread.name = "batchd-wait-\(pid)"
+        thread.start()
+        return event
+    }
+
+    private static func isZombieReaped(_ pid: pid_t) -> Bool {
+        var status: Int32 = 0
+        return waitpid(pid, &status, WNOHANG) == pid
+    }
+
+    /// Whether `pid` is a batchd-exec supervising the attempt in `directory`
+    /// (guards against a recycled pid after a reboot or a long outage).
+    public static func isSupervisor(_ pid: pid_t, of directory: String) -> Bool {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return args.count >= 2 && args[0].hasSuffix("batchd-exec") && args[1] == directory
+    }
+}

@@ -1,0 +1,136 @@
+/// A job manifest, version 1: what the user asks for. Parsed and validated by
+/// `ManifestParser`; documented field by field in docs/manifest.md and described
+/// for editors by docs/manifest.schema.json.
+public struct Manifest: Sendable, Equatable {
+    /// Manifest format version; only 1 exists.
+    public var version: Int = 1
+    /// A short name; `batchctl show NAME` finds the latest job of this name.
+    public var name: String
+    /// Where the tasks run; nil means the daemon's default backend.
+    public var backend: String?
+    /// Absolute directory that relative paths are resolved against. Set by
+    /// `batchctl submit`; a manifest dropped straight into the inbox without it
+    /// resolves against the directory it was dropped in.
+    public var baseDirectory: String?
+    /// The compute pool.
+    public var pool: PoolSpec = PoolSpec()
+    /// Files staged into every task.
+    public var sharedInputs: [String] = []
+    /// How tasks are made.
+    public var tasks: TaskSource
+    /// Default command for every task; `/bin/sh -c` runs it. Templates such as
+    /// `{file}` are filled per task.
+    public var command: String?
+    /// Environment added to every task.
+    public var env: [String: String] = [:]
+    /// How many times a failed task is tried again.
+    public var retries: Int = 0
+    /// Per-attempt time limit in seconds; nil means none.
+    public var timeoutSeconds: Double?
+    /// What to collect from each task and where to put it.
+    public var outputs: OutputSpec = OutputSpec()
+    /// What to delete when the job ends.
+    public var cleanup: CleanupPolicy = .onSuccess
+    /// Limits on the whole job.
+    public var limits: Limits = Limits()
+
+    /// Creates a manifest with the required fields.
+    public init(name: String, tasks: TaskSource) {
+        self.name = name
+        self.tasks = tasks
+    }
+}
+
+/// The compute pool a job runs on.
+public struct PoolSpec: Sendable, Equatable {
+    /// A named pool is created if absent and reused if present; nil asks for an
+    /// auto-pool that lives and dies with the job.
+    public var id: String?
+    /// VM size (Azure), ignored locally.
+    public var vmSize: String?
+    /// Dedicated nodes (Azure).
+    public var dedicatedNodes: Int?
+    /// Spot (low-priority) nodes (Azure).
+    public var spotNodes: Int?
+    /// Task slots per node (Azure); locally, the most tasks of this job that
+    /// run at once (never more than the daemon's slots).
+    public var slotsPerNode: Int?
+    /// Marketplace image reference, `publisher:offer:sku[:version]` (Azure).
+    public var image: String?
+    /// Node agent SKU id (Azure).
+    public var nodeAgentSku: String?
+    /// Command run on each node as it joins (Azure).
+    public var startTask: String?
+    /// How long an idle named pool is kept, in seconds (Azure).
+    public var idleTimeoutSeconds: Double?
+
+    /// An empty pool spec: every field takes the backend's default.
+    public init() {}
+}
+
+/// Where a job's tasks come from.
+public enum TaskSource: Sendable, Equatable {
+    /// An explicit list.
+    case list([TaskEntry])
+    /// One task per file matching a glob; the file is staged into the task.
+    case forEachFile(pattern: String, id: String?)
+    /// One task per integer in `from...to` stepping by `step`.
+    case forEachInteger(from: Int, to: Int, step: Int, id: String?)
+    /// One task per row of a CSV (with a header row) or JSON-lines file.
+    case forEachRow(file: String, format: RowFormat, id: String?)
+}
+
+/// The format of a row factory's file.
+public enum RowFormat: String, Sendable, Equatable, CaseIterable {
+    case csv
+    case jsonl
+}
+
+/// One task of an explicit list.
+public struct TaskEntry: Sendable, Equatable {
+    /// The task id: letters, digits, `-` and `_`, at most 64 characters.
+    public var id: String?
+    /// Overrides the manifest's command.
+    public var command: String?
+    /// Added to the manifest's environment.
+    public var env: [String: String] = [:]
+    /// Files staged into this task only.
+    public var inputs: [String] = []
+
+    /// A task entry with every field optional.
+    public init(id: String? = nil, command: String? = nil, env: [String: String] = [:], inputs: [String] = []) {
+        self.id = id
+        self.command = command
+        self.env = env
+        self.inputs = inputs
+    }
+}
+
+/// What to collect from each task.
+public struct OutputSpec: Sendable, Equatable {
+    /// Globs relative to the task's working directory.
+    public var patterns: [String] = []
+    /// The directory outputs are copied into; relative to the base directory.
+    public var destination: String = "output"
+
+    /// No outputs, destination `output`.
+    public init() {}
+}
+
+/// Which of a job's scratch data is deleted when it ends.
+public enum CleanupPolicy: String, Sendable, Equatable, CaseIterable {
+    case always
+    case onSuccess
+    case never
+}
+
+/// Limits on a whole job.
+public struct Limits: Sendable, Equatable {
+    /// The whole job's wall-clock limit in seconds.
+    public var wallClockSeconds: Double?
+    /// The most core-hours the job may use.
+    public var coreHours: Double?
+
+    /// No limits.
+    public init() {}
+}

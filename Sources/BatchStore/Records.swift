@@ -1,0 +1,191 @@
+import BatchCore
+import GRDB
+
+/// A job row.
+public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    /// Table name.
+    public static let databaseTableName = "jobs"
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    public var id: String
+    public var name: String
+    public var backend: String
+    public var phase: String
+    /// `success`, `failure` or `cancelled` once known.
+    public var verdict: String?
+    /// Why the job failed (or what cancelled it).
+    public var reason: String?
+    /// The file's name in the inbox.
+    public var sourceFile: String
+    /// The claimed copy of the manifest in the state directory.
+    public var manifestPath: String
+    public var baseDirectory: String
+    /// Absolute output directory.
+    public var destination: String
+    public var retries: Int
+    public var timeoutSeconds: Double?
+    public var cleanup: String
+    /// Most tasks of this job at once (pool.slotsPerNode), nil for no own limit.
+    public var maxParallel: Int?
+    /// JSON array of output globs.
+    public var outputPatterns: String
+    /// JSON array of `InputFile`.
+    public var sharedInputs: String
+    public var taskCount: Int
+    public var cancelRequested: Bool
+    public var createdAt: Double
+    public var updatedAt: Double
+    public var finishedAt: Double?
+
+    /// The phase as the core's enum.
+    public var jobPhase: JobPhase { JobPhase(rawValue: phase) ?? .failed }
+
+    /// The stored verdict as the core's enum.
+    public var jobVerdict: Verdict? {
+        switch verdict {
+        case "success": return .success
+        case "cancelled": return .cancelled
+        case "failure": return .failure(reason: reason ?? "failed")
+        default: return nil
+        }
+    }
+
+    /// The state machine's view of this row.
+    public var state: JobState { JobState(phase: jobPhase, verdict: jobVerdict) }
+}
+
+/// A task row.
+public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    /// Table name.
+    public static let databaseTableName = "tasks"
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    public var jobId: String
+    public var idx: Int
+    public var taskId: String
+    public var command: String
+    /// JSON object.
+    public var env: String
+    /// JSON array of `InputFile`.
+    public var inputs: String
+    /// pending, running, succeeded, failed, cancelled.
+    public var state: String
+    /// Attempts that used up a retry.
+    public var countedAttempts: Int
+    /// Last attempt's outcome kind, exit code, signal and detail.
+    public var outcome: String?
+    public var exitCode: Int?
+    public var signal: Int?
+    public var detail: String?
+    public var updatedAt: Double
+}
+
+/// An attempt row: one run of a task.
+public struct AttemptRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    /// Table name.
+    public static let databaseTableName = "attempts"
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    public var jobId: String
+    public var idx: Int
+    /// 1-based.
+    public var attempt: Int
+    /// starting (written before the process is started), running, finished.
+    public var state: String
+    public var pid: Int?
+    /// The attempt's directory (stdout, stderr, status, work/).
+    public var directory: String
+    public var startedAt: Double
+    public var finishedAt: Double?
+    public var outcome: String?
+    public var exitCode: Int?
+    public var signal: Int?
+    public var detail: String?
+    /// Whether it used up a retry.
+    public var counted: Bool?
+}
+
+/// A collected output file.
+public struct OutputRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    /// Table name.
+    public static let databaseTableName = "outputs"
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    public var jobId: String
+    /// Relative to the job's destination.
+    public var path: String
+    public var idx: Int
+    public var size: Int
+    public var sha256: String
+}
+
+/// A line of a job's history.
+public struct EventRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    /// Table name.
+    public static let databaseTableName = "events"
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    public var seq: Int64?
+    public var jobId: String
+    public var idx: Int?
+    public var at: Double
+    public var kind: String
+    public var message: String
+}
+
+/// A staged input: its content hash, as put into the store.
+public struct InputRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    /// Table name.
+    public static let databaseTableName = "inputs"
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    public var jobId: String
+    public var source: String
+    public var sha256: String
+    public var size: Int
+}
+
+/// A cached hash of a file, valid while device, inode, size and mtime match.
+public struct FileHashRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    /// Table name.
+    public static let databaseTableName = "file_hashes"
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    public var path: String
+    public var device: Int64
+    public var inode: Int64
+    public var size: Int64
+    public var mtimeNs: Int64
+    public var sha256: String
+
+    /// Creates a cache entry.
+    public init(path: String, device: Int64, inode: Int64, size: Int64, mtimeNs: Int64, sha256: String) {
+        self.path = path
+        self.device = device
+        self.inode = inode
+        self.size = size
+        self.mtimeNs = mtimeNs
+        self.sha256 = sha256
+    }
+}

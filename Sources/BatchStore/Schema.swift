@@ -1,0 +1,118 @@
+import GRDB
+
+/// The schema, as named, append-only migrations: never edit a shipped one; add
+/// the next.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1-jobs-tasks-attempts") { db in
+            try db.execute(sql: """
+                CREATE TABLE jobs (
+                  id TEXT PRIMARY KEY NOT NULL,
+                  name TEXT NOT NULL,
+                  backend TEXT NOT NULL,
+                  phase TEXT NOT NULL CHECK (phase IN ('accepted','staging','provisioning','submitting',
+                        'running','collecting','finalizing','succeeded','failed','cancelled')),
+                  verdict TEXT CHECK (verdict IN ('success','failure','cancelled')),
+                  reason TEXT,
+                  source_file TEXT NOT NULL,
+                  manifest_path TEXT NOT NULL,
+                  base_directory TEXT NOT NULL,
+                  destination TEXT NOT NULL,
+                  retries INTEGER NOT NULL CHECK (retries >= 0),
+                  timeout_seconds REAL CHECK (timeout_seconds IS NULL OR timeout_seconds > 0),
+                  cleanup TEXT NOT NULL CHECK (cleanup IN ('always','onSuccess','never')),
+                  max_parallel INTEGER CHECK (max_parallel IS NULL OR max_parallel > 0),
+                  output_patterns TEXT NOT NULL,
+                  shared_inputs TEXT NOT NULL,
+                  task_count INTEGER NOT NULL CHECK (task_count > 0),
+                  cancel_requested INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0,1)),
+                  created_at REAL NOT NULL,
+                  updated_at REAL NOT NULL,
+                  finished_at REAL,
+                  CHECK ((finished_at IS NULL) = (phase NOT IN ('succeeded','failed','cancelled')))
+                );
+                CREATE INDEX jobs_by_name ON jobs(name, created_at);
+                CREATE INDEX jobs_unfinished ON jobs(phase) WHERE finished_at IS NULL;
+
+                CREATE TABLE tasks (
+                  job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+                  idx INTEGER NOT NULL CHECK (idx >= 0),
+                  task_id TEXT NOT NULL,
+                  command TEXT NOT NULL,
+                  env TEXT NOT NULL,
+                  inputs TEXT NOT NULL,
+                  state TEXT NOT NULL CHECK (state IN ('pending','running','succeeded','failed','cancelled')),
+                  counted_attempts INTEGER NOT NULL DEFAULT 0 CHECK (counted_attempts >= 0),
+                  outcome TEXT,
+                  exit_code INTEGER,
+                  signal INTEGER,
+                  detail TEXT,
+                  updated_at REAL NOT NULL,
+                  PRIMARY KEY (job_id, idx),
+                  UNIQUE (job_id, task_id)
+                );
+                CREATE INDEX tasks_by_state ON tasks(job_id, state);
+
+                CREATE TABLE attempts (
+                  job_id TEXT NOT NULL,
+                  idx INTEGER NOT NULL,
+                  attempt INTEGER NOT NULL CHECK (attempt >= 1),
+                  state TEXT NOT NULL CHECK (state IN ('starting','running','finished')),
+                  pid INTEGER,
+                  directory TEXT NOT NULL,
+                  started_at REAL NOT NULL,
+                  finished_at REAL,
+                  outcome TEXT,
+                  exit_code INTEGER,
+                  signal INTEGER,
+                  detail TEXT,
+                  counted INTEGER CHECK (counted IN (0,1)),
+                  PRIMARY KEY (job_id, idx, attempt),
+                  FOREIGN KEY (job_id, idx) REFERENCES tasks(job_id, idx) ON DELETE CASCADE,
+                  CHECK ((state = 'finished') = (outcome IS NOT NULL))
+                );
+                -- At most one unfinished attempt per task: a task never runs twice at once.
+                CREATE UNIQUE INDEX attempts_one_live ON attempts(job_id, idx) WHERE state != 'finished';
+
+                CREATE TABLE outputs (
+                  job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+                  path TEXT NOT NULL,
+                  idx INTEGER NOT NULL,
+                  size INTEGER NOT NULL CHECK (size >= 0),
+                  sha256 TEXT NOT NULL,
+                  PRIMARY KEY (job_id, path),
+                  FOREIGN KEY (job_id, idx) REFERENCES tasks(job_id, idx) ON DELETE CASCADE
+                );
+
+                CREATE TABLE inputs (
+                  job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+                  source TEXT NOT NULL,
+                  sha256 TEXT NOT NULL,
+                  size INTEGER NOT NULL CHECK (size >= 0),
+                  PRIMARY KEY (job_id, source)
+                );
+
+                CREATE TABLE file_hashes (
+                  path TEXT PRIMARY KEY NOT NULL,
+                  device INTEGER NOT NULL,
+                  inode INTEGER NOT NULL,
+                  size INTEGER NOT NULL,
+                  mtime_ns INTEGER NOT NULL,
+                  sha256 TEXT NOT NULL
+                );
+
+                CREATE TABLE events (
+                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                  job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+                  idx INTEGER,
+                  at REAL NOT NULL,
+                  kind TEXT NOT NULL,
+                  message TEXT NOT NULL
+                );
+                CREATE INDEX events_by_job ON events(job_id, seq);
+                """)
+        }
+        return m
+    }
+}

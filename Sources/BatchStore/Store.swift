@@ -1,0 +1,207 @@
+import BatchCore
+import Foundation
+import GRDB
+
+/// Errors of the store, with what to do about them.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong.
+    public var message: String
+    /// The database file.
+    public var path: String
+    /// A printable description naming the file.
+    public var description: String { "\(path): \(message)" }
+}
+
+/// The database: one SQLite file in WAL mode. The daemon is its only writer;
+/// `batchctl` opens it read-only. Every write method is one transaction that
+/// keeps the schema's invariants.
+public final class Store: Sendable {
+    let db: DatabasePool
+    let clock: @Sendable () -> Double
+    /// The database file.
+    public let path: String
+
+    /// Opens (creating and migrating) the database for writing.
+    public init(path: String, clock: @escaping @Sendable () -> Double) throws {
+        self.path = path
+        self.clock = clock
+        var config = Configuration()
+        config.foreignKeysEnabled = true
+        config.busyMode = .timeout(5)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        do {
+            db = try DatabasePool(path: path, configuration: config)
+            try Schema.migrator.migrate(db)
+        } catch {
+            throw StoreError(message: "cannot open the database: \(error)", path: path)
+        }
+    }
+
+    /// Opens an existing database read-only (for `batchctl`).
+    public init(readOnlyPath path: String) throws {
+        self.path = path
+        self.clock = { Date().timeIntervalSince1970 }
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError(message: "no database yet (has batchd run with this config?)", path: path)
+        }
+        var config = Configuration()
+        config.readonly = true
+        config.busyMode = .timeout(5)
+        do {
+            db = try DatabasePool(path: path, configuration: config)
+        } catch {
+            throw StoreError(message: "cannot open the database read-only: \(error)", path: path)
+        }
+    }
+
+    func event(_ db: Database, _ job: String, _ idx: Int?, _ kind: String, _ message: String, at: Double) throws {
+        let e = EventRecord(seq: nil, jobId: job, idx: idx, at: at, kind: kind, message: message)
+        try e.insert(db)
+    }
+}
+
+// MARK: - Writes
+
+extension Store {
+    /// Records an accepted job and all its tasks (state pending) in one transaction.
+    public func insertJob(_ job: JobRecord, tasks: [TaskSpec]) async throws {
+        let now = clock()
+        try await db.write { db in
+            try job.insert(db)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            let stmt = try db.makeStatement(sql: """
+                INSERT INTO tasks (job_id, idx, task_id, command, env, inputs, state, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)
+                """)
+            for t in tasks {
+                let env = String(decoding: try encoder.encode(t.env), as: UTF8.self)
+                let inputs = String(decoding: try encoder.encode(t.inputs), as: UTF8.self)
+                try stmt.execute(arguments: [job.id, t.index, t.id, t.command, env, inputs, now])
+            }
+            try self.event(db, job.id, nil, "accepted", "job accepted with \(tasks.count) tasks from \(job.sourceFile)", at: now)
+        }
+    }
+
+    /// Moves a job to a new phase (recording the verdict once known).
+    public func setPhase(_ jobID: String, _ state: JobState, message: String? = nil) async throws {
+        let now = clock()
+        try await db.write { db in
+            let verdict: String? = switch state.verdict {
+            case .success: "success"
+            case .failure: "failure"
+            case .cancelled: "cancelled"
+            case nil: nil
+            }
+            try db.execute(sql: """
+                UPDATE jobs SET phase = ?, verdict = ?, reason = ?, updated_at = ?,
+                  finished_at = CASE WHEN ? THEN ? ELSE NULL END WHERE id = ?
+                """, arguments: [state.phase.rawValue, verdict, state.verdict?.reason, now,
+                                 state.phase.isTerminal, now, jobID])
+            try self.event(db, jobID, nil, state.phase.rawValue, message ?? "job \(state.phase.rawValue)", at: now)
+        }
+    }
+
+    /// Records a user's cancel request; the supervisor acts on it.
+    public func requestCancel(_ jobID: String) async throws {
+        let now = clock()
+        try await db.write { db in
+            try db.execute(sql: "UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", arguments: [now, jobID])
+            try self.event(db, jobID, nil, "cancel", "cancel requested", at: now)
+        }
+    }
+
+    /// Records the staged inputs of a job.
+    public func recordInputs(_ jobID: String, _ inputs: [InputRecord]) async throws {
+        try await db.write { db in
+            for input in inputs { try input.upsert(db) }
+        }
+    }
+
+    /// Write-ahead for an attempt: recorded before the process starts, and the
+    /// task marked running. Fails if the task already has a live attempt.
+    public func beginAttempt(_ jobID: String, idx: Int, attempt: Int, directory: String) async throws {
+        let now = clock()
+        try await db.write { db in
+            let a = AttemptRecord(jobId: jobID, idx: idx, attempt: attempt, state: "starting", pid: nil,
+                                  directory: directory, startedAt: now, finishedAt: nil, outcome: nil,
+                                  exitCode: nil, signal: nil, detail: nil, counted: nil)
+            try a.insert(db)
+            try db.execute(sql: "UPDATE tasks SET state = 'running', updated_at = ? WHERE job_id = ? AND idx = ?",
+                           arguments: [now, jobID, idx])
+        }
+    }
+
+    /// Confirms that an attempt's process started, with its pid.
+    public func attemptRunning(_ jobID: String, idx: Int, attempt: Int, pid: Int32) async throws {
+        try await db.write { db in
+            try db.execute(sql: "UPDATE attempts SET state = 'running', pid = ? WHERE job_id = ? AND idx = ? AND attempt = ? AND state = 'starting'",
+                           arguments: [Int(pid), jobID, idx, attempt])
+        }
+    }
+
+    /// Records how an attempt ended, the task's resulting state and the outputs
+    /// it produced, in one transaction.
+    public func finishAttempt(_ jobID: String, idx: Int, attempt: Int, outcome: TaskOutcome,
+                              decision: TaskDecision, outputs: [OutputRecord]) async throws {
+        let now = clock()
+        let (code, signal, detail) = Self.columns(of: outcome)
+        try await db.write { db in
+            try db.execute(sql: """
+                UPDATE attempts SET state = 'finished', finished_at = ?, outcome = ?, exit_code = ?, signal = ?,
+                  detail = ?, counted = ? WHERE job_id = ? AND idx = ? AND attempt = ?
+                """, arguments: [now, outcome.kind, code, signal, detail, outcome.countsAsAttempt, jobID, idx, attempt])
+            let state: String = switch decision {
+            case .succeeded: "succeeded"
+            case .retry: "pending"
+            case .failed: "failed"
+            case .cancelled: "cancelled"
+            }
+            try db.execute(sql: """
+                UPDATE tasks SET state = ?, counted_attempts = counted_attempts + ?, outcome = ?, exit_code = ?,
+                  signal = ?, detail = ?, updated_at = ? WHERE job_id = ? AND idx = ?
+                """, arguments: [state, outcome.countsAsAttempt ? 1 : 0, outcome.kind, code, signal, detail, now, jobID, idx])
+            for output in outputs { try output.upsert(db) }
+            let taskID = try String.fetchOne(db, sql: "SELECT task_id FROM tasks WHERE job_id = ? AND idx = ?", arguments: [jobID, idx]) ?? "\(idx)"
+            let verb: String = switch decision {
+            case .succeeded: "succeeded"
+            case .retry: "will be retried"
+            case .failed: "failed"
+            case .cancelled: "cancelled"
+            }
+            try self.event(db, jobID, idx, "task.\(state)", "task \(taskID) attempt \(attempt) \(outcome.summary); \(verb)", at: now)
+        }
+    }
+
+    /// Marks every task not yet finished as cancelled (after their processes stopped).
+    public func cancelPendingTasks(_ jobID: String) async throws {
+        let now = clock()
+        try await db.write { db in
+            try db.execute(sql: "UPDATE tasks SET state = 'cancelled', updated_at = ? WHERE job_id = ? AND state = 'pending'",
+                           arguments: [now, jobID])
+        }
+    }
+
+    /// Adds a line to a job's history.
+    public func note(_ jobID: String, idx: Int? = nil, kind: String, _ message: String) async throws {
+        let now = clock()
+        try await db.write { db in try self.event(db, jobID, idx, kind, message, at: now) }
+    }
+
+    /// Caches a file's hash.
+    public func saveHash(_ record: FileHashRecord) async throws {
+        try await db.write { db in try record.upsert(db) }
+    }
+
+    static func columns(of outcome: TaskOutcome) -> (Int?, Int?, String?) {
+        switch outcome {
+        case .exited(let c): return (Int(c), nil, nil)
+        case .signaled(let s): return (nil, Int(s), nil)
+        case .timedOut(let s): return (nil, nil, "after \(HumanDuration.format(s))")
+        case .launchFailed(let r), .outputsFailed(let r): return (nil, nil, r)
+        case .lost, .interrupted, .cancelled: return (nil, nil, nil)
+        }
+    }
+}

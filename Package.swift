@@ -46,7 +46,7 @@ let package = Package(
         .target(
             name: "BatchDaemon",
             dependencies: [
-                "BatchCore", "BatchStore", "BackendLocal",
+                "BatchCore", "BatchStore", "BackendLocal", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),

@@ -55,6 +55,31 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
 
     /// The state machine's view of this row.
     public var state: JobState { JobState(phase: jobPhase, verdict: jobVerdict) }
+
+    /// Creates a row.
+    public init(id: String, name: String, backend: String, phase: String, verdict: String?, reason: String?, sourceFile: String, manifestPath: String, baseDirectory: String, destination: String, retries: Int, timeoutSeconds: Double?, cleanup: String, maxParallel: Int?, outputPatterns: String, sharedInputs: String, taskCount: Int, cancelRequested: Bool, createdAt: Double, updatedAt: Double, finishedAt: Double?) {
+        self.id = id
+        self.name = name
+        self.backend = backend
+        self.phase = phase
+        self.verdict = verdict
+        self.reason = reason
+        self.sourceFile = sourceFile
+        self.manifestPath = manifestPath
+        self.baseDirectory = baseDirectory
+        self.destination = destination
+        self.retries = retries
+        self.timeoutSeconds = timeoutSeconds
+        self.cleanup = cleanup
+        self.maxParallel = maxParallel
+        self.outputPatterns = outputPatterns
+        self.sharedInputs = sharedInputs
+        self.taskCount = taskCount
+        self.cancelRequested = cancelRequested
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.finishedAt = finishedAt
+    }
 }
 
 /// A task row.
@@ -84,6 +109,23 @@ public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
     public var signal: Int?
     public var detail: String?
     public var updatedAt: Double
+
+    /// Creates a row.
+    public init(jobId: String, idx: Int, taskId: String, command: String, env: String, inputs: String, state: String, countedAttempts: Int, outcome: String?, exitCode: Int?, signal: Int?, detail: String?, updatedAt: Double) {
+        self.jobId = jobId
+        self.idx = idx
+        self.taskId = taskId
+        self.command = command
+        self.env = env
+        self.inputs = inputs
+        self.state = state
+        self.countedAttempts = countedAttempts
+        self.outcome = outcome
+        self.exitCode = exitCode
+        self.signal = signal
+        self.detail = detail
+        self.updatedAt = updatedAt
+    }
 }
 
 /// An attempt row: one run of a task.
@@ -112,6 +154,23 @@ public struct AttemptRecord: Codable, Sendable, Equatable, FetchableRecord, Pers
     public var detail: String?
     /// Whether it used up a retry.
     public var counted: Bool?
+
+    /// Creates a row.
+    public init(jobId: String, idx: Int, attempt: Int, state: String, pid: Int?, directory: String, startedAt: Double, finishedAt: Double?, outcome: String?, exitCode: Int?, signal: Int?, detail: String?, counted: Bool?) {
+        self.jobId = jobId
+        self.idx = idx
+        self.attempt = attempt
+        self.state = state
+        self.pid = pid
+        self.directory = directory
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.outcome = outcome
+        self.exitCode = exitCode
+        self.signal = signal
+        self.detail = detail
+        self.counted = counted
+    }
 }
 
 /// A collected output file.
@@ -129,6 +188,15 @@ public struct OutputRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
     public var idx: Int
     public var size: Int
     public var sha256: String
+
+    /// Creates a row.
+    public init(jobId: String, path: String, idx: Int, size: Int, sha256: String) {
+        self.jobId = jobId
+        self.path = path
+        self.idx = idx
+        self.size = size
+        self.sha256 = sha256
+    }
 }
 
 /// A line of a job's history.
@@ -146,6 +214,16 @@ public struct EventRecord: Codable, Sendable, Equatable, FetchableRecord, Persis
     public var at: Double
     public var kind: String
     public var message: String
+
+    /// Creates a row.
+    public init(seq: Int64?, jobId: String, idx: Int?, at: Double, kind: String, message: String) {
+        self.seq = seq
+        self.jobId = jobId
+        self.idx = idx
+        self.at = at
+        self.kind = kind
+        self.message = message
+    }
 }
 
 /// A staged input: its content hash, as put into the store.
@@ -161,6 +239,14 @@ public struct InputRecord: Codable, Sendable, Equatable, FetchableRecord, Persis
     public var source: String
     public var sha256: String
     public var size: Int
+
+    /// Creates a row.
+    public init(jobId: String, source: String, sha256: String, size: Int) {
+        self.jobId = jobId
+        self.source = source
+        self.sha256 = sha256
+        self.size = size
+    }
 }
 
 /// A cached hash of a file, valid while device, inode, size and mtime match.

@@ -132,3 +132,19 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// One task by index.
+    public func task(_ jobID: String, idx: Int) async throws -> TaskRecord? {
+        try await db.read { db in
+            try TaskRecord.fetchOne(db, sql: "SELECT * FROM tasks WHERE job_id = ? AND idx = ?", arguments: [jobID, idx])
+        }
+    }
+
+    /// Indices of a job's pending tasks, in order.
+    public func pendingIndices(_ jobID: String) async throws -> [Int] {
+        try await db.read { db in
+            try Int.fetchAll(db, sql: "SELECT idx FROM tasks WHERE job_id = ? AND state = 'pending' ORDER BY idx", arguments: [jobID])
+        }
+    }
+}

@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <dirent.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -27,4 +28,8 @@ void batchd_close_from(int first) {
         if (fd >= first && fd != self) close(fd);
     }
     closedir(d);
+}
+
+int batchd_eventfd(void) {
+    return eventfd(0, EFD_CLOEXEC);
 }

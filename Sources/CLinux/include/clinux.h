@@ -10,4 +10,7 @@ int batchd_pidfd_open(pid_t pid);
 /// Closes every descriptor from `first` up (close_range(2), with a fallback).
 void batchd_close_from(int first);
 
+/// A close-on-exec eventfd, for waking a thread blocked in poll(2).
+int batchd_eventfd(void);
+
 #endif

@@ -1,0 +1,134 @@
+import BatchCore
+import BatchStore
+import Foundation
+
+/// What `batchctl list/show/logs` print, built from the database (read-only).
+public struct JobReport: Sendable {
+    let store: Store
+
+    /// A report reader over a read-only store.
+    public init(store: Store) { self.store = store }
+
+    static func iso(_ t: Double?) -> Any {
+        guard let t else { return NSNull() }
+        let f = ISO8601DateFormatter()
+        return f.string(from: Date(timeIntervalSince1970: t))
+    }
+
+    /// JSON text of a value made of dictionaries and arrays.
+    public static func json(_ object: Any) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func countsObject(_ c: TaskCounts) -> [String: Int] {
+        ["total": c.total, "pending": c.pending, "running": c.running, "succeeded": c.succeeded, "failed": c.failed, "cancelled": c.cancelled]
+    }
+
+    /// The jobs list as objects.
+    public func list(limit: Int) async throws -> [[String: Any]] {
+        var out: [[String: Any]] = []
+        for job in try await store.jobs(limit: limit) {
+            let c = try await store.counts(job.id)
+            out.append(["id": job.id, "name": job.name, "state": job.phase, "backend": job.backend,
+                        "tasks": Self.countsObject(c), "createdAt": Self.iso(job.createdAt), "finishedAt": Self.iso(job.finishedAt)])
+        }
+        return out
+    }
+
+    /// The jobs list as a table.
+    public func listTable(limit: Int) async throws -> String {
+        var rows = [["ID", "NAME", "STATE", "TASKS OK/ALL", "FAILED", "CREATED"]]
+        for job in try await store.jobs(limit: limit) {
+            let c = try await store.counts(job.id)
+            rows.append([job.id, job.name, job.phase, "\(c.succeeded)/\(c.total)", "\(c.failed)", "\(Self.iso(job.createdAt))"])
+        }
+        return Self.table(rows)
+    }
+
+    static func table(_ rows: [[String]]) -> String {
+        guard let first = rows.first else { return "" }
+        let widths = (0..<first.count).map { i in rows.map { $0[i].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    /// One job in detail.
+    public func show(_ job: JobRecord) async throws -> [String: Any] {
+        let counts = try await store.counts(job.id)
+        let tasks = try await store.tasks(job.id)
+        let names = Dictionary(tasks.map { ($0.idx, $0.taskId) }, uniquingKeysWith: { a, _ in a })
+        let outputs = try await store.outputs(job.id)
+        let failed = tasks.filter { $0.state == "failed" }.map { t -> [String: Any] in
+            ["id": t.taskId, "outcome": t.outcome ?? NSNull(), "exitCode": t.exitCode ?? NSNull(), "signal": t.signal ?? NSNull(),
+             "detail": t.detail ?? NSNull(), "attempts": t.countedAttempts]
+        }
+        return [
+            "id": job.id, "name": job.name, "state": job.phase, "reason": job.reason ?? NSNull(), "backend": job.backend,
+            "createdAt": Self.iso(job.createdAt), "finishedAt": Self.iso(job.finishedAt), "manifest": job.manifestPath,
+            "sourceFile": job.sourceFile, "cancelRequested": job.cancelRequested,
+            "tasks": Self.countsObject(counts), "failedTasks": failed,
+            "outputs": ["destination": job.destination,
+                        "files": outputs.map { ["path": $0.path, "task": names[$0.idx] ?? "\($0.idx)", "size": $0.size, "sha256": $0.sha256] }],
+        ]
+    }
+
+    /// One job in detail, for people.
+    public func showText(_ job: JobRecord) async throws -> String {
+        let c = try await store.counts(job.id)
+        let outputs = try await store.outputs(job.id)
+        var lines = [
+            "job        \(job.id)", "name       \(job.name)", "state      \(job.phase)\(job.reason.map { " — \($0)" } ?? "")",
+            "backend    \(job.backend)", "created    \(Self.iso(job.createdAt))",
+            "finished   \(job.finishedAt.map { "\(Self.iso($0))" } ?? "-")",
+            "tasks      \(c.total) total: \(c.succeeded) succeeded, \(c.failed) failed, \(c.running) running, \(c.pending) pending, \(c.cancelled) cancelled",
+            "outputs    \(outputs.count) files in \(job.destination)",
+            "manifest   \(job.manifestPath)",
+        ]
+        let failed = try await store.tasks(job.id).filter { $0.state == "failed" }
+        if !failed.isEmpty {
+            lines.append("failed tasks (see `batchctl logs \(job.id) TASK`):")
+            for t in failed.prefix(20) {
+                let how = t.exitCode.map { "exit code \($0)" } ?? t.signal.map { "signal \($0)" } ?? t.outcome ?? "?"
+                lines.append("  \(t.taskId): \(how)\(t.detail.map { " (\($0))" } ?? "")")
+            }
+            if failed.count > 20 { lines.append("  … and \(failed.count - 20) more") }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The files of one attempt of a task (the latest by default).
+    public func taskLogs(_ job: JobRecord, task: String, attempt: Int?) async throws -> [String: Any] {
+        guard let t = try await store.task(job.id, task) else {
+            throw DaemonError("job \(job.id) has no task '\(task)'")
+        }
+        let attempts = try await store.attempts(job.id, idx: t.idx)
+        guard let a = attempt.map({ n in attempts.first { $0.attempt == n } }) ?? attempts.last else {
+            throw DaemonError("task \(t.taskId) has \(attempts.isEmpty ? "not run yet" : "no attempt \(attempt!)")")
+        }
+        func read(_ name: String) -> String {
+            FileManager.default.contents(atPath: "\(a.directory)/\(name)").map { String(decoding: $0, as: UTF8.self) } ?? ""
+        }
+        return ["job": job.id, "task": t.taskId, "attempt": a.attempt, "attempts": attempts.count, "state": t.state,
+                "outcome": a.outcome ?? NSNull(), "exitCode": a.exitCode ?? NSNull(), "signal": a.signal ?? NSNull(),
+                "detail": a.detail ?? NSNull(), "directory": a.directory, "stdout": read("stdout"), "stderr": read("stderr")]
+    }
+
+    /// A job's history, and the end of each failed task's stderr.
+    public func jobLogs(_ job: JobRecord) async throws -> [String: Any] {
+        let events = try await store.events(job.id).map { e -> [String: Any] in
+            ["at": Self.iso(e.at), "kind": e.kind, "message": e.message]
+        }
+        var failed: [[String: Any]] = []
+        for t in try await store.tasks(job.id) where t.state == "failed" {
+            var logs = try await taskLogs(job, task: t.taskId, attempt: nil)
+            let tail = (logs["stderr"] as? String ?? "").split(separator: "\n", omittingEmptySubsequences: false).suffix(20)
+            logs["stderr"] = tail.joined(separator: "\n")
+            logs["stdout"] = nil
+            failed.append(logs)
+        }
+        return ["job": job.id, "events": events, "failedTasks": failed]
+    }
+}

@@ -1,0 +1,111 @@
+import BackendLocal
+import BatchCore
+import Foundation
+import Yams
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `batchctl submit` does before the daemon sees anything: validate the
+/// manifest (including its globs and row files), pin relative paths to the
+/// manifest's own directory, and write it into the inbox atomically. Works
+/// while the daemon is down: the inbox keeps it.
+public enum Submission {
+    /// A validated manifest, ready for the inbox.
+    public struct Prepared: Sendable {
+        /// The text to write (the user's own, plus `baseDirectory:` / `backend:`).
+        public var text: String
+        /// The manifest.
+        public var manifest: Manifest
+        /// How many tasks it makes.
+        public var taskCount: Int
+        /// `yaml` or `json`.
+        public var fileExtension: String
+    }
+
+    /// Validates `path` and returns the text to submit.
+    public static func prepare(path: String, backend: String?) throws -> Prepared {
+        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        guard let data = FileManager.default.contents(atPath: absolute) else {
+            throw DaemonError("\(path): cannot read the file")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        let name = (path as NSString).lastPathComponent
+        var manifest = try ManifestParser.parse(text, file: name)
+        if let backend, !ManifestKeys.backends.contains(backend) {
+            throw DaemonError("--backend \(backend): unknown backend (one of: \(ManifestKeys.backends.joined(separator: ", ")))")
+        }
+        let base = manifest.baseDirectory ?? (absolute as NSString).deletingLastPathComponent
+        let expanded = try TaskExpander(fs: LocalFileSystem()).expand(manifest, base: base, jobID: "check", file: name)
+
+        var additions: [(String, String)] = []
+        if manifest.baseDirectory == nil { additions.append(("baseDirectory", base)) }
+        if let backend { additions.append(("backend", backend)) }
+        let isJSON = name.lowercased().hasSuffix(".json")
+        let source = isJSON ? text.replacingOccurrences(of: "\t", with: " ") : text
+        var out = text
+        var ext = isJSON ? "json" : "yaml"
+        // libyaml reports a block mapping's style as `any`; only `flow` ({...}, JSON) is not block.
+        if let root = try Yams.compose(yaml: source), let map = root.mapping, map.style != .flow,
+           let edited = editBlock(text, map, additions) {
+            out = edited
+            ext = "yaml"
+        } else {
+            guard var object = try Yams.load(yaml: source) as? [String: Any] else {
+                throw DaemonError("\(path): expected a mapping at the top")
+            }
+            for (k, v) in additions { object[k] = v }
+            let json = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            out = String(decoding: json, as: UTF8.self) + "\n"
+            ext = "json"
+        }
+        manifest = try ManifestParser.parse(out, file: name)
+        return Prepared(text: out, manifest: manifest, taskCount: expanded.tasks.count, fileExtension: ext)
+    }
+
+    /// Adds or replaces top-level keys of a block mapping line by line, so the
+    /// user's comments and layout stay. Nil when a key to replace spans lines.
+    static func editBlock(_ text: String, _ map: Node.Mapping, _ additions: [(String, String)]) -> String? {
+        var lines = text.components(separatedBy: "\n")
+        if lines.last == "" { lines.removeLast() }
+        for (key, value) in additions {
+            let line = "\(key): \(quote(value))"
+            if let (k, v) = map.first(where: { $0.key.string == key }) {
+                guard let kl = k.mark?.line, v.mark?.line == kl, v.scalar != nil, kl - 1 < lines.count else { return nil }
+                lines[kl - 1] = line
+            } else {
+                lines.append(line)
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A YAML double-quoted scalar (valid JSON string syntax too).
+    static func quote(_ s: String) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: [s])) ?? Data("[\"\"]".utf8)
+        let json = String(decoding: data, as: UTF8.self)
+        return String(json.dropFirst().dropLast()).replacingOccurrences(of: "\\/", with: "/")
+    }
+
+    /// Writes the text into the inbox under a unique name (a dot-file first,
+    /// then a rename, so the daemon never sees half a file). Returns the name.
+    public static func write(_ prepared: Prepared, inbox: String) throws -> String {
+        guard FileManager.default.fileExists(atPath: inbox) else {
+            throw DaemonError("the inbox \(inbox) does not exist (has batchd run with this config?)")
+        }
+        let stem = prepared.manifest.name
+        let name = "\(stem)-\(String(format: "%08x", UInt32.random(in: 0...UInt32.max))).\(prepared.fileExtension)"
+        let tmp = "\(inbox)/.\(name).tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data(prepared.text.utf8), attributes: [.posixPermissions: 0o664]) else {
+            throw DaemonError("cannot write into the inbox \(inbox): \(String(cString: strerror(errno)))")
+        }
+        let fd = open(tmp, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 { fsync(fd); close(fd) }
+        guard rename(tmp, "\(inbox)/\(name)") == 0 else {
+            unlink(tmp)
+            throw DaemonError("cannot move the manifest into the inbox: \(String(cString: strerror(errno)))")
+        }
+        FileOps.syncDirectory(inbox)
+        return name
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The control socket's protocol: one JSON object per line each way, one
+/// request per connection. Requests: `{"op":"ping"}`,
+/// `{"op":"cancel","job":"ID-OR-NAME"}`, `{"op":"status"}`. Answers carry
+/// `"ok": true|false` and, when false, `"error"`.
+public enum ControlClient {
+    /// Sends one request and returns the answer.
+    public static func send(_ request: [String: String], socket path: String, timeout: Double = 10) throws -> [String: Any] {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw DaemonError("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        guard connectUnix(fd, path) else {
+            throw DaemonError("cannot reach batchd at \(path): \(String(cString: strerror(errno))) (is the daemon running with this config?)")
+        }
+        var line = try JSONSerialization.data(withJSONObject: request)
+        line.append(0x0A)
+        guard line.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == line.count else {
+            throw DaemonError("cannot send to batchd: \(String(cString: strerror(errno)))")
+        }
+        guard let answer = readLine(fd),
+              let object = try? JSONSerialization.jsonObject(with: answer) as? [String: Any] else {
+            throw DaemonError("batchd sent no answer")
+        }
+        return object
+    }
+
+    static func connectUnix(_ fd: Int32, _ path: String) -> Bool {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { errno = ENAMETOOLONG; return false }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+
+    /// Reads up to a newline (at most 1 MiB).
+    static func readLine(_ fd: Int32) -> Data? {
+        var data = Data()
+        var byte: UInt8 = 0
+        while data.count < 1 << 20 {
+            let n = read(fd, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return data.isEmpty ? nil : data }
+            if byte == 0x0A { return data }
+            data.append(byte)
+        }
+        return nil
+    }
+}

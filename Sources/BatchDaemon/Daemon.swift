@@ -1,0 +1,105 @@
+import BackendLocal
+import BatchStore
+import Foundation
+import Logging
+import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the daemon needs from its process, gathered once by the executable
+/// (libraries read no environment of their own).
+public struct DaemonEnvironment: Sendable {
+    /// The process environment.
+    public var variables: [String: String]
+    /// Cores on this machine.
+    public var cores: Int
+    /// The directory holding the batchd binary (batchd-exec is looked for there).
+    public var executableDirectory: String
+
+    /// Creates an environment.
+    public init(variables: [String: String], cores: Int, executableDirectory: String) {
+        self.variables = variables
+        self.cores = cores
+        self.executableDirectory = executableDirectory
+    }
+}
+
+/// The daemon: the supervisor, inbox and control socket as one ServiceGroup.
+/// SIGTERM or SIGINT shut it down gracefully.
+public enum Daemon {
+    /// Version of batchd.
+    public static let version = "0.1.0"
+
+    /// Runs until SIGTERM/SIGINT; throws on start-up failures.
+    public static func run(config: DaemonConfig, environment: DaemonEnvironment, logger: Logger) async throws {
+        for (dir, mode) in [(config.stateDirectory, 0o750), (config.inboxDirectory, 0o2775), (config.rejectedDirectory, 0o2775),
+                            (config.claimedDirectory, 0o750), (config.jobsDirectory, 0o750), (config.storeDirectory, 0o750),
+                            (config.runtimeDirectory, 0o755)] as [(String, Int)] {
+            do {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: mode])
+            } catch {
+                throw DaemonError("cannot create \(dir): \(error.localizedDescription)")
+            }
+        }
+        let store = try Store(path: config.databasePath, clock: { Date().timeIntervalSince1970 })
+        let exec = config.local.exec.isEmpty ? "\(environment.executableDirectory)/batchd-exec" : config.local.exec
+        guard access(exec, X_OK) == 0 else {
+            throw DaemonError("the task helper \(exec) is missing or not executable (build it with `swift build`, or set local.exec in the config)")
+        }
+        var base: [String: String] = [:]
+        for name in config.local.passEnvironment { if let v = environment.variables[name] { base[name] = v } }
+        if base["PATH"] == nil { base["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
+        let slots = config.local.slots > 0 ? config.local.slots : max(1, environment.cores)
+
+        let ctx = JobContext(
+            config: config, store: store,
+            runner: LocalRunner(execPath: exec, store: ContentStore(root: config.storeDirectory), killGrace: config.local.killGrace),
+            slots: SlotPool(limit: slots), logger: logger, baseEnvironment: base,
+            clock: { Date().timeIntervalSince1970 })
+        let supervisor = Supervisor(ctx: ctx)
+        let intake = JobIntake(config: config, store: store, logger: logger, clock: { Date() })
+        let inbox = InboxService(intake: intake, supervisor: supervisor)
+        let control = ControlServer(path: config.socketPath, supervisor: supervisor, logger: logger)
+        let ready = ReadinessService(supervisor: supervisor, inbox: inbox, control: control, logger: logger,
+                                     details: ["slots": "\(slots)", "inbox": "\(config.inboxDirectory)",
+                                               "state": "\(config.stateDirectory)", "version": "\(version)"])
+        // Shut down in reverse order: stop announcing, stop claiming, drain
+        // the jobs, and close the control socket last.
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [
+                .init(service: control, serviceName: "control"),
+                .init(service: supervisor, serviceName: "supervisor"),
+                .init(service: inbox, serviceName: "inbox"),
+                .init(service: ready, serviceName: "readiness"),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+        logger.info("daemon stopped")
+    }
+}
+
+/// Says "daemon ready" once the database is migrated, unfinished jobs are
+/// reconciled, the inbox is watched and the control socket listens; says
+/// "daemon stopping" when shutdown begins.
+struct ReadinessService: Service {
+    let supervisor: Supervisor
+    let inbox: InboxService
+    let control: ControlServer
+    let logger: Logger
+    let details: Logger.Metadata
+
+    func run() async throws {
+        let ready: Bool? = await cancelWhenGracefulShutdown {
+            let a: Void? = await supervisor.reconciled.wait()
+            let b: Void? = await inbox.watching.wait()
+            let c: Void? = await control.listening.wait()
+            return a != nil && b != nil && c != nil
+        }
+        if ready == true { logger.info("daemon ready", metadata: details) }
+        try? await gracefulShutdown()
+        logger.info("daemon stopping")
+    }
+}

@@ -1,0 +1,160 @@
+import BatchCore
+import Foundation
+import Yams
+
+/// The daemon's configuration: one file (etc/batchd/batchd.yaml), every key
+/// with a default. Secrets are never in it.
+public struct DaemonConfig: Sendable, Equatable {
+    /// Where the database, claimed manifests, task directories and the input store live.
+    public var stateDirectory = "/var/lib/batchd"
+    /// The watched directory; default `<stateDirectory>/inbox`.
+    public var inbox: String?
+    /// Where the control socket lives.
+    public var runtimeDirectory = "/run/batchd"
+    /// Backend for manifests that name none.
+    public var defaultBackend = "local"
+    /// How long running tasks may go on finishing after SIGTERM before they are stopped.
+    public var shutdownGrace: Double = 30
+    /// Local backend settings.
+    public var local = Local()
+
+    /// Local backend settings.
+    public struct Local: Sendable, Equatable {
+        /// Tasks run at once on this machine; 0 means one per core.
+        public var slots = 0
+        /// Time between SIGTERM and SIGKILL when a task is stopped.
+        public var killGrace: Double = 10
+        /// Path of batchd-exec; empty means next to the batchd binary.
+        public var exec = ""
+        /// Variables passed from the daemon's environment to tasks.
+        public var passEnvironment = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"]
+    }
+
+    /// Every default.
+    public init() {}
+
+    /// The inbox directory.
+    public var inboxDirectory: String { inbox ?? "\(stateDirectory)/inbox" }
+    /// Rejected manifests and their `.error` files.
+    public var rejectedDirectory: String { "\(inboxDirectory)/rejected" }
+    /// The SQLite database.
+    public var databasePath: String { "\(stateDirectory)/batchd.db" }
+    /// Manifests claimed from the inbox, not yet accepted or rejected.
+    public var claimedDirectory: String { "\(stateDirectory)/claimed" }
+    /// Per-job directories.
+    public var jobsDirectory: String { "\(stateDirectory)/jobs" }
+    /// The content-addressed input store.
+    public var storeDirectory: String { "\(stateDirectory)/store" }
+    /// The control socket.
+    public var socketPath: String { "\(runtimeDirectory)/batchd.sock" }
+
+    /// Backends this build can run.
+    public static let availableBackends = ["local"]
+
+    static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "local"]
+    static let localKeys = ["slots", "killGrace", "exec", "passEnvironment"]
+
+    /// Reads a config file. Relative paths in it are relative to the file's directory.
+    public static func load(path: String) throws -> DaemonConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(file: path, message: "cannot read the config file", hint: "pass --config with an existing file, e.g. etc/batchd/batchd.yaml")
+        }
+        let dir = (URL(fileURLWithPath: path).standardizedFileURL.path as NSString).deletingLastPathComponent
+        return try parse(String(decoding: data, as: UTF8.self), file: path, directory: dir)
+    }
+
+    /// Parses config text.
+    public static func parse(_ text: String, file: String, directory: String) throws -> DaemonConfig {
+        var c = DaemonConfig()
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch {
+            throw ConfigError(file: file, message: "not valid YAML: \(error)", hint: nil)
+        }
+        guard let root else { return c }
+        guard let map = root.mapping else { throw ConfigError(file: file, message: "expected a mapping at the top", hint: nil) }
+        func fail(_ node: Node, _ field: String, _ message: String, _ hint: String? = nil) -> ConfigError {
+            ConfigError(file: file, line: node.mark?.line, field: field, message: message, hint: hint)
+        }
+        func str(_ node: Node, _ field: String) throws -> String {
+            guard let s = node.scalar?.string else { throw fail(node, field, "expected text") }
+            return s
+        }
+        func path(_ node: Node, _ field: String) throws -> String {
+            let s = try str(node, field)
+            return s.hasPrefix("/") ? s : URL(fileURLWithPath: "\(directory)/\(s)").standardizedFileURL.path
+        }
+        func seconds(_ node: Node, _ field: String) throws -> Double {
+            guard let v = HumanDuration.seconds(from: try str(node, field)) else { throw fail(node, field, "expected a duration", "e.g. 30s or 2m") }
+            return v
+        }
+        for (key, value) in map {
+            let name = key.string ?? ""
+            switch name {
+            case "stateDirectory": c.stateDirectory = try path(value, name)
+            case "inbox": c.inbox = try path(value, name)
+            case "runtimeDirectory": c.runtimeDirectory = try path(value, name)
+            case "defaultBackend":
+                c.defaultBackend = try str(value, name)
+                guard ManifestKeys.backends.contains(c.defaultBackend) else {
+                    throw fail(value, name, "unknown backend '\(c.defaultBackend)'", "one of \(ManifestKeys.backends.joined(separator: ", "))")
+                }
+            case "shutdownGrace": c.shutdownGrace = try seconds(value, name)
+            case "local":
+                guard let local = value.mapping else { throw fail(value, name, "expected a mapping") }
+                for (k, v) in local {
+                    let field = "local.\(k.string ?? "")"
+                    switch k.string ?? "" {
+                    case "slots":
+                        guard let n = Int(try str(v, field)), n >= 0 else { throw fail(v, field, "expected a whole number ≥ 0", "0 means one per core") }
+                        c.local.slots = n
+                    case "killGrace": c.local.killGrace = try seconds(v, field)
+                    case "exec": c.local.exec = try str(v, field).isEmpty ? "" : try path(v, field)
+                    case "passEnvironment":
+                        guard let seq = v.sequence else { throw fail(v, field, "expected a list of variable names") }
+                        c.local.passEnvironment = try seq.map { try str($0, field) }
+                    default:
+                        throw fail(k, field, "unknown key '\(k.string ?? "")'",
+                                   Suggest.nearest(to: k.string ?? "", in: localKeys).map { "did you mean '\($0)'?" })
+                    }
+                }
+            default:
+                throw fail(key, name, "unknown key '\(name)'", Suggest.nearest(to: name, in: keys).map { "did you mean '\($0)'?" }
+                           ?? "valid keys: \(keys.joined(separator: ", "))")
+            }
+        }
+        return c
+    }
+}
+
+/// A config file that cannot be used.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    /// The config file.
+    public var file: String
+    /// 1-based line, when known.
+    public var line: Int?
+    /// The key.
+    public var field: String?
+    /// What is wrong.
+    public var message: String
+    /// How to fix it.
+    public var hint: String?
+
+    init(file: String, line: Int? = nil, field: String? = nil, message: String, hint: String?) {
+        self.file = file
+        self.line = line
+        self.field = field
+        self.message = message
+        self.hint = hint
+    }
+
+    /// `FILE:LINE: FIELD: MESSAGE (HINT)`.
+    public var description: String {
+        var s = file
+        if let line { s += ":\(line)" }
+        s += ": "
+        if let field { s += "\(field): " }
+        s += message
+        if let hint { s += " (\(hint))" }
+        return s
+    }
+}

@@ -1,0 +1,31 @@
+import BackendLocal
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Watches the inbox and feeds accepted jobs to the supervisor. On graceful
+/// shutdown it stops claiming at once.
+struct InboxService: Service {
+    let intake: JobIntake
+    let supervisor: Supervisor
+    let watching = AsyncEvent<Void>()
+
+    func run() async throws {
+        for claimed in await intake.leftovers() {
+            if let id = await intake.process(claimed) { supervisor.enqueue(id) }
+        }
+        let watcher = try InboxWatcher(directory: intake.config.inboxDirectory)
+        watcher.start()
+        watching.fire(())
+        intake.logger.info("watching the inbox", metadata: ["inbox": "\(intake.config.inboxDirectory)"])
+        try await withGracefulShutdownHandler {
+            for await name in watcher.names {
+                try Task.checkCancellation()
+                guard let claimed = intake.claim(name) else { continue }
+                if let id = await intake.process(claimed) { supervisor.enqueue(id) }
+            }
+        } onGracefulShutdown: {
+            watcher.stop()
+        }
+    }
+}

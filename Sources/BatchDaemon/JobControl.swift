@@ -1,0 +1,34 @@
+import BackendLocal
+import BatchStore
+import Foundation
+import Logging
+
+/// The signals the supervisor sends one job's runner.
+final class JobControl: Sendable {
+    /// Start no new attempts (shutdown or cancel).
+    let halt = AsyncEvent<Void>()
+    /// Stop running attempts, and why.
+    let stop = AsyncEvent<StopReason>()
+    /// Fired by the runner once it has reconciled what a crash left behind.
+    let reconciled = AsyncEvent<Void>()
+
+    /// Cancels the job: no new attempts, running ones stopped.
+    func cancel() {
+        halt.fire(())
+        stop.fire(.cancel)
+    }
+
+    var isCancelled: Bool { stop.value == .cancel }
+}
+
+/// What every job runner shares.
+struct JobContext: Sendable {
+    let config: DaemonConfig
+    let store: Store
+    let runner: LocalRunner
+    let slots: SlotPool
+    let logger: Logger
+    /// Variables passed through from the daemon's environment to tasks.
+    let baseEnvironment: [String: String]
+    let clock: @Sendable () -> Double
+}

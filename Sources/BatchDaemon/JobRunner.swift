@@ -1,0 +1,109 @@
+import BackendLocal
+import BatchCore
+import BatchStore
+import Foundation
+import Logging
+
+/// Drives one job through the state machine: applies an event, saves the new
+/// state, performs the actions, and feeds their result back as the next event.
+/// Returns when the job is over, or when the daemon shuts down (the job then
+/// resumes from its saved phase at the next start).
+struct JobRunner: Sendable {
+    let ctx: JobContext
+    let jobID: String
+    let control: JobControl
+
+    var log: Logger {
+        var l = ctx.logger
+        l[metadataKey: "job.id"] = "\(jobID)"
+        l[metadataKey: "backend"] = "local"
+        return l
+    }
+
+    func run() async {
+        defer { control.reconciled.fire(()) }
+        guard let job = await retrying("load the job", { try await ctx.store.job(jobID) }) ?? nil else { return }
+        if job.cancelRequested { control.cancel() }
+        var state = job.state
+        var event: JobEvent = .start
+        var cancelHandled = false
+        if state.phase != .running || control.isCancelled { control.reconciled.fire(()) }
+        while !state.phase.isTerminal {
+            if control.isCancelled, !cancelHandled, state.phase != .finalizing {
+                cancelHandled = true
+                event = .cancelRequested
+            }
+            let t = JobMachine.apply(event, to: state)
+            if let why = t.ignored {
+                log.error("state machine refused an event", metadata: ["reason": "\(why)"])
+                return
+            }
+            if t.state != state {
+                let message = t.state.phase.isTerminal ? terminalMessage(t.state) : nil
+                guard await retrying("save the job's phase", { try await ctx.store.setPhase(jobID, t.state, message: message) }) != nil else { return }
+                state = t.state
+                log.info(t.state.phase.isTerminal ? "job \(t.state.phase.rawValue)" : "job phase changed",
+                         metadata: ["job.phase": "\(t.state.phase.rawValue)"]
+                            .merging(t.state.verdict?.reason.map { ["reason": "\($0)"] } ?? [:]) { $1 })
+            }
+            if state.phase.isTerminal { return }
+            guard let next = await perform(t.actions, job: job) else { return }
+            event = next
+        }
+    }
+
+    func terminalMessage(_ state: JobState) -> String {
+        switch state.verdict {
+        case .failure(let reason)?: return "job failed: \(reason)"
+        case .cancelled?: return "job cancelled"
+        default: return "job succeeded"
+        }
+    }
+
+    /// Performs actions in order; the last one's event is the next event. Nil
+    /// when the daemon is shutting down.
+    func perform(_ actions: [JobAction], job: JobRecord) async -> JobEvent? {
+        var next: JobEvent = .progress(TaskCounts(pending: 1))
+        for action in actions {
+            switch action {
+            case .stageInputs:
+                next = await stage(job)
+            case .provisionPool:
+                next = .provisioned  // local slots need no pool
+            case .submitTasks:
+                next = .submitted  // tasks were recorded at acceptance, with deterministic ids
+            case .monitorTasks:
+                guard let e = await monitor(job) else { return nil }
+                next = e
+            case .cancelTasks:
+                await stopLiveAttempts(job)
+                _ = await retrying("cancel pending tasks", { try await ctx.store.cancelPendingTasks(jobID) })
+            case .verifyOutputs:
+                next = await verifyOutputs(job)
+            case .cleanup(let verdict):
+                cleanup(job, verdict)
+            case .writeSummary(let verdict):
+                await writeSummary(job, verdict)
+                next = .finalized
+            }
+            if control.halt.value != nil, !control.isCancelled { return nil }
+        }
+        return next
+    }
+
+    /// Retries a database step with backoff until it works or the daemon
+    /// stops: a full disk or a locked file is transient, and giving up would
+    /// lose the record of work that happened.
+    func retrying<T: Sendable>(_ what: String, _ body: @Sendable () async throws -> T) async -> T? {
+        var attempt = 0
+        while true {
+            do { return try await body() } catch {
+                log.error("database step failed; will retry", metadata: ["step": "\(what)", "error": "\(error)"])
+                let delay = Backoff(base: 0.2, factor: 2, cap: 10).delay(attempt: attempt, jitter: Double.random(in: 0...1))
+                attempt += 1
+                if control.halt.value != nil && !control.isCancelled { return nil }
+                try? await Task.sleep(for: .seconds(delay))
+            }
+        }
+    }
+}

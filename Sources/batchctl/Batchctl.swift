@@ -1,0 +1,76 @@
+import ArgumentParser
+import BatchDaemon
+import BatchStore
+import Foundation
+
+/// `batchctl`: submit jobs and look at them. It never writes the database:
+/// submissions go through the inbox, commands through the control socket.
+///
+/// Exit codes: 0 success (a waited-for job succeeded), 1 the job failed or was
+/// cancelled, 2 bad input (manifest or arguments), 3 the daemon could not be
+/// reached, 4 no such job or task, 5 timed out waiting.
+@main
+struct Batchctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "batchctl",
+        abstract: "Submit batch jobs to batchd and inspect them.",
+        discussion: """
+            Exit codes: 0 ok, 1 job failed or cancelled, 2 bad input, 3 daemon unreachable, \
+            4 not found, 5 timed out.
+            """,
+        version: Daemon.version,
+        subcommands: [Submit.self, List.self, Show.self, Logs.self, Cancel.self, Wait.self])
+
+    @OptionGroup var global: Global
+}
+
+/// Options every subcommand takes.
+struct Global: ParsableArguments {
+    @Option(name: .long, help: "The daemon's config file (batchctl reads the same one).")
+    var config = ProcessInfo.processInfo.environment["BATCHD_CONFIG"] ?? "/etc/batchd/batchd.yaml"
+
+    func load() throws -> DaemonConfig {
+        do { return try DaemonConfig.load(path: config) } catch {
+            throw CLIError(2, "\(error)")
+        }
+    }
+
+    func store() throws -> Store {
+        let c = try load()
+        do { return try Store(readOnlyPath: c.databasePath) } catch { throw CLIError(3, "\(error)") }
+    }
+
+    func job(_ store: Store, _ idOrName: String) async throws -> JobRecord {
+        guard let job = try await store.job(idOrName) else { throw CLIError(4, "no job with id or name '\(idOrName)'") }
+        return job
+    }
+}
+
+/// An error that ends batchctl with a message and an exit code.
+struct CLIError: Error, CustomStringConvertible {
+    let code: Int32
+    let description: String
+    init(_ code: Int32, _ description: String) {
+        self.code = code
+        self.description = description
+    }
+}
+
+extension AsyncParsableCommand {
+    /// Runs `body`, turning errors into a message on stderr and an exit code.
+    func guarded(_ body: () async throws -> Void) async throws {
+        do { try await body() } catch let e as CLIError {
+            FileHandle.standardError.write(Data("batchctl: \(e.description)\n".utf8))
+            throw ExitCode(e.code)
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            FileHandle.standardError.write(Data("batchctl: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+func say(_ text: String) {
+    FileHandle.standardOutput.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+}

@@ -1,0 +1,135 @@
+import ArgumentParser
+import BatchDaemon
+import BatchStore
+import Foundation
+
+struct Submit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a manifest and put it in the inbox (works while the daemon is down).")
+
+    @OptionGroup var global: Global
+    @Argument(help: "The manifest (YAML or JSON).") var file: String
+    @Option(help: "Run on this backend instead of the manifest's (local, azure, slurm).") var backend: String?
+    @Flag(help: "Wait until the job ends; exit 0 only if it succeeded.") var wait = false
+    @Option(help: "With --wait: give up after this many seconds (exit 5).") var timeout: Double?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            let config = try global.load()
+            let prepared: Submission.Prepared
+            do { prepared = try Submission.prepare(path: file, backend: backend) } catch { throw CLIError(2, "\(error)") }
+            let name = try Submission.write(prepared, inbox: config.inboxDirectory)
+            if !json { say("submitted \(prepared.manifest.name) (\(prepared.taskCount) tasks) as \(config.inboxDirectory)/\(name)") }
+            guard wait else {
+                if json { say(JobReport.json(["submitted": name, "inbox": config.inboxDirectory, "tasks": prepared.taskCount])) }
+                return
+            }
+            let job = try await Waiter(config: config, json: json).forSubmission(name, timeout: timeout)
+            try await Waiter(config: config, json: json).until(job, timeout: timeout)
+        }
+    }
+}
+
+struct Wait: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Wait until a job ends; exit 0 only if it succeeded.")
+    @OptionGroup var global: Global
+    @Argument(help: "Job id or name (a name means its latest job).") var job: String
+    @Option(help: "Give up after this many seconds (exit 5).") var timeout: Double?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            let config = try global.load()
+            let record = try await global.job(try global.store(), job)
+            try await Waiter(config: config, json: json).until(record.id, timeout: timeout)
+        }
+    }
+}
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List jobs, newest first.")
+    @OptionGroup var global: Global
+    @Option(help: "At most this many jobs.") var limit = 50
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            let report = JobReport(store: try global.store())
+            say(json ? JobReport.json(try await report.list(limit: limit)) : try await report.listTable(limit: limit))
+        }
+    }
+}
+
+struct Show: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a job: state, task counts, failures, outputs.")
+    @OptionGroup var global: Global
+    @Argument(help: "Job id or name (a name means its latest job).") var job: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            let store = try global.store()
+            let record = try await global.job(store, job)
+            let report = JobReport(store: store)
+            say(json ? JobReport.json(try await report.show(record)) : try await report.showText(record))
+        }
+    }
+}
+
+struct Logs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A job's history and failed tasks' stderr, or one task's stdout and stderr.")
+    @OptionGroup var global: Global
+    @Argument(help: "Job id or name.") var job: String
+    @Argument(help: "Task id (or index).") var task: String?
+    @Option(help: "Which attempt (default: the latest).") var attempt: Int?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            let store = try global.store()
+            let record = try await global.job(store, job)
+            let report = JobReport(store: store)
+            if let task {
+                let logs: [String: Any]
+                do { logs = try await report.taskLogs(record, task: task, attempt: attempt) } catch { throw CLIError(4, "\(error)") }
+                if json { say(JobReport.json(logs)); return }
+                let how = (logs["exitCode"] as? Int).map { "exit code \($0)" } ?? (logs["signal"] as? Int).map { "signal \($0)" }
+                    ?? (logs["outcome"] as? String) ?? "running"
+                say("== task \(logs["task"]!) attempt \(logs["attempt"]!) of \(logs["attempts"]!): \(how)")
+                say("== stdout")
+                FileHandle.standardOutput.write(Data((logs["stdout"] as? String ?? "").utf8))
+                say("== stderr")
+                FileHandle.standardOutput.write(Data((logs["stderr"] as? String ?? "").utf8))
+                return
+            }
+            let logs = try await report.jobLogs(record)
+            if json { say(JobReport.json(logs)); return }
+            for e in logs["events"] as? [[String: Any]] ?? [] { say("\(e["at"]!)  \(e["message"]!)") }
+            for f in logs["failedTasks"] as? [[String: Any]] ?? [] {
+                let how = (f["exitCode"] as? Int).map { "exit code \($0)" } ?? (f["signal"] as? Int).map { "signal \($0)" } ?? "\(f["outcome"] ?? "?")"
+                say("\n== task \(f["task"]!) failed (\(how)); last lines of stderr:")
+                say(f["stderr"] as? String ?? "")
+            }
+        }
+    }
+}
+
+struct Cancel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Cancel a job: stop its running tasks, start no more.")
+    @OptionGroup var global: Global
+    @Argument(help: "Job id or name.") var job: String
+
+    func run() async throws {
+        try await guarded {
+            let config = try global.load()
+            let answer: [String: Any]
+            do { answer = try ControlClient.send(["op": "cancel", "job": job], socket: config.socketPath) } catch {
+                throw CLIError(3, "\(error)")
+            }
+            guard answer["ok"] as? Bool == true else { throw CLIError(1, answer["error"] as? String ?? "cancel refused") }
+            say("cancelling \(answer["job"] ?? job)")
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import BatchDaemon
+import BatchStore
+import Foundation
+
+/// Waits for a submission to become a job, and for a job to end, by reading
+/// the database (read-only) a few times a second: it keeps working across
+/// daemon restarts, and while the daemon is down.
+struct Waiter {
+    let config: DaemonConfig
+    let json: Bool
+    let interval: Duration = .milliseconds(200)
+
+    func deadline(_ timeout: Double?) -> ContinuousClock.Instant? {
+        timeout.map { ContinuousClock.now + .seconds($0) }
+    }
+
+    /// The id of the job made from inbox file `name`, or a CLIError(2) with
+    /// the daemon's reasons if it was rejected.
+    func forSubmission(_ name: String, timeout: Double?) async throws -> String {
+        let end = deadline(timeout)
+        while true {
+            if let store = try? Store(readOnlyPath: config.databasePath), let job = try? await store.job(sourceFile: name) {
+                if !json { say("job \(job.id) accepted") }
+                return job.id
+            }
+            let error = "\(config.rejectedDirectory)/\(name).error"
+            if let data = FileManager.default.contents(atPath: error) {
+                throw CLIError(2, "the daemon rejected the manifest:\n\(String(decoding: data, as: UTF8.self))")
+            }
+            if let end, ContinuousClock.now >= end { throw CLIError(5, "timed out waiting for the daemon to take \(name) (is it running?)") }
+            try await Task.sleep(for: interval)
+        }
+    }
+
+    /// Waits until the job is over, prints its summary, and exits 0 only if it succeeded.
+    func until(_ id: String, timeout: Double?) async throws {
+        let end = deadline(timeout)
+        while true {
+            let store = try Store(readOnlyPath: config.databasePath)
+            if let job = try await store.job(id), job.jobPhase.isTerminal {
+                let report = JobReport(store: store)
+                say(json ? JobReport.json(try await report.show(job)) : try await report.showText(job))
+                if job.jobPhase != .succeeded { throw CLIError(1, "job \(job.id) \(job.phase)\(job.reason.map { ": \($0)" } ?? "")") }
+                return
+            }
+            if let end, ContinuousClock.now >= end { throw CLIError(5, "timed out waiting for job \(id)") }
+            try await Task.sleep(for: interval)
+        }
+    }
+}

@@ -37,9 +37,13 @@ public enum ProcessControl {
         return pid
     }
 
-    /// Whether a process exists (it may be a zombie).
+    /// Whether a process exists and has not exited (a zombie waiting to be
+    /// reaped counts as gone).
     public static func isAlive(_ pid: pid_t) -> Bool {
-        kill(pid, 0) == 0 || errno == EPERM
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat"),
+              let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count else { return true }
+        return stat[close + 2] != UInt8(ascii: "Z")
     }
 
     /// Sends a signal to a whole process group; false if none is left.

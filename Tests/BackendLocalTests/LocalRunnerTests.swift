@@ -1,0 +1,157 @@
+import BackendLocal
+import BatchCore
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Local runner: real processes under batchd-exec")
+struct LocalRunnerTests {
+    let dir: String
+    let runner: LocalRunner
+
+    init() throws {
+        dir = try tempDirectory("runner")
+        runner = LocalRunner(execPath: "\(binDirectory())/batchd-exec", store: ContentStore(root: "\(dir)/store"), killGrace: 2)
+    }
+
+    func spec(_ command: String, timeout: Double? = nil, name: String = "a1") -> AttemptSpec {
+        AttemptSpec(directory: "\(dir)/\(name)", command: command, env: ["PATH": "/usr/bin:/bin", "GREETING": "hi"], inputs: [], timeout: timeout)
+    }
+
+    func run(_ s: AttemptSpec, stop: AsyncEvent<StopReason> = AsyncEvent()) async throws -> TaskOutcome {
+        try runner.prepare(s)
+        let pid = try runner.start(s)
+        return await runner.wait(pid: pid, spec: s, remaining: s.timeout, stop: stop)
+    }
+
+    func read(_ path: String) -> String {
+        FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    }
+
+    @Test func exitCodeOutputAndEnvironment() async throws {
+        let s = spec("echo $GREETING from $(pwd); echo oops >&2; exit 3")
+        #expect(try await run(s) == .exited(code: 3))
+        #expect(read("\(s.directory)/stdout") == "hi from \(s.directory)/work\n")
+        #expect(read("\(s.directory)/stderr") == "oops\n")
+        #expect(LocalRunner.recordedOutcome(s.directory) == .exited(code: 3))
+    }
+
+    @Test func killedBySignal() async throws {
+        #expect(try await run(spec("kill -9 $$")) == .signaled(signal: 9))
+    }
+
+    @Test("a timeout stops the whole process group, children included")
+    func timeoutKillsGroup() async throws {
+        let s = spec("sleep 300 & echo $! > child.pid; sleep 300", timeout: 0.5)
+        #expect(try await run(s) == .timedOut(seconds: 0.5))
+        let child = pid_t(read("\(s.directory)/work/child.pid").trimmingCharacters(in: .whitespacesAndNewlines))!
+        #expect(!ProcessControl.isAlive(child))
+    }
+
+    @Test("a command that ignores SIGTERM is killed after the grace period")
+    func ignoresTerm() async throws {
+        let r = LocalRunner(execPath: runner.execPath, store: runner.store, killGrace: 0.3)
+        let s = spec("trap '' TERM; sleep 300", timeout: 0.3)
+        try r.prepare(s)
+        let pid = try r.start(s)
+        #expect(await r.wait(pid: pid, spec: s, remaining: 0.3, stop: AsyncEvent()) == .timedOut(seconds: 0.3))
+        #expect(!ProcessControl.isAlive(pid))
+    }
+
+    @Test func stopForCancelAndShutdown() async throws {
+        let stop = AsyncEvent<StopReason>()
+        let s = spec("sleep 300")
+        try runner.prepare(s)
+        let pid = try runner.start(s)
+        stop.fire(.cancel)
+        #expect(await runner.wait(pid: pid, spec: s, remaining: nil, stop: stop) == .cancelled)
+        let stop2 = AsyncEvent<StopReason>()
+        stop2.fire(.shutdown)
+        let s2 = spec("sleep 300", name: "a2")
+        try runner.prepare(s2)
+        let pid2 = try runner.start(s2)
+        #expect(await runner.wait(pid: pid2, spec: s2, remaining: nil, stop: stop2) == .interrupted)
+    }
+
+    @Test("an attempt outlives its starter and is found again by its directory")
+    func adoption() async throws {
+        let s = spec("read line < fifo; exit 7")
+        try runner.prepare(s)
+        mkfifo("\(s.directory)/work/fifo", 0o600)
+        let pid = try runner.start(s)
+        // Opening the FIFO for writing returns once the command has opened it
+        // for reading, so batchd-exec has written its pid file by then.
+        let fd = open("\(s.directory)/work/fifo", O_WRONLY)
+        defer { close(fd) }
+        // A restarted daemon knows only the directory: it finds the live supervisor by its pid file.
+        let found = LocalRunner.livePid(s.directory, recorded: nil)
+        #expect(found == pid)
+        #expect(LocalRunner.recordedOutcome(s.directory) == nil)
+        let waiting = Task { await runner.wait(pid: found!, spec: s, remaining: nil, stop: AsyncEvent()) }
+        _ = write(fd, "go\n", 3)
+        #expect(await waiting.value == .exited(code: 7))
+        #expect(LocalRunner.livePid(s.directory, recorded: Int(pid)) == nil)
+    }
+
+    @Test func missingProgramIsRecorded() async throws {
+        #expect(try await run(spec("exec /nonexistent/program")) == .exited(code: 127))
+    }
+
+    @Test("inputs are stored once and hard-linked into each task")
+    func contentStore() throws {
+        let src = "\(dir)/input.txt"
+        try "data".write(toFile: src, atomically: true, encoding: .utf8)
+        let first = try runner.store.put(src)
+        let second = try runner.store.put(src)
+        #expect(first.copied && !second.copied)
+        #expect(first.sha256 == "3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7")
+        try runner.store.place(first.sha256, at: "\(dir)/t1/work/sub/input.txt")
+        try runner.store.place(first.sha256, at: "\(dir)/t2/work/input.txt")
+        var a = stat(), b = stat()
+        stat("\(dir)/t1/work/sub/input.txt", &a)
+        stat("\(dir)/t2/work/input.txt", &b)
+        #expect(a.st_ino == b.st_ino)
+        #expect(a.st_mode & 0o222 == 0)  // read-only: a task cannot corrupt the store
+    }
+}
+
+@Suite("Output collection never leaves the destination")
+struct OutputCollectorTests {
+    @Test func collectsMatchesAtomically() throws {
+        let dir = try tempDirectory("out")
+        let work = "\(dir)/work"
+        try FileManager.default.createDirectory(atPath: "\(work)/sub", withIntermediateDirectories: true)
+        try "1".write(toFile: "\(work)/a.out", atomically: true, encoding: .utf8)
+        try "2".write(toFile: "\(work)/sub/b.out", atomically: true, encoding: .utf8)
+        try "3".write(toFile: "\(work)/c.log", atomically: true, encoding: .utf8)
+        let found = try OutputCollector.find(in: work, patterns: ["*.out", "sub/*.out"])
+        #expect(found == ["a.out", "sub/b.out"])
+        for f in found { _ = try OutputCollector.copy(f, from: work, to: "\(dir)/dest") }
+        #expect(FileManager.default.contents(atPath: "\(dir)/dest/sub/b.out") == Data("2".utf8))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/dest").filter { $0.hasPrefix(".") }
+        #expect(leftovers.isEmpty)
+    }
+
+    @Test func symlinkOutOfTheTaskIsRefused() throws {
+        let dir = try tempDirectory("out")
+        let work = "\(dir)/work"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: "\(work)/secret.out", withDestinationPath: "/etc/passwd")
+        #expect(throws: FileOpError.self) { try OutputCollector.find(in: work, patterns: ["*.out"]) }
+    }
+
+    @Test func symlinkedDirectoryInTheDestinationIsRefused() throws {
+        let dir = try tempDirectory("out")
+        let work = "\(dir)/work"
+        try FileManager.default.createDirectory(atPath: "\(work)/sub", withIntermediateDirectories: true)
+        try "x".write(toFile: "\(work)/sub/f.out", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: "\(dir)/dest", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: "\(dir)/elsewhere", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: "\(dir)/dest/sub", withDestinationPath: "\(dir)/elsewhere")
+        #expect(throws: FileOpError.self) { try OutputCollector.copy("sub/f.out", from: work, to: "\(dir)/dest") }
+        #expect(throws: FileOpError.self) { try OutputCollector.copy("../f.out", from: work, to: "\(dir)/dest") }
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/elsewhere/f.out"))
+    }
+}

@@ -1,0 +1,111 @@
+import BatchCore
+import Testing
+
+@Suite("Job state machine")
+struct JobMachineTests {
+    struct Row: Sendable, CustomTestStringConvertible {
+        let from: JobState
+        let event: JobEvent
+        let to: JobState
+        let actions: [JobAction]
+        var testDescription: String { "\(from.phase) + \(event)" }
+    }
+
+    static let failure = Verdict.failure(reason: "1 of 3 tasks failed")
+
+    static let table: [Row] = [
+        Row(from: .init(phase: .accepted), event: .start, to: .init(phase: .staging), actions: [.stageInputs]),
+        Row(from: .init(phase: .staging), event: .staged, to: .init(phase: .provisioning), actions: [.provisionPool]),
+        Row(from: .init(phase: .provisioning), event: .provisioned, to: .init(phase: .submitting), actions: [.submitTasks]),
+        Row(from: .init(phase: .submitting), event: .submitted, to: .init(phase: .running), actions: [.monitorTasks]),
+        // Restarting in each phase resumes that phase's action.
+        Row(from: .init(phase: .staging), event: .start, to: .init(phase: .staging), actions: [.stageInputs]),
+        Row(from: .init(phase: .provisioning), event: .start, to: .init(phase: .provisioning), actions: [.provisionPool]),
+        Row(from: .init(phase: .submitting), event: .start, to: .init(phase: .submitting), actions: [.submitTasks]),
+        Row(from: .init(phase: .running), event: .start, to: .init(phase: .running), actions: [.monitorTasks]),
+        Row(from: .init(phase: .collecting, verdict: .success), event: .start, to: .init(phase: .collecting, verdict: .success), actions: [.verifyOutputs]),
+        Row(from: .init(phase: .finalizing, verdict: .cancelled), event: .start, to: .init(phase: .finalizing, verdict: .cancelled),
+            actions: [.cleanup(.cancelled), .writeSummary(.cancelled)]),
+        // Progress: not done yet changes nothing; all done decides the verdict.
+        Row(from: .init(phase: .running), event: .progress(TaskCounts(pending: 1, succeeded: 2)), to: .init(phase: .running), actions: []),
+        Row(from: .init(phase: .running), event: .progress(TaskCounts(succeeded: 3)), to: .init(phase: .collecting, verdict: .success), actions: [.verifyOutputs]),
+        Row(from: .init(phase: .running), event: .progress(TaskCounts(succeeded: 2, failed: 1)), to: .init(phase: .collecting, verdict: failure), actions: [.verifyOutputs]),
+        Row(from: .init(phase: .collecting, verdict: .success), event: .collected, to: .init(phase: .finalizing, verdict: .success),
+            actions: [.cleanup(.success), .writeSummary(.success)]),
+        Row(from: .init(phase: .collecting, verdict: failure), event: .collected, to: .init(phase: .finalizing, verdict: failure),
+            actions: [.cleanup(failure), .writeSummary(failure)]),
+        Row(from: .init(phase: .finalizing, verdict: .success), event: .finalized, to: .init(phase: .succeeded, verdict: .success), actions: []),
+        Row(from: .init(phase: .finalizing, verdict: failure), event: .finalized, to: .init(phase: .failed, verdict: failure), actions: []),
+        Row(from: .init(phase: .finalizing, verdict: .cancelled), event: .finalized, to: .init(phase: .cancelled, verdict: .cancelled), actions: []),
+        // Cancel: tasks are stopped only once some may exist.
+        Row(from: .init(phase: .staging), event: .cancelRequested, to: .init(phase: .finalizing, verdict: .cancelled),
+            actions: [.cleanup(.cancelled), .writeSummary(.cancelled)]),
+        Row(from: .init(phase: .running), event: .cancelRequested, to: .init(phase: .finalizing, verdict: .cancelled),
+            actions: [.cancelTasks, .cleanup(.cancelled), .writeSummary(.cancelled)]),
+        Row(from: .init(phase: .staging), event: .failed(reason: "input x missing"),
+            to: .init(phase: .finalizing, verdict: .failure(reason: "input x missing")),
+            actions: [.cleanup(.failure(reason: "input x missing")), .writeSummary(.failure(reason: "input x missing"))]),
+    ]
+
+    @Test("each event leads to the expected state and actions", arguments: table)
+    func transition(_ row: Row) {
+        let t = JobMachine.apply(row.event, to: row.from)
+        #expect(t.ignored == nil)
+        #expect(t.state == row.to)
+        #expect(t.actions == row.actions)
+    }
+
+    @Test("terminal states ignore every event", arguments: [JobPhase.succeeded, .failed, .cancelled])
+    func terminal(_ phase: JobPhase) {
+        for event in [JobEvent.start, .cancelRequested, .failed(reason: "x"), .finalized, .progress(TaskCounts())] {
+            let t = JobMachine.apply(event, to: JobState(phase: phase))
+            #expect(t.ignored != nil)
+            #expect(t.state.phase == phase)
+            #expect(t.actions.isEmpty)
+        }
+    }
+
+    @Test("events out of order are refused, not applied")
+    func outOfOrder() {
+        let t = JobMachine.apply(.collected, to: JobState(phase: .staging))
+        #expect(t.ignored != nil)
+        #expect(t.state.phase == .staging)
+        let f = JobMachine.apply(.cancelRequested, to: JobState(phase: .finalizing, verdict: .success))
+        #expect(f.ignored != nil)
+    }
+
+    @Test("a job runs from accepted to succeeded by the happy path")
+    func happyPath() {
+        var state = JobState(phase: .accepted)
+        let events: [JobEvent] = [.start, .staged, .provisioned, .submitted, .progress(TaskCounts(succeeded: 5)), .collected, .finalized]
+        var phases: [JobPhase] = []
+        for e in events {
+            state = JobMachine.apply(e, to: state).state
+            phases.append(state.phase)
+        }
+        #expect(phases == [.staging, .provisioning, .submitting, .running, .collecting, .finalizing, .succeeded])
+    }
+}
+
+@Suite("Retry rule")
+struct RetryPolicyTests {
+    @Test func decisions() {
+        #expect(RetryPolicy.decide(.exited(code: 0), countedAttempts: 1, retries: 0) == .succeeded)
+        #expect(RetryPolicy.decide(.exited(code: 3), countedAttempts: 1, retries: 0) == .failed)
+        #expect(RetryPolicy.decide(.exited(code: 3), countedAttempts: 1, retries: 1) == .retry)
+        #expect(RetryPolicy.decide(.exited(code: 3), countedAttempts: 2, retries: 1) == .failed)
+        #expect(RetryPolicy.decide(.timedOut(seconds: 5), countedAttempts: 1, retries: 2) == .retry)
+        // Attempts that were not the task's fault never use up retries.
+        #expect(RetryPolicy.decide(.lost, countedAttempts: 0, retries: 0) == .retry)
+        #expect(RetryPolicy.decide(.interrupted, countedAttempts: 5, retries: 0) == .retry)
+        #expect(RetryPolicy.decide(.cancelled, countedAttempts: 0, retries: 3) == .cancelled)
+    }
+
+    @Test func backoffGrowsAndCaps() {
+        let b = Backoff(base: 0.5, factor: 2, cap: 30)
+        #expect(b.delay(attempt: 0, jitter: 1) == 0.5)
+        #expect(b.delay(attempt: 3, jitter: 1) == 4)
+        #expect(b.delay(attempt: 50, jitter: 1) == 30)
+        #expect(b.delay(attempt: 3, jitter: 0) == 2)
+    }
+}

@@ -1,0 +1,96 @@
+import BatchCore
+import BatchStore
+import Foundation
+import Testing
+
+@Suite("SQLite store")
+struct StoreTests {
+    let dir: String
+    let store: Store
+
+    init() throws {
+        dir = NSTemporaryDirectory() + "batchd-store-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        store = try Store(path: "\(dir)/batchd.db", clock: { 1000 })
+    }
+
+    func job(_ id: String = "J1", tasks: Int = 2) async throws {
+        let record = JobRecord(id: id, name: "n", backend: "local", phase: "accepted", verdict: nil, reason: nil, sourceFile: "n.yaml",
+                               manifestPath: "/m", baseDirectory: "/b", destination: "/d", retries: 1, timeoutSeconds: nil,
+                               cleanup: "onSuccess", maxParallel: nil, outputPatterns: "[]", sharedInputs: "[]", taskCount: tasks,
+                               cancelRequested: false, createdAt: 1, updatedAt: 1, finishedAt: nil)
+        try await store.insertJob(record, tasks: (0..<tasks).map { TaskSpec(index: $0, id: "t\($0)", command: "true", env: [:], inputs: []) })
+    }
+
+    @Test func databaseIsWAL() async throws {
+        try await job()
+        #expect(FileManager.default.fileExists(atPath: "\(dir)/batchd.db-wal"))
+    }
+
+    @Test func jobAndTasksAreRecordedTogether() async throws {
+        try await job(tasks: 3)
+        #expect(try await store.counts("J1") == TaskCounts(pending: 3))
+        #expect(try await store.unfinishedJobs().map(\.id) == ["J1"])
+        #expect(try await store.job("n")?.id == "J1")
+        #expect(try await store.events("J1").first?.kind == "accepted")
+    }
+
+    @Test func attemptLifecycleUpdatesTheTask() async throws {
+        try await job()
+        try await store.beginAttempt("J1", idx: 0, attempt: 1, directory: "/a1")
+        #expect(try await store.counts("J1") == TaskCounts(pending: 1, running: 1))
+        #expect(try await store.liveAttempts("J1").count == 1)
+        try await store.attemptRunning("J1", idx: 0, attempt: 1, pid: 4242)
+        try await store.finishAttempt("J1", idx: 0, attempt: 1, outcome: .exited(code: 2), decision: .retry, outputs: [])
+        var task = try #require(try await store.task("J1", idx: 0))
+        #expect(task.state == "pending")
+        #expect(task.countedAttempts == 1)
+        #expect(task.exitCode == 2)
+        // A lost attempt does not count.
+        try await store.beginAttempt("J1", idx: 0, attempt: 2, directory: "/a2")
+        try await store.finishAttempt("J1", idx: 0, attempt: 2, outcome: .lost, decision: .retry, outputs: [])
+        task = try #require(try await store.task("J1", idx: 0))
+        #expect(task.countedAttempts == 1)
+        #expect(try await store.nextAttemptNumber("J1", idx: 0) == 3)
+        try await store.beginAttempt("J1", idx: 0, attempt: 3, directory: "/a3")
+        try await store.finishAttempt("J1", idx: 0, attempt: 3, outcome: .exited(code: 0), decision: .succeeded,
+                                      outputs: [OutputRecord(jobId: "J1", path: "o.txt", idx: 0, size: 3, sha256: "abc")])
+        #expect(try await store.outputs("J1").map(\.path) == ["o.txt"])
+        #expect(try await store.liveAttempts("J1").isEmpty)
+    }
+
+    @Test("the schema refuses a second live attempt of one task")
+    func oneLiveAttempt() async throws {
+        try await job()
+        try await store.beginAttempt("J1", idx: 1, attempt: 1, directory: "/a")
+        await #expect(throws: (any Error).self) {
+            try await store.beginAttempt("J1", idx: 1, attempt: 2, directory: "/b")
+        }
+    }
+
+    @Test("attempts must belong to a task, and a finished job has an end time")
+    func constraints() async throws {
+        try await job()
+        await #expect(throws: (any Error).self) {
+            try await store.beginAttempt("J1", idx: 9, attempt: 1, directory: "/nope")  // no such task
+        }
+        try await store.setPhase("J1", JobState(phase: .succeeded, verdict: .success))
+        let j = try #require(try await store.job("J1"))
+        #expect(j.finishedAt != nil)
+        #expect(j.jobVerdict == .success)
+        #expect(try await store.unfinishedJobs().isEmpty)
+    }
+
+    @Test func readOnlyOpenSeesWritesAndCannotWrite() async throws {
+        try await job()
+        let reader = try Store(readOnlyPath: "\(dir)/batchd.db")
+        #expect(try await reader.job("J1") != nil)
+        await #expect(throws: (any Error).self) { try await reader.requestCancel("J1") }
+    }
+
+    @Test func migrationsAreIdempotentAcrossReopen() async throws {
+        try await job()
+        let again = try Store(path: "\(dir)/batchd.db", clock: { 2000 })
+        #expect(try await again.job("J1")?.taskCount == 2)
+    }
+}

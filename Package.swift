@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchCore"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["BatchStore", "BatchCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["BatchStore", "BatchCore", "BackendLocal"]
         ),
     ],
     swiftLanguageModes: [.v6]

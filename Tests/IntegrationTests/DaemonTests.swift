@@ -1,0 +1,247 @@
+import BackendLocal
+import BatchStore
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The whole path through the real binaries: batchctl submit → inbox →
+/// batchd → tasks → outputs → SQLite → batchctl show/logs.
+@Suite("batchd end to end", .serialized)
+struct DaemonTests {
+    /// The wordcount spec, computed independently of the example's script:
+    /// words are runs of [a-z0-9'] after lower-casing, with apostrophes trimmed;
+    /// the top 3 by count descending, then word ascending.
+    static func expectedTop3(_ text: String) -> String {
+        var counts: [String: Int] = [:]
+        var word = ""
+        func flush() {
+            let w = word.trimmingCharacters(in: CharacterSet(charactersIn: "'"))
+            if !w.isEmpty { counts[w, default: 0] += 1 }
+            word = ""
+        }
+        for ch in text.lowercased().unicodeScalars {
+            if ("a"..."z").contains(ch) || ("0"..."9").contains(ch) || ch == "'" { word.unicodeScalars.append(ch) } else { flush() }
+        }
+        flush()
+        return counts.sorted { ($1.value, $0.key) < ($0.value, $1.key) }.prefix(3).map { "\($0.key)\t\($0.value)\n" }.joined()
+    }
+
+    @Test("the wordcount example succeeds and its outputs hold the right words")
+    func wordcount() async throws {
+        let d = try DaemonHarness()
+        try await d.start()
+        let example = "\(d.root)/wordcount"
+        try FileManager.default.copyItem(atPath: "\(repoRoot)/examples/wordcount", toPath: example)
+        try? FileManager.default.removeItem(atPath: "\(example)/output")
+        let r = try await d.batchctl(["submit", "\(example)/job.yaml", "--wait"], timeout: 60)
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        let show = try await d.json(["show", "wordcount"])
+        #expect(show["state"] as? String == "succeeded")
+        let outputs = try #require(show["outputs"] as? [String: Any])
+        #expect(outputs["destination"] as? String == "\(example)/output")
+        let files = (outputs["files"] as? [[String: Any]] ?? []).compactMap { $0["path"] as? String }
+        #expect(files == ["taskdata0_OUTPUT.txt", "taskdata1_OUTPUT.txt", "taskdata2_OUTPUT.txt"])
+        for i in 0..<3 {
+            let text = try #require(read("\(example)/texts/taskdata\(i).txt"))
+            #expect(read("\(example)/output/taskdata\(i)_OUTPUT.txt") == Self.expectedTop3(text))
+        }
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("a typo'd key is rejected with its line and a suggestion; the daemon keeps running")
+    func rejected() async throws {
+        let d = try DaemonHarness()
+        try await d.start()
+        let from = d.log.mark
+        try write("version: 1\nname: typo\ntasks:\n  forEachInteger: {from: 1, to: 3}\ncomand: echo {i}\n", d.inbox, ".typo.yaml.tmp")
+        rename("\(d.inbox)/.typo.yaml.tmp", "\(d.inbox)/typo.yaml")
+        try await d.log.wait(from: from, "the rejection") { $0.contains("manifest rejected") }
+        let error = try #require(read("\(d.inbox)/rejected/typo.yaml.error"))
+        #expect(error.contains("typo.yaml:5:1: comand: unknown key 'comand'"))
+        #expect(error.contains("did you mean 'command'?"))
+        #expect(read("\(d.inbox)/rejected/typo.yaml")?.contains("comand") == true)
+        #expect(!FileManager.default.fileExists(atPath: "\(d.inbox)/typo.yaml"))
+        // Still serving: a good manifest dropped the same way runs.
+        try write("name: fine\ntasks: [{command: 'true'}]\n", d.inbox, ".fine.tmp")
+        rename("\(d.inbox)/.fine.tmp", "\(d.inbox)/fine.yaml")
+        try await d.log.wait(from: from, "job fine accepted") { $0.contains("job accepted") && $0.contains("job.name=fine") }
+        let w = try await d.batchctl(["wait", "fine", "--timeout", "60"])
+        #expect(w.code == 0, "\(w.err)")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("kill -9 in the middle of a 200-task job: after a restart every task has exactly one successful attempt")
+    func crashAndResume() async throws {
+        let d = try DaemonHarness(slots: 8)
+        try await d.start()
+        let work = "\(d.root)/sweep"
+        try write("""
+            name: sweep
+            tasks: {forEachInteger: {from: 1, to: 200}}
+            command: sleep 0.2; echo {i} >> \(work)/runs.log; echo "task {i}" > out_{i}.txt
+            outputs: {patterns: ["out_*.txt"], destination: results}
+            """, work, "job.yaml")
+        let from = d.log.mark
+        #expect(try await d.batchctl(["submit", "\(work)/job.yaml"]).code == 0)
+        try await d.log.wait(from: from, count: 60, "60 tasks finished") { $0.contains("task finished") }
+        await d.signal(SIGKILL)
+        let before = try await d.store().job("sweep")
+        #expect(before?.jobPhase == .running)
+
+        let restart = d.log.mark
+        try await d.start()
+        let r = try await d.batchctl(["wait", "sweep", "--timeout", "120"], timeout: 150)
+        let after = d.log.lines[restart...]
+        print("crash test: adopted \(after.filter { $0.contains("adopted a running task") }.count), lost \(after.filter { $0.contains("outcome=lost") }.count)")
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        let store = try d.store()
+        let job = try #require(try await store.job("sweep"))
+        #expect(job.jobPhase == .succeeded)
+        let attempts = try await store.attempts(job.id)
+        let successes = Dictionary(grouping: attempts.filter { $0.outcome == "exited" && $0.exitCode == 0 }, by: \.idx)
+        #expect(successes.count == 200)
+        #expect(successes.values.allSatisfy { $0.count == 1 })
+        // The side effect of each task happened once: nothing ran twice.
+        let runs = (read("\(work)/runs.log") ?? "").split(separator: "\n").map(String.init)
+        #expect(runs.count == 200)
+        #expect(Set(runs).count == 200)
+        let results = try FileManager.default.contentsOfDirectory(atPath: "\(work)/results").filter { !$0.hasPrefix(".") }
+        #expect(results.count == 200)
+        for i in [1, 77, 200] { #expect(read("\(work)/results/out_\(i).txt") == "task \(i)\n") }
+        #expect(try await store.outputs(job.id).count == 200)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("tasks whose processes vanished with the daemon (a reboot) run again without using a retry")
+    func lostTasks() async throws {
+        let d = try DaemonHarness(slots: 2)
+        try await d.start()
+        let work = "\(d.root)/reboot"
+        try write("""
+            name: reboot
+            tasks: {forEachInteger: {from: 1, to: 2}}
+            command: if [ -e \(work)/started-{i} ]; then exit 0; fi; touch \(work)/started-{i}; sleep 300
+            retries: 0
+            """, work, "job.yaml")
+        let from = d.log.mark
+        #expect(try await d.batchctl(["submit", "\(work)/job.yaml"]).code == 0)
+        try await d.log.wait(from: from, count: 2, "two tasks started") { $0.contains("task started") }
+        await d.signal(SIGKILL)
+        // What a reboot does to the tasks: gone, with no status written.
+        let job = try #require(try await d.store().job("reboot"))
+        for a in try await d.store().attempts(job.id) {
+            if let pid = a.pid { kill(-pid_t(pid), SIGKILL) }
+        }
+        let restart = d.log.mark
+        try await d.start()
+        #expect(try await d.batchctl(["wait", "reboot", "--timeout", "60"]).code == 0)
+        #expect(d.log.lines[restart...].filter { $0.contains("outcome=\"lost") }.count == 2)
+        let attempts = try await d.store().attempts(job.id)
+        #expect(attempts.map(\.outcome) == ["lost", "exited", "lost", "exited"])
+        #expect(attempts.filter { $0.counted == true }.count == 2)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("a task that fails after its retries fails the job; its exit code and stderr are in batchctl logs")
+    func failingTask() async throws {
+        let d = try DaemonHarness()
+        try await d.start()
+        let work = "\(d.root)/bad"
+        try write("""
+            name: bad
+            tasks:
+              - {id: good, command: "echo fine"}
+              - {id: broken, command: "echo 'no such input: data.csv' >&2; exit 3"}
+            retries: 1
+            """, work, "job.yaml")
+        let r = try await d.batchctl(["submit", "\(work)/job.yaml", "--wait"], timeout: 60)
+        #expect(r.code == 1)
+        let show = try await d.json(["show", "bad"])
+        #expect(show["state"] as? String == "failed")
+        let failed = try #require((show["failedTasks"] as? [[String: Any]])?.first)
+        #expect(failed["id"] as? String == "broken")
+        #expect(failed["exitCode"] as? Int == 3)
+        #expect(failed["attempts"] as? Int == 2)
+        let logs = try await d.json(["logs", "bad", "broken"])
+        #expect(logs["exitCode"] as? Int == 3)
+        #expect(logs["stderr"] as? String == "no such input: data.csv\n")
+        #expect(logs["attempt"] as? Int == 2)
+        let text = try await d.batchctl(["logs", "bad"])
+        #expect(text.out.contains("task broken failed (exit code 3)"))
+        #expect(text.out.contains("no such input: data.csv"))
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("batchctl cancel stops running tasks and the job ends cancelled")
+    func cancel() async throws {
+        let d = try DaemonHarness(slots: 2)
+        try await d.start()
+        let work = "\(d.root)/long"
+        try write("name: long\ntasks: {forEachInteger: {from: 1, to: 6}}\ncommand: echo $$ > pid; sleep 300\n", work, "job.yaml")
+        let from = d.log.mark
+        #expect(try await d.batchctl(["submit", "\(work)/job.yaml"]).code == 0)
+        try await d.log.wait(from: from, count: 2, "two tasks started") { $0.contains("task started") }
+        let c = try await d.batchctl(["cancel", "long"])
+        #expect(c.code == 0, "\(c.err)")
+        let w = try await d.batchctl(["wait", "long", "--timeout", "60"])
+        #expect(w.code == 1)
+        let store = try d.store()
+        let job = try #require(try await store.job("long"))
+        #expect(job.jobPhase == .cancelled)
+        #expect(try await store.counts(job.id).cancelled == 6)
+        for a in try await store.attempts(job.id) {
+            #expect(a.outcome == "cancelled")
+            if let pid = read("\(a.directory)/work/pid").flatMap({ pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+                #expect(!ProcessControl.isAlive(pid))
+            }
+        }
+        #expect(try await d.batchctl(["cancel", "long"]).code == 1)  // already over
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("submit works while the daemon is down; the job runs when it starts")
+    func submitWhileDown() async throws {
+        let d = try DaemonHarness()
+        try await d.start()
+        await d.signal(SIGTERM)
+        let work = "\(d.root)/later"
+        try write("name: later\ntasks: [{command: 'echo hello > hello.txt'}]\noutputs: [hello.txt]\n", work, "job.yaml")
+        #expect(try await d.batchctl(["submit", "\(work)/job.yaml"]).code == 0)
+        try await d.start()
+        #expect(try await d.batchctl(["wait", "later", "--timeout", "60"]).code == 0)
+        #expect(read("\(work)/output/hello.txt") == "hello\n")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("SIGTERM interrupts tasks after the grace period; they run again after a restart without using a retry")
+    func gracefulShutdown() async throws {
+        let d = try DaemonHarness(slots: 2, shutdownGrace: "200ms", killGrace: "1s")
+        try await d.start()
+        let work = "\(d.root)/slow"
+        try write("""
+            name: slow
+            tasks: {forEachInteger: {from: 1, to: 2}}
+            command: sleep 300
+            retries: 0
+            """, work, "job.yaml")
+        let from = d.log.mark
+        #expect(try await d.batchctl(["submit", "\(work)/job.yaml"]).code == 0)
+        try await d.log.wait(from: from, count: 2, "two tasks started") { $0.contains("task started") }
+        #expect(await d.signal(SIGTERM) == 0)
+        let store = try d.store()
+        let job = try #require(try await store.job("slow"))
+        let interrupted = try await store.attempts(job.id).filter { $0.outcome == "interrupted" }
+        #expect(interrupted.count == 2)
+        #expect(interrupted.allSatisfy { $0.counted == false })
+        #expect(try await store.counts(job.id).pending == 2)
+        // With retries: 0 the tasks still run again: an interruption is not the task's fault.
+        try await d.start()
+        let from2 = d.log.mark
+        try await d.log.wait(from: from2, count: 2, "two tasks restarted") { $0.contains("task started") }
+        #expect(try await d.batchctl(["cancel", "slow"]).code == 0)
+        #expect(try await d.batchctl(["wait", "slow", "--timeout", "60"]).code == 1)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+}

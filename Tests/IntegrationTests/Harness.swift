@@ -1,0 +1,207 @@
+import BackendLocal
+import BatchStore
+import Foundation
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the built executables are: $BATCHD_BIN, else .build/debug of this package.
+let binDirectory: String = {
+    if let dir = ProcessInfo.processInfo.environment["BATCHD_BIN"], !dir.isEmpty { return dir }
+    return repoRoot + "/.build/debug"
+}()
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Lines a process writes, as they arrive; tests wait for lines, never sleep.
+final class LineLog: Sendable {
+    struct Waiter {
+        let from: Int
+        let count: Int
+        let match: @Sendable (String) -> Bool
+        let event: AsyncEvent<Void>
+    }
+    struct State {
+        var lines: [String] = []
+        var partial = Data()
+        var waiters: [Waiter] = []
+    }
+    let state = Mutex(State())
+
+    func append(_ data: Data) {
+        let fire: [AsyncEvent<Void>] = state.withLock { s in
+            s.partial.append(data)
+            while let nl = s.partial.firstIndex(of: 0x0A) {
+                s.lines.append(String(decoding: s.partial[s.partial.startIndex..<nl], as: UTF8.self))
+                s.partial.removeSubrange(s.partial.startIndex...nl)
+            }
+            var done: [AsyncEvent<Void>] = []
+            s.waiters.removeAll { w in
+                let n = s.lines[min(w.from, s.lines.count)...].filter(w.match).count
+                if n >= w.count { done.append(w.event); return true }
+                return false
+            }
+            return done
+        }
+        for e in fire { e.fire(()) }
+    }
+
+    var lines: [String] { state.withLock { $0.lines } }
+    var mark: Int { state.withLock { $0.lines.count } }
+
+    /// Waits until `count` lines from index `from` on satisfy `match`.
+    func wait(from: Int = 0, count: Int = 1, timeout: Double = 60, _ what: String,
+              match: @escaping @Sendable (String) -> Bool) async throws {
+        let event = AsyncEvent<Void>()
+        state.withLock { s in
+            if s.lines[min(from, s.lines.count)...].filter(match).count >= count { event.fire(()) } else {
+                s.waiters.append(Waiter(from: from, count: count, match: match, event: event))
+            }
+        }
+        let ok: Bool = await withTaskGroup(of: Bool.self) { g in
+            g.addTask { await event.wait() != nil }
+            g.addTask { try? await Task.sleep(for: .seconds(timeout)); return false }
+            let first = await g.next() ?? false
+            g.cancelAll()
+            return first
+        }
+        if !ok { throw HarnessError(description: "timed out after \(timeout)s waiting for \(what); log:\n\(lines.suffix(40).joined(separator: "\n"))") }
+    }
+}
+
+/// The real batchd in a temp directory, and batchctl pointed at it.
+final class DaemonHarness: @unchecked Sendable {
+    let root: String
+    let config: String
+    let log = LineLog()
+    private var process: Process?
+    private var exited = AsyncEvent<Int32>()
+
+    init(slots: Int = 4, shutdownGrace: String = "10s", killGrace: String = "2s") throws {
+        root = NSTemporaryDirectory() + "batchd-it-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        config = "\(root)/batchd.yaml"
+        try """
+            stateDirectory: state
+            runtimeDirectory: run
+            shutdownGrace: \(shutdownGrace)
+            local:
+              slots: \(slots)
+              killGrace: \(killGrace)
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+    }
+
+    var state: String { "\(root)/state" }
+    var inbox: String { "\(root)/state/inbox" }
+
+    /// Starts the daemon and waits for "daemon ready".
+    func start() async throws {
+        let from = log.mark
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "\(binDirectory)/batchd")
+        p.arguments = ["--config", config, "--log-level", "debug"]
+        let pipe = Pipe()
+        p.standardError = pipe
+        p.standardOutput = pipe
+        let log = self.log
+        pipe.fileHandleForReading.readabilityHandler = { h in
+            let data = h.availableData
+            if !data.isEmpty { log.append(data) }
+        }
+        let exited = AsyncEvent<Int32>()
+        self.exited = exited
+        p.terminationHandler = { proc in exited.fire(proc.terminationStatus) }
+        try p.run()
+        process = p
+        try await log.wait(from: from, timeout: 60, "daemon ready") { $0.contains("daemon ready") }
+    }
+
+    var pid: pid_t { process?.processIdentifier ?? 0 }
+
+    /// Sends a signal and waits for the daemon to exit; returns its status.
+    @discardableResult
+    func signal(_ sig: Int32) async -> Int32 {
+        guard let p = process else { return -1 }
+        kill(p.processIdentifier, sig)
+        let status = await exited.wait() ?? -1
+        process = nil
+        return status
+    }
+
+    struct Run: Sendable {
+        let code: Int32
+        let out: String
+        let err: String
+    }
+
+    /// Runs batchctl --config CONFIG ARGS.
+    func batchctl(_ args: [String], timeout: Double = 120) async throws -> Run {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "\(binDirectory)/batchctl")
+        p.arguments = ["--config", config] + args
+        let out = LineLog(), err = LineLog()
+        let o = Pipe(), e = Pipe()
+        p.standardOutput = o
+        p.standardError = e
+        let closedOut = AsyncEvent<Void>(), closedErr = AsyncEvent<Void>()
+        for (pipe, sink, closed) in [(o, out, closedOut), (e, err, closedErr)] {
+            pipe.fileHandleForReading.readabilityHandler = { h in
+                let data = h.availableData
+                if data.isEmpty { h.readabilityHandler = nil; closed.fire(()) } else { sink.append(data) }
+            }
+        }
+        let done = AsyncEvent<Int32>()
+        p.terminationHandler = { done.fire($0.terminationStatus) }
+        try p.run()
+        let code: Int32? = await withTaskGroup(of: Int32?.self) { g in
+            g.addTask { await done.wait() }
+            g.addTask { try? await Task.sleep(for: .seconds(timeout)); return nil }
+            let first = await g.next() ?? nil
+            g.cancelAll()
+            return first
+        }
+        guard let code else {
+            p.terminate()
+            throw HarnessError(description: "batchctl \(args.joined(separator: " ")) did not finish in \(timeout)s")
+        }
+        _ = await closedOut.wait()
+        _ = await closedErr.wait()
+        out.append(Data("\n".utf8))
+        err.append(Data("\n".utf8))
+        return Run(code: code, out: out.lines.joined(separator: "\n"), err: err.lines.joined(separator: "\n"))
+    }
+
+    /// batchctl ... --json, parsed.
+    func json(_ args: [String]) async throws -> [String: Any] {
+        let r = try await batchctl(args + ["--json"])
+        guard r.code == 0, let obj = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any] else {
+            throw HarnessError(description: "batchctl \(args) failed (\(r.code)): \(r.err)")
+        }
+        return obj
+    }
+
+    func store() throws -> Store { try Store(readOnlyPath: "\(state)/batchd.db") }
+
+    deinit {
+        if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    }
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+@discardableResult
+func write(_ text: String, _ dir: String, _ name: String) throws -> String {
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let path = "\(dir)/\(name)"
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+func read(_ path: String) -> String? {
+    FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
+}

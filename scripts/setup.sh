@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building and testing batchd needs on a fresh Debian machine of
+# this kind (Swift is already there). Idempotent: does nothing when all is in
+# place. Run as root, or with sudo available.
+set -euo pipefail
+
+# Debian packages: the C libraries the design card names (libsqlite3 today;
+# libcurl and libsystemd for the Azure backend and systemd support), pkg-config
+# to find them, Python 3 for the example task and the test helpers.
+APT_PACKAGES=(libsqlite3-dev libcurl4-openssl-dev libsystemd-dev pkg-config python3 python3-venv)
+# PyPI packages the tests use (the schema check).
+PIP_PACKAGES=(jsonschema==4.26.0 PyYAML==6.0.3)
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected Swift 6 at /opt/swift)" >&2; exit 1; }
+
+# The tests' Python helpers live in a virtualenv inside the repo (ignored by git).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import jsonschema, yaml' 2>/dev/null; then
+  echo "setup: preparing .venv with ${PIP_PACKAGES[*]}"
+  python3 -m venv .venv
+  .venv/bin/pip install -q "${PIP_PACKAGES[@]}"
+fi

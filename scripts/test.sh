@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test: the Swift suites (unit and integration, against the real
+# binaries) and the schema check of the examples. Ends with one summary line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+BATCHD_BIN="$(swift build --show-bin-path)"
+export BATCHD_BIN
+
+swift test 2>&1 | tee "$log"
+swift_rc=${PIPESTATUS[0]}
+
+.venv/bin/python scripts/check-examples.py
+schema_rc=$?
+
+# Swift Testing ends with "Test run with N tests in M suites passed|failed ... with K issues".
+passed=$(grep -oE 'Test run with [0-9]+ tests? .* passed' "$log" | grep -oE '[0-9]+' | head -1)
+failed=$(grep -cE '^✘ Test .* failed' "$log")
+echo "swift: ${passed:-0} passed, ${failed:-0} failed"
+[ "$swift_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ]

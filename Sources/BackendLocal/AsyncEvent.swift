@@ -27,6 +27,22 @@ public final class AsyncEvent<Value: Sendable>: Sendable {
     /// The value, if fired.
     public var value: Value? { state.withLock { $0.value } }
 
+    /// Waits at most `timeout` seconds; nil if the event did not fire by then
+    /// (or the waiting task was cancelled).
+    public func wait(timeout: Double) async -> Value? {
+        if let v = value { return v }
+        return await withTaskGroup(of: Value?.self) { group in
+            group.addTask { await self.wait() }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(max(0, timeout)))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? self.value
+        }
+    }
+
     /// Waits for the value; nil if the waiting task is cancelled first.
     public func wait() async -> Value? {
         let id = state.withLock { s -> Int in s.next += 1; return s.next }

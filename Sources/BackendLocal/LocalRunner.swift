@@ -129,13 +129,7 @@ public struct LocalRunner: Sendable {
     /// SIGTERM to the whole group, then SIGKILL after the grace period.
     func terminate(_ pid: pid_t, _ exit: AsyncEvent<Void>) async {
         ProcessControl.signalGroup(pid, SIGTERM)
-        let gone: Bool = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await exit.wait() != nil }
-            group.addTask { try? await Task.sleep(for: .seconds(killGrace)); return false }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
+        let gone = await exit.wait(timeout: killGrace) != nil
         ProcessControl.signalGroup(pid, SIGKILL)
         if !gone { _ = await exit.wait() }
     }

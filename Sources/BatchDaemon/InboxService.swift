@@ -18,13 +18,16 @@ struct InboxService: Service {
         watcher.start()
         watching.fire(())
         intake.logger.info("watching the inbox", metadata: ["inbox": "\(intake.config.inboxDirectory)"])
-        try await withGracefulShutdownHandler {
-            for await name in watcher.names {
-                try Task.checkCancellation()
-                guard let claimed = intake.claim(name) else { continue }
-                if let id = await intake.process(claimed) { supervisor.enqueue(id) }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                for await name in watcher.names {
+                    guard let claimed = intake.claim(name) else { continue }
+                    if let id = await intake.process(claimed) { supervisor.enqueue(id) }
+                }
+            } onGracefulShutdown: {
+                watcher.stop()
             }
-        } onGracefulShutdown: {
+        } onCancel: {
             watcher.stop()
         }
     }

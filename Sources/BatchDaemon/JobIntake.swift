@@ -3,6 +3,7 @@ import BatchCore
 import BatchStore
 import Foundation
 import Logging
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,14 +17,24 @@ struct JobIntake: Sendable {
     let store: Store
     let logger: Logger
     let clock: @Sendable () -> Date
+    let issued = IssuedIDs()
 
-    /// A new job id: sortable by time, unique (`20261121-190023-a3f2`).
+    /// A new job id, sortable by time: `20261121-190023-3fa94c1e`. Unique
+    /// within this daemon (ids of one second are remembered) and, through 32
+    /// random bits, across daemons sharing nothing.
     func newJobID() -> String {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "UTC")
         f.dateFormat = "yyyyMMdd-HHmmss"
-        return "\(f.string(from: clock()))-\(String(format: "%04x", UInt16.random(in: 0...UInt16.max)))"
+        let second = f.string(from: clock())
+        return issued.state.withLock { state in
+            if state.second != second { state = (second, []) }
+            while true {
+                let id = "\(second)-\(String(format: "%08x", UInt32.random(in: 0...UInt32.max)))"
+                if state.ids.insert(id).inserted { return id }
+            }
+        }
     }
 
     /// Claims `name` from the inbox; nil if it is gone (already claimed) or not a file.
@@ -139,4 +150,9 @@ struct JobIntake: Sendable {
         FileOps.syncDirectory(dir)
         logger.warning("manifest rejected", metadata: ["reason": "\(reason)", "rejected": "\(dir)/\(name)"])
     }
+}
+
+/// Job ids handed out in the current second.
+final class IssuedIDs: Sendable {
+    let state = Mutex<(second: String, ids: Set<String>)>(("", []))
 }

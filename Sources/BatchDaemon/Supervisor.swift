@@ -67,14 +67,7 @@ public actor Supervisor: Service {
         for control in controls.values { control.halt.fire(()) }
         guard !controls.isEmpty else { return }
         ctx.logger.info("shutting down: waiting for running tasks", metadata: ["jobs": "\(controls.count)", "grace": "\(HumanDuration.format(ctx.config.shutdownGrace))"])
-        let grace = ctx.config.shutdownGrace
-        let allDone: Bool = await withTaskGroup(of: Bool.self) { g in
-            g.addTask { await self.idle.wait() != nil }
-            g.addTask { try? await Task.sleep(for: .seconds(grace)); return false }
-            let first = await g.next() ?? false
-            g.cancelAll()
-            return first
-        }
+        let allDone = await idle.wait(timeout: ctx.config.shutdownGrace) != nil
         if !allDone {
             ctx.logger.warning("grace period over: stopping running tasks", metadata: ["jobs": "\(controls.count)"])
             for control in controls.values { control.stop.fire(.shutdown) }

@@ -19,6 +19,10 @@ struct Submit: AsyncParsableCommand {
             let config = try global.load()
             let prepared: Submission.Prepared
             do { prepared = try Submission.prepare(path: file, backend: backend) } catch { throw CLIError(2, "\(error)") }
+            let chosen = prepared.manifest.backend ?? config.defaultBackend
+            guard DaemonConfig.availableBackends.contains(chosen) else {
+                throw CLIError(2, "\(file): backend '\(chosen)' is not available in this batchd (available: \(DaemonConfig.availableBackends.joined(separator: ", ")))")
+            }
             let name = try Submission.write(prepared, inbox: config.inboxDirectory)
             if !json { say("submitted \(prepared.manifest.name) (\(prepared.taskCount) tasks) as \(config.inboxDirectory)/\(name)") }
             guard wait else {

@@ -64,13 +64,7 @@ final class LineLog: Sendable {
                 s.waiters.append(Waiter(from: from, count: count, match: match, event: event))
             }
         }
-        let ok: Bool = await withTaskGroup(of: Bool.self) { g in
-            g.addTask { await event.wait() != nil }
-            g.addTask { try? await Task.sleep(for: .seconds(timeout)); return false }
-            let first = await g.next() ?? false
-            g.cancelAll()
-            return first
-        }
+        let ok = await event.wait(timeout: timeout) != nil
         if !ok { throw HarnessError(description: "timed out after \(timeout)s waiting for \(what); log:\n\(lines.suffix(40).joined(separator: "\n"))") }
     }
 }
@@ -159,13 +153,7 @@ final class DaemonHarness: @unchecked Sendable {
         let done = AsyncEvent<Int32>()
         p.terminationHandler = { done.fire($0.terminationStatus) }
         try p.run()
-        let code: Int32? = await withTaskGroup(of: Int32?.self) { g in
-            g.addTask { await done.wait() }
-            g.addTask { try? await Task.sleep(for: .seconds(timeout)); return nil }
-            let first = await g.next() ?? nil
-            g.cancelAll()
-            return first
-        }
+        let code = await done.wait(timeout: timeout)
         guard let code else {
             p.terminate()
             throw HarnessError(description: "batchctl \(args.joined(separator: " ")) did not finish in \(timeout)s")

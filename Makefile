@@ -2,10 +2,11 @@
 #   make run    install what is missing, build, run the daemon on the local backend
 #               (development config: state and inbox under .run/)
 #   make test   install what is missing, run every test
+#   make bench  time whole jobs on the local backend (scripts/bench-local.sh)
 SHELL := /bin/bash
 DEV_CONFIG := etc/batchd/dev.yaml
 
-.PHONY: all setup build run test clean
+.PHONY: all setup build run test bench clean
 
 all: build
 
@@ -25,6 +26,9 @@ run: build
 test: build
 	swift build --build-tests
 	scripts/test.sh
+
+bench: build
+	scripts/bench-local.sh
 
 clean:
 	rm -rf .build .run

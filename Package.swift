@@ -33,6 +33,12 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // libsystemd, directly: sd_notify and sd_journal_sendv.
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .target(
+            name: "SystemdSupport",
+            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]
+        ),
         // Linux system calls Swift cannot reach directly (variadic syscall(2)).
         .target(name: "CLinux"),
         .target(
@@ -46,16 +52,17 @@ let package = Package(
         .target(
             name: "BatchDaemon",
             dependencies: [
-                "BatchCore", "BatchStore", "BackendLocal", "CLinux",
+                "BatchCore", "BatchStore", "BackendLocal", "CLinux", "SystemdSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
             name: "batchd",
             dependencies: [
-                "BatchDaemon",
+                "BatchDaemon", "SystemdSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -75,6 +82,7 @@ let package = Package(
         // starts in about a millisecond.
         .executableTarget(name: "batchd-exec", dependencies: ["CLinux"]),
         .testTarget(name: "BatchCoreTests", dependencies: ["BatchCore"]),
+        .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore"]),
         .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchCore"]),
         .testTarget(

@@ -86,6 +86,13 @@ struct ControlServer: Service {
             } catch {
                 reply = ["ok": false, "error": "\(error)"]
             }
+        case "stall":
+            guard await supervisor.allowsStall else {
+                reply = ["ok": false, "error": "stall is a test hook; set debug.allowStall in the config"]
+                break
+            }
+            await supervisor.stall(seconds: Double(request.body?["seconds"] as? String ?? "") ?? 1)
+            reply = ["ok": true]
         case let op?:
             reply = ["ok": false, "error": "unknown request '\(op)'"]
         case nil:

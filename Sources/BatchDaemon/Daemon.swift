@@ -3,6 +3,7 @@ import BatchStore
 import Foundation
 import Logging
 import ServiceLifecycle
+import SystemdSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,12 +17,22 @@ public struct DaemonEnvironment: Sendable {
     public var cores: Int
     /// The directory holding the batchd binary (batchd-exec is looked for there).
     public var executableDirectory: String
+    /// The config file, read again on SIGHUP.
+    public var configPath: String
+    /// sd_notify, enabled when NOTIFY_SOCKET is set.
+    public var notifier: Notifier
+    /// WATCHDOG_USEC in seconds, when systemd asked for watchdog pings.
+    public var watchdogInterval: Double?
 
     /// Creates an environment.
-    public init(variables: [String: String], cores: Int, executableDirectory: String) {
+    public init(variables: [String: String], cores: Int, executableDirectory: String, configPath: String,
+                notifier: Notifier, watchdogInterval: Double?) {
         self.variables = variables
         self.cores = cores
         self.executableDirectory = executableDirectory
+        self.configPath = configPath
+        self.notifier = notifier
+        self.watchdogInterval = watchdogInterval
     }
 }
 
@@ -44,14 +55,16 @@ public enum Daemon {
             }
         }
         let store = try Store(path: config.databasePath, clock: { Date().timeIntervalSince1970 })
-        let exec = config.local.exec.isEmpty ? "\(environment.executableDirectory)/batchd-exec" : config.local.exec
-        guard access(exec, X_OK) == 0 else {
-            throw DaemonError("the task helper \(exec) is missing or not executable (build it with `swift build`, or set local.exec in the config)")
+        let candidates = config.local.exec.isEmpty
+            ? ["\(environment.executableDirectory)/batchd-exec", "\(environment.executableDirectory)/../lib/batchd/batchd-exec"]
+            : [config.local.exec]
+        guard let exec = candidates.first(where: { access($0, X_OK) == 0 }) else {
+            throw DaemonError("the task helper batchd-exec is missing or not executable (looked at \(candidates.joined(separator: ", ")); build it with `swift build`, or set local.exec in the config)")
         }
         var base: [String: String] = [:]
         for name in config.local.passEnvironment { if let v = environment.variables[name] { base[name] = v } }
         if base["PATH"] == nil { base["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
-        let slots = config.local.slots > 0 ? config.local.slots : max(1, environment.cores)
+        let slots = config.slotCount(cores: environment.cores)
 
         let ctx = JobContext(
             config: config, store: store,
@@ -62,18 +75,29 @@ public enum Daemon {
         let intake = JobIntake(config: config, store: store, logger: logger, clock: { Date() })
         let inbox = InboxService(intake: intake, supervisor: supervisor)
         let control = ControlServer(path: config.socketPath, supervisor: supervisor, logger: logger)
-        let ready = ReadinessService(supervisor: supervisor, inbox: inbox, control: control, logger: logger,
+        let notifier = environment.notifier
+        let ready = ReadinessService(supervisor: supervisor, inbox: inbox, control: control, notifier: notifier, logger: logger,
                                      details: ["slots": "\(slots)", "inbox": "\(config.inboxDirectory)",
                                                "state": "\(config.stateDirectory)", "version": "\(version)"])
-        // Shut down in reverse order: stop announcing, stop claiming, drain
-        // the jobs, and close the control socket last.
+        let status = StatusReporter(supervisor: supervisor, notifier: notifier)
+        let reloader = Reloader(supervisor: supervisor, notifier: notifier, configPath: environment.configPath,
+                                cores: environment.cores, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: control, serviceName: "control"),
+            .init(service: supervisor, serviceName: "supervisor"),
+            .init(service: inbox, serviceName: "inbox"),
+            .init(service: status, serviceName: "status"),
+            .init(service: reloader, serviceName: "reload"),
+        ]
+        if let interval = environment.watchdogInterval {
+            services.append(.init(service: Watchdog(supervisor: supervisor, notifier: notifier, interval: interval, logger: logger),
+                                  serviceName: "watchdog"))
+        }
+        services.append(.init(service: ready, serviceName: "readiness"))
+        // Shut down in reverse order: say STOPPING, stop the watchdog and the
+        // reporters, stop claiming, drain the jobs, close the control socket.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [
-                .init(service: control, serviceName: "control"),
-                .init(service: supervisor, serviceName: "supervisor"),
-                .init(service: inbox, serviceName: "inbox"),
-                .init(service: ready, serviceName: "readiness"),
-            ],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
@@ -88,6 +112,7 @@ struct ReadinessService: Service {
     let supervisor: Supervisor
     let inbox: InboxService
     let control: ControlServer
+    let notifier: Notifier
     let logger: Logger
     let details: Logger.Metadata
 
@@ -98,8 +123,12 @@ struct ReadinessService: Service {
             let c: Void? = await control.listening.wait()
             return a != nil && b != nil && c != nil
         }
-        if ready == true { logger.info("daemon ready", metadata: details) }
+        if ready == true {
+            logger.notice("daemon ready", metadata: details.merging(["message.id": "\(MessageID.daemonReady)"]) { $1 })
+            notifier.ready(status: await supervisor.statusLine())
+        }
         try? await gracefulShutdown()
-        logger.info("daemon stopping")
+        notifier.stopping()
+        logger.notice("daemon stopping", metadata: ["message.id": "\(MessageID.daemonStopping)"])
     }
 }

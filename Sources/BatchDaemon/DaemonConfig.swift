@@ -17,6 +17,15 @@ public struct DaemonConfig: Sendable, Equatable {
     public var shutdownGrace: Double = 30
     /// Local backend settings.
     public var local = Local()
+    /// Test hooks, all off by default.
+    public var debug = Debug()
+
+    /// Test hooks.
+    public struct Debug: Sendable, Equatable {
+        /// Lets the control socket's `stall` request block the supervisor, to
+        /// prove the watchdog stops pinging. Never turn on in production.
+        public var allowStall = false
+    }
 
     /// Local backend settings.
     public struct Local: Sendable, Equatable {
@@ -48,10 +57,13 @@ public struct DaemonConfig: Sendable, Equatable {
     /// The control socket.
     public var socketPath: String { "\(runtimeDirectory)/batchd.sock" }
 
+    /// Local task slots: `local.slots`, or one per core when 0.
+    public func slotCount(cores: Int) -> Int { local.slots > 0 ? local.slots : max(1, cores) }
+
     /// Backends this build can run.
     public static let availableBackends = ["local"]
 
-    static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "local"]
+    static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "local", "debug"]
     static let localKeys = ["slots", "killGrace", "exec", "passEnvironment"]
 
     /// Reads a config file. Relative paths in it are relative to the file's directory.
@@ -116,6 +128,14 @@ public struct DaemonConfig: Sendable, Equatable {
                         throw fail(k, field, "unknown key '\(k.string ?? "")'",
                                    Suggest.nearest(to: k.string ?? "", in: localKeys).map { "did you mean '\($0)'?" })
                     }
+                }
+            case "debug":
+                guard let debug = value.mapping else { throw fail(value, name, "expected a mapping") }
+                for (k, v) in debug {
+                    guard k.string == "allowStall", let b = v.bool else {
+                        throw fail(k, "debug.\(k.string ?? "")", "unknown key or not true/false", "debug takes allowStall: true|false")
+                    }
+                    c.debug.allowStall = b
                 }
             default:
                 throw fail(key, name, "unknown key '\(name)'", Suggest.nearest(to: name, in: keys).map { "did you mean '\($0)'?" }

@@ -109,7 +109,8 @@ struct JobIntake: Sendable {
             try await store.insertJob(record, tasks: expanded.tasks)
             rename(claimed, manifestPath)
             FileOps.syncDirectory(jobDir)
-            log.info("job accepted", metadata: ["job.name": "\(manifest.name)", "tasks": "\(expanded.tasks.count)", "backend": "\(backend)"])
+            log.notice("job accepted", metadata: ["job.name": "\(manifest.name)", "tasks": "\(expanded.tasks.count)", "backend": "\(backend)",
+                                                  "message.id": "\(MessageID.jobAccepted)"])
             return jobID
         } catch let error as ManifestError {
             reject(claimed, original: original, reason: error.description, logger: log)
@@ -148,7 +149,8 @@ struct JobIntake: Sendable {
             logger.error("cannot move a rejected manifest", metadata: ["path": "\(claimed)", "errno": "\(errno)"])
         }
         FileOps.syncDirectory(dir)
-        logger.warning("manifest rejected", metadata: ["reason": "\(reason)", "rejected": "\(dir)/\(name)"])
+        logger.warning("manifest rejected", metadata: ["reason": "\(reason)", "rejected": "\(dir)/\(name)",
+                                                       "message.id": "\(MessageID.jobRejected)"])
     }
 }
 

@@ -42,9 +42,16 @@ struct JobRunner: Sendable {
                 let message = t.state.phase.isTerminal ? terminalMessage(t.state) : nil
                 guard await retrying("save the job's phase", { try await ctx.store.setPhase(jobID, t.state, message: message) }) != nil else { return }
                 state = t.state
-                log.info(t.state.phase.isTerminal ? "job \(t.state.phase.rawValue)" : "job phase changed",
-                         metadata: ["job.phase": "\(t.state.phase.rawValue)"]
-                            .merging(t.state.verdict?.reason.map { ["reason": "\($0)"] } ?? [:]) { $1 })
+                var metadata: Logger.Metadata = ["job.phase": "\(t.state.phase.rawValue)"]
+                if let reason = t.state.verdict?.reason { metadata["reason"] = "\(reason)" }
+                switch t.state.phase {
+                case .succeeded: metadata["message.id"] = "\(MessageID.jobSucceeded)"
+                case .failed: metadata["message.id"] = "\(MessageID.jobFailed)"
+                case .cancelled: metadata["message.id"] = "\(MessageID.jobCancelled)"
+                default: break
+                }
+                log.log(level: t.state.phase.isTerminal ? .notice : .info,
+                        t.state.phase.isTerminal ? "job \(t.state.phase.rawValue)" : "job phase changed", metadata: metadata)
             }
             if state.phase.isTerminal { return }
             guard let next = await perform(t.actions, job: job) else { return }

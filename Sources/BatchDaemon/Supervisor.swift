@@ -16,6 +16,8 @@ public actor Supervisor: Service {
     private var controls: [String: JobControl] = [:]
     private var draining = false
     private let idle = AsyncEvent<Void>()
+    /// The settings that may change on reload.
+    private var config: DaemonConfig
     private let queue: AsyncStream<String>
     private let queueInput: AsyncStream<String>.Continuation
     /// Fired once every unfinished job has been reconciled.
@@ -23,6 +25,7 @@ public actor Supervisor: Service {
 
     init(ctx: JobContext) {
         self.ctx = ctx
+        self.config = ctx.config
         (queue, queueInput) = AsyncStream.makeStream(of: String.self)
     }
 
@@ -66,8 +69,8 @@ public actor Supervisor: Service {
         draining = true
         for control in controls.values { control.halt.fire(()) }
         guard !controls.isEmpty else { return }
-        ctx.logger.info("shutting down: waiting for running tasks", metadata: ["jobs": "\(controls.count)", "grace": "\(HumanDuration.format(ctx.config.shutdownGrace))"])
-        let allDone = await idle.wait(timeout: ctx.config.shutdownGrace) != nil
+        ctx.logger.info("shutting down: waiting for running tasks", metadata: ["jobs": "\(controls.count)", "grace": "\(HumanDuration.format(config.shutdownGrace))"])
+        let allDone = await idle.wait(timeout: config.shutdownGrace) != nil
         if !allDone {
             ctx.logger.warning("grace period over: stopping running tasks", metadata: ["jobs": "\(controls.count)"])
             for control in controls.values { control.stop.fire(.shutdown) }
@@ -84,5 +87,65 @@ public actor Supervisor: Service {
         log[metadataKey: "job.id"] = "\(job.id)"
         log.info("cancel requested")
         return job
+    }
+
+    /// The line systemd shows: `2 jobs active · 120/400 tasks done · 4/8 slots busy`.
+    func statusLine() async -> String {
+        let (used, limit) = ctx.slots.usage
+        guard !controls.isEmpty else { return "Idle · \(limit) slots · waiting for manifests in \(config.inboxDirectory)" }
+        var done = 0, total = 0
+        for id in controls.keys {
+            if let c = try? await ctx.store.counts(id) {
+                done += c.succeeded + c.failed + c.cancelled
+                total += c.total
+            }
+        }
+        let jobs = controls.count == 1 ? "1 job active" : "\(controls.count) jobs active"
+        return "\(jobs) · \(done)/\(total) tasks done · \(used)/\(limit) slots busy"
+    }
+
+    /// Answers if the supervisor's actor runs and the database can be read.
+    func heartbeat() async -> Bool {
+        (try? await ctx.store.jobs(limit: 1)) != nil
+    }
+
+    /// Test hook (config `debug.allowStall`): blocks the supervisor's actor,
+    /// as a hang would.
+    func stall(seconds: Double) {
+        ctx.logger.warning("supervisor stalled on request", metadata: ["seconds": "\(seconds)"])
+        Thread.sleep(forTimeInterval: seconds)
+    }
+
+    /// Whether the stall hook is on.
+    var allowsStall: Bool { config.debug.allowStall }
+
+    /// Applies a reloaded config: what can change live changes now; the rest
+    /// is named as needing a restart.
+    func apply(_ next: DaemonConfig, cores: Int) -> (applied: [String], needRestart: [String]) {
+        var applied: [String] = []
+        var restart: [String] = []
+        if next.slotCount(cores: cores) != config.slotCount(cores: cores) {
+            ctx.slots.resize(next.slotCount(cores: cores))
+            applied.append("local.slots=\(next.slotCount(cores: cores))")
+        }
+        if next.shutdownGrace != config.shutdownGrace { applied.append("shutdownGrace") }
+        if next.debug != config.debug { applied.append("debug") }
+        if next.stateDirectory != config.stateDirectory { restart.append("stateDirectory") }
+        if next.inboxDirectory != config.inboxDirectory { restart.append("inbox") }
+        if next.runtimeDirectory != config.runtimeDirectory { restart.append("runtimeDirectory") }
+        if next.defaultBackend != config.defaultBackend { restart.append("defaultBackend") }
+        if next.local.killGrace != config.local.killGrace { restart.append("local.killGrace") }
+        if next.local.exec != config.local.exec { restart.append("local.exec") }
+        if next.local.passEnvironment != config.local.passEnvironment { restart.append("local.passEnvironment") }
+        var kept = next
+        kept.stateDirectory = config.stateDirectory
+        kept.inbox = config.inbox
+        kept.runtimeDirectory = config.runtimeDirectory
+        kept.defaultBackend = config.defaultBackend
+        kept.local.killGrace = config.local.killGrace
+        kept.local.exec = config.local.exec
+        kept.local.passEnvironment = config.local.passEnvironment
+        config = kept
+        return (applied, restart)
     }
 }

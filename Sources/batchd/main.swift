@@ -2,9 +2,7 @@ import ArgumentParser
 import BatchDaemon
 import Foundation
 import Logging
-#if canImport(Glibc)
-import Glibc
-#endif
+import SystemdSupport
 
 /// `batchd --config FILE`: the daemon, in the foreground.
 @main
@@ -12,7 +10,11 @@ struct BatchdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "batchd",
         abstract: "Run batch jobs dropped into an inbox, crash-safely.",
-        discussion: "Runs in the foreground until SIGTERM or SIGINT. See README.md and docs/.",
+        discussion: """
+            Runs in the foreground until SIGTERM or SIGINT; SIGHUP reloads the config. \
+            Under systemd (Type=notify) it reports readiness, status and watchdog pings. \
+            See README.md and docs/operations.md.
+            """,
         version: Daemon.version)
 
     @Option(name: .long, help: "The config file.")
@@ -21,10 +23,23 @@ struct BatchdCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Lowest level logged: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(name: .long, help: "Where logs go: journal (structured, via sd_journal_sendv), stderr, or auto (journal when stderr is the journal stream).")
+    var logTarget: LogTarget = .auto
+
+    enum LogTarget: String, ExpressibleByArgument { case auto, journal, stderr }
+
     func run() async throws {
+        // The one place the environment is read.
+        let env = ProcessInfo.processInfo.environment
+        let streamIsJournal = stderrIsJournal(journalStream: env["JOURNAL_STREAM"])
+        let target: JournalLogHandler.Target = switch logTarget {
+        case .journal: .journal
+        case .stderr: .stderr(priorityPrefix: streamIsJournal)
+        case .auto: streamIsJournal ? .journal : .stderr(priorityPrefix: false)
+        }
         let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = LineLogHandler(label: label)
+        LoggingSystem.bootstrap { _ in
+            var handler = JournalLogHandler(identifier: "batchd", target: target)
             handler.logLevel = level
             return handler
         }
@@ -34,13 +49,22 @@ struct BatchdCommand: AsyncParsableCommand {
             settings = try DaemonConfig.load(path: config)
         } catch {
             logger.critical("cannot start: bad config", metadata: ["error": "\(error)"])
-            throw ExitCode(78)  // EX_CONFIG
+            throw ExitCode(78)  // EX_CONFIG: systemd does not restart on it
+        }
+        // WATCHDOG_USEC applies to us only if WATCHDOG_PID is unset or ours.
+        var watchdog: Double?
+        if let usec = env["WATCHDOG_USEC"].flatMap(Double.init), usec > 0,
+           env["WATCHDOG_PID"].map({ $0 == String(getpid()) }) ?? true {
+            watchdog = usec / 1_000_000
         }
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let environment = DaemonEnvironment(
-            variables: ProcessInfo.processInfo.environment,
+            variables: env,
             cores: ProcessInfo.processInfo.activeProcessorCount,
-            executableDirectory: (exe as NSString).deletingLastPathComponent)
+            executableDirectory: (exe as NSString).deletingLastPathComponent,
+            configPath: config,
+            notifier: Notifier(enabled: env["NOTIFY_SOCKET"] != nil),
+            watchdogInterval: watchdog)
         do {
             try await Daemon.run(config: settings, environment: environment, logger: logger)
         } catch {

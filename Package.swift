@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchCore"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["BatchStore", "BatchCore", "BackendLocal"]
+            dependencies: ["BatchStore", "BatchCore", "BackendLocal", "BatchDaemon"]
         ),
     ],
     swiftLanguageModes: [.v6]

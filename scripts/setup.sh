@@ -6,8 +6,10 @@ set -euo pipefail
 
 # Debian packages: the C libraries the design card names (libsqlite3 today;
 # libcurl and libsystemd for the Azure backend and systemd support), pkg-config
-# to find them, Python 3 for the example task and the test helpers.
-APT_PACKAGES=(libsqlite3-dev libcurl4-openssl-dev libsystemd-dev pkg-config python3 python3-venv)
+# to find them, Python 3 for the example task and the test helpers, systemd
+# for journald, journalctl and systemd-analyze (the tests use them), tmux for
+# the terminal test of batchctl watch.
+APT_PACKAGES=(libsqlite3-dev libcurl4-openssl-dev libsystemd-dev systemd pkg-config python3 python3-venv tmux)
 # PyPI packages the tests use (the schema check).
 PIP_PACKAGES=(jsonschema==4.26.0 PyYAML==6.0.3)
 

@@ -40,7 +40,8 @@ public enum ProcessControl {
     /// Whether a process exists and has not exited (a zombie waiting to be
     /// reaped counts as gone).
     public static func isAlive(_ pid: pid_t) -> Bool {
-        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        // kill(0) and kill(-1) address groups or everyone, not one process.
+        guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
         guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat"),
               let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count else { return true }
         return stat[close + 2] != UInt8(ascii: "Z")

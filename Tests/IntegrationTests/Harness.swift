@@ -77,7 +77,7 @@ final class DaemonHarness: @unchecked Sendable {
     private var process: Process?
     private var exited = AsyncEvent<Int32>()
 
-    init(slots: Int = 4, shutdownGrace: String = "10s", killGrace: String = "2s") throws {
+    init(slots: Int = 4, shutdownGrace: String = "10s", killGrace: String = "2s", extra: String = "") throws {
         root = NSTemporaryDirectory() + "batchd-it-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         config = "\(root)/batchd.yaml"
@@ -88,6 +88,7 @@ final class DaemonHarness: @unchecked Sendable {
             local:
               slots: \(slots)
               killGrace: \(killGrace)
+            \(extra)
             """.write(toFile: config, atomically: true, encoding: .utf8)
     }
 
@@ -95,11 +96,14 @@ final class DaemonHarness: @unchecked Sendable {
     var inbox: String { "\(root)/state/inbox" }
 
     /// Starts the daemon and waits for "daemon ready".
-    func start() async throws {
+    func start(environment: [String: String] = [:], arguments: [String] = [], waitReady: Bool = true) async throws {
         let from = log.mark
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "\(binDirectory)/batchd")
-        p.arguments = ["--config", config, "--log-level", "debug"]
+        p.arguments = ["--config", config, "--log-level", "debug"] + arguments
+        var env = ProcessInfo.processInfo.environment
+        for k in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"] { env[k] = nil }
+        p.environment = env.merging(environment) { $1 }
         let pipe = Pipe()
         p.standardError = pipe
         p.standardOutput = pipe
@@ -113,7 +117,7 @@ final class DaemonHarness: @unchecked Sendable {
         p.terminationHandler = { proc in exited.fire(proc.terminationStatus) }
         try p.run()
         process = p
-        try await log.wait(from: from, timeout: 60, "daemon ready") { $0.contains("daemon ready") }
+        if waitReady { try await log.wait(from: from, timeout: 60, "daemon ready") { $0.contains("daemon ready") } }
     }
 
     var pid: pid_t { process?.processIdentifier ?? 0 }
@@ -192,4 +196,37 @@ func write(_ text: String, _ dir: String, _ name: String) throws -> String {
 
 func read(_ path: String) -> String? {
     FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// A Unix datagram socket bound where NOTIFY_SOCKET points: every sd_notify
+/// message the daemon sends arrives here, one line per `KEY=value`.
+final class NotifySocket: @unchecked Sendable {
+    let path: String
+    let log = LineLog()
+    private let fd: Int32
+
+    init(directory: String) throws {
+        path = "\(directory)/notify.sock"
+        let sock = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        fd = sock
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { throw HarnessError(description: "cannot bind \(path)") }
+        let log = self.log
+        let thread = Thread {
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = recv(sock, &buffer, buffer.count, 0)
+                if n <= 0 { if n < 0 && errno == EINTR { continue }; return }
+                log.append(Data(buffer[0..<n]) + Data("\n".utf8))
+            }
+        }
+        thread.start()
+    }
+
+    deinit { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
 }

@@ -3,10 +3,29 @@
 #               (development config: state and inbox under .run/)
 #   make test   install what is missing, run every test
 #   make bench  time whole jobs on the local backend (scripts/bench-local.sh)
+#   make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc] [BUILD=release]
+#               binaries, system and user units, sysusers file, config (kept if
+#               present), journald catalog, manifest schema, docs, completions
+#   make install-user   the same for one user under ~/.local, unit in ~/.config/systemd/user
 SHELL := /bin/bash
 DEV_CONFIG := etc/batchd/dev.yaml
 
-.PHONY: all setup build run test bench clean
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= /etc
+BUILD ?= release
+
+BINDIR := $(DESTDIR)$(PREFIX)/bin
+LIBEXECDIR := $(DESTDIR)$(PREFIX)/lib/batchd
+UNITDIR := $(DESTDIR)$(PREFIX)/lib/systemd/system
+USERUNITDIR := $(DESTDIR)$(PREFIX)/lib/systemd/user
+CATALOGDIR := $(DESTDIR)$(PREFIX)/lib/systemd/catalog
+SYSUSERSDIR := $(DESTDIR)$(PREFIX)/lib/sysusers.d
+SHAREDIR := $(DESTDIR)$(PREFIX)/share/batchd
+DOCDIR := $(DESTDIR)$(PREFIX)/share/doc/batchd
+CONFDIR := $(DESTDIR)$(SYSCONFDIR)/batchd
+
+.PHONY: all setup build run test bench install install-user clean
 
 all: build
 
@@ -29,6 +48,34 @@ test: build
 
 bench: build
 	scripts/bench-local.sh
+
+install: setup
+	swift build -c $(BUILD)
+	$(eval BIN := $(shell swift build -c $(BUILD) --show-bin-path))
+	install -d $(BINDIR) $(LIBEXECDIR) $(UNITDIR) $(USERUNITDIR) $(CATALOGDIR) $(SYSUSERSDIR) $(SHAREDIR) $(DOCDIR) $(CONFDIR)
+	install -m 755 $(BIN)/batchd $(BIN)/batchctl $(BINDIR)/
+	install -m 755 $(BIN)/batchd-exec $(LIBEXECDIR)/
+	sed 's|@PREFIX@|$(PREFIX)|g; s|/etc/batchd|$(SYSCONFDIR)/batchd|g' systemd/batchd.service > $(UNITDIR)/batchd.service
+	sed 's|@PREFIX@|$(PREFIX)|g' systemd/user/batchd.service > $(USERUNITDIR)/batchd.service
+	chmod 644 $(UNITDIR)/batchd.service $(USERUNITDIR)/batchd.service
+	install -m 644 systemd/batchd.catalog $(CATALOGDIR)/batchd.catalog
+	install -m 644 systemd/batchd.sysusers $(SYSUSERSDIR)/batchd.conf
+	install -m 644 docs/manifest.schema.json $(SHAREDIR)/manifest.schema.json
+	install -m 644 etc/batchd/batchd.yaml $(SHAREDIR)/batchd.yaml.example
+	install -m 644 etc/batchd/batchd.user.yaml $(SHAREDIR)/batchd.user.yaml.example
+	install -m 644 README.md docs/*.md $(DOCDIR)/
+	[ -e $(CONFDIR)/batchd.yaml ] || install -m 644 etc/batchd/batchd.yaml $(CONFDIR)/batchd.yaml
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(BIN)/batchctl --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/batchctl
+	$(BIN)/batchctl --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_batchctl
+	$(BIN)/batchctl --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/batchctl.fish
+	@echo "installed under $(DESTDIR)$(PREFIX); next: docs/operations.md"
+
+install-user:
+	$(MAKE) install PREFIX=$(HOME)/.local SYSCONFDIR=$(HOME)/.config
+	install -d $(HOME)/.config/systemd/user
+	ln -sf $(HOME)/.local/lib/systemd/user/batchd.service $(HOME)/.config/systemd/user/batchd.service
+	[ -e $(HOME)/.config/batchd/batchd.yaml.user-installed ] || { install -m 644 etc/batchd/batchd.user.yaml $(HOME)/.config/batchd/batchd.yaml && touch $(HOME)/.config/batchd/batchd.yaml.user-installed; }
 
 clean:
 	rm -rf .build .run

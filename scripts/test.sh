@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the Swift suites (unit and integration, against the real
-# binaries) and the schema check of the examples. Ends with one summary line.
+# binaries), the schema check of the examples, and the installed units
+# (systemd-analyze verify and security). Ends with one summary line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +16,11 @@ swift_rc=${PIPESTATUS[0]}
 .venv/bin/python scripts/check-examples.py
 schema_rc=$?
 
+scripts/check-units.sh
+units_rc=$?
+
 # Swift Testing ends with "Test run with N tests in M suites passed|failed ... with K issues".
 passed=$(grep -oE 'Test run with [0-9]+ tests? .* passed' "$log" | grep -oE '[0-9]+' | head -1)
 failed=$(grep -cE '^✘ Test .* failed' "$log")
 echo "swift: ${passed:-0} passed, ${failed:-0} failed"
-[ "$swift_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ]
+[ "$swift_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ] && [ "$units_rc" -eq 0 ]

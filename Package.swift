@@ -83,6 +83,7 @@ let package = Package(
         .executableTarget(name: "batchd-exec", dependencies: ["CLinux"]),
         .testTarget(name: "BatchCoreTests", dependencies: ["BatchCore"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchCore"]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore"]),
         .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchCore"]),
         .testTarget(

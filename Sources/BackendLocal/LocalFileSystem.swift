@@ -16,7 +16,8 @@ public struct LocalFileSystem: ManifestFileSystem {
         let glob = Glob(pattern)
         var out: [String] = []
         walk(root, glob.components[...], &out)
-        return out.sorted()
+        // `a/../b` in a pattern is walked literally; report the plain path.
+        return Set(out.map { URL(fileURLWithPath: $0).standardizedFileURL.path }).sorted()
     }
 
     private func walk(_ dir: String, _ rest: ArraySlice<String>, _ out: inout [String]) {

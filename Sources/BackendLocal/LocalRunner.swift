@@ -59,6 +59,10 @@ public struct LocalRunner: Sendable {
         try? FileManager.default.removeItem(atPath: spec.directory)
         try FileOps.makeDirectory(work)
         for input in spec.inputs {
+            let parts = input.target.split(separator: "/")
+            guard !input.target.hasPrefix("/"), !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else {
+                throw FileOpError(input.target, "an input may not be placed outside the task's directory")
+            }
             try store.place(input.sha256, at: "\(work)/\(input.target)")
         }
     }

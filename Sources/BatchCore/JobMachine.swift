@@ -23,7 +23,8 @@ public struct Transition: Sendable, Equatable {
     public var ignored: String?
 }
 
-/// The transition function.
+/// The transition function. Terminal states take no event but one: a failed
+/// job may be reopened with `retryRequested`, which runs its failed tasks again.
 public enum JobMachine {
     /// Applies `event` to `state`.
     public static func apply(_ event: JobEvent, to state: JobState) -> Transition {
@@ -32,6 +33,9 @@ public enum JobMachine {
         }
         func ignore() -> Transition {
             Transition(state: state, actions: [], ignored: "\(event) does not apply in \(state.phase.rawValue)")
+        }
+        if state.phase == .failed, event == .retryRequested {
+            return Transition(state: JobState(phase: .running), actions: [.monitorTasks], ignored: nil)
         }
         if state.phase.isTerminal { return ignore() }
 

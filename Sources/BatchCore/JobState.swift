@@ -87,6 +87,8 @@ public enum JobEvent: Sendable, Equatable {
     case failed(reason: String)
     /// The user asked to cancel.
     case cancelRequested
+    /// The user asked to run a failed job's failed tasks again.
+    case retryRequested
 }
 
 /// What the owner of a job must do next; the machine itself does no I/O.

@@ -157,10 +157,15 @@ public struct TaskExpander: Sendable {
     }
 
     /// Where a source file lands in the task's directory: its path relative to
-    /// the base directory when inside it, else its file name.
+    /// the base directory when inside it, else its file name. Never a path
+    /// with `..` or `.`, so an input cannot be placed outside the task's directory.
     public static func target(for source: String, base: String) -> String {
         let prefix = base.hasSuffix("/") ? base : base + "/"
-        if source.hasPrefix(prefix) { return String(source.dropFirst(prefix.count)) }
+        if source.hasPrefix(prefix) {
+            let relative = String(source.dropFirst(prefix.count))
+            let parts = relative.split(separator: "/")
+            if !parts.isEmpty, !parts.contains(".."), !parts.contains(".") { return relative }
+        }
         return (source as NSString).lastPathComponent
     }
 

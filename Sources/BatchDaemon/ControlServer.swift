@@ -86,6 +86,17 @@ struct ControlServer: Service {
             } catch {
                 reply = ["ok": false, "error": "\(error)"]
             }
+        case "retry":
+            guard let job = request.body?["job"] as? String else {
+                reply = ["ok": false, "error": "retry needs a job"]
+                break
+            }
+            do {
+                let (record, n) = try await supervisor.retry(job)
+                reply = ["ok": true, "job": record.id, "tasks": n]
+            } catch {
+                reply = ["ok": false, "error": "\(error)"]
+            }
         case "stall":
             guard await supervisor.allowsStall else {
                 reply = ["ok": false, "error": "stall is a test hook; set debug.allowStall in the config"]

@@ -77,6 +77,22 @@ public actor Supervisor: Service {
         }
     }
 
+    /// Runs a failed job's failed tasks again (each with its retries back).
+    func retry(_ idOrName: String) async throws -> (JobRecord, Int) {
+        guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
+        guard controls[job.id] == nil else { throw DaemonError("job \(job.id) is still \(job.phase)") }
+        let t = JobMachine.apply(.retryRequested, to: job.state)
+        guard t.ignored == nil else {
+            throw DaemonError("job \(job.id) has \(job.phase); only a failed job can be retried")
+        }
+        let n = try await ctx.store.reopenFailedTasks(job.id, t.state)
+        var log = ctx.logger
+        log[metadataKey: "job.id"] = "\(job.id)"
+        log.notice("job retried", metadata: ["tasks": "\(n)"])
+        enqueue(job.id)
+        return (job, n)
+    }
+
     /// Cancels a job by id or name.
     func cancel(_ idOrName: String) async throws -> JobRecord {
         guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }

@@ -113,6 +113,26 @@ extension Store {
         }
     }
 
+    /// Reopens a failed job: its failed tasks go back to pending with their
+    /// retries restored, the job to `state` (running). Returns how many tasks
+    /// will run again.
+    public func reopenFailedTasks(_ jobID: String, _ state: JobState) async throws -> Int {
+        let now = clock()
+        return try await db.write { db in
+            try db.execute(sql: """
+                UPDATE tasks SET state = 'pending', counted_attempts = 0, updated_at = ?
+                WHERE job_id = ? AND state = 'failed'
+                """, arguments: [now, jobID])
+            let n = db.changesCount
+            try db.execute(sql: """
+                UPDATE jobs SET phase = ?, verdict = NULL, reason = NULL, finished_at = NULL, cancel_requested = 0,
+                  updated_at = ? WHERE id = ?
+                """, arguments: [state.phase.rawValue, now, jobID])
+            try self.event(db, jobID, nil, "retry", "retry requested: \(n) failed tasks will run again", at: now)
+            return n
+        }
+    }
+
     /// Records the staged inputs of a job.
     public func recordInputs(_ jobID: String, _ inputs: [InputRecord]) async throws {
         try await db.write { db in

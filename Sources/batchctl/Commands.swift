@@ -88,6 +88,7 @@ struct Logs: AsyncParsableCommand {
     @Argument(help: "Job id or name.") var job: String
     @Argument(help: "Task id (or index).") var task: String?
     @Option(help: "Which attempt (default: the latest).") var attempt: Int?
+    @Flag(name: .shortAndLong, help: "Keep printing as the task writes (or as the job's history grows) until it ends.") var follow = false
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
@@ -95,6 +96,10 @@ struct Logs: AsyncParsableCommand {
             let store = try global.store()
             let record = try await global.job(store, job)
             let report = JobReport(store: store)
+            if follow {
+                if let task { try await Follower(store: store, job: record).task(task) } else { try await Follower(store: store, job: record).history() }
+                return
+            }
             if let task {
                 let logs: [String: Any]
                 do { logs = try await report.taskLogs(record, task: task, attempt: attempt) } catch { throw CLIError(4, "\(error)") }

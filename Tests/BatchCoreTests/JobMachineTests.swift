@@ -57,12 +57,22 @@ struct JobMachineTests {
 
     @Test("terminal states ignore every event", arguments: [JobPhase.succeeded, .failed, .cancelled])
     func terminal(_ phase: JobPhase) {
-        for event in [JobEvent.start, .cancelRequested, .failed(reason: "x"), .finalized, .progress(TaskCounts())] {
+        let retry: [JobEvent] = phase == .failed ? [] : [.retryRequested]
+        for event in [JobEvent.start, .cancelRequested, .failed(reason: "x"), .finalized, .progress(TaskCounts())] + retry {
             let t = JobMachine.apply(event, to: JobState(phase: phase))
             #expect(t.ignored != nil)
             #expect(t.state.phase == phase)
             #expect(t.actions.isEmpty)
         }
+    }
+
+    @Test("a failed job reopens for a retry; nothing else does")
+    func retry() {
+        let t = JobMachine.apply(.retryRequested, to: JobState(phase: .failed, verdict: .failure(reason: "1 of 2 tasks failed")))
+        #expect(t.ignored == nil)
+        #expect(t.state == JobState(phase: .running))
+        #expect(t.actions == [.monitorTasks])
+        #expect(JobMachine.apply(.retryRequested, to: JobState(phase: .running)).ignored != nil)
     }
 
     @Test("events out of order are refused, not applied")

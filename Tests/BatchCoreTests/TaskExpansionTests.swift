@@ -38,6 +38,14 @@ struct TaskExpansionTests {
         #expect(job.sharedInputs == [InputFile(source: "/w/tool.py", target: "tool.py")])
     }
 
+    @Test("an input can never be placed outside the task's directory")
+    func targetsStayInside() {
+        #expect(TaskExpander.target(for: "/w/a/b.txt", base: "/w") == "a/b.txt")
+        #expect(TaskExpander.target(for: "/w/../x.bin", base: "/w") == "x.bin")
+        #expect(TaskExpander.target(for: "/elsewhere/x.bin", base: "/w") == "x.bin")
+        #expect(TaskExpander.target(for: "/w/./x.bin", base: "/w") == "x.bin")
+    }
+
     @Test func integersWithDefaultIds() throws {
         let job = try expand("name: n\ntasks: {forEachInteger: {from: 3, to: 7, step: 2}}\ncommand: echo {i} {task} {job}\n")
         #expect(job.tasks.map(\.id) == ["0", "1", "2"])

@@ -1,0 +1,82 @@
+import BackendLocal
+import BatchCore
+import BatchStore
+import Foundation
+
+/// `batchctl plan FILE`: what a manifest would do, without doing it.
+public enum Plan {
+    /// Builds the plan as an object (for --json) and as text.
+    public static func make(path: String, backend: String?, config: DaemonConfig, cores: Int) async throws -> (object: [String: Any], text: String) {
+        let prepared = try Submission.prepare(path: path, backend: backend)
+        let m = prepared.manifest
+        let base = m.baseDirectory ?? (URL(fileURLWithPath: path).standardizedFileURL.path as NSString).deletingLastPathComponent
+        let expanded = try TaskExpander(fs: LocalFileSystem()).expand(m, base: base, jobID: "plan", file: (path as NSString).lastPathComponent)
+        let chosen = m.backend ?? config.defaultBackend
+
+        // Inputs after dedup: every distinct file once, and only those whose
+        // content the store lacks (hashes from the daemon's cache when it still holds).
+        let store = ContentStore(root: config.storeDirectory)
+        let db = try? Store(readOnlyPath: config.databasePath)
+        var sources = Set(expanded.sharedInputs.map(\.source))
+        for t in expanded.tasks { for i in t.inputs { sources.insert(i.source) } }
+        var totalBytes: Int64 = 0, newBytes: Int64 = 0, stored = 0
+        var seen = Set<String>()
+        for source in sources.sorted() {
+            let id = try FileOps.identity(source)
+            var sha: String?
+            if let cached = try? await db?.cachedHash(path: source), cached.inode == id.inode, cached.size == id.size,
+               cached.mtimeNs == id.mtimeNs, cached.device == id.device {
+                sha = cached.sha256
+            }
+            let hash = try sha ?? FileOps.sha256(source).hex
+            totalBytes += id.size
+            guard seen.insert(hash).inserted else { continue }
+            if store.contains(hash) { stored += 1 } else { newBytes += id.size }
+        }
+
+        let slots = chosen == "local" ? min(config.slotCount(cores: cores), m.pool.slotsPerNode ?? Int.max) : nil
+        let coreHours = m.timeoutSeconds.map { Double(expanded.tasks.count) * $0 / 3600 }
+        let source: String = switch m.tasks {
+        case .list(let l): "explicit list of \(l.count)"
+        case .forEachFile(let p, _): "forEachFile \(p)"
+        case .forEachInteger(let a, let b, let s, _): "forEachInteger \(a)…\(b) step \(s)"
+        case .forEachRow(let f, let fmt, _): "forEachRow \(f) (\(fmt.rawValue))"
+        }
+        let destination = m.outputs.destination.hasPrefix("/") ? m.outputs.destination
+            : URL(fileURLWithPath: "\(base)/\(m.outputs.destination)").standardizedFileURL.path
+        let object: [String: Any] = [
+            "name": m.name, "backend": chosen, "tasks": expanded.tasks.count, "taskSource": source,
+            "sample": expanded.tasks.prefix(5).map { ["id": $0.id, "command": $0.command] },
+            "inputs": ["files": sources.count, "bytes": totalBytes, "bytesToStage": newBytes, "alreadyStored": stored],
+            "pool": ["id": m.pool.id as Any? ?? NSNull(), "auto": m.pool.id == nil, "vmSize": m.pool.vmSize as Any? ?? NSNull(),
+                     "dedicatedNodes": m.pool.dedicatedNodes as Any? ?? NSNull(), "spotNodes": m.pool.spotNodes as Any? ?? NSNull(),
+                     "slotsPerNode": m.pool.slotsPerNode as Any? ?? NSNull(), "localSlots": slots as Any? ?? NSNull()] as [String: Any],
+            "outputs": ["patterns": m.outputs.patterns, "destination": destination],
+            "retries": m.retries, "timeoutSeconds": m.timeoutSeconds as Any? ?? NSNull(),
+            "estimatedCoreHoursAtMost": coreHours as Any? ?? NSNull(),
+        ]
+        var lines = ["plan for \(m.name) (\(path))", "backend   \(chosen)\(m.backend == nil ? " (the daemon's default)" : "")"]
+        if let slots {
+            lines.append("pool      this machine: up to \(slots) tasks at once")
+        } else {
+            let nodes = "\(m.pool.dedicatedNodes ?? 0) dedicated + \(m.pool.spotNodes ?? 0) spot nodes"
+            lines.append("pool      \(m.pool.id.map { "named pool \($0)" } ?? "auto-pool") · \(m.pool.vmSize ?? "default VM size") · \(nodes)")
+        }
+        lines.append("tasks     \(expanded.tasks.count) (\(source))")
+        for t in expanded.tasks.prefix(5) { lines.append("  \(t.id)  \(t.command)") }
+        if expanded.tasks.count > 5 { lines.append("  … \(expanded.tasks.count - 5) more") }
+        lines.append("inputs    \(sources.count) files, \(bytes(totalBytes)); \(bytes(newBytes)) to stage after dedup (\(stored) already stored)")
+        lines.append("outputs   \(m.outputs.patterns.isEmpty ? "none" : m.outputs.patterns.joined(separator: ", ")) → \(destination)")
+        lines.append("attempts  \(m.retries) retries, \(m.timeoutSeconds.map { "timeout \(HumanDuration.format($0))" } ?? "no timeout")")
+        lines.append("estimate  " + (coreHours.map { String(format: "at most %.2f core-hours (%d tasks × %@ timeout × 1 core)", $0, expanded.tasks.count, HumanDuration.format(m.timeoutSeconds!)) }
+            ?? "unknown: set a timeout to bound core-hours"))
+        return (object, lines.joined(separator: "\n"))
+    }
+
+    static func bytes(_ n: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n), i = 0
+        while v >= 1024, i < units.count - 1 { v /= 1024; i += 1 }
+        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+}

@@ -1,0 +1,51 @@
+import BatchCore
+
+/// What `batchctl watch` draws: a bar with counts, rate and ETA on a
+/// terminal, or one plain line per change elsewhere. Pure, so it is tested
+/// without a terminal.
+public struct Progress: Sendable, Equatable {
+    /// Task counts now.
+    public var counts: TaskCounts
+    /// The job's phase now.
+    public var phase: JobPhase
+    /// Tasks finished per second, measured while watching; nil before two samples.
+    public var rate: Double?
+
+    /// A progress sample.
+    public init(counts: TaskCounts, phase: JobPhase, rate: Double?) {
+        self.counts = counts
+        self.phase = phase
+        self.rate = rate
+    }
+
+    /// Finished tasks (succeeded, failed or cancelled).
+    public var done: Int { counts.succeeded + counts.failed + counts.cancelled }
+
+    /// Whole percent of tasks finished.
+    public var percent: Int { counts.total == 0 ? 0 : done * 100 / counts.total }
+
+    /// Seconds left at the current rate, when known.
+    public var eta: Double? {
+        guard let rate, rate > 0, !phase.isTerminal else { return nil }
+        return Double(counts.total - done) / rate
+    }
+
+    /// `[=========>          ]  45%  90/200 done · 8 running · 2 failed · 12.5/s · ETA 9s · running`
+    public func bar(width: Int = 30) -> String {
+        let filled = counts.total == 0 ? 0 : min(width, done * width / counts.total)
+        var inner = String(repeating: "=", count: filled)
+        if filled < width { inner += ">" + String(repeating: " ", count: width - filled - 1) }
+        return "[\(inner)] \(String(repeating: " ", count: max(0, 3 - "\(percent)".count)))\(percent)%  " + details
+    }
+
+    /// The counts, rate, ETA and phase, without the bar: the plain line.
+    public var details: String {
+        var parts = ["\(done)/\(counts.total) done", "\(counts.running) running"]
+        if counts.failed > 0 { parts.append("\(counts.failed) failed") }
+        if counts.cancelled > 0 { parts.append("\(counts.cancelled) cancelled") }
+        if let rate { parts.append(rate >= 10 ? "\(Int(rate.rounded()))/s" : "\((rate * 10).rounded() / 10)/s") }
+        if let eta { parts.append("ETA \(HumanDuration.format(max(1, eta)))") }
+        parts.append(phase.rawValue)
+        return parts.joined(separator: " · ")
+    }
+}

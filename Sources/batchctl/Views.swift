@@ -1,0 +1,161 @@
+import ArgumentParser
+import BatchCore
+import BatchDaemon
+import BatchStore
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Watch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Follow a job's progress until it ends: a live bar on a terminal, one line per change otherwise.")
+    @OptionGroup var global: Global
+    @Argument(help: "Job id or name (a name means its latest job).") var job: String
+    @Flag(help: "Print one JSON object per change.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            let store = try global.store()
+            let record = try await global.job(store, job)
+            try await Watcher(store: store, jobID: record.id, name: record.name, json: json, tty: isatty(1) == 1).run()
+        }
+    }
+}
+
+/// The watch loop: samples the database (read-only) twice a second.
+struct Watcher {
+    let store: Store
+    let jobID: String
+    let name: String
+    let json: Bool
+    let tty: Bool
+
+    func run() async throws {
+        var samples: [(t: ContinuousClock.Instant, done: Int)] = []
+        var last = ""
+        while true {
+            guard let job = try await store.job(jobID) else { throw CLIError(4, "job \(jobID) is gone") }
+            let counts = try await store.counts(jobID)
+            let now = ContinuousClock.now
+            var p = Progress(counts: counts, phase: job.jobPhase, rate: nil)
+            samples.append((now, p.done))
+            samples.removeAll { now - $0.t > .seconds(10) }
+            if let first = samples.first, now - first.t >= .seconds(1) {
+                let dt = Double((now - first.t).components.seconds) + Double((now - first.t).components.attoseconds) / 1e18
+                p.rate = Double(p.done - first.done) / dt
+            }
+            if json {
+                let line = JobReport.json(["id": jobID, "state": job.phase, "done": p.done, "total": counts.total, "running": counts.running,
+                                           "failed": counts.failed, "percent": p.percent]).replacingOccurrences(of: "\n", with: "")
+                if line != last { say(line); last = line }
+            } else if tty {
+                FileHandle.standardOutput.write(Data("\r\u{1B}[2K\(name) \(p.bar(width: barWidth()))".utf8))
+            } else {
+                let line = "\(name) \(p.percent)% \(p.details)"
+                // The rate and ETA move every sample; a new line is for a change in the counts or phase.
+                let key = "\(p.done) \(counts.running) \(counts.failed) \(job.phase)"
+                if key != last { say(line); last = key }
+            }
+            if job.jobPhase.isTerminal {
+                if tty && !json { say("") }
+                if job.jobPhase != .succeeded { throw CLIError(1, "job \(jobID) \(job.phase)\(job.reason.map { ": \($0)" } ?? "")") }
+                return
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    func barWidth() -> Int {
+        var ws = winsize()
+        guard ioctl(1, UInt(TIOCGWINSZ), &ws) == 0, ws.ws_col > 0 else { return 30 }
+        return max(10, min(40, Int(ws.ws_col) - name.count - 75))
+    }
+}
+
+struct Retry: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a failed job's failed tasks again, each with its retries back.")
+    @OptionGroup var global: Global
+    @Argument(help: "Job id or name.") var job: String
+    @Flag(help: "Wait until the job ends; exit 0 only if it succeeded.") var wait = false
+
+    func run() async throws {
+        try await guarded {
+            let config = try global.load()
+            let answer: [String: Any]
+            do { answer = try ControlClient.send(["op": "retry", "job": job], socket: config.socketPath) } catch {
+                throw CLIError(3, "\(error)")
+            }
+            guard answer["ok"] as? Bool == true, let id = answer["job"] as? String else {
+                throw CLIError(1, answer["error"] as? String ?? "retry refused")
+            }
+            say("retrying \(answer["tasks"] ?? 0) failed tasks of \(id)")
+            if wait { try await Waiter(config: config, json: false).until(id, timeout: nil) }
+        }
+    }
+}
+
+struct PlanCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Dry run: the tasks a manifest makes, the bytes staged after dedup, the pool, estimated core-hours.")
+    @OptionGroup var global: Global
+    @Argument(help: "The manifest.") var file: String
+    @Option(help: "Plan for this backend instead of the manifest's.") var backend: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            let config = try global.load()
+            let plan: (object: [String: Any], text: String)
+            do {
+                plan = try await Plan.make(path: file, backend: backend, config: config, cores: ProcessInfo.processInfo.activeProcessorCount)
+            } catch { throw CLIError(2, "\(error)") }
+            say(json ? JobReport.json(plan.object) : plan.text)
+        }
+    }
+}
+
+/// `logs --follow`: prints what a task writes, or a job's history, as it comes.
+struct Follower {
+    let store: Store
+    let job: JobRecord
+
+    func task(_ task: String) async throws {
+        var attempt = 0
+        var offsets = ["stdout": UInt64(0), "stderr": UInt64(0)]
+        while true {
+            guard let t = try await store.task(job.id, task) else { throw CLIError(4, "job \(job.id) has no task '\(task)'") }
+            if let latest = try await store.attempts(job.id, idx: t.idx).last {
+                if latest.attempt != attempt {
+                    attempt = latest.attempt
+                    offsets = ["stdout": 0, "stderr": 0]
+                    FileHandle.standardError.write(Data("== task \(t.taskId) attempt \(attempt)\n".utf8))
+                }
+                for (name, sink) in [("stdout", FileHandle.standardOutput), ("stderr", FileHandle.standardError)] {
+                    guard let h = FileHandle(forReadingAtPath: "\(latest.directory)/\(name)") else { continue }
+                    try h.seek(toOffset: offsets[name]!)
+                    let data = h.readDataToEndOfFile()
+                    try h.close()
+                    offsets[name]! += UInt64(data.count)
+                    if !data.isEmpty { sink.write(data) }
+                }
+                if latest.state == "finished", ["succeeded", "failed", "cancelled"].contains(t.state) { return }
+            }
+            if let j = try await store.job(job.id), j.jobPhase.isTerminal, !["pending", "running"].contains(t.state) { return }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+    }
+
+    func history() async throws {
+        var seen: Int64 = 0
+        while true {
+            for e in try await store.events(job.id) where (e.seq ?? 0) > seen {
+                seen = e.seq ?? seen
+                say("\(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: e.at)))  \(e.message)")
+            }
+            if let j = try await store.job(job.id), j.jobPhase.isTerminal { return }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+    }
+}

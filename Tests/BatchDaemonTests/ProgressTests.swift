@@ -1,0 +1,42 @@
+import BatchCore
+import BatchDaemon
+import Testing
+
+@Suite("batchctl watch rendering")
+struct ProgressTests {
+    @Test func barFillsWithTheDoneShare() {
+        let p = Progress(counts: TaskCounts(pending: 90, running: 10, succeeded: 95, failed: 5), phase: .running, rate: 12.5)
+        #expect(p.percent == 50)
+        #expect(p.bar(width: 10) == "[=====>    ]  50%  100/200 done · 10 running · 5 failed · 13/s · ETA 8s · running")
+    }
+
+    @Test func finishedJobIsFullWithoutETA() {
+        let p = Progress(counts: TaskCounts(succeeded: 3), phase: .succeeded, rate: 2)
+        #expect(p.bar(width: 4) == "[====] 100%  3/3 done · 0 running · 2.0/s · succeeded")
+        #expect(p.eta == nil)
+    }
+
+    @Test func noRateYet() {
+        let p = Progress(counts: TaskCounts(pending: 4), phase: .staging, rate: nil)
+        #expect(p.details == "0/4 done · 0 running · staging")
+    }
+}
+
+@Suite("Daemon config")
+struct DaemonConfigTests {
+    @Test func defaultsAndRelativePaths() throws {
+        let c = try DaemonConfig.parse("stateDirectory: s\nlocal: {slots: 3, killGrace: 5s}\n", file: "c.yaml", directory: "/etc/x")
+        #expect(c.stateDirectory == "/etc/x/s")
+        #expect(c.inboxDirectory == "/etc/x/s/inbox")
+        #expect(c.local.killGrace == 5)
+        #expect(c.slotCount(cores: 16) == 3)
+        #expect(DaemonConfig().slotCount(cores: 16) == 16)
+        #expect(c.shutdownGrace == 30)
+    }
+
+    @Test func typoIsNamedWithASuggestion() {
+        #expect {
+            try DaemonConfig.parse("stateDirectroy: /x\n", file: "c.yaml", directory: "/")
+        } throws: { "\($0)" == "c.yaml:1: stateDirectroy: unknown key 'stateDirectroy' (did you mean 'stateDirectory'?)" }
+    }
+}

@@ -1,0 +1,89 @@
+import BatchStore
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("batchctl views", .serialized)
+struct CLITests {
+    /// Runs a command and returns its output (for tmux).
+    func sh(_ args: [String]) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test("batchctl watch in a real terminal draws a progress bar that reaches 100%")
+    func watchInTmux() async throws {
+        let d = try DaemonHarness(slots: 4)
+        try await d.start()
+        let work = "\(d.root)/w"
+        try write("name: bar\ntasks: {forEachInteger: {from: 1, to: 12}}\ncommand: sleep 0.3\n", work, "job.yaml")
+        #expect(try await d.batchctl(["submit", "\(work)/job.yaml"]).code == 0)
+        let session = "batchd-watch-\(getpid())"
+        let signal = "\(session)-done"
+        let command = "'\(binDirectory)/batchctl' --config '\(d.config)' watch bar; echo WATCH-EXIT=$?; tmux wait-for -S \(signal); sleep 600"
+        let (rc, out) = try sh(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "8", command])
+        #expect(rc == 0, "\(out)")
+        defer { _ = try? sh(["tmux", "kill-session", "-t", session]) }
+        // Blocks until the watch has ended (tmux's own signal, not a sleep).
+        let waited = Task.detached { try self.sh(["timeout", "120", "tmux", "wait-for", signal]).0 }
+        #expect(try await waited.value == 0)
+        let (_, screen) = try sh(["tmux", "capture-pane", "-p", "-t", session])
+        #expect(screen.contains("bar [" + String(repeating: "=", count: 40) + "] 100%  12/12 done"), "\(screen)")
+        #expect(screen.contains("succeeded"))
+        #expect(screen.contains("WATCH-EXIT=0"))
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("batchctl retry runs only the failed tasks again, and the job can then succeed")
+    func retry() async throws {
+        let d = try DaemonHarness()
+        try await d.start()
+        let work = "\(d.root)/w"
+        try write("""
+            name: flaky
+            tasks:
+              - {id: steady, command: "echo ok >> \(work)/steady.runs"}
+              - {id: flaky, command: "test -e \(work)/fixed"}
+            """, work, "job.yaml")
+        #expect(try await d.batchctl(["submit", "\(work)/job.yaml", "--wait"]).code == 1)
+        try "".write(toFile: "\(work)/fixed", atomically: true, encoding: .utf8)
+        let r = try await d.batchctl(["retry", "flaky", "--wait"])
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        let store = try d.store()
+        let job = try #require(try await store.job("flaky"))
+        #expect(job.jobPhase == .succeeded)
+        #expect(read("\(work)/steady.runs") == "ok\n")  // the task that had succeeded did not run again
+        #expect(try await d.batchctl(["retry", "flaky"]).code == 1)  // nothing failed any more
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("batchctl plan counts tasks and only the bytes the store lacks")
+    func plan() async throws {
+        let d = try DaemonHarness()
+        try await d.start()
+        let work = "\(d.root)/w"
+        try String(repeating: "x", count: 1000).write(toFile: "\(work)-data.bin", atomically: true, encoding: .utf8)
+        try write("name: p\ninputs: [../w-data.bin]\ntasks: {forEachInteger: {from: 1, to: 50}}\ncommand: wc -c w-data.bin\ntimeout: 6m\n", work, "job.yaml")
+        let before = try await d.json(["plan", "\(work)/job.yaml"])
+        #expect(before["tasks"] as? Int == 50)
+        let inputs = try #require(before["inputs"] as? [String: Any])
+        #expect(inputs["bytes"] as? Int == 1000)
+        #expect(inputs["bytesToStage"] as? Int == 1000)
+        #expect(before["estimatedCoreHoursAtMost"] as? Double == 5)
+        let run = try await d.batchctl(["submit", "\(work)/job.yaml", "--wait"])
+        #expect(run.code == 0, "\(run.out)\n\(run.err)")
+        let after = try await d.json(["plan", "\(work)/job.yaml"])
+        #expect((after["inputs"] as? [String: Any])?["bytesToStage"] as? Int == 0)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+}

@@ -1,3 +1,4 @@
+import BackendLocal
 import BatchStore
 import Foundation
 import Testing
@@ -7,20 +8,6 @@ import Glibc
 
 @Suite("batchctl views", .serialized)
 struct CLITests {
-    /// Runs a command and returns its output (for tmux).
-    func sh(_ args: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     @Test("batchctl watch in a real terminal draws a progress bar that reaches 100%")
     func watchInTmux() async throws {
         let d = try DaemonHarness(slots: 4)
@@ -28,16 +15,24 @@ struct CLITests {
         let work = "\(d.root)/w"
         try write("name: bar\ntasks: {forEachInteger: {from: 1, to: 12}}\ncommand: sleep 0.3\n", work, "job.yaml")
         #expect(try await d.batchctl(["submit", "\(work)/job.yaml"]).code == 0)
-        let session = "batchd-watch-\(getpid())"
-        let signal = "\(session)-done"
-        let command = "'\(binDirectory)/batchctl' --config '\(d.config)' watch bar; echo WATCH-EXIT=$?; tmux wait-for -S \(signal); sleep 600"
-        let (rc, out) = try sh(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "8", command])
-        #expect(rc == 0, "\(out)")
-        defer { _ = try? sh(["tmux", "kill-session", "-t", session]) }
-        // Blocks until the watch has ended (tmux's own signal, not a sleep).
-        let waited = Task.detached { try self.sh(["timeout", "120", "tmux", "wait-for", signal]).0 }
-        #expect(try await waited.value == 0)
-        let (_, screen) = try sh(["tmux", "capture-pane", "-p", "-t", session])
+        // A tmux server of this test's own (-L), so no other tmux is touched.
+        // tmux is started with the project's own process code (posix_spawn in
+        // a new session, stdio on /dev/null, exit seen through a pidfd).
+        let tmux = "tmux -L batchd-test-\(getpid())"
+        func shell(_ line: String, output: String = "/dev/null", timeout: Double = 30) async throws -> Bool {
+            let pid = try ProcessControl.spawnSession(["/bin/sh", "-c", line + " </dev/null >'\(output)' 2>/dev/null"],
+                                                      env: ProcessInfo.processInfo.environment)
+            return await ProcessControl.exitEvent(pid).wait(timeout: timeout) != nil
+        }
+        let watch = "'\(binDirectory)/batchctl' --config '\(d.config)' watch bar; echo WATCH-EXIT=$?; \(tmux) wait-for -S watch-done; sleep 600"
+        let quoted = "'" + watch.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        #expect(try await shell("\(tmux) new-session -d -s watch -x 150 -y 8 \(quoted)"))
+        defer { _ = try? ProcessControl.spawnSession(["/bin/sh", "-c", "\(tmux) kill-server </dev/null >/dev/null 2>&1"], env: [:]) }
+        // Returns when the watch has ended: tmux's own signal, not a sleep.
+        #expect(try await shell("\(tmux) wait-for watch-done", timeout: 120))
+        let capture = "\(d.root)/screen.txt"
+        #expect(try await shell("\(tmux) capture-pane -p -t watch", output: capture))
+        let screen = read(capture) ?? ""
         #expect(screen.contains("bar [" + String(repeating: "=", count: 40) + "] 100%  12/12 done"), "\(screen)")
         #expect(screen.contains("succeeded"))
         #expect(screen.contains("WATCH-EXIT=0"))

@@ -132,17 +132,43 @@ final class DaemonHarness: @unchecked Sendable {
         return status
     }
 
-    struct Run: Sendable {
-        let code: Int32
-        let out: String
-        let err: String
+    deinit {
+        if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL) }
     }
 
     /// Runs batchctl --config CONFIG ARGS.
     func batchctl(_ args: [String], timeout: Double = 120) async throws -> Run {
+        try await runProcess("\(binDirectory)/batchctl", ["--config", config] + args, timeout: timeout)
+    }
+}
+
+/// The output of a finished command.
+struct Run: Sendable {
+    let code: Int32
+    let out: String
+    let err: String
+}
+
+/// Runs a program without blocking a thread: output through readability
+/// handlers, the exit through the termination handler. With `captureOutput`
+/// false its output goes to /dev/null (for programs that leave a daemon
+/// behind holding their stdout, as tmux does).
+func runProcess(_ path: String, _ args: [String], timeout: Double = 120, captureOutput: Bool = true) async throws -> Run {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "\(binDirectory)/batchctl")
-        p.arguments = ["--config", config] + args
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        guard captureOutput else {
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            let done = AsyncEvent<Int32>()
+            p.terminationHandler = { done.fire($0.terminationStatus) }
+            try p.run()
+            guard let code = await done.wait(timeout: timeout) else {
+                p.terminate()
+                throw HarnessError(description: "\(path) \(args.joined(separator: " ")) did not finish in \(timeout)s")
+            }
+            return Run(code: code, out: "", err: "")
+        }
         let out = LineLog(), err = LineLog()
         let o = Pipe(), e = Pipe()
         p.standardOutput = o
@@ -160,14 +186,16 @@ final class DaemonHarness: @unchecked Sendable {
         let code = await done.wait(timeout: timeout)
         guard let code else {
             p.terminate()
-            throw HarnessError(description: "batchctl \(args.joined(separator: " ")) did not finish in \(timeout)s")
+            throw HarnessError(description: "\(path) \(args.joined(separator: " ")) did not finish in \(timeout)s")
         }
         _ = await closedOut.wait()
         _ = await closedErr.wait()
         out.append(Data("\n".utf8))
         err.append(Data("\n".utf8))
         return Run(code: code, out: out.lines.joined(separator: "\n"), err: err.lines.joined(separator: "\n"))
-    }
+}
+
+extension DaemonHarness {
 
     /// batchctl ... --json, parsed.
     func json(_ args: [String]) async throws -> [String: Any] {
@@ -180,9 +208,6 @@ final class DaemonHarness: @unchecked Sendable {
 
     func store() throws -> Store { try Store(readOnlyPath: "\(state)/batchd.db") }
 
-    deinit {
-        if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL) }
-    }
 }
 
 /// Writes `text` to `dir/name` and returns the path.

@@ -21,6 +21,14 @@ for unit in "$tmp/usr/lib/systemd/system/batchd.service" "$tmp/usr/lib/systemd/u
   check "systemd-analyze verify $unit printed: $out" test -z "$out"
 done
 
+# The Azure credentials drop-in, applied to the installed unit, verifies too.
+dropin="$tmp/verify-dropin"
+mkdir -p "$dropin/batchd.service.d"
+cp "$tmp/usr/lib/systemd/system/batchd.service" "$dropin/"
+cp "$tmp/usr/share/batchd/azure-credentials.conf" "$dropin/batchd.service.d/"
+out=$(cd "$dropin" && systemd-analyze verify --man=no batchd.service 2>&1)
+check "verify with the credentials drop-in printed: $out" test -z "$out"
+
 score=$(systemd-analyze security --offline=yes "$tmp/usr/lib/systemd/system/batchd.service" 2>&1 \
   | sed -n 's/.*Overall exposure level for batchd.service: \([0-9.]*\).*/\1/p')
 echo "system unit exposure: ${score:-unknown}"

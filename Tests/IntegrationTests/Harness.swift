@@ -122,14 +122,16 @@ final class DaemonHarness: @unchecked Sendable {
 
     var pid: pid_t { process?.processIdentifier ?? 0 }
 
-    /// Sends a signal and waits for the daemon to exit; returns its status.
+    /// Sends a signal and waits (at most 60 s) for the daemon to exit;
+    /// returns its status, or -1 if it did not exit (it is then killed).
     @discardableResult
     func signal(_ sig: Int32) async -> Int32 {
         guard let p = process else { return -1 }
         kill(p.processIdentifier, sig)
-        let status = await exited.wait() ?? -1
+        let status = await exited.wait(timeout: 60)
+        if status == nil { kill(p.processIdentifier, SIGKILL) }
         process = nil
-        return status
+        return status ?? -1
     }
 
     deinit {
@@ -188,8 +190,8 @@ func runProcess(_ path: String, _ args: [String], timeout: Double = 120, capture
             p.terminate()
             throw HarnessError(description: "\(path) \(args.joined(separator: " ")) did not finish in \(timeout)s")
         }
-        _ = await closedOut.wait()
-        _ = await closedErr.wait()
+        _ = await closedOut.wait(timeout: 10)
+        _ = await closedErr.wait(timeout: 10)
         out.append(Data("\n".utf8))
         err.append(Data("\n".utf8))
         return Run(code: code, out: out.lines.joined(separator: "\n"), err: err.lines.joined(separator: "\n"))

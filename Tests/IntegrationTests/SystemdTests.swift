@@ -94,7 +94,6 @@ struct SystemdTests {
     @Test("journald gets structured entries: MESSAGE_IDs of key events and the job and task fields")
     func journal() async throws {
         let journald = try await Journald.start()
-        defer { journald.stop() }
         let d = try DaemonHarness()
         try await d.start(arguments: ["--log-target", "journal"], waitReady: false)
         let work = "\(d.root)/w"
@@ -115,46 +114,49 @@ struct SystemdTests {
         #expect((task["CODE_FILE"] as? String)?.hasSuffix(".swift") == true)
         #expect(task["CODE_LINE"] != nil && task["CODE_FUNC"] != nil)
         #expect(await d.signal(SIGTERM) == 0)
+        await journald.stop()
     }
 }
 
 /// A real systemd-journald started by hand (or the one already running).
+/// Started with the project's own spawn (a clean signal mask, a new session);
+/// Foundation's Process would hand it the test thread's blocked signals.
 struct Journald {
-    let process: Process?
+    let pid: pid_t?
 
     static var socketPath: String { "/run/systemd/journal/socket" }
 
     static func start() async throws -> Journald {
         if FileManager.default.fileExists(atPath: socketPath), let pid = pidOfJournald(), ProcessControl.isAlive(pid) {
-            return Journald(process: nil)
+            return Journald(pid: nil)
         }
         try FileManager.default.createDirectory(atPath: "/run/systemd/journal", withIntermediateDirectories: true)
         let notifyDir = NSTemporaryDirectory() + "journald-\(UUID().uuidString.prefix(6))"
         try FileManager.default.createDirectory(atPath: notifyDir, withIntermediateDirectories: true)
         let notify = try NotifySocket(directory: notifyDir)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journald")
-        p.environment = ["NOTIFY_SOCKET": notify.path]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let pid = try ProcessControl.spawnSession(["/lib/systemd/systemd-journald"], env: ["NOTIFY_SOCKET": notify.path])
         // journald says READY=1 itself.
         try await notify.log.wait(timeout: 30, "journald READY=1") { $0 == "READY=1" }
-        return Journald(process: p)
+        return Journald(pid: pid)
     }
 
     static func pidOfJournald() -> pid_t? {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = pid_t(entry), let comm = read("/proc/\(entry)/comm") else { continue }
-            if comm.hasPrefix("systemd-journal") { return pid }
+            if comm.hasPrefix("systemd-journal"), ProcessControl.isAlive(pid) { return pid }
         }
         return nil
     }
 
-    func stop() {
-        guard let p = process else { return }
-        p.terminate()
-        p.waitUntilExit()
+    /// Stops a journald this test started (SIGTERM, then SIGKILL after 10 s).
+    func stop() async {
+        guard let pid else { return }
+        let exited = ProcessControl.exitEvent(pid)
+        kill(pid, SIGTERM)
+        if await exited.wait(timeout: 10) == nil {
+            kill(pid, SIGKILL)
+            _ = await exited.wait(timeout: 10)
+        }
     }
 
     /// Follows `journalctl -f -o json MATCH` until an entry has MESSAGE_ID
@@ -171,7 +173,8 @@ struct Journald {
             if !data.isEmpty { log.append(data) }
         }
         try p.run()
-        defer { p.terminate() }
+        // SIGKILL: a child of Foundation.Process may have SIGTERM blocked.
+        defer { kill(p.processIdentifier, SIGKILL) }
         try await log.wait(timeout: timeout, "journal entry \(until)") { $0.contains(until) }
         return log.lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }

@@ -10,8 +10,9 @@ set -euo pipefail
 # for journald, journalctl and systemd-analyze (the tests use them), tmux for
 # the terminal test of batchctl watch.
 APT_PACKAGES=(libsqlite3-dev libcurl4-openssl-dev libsystemd-dev systemd pkg-config python3 python3-venv tmux)
-# PyPI packages the tests use (the schema check).
-PIP_PACKAGES=(jsonschema==4.26.0 PyYAML==6.0.3)
+# PyPI packages the tests use: the schema check, and the Azure emulator's
+# conformance suite, which runs Microsoft's own SDKs (pinned) against it.
+PIP_PACKAGES=(jsonschema==4.26.0 PyYAML==6.0.3 pytest==9.0.3 azure-batch==15.1.0 azure-storage-blob==12.31.1)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -28,7 +29,7 @@ fi
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected Swift 6 at /opt/swift)" >&2; exit 1; }
 
 # The tests' Python helpers live in a virtualenv inside the repo (ignored by git).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import jsonschema, yaml' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import jsonschema, yaml, pytest, azure.batch, azure.storage.blob' 2>/dev/null; then
   echo "setup: preparing .venv with ${PIP_PACKAGES[*]}"
   python3 -m venv .venv
   .venv/bin/pip install -q "${PIP_PACKAGES[@]}"

@@ -19,8 +19,12 @@ schema_rc=$?
 scripts/check-units.sh
 units_rc=$?
 
+# The Azure emulator's conformance suite (Microsoft's SDKs against it).
+.venv/bin/python -m pytest -q -p no:cacheprovider Tests/AzureEmulator/tests
+emulator_rc=$?
+
 # Swift Testing ends with "Test run with N tests in M suites passed|failed ... with K issues".
 passed=$(grep -oE 'Test run with [0-9]+ tests? .* passed' "$log" | grep -oE '[0-9]+' | head -1)
 failed=$(grep -cE '^✘ Test .* failed' "$log")
 echo "swift: ${passed:-0} passed, ${failed:-0} failed"
-[ "$swift_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ] && [ "$units_rc" -eq 0 ]
+[ "$swift_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ] && [ "$units_rc" -eq 0 ] && [ "$emulator_rc" -eq 0 ]

@@ -1,0 +1,333 @@
+"""Where Batch tasks really run: a scheduler places active tasks on free node
+slots; each task runs as a local process in its own directory, after its
+resource files are downloaded over HTTP with the SAS they carry, and its
+output files are uploaded to their container SAS URLs on the stated condition."""
+import glob
+import json
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import quote, urlsplit, urlunsplit
+import xml.etree.ElementTree as ET
+
+from .batch_model import Node
+
+
+def _http(method, url, data=None, headers=None, attempts=8):
+    """A node's own HTTP client: retries throttling like a real node agent."""
+    for attempt in range(attempts):
+        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            if e.code in (429, 500, 503) and attempt + 1 < attempts:
+                time.sleep(min(2.0, float(e.headers.get("retry-after-ms", "0") or 0) / 1000 or 0.05 * (attempt + 1)))
+                continue
+            return e.code, e.read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if attempt + 1 < attempts:
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            raise
+
+
+def _blob_url(container_url, name):
+    parts = urlsplit(container_url)
+    path = parts.path.rstrip("/") + "/" + quote(name)
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+class TaskFailure(Exception):
+    def __init__(self, category, code, message):
+        super().__init__(message)
+        self.info = {"category": category, "code": code, "message": message}
+
+
+class Runner:
+    def __init__(self, service, root):
+        self.service = service
+        self.root = root
+        self.wake = threading.Condition(service.lock)
+        self.stopping = False
+        self.thread = threading.Thread(target=self.loop, name="scheduler", daemon=True)
+        self.thread.start()
+
+    def poke(self):
+        with self.wake:
+            self.wake.notify_all()
+
+    # -- scheduling --------------------------------------------------------
+    def loop(self):
+        with self.wake:
+            while not self.stopping:
+                self.schedule()
+                self.wake.wait(timeout=0.5)
+
+    def schedule(self):
+        svc = self.service
+        for job in list(svc.jobs.values()):
+            if job.state != "active":
+                continue
+            pool = svc.pools.get(job.pool_id)
+            if pool is None or pool.state != "active":
+                continue
+            for task in list(job.tasks.values()):
+                if task.state != "active":
+                    continue
+                node = max((n for n in pool.nodes if n.free >= task.required_slots), key=lambda n: n.free, default=None)
+                if node is None:
+                    break
+                task.node = node
+                node.running[(job.id, task.id)] = task
+                node.state = "running"
+                task.set_state("running")
+                task.start_time = time.time()
+                task.stop_reason = None
+                threading.Thread(target=self.run_task, args=(task, node), name=f"task-{task.id}", daemon=True).start()
+
+    # -- pools -------------------------------------------------------------
+    def allocate(self, pool, delay):
+        """Brings a pool to its target size after `delay`, running the start task on new nodes."""
+        def work():
+            time.sleep(delay)
+            with self.wake:
+                if pool.state != "active":
+                    return
+                want = [(False, pool.target_dedicated), (True, pool.target_low)]
+                for low, target in want:
+                    have = [n for n in pool.nodes if n.low_priority == low]
+                    for n in have[target:]:
+                        if not n.running:
+                            pool.nodes.remove(n)
+                    for _ in range(target - len(have)):
+                        pool.nodes.append(Node(pool, next(pool.node_index), pool.slots, low))
+                fresh = [n for n in pool.nodes if n.state == "starting"]
+            for n in fresh:
+                self.start_node(pool, n)
+            with self.wake:
+                pool.allocation = "steady"
+                pool.allocation_time = time.time()
+                self.wake.notify_all()
+        threading.Thread(target=work, name=f"allocate-{pool.id}", daemon=True).start()
+
+    def start_node(self, pool, node):
+        start = pool.body.get("startTask")
+        state = "idle"
+        if start:
+            node_dir = os.path.join(self.root, pool.id, node.id)
+            wd = os.path.join(node_dir, "startup", "wd")
+            os.makedirs(wd, exist_ok=True)
+            env = self.env(pool, node, None, start.get("environmentSettings"), wd)
+            try:
+                self.fetch(start.get("resourceFiles") or [], wd)
+                fetched = True
+            except TaskFailure:
+                fetched = False
+            if self.service.faults.get("start_task_fail") or not fetched:
+                code = 1
+            else:
+                with open(os.path.join(node_dir, "startup", "stdout.txt"), "wb") as out, \
+                        open(os.path.join(node_dir, "startup", "stderr.txt"), "wb") as err:
+                    try:
+                        code = subprocess.call(shlex.split(start["commandLine"]), cwd=wd, env=env, stdout=out, stderr=err,
+                                               start_new_session=True, timeout=600)
+                    except (OSError, subprocess.TimeoutExpired):
+                        code = 1
+            if code != 0 and start.get("waitForSuccess", True):
+                state = "starttaskfailed"
+        with self.wake:
+            node.state = state
+            node.state_time = time.time()
+
+    def preempt(self, pool, node):
+        """A spot node goes away: its running tasks are requeued; a new node replaces it later."""
+        with self.wake:
+            for task in list(node.running.values()):
+                task.stop_reason = "preempted"
+                self.kill(task)
+            node.state = "preempted"
+            node.state_time = time.time()
+        self.allocate_replacement(pool, node)
+
+    def allocate_replacement(self, pool, node):
+        def work():
+            time.sleep(self.service.allocation_delay)
+            with self.wake:
+                if node in pool.nodes:
+                    pool.nodes.remove(node)
+                fresh = Node(pool, next(pool.node_index), pool.slots, node.low_priority)
+                pool.nodes.append(fresh)
+            self.start_node(pool, fresh)
+            self.poke()
+        threading.Thread(target=work, daemon=True).start()
+
+    # -- tasks -------------------------------------------------------------
+    @staticmethod
+    def kill(task):
+        p = task.process
+        if p is not None and p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def env(self, pool, node, task, settings, wd):
+        node_dir = os.path.join(self.root, pool.id, node.id)
+        shared = os.path.join(node_dir, "shared")
+        os.makedirs(shared, exist_ok=True)
+        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": wd, "LANG": "C.UTF-8",
+               "AZ_BATCH_NODE_SHARED_DIR": shared, "AZ_BATCH_NODE_ROOT_DIR": node_dir, "AZ_BATCH_POOL_ID": pool.id,
+               "AZ_BATCH_NODE_ID": node.id, "AZ_BATCH_ACCOUNT_NAME": self.service.account,
+               "AZ_BATCH_TASK_WORKING_DIR": wd, "AZ_BATCH_NODE_IS_DEDICATED": "false" if node.low_priority else "true"}
+        if task is not None:
+            env.update({"AZ_BATCH_JOB_ID": task.job.id, "AZ_BATCH_TASK_ID": task.id,
+                        "AZ_BATCH_TASK_DIR": os.path.dirname(wd)})
+        for item in settings or []:
+            env[item["name"]] = item.get("value", "")
+        return env
+
+    def run_task(self, task, node):
+        pool = node.pool
+        task_dir = os.path.join(self.root, pool.id, node.id, "workitems", task.job.id, "job-1", task.id)
+        wd = os.path.join(task_dir, "wd")
+        os.makedirs(wd, exist_ok=True)
+        code, failure = None, None
+        while True:
+            try:
+                self.download(task, wd)
+                code = self.execute(task, node, task_dir, wd)
+            except TaskFailure as f:
+                code, failure = None, f.info
+            if task.stop_reason == "preempted":
+                with self.wake:
+                    node.running.pop((task.job.id, task.id), None)
+                    task.requeue_count += 1
+                    task.node = None
+                    task.process = None
+                    task.set_state("active")
+                    self.wake.notify_all()
+                return
+            if task.stop_reason in ("terminated", "deleted"):
+                failure = failure or {"category": "usererror", "code": "TaskEnded", "message": "The task was terminated"}
+                break
+            if code is not None and code != 0 and (task.max_retries == -1 or task.retry_count < task.max_retries) and not task.stop_reason:
+                task.retry_count += 1
+                continue
+            break
+        if code is not None and code != 0 and failure is None:
+            failure = {"category": "usererror", "code": "FailureExitCode",
+                       "message": "The task process exited with an unexpected exit code",
+                       "details": [{"name": "Message", "value": f"The task process exited with an unexpected exit code: {code}"}]}
+        try:
+            self.upload(task, task_dir, wd, success=(code == 0 and failure is None))
+        except TaskFailure as f:
+            failure = failure or f.info
+        with self.wake:
+            node.running.pop((task.job.id, task.id), None)
+            if not node.running and node.state == "running":
+                node.state = "idle"
+            task.exit_code = code
+            task.result = "success" if code == 0 and failure is None else "failure"
+            task.failure = failure
+            task.end_time = time.time()
+            task.process = None
+            task.set_state("completed")
+            self.service.task_completed(task.job)
+            self.wake.notify_all()
+
+    def execute(self, task, node, task_dir, wd):
+        env = self.env(node.pool, node, task, task.body.get("environmentSettings"), wd)
+        try:
+            argv = shlex.split(task.body["commandLine"])
+        except ValueError as e:
+            raise TaskFailure("usererror", "CommandLineParseError", str(e))
+        limits = [t for t in (task.max_wall and task.start_time + task.max_wall,
+                              task.job.max_wall and task.job.created + task.job.max_wall) if t]
+        deadline = min(limits) if limits else None
+        with open(os.path.join(task_dir, "stdout.txt"), "ab") as out, open(os.path.join(task_dir, "stderr.txt"), "ab") as err:
+            try:
+                p = subprocess.Popen(argv, cwd=wd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+            except OSError as e:
+                raise TaskFailure("usererror", "CommandProgramNotFound", f"The specified command program is not found: {e}")
+            task.process = p
+            try:
+                return p.wait(timeout=max(0, deadline - time.time()) if deadline else None)
+            except subprocess.TimeoutExpired:
+                self.kill(task)
+                p.wait()
+                raise TaskFailure("usererror", "MaxWallClockTimeExpiry",
+                                  "The task ran longer than the maximum time allowed by its constraints")
+
+    def download(self, task, wd):
+        self.fetch(task.body.get("resourceFiles") or [], wd)
+
+    def fetch(self, resource_files, wd):
+        for rf in resource_files:
+            target = rf.get("filePath", "")
+            if rf.get("httpUrl"):
+                status, data = _http("GET", rf["httpUrl"])
+                if status != 200:
+                    raise TaskFailure("usererror", "ResourceContainerAccessDenied" if status == 403 else "BlobDownloadMiscError",
+                                      f"downloading {target or rf['httpUrl'].split('?')[0]} failed with HTTP {status}")
+                self.save(wd, target or os.path.basename(urlsplit(rf["httpUrl"]).path), data, rf.get("fileMode"))
+            elif rf.get("storageContainerUrl"):
+                url = rf["storageContainerUrl"]
+                parts = urlsplit(url)
+                prefix = rf.get("blobPrefix", "")
+                marker = ""
+                while True:
+                    q = parts.query + "&restype=container&comp=list" + (f"&prefix={quote(prefix)}" if prefix else "") + (f"&marker={quote(marker)}" if marker else "")
+                    status, body = _http("GET", urlunsplit((parts.scheme, parts.netloc, parts.path, q.lstrip("&"), "")))
+                    if status != 200:
+                        raise TaskFailure("usererror", "ResourceContainerAccessDenied" if status == 403 else "ResourceContainerListMiscError",
+                                          f"listing the container failed with HTTP {status}")
+                    root = ET.fromstring(body)
+                    for name in [b.findtext("Name") for b in root.iter("Blob")]:
+                        status, data = _http("GET", _blob_url(url, name))
+                        if status != 200:
+                            raise TaskFailure("usererror", "BlobDownloadMiscError", f"downloading {name} failed with HTTP {status}")
+                        self.save(wd, os.path.join(target, name) if target else name, data, rf.get("fileMode"))
+                    marker = root.findtext("NextMarker") or ""
+                    if not marker:
+                        break
+            else:
+                raise TaskFailure("usererror", "ResourceFileSourceNotSupported", "autoStorageContainerName is not supported by the emulator")
+
+    @staticmethod
+    def save(wd, rel, data, mode):
+        path = os.path.normpath(os.path.join(wd, rel))
+        if not path.startswith(os.path.normpath(wd) + os.sep):
+            raise TaskFailure("usererror", "ResourceFilePathInvalid", f"{rel} is outside the task's directory")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        if mode:
+            os.chmod(path, int(mode, 8))
+
+    def upload(self, task, task_dir, wd, success):
+        for of in task.body.get("outputFiles") or []:
+            condition = ((of.get("uploadOptions") or {}).get("uploadCondition") or "tasksuccess").lower()
+            if condition == "tasksuccess" and not success or condition == "taskfailure" and success:
+                continue
+            pattern = of["filePattern"]
+            container = (((of.get("destination") or {}).get("container")) or {})
+            url, path = container.get("containerUrl"), container.get("path", "")
+            if not url:
+                continue
+            matches = sorted(m for m in glob.glob(os.path.join(wd, pattern), recursive=True) if os.path.isfile(m))
+            wildcard = any(c in pattern for c in "*?[")
+            for m in matches:
+                rel = os.path.relpath(m, wd) if not os.path.relpath(m, wd).startswith("..") else os.path.basename(m)
+                name = (path.rstrip("/") + "/" + rel if path else rel) if wildcard else (path or rel)
+                with open(m, "rb") as f:
+                    data = f.read()
+                status, _ = _http("PUT", _blob_url(url, name), data=data,
+                                  headers={"x-ms-blob-type": "BlockBlob", "x-ms-version": "2026-10-06"})
+                if status != 201:
+                    raise TaskFailure("usererror", "FileUploadMiscError", f"uploading {name} failed with HTTP {status}")

@@ -1,0 +1,25 @@
+"""Request and response values shared by the services."""
+from dataclasses import dataclass, field
+from email.utils import formatdate
+
+
+@dataclass
+class Request:
+    method: str
+    raw_path: str            # as sent, still URL-encoded
+    raw_query: str
+    headers: dict            # lower-case names
+    body: bytes
+    query: dict = field(default_factory=dict)   # decoded, first value per name
+    base_url: str = ""       # http://127.0.0.1:PORT
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict = field(default_factory=dict)
+    body: bytes = b""
+
+
+def http_date(ts=None):
+    return formatdate(ts, usegmt=True)

@@ -72,6 +72,8 @@ class Runner:
     def schedule(self):
         svc = self.service
         for job in list(svc.jobs.values()):
+            if job.state == "active" and job.max_wall and time.time() > job.created + job.max_wall:
+                svc.end_job(job, "MaxWallClockTimeExpiry")
             if job.state != "active":
                 continue
             pool = svc.pools.get(job.pool_id)

@@ -19,9 +19,11 @@ class Faults:
 
     def __init__(self):
         self.error_rate = 0.0        # share of requests answered 503/429 with Retry-After
-        self.retry_after = 0.1       # seconds the throttling answers ask for
+        self.retry_after = 1.0       # seconds the throttling answers ask for
         self.latency = 0.0           # seconds added to every request
         self.drop_rate = 0.0         # share of connections dropped mid-response
+        self.error_status = 0        # 429 or 503 only; 0 for half each
+        self.error_burst = 0         # the next N requests all get the throttling answer
         self.lock = threading.Lock()
         self.rng = random.Random(0)
 
@@ -29,13 +31,31 @@ class Faults:
         for key in ("error_rate", "retry_after", "latency", "drop_rate"):
             if key in values:
                 setattr(self, key, float(values[key]))
+        if "error_status" in values:
+            self.error_status = int(values["error_status"])
+        if "error_burst" in values:
+            self.error_burst = int(values["error_burst"])
 
     def json(self):
-        return {"error_rate": self.error_rate, "retry_after": self.retry_after, "latency": self.latency, "drop_rate": self.drop_rate}
+        return {"error_rate": self.error_rate, "retry_after": self.retry_after, "latency": self.latency,
+                "drop_rate": self.drop_rate, "error_status": self.error_status}
 
     def roll(self, rate):
         with self.lock:
             return rate > 0 and self.rng.random() < rate
+
+    def throttle_now(self):
+        """Whether this request gets a throttling answer (a burst first, then the rate)."""
+        with self.lock:
+            if self.error_burst > 0:
+                self.error_burst -= 1
+                return True
+        return self.roll(self.error_rate)
+
+    def retry_after_header(self):
+        """Integer seconds, as the service sends; a fraction only when set so (faster tests)."""
+        v = self.retry_after
+        return str(int(v)) if v == int(v) else f"{v:g}"
 
 
 class Stats:
@@ -81,11 +101,11 @@ class Emulator:
             return Response(status, {"Content-Type": "application/json"}, json.dumps(body).encode()), "token"
         if self.faults.latency:
             time.sleep(self.faults.latency)
-        if self.faults.roll(self.faults.error_rate):
-            status = 503 if self.faults.rng.random() < 0.5 else 429
+        if self.faults.throttle_now():
+            status = self.faults.error_status or (503 if self.faults.rng.random() < 0.5 else 429)
             self.stats.faults[str(status)] += 1
             ms = int(self.faults.retry_after * 1000)
-            return Response(status, {"Retry-After": str(max(1, round(self.faults.retry_after))), "retry-after-ms": str(ms),
+            return Response(status, {"Retry-After": self.faults.retry_after_header(), "retry-after-ms": str(ms),
                                      "x-ms-retry-after-ms": str(ms), "Content-Type": "application/json",
                                      "x-ms-error-code": "ServerBusy" if status == 503 else "TooManyRequests"},
                             json.dumps({"code": "ServerBusy" if status == 503 else "TooManyRequests",

@@ -56,17 +56,18 @@ def emulator():
 
 @pytest.fixture
 def emulator_flaky():
-    em = Emulator("--error-rate", "0.2", "--retry-after", "0.05")
+    em = Emulator("--error-rate", "0.2", "--error-status", "503", "--retry-after", "0.05")
     yield em
     em.stop()
 
 
-def batch_client(url, key=KEY):
+def batch_client(url, key=KEY, **kw):
+    """azure-batch 15.1.0 retries 3 times by default; retry_total is azure-core's documented knob."""
     from azure.batch import BatchClient
     from azure.core.credentials import AzureNamedKeyCredential
-    return BatchClient(endpoint=url, credential=AzureNamedKeyCredential(ACCOUNT, key))
+    return BatchClient(endpoint=url, credential=AzureNamedKeyCredential(ACCOUNT, key), **kw)
 
 
-def blob_service(url, key=STORAGE_KEY):
+def blob_service(url, key=STORAGE_KEY, **kw):
     from azure.storage.blob import BlobServiceClient
-    return BlobServiceClient(f"{url}/{STORAGE}", credential={"account_name": STORAGE, "account_key": key})
+    return BlobServiceClient(f"{url}/{STORAGE}", credential={"account_name": STORAGE, "account_key": key}, **kw)

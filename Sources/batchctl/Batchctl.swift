@@ -40,6 +40,19 @@ struct Global: ParsableArguments {
         do { return try Store(readOnlyPath: c.databasePath) } catch { throw CLIError(3, "\(error)") }
     }
 
+    /// Sends a request over the daemon's control socket: exit 3 if it cannot
+    /// be reached, 1 with its reason if it refuses.
+    func control(_ request: [String: String]) throws -> [String: Any] {
+        let answer: [String: Any]
+        do { answer = try ControlClient.send(request, socket: try load().socketPath) } catch let e as CLIError {
+            throw e
+        } catch {
+            throw CLIError(3, "\(error)")
+        }
+        guard answer["ok"] as? Bool == true else { throw CLIError(1, answer["error"] as? String ?? "\(request["op"] ?? "request") refused") }
+        return answer
+    }
+
     func job(_ store: Store, _ idOrName: String) async throws -> JobRecord {
         guard let job = try await store.job(idOrName) else { throw CLIError(4, "no job with id or name '\(idOrName)'") }
         return job

@@ -132,12 +132,7 @@ struct Cancel: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded {
-            let config = try global.load()
-            let answer: [String: Any]
-            do { answer = try ControlClient.send(["op": "cancel", "job": job], socket: config.socketPath) } catch {
-                throw CLIError(3, "\(error)")
-            }
-            guard answer["ok"] as? Bool == true else { throw CLIError(1, answer["error"] as? String ?? "cancel refused") }
+            let answer = try global.control(["op": "cancel", "job": job])
             say("cancelling \(answer["job"] ?? job)")
         }
     }

@@ -82,13 +82,8 @@ struct Retry: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             let config = try global.load()
-            let answer: [String: Any]
-            do { answer = try ControlClient.send(["op": "retry", "job": job], socket: config.socketPath) } catch {
-                throw CLIError(3, "\(error)")
-            }
-            guard answer["ok"] as? Bool == true, let id = answer["job"] as? String else {
-                throw CLIError(1, answer["error"] as? String ?? "retry refused")
-            }
+            let answer = try global.control(["op": "retry", "job": job])
+            guard let id = answer["job"] as? String else { throw CLIError(1, "retry refused") }
             say("retrying \(answer["tasks"] ?? 0) failed tasks of \(id)")
             if wait { try await Waiter(config: config, json: false).until(id, timeout: nil) }
         }

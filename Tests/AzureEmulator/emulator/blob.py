@@ -43,6 +43,14 @@ def _etag():
         return '"0x8DC%013X"' % (int(time.time() * 1000) * 16 + _counter[0] % 16)
 
 
+class Refused(Exception):
+    """An operation's error answer, raised from deep in a handler."""
+
+    def __init__(self, response):
+        super().__init__(response.headers.get("x-ms-error-code"))
+        self.response = response
+
+
 def error(status, code, message, headers=None):
     body = (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
             f"<Message>{escape(message)}\nRequestId:emulator\nTime:{http_date()}</Message></Error>").encode()
@@ -92,7 +100,10 @@ class BlobService:
             return error(403, "AuthenticationFailed",
                          f"Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature. {e}"), op
         with self.lock:
-            resp = getattr(self, op.replace(".", "_"))(req, container, blob)
+            try:
+                resp = getattr(self, op.replace(".", "_"))(req, container, blob)
+            except Refused as r:
+                resp = r.response
         resp.headers.setdefault("x-ms-version", VERSION)
         resp.headers.setdefault("x-ms-request-id", "emulator")
         if "x-ms-client-request-id" in req.headers:
@@ -212,7 +223,7 @@ class BlobService:
     def _container(self, container):
         c = self.containers.get(container)
         if c is None:
-            raise LookupError(error(404, "ContainerNotFound", "The specified container does not exist."))
+            raise Refused(error(404, "ContainerNotFound", "The specified container does not exist."))
         return c
 
     def _commit(self, b, data, req):
@@ -230,10 +241,7 @@ class BlobService:
         return Response(201, h)
 
     def put_blob(self, req, container, blob):
-        try:
-            c = self._container(container)
-        except LookupError as e:
-            return e.args[0]
+        c = self._container(container)
         if req.headers.get("x-ms-blob-type", "BlockBlob") != "BlockBlob":
             return error(400, "InvalidHeaderValue", "only BlockBlob is supported")
         md5 = req.headers.get("content-md5")
@@ -246,10 +254,7 @@ class BlobService:
         return self._written(b, {"Content-MD5": base64.b64encode(hashlib.md5(req.body).digest()).decode()})
 
     def put_block(self, req, container, blob):
-        try:
-            c = self._container(container)
-        except LookupError as e:
-            return e.args[0]
+        c = self._container(container)
         block_id = req.query.get("blockid", "")
         try:
             raw = base64.b64decode(block_id, validate=True)
@@ -268,10 +273,7 @@ class BlobService:
 
     def put_blocklist(self, req, container, blob):
         import xml.etree.ElementTree as ET
-        try:
-            c = self._container(container)
-        except LookupError as e:
-            return e.args[0]
+        c = self._container(container)
         b = c.blobs.setdefault(blob, Blob())
         try:
             root = ET.fromstring(req.body)
@@ -296,10 +298,7 @@ class BlobService:
         return self._written(b)
 
     def get_blocklist(self, req, container, blob):
-        try:
-            c = self._container(container)
-        except LookupError as e:
-            return e.args[0]
+        c = self._container(container)
         b = c.blobs.get(blob)
         if b is None:
             return error(404, "BlobNotFound", "The specified blob does not exist.")
@@ -333,10 +332,7 @@ class BlobService:
         return Response(200, h)
 
     def get_blob(self, req, container, blob):
-        try:
-            c = self._container(container)
-        except LookupError as e:
-            return e.args[0]
+        c = self._container(container)
         b = c.blobs.get(blob)
         if b is None or not b.exists:
             return error(404, "BlobNotFound", "The specified blob does not exist.")
@@ -364,10 +360,7 @@ class BlobService:
         return Response(206, h, b.data[start:end + 1])
 
     def delete_blob(self, req, container, blob):
-        try:
-            c = self._container(container)
-        except LookupError as e:
-            return e.args[0]
+        c = self._container(container)
         b = c.blobs.get(blob)
         if b is None or not b.exists:
             return error(404, "BlobNotFound", "The specified blob does not exist.")

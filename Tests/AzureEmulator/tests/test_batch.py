@@ -216,3 +216,41 @@ def test_job_wall_clock_terminates_the_job(emulator):
         time.sleep(0.1)
     assert client.get_job("j").execution_info.termination_reason == "MaxWallClockTimeExpiry"
     assert wait_tasks(client, "j")["forever"].execution_info.result == "failure"
+
+
+def test_resize_exists_autopool_and_transition_time_filter(emulator):
+    client = batch_client(emulator.url)
+    pool(client, nodes=1, slots=2)
+    assert client.pool_exists("p")
+    deadline = time.time() + 10
+    while client.get_pool("p").allocation_state != "steady":
+        assert time.time() < deadline
+        time.sleep(0.05)
+    client.begin_resize_pool("p", bm.BatchPoolResizeOptions(target_dedicated_nodes=3)).result()
+    while client.get_pool("p").allocation_state != "steady" or client.get_pool("p").current_dedicated_nodes != 3:
+        assert time.time() < deadline + 10
+        time.sleep(0.05)
+    assert len(list(client.list_nodes("p"))) == 3
+
+    # An auto-pool lives and dies with its job.
+    spec = bm.BatchAutoPoolSpecification(auto_pool_id_prefix="auto", pool_lifetime_option="job",
+                                         pool=bm.BatchPoolSpecification(vm_size="STANDARD_D2S_V3", virtual_machine_configuration=IMAGE,
+                                                                        target_dedicated_nodes=1))
+    client.create_job(bm.BatchJobCreateOptions(id="aj", pool_info=bm.BatchPoolInfo(auto_pool_specification=spec),
+                                               all_tasks_complete_mode="terminatejob"))
+    auto_id = client.get_job("aj").execution_info.pool_id
+    assert auto_id.startswith("auto_") and client.get_pool(auto_id).state == "active"
+    client.create_task("aj", bm.BatchTaskCreateOptions(id="one", command_line="/bin/true"))
+    first = wait_tasks(client, "aj")["one"]
+    while client.get_job("aj").state != "completed":
+        assert time.time() < deadline + 30
+        time.sleep(0.05)
+    assert auto_id not in [p.id for p in client.list_pools()]
+
+    # Only tasks that changed since a moment are listed.
+    stamp = first.state_transition_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    job(client, "later")
+    client.create_task("later", bm.BatchTaskCreateOptions(id="two", command_line="/bin/true"))
+    wait_tasks(client, "later")
+    assert [t.id for t in client.list_tasks("later", filter=f"stateTransitionTime gt datetime'{stamp}'")] == ["two"]
+    assert list(client.list_tasks("aj", filter=f"stateTransitionTime gt datetime'{stamp}'")) == []

@@ -33,6 +33,12 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // libcurl, directly: the HTTP transport of the cloud backends.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(
+            name: "BatchHTTP",
+            dependencies: ["CCurl", "BatchCore", .product(name: "Logging", package: "swift-log")]
+        ),
         // libsystemd, directly: sd_notify and sd_journal_sendv.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .target(
@@ -82,6 +88,7 @@ let package = Package(
         // starts in about a millisecond.
         .executableTarget(name: "batchd-exec", dependencies: ["CLinux"]),
         .testTarget(name: "BatchCoreTests", dependencies: ["BatchCore"]),
+        .testTarget(name: "BatchHTTPTests", dependencies: ["BatchHTTP"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchCore"]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore"]),

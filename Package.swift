@@ -39,6 +39,14 @@ let package = Package(
             name: "BatchHTTP",
             dependencies: ["CCurl", "BatchCore", .product(name: "Logging", package: "swift-log")]
         ),
+        .target(
+            name: "BackendAzure",
+            dependencies: [
+                "BatchCore", "BatchHTTP",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // libsystemd, directly: sd_notify and sd_journal_sendv.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .target(
@@ -89,6 +97,7 @@ let package = Package(
         .executableTarget(name: "batchd-exec", dependencies: ["CLinux"]),
         .testTarget(name: "BatchCoreTests", dependencies: ["BatchCore"]),
         .testTarget(name: "BatchHTTPTests", dependencies: ["BatchHTTP"]),
+        .testTarget(name: "BackendAzureTests", dependencies: ["BackendAzure", "BatchHTTP"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchCore"]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore"]),

@@ -35,7 +35,11 @@ final class EmulatorProcess: @unchecked Sendable {
         url = String(text[r])
     }
 
-    deinit { kill(process.processIdentifier, SIGKILL) }
+    // Foundation watches its children's exits: wait for it before the Process is freed.
+    deinit {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
 }
 
 @Suite("libcurl transport against a real HTTP peer", .serialized)

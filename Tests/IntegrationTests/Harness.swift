@@ -129,13 +129,20 @@ final class DaemonHarness: @unchecked Sendable {
         guard let p = process else { return -1 }
         kill(p.processIdentifier, sig)
         let status = await exited.wait(timeout: 60)
-        if status == nil { kill(p.processIdentifier, SIGKILL) }
+        if status == nil {
+            kill(p.processIdentifier, SIGKILL)
+            _ = await exited.wait(timeout: 10)
+        }
         process = nil
         return status ?? -1
     }
 
     deinit {
-        if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        // Foundation watches its children's exits: wait for it before the Process is freed.
+        if let p = process, p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
     }
 
     /// Runs batchctl --config CONFIG ARGS.
@@ -166,7 +173,8 @@ func runProcess(_ path: String, _ args: [String], timeout: Double = 120, capture
             p.terminationHandler = { done.fire($0.terminationStatus) }
             try p.run()
             guard let code = await done.wait(timeout: timeout) else {
-                p.terminate()
+                kill(p.processIdentifier, SIGKILL)
+                _ = await done.wait(timeout: 10)
                 throw HarnessError(description: "\(path) \(args.joined(separator: " ")) did not finish in \(timeout)s")
             }
             return Run(code: code, out: "", err: "")
@@ -187,7 +195,8 @@ func runProcess(_ path: String, _ args: [String], timeout: Double = 120, capture
         try p.run()
         let code = await done.wait(timeout: timeout)
         guard let code else {
-            p.terminate()
+            kill(p.processIdentifier, SIGKILL)
+            _ = await done.wait(timeout: 10)
             throw HarnessError(description: "\(path) \(args.joined(separator: " ")) did not finish in \(timeout)s")
         }
         _ = await closedOut.wait(timeout: 10)

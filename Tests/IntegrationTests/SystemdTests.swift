@@ -173,8 +173,12 @@ struct Journald {
             if !data.isEmpty { log.append(data) }
         }
         try p.run()
-        // SIGKILL: a child of Foundation.Process may have SIGTERM blocked.
-        defer { kill(p.processIdentifier, SIGKILL) }
+        // SIGKILL: a child of Foundation.Process may have SIGTERM blocked. Then
+        // wait: Foundation watches the exit and must not outlive the Process.
+        defer {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
         try await log.wait(timeout: timeout, "journal entry \(until)") { $0.contains(until) }
         return log.lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }

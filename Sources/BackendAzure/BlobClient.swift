@@ -1,0 +1,272 @@
+import BatchHTTP
+import Crypto
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A Blob answer other than the one expected.
+public struct BlobError: Error, Sendable, CustomStringConvertible {
+    /// HTTP status.
+    public var status: Int
+    /// `x-ms-error-code`, e.g. ContainerNotFound.
+    public var code: String
+    /// What was being done (no query string: it may hold a SAS).
+    public var operation: String
+    /// `operation: status code`.
+    public var description: String { "\(operation): HTTP \(status) \(code)" }
+}
+
+/// Properties of a blob.
+public struct BlobProperties: Sendable, Equatable {
+    /// Size in bytes.
+    public var size: Int64
+    /// Content-MD5 (base64), if stored.
+    public var md5: String?
+    /// ETag.
+    public var etag: String
+}
+
+/// Azure Blob Storage over the libcurl transport, signed with Shared Key.
+/// Uploads go in parallel blocks and resume from the uncommitted block list;
+/// downloads go in parallel ranges, are verified against size and MD5, and
+/// land by temp file, fsync and rename.
+public struct BlobClient: Sendable {
+    /// HTTP with retries.
+    public let http: HTTPClient
+    /// e.g. https://store.blob.core.windows.net or http://127.0.0.1:P/store.
+    public let endpoint: String
+    let signer: RequestSigner
+    /// Bytes per block (and per download range).
+    public var blockSize: Int64 = 4 << 20
+    /// Blocks or ranges in flight at once.
+    public var concurrency = 4
+    /// Blobs up to this size go in one Put Blob.
+    public var singlePutLimit: Int64 = 8 << 20
+
+    /// A client for one storage account.
+    public init(http: HTTPClient, endpoint: String, account: String, key: Secret) {
+        self.http = http
+        self.endpoint = endpoint
+        signer = RequestSigner(service: .blob, account: account, key: key)
+    }
+
+    func url(_ container: String, _ blob: String? = nil, _ query: String = "") -> String {
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove(charactersIn: "?#;")
+        let name = blob.map { "/" + ($0.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0) } ?? ""
+        return "\(endpoint)/\(container)\(name)\(query.isEmpty ? "" : "?" + query)"
+    }
+
+    func send(_ op: String, _ method: String, _ url: String, headers: [(name: String, value: String)] = [],
+              body: HTTPBody = .none, sinkPath: String? = nil) async throws -> HTTPResponse {
+        let signer = self.signer
+        return try await http.execute(idempotent: true, sinkPath: sinkPath) {
+            try signer.sign(HTTPRequest(method: method, url: url, headers: headers, body: body), now: Date())
+        }
+    }
+
+    func expect(_ r: HTTPResponse, _ ok: Set<Int>, _ op: String) throws {
+        guard ok.contains(r.status) else { throw BlobError(status: r.status, code: r.header("x-ms-error-code") ?? "", operation: op) }
+    }
+
+    /// Creates a container; false if it already existed.
+    @discardableResult
+    public func createContainer(_ name: String) async throws -> Bool {
+        let r = try await send("create container", "PUT", url(name, nil, "restype=container"))
+        if r.status == 409 && r.header("x-ms-error-code") == "ContainerAlreadyExists" { return false }
+        try expect(r, [201], "create container \(name)")
+        return true
+    }
+
+    /// Deletes a container; false if there was none.
+    @discardableResult
+    public func deleteContainer(_ name: String) async throws -> Bool {
+        let r = try await send("delete container", "DELETE", url(name, nil, "restype=container"))
+        if r.status == 404 { return false }
+        try expect(r, [202], "delete container \(name)")
+        return true
+    }
+
+    /// A blob's properties, or nil if it does not exist.
+    public func properties(_ container: String, _ blob: String) async throws -> BlobProperties? {
+        let r = try await send("properties", "HEAD", url(container, blob))
+        if r.status == 404 { return nil }
+        try expect(r, [200], "properties of \(container)/\(blob)")
+        return BlobProperties(size: Int64(r.header("content-length") ?? "") ?? 0, md5: r.header("content-md5"), etag: r.header("etag") ?? "")
+    }
+
+    /// Blob names under a prefix, following every page.
+    public func list(_ container: String, prefix: String = "", pageSize: Int = 5000) async throws -> [String] {
+        var names: [String] = []
+        var marker = ""
+        repeat {
+            var q = "restype=container&comp=list&maxresults=\(pageSize)"
+            if !prefix.isEmpty { q += "&prefix=\(ServiceSAS.encode(prefix))" }
+            if !marker.isEmpty { q += "&marker=\(ServiceSAS.encode(marker))" }
+            let r = try await send("list", "GET", url(container, nil, q))
+            try expect(r, [200], "list \(container)")
+            let xml = XMLNames(data: r.body)
+            names += xml.values(of: "Name", inside: "Blob")
+            marker = xml.values(of: "NextMarker", inside: nil).first ?? ""
+        } while !marker.isEmpty
+        return names
+    }
+
+    /// MD5 of a file, base64, as Content-MD5 carries it.
+    public static func md5(ofFile path: String) throws -> String {
+        guard let h = FileHandle(forReadingAtPath: path) else { throw BlobError(status: 0, code: "NoSuchFile", operation: "read \(path)") }
+        defer { try? h.close() }
+        var md5 = Insecure.MD5()
+        while let chunk = try h.read(upToCount: 1 << 20), !chunk.isEmpty { md5.update(data: chunk) }
+        return Data(md5.finalize()).base64EncodedString()
+    }
+
+    /// Uploads a file (streamed, never loaded whole). Big files go in parallel
+    /// blocks with deterministic ids; blocks a crashed upload already staged
+    /// (listed as uncommitted, with the right size) are not sent again.
+    /// Returns the number of bytes actually sent.
+    @discardableResult
+    public func upload(_ path: String, to container: String, as blob: String, md5: String) async throws -> Int64 {
+        let attrs = try FileManager.default.attributesOfItem(atPath: path)
+        let size = (attrs[.size] as? NSNumber)?.int64Value ?? 0
+        let common: [(name: String, value: String)] = [("x-ms-blob-type", "BlockBlob"), ("x-ms-blob-content-md5", md5)]
+        if size <= singlePutLimit {
+            let r = try await send("put blob", "PUT", url(container, blob), headers: common + [("Content-MD5", md5)],
+                                   body: .file(path: path, offset: 0, length: size))
+            try expect(r, [201], "upload \(container)/\(blob)")
+            return size
+        }
+        let count = Int((size + blockSize - 1) / blockSize)
+        let ids = (0..<count).map { Data(String(format: "batchd-block-%06d", $0).utf8).base64EncodedString() }
+        let staged = try await uncommittedBlocks(container, blob)
+        let todo = (0..<count).filter { i in
+            let length = min(blockSize, size - Int64(i) * blockSize)
+            return staged[ids[i]] != length
+        }
+        var sent: Int64 = 0
+        try await withThrowingTaskGroup(of: Int64.self) { group in
+            var next = 0
+            func add() {
+                let i = todo[next]
+                next += 1
+                let offset = Int64(i) * blockSize
+                let length = min(blockSize, size - offset)
+                let target = url(container, blob, "comp=block&blockid=\(ServiceSAS.encode(ids[i]))")
+                group.addTask {
+                    let r = try await send("put block", "PUT", target, body: .file(path: path, offset: offset, length: length))
+                    try expect(r, [201], "upload block \(i) of \(container)/\(blob)")
+                    return length
+                }
+            }
+            while next < todo.count && next < concurrency { add() }
+            while let n = try await group.next() {
+                sent += n
+                if next < todo.count { add() }
+            }
+        }
+        let list = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>" + ids.map { "<Latest>\($0)</Latest>" }.joined() + "</BlockList>"
+        let r = try await send("put block list", "PUT", url(container, blob, "comp=blocklist"),
+                               headers: [("x-ms-blob-content-md5", md5), ("Content-Type", "application/xml")], body: .data(Data(list.utf8)))
+        try expect(r, [201], "commit \(container)/\(blob)")
+        return sent
+    }
+
+    /// Uncommitted blocks of a blob: id → size.
+    func uncommittedBlocks(_ container: String, _ blob: String) async throws -> [String: Int64] {
+        let r = try await send("get block list", "GET", url(container, blob, "comp=blocklist&blocklisttype=uncommitted"))
+        if r.status == 404 { return [:] }
+        try expect(r, [200], "block list of \(container)/\(blob)")
+        let xml = XMLNames(data: r.body)
+        let names = xml.values(of: "Name", inside: "Block")
+        let sizes = xml.values(of: "Size", inside: "Block").compactMap { Int64($0) }
+        return Dictionary(zip(names, sizes), uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Downloads a blob to `path`: parallel ranges into a temp file beside it,
+    /// verified against the blob's size and Content-MD5, fsynced, renamed.
+    public func download(_ container: String, _ blob: String, to path: String) async throws {
+        guard let props = try await properties(container, blob) else {
+            throw BlobError(status: 404, code: "BlobNotFound", operation: "download \(container)/\(blob)")
+        }
+        let dir = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let tmp = "\(dir)/.\((path as NSString).lastPathComponent).batchd-download"
+        defer { unlink(tmp) }
+        if props.size <= blockSize {
+            let r = try await send("get blob", "GET", url(container, blob), sinkPath: tmp)
+            try expect(r, [200], "download \(container)/\(blob)")
+        } else {
+            let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw BlobError(status: 0, code: "CannotWrite", operation: "write \(tmp)") }
+            close(fd)
+            let ranges = stride(from: Int64(0), to: props.size, by: Int(blockSize)).map { ($0, min(props.size, $0 + blockSize) - 1) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var next = 0
+                func add() {
+                    let (start, end) = ranges[next]
+                    next += 1
+                    group.addTask {
+                        let r = try await send("get range", "GET", url(container, blob), headers: [("x-ms-range", "bytes=\(start)-\(end)")])
+                        try expect(r, [206], "download \(container)/\(blob) bytes \(start)-\(end)")
+                        guard r.body.count == Int(end - start + 1) else {
+                            throw BlobError(status: r.status, code: "ShortRange", operation: "download \(container)/\(blob)")
+                        }
+                        let fd = open(tmp, O_WRONLY | O_CLOEXEC)
+                        defer { close(fd) }
+                        let written = r.body.withUnsafeBytes { pwrite(fd, $0.baseAddress, r.body.count, off_t(start)) }
+                        guard written == r.body.count else { throw BlobError(status: 0, code: "CannotWrite", operation: "write \(tmp)") }
+                    }
+                }
+                while next < ranges.count && next < concurrency { add() }
+                while try await group.next() != nil { if next < ranges.count { add() } }
+            }
+        }
+        let size = ((try? FileManager.default.attributesOfItem(atPath: tmp))?[.size] as? NSNumber)?.int64Value ?? -1
+        guard size == props.size else {
+            throw BlobError(status: 0, code: "SizeMismatch", operation: "download \(container)/\(blob): \(size) of \(props.size) bytes")
+        }
+        if let expected = props.md5, try Self.md5(ofFile: tmp) != expected {
+            throw BlobError(status: 0, code: "Md5Mismatch", operation: "download \(container)/\(blob)")
+        }
+        let fd = open(tmp, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 { fsync(fd); close(fd) }
+        guard rename(tmp, path) == 0 else { throw BlobError(status: 0, code: "CannotRename", operation: "move into \(path)") }
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+}
+
+/// Just enough XML for Blob's list answers: the text of elements by name.
+struct XMLNames {
+    let data: Data
+
+    /// Texts of every `<name>` (inside a `<parent>` when given), in order.
+    func values(of name: String, inside parent: String?) -> [String] {
+        final class Collector: NSObject, XMLParserDelegate {
+            let name: String, parent: String?
+            var stack: [String] = []
+            var text = ""
+            var out: [String] = []
+            init(_ name: String, _ parent: String?) { self.name = name; self.parent = parent }
+            func parser(_ p: XMLParser, didStartElement e: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+                stack.append(e)
+                text = ""
+            }
+            func parser(_ p: XMLParser, foundCharacters s: String) { text += s }
+            func parser(_ p: XMLParser, didEndElement e: String, namespaceURI: String?, qualifiedName: String?) {
+                if e == name, parent == nil || (stack.count >= 2 && stack[stack.count - 2] == parent) { out.append(text) }
+                stack.removeLast()
+                text = ""
+            }
+        }
+        let c = Collector(name, parent)
+        let p = XMLParser(data: data)
+        p.delegate = c
+        p.parse()
+        return c.out
+    }
+}

@@ -1,0 +1,235 @@
+import BatchHTTP
+import Foundation
+
+/// A Batch answer other than the one expected, with the service's error code.
+public struct BatchServiceError: Error, Sendable, CustomStringConvertible {
+    /// HTTP status.
+    public var status: Int
+    /// e.g. PoolExists, JobNotFound, RequestBodyTooLarge.
+    public var code: String
+    /// The service's message (it never contains our secrets).
+    public var message: String
+    /// What was being done.
+    public var operation: String
+    /// `operation: HTTP status code: message`.
+    public var description: String { "\(operation): HTTP \(status) \(code): \(message)" }
+}
+
+/// The outcome of adding one task.
+public struct TaskAddResult: Sendable, Equatable {
+    /// The task id.
+    public var taskID: String
+    /// Added now, or already there from an earlier try.
+    public var added: Bool
+    /// The error code when it could not be added (never TaskExists: that is success).
+    public var error: String?
+}
+
+/// Azure Batch over the libcurl transport, signed with Shared Key.
+public struct BatchClient: Sendable {
+    /// HTTP with retries.
+    public let http: HTTPClient
+    /// e.g. https://acct.westeurope.batch.azure.com.
+    public let endpoint: String
+    let signer: RequestSigner
+    /// The REST API version sent.
+    public static let apiVersion = "2025-06-01"
+    /// Collection requests in flight at once.
+    public var concurrency = 4
+    /// Most tasks per addtaskcollection call (the service's limit).
+    public static let maxTasksPerCollection = 100
+    /// Largest request body the service takes.
+    public static let maxBodyBytes = 1_000_000
+
+    /// A client for one Batch account.
+    public init(http: HTTPClient, endpoint: String, account: String, key: Secret) {
+        self.http = http
+        self.endpoint = endpoint
+        signer = RequestSigner(service: .batch, account: account, key: key)
+    }
+
+    /// Sends one call; `idempotent` lets the retry policy resend a POST.
+    func call(_ operation: String, _ method: String, _ path: String, query: [(String, String)] = [],
+              body: Any? = nil, idempotent: Bool = false) async throws -> HTTPResponse {
+        let q = ([("api-version", Self.apiVersion)] + query).map { "\(ServiceSAS.encode($0.0))=\(ServiceSAS.encode($0.1))" }.joined(separator: "&")
+        let data = try body.map { try JSONSerialization.data(withJSONObject: $0) }
+        return try await send(url: "\(endpoint)\(path)?\(q)", method: method, body: data, idempotent: idempotent || method != "POST")
+    }
+
+    func send(url: String, method: String, body: Data?, idempotent: Bool) async throws -> HTTPResponse {
+        let signer = self.signer
+        return try await http.execute(idempotent: idempotent) {
+            var headers: [(name: String, value: String)] = [("client-request-id", UUID().uuidString)]
+            if body != nil { headers.append(("Content-Type", "application/json; odata=minimalmetadata")) }
+            return try signer.sign(HTTPRequest(method: method, url: url, headers: headers, body: body.map { .data($0) } ?? .none), now: Date())
+        }
+    }
+
+    static func error(_ r: HTTPResponse, _ operation: String) -> BatchServiceError {
+        let obj = (try? JSONSerialization.jsonObject(with: r.body)) as? [String: Any]
+        let message = ((obj?["message"] as? [String: Any])?["value"] as? String)?.components(separatedBy: "\n").first ?? ""
+        return BatchServiceError(status: r.status, code: obj?["code"] as? String ?? "", message: message, operation: operation)
+    }
+
+    func json(_ r: HTTPResponse) -> [String: Any] { ((try? JSONSerialization.jsonObject(with: r.body)) as? [String: Any]) ?? [:] }
+
+    // MARK: pools and jobs
+
+    /// Creates a pool; false if one with that id exists already.
+    @discardableResult
+    public func createPool(_ body: [String: Any]) async throws -> Bool {
+        let r = try await call("create pool", "POST", "/pools", body: body)
+        if r.status == 409 && Self.error(r, "").code == "PoolExists" { return false }
+        guard r.status == 201 else { throw Self.error(r, "create pool \(body["id"] ?? "")") }
+        return true
+    }
+
+    /// A pool, or nil if it does not exist.
+    public func pool(_ id: String) async throws -> [String: Any]? {
+        let r = try await call("get pool", "GET", "/pools/\(id)")
+        if r.status == 404 { return nil }
+        guard r.status == 200 else { throw Self.error(r, "get pool \(id)") }
+        return json(r)
+    }
+
+    /// Every pool (for orphan listing).
+    public func pools() async throws -> [[String: Any]] { try await list("/pools", query: [], operation: "list pools") }
+
+    /// Deletes a pool; false if there was none.
+    @discardableResult
+    public func deletePool(_ id: String) async throws -> Bool {
+        let r = try await call("delete pool", "DELETE", "/pools/\(id)")
+        if r.status == 404 { return false }
+        guard r.status == 202 else { throw Self.error(r, "delete pool \(id)") }
+        return true
+    }
+
+    /// Creates a job; false if one with that id exists already.
+    @discardableResult
+    public func createJob(_ body: [String: Any]) async throws -> Bool {
+        let r = try await call("create job", "POST", "/jobs", body: body)
+        if r.status == 409 && Self.error(r, "").code == "JobExists" { return false }
+        guard r.status == 201 else { throw Self.error(r, "create job \(body["id"] ?? "")") }
+        return true
+    }
+
+    /// A job, or nil.
+    public func job(_ id: String) async throws -> [String: Any]? {
+        let r = try await call("get job", "GET", "/jobs/\(id)")
+        if r.status == 404 { return nil }
+        guard r.status == 200 else { throw Self.error(r, "get job \(id)") }
+        return json(r)
+    }
+
+    /// Every job (for orphan listing).
+    public func jobs() async throws -> [[String: Any]] { try await list("/jobs", query: [], operation: "list jobs") }
+
+    /// Terminates a job (its running tasks stop); an already completed one is fine.
+    public func terminateJob(_ id: String, reason: String) async throws {
+        let r = try await call("terminate job", "POST", "/jobs/\(id)/terminate", body: ["terminateReason": reason], idempotent: true)
+        if r.status == 202 || r.status == 404 || (r.status == 409 && Self.error(r, "").code == "JobCompleted") { return }
+        throw Self.error(r, "terminate job \(id)")
+    }
+
+    /// Deletes a job; false if there was none.
+    @discardableResult
+    public func deleteJob(_ id: String) async throws -> Bool {
+        let r = try await call("delete job", "DELETE", "/jobs/\(id)")
+        if r.status == 404 { return false }
+        guard r.status == 202 else { throw Self.error(r, "delete job \(id)") }
+        return true
+    }
+
+    // MARK: tasks
+
+    /// Adds tasks in collections of at most 100 and under 1 MB, several in
+    /// flight. Ids are the caller's (deterministic), so every call may be
+    /// resent: a task that exists already counts as added.
+    public func addTasks(_ jobID: String, _ tasks: [[String: Any]]) async throws -> [TaskAddResult] {
+        let pieces = try tasks.map { try JSONSerialization.data(withJSONObject: $0) }
+        let chunks = Self.chunks(pieces)
+        var results: [TaskAddResult] = []
+        try await withThrowingTaskGroup(of: [TaskAddResult].self) { group in
+            var next = 0
+            func add() {
+                let chunk = chunks[next]
+                next += 1
+                group.addTask { try await addCollection(jobID, chunk) }
+            }
+            while next < chunks.count && next < concurrency { add() }
+            while let r = try await group.next() {
+                results += r
+                if next < chunks.count { add() }
+            }
+        }
+        return results
+    }
+
+    /// Splits serialized tasks into collections within both limits.
+    static func chunks(_ pieces: [Data]) -> [[Data]] {
+        var out: [[Data]] = []
+        var current: [Data] = []
+        var bytes = 12   // {"value":[]}
+        for piece in pieces {
+            if !current.isEmpty && (current.count == maxTasksPerCollection || bytes + piece.count + 1 > maxBodyBytes) {
+                out.append(current)
+                current = []
+                bytes = 12
+            }
+            current.append(piece)
+            bytes += piece.count + 1
+        }
+        if !current.isEmpty { out.append(current) }
+        return out
+    }
+
+    func addCollection(_ jobID: String, _ pieces: [Data]) async throws -> [TaskAddResult] {
+        var body = Data(#"{"value":["#.utf8)
+        for (i, p) in pieces.enumerated() {
+            if i > 0 { body.append(UInt8(ascii: ",")) }
+            body.append(p)
+        }
+        body.append(contentsOf: Array("]}".utf8))
+        let url = "\(endpoint)/jobs/\(jobID)/addtaskcollection?api-version=\(Self.apiVersion)"
+        let r = try await send(url: url, method: "POST", body: body, idempotent: true)
+        if r.status == 413 || (r.status == 400 && Self.error(r, "").code == "RequestBodyTooLarge") {
+            guard pieces.count > 1 else { throw Self.error(r, "add a task to \(jobID)") }
+            let half = pieces.count / 2
+            return try await addCollection(jobID, Array(pieces[..<half])) + addCollection(jobID, Array(pieces[half...]))
+        }
+        guard r.status == 200 else { throw Self.error(r, "add tasks to \(jobID)") }
+        let values = json(r)["value"] as? [[String: Any]] ?? []
+        return values.map { v in
+            let code = (v["error"] as? [String: Any])?["code"] as? String
+            let ok = v["status"] as? String == "success" || code == "TaskExists"
+            return TaskAddResult(taskID: v["taskId"] as? String ?? "", added: ok, error: ok ? nil : code ?? "\(v["status"] ?? "error")")
+        }
+    }
+
+    /// Task counts: active, running, completed, succeeded, failed.
+    public func taskCounts(_ jobID: String) async throws -> [String: Int] {
+        let r = try await call("task counts", "GET", "/jobs/\(jobID)/taskcounts")
+        guard r.status == 200 else { throw Self.error(r, "task counts of \(jobID)") }
+        return json(r)["taskCounts"] as? [String: Int] ?? [:]
+    }
+
+    /// Tasks of a job, filtered and trimmed by the service, every page.
+    public func tasks(_ jobID: String, filter: String? = nil, select: [String]? = nil, pageSize: Int = 1000) async throws -> [[String: Any]] {
+        var q: [(String, String)] = [("maxresults", String(pageSize))]
+        if let filter { q.append(("$filter", filter)) }
+        if let select { q.append(("$select", select.joined(separator: ","))) }
+        return try await list("/jobs/\(jobID)/tasks", query: q, operation: "list tasks of \(jobID)")
+    }
+
+    func list(_ path: String, query: [(String, String)], operation: String) async throws -> [[String: Any]] {
+        var out: [[String: Any]] = []
+        var r = try await call(operation, "GET", path, query: query)
+        while true {
+            guard r.status == 200 else { throw Self.error(r, operation) }
+            let page = json(r)
+            out += page["value"] as? [[String: Any]] ?? []
+            guard let next = page["odata.nextLink"] as? String, !next.isEmpty else { return out }
+            r = try await send(url: next, method: "GET", body: nil, idempotent: true)
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import BackendAzure
+import BatchHTTP
+import Foundation
+import Testing
+
+@Suite("Batch client against the emulator", .serialized)
+struct BatchClientTests {
+    let emulator: Emulator
+    let transport = CurlTransport()
+    let client: BatchClient
+
+    init() throws {
+        emulator = try Emulator()
+        client = BatchClient(http: HTTPClient(transport: transport, sleep: { _ in }), endpoint: emulator.url,
+                             account: "acct", key: Secret(Emulator.key))
+    }
+
+    func admin(_ path: String, _ json: String? = nil) async throws -> [String: Any] {
+        let r = try await transport.send(HTTPRequest(method: json == nil ? "GET" : "POST", url: "\(emulator.url)/_emulator/\(path)",
+                                                     body: json.map { .data(Data($0.utf8)) } ?? .none))
+        return (try JSONSerialization.jsonObject(with: r.body) as? [String: Any]) ?? [:]
+    }
+
+    func requests() async throws -> [String: Int] { try await admin("stats")["requests"] as? [String: Int] ?? [:] }
+
+    func setUp() async throws {
+        let pool: [String: Any] = ["id": "p", "vmSize": "standard_d2s_v3", "targetDedicatedNodes": 2, "taskSlotsPerNode": 4,
+                                   "metadata": [["name": "batchd.owner", "value": "test"]]]
+        #expect(try await client.createPool(pool))
+        #expect(try await !client.createPool(pool))   // PoolExists: reuse
+        #expect(try await client.createJob(["id": "j", "poolInfo": ["poolId": "p"], "onAllTasksComplete": "terminatejob"]))
+        #expect(try await !client.createJob(["id": "j", "poolInfo": ["poolId": "p"]]))
+    }
+
+    @Test("250 tasks in 3 collections; a resend adds nothing twice; pages are followed")
+    func tasksAndPaging() async throws {
+        try await setUp()
+        let tasks: [[String: Any]] = (0..<250).map { ["id": String(format: "t%04d", $0), "commandLine": "/bin/true"] }
+        let first = try await client.addTasks("j", tasks)
+        #expect(first.count == 250 && first.allSatisfy { $0.added && $0.error == nil })
+        #expect(try await requests()["batch.add_task_collection"] == 3)
+        let again = try await client.addTasks("j", tasks)   // as after a crash: TaskExists is success
+        #expect(again.allSatisfy { $0.added })
+        let listed = try await client.tasks("j", select: ["id", "state"], pageSize: 100)
+        #expect(listed.count == 250 && Set(listed.compactMap { $0["id"] as? String }).count == 250)
+        #expect(listed.allSatisfy { Set($0.keys) == ["id", "state"] })
+        #expect(try await requests()["batch.list_tasks"] == 3)
+        let pool = try await client.pool("p")
+        #expect(pool?["taskSlotsPerNode"] as? Int == 4)
+    }
+
+    @Test("a collection over 1 MB is split before it is sent; one that still is too big is halved")
+    func bigCollections() async throws {
+        try await setUp()
+        let pad = String(repeating: "x", count: 30_000)
+        let tasks: [[String: Any]] = (0..<60).map { ["id": "b\($0)", "commandLine": "/bin/true", "environmentSettings": [["name": "PAD", "value": pad]]] }
+        let results = try await client.addTasks("j", tasks)
+        #expect(results.count == 60 && results.allSatisfy { $0.added })
+        #expect(try await requests()["batch.add_task_collection"] == 2)
+        let counts = try await client.taskCounts("j")
+        #expect(counts["active", default: 0] + counts["running", default: 0] + counts["completed", default: 0] == 60)
+    }
+
+    @Test("an add answered with a timeout after it was applied is resent, and each task exists once")
+    func timedOutAdd() async throws {
+        try await setUp()
+        _ = try await admin("faults", #"{"addcollection_timeout": 1}"#)
+        let tasks: [[String: Any]] = (0..<5).map { ["id": "r\($0)", "commandLine": "/bin/true"] }
+        let results = try await client.addTasks("j", tasks)
+        #expect(results.allSatisfy { $0.added })
+        let listed = try await client.tasks("j")
+        #expect(listed.count == 5)
+        #expect(try await requests()["batch.add_task_collection"] == 2)
+    }
+
+    @Test func errorsCarryTheServiceCode() async throws {
+        await #expect {
+            try await client.createJob(["id": "orphan", "poolInfo": ["poolId": "p"], "notAProperty": true])
+        } throws: { ($0 as? BatchServiceError)?.code == "InvalidRequestBody" }
+        #expect(try await client.job("nope") == nil)
+        #expect(try await !client.deleteJob("nope"))
+        try await setUp()
+        try await client.terminateJob("j", reason: "test")
+        try await client.terminateJob("j", reason: "again")     // already completed: fine
+        #expect(try await client.deleteJob("j"))
+        #expect(try await client.deletePool("p"))
+    }
+}

@@ -96,8 +96,10 @@ let package = Package(
         // starts in about a millisecond.
         .executableTarget(name: "batchd-exec", dependencies: ["CLinux"]),
         .testTarget(name: "BatchCoreTests", dependencies: ["BatchCore"]),
-        .testTarget(name: "BatchHTTPTests", dependencies: ["BatchHTTP"]),
-        .testTarget(name: "BackendAzureTests", dependencies: ["BackendAzure", "BatchHTTP"]),
+        // Starts the Azure emulator for Swift tests.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "BatchHTTPTests", dependencies: ["BatchHTTP", "TestSupport"]),
+        .testTarget(name: "BackendAzureTests", dependencies: ["BackendAzure", "BatchHTTP", "TestSupport"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchCore"]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore"]),

@@ -2,6 +2,7 @@ import BackendAzure
 import BatchHTTP
 import Foundation
 import Testing
+import TestSupport
 
 @Suite("Batch client against the emulator", .serialized)
 struct BatchClientTests {

@@ -3,6 +3,7 @@ import BatchHTTP
 import Crypto
 import Foundation
 import Testing
+import TestSupport
 
 @Suite("Blob client against the emulator", .serialized)
 struct BlobClientTests {

@@ -2,41 +2,13 @@ import BackendAzure
 import BatchHTTP
 import Foundation
 import Testing
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The emulator checks signatures exactly as WIRE.md says: what it accepts, Azure accepts.
-final class Emulator: @unchecked Sendable {
-    static let key = "ZW11bGF0b3Ita2V5LTAxMjM0NTY3ODlhYmNkZWY="
-    let process = Process()
-    let url: String
-
-    init() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", root.appendingPathComponent("Tests/AzureEmulator/azure-emulator").path, "--port", "0",
-                             "--account", "acct", "--key", Self.key, "--storage-account", "store", "--storage-key", Self.key]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        var line = Data()
-        while !line.contains(0x0A) {
-            let chunk = pipe.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard let r = text.range(of: #"http://127\.0\.0\.1:\d+"#, options: .regularExpression) else { throw AzureError.badCredentials(text) }
-        url = String(text[r])
-    }
-
-    deinit {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
-}
+typealias Emulator = AzureEmulatorProcess
 
 @Suite("Signed requests accepted by the emulator", .serialized)
 struct LiveSigningTests {

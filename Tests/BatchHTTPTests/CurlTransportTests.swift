@@ -2,52 +2,17 @@ import BatchHTTP
 import Foundation
 import Synchronization
 import Testing
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The project's Azure emulator, used here as a plain HTTP peer on loopback.
-final class EmulatorProcess: @unchecked Sendable {
-    let process = Process()
-    let url: String
-
-    init() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", root.appendingPathComponent("Tests/AzureEmulator/azure-emulator").path,
-                             "--port", "0", "--account", "acct", "--key", "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        // The emulator prints one line when it listens; read up to it.
-        var line = Data()
-        let h = pipe.fileHandleForReading
-        while !line.contains(0x0A) {
-            let chunk = h.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard let r = text.range(of: #"http://127\.0\.0\.1:\d+"#, options: .regularExpression) else {
-            throw HTTPError(.connect, "emulator did not start: \(text)")
-        }
-        url = String(text[r])
-    }
-
-    // Foundation watches its children's exits: wait for it before the Process is freed.
-    deinit {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
-}
-
 @Suite("libcurl transport against a real HTTP peer", .serialized)
 struct CurlTransportTests {
-    let emulator: EmulatorProcess
+    let emulator: AzureEmulatorProcess
     let transport = CurlTransport()
 
-    init() throws { emulator = try EmulatorProcess() }
+    init() throws { emulator = try AzureEmulatorProcess() }
 
     func admin(_ path: String, _ json: String? = nil) async throws -> HTTPResponse {
         try await transport.send(HTTPRequest(method: json == nil ? "GET" : "POST", url: "\(emulator.url)/_emulator/\(path)",

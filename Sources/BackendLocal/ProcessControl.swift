@@ -7,8 +7,10 @@ import Glibc
 /// Starting, watching and stopping task processes.
 public enum ProcessControl {
     /// Starts `argv` in a new session (so it leads its own process group and
-    /// outlives the daemon), stdin from /dev/null, with exactly `env`.
-    public static func spawnSession(_ argv: [String], env: [String: String]) throws -> pid_t {
+    /// outlives the daemon), stdin from /dev/null, with exactly `env`. With
+    /// `output`, stdout and stderr go to that file instead of being inherited
+    /// (a long-lived child must not hold its parent's pipes open).
+    public static func spawnSession(_ argv: [String], env: [String: String], output: String? = nil) throws -> pid_t {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -24,6 +26,10 @@ public enum ProcessControl {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if let output {
+            posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
         let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         let cenv: [UnsafeMutablePointer<CChar>?] = env.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (cargs + cenv).forEach { free($0) } }

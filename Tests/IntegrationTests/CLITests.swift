@@ -21,13 +21,13 @@ struct CLITests {
         let tmux = "tmux -L batchd-test-\(getpid())"
         func shell(_ line: String, output: String = "/dev/null", timeout: Double = 30) async throws -> Bool {
             let pid = try ProcessControl.spawnSession(["/bin/sh", "-c", line + " </dev/null >'\(output)' 2>/dev/null"],
-                                                      env: ProcessInfo.processInfo.environment)
+                                                      env: ProcessInfo.processInfo.environment, output: "/dev/null")
             return await ProcessControl.exitEvent(pid).wait(timeout: timeout) != nil
         }
         let watch = "'\(binDirectory)/batchctl' --config '\(d.config)' watch bar; echo WATCH-EXIT=$?; \(tmux) wait-for -S watch-done; sleep 600"
         let quoted = "'" + watch.replacingOccurrences(of: "'", with: "'\\''") + "'"
         #expect(try await shell("\(tmux) new-session -d -s watch -x 150 -y 8 \(quoted)"))
-        defer { _ = try? ProcessControl.spawnSession(["/bin/sh", "-c", "\(tmux) kill-server </dev/null >/dev/null 2>&1"], env: [:]) }
+        defer { _ = try? ProcessControl.spawnSession(["/bin/sh", "-c", "\(tmux) kill-server"], env: [:], output: "/dev/null") }
         // Returns when the watch has ended: tmux's own signal, not a sleep.
         #expect(try await shell("\(tmux) wait-for watch-done", timeout: 120))
         let capture = "\(d.root)/screen.txt"

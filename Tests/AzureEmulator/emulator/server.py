@@ -65,19 +65,23 @@ class Stats:
 
     def reset(self):
         self.requests = defaultdict(int)
+        self.statuses = defaultdict(lambda: defaultdict(int))
         self.bytes_in = 0
         self.bytes_out = 0
         self.faults = defaultdict(int)
 
-    def count(self, op, n_in, n_out):
+    def count(self, op, n_in, n_out, status=None):
         with self.lock:
             self.requests[op] += 1
+            if status is not None:
+                self.statuses[op][str(status)] += 1
             self.bytes_in += n_in
             self.bytes_out += n_out
 
     def json(self):
         with self.lock:
-            return {"requests": dict(self.requests), "total": sum(self.requests.values()), "bytesIn": self.bytes_in,
+            return {"requests": dict(self.requests), "total": sum(self.requests.values()),
+                    "statuses": {op: dict(s) for op, s in self.statuses.items()}, "bytesIn": self.bytes_in,
                     "bytesOut": self.bytes_out, "faults": dict(self.faults)}
 
 
@@ -178,7 +182,7 @@ class Handler(BaseHTTPRequestHandler):
         drop = op is not None and op != "token" and em.faults.roll(em.faults.drop_rate)
         self.send(resp, drop)
         if op is not None:
-            em.stats.count(op, len(body), len(resp.body))
+            em.stats.count(op, len(body), len(resp.body), resp.status)
             if drop:
                 em.stats.faults["drop"] += 1
 

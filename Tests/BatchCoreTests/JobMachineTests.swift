@@ -119,3 +119,30 @@ struct RetryPolicyTests {
         #expect(b.delay(attempt: 3, jitter: 0) == 2)
     }
 }
+
+@Suite("Poll schedule")
+struct PollScheduleTests {
+    @Test("quiet polls back off to the cap; a change snaps back to the minimum")
+    func backoff() {
+        var s = PollSchedule(minInterval: 1, maxInterval: 30, growth: 1.5)
+        let quiet = (0..<12).map { _ in s.next(after: .quiet, jitter: 0.5) }
+        #expect(quiet.prefix(4) == [1.5, 2.25, 3.375, 5.0625])
+        #expect(quiet.last == 30)
+        #expect(s.next(after: .changed, jitter: 0.5) == 1)
+    }
+
+    @Test("throttling slows down and never cuts a Retry-After short; failures count as quiet, not as news")
+    func throttledAndFailed() {
+        var s = PollSchedule(minInterval: 1, maxInterval: 30, growth: 1.5)
+        #expect(s.next(after: .throttled(retryAfter: 10), jitter: 0) == 10)
+        #expect(s.next(after: .throttled(retryAfter: 0), jitter: 0.5) == 20)
+        var f = PollSchedule()
+        #expect(f.next(after: .failed, jitter: 0.5) == 1.5)
+    }
+
+    @Test func jitterSpreadsByTenPercent() {
+        var a = PollSchedule(), b = PollSchedule()
+        #expect(a.next(after: .changed, jitter: 0) == 0.9)
+        #expect(b.next(after: .changed, jitter: 1) == 1.1)
+    }
+}

@@ -1,0 +1,143 @@
+import BatchCore
+import Foundation
+import Logging
+
+/// A task's state as the poller reports it.
+public struct TaskSnapshot: Sendable, Equatable {
+    /// The task id.
+    public var id: String
+    /// active, preparing, running or completed.
+    public var state: String
+    /// When it entered that state (the service's text, ISO 8601).
+    public var transitionTime: String
+    /// Exit code, once completed (nil if it never ran).
+    public var exitCode: Int?
+    /// success or failure, once completed.
+    public var result: String?
+    /// failureInfo.code, when it failed.
+    public var failureCode: String?
+}
+
+/// One poller per Batch account serves every watched job: it asks for task
+/// counts first, lists only tasks whose stateTransitionTime moved since the
+/// last poll (with $select), and paces itself with `PollSchedule`. A failed
+/// poll changes nothing: it is "unknown", never "failed".
+public actor TaskPoller {
+    struct Watch {
+        var counts: [String: Int] = [:]
+        var since: String?
+        /// Tasks already reported at exactly `since` (the filter is `ge`, so
+        /// a task changing in the same instant as the last one seen is not missed).
+        var boundary: Set<String> = []
+        var quietPolls = 0
+        let updates: AsyncStream<[TaskSnapshot]>.Continuation
+    }
+
+    let client: BatchClient
+    let logger: Logger
+    var watches: [String: Watch] = [:]
+    var schedule: PollSchedule
+    /// List even when the counts did not move, every this many quiet polls
+    /// (the counts are documented as possibly lagging).
+    let confirmEvery = 5
+    static let fields = ["id", "state", "stateTransitionTime", "executionInfo"]
+
+    /// A poller for one account.
+    public init(client: BatchClient, schedule: PollSchedule = PollSchedule(), logger: Logger) {
+        self.client = client
+        self.schedule = schedule
+        self.logger = logger
+    }
+
+    /// Starts watching a job; its changed tasks arrive on the stream, the
+    /// first batch holding every task already past `active`.
+    public func watch(_ jobID: String) -> AsyncStream<[TaskSnapshot]> {
+        let (stream, continuation) = AsyncStream.makeStream(of: [TaskSnapshot].self)
+        watches[jobID]?.updates.finish()
+        watches[jobID] = Watch(updates: continuation)
+        return stream
+    }
+
+    /// Stops watching a job.
+    public func unwatch(_ jobID: String) {
+        watches.removeValue(forKey: jobID)?.updates.finish()
+    }
+
+    /// Polls every watched job once; returns what the round found.
+    public func pollOnce() async -> PollSchedule.Result {
+        var result = PollSchedule.Result.quiet
+        for jobID in watches.keys.sorted() {
+            switch await poll(jobID) {
+            case .changed: if case .quiet = result { result = .changed }
+            case .throttled(let w): result = .throttled(retryAfter: w)
+            case .failed: if case .quiet = result { result = .failed }
+            case .quiet: break
+            }
+        }
+        return result
+    }
+
+    /// Polls until cancelled, pacing with the schedule.
+    public func run(sleep: @Sendable (Double) async throws -> Void = { try await Task.sleep(for: .seconds($0)) }) async {
+        while !Task.isCancelled {
+            let result = await pollOnce()
+            let wait = schedule.next(after: result, jitter: Double.random(in: 0...1))
+            do { try await sleep(wait) } catch { return }
+        }
+    }
+
+    func poll(_ jobID: String) async -> PollSchedule.Result {
+        guard var w = watches[jobID] else { return .quiet }
+        let counts: [String: Int]
+        do { counts = try await client.taskCounts(jobID) } catch {
+            return classify(error, jobID)
+        }
+        let moved = counts != w.counts
+        w.quietPolls = moved ? 0 : w.quietPolls + 1
+        guard moved || w.quietPolls % confirmEvery == 0 else {
+            watches[jobID]?.quietPolls = w.quietPolls
+            return .quiet
+        }
+        let filter = w.since.map { "stateTransitionTime ge datetime'\($0)'" } ?? "state ne 'active'"
+        let listed: [[String: Any]]
+        do { listed = try await client.tasks(jobID, filter: filter, select: Self.fields) } catch {
+            return classify(error, jobID)
+        }
+        let snapshots = listed.compactMap(Self.snapshot).filter { !w.boundary.contains("\($0.id) \($0.transitionTime)") }
+        guard watches[jobID] != nil else { return .quiet }   // unwatched meanwhile
+        w.counts = counts
+        if let latest = snapshots.max(by: { Self.timeKey($0.transitionTime) < Self.timeKey($1.transitionTime) }),
+           Self.timeKey(latest.transitionTime) >= Self.timeKey(w.since ?? "") {
+            if Self.timeKey(latest.transitionTime) > Self.timeKey(w.since ?? "") { w.boundary = [] }
+            w.since = latest.transitionTime
+            for t in snapshots where Self.timeKey(t.transitionTime) == Self.timeKey(latest.transitionTime) {
+                w.boundary.insert("\(t.id) \(t.transitionTime)")
+            }
+        }
+        watches[jobID] = w
+        if !snapshots.isEmpty { w.updates.yield(snapshots) }
+        return snapshots.isEmpty ? .quiet : .changed
+    }
+
+    func classify(_ error: Error, _ jobID: String) -> PollSchedule.Result {
+        if let e = error as? BatchServiceError, e.status == 429 || e.status == 503 { return .throttled(retryAfter: 0) }
+        logger.info("poll failed; task states unknown until the next poll", metadata: ["job.id": "\(jobID)", "error": "\(error)"])
+        return .failed
+    }
+
+    /// A sortable key for an ISO 8601 time whatever its number of fractional
+    /// digits: `2026-11-21T18:32:18.12Z` → `2026-11-21T18:32:18.120000000`.
+    static func timeKey(_ text: String) -> String {
+        let t = text.hasSuffix("Z") ? String(text.dropLast()) : text
+        let parts = t.split(separator: ".", maxSplits: 1)
+        let fraction = parts.count > 1 ? String(parts[1]) : ""
+        return String(parts.first ?? "") + "." + fraction.padding(toLength: 9, withPad: "0", startingAt: 0)
+    }
+
+    static func snapshot(_ t: [String: Any]) -> TaskSnapshot? {
+        guard let id = t["id"] as? String, let state = t["state"] as? String, let time = t["stateTransitionTime"] as? String else { return nil }
+        let info = t["executionInfo"] as? [String: Any]
+        return TaskSnapshot(id: id, state: state, transitionTime: time, exitCode: info?["exitCode"] as? Int,
+                            result: info?["result"] as? String, failureCode: (info?["failureInfo"] as? [String: Any])?["code"] as? String)
+    }
+}

@@ -1,0 +1,48 @@
+import BackendAzure
+import BatchCore
+import BatchHTTP
+import Foundation
+import Logging
+import Testing
+import TestSupport
+
+@Suite("Task poller against the emulator", .serialized)
+struct TaskPollerTests {
+    @Test("2,000 tasks on 4 nodes x 4 slots are followed to the end with at most 0.05 polling calls per task")
+    func twoThousandTasks() async throws {
+        let emulator = try AzureEmulatorProcess()
+        let transport = CurlTransport()
+        let client = BatchClient(http: HTTPClient(transport: transport), endpoint: emulator.url, account: "acct",
+                                 key: Secret(AzureEmulatorProcess.key))
+        try await client.createPool(["id": "p", "vmSize": "standard_d2s_v3", "targetDedicatedNodes": 4, "taskSlotsPerNode": 4])
+        try await client.createJob(["id": "j", "poolInfo": ["poolId": "p"]])
+        let poller = TaskPoller(client: client, logger: Logger(label: "test"))
+        let updates = await poller.watch("j")
+        let tasks: [[String: Any]] = (0..<2000).map { ["id": String(format: "t%05d", $0), "commandLine": "/bin/true"] }
+        let added = try await client.addTasks("j", tasks)
+        #expect(added.count == 2000 && added.allSatisfy { $0.added })
+
+        let polling = Task { await poller.run() }
+        var completed = Set<String>()
+        var reports = 0
+        for await batch in updates {
+            reports += batch.count
+            for t in batch where t.state == "completed" {
+                #expect(t.exitCode == 0 && t.result == "success")
+                completed.insert(t.id)
+            }
+            if completed.count == 2000 { break }
+        }
+        polling.cancel()
+        await poller.unwatch("j")
+        #expect(completed.count == 2000)
+
+        let r = try await transport.send(HTTPRequest(method: "GET", url: "\(emulator.url)/_emulator/stats"))
+        let stats = try JSONSerialization.jsonObject(with: r.body) as? [String: Any]
+        let requests = stats?["requests"] as? [String: Int] ?? [:]
+        let polls = requests["batch.task_counts", default: 0] + requests["batch.list_tasks", default: 0]
+        print("poller: \(polls) polling calls for 2000 tasks (\(Double(polls) / 2000) per task), \(reports) task reports, stats \(requests)")
+        #expect(Double(polls) / 2000 <= 0.05)
+        #expect(requests["batch.add_task_collection"] == 20)
+    }
+}

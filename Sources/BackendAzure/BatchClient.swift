@@ -31,7 +31,7 @@ public struct BatchClient: Sendable {
     public let http: HTTPClient
     /// e.g. https://acct.westeurope.batch.azure.com.
     public let endpoint: String
-    let signer: RequestSigner
+    let authorizer: Authorizer
     /// The REST API version sent.
     public static let apiVersion = "2025-06-01"
     /// Collection requests in flight at once.
@@ -41,11 +41,16 @@ public struct BatchClient: Sendable {
     /// Largest request body the service takes.
     public static let maxBodyBytes = 1_000_000
 
-    /// A client for one Batch account.
+    /// A client for one Batch account, signing with its Shared Key.
     public init(http: HTTPClient, endpoint: String, account: String, key: Secret) {
+        self.init(http: http, endpoint: endpoint, authorizer: .sharedKey(RequestSigner(service: .batch, account: account, key: key)))
+    }
+
+    /// A client for one Batch account, with any authorizer (Entra ID tokens).
+    public init(http: HTTPClient, endpoint: String, authorizer: Authorizer) {
         self.http = http
         self.endpoint = endpoint
-        signer = RequestSigner(service: .batch, account: account, key: key)
+        self.authorizer = authorizer
     }
 
     /// Sends one call; `idempotent` lets the retry policy resend a POST.
@@ -57,11 +62,11 @@ public struct BatchClient: Sendable {
     }
 
     func send(url: String, method: String, body: Data?, idempotent: Bool) async throws -> HTTPResponse {
-        let signer = self.signer
+        let auth = try await authorizer.prepare()
         return try await http.execute(idempotent: idempotent) {
             var headers: [(name: String, value: String)] = [("client-request-id", UUID().uuidString)]
             if body != nil { headers.append(("Content-Type", "application/json; odata=minimalmetadata")) }
-            return try signer.sign(HTTPRequest(method: method, url: url, headers: headers, body: body.map { .data($0) } ?? .none), now: Date())
+            return try auth.apply(HTTPRequest(method: method, url: url, headers: headers, body: body.map { .data($0) } ?? .none), now: Date())
         }
     }
 

@@ -39,7 +39,7 @@ public struct BlobClient: Sendable {
     public let http: HTTPClient
     /// e.g. https://store.blob.core.windows.net or http://127.0.0.1:P/store.
     public let endpoint: String
-    let signer: RequestSigner
+    let authorizer: Authorizer
     /// Bytes per block (and per download range).
     public var blockSize: Int64 = 4 << 20
     /// Blocks or ranges in flight at once.
@@ -47,11 +47,16 @@ public struct BlobClient: Sendable {
     /// Blobs up to this size go in one Put Blob.
     public var singlePutLimit: Int64 = 8 << 20
 
-    /// A client for one storage account.
+    /// A client for one storage account, signing with its Shared Key.
     public init(http: HTTPClient, endpoint: String, account: String, key: Secret) {
+        self.init(http: http, endpoint: endpoint, authorizer: .sharedKey(RequestSigner(service: .blob, account: account, key: key)))
+    }
+
+    /// A client for one storage account, with any authorizer (Entra ID tokens).
+    public init(http: HTTPClient, endpoint: String, authorizer: Authorizer) {
         self.http = http
         self.endpoint = endpoint
-        signer = RequestSigner(service: .blob, account: account, key: key)
+        self.authorizer = authorizer
     }
 
     func url(_ container: String, _ blob: String? = nil, _ query: String = "") -> String {
@@ -63,9 +68,9 @@ public struct BlobClient: Sendable {
 
     func send(_ op: String, _ method: String, _ url: String, headers: [(name: String, value: String)] = [],
               body: HTTPBody = .none, sinkPath: String? = nil) async throws -> HTTPResponse {
-        let signer = self.signer
+        let auth = try await authorizer.prepare()
         return try await http.execute(idempotent: true, sinkPath: sinkPath) {
-            try signer.sign(HTTPRequest(method: method, url: url, headers: headers, body: body), now: Date())
+            try auth.apply(HTTPRequest(method: method, url: url, headers: headers, body: body), now: Date())
         }
     }
 

@@ -13,12 +13,13 @@ public final class AzureEmulatorProcess: @unchecked Sendable {
     /// `http://127.0.0.1:PORT`.
     public let url: String
 
-    /// Starts the emulator and returns once it has said it is ready.
-    public init() throws {
+    /// Starts the emulator (with `extraArguments`, e.g. `--client T:ID:SECRET`)
+    /// and returns once it has said it is ready.
+    public init(extraArguments: [String] = []) throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", root.appendingPathComponent("Tests/AzureEmulator/azure-emulator").path, "--port", "0",
-                             "--account", "acct", "--key", Self.key, "--storage-account", "store", "--storage-key", Self.key]
+                             "--account", "acct", "--key", Self.key, "--storage-account", "store", "--storage-key", Self.key] + extraArguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice

@@ -1,0 +1,73 @@
+import Foundation
+
+/// How long the SAS tokens of a job live: its wall-clock limit plus a margin,
+/// so no token expires while the job may still run (the failure other Azure
+/// Batch tools are known for). A job without a limit gets the longest
+/// lifetime allowed, and that becomes its limit; a job whose limit is longer
+/// than tokens may live is refused.
+public struct SASLifetime: Sendable, Equatable {
+    /// Seconds the tokens live.
+    public var tokenSeconds: Double
+    /// The job's wall-clock limit to set on Batch (maxWallClockTime).
+    public var jobWallClockSeconds: Double
+
+    /// A lifetime.
+    public init(tokenSeconds: Double, jobWallClockSeconds: Double) {
+        self.tokenSeconds = tokenSeconds
+        self.jobWallClockSeconds = jobWallClockSeconds
+    }
+
+    /// Sizes the tokens for a job.
+    /// - Parameters:
+    ///   - wallClock: the manifest's `limits.wallClock`, if any.
+    ///   - margin: extra life after the limit (downloads of the last outputs).
+    ///   - maximum: the longest a token may live (config).
+    public static func forJob(wallClock: Double?, margin: Double = 3600, maximum: Double = 7 * 86400) throws -> SASLifetime {
+        guard let wallClock else { return SASLifetime(tokenSeconds: maximum, jobWallClockSeconds: maximum - margin) }
+        guard wallClock + margin <= maximum else {
+            throw AzureError.tokenTooShort(
+                "limits.wallClock (\(Int(wallClock / 3600)) h) plus a \(Int(margin / 60)) min margin is longer than storage tokens may live "
+                    + "(\(Int(maximum / 3600)) h): shorten the limit, or raise azure.maxTokenLifetime in the daemon config")
+        }
+        return SASLifetime(tokenSeconds: wallClock + margin, jobWallClockSeconds: wallClock)
+    }
+}
+
+/// Inputs on Blob, content-addressed: a file lives at `md5/<hex MD5>` in one
+/// container shared by every job, so a file already uploaded (by this job or
+/// any earlier one) is not uploaded again.
+public struct InputStore: Sendable {
+    /// The Blob client.
+    public let blob: BlobClient
+    /// The shared container.
+    public let container: String
+
+    /// An input store in `container`.
+    public init(blob: BlobClient, container: String = "batchd-inputs") {
+        self.blob = blob
+        self.container = container
+    }
+
+    /// The blob name of content with this MD5 (base64).
+    public static func name(md5: String) -> String {
+        "md5/" + (Data(base64Encoded: md5) ?? Data()).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Makes sure the content of `path` (with this MD5) is stored; returns the
+    /// blob name and the bytes actually sent (0 when it was there already).
+    public func put(_ path: String, md5: String) async throws -> (name: String, uploaded: Int64) {
+        let name = Self.name(md5: md5)
+        let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? -1
+        if let props = try await blob.properties(container, name), props.md5 == md5, props.size == size {
+            return (name, 0)
+        }
+        return (name, try await blob.upload(path, to: container, as: name, md5: md5))
+    }
+
+    /// A URL tasks can read the blob with, valid for `lifetime`.
+    public func readURL(_ name: String, sas: ServiceSAS, lifetime: SASLifetime, now: Date = Date()) throws -> String {
+        let token = try sas.token(container: container, blob: name, permissions: "r", start: now.addingTimeInterval(-300),
+                                  expiry: now.addingTimeInterval(lifetime.tokenSeconds))
+        return "\(blob.url(container, name))?\(token)"
+    }
+}

@@ -56,7 +56,8 @@ public enum JobMachine {
         case (.submitting, .submitted): return go(.running, [.monitorTasks])
 
         case (.running, .progress(let counts)):
-            guard counts.allFinished else { return Transition(state: state, actions: [], ignored: nil) }
+            // Tasks left over (one whose attempt could not be recorded, say): keep monitoring.
+            guard counts.allFinished else { return go(.running, [.monitorTasks]) }
             let verdict: Verdict = counts.failed == 0 && counts.cancelled == 0
                 ? .success
                 : .failure(reason: "\(counts.failed) of \(counts.total) tasks failed")

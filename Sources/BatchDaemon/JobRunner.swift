@@ -68,9 +68,9 @@ struct JobRunner: Sendable {
     }
 
     /// Performs actions in order; the last one's event is the next event. Nil
-    /// when the daemon is shutting down.
+    /// when the daemon is shutting down. (Every non-terminal state has actions.)
     func perform(_ actions: [JobAction], job: JobRecord) async -> JobEvent? {
-        var next: JobEvent = .progress(TaskCounts(pending: 1))
+        var next: JobEvent = .start
         for action in actions {
             switch action {
             case .stageInputs:

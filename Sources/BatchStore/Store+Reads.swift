@@ -25,10 +25,6 @@ extension Store {
         }
     }
 
-    /// Whether a job id is known.
-    public func jobExists(_ id: String) async throws -> Bool {
-        try await db.read { db in try JobRecord.exists(db, key: id) }
-    }
 
     /// Jobs not yet in a terminal phase, oldest first.
     public func unfinishedJobs() async throws -> [JobRecord] {
@@ -117,13 +113,6 @@ extension Store {
         try await db.read { db in try FileHashRecord.fetchOne(db, key: path) }
     }
 
-    /// Pending tasks of a job, first `limit` by index.
-    public func pendingTasks(_ jobID: String, limit: Int) async throws -> [TaskRecord] {
-        try await db.read { db in
-            try TaskRecord.fetchAll(db, sql: "SELECT * FROM tasks WHERE job_id = ? AND state = 'pending' ORDER BY idx LIMIT ?",
-                                    arguments: [jobID, limit])
-        }
-    }
 
     /// The number of the next attempt of a task.
     public func nextAttemptNumber(_ jobID: String, idx: Int) async throws -> Int {

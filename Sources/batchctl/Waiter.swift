@@ -18,8 +18,10 @@ struct Waiter {
     /// the daemon's reasons if it was rejected.
     func forSubmission(_ name: String, timeout: Double?) async throws -> String {
         let end = deadline(timeout)
+        var store: Store?   // opened once it exists (the daemon may not have run yet)
         while true {
-            if let store = try? Store(readOnlyPath: config.databasePath), let job = try? await store.job(sourceFile: name) {
+            if store == nil { store = try? Store(readOnlyPath: config.databasePath) }
+            if let store, let job = try? await store.job(sourceFile: name) {
                 if !json { say("job \(job.id) accepted") }
                 return job.id
             }
@@ -35,8 +37,8 @@ struct Waiter {
     /// Waits until the job is over, prints its summary, and exits 0 only if it succeeded.
     func until(_ id: String, timeout: Double?) async throws {
         let end = deadline(timeout)
+        let store = try Store(readOnlyPath: config.databasePath)
         while true {
-            let store = try Store(readOnlyPath: config.databasePath)
             if let job = try await store.job(id), job.jobPhase.isTerminal {
                 let report = JobReport(store: store)
                 say(json ? JobReport.json(try await report.show(job)) : try await report.showText(job))

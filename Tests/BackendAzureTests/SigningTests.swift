@@ -45,3 +45,11 @@ struct SigningTests {
         }
     }
 }
+
+@Suite("HTTP dates")
+struct HTTPDateTests {
+    @Test func rfc1123() {
+        #expect(SharedKey.httpDate(Date(timeIntervalSince1970: 1_795_285_938)) == "Sat, 21 Nov 2026 18:32:18 GMT")
+        #expect(SharedKey.httpDate(Date(timeIntervalSince1970: 0)) == "Thu, 01 Jan 1970 00:00:00 GMT")
+    }
+}

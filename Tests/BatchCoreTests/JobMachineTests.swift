@@ -27,7 +27,7 @@ struct JobMachineTests {
         Row(from: .init(phase: .finalizing, verdict: .cancelled), event: .start, to: .init(phase: .finalizing, verdict: .cancelled),
             actions: [.cleanup(.cancelled), .writeSummary(.cancelled)]),
         // Progress: not done yet changes nothing; all done decides the verdict.
-        Row(from: .init(phase: .running), event: .progress(TaskCounts(pending: 1, succeeded: 2)), to: .init(phase: .running), actions: []),
+        Row(from: .init(phase: .running), event: .progress(TaskCounts(pending: 1, succeeded: 2)), to: .init(phase: .running), actions: [.monitorTasks]),
         Row(from: .init(phase: .running), event: .progress(TaskCounts(succeeded: 3)), to: .init(phase: .collecting, verdict: .success), actions: [.verifyOutputs]),
         Row(from: .init(phase: .running), event: .progress(TaskCounts(succeeded: 2, failed: 1)), to: .init(phase: .collecting, verdict: failure), actions: [.verifyOutputs]),
         Row(from: .init(phase: .collecting, verdict: .success), event: .collected, to: .init(phase: .finalizing, verdict: .success),

@@ -7,7 +7,7 @@ import uuid
 from urllib.parse import quote
 
 from .auth import AuthError, batch_string_to_sign, check_shared_key
-from .batch_model import Job, Pool, Task, new_etag, now_iso
+from .batch_model import Job, Pool, Task, duration_seconds, new_etag, now_iso
 from .batch_runner import Runner
 from .http import Response, http_date
 from .odata import FilterError, compile_filter, select
@@ -64,6 +64,7 @@ class BatchService:
         ("GET", r"/pools/(?P<pool>[^/]+)/nodes", "list_nodes"),
         ("GET", r"/jobs", "list_jobs"), ("POST", r"/jobs", "create_job"),
         ("GET", r"/jobs/(?P<job>[^/]+)", "get_job"), ("DELETE", r"/jobs/(?P<job>[^/]+)", "delete_job"),
+        ("PATCH", r"/jobs/(?P<job>[^/]+)", "patch_job"),
         ("POST", r"/jobs/(?P<job>[^/]+)/terminate", "terminate_job"),
         ("GET", r"/jobs/(?P<job>[^/]+)/taskcounts", "task_counts"),
         ("POST", r"/jobs/(?P<job>[^/]+)/addtaskcollection", "add_task_collection"),
@@ -94,7 +95,7 @@ class BatchService:
                                               [{"key": "QueryParameterName", "value": "api-version"}])), op
         body = None
         try:
-            if req.method == "POST":
+            if req.method in ("POST", "PATCH"):
                 if len(req.body) > MAX_BODY:
                     raise BatchError(413, "RequestBodyTooLarge", "The request body is too large and exceeds the maximum permissible limit.",
                                      [{"key": "MaxLimit", "value": str(MAX_BODY)}])
@@ -103,7 +104,7 @@ class BatchService:
                 except ValueError:
                     raise BatchError(400, "InvalidRequestBody", "The specified Request Body is not syntactically valid.")
                 if self.spec is not None:
-                    schema, _ = self.spec.body_schema("POST", path)
+                    schema, _ = self.spec.body_schema(req.method, path)
                     if schema is not None:
                         try:
                             self.spec.validate(body, schema)
@@ -251,6 +252,27 @@ class BatchService:
         self.end_job(j, None)
         del self.jobs[j.id]
         return self.ok(202)
+
+    def patch_job(self, req, body, job):
+        """Job_Patch: replaces only the properties given. Setting
+        onAllTasksComplete to terminatejob when every task is already
+        complete ends the job at once, as the service does."""
+        j = self._job(job)
+        if j.state != "active":
+            raise BatchError(409, "JobNotActive" if j.state != "completed" else "JobCompleted", "The job is not active.")
+        for key in ("priority", "maxParallelTasks", "allowTaskPreemption", "constraints", "metadata", "onAllTasksComplete"):
+            if key in body:
+                j.body[key] = body[key]
+        if "constraints" in body:
+            constraints = body.get("constraints") or {}
+            j.max_wall = duration_seconds(constraints.get("maxWallClockTime"))
+            j.max_retries = constraints.get("maxTaskRetryCount", j.max_retries)
+        if "onAllTasksComplete" in body:
+            j.on_all_complete = (body.get("onAllTasksComplete") or "noaction").lower()
+        j.etag = new_etag()
+        j.modified = time.time()
+        self.task_completed(j)
+        return self.ok(200, etag=j.etag, modified=j.modified)
 
     def terminate_job(self, req, body, job):
         j = self._job(job)

@@ -143,6 +143,25 @@ def test_retries_wall_clock_and_terminatejob(emulator):
     assert client.get_job("j").execution_info.termination_reason == "AllTasksComplete"
 
 
+def test_update_job_to_terminatejob_after_the_tasks_are_added(emulator):
+    """The careful client's order: create with noaction, add every task, then
+    PATCH to terminatejob. A job whose tasks all finished meanwhile ends at once."""
+    client = batch_client(emulator.url)
+    pool(client)
+    job(client)
+    client.create_tasks("j", [bm.BatchTaskCreateOptions(id="quick", command_line="/bin/true")])
+    wait_tasks(client, "j")
+    assert client.get_job("j").state == "active"      # noaction: nothing ends it yet
+    client.update_job("j", bm.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob",
+                                                     constraints=bm.BatchJobConstraints(max_wall_clock_time="PT1H")))
+    ended = client.get_job("j")
+    assert ended.state == "completed" and ended.execution_info.termination_reason == "AllTasksComplete"
+    assert ended.constraints.max_wall_clock_time.total_seconds() == 3600
+    with pytest.raises(HttpResponseError) as e:
+        client.update_job("j", bm.BatchJobUpdateOptions(priority=5))
+    assert e.value.status_code == 409 and e.value.error.code == "JobCompleted"
+
+
 def test_preempted_node_requeues_its_task(emulator):
     client = batch_client(emulator.url)
     pool(client, nodes=1, slots=1)

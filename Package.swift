@@ -66,7 +66,7 @@ let package = Package(
         .target(
             name: "BatchDaemon",
             dependencies: [
-                "BatchCore", "BatchStore", "BackendLocal", "CLinux", "SystemdSupport",
+                "BatchCore", "BatchStore", "BackendLocal", "BackendAzure", "BatchHTTP", "CLinux", "SystemdSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -13,6 +13,14 @@ public struct BatchServiceError: Error, Sendable, CustomStringConvertible {
     public var operation: String
     /// `operation: HTTP status code: message`.
     public var description: String { "\(operation): HTTP \(status) \(code): \(message)" }
+
+    /// An error.
+    public init(status: Int, code: String, message: String, operation: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.operation = operation
+    }
 }
 
 /// The outcome of adding one task.
@@ -124,6 +132,16 @@ public struct BatchClient: Sendable {
         if r.status == 404 { return nil }
         guard r.status == 200 else { throw Self.error(r, "get job \(id)") }
         return json(r)
+    }
+
+    /// Changes the properties given (Job_Patch). Returns false when the job
+    /// has already completed (nothing left to change).
+    @discardableResult
+    public func updateJob(_ id: String, _ patch: [String: Any]) async throws -> Bool {
+        let r = try await call("update job", "PATCH", "/jobs/\(id)", body: patch)
+        if r.status == 409 && Self.error(r, "").code == "JobCompleted" { return false }
+        guard r.status == 200 else { throw Self.error(r, "update job \(id)") }
+        return true
     }
 
     /// Every job (for orphan listing).

@@ -59,7 +59,8 @@ public struct BlobClient: Sendable {
         self.authorizer = authorizer
     }
 
-    func url(_ container: String, _ blob: String? = nil, _ query: String = "") -> String {
+    /// The URL of a container or blob, with an optional query (no `?`).
+    public func url(_ container: String, _ blob: String? = nil, _ query: String = "") -> String {
         var allowed = CharacterSet.urlPathAllowed
         allowed.remove(charactersIn: "?#;")
         let name = blob.map { "/" + ($0.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0) } ?? ""
@@ -201,7 +202,12 @@ public struct BlobClient: Sendable {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let tmp = "\(dir)/.\((path as NSString).lastPathComponent).batchd-download"
         defer { unlink(tmp) }
-        if props.size <= blockSize {
+        if props.size == 0 {
+            // Nothing to fetch (a ranged GET of an empty blob is 416).
+            guard FileManager.default.createFile(atPath: tmp, contents: Data()) else {
+                throw BlobError(status: 0, code: "CannotWrite", operation: "write \(tmp)")
+            }
+        } else if props.size <= blockSize {
             let r = try await send("get blob", "GET", url(container, blob), sinkPath: tmp)
             try expect(r, [200], "download \(container)/\(blob)")
         } else {

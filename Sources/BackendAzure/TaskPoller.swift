@@ -16,6 +16,10 @@ public struct TaskSnapshot: Sendable, Equatable {
     public var result: String?
     /// failureInfo.code, when it failed.
     public var failureCode: String?
+    /// failureInfo.message, when it failed.
+    public var failureMessage: String?
+    /// Retries the service made (the attempt that ended is retryCount + 1).
+    public var retryCount = 0
 }
 
 /// One poller per Batch account serves every watched job: it asks for task
@@ -50,7 +54,8 @@ public actor TaskPoller {
     }
 
     /// Starts watching a job; its changed tasks arrive on the stream, the
-    /// first batch holding every task already past `active`.
+    /// first batch holding every task already past `active`. The stream ends
+    /// when the job is unwatched or found deleted.
     public func watch(_ jobID: String) -> AsyncStream<[TaskSnapshot]> {
         let (stream, continuation) = AsyncStream.makeStream(of: [TaskSnapshot].self)
         watches[jobID]?.updates.finish()
@@ -121,6 +126,13 @@ public actor TaskPoller {
 
     func classify(_ error: Error, _ jobID: String) -> PollSchedule.Result {
         if let e = error as? BatchServiceError, e.status == 429 || e.status == 503 { return .throttled(retryAfter: 0) }
+        if let e = error as? BatchServiceError, e.status == 404, e.code == "JobNotFound" {
+            // Gone for good (deleted by someone else): end the stream, so the
+            // job's runner learns it instead of waiting forever.
+            logger.warning("Batch job is gone; no more polls for it", metadata: ["batch.job": "\(jobID)"])
+            unwatch(jobID)
+            return .quiet
+        }
         logger.info("poll failed; task states unknown until the next poll", metadata: ["job.id": "\(jobID)", "error": "\(error)"])
         return .failed
     }
@@ -137,7 +149,9 @@ public actor TaskPoller {
     static func snapshot(_ t: [String: Any]) -> TaskSnapshot? {
         guard let id = t["id"] as? String, let state = t["state"] as? String, let time = t["stateTransitionTime"] as? String else { return nil }
         let info = t["executionInfo"] as? [String: Any]
+        let failure = info?["failureInfo"] as? [String: Any]
         return TaskSnapshot(id: id, state: state, transitionTime: time, exitCode: info?["exitCode"] as? Int,
-                            result: info?["result"] as? String, failureCode: (info?["failureInfo"] as? [String: Any])?["code"] as? String)
+                            result: info?["result"] as? String, failureCode: failure?["code"] as? String,
+                            failureMessage: failure?["message"] as? String, retryCount: info?["retryCount"] as? Int ?? 0)
     }
 }

@@ -6,7 +6,8 @@ import Glibc
 /// The control socket's protocol: one JSON object per line each way, one
 /// request per connection. Requests: `{"op":"ping"}`,
 /// `{"op":"cancel","job":"ID-OR-NAME"}`, `{"op":"retry","job":"ID-OR-NAME"}`,
-/// `{"op":"status"}`. Answers carry
+/// `{"op":"status"}`, `{"op":"pools"}` (Azure pools and jobs of this
+/// daemon's owner, orphans marked). Answers carry
 /// `"ok": true|false` and, when false, `"error"`.
 public enum ControlClient {
     /// Sends one request and returns the answer.

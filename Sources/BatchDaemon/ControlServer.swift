@@ -97,6 +97,17 @@ struct ControlServer: Service {
             } catch {
                 reply = ["ok": false, "error": "\(error)"]
             }
+        case "pools":
+            guard let azure = supervisor.ctx.azure else {
+                reply = ["ok": false, "error": "the Azure backend is not configured in this daemon: \(supervisor.ctx.azureProblem ?? "")"]
+                break
+            }
+            do {
+                let items = try await azure.inventory(store: supervisor.ctx.store)
+                reply = ["ok": true, "owner": azure.owner, "items": items.map(\.json)]
+            } catch {
+                reply = ["ok": false, "error": "cannot list pools and jobs on Azure Batch: \(error)"]
+            }
         case "stall":
             guard await supervisor.allowsStall else {
                 reply = ["ok": false, "error": "stall is a test hook; set debug.allowStall in the config"]

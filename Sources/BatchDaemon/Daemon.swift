@@ -66,13 +66,21 @@ public enum Daemon {
         if base["PATH"] == nil { base["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
         let slots = config.slotCount(cores: environment.cores)
 
-        let ctx = JobContext(
+        var ctx = JobContext(
             config: config, store: store,
             runner: LocalRunner(execPath: exec, store: ContentStore(root: config.storeDirectory), killGrace: config.local.killGrace),
             slots: SlotPool(limit: slots), logger: logger, baseEnvironment: base,
             clock: { Date().timeIntervalSince1970 })
+        // Azure is optional: without credentials the daemon runs, and refuses
+        // azure manifests with the reason.
+        do {
+            ctx.azure = try AzureBackend.make(settings: config.azure, variables: environment.variables, hostName: hostName(), logger: logger)
+        } catch {
+            ctx.azureProblem = "\(error)"
+            logger.info("azure backend off", metadata: ["reason": "\(error)"])
+        }
         let supervisor = Supervisor(ctx: ctx)
-        let intake = JobIntake(config: config, store: store, logger: logger, clock: { Date() })
+        let intake = JobIntake(config: config, store: store, logger: logger, clock: { Date() }, azureProblem: ctx.azureProblem)
         let inbox = InboxService(intake: intake, supervisor: supervisor)
         let control = ControlServer(path: config.socketPath, supervisor: supervisor, logger: logger)
         let notifier = environment.notifier
@@ -82,8 +90,12 @@ public enum Daemon {
         let status = StatusReporter(supervisor: supervisor, notifier: notifier)
         let reloader = Reloader(supervisor: supervisor, notifier: notifier, configPath: environment.configPath,
                                 cores: environment.cores, logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: control, serviceName: "control"),
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: control, serviceName: "control")]
+        if let azure = ctx.azure {
+            // Before the supervisor: it stops after the jobs have drained.
+            services.append(.init(service: AzureService(backend: azure, store: store, logger: logger), serviceName: "azure"))
+        }
+        services += [
             .init(service: supervisor, serviceName: "supervisor"),
             .init(service: inbox, serviceName: "inbox"),
             .init(service: status, serviceName: "status"),
@@ -103,6 +115,13 @@ public enum Daemon {
         try await group.run()
         logger.info("daemon stopped")
     }
+}
+
+/// This machine's host name.
+func hostName() -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
+    return String(cString: buffer)
 }
 
 /// Says "daemon ready" once the database is migrated, unfinished jobs are

@@ -17,6 +17,9 @@ public struct DaemonConfig: Sendable, Equatable {
     public var shutdownGrace: Double = 30
     /// Local backend settings.
     public var local = Local()
+    /// Azure backend settings (accounts and keys come from the environment or
+    /// systemd credentials, never from here).
+    public var azure = Azure()
     /// Test hooks, all off by default.
     public var debug = Debug()
 
@@ -37,6 +40,40 @@ public struct DaemonConfig: Sendable, Equatable {
         public var exec = ""
         /// Variables passed from the daemon's environment to tasks.
         public var passEnvironment = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"]
+    }
+
+    /// Azure backend settings.
+    public struct Azure: Sendable, Equatable {
+        /// The name written into the metadata of every pool and job batchd
+        /// makes; empty means `batchd@<host name>`. Orphans are looked for
+        /// among objects with this owner only.
+        public var owner = ""
+        /// Pool fields a manifest leaves out.
+        public var vmSize = "STANDARD_D2S_V3"
+        /// See `vmSize`.
+        public var image = "canonical:0001-com-ubuntu-server-jammy:22_04-lts:latest"
+        /// See `vmSize`.
+        public var nodeAgentSku = "batch.node.ubuntu 22.04"
+        /// See `vmSize`.
+        public var dedicatedNodes = 1
+        /// The shared, content-addressed input container.
+        public var inputContainer = "batchd-inputs"
+        /// Bytes per upload block and download range.
+        public var blockSize = 4 << 20
+        /// Blocks, ranges, files or task collections in flight at once.
+        public var concurrency = 4
+        /// Extra life of SAS tokens after the job's wall-clock limit.
+        public var tokenMargin: Double = 3600
+        /// The longest a SAS token may live; a job whose limit plus the
+        /// margin is longer is refused.
+        public var maxTokenLifetime: Double = 7 * 86400
+        /// Shortest and longest time between polls of task state.
+        public var pollMinInterval: Double = 1
+        /// See `pollMinInterval`.
+        public var pollMaxInterval: Double = 30
+        /// Delete, at start, pools and jobs of this owner that no job in the
+        /// database knows (otherwise they are only reported).
+        public var deleteOrphans = false
     }
 
     /// Every default.
@@ -61,10 +98,12 @@ public struct DaemonConfig: Sendable, Equatable {
     public func slotCount(cores: Int) -> Int { local.slots > 0 ? local.slots : max(1, cores) }
 
     /// Backends this build can run.
-    public static let availableBackends = ["local"]
+    public static let availableBackends = ["local", "azure"]
 
-    static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "local", "debug"]
+    static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "local", "azure", "debug"]
     static let localKeys = ["slots", "killGrace", "exec", "passEnvironment"]
+    static let azureKeys = ["owner", "vmSize", "image", "nodeAgentSku", "dedicatedNodes", "inputContainer", "blockSize", "concurrency",
+                            "tokenMargin", "maxTokenLifetime", "pollMinInterval", "pollMaxInterval", "deleteOrphans"]
 
     /// Reads a config file. Relative paths in it are relative to the file's directory.
     public static func load(path: String) throws -> DaemonConfig {
@@ -129,6 +168,51 @@ public struct DaemonConfig: Sendable, Equatable {
                                    Suggest.nearest(to: k.string ?? "", in: localKeys).map { "did you mean '\($0)'?" })
                     }
                 }
+            case "azure":
+                guard let azure = value.mapping else { throw fail(value, name, "expected a mapping") }
+                for (k, v) in azure {
+                    let field = "azure.\(k.string ?? "")"
+                    func count(_ least: Int) throws -> Int {
+                        guard let n = Int(try str(v, field)), n >= least else { throw fail(v, field, "expected a whole number ≥ \(least)") }
+                        return n
+                    }
+                    switch k.string ?? "" {
+                    case "owner": c.azure.owner = try str(v, field)
+                    case "vmSize": c.azure.vmSize = try str(v, field)
+                    case "image":
+                        c.azure.image = try str(v, field)
+                        guard c.azure.image.split(separator: ":").count >= 3 else {
+                            throw fail(v, field, "expected publisher:offer:sku[:version]", "e.g. canonical:0001-com-ubuntu-server-jammy:22_04-lts")
+                        }
+                    case "nodeAgentSku": c.azure.nodeAgentSku = try str(v, field)
+                    case "dedicatedNodes": c.azure.dedicatedNodes = try count(0)
+                    case "inputContainer":
+                        c.azure.inputContainer = try str(v, field)
+                        guard c.azure.inputContainer.range(of: "^[a-z0-9](-?[a-z0-9])+$", options: .regularExpression) != nil,
+                              (3...63).contains(c.azure.inputContainer.count) else {
+                            throw fail(v, field, "not a valid container name", "3 to 63 lowercase letters, digits and single hyphens")
+                        }
+                    case "blockSize":
+                        guard let n = ByteSize.parse(try str(v, field)), n >= 64 << 10, n <= 4000 << 20 else {
+                            throw fail(v, field, "expected a size between 64KiB and 4000MiB", "e.g. 4MiB or 8388608")
+                        }
+                        c.azure.blockSize = n
+                    case "concurrency": c.azure.concurrency = try count(1)
+                    case "tokenMargin": c.azure.tokenMargin = try seconds(v, field)
+                    case "maxTokenLifetime": c.azure.maxTokenLifetime = try seconds(v, field)
+                    case "pollMinInterval": c.azure.pollMinInterval = try seconds(v, field)
+                    case "pollMaxInterval": c.azure.pollMaxInterval = try seconds(v, field)
+                    case "deleteOrphans":
+                        guard let b = v.bool else { throw fail(v, field, "expected true or false") }
+                        c.azure.deleteOrphans = b
+                    default:
+                        throw fail(k, field, "unknown key '\(k.string ?? "")'",
+                                   Suggest.nearest(to: k.string ?? "", in: azureKeys).map { "did you mean '\($0)'?" })
+                    }
+                }
+                guard c.azure.pollMinInterval > 0, c.azure.pollMinInterval <= c.azure.pollMaxInterval else {
+                    throw fail(value, "azure.pollMinInterval", "must be above 0 and at most azure.pollMaxInterval")
+                }
             case "debug":
                 guard let debug = value.mapping else { throw fail(value, name, "expected a mapping") }
                 for (k, v) in debug {
@@ -143,6 +227,22 @@ public struct DaemonConfig: Sendable, Equatable {
             }
         }
         return c
+    }
+}
+
+/// Sizes in config files: `4194304`, `4MiB`, `512KiB`, `1GiB` (also `4M`, `4MB`).
+enum ByteSize {
+    static func parse(_ text: String) -> Int? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let digits = t.prefix(while: \.isNumber)
+        guard let n = Int(digits) else { return nil }
+        switch t.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).lowercased() {
+        case "", "b": return n
+        case "k", "kb", "kib": return n << 10
+        case "m", "mb", "mib": return n << 20
+        case "g", "gb", "gib": return n << 30
+        default: return nil
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+import BackendAzure
 import BackendLocal
 import BatchStore
 import Foundation
@@ -31,4 +32,8 @@ struct JobContext: Sendable {
     /// Variables passed through from the daemon's environment to tasks.
     let baseEnvironment: [String: String]
     let clock: @Sendable () -> Double
+    /// The Azure backend, when credentials for it were found.
+    var azure: AzureBackend? = nil
+    /// Why there is no Azure backend (what to set), when there is none.
+    var azureProblem: String? = nil
 }

@@ -1,3 +1,4 @@
+import BackendAzure
 import BackendLocal
 import BatchCore
 import BatchStore
@@ -17,6 +18,8 @@ struct JobIntake: Sendable {
     let store: Store
     let logger: Logger
     let clock: @Sendable () -> Date
+    /// Why the Azure backend is off, if it is.
+    var azureProblem: String? = nil
     let issued = IssuedIDs()
 
     /// A new job id, sortable by time: `20261121-190023-3fa94c1e`. Unique
@@ -85,6 +88,19 @@ struct JobIntake: Sendable {
                 throw ManifestError(file: original, issues: [ManifestIssue(
                     line: nil, column: nil, field: "backend", message: "backend '\(backend)' is not available in this daemon",
                     hint: "available: \(DaemonConfig.availableBackends.joined(separator: ", "))")])
+            }
+            if backend == "azure" {
+                if let problem = azureProblem {
+                    throw ManifestError(file: original, issues: [ManifestIssue(
+                        line: nil, column: nil, field: "backend", message: "backend 'azure' is not configured in this daemon: \(problem)",
+                        hint: "see docs/azure.md, or submit with --backend local")])
+                }
+                do {
+                    _ = try SASLifetime.forJob(wallClock: manifest.limits.wallClockSeconds, margin: config.azure.tokenMargin,
+                                               maximum: config.azure.maxTokenLifetime)
+                } catch {
+                    throw ManifestError(file: original, issues: [ManifestIssue(line: nil, column: nil, field: "limits.wallClock", message: "\(error)", hint: nil)])
+                }
             }
             let base = manifest.baseDirectory ?? config.inboxDirectory
             let expanded = try TaskExpander(fs: LocalFileSystem()).expand(manifest, base: base, jobID: jobID, file: original)

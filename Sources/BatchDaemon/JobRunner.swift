@@ -12,17 +12,34 @@ struct JobRunner: Sendable {
     let ctx: JobContext
     let jobID: String
     let control: JobControl
+    /// The job's backend, once its row is read.
+    var backend = "local"
+
+    init(ctx: JobContext, jobID: String, control: JobControl) {
+        self.ctx = ctx
+        self.jobID = jobID
+        self.control = control
+    }
 
     var log: Logger {
         var l = ctx.logger
         l[metadataKey: "job.id"] = "\(jobID)"
-        l[metadataKey: "backend"] = "local"
+        l[metadataKey: "backend"] = "\(backend)"
         return l
     }
 
     func run() async {
+        guard let job = await retrying("load the job", { try await ctx.store.job(jobID) }) ?? nil else {
+            control.reconciled.fire(())
+            return
+        }
+        var runner = self
+        runner.backend = job.backend
+        await runner.drive(job)
+    }
+
+    func drive(_ job: JobRecord) async {
         defer { control.reconciled.fire(()) }
-        guard let job = await retrying("load the job", { try await ctx.store.job(jobID) }) ?? nil else { return }
         if job.cancelRequested { control.cancel() }
         var state = job.state
         var event: JobEvent = .start
@@ -71,23 +88,30 @@ struct JobRunner: Sendable {
     /// when the daemon is shutting down. (Every non-terminal state has actions.)
     func perform(_ actions: [JobAction], job: JobRecord) async -> JobEvent? {
         var next: JobEvent = .start
+        let azure = job.backend == "azure"
         for action in actions {
             switch action {
             case .stageInputs:
-                next = await stage(job)
+                next = azure ? await azureStage(job) : await stage(job)
             case .provisionPool:
-                next = .provisioned  // local slots need no pool
+                next = azure ? await azureProvision(job) : .provisioned  // local slots need no pool
             case .submitTasks:
-                next = .submitted  // tasks were recorded at acceptance, with deterministic ids
+                // Local tasks were recorded at acceptance, with deterministic ids.
+                next = azure ? await azureSubmit(job) : .submitted
             case .monitorTasks:
-                guard let e = await monitor(job) else { return nil }
+                guard let e = azure ? await azureMonitor(job) : await monitor(job) else { return nil }
                 next = e
             case .cancelTasks:
-                await stopLiveAttempts(job)
-                _ = await retrying("cancel pending tasks", { try await ctx.store.cancelPendingTasks(jobID) })
+                if azure {
+                    await azureCancel(job)
+                } else {
+                    await stopLiveAttempts(job)
+                    _ = await retrying("cancel pending tasks", { try await ctx.store.cancelPendingTasks(jobID) })
+                }
             case .verifyOutputs:
                 next = await verifyOutputs(job)
             case .cleanup(let verdict):
+                if azure { await azureCleanup(job, verdict) }
                 cleanup(job, verdict)
             case .writeSummary(let verdict):
                 await writeSummary(job, verdict)

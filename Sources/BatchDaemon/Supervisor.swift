@@ -81,6 +81,11 @@ public actor Supervisor: Service {
     func retry(_ idOrName: String) async throws -> (JobRecord, Int) {
         guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
         guard controls[job.id] == nil else { throw DaemonError("job \(job.id) is still \(job.phase)") }
+        guard job.backend != "azure" else {
+            // The Batch job has ended and its task ids are taken; a retry
+            // would need new ids in a new Batch job.
+            throw DaemonError("retry is not supported for jobs on Azure yet: submit the manifest again (inputs already uploaded are not sent twice)")
+        }
         let t = JobMachine.apply(.retryRequested, to: job.state)
         guard t.ignored == nil else {
             throw DaemonError("job \(job.id) has \(job.phase); only a failed job can be retried")
@@ -153,6 +158,7 @@ public actor Supervisor: Service {
         if next.local.killGrace != config.local.killGrace { restart.append("local.killGrace") }
         if next.local.exec != config.local.exec { restart.append("local.exec") }
         if next.local.passEnvironment != config.local.passEnvironment { restart.append("local.passEnvironment") }
+        if next.azure != config.azure { restart.append("azure") }
         var kept = next
         kept.stateDirectory = config.stateDirectory
         kept.inbox = config.inbox
@@ -161,6 +167,7 @@ public actor Supervisor: Service {
         kept.local.killGrace = config.local.killGrace
         kept.local.exec = config.local.exec
         kept.local.passEnvironment = config.local.passEnvironment
+        kept.azure = config.azure
         config = kept
         return (applied, restart)
     }

@@ -113,6 +113,30 @@ enum Schema {
                 CREATE INDEX events_by_job ON events(job_id, seq);
                 """)
         }
+        m.registerMigration("v2-azure") { db in
+            try db.execute(sql: """
+                -- What a job on Azure Batch has made there, so a restart finds it again.
+                CREATE TABLE azure_jobs (
+                  job_id TEXT PRIMARY KEY NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+                  batch_job_id TEXT NOT NULL,
+                  pool_id TEXT,
+                  auto_pool INTEGER NOT NULL CHECK (auto_pool IN (0,1)),
+                  output_container TEXT NOT NULL,
+                  wall_clock_seconds REAL NOT NULL CHECK (wall_clock_seconds > 0),
+                  token_expiry REAL,
+                  submitted INTEGER NOT NULL DEFAULT 0 CHECK (submitted IN (0,1)),
+                  bytes_total INTEGER NOT NULL DEFAULT 0 CHECK (bytes_total >= 0),
+                  bytes_uploaded INTEGER NOT NULL DEFAULT 0 CHECK (bytes_uploaded >= 0),
+                  bytes_skipped INTEGER NOT NULL DEFAULT 0 CHECK (bytes_skipped >= 0),
+                  cleaned INTEGER NOT NULL DEFAULT 0 CHECK (cleaned IN (0,1))
+                );
+                CREATE UNIQUE INDEX azure_jobs_batch_id ON azure_jobs(batch_job_id);
+                -- Blob names of staged inputs (content-addressed by MD5).
+                ALTER TABLE inputs ADD COLUMN blob TEXT;
+                -- Blob's hash (base64 MD5) beside the SHA-256, same validity rule.
+                ALTER TABLE file_hashes ADD COLUMN md5 TEXT;
+                """)
+        }
         return m
     }
 }

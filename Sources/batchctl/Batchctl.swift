@@ -19,7 +19,7 @@ struct Batchctl: AsyncParsableCommand {
             4 not found, 5 timed out.
             """,
         version: Daemon.version,
-        subcommands: [Submit.self, List.self, Show.self, Watch.self, Logs.self, Wait.self, Cancel.self, Retry.self, PlanCommand.self])
+        subcommands: [Submit.self, List.self, Show.self, Watch.self, Logs.self, Wait.self, Cancel.self, Retry.self, PlanCommand.self, Pools.self])
 
     @OptionGroup var global: Global
 }

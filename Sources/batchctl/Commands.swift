@@ -137,3 +137,33 @@ struct Cancel: AsyncParsableCommand {
         }
     }
 }
+
+struct Pools: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Azure pools and jobs tagged as this daemon's; orphans are those no job in its database knows.")
+    @OptionGroup var global: Global
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            let answer = try global.control(["op": "pools"])
+            let items = answer["items"] as? [[String: Any]] ?? []
+            if json {
+                say(JobReport.json(["owner": answer["owner"] ?? "", "items": items]))
+                return
+            }
+            say("owner \(answer["owner"] ?? "")")
+            if items.isEmpty { say("no pools or jobs of this owner"); return }
+            let rows = items.map { i -> [String] in
+                [i["kind"] as? String ?? "", i["id"] as? String ?? "", i["state"] as? String ?? "",
+                 (i["nodes"] as? Int).map(String.init) ?? "-", i["job"] as? String ?? "-", (i["orphan"] as? Bool ?? false) ? "ORPHAN" : ""]
+            }
+            let header = ["KIND", "ID", "STATE", "NODES", "BATCHD JOB", ""]
+            let widths = (0..<header.count).map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
+            for row in [header] + rows {
+                say(zip(row, widths).map { $0.0.padding(toLength: $0.1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                    .trimmingCharacters(in: .whitespaces))
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import BackendAzure
+import BatchCore
+import BatchHTTP
+import BatchStore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The Azure backend's shared parts: one libcurl transport, the Batch and
+/// Blob clients, the content-addressed input store, SAS signing, and one
+/// task poller for the account that every job on it shares.
+final class AzureBackend: Sendable {
+    let settings: DaemonConfig.Azure
+    /// Written into the metadata of what batchd makes.
+    let owner: String
+    let batch: BatchClient
+    let blob: BlobClient
+    let inputs: InputStore
+    let sas: ServiceSAS
+    let poller: TaskPoller
+    /// SAS tokens allow https only, unless the blob endpoint is plain http (the emulator).
+    let httpsOnly: Bool
+
+    init(settings: DaemonConfig.Azure, owner: String, batch: BatchClient, blob: BlobClient, sas: ServiceSAS, httpsOnly: Bool, logger: Logger) {
+        self.settings = settings
+        self.owner = owner
+        self.batch = batch
+        self.blob = blob
+        self.sas = sas
+        self.httpsOnly = httpsOnly
+        inputs = InputStore(blob: blob, container: settings.inputContainer)
+        poller = TaskPoller(client: batch, schedule: PollSchedule(minInterval: settings.pollMinInterval, maxInterval: settings.pollMaxInterval),
+                            logger: logger)
+    }
+
+    /// Builds the backend from credentials in the environment or systemd's
+    /// credentials directory. Throws (with what to set, never a value) when
+    /// they are missing.
+    static func make(settings: DaemonConfig.Azure, variables: [String: String], hostName: String, logger: Logger) throws -> AzureBackend {
+        let credentialsDirectory = variables["CREDENTIALS_DIRECTORY"]
+        let creds = try AzureCredentials.load(environment: variables) { name in
+            guard let dir = credentialsDirectory, let data = FileManager.default.contents(atPath: "\(dir)/\(name)") else { return nil }
+            return String(decoding: data, as: UTF8.self)
+        }
+        guard let storageKey = creds.storageKey else {
+            throw AzureError.badCredentials(
+                "tasks read inputs and write outputs through service SAS tokens, which are signed with the storage account key: "
+                    + "set AZURE_STORAGE_KEY or a connection string with AccountKey (Entra ID alone can sign requests, not these tokens)")
+        }
+        var transportConfig = TransportConfiguration()
+        transportConfig.maxConnectionsPerHost = max(4, settings.concurrency * 2)
+        let http = HTTPClient(transport: CurlTransport(configuration: transportConfig))
+        let batchAuth: Authorizer
+        if let key = creds.batchKey {
+            batchAuth = .sharedKey(RequestSigner(service: .batch, account: creds.batchAccount, key: key))
+        } else {
+            let tokens = TokenProvider(http: http, authorityHost: creds.authorityHost, tenant: creds.tenantID ?? "", clientID: creds.clientID ?? "",
+                                       secret: creds.clientSecret ?? Secret(""), scope: TokenProvider.batchScope)
+            batchAuth = .bearer(tokens, .batch)
+        }
+        var batch = BatchClient(http: http, endpoint: creds.batchEndpoint, authorizer: batchAuth)
+        batch.concurrency = settings.concurrency
+        var blob = BlobClient(http: http, endpoint: creds.blobEndpoint, account: creds.storageAccount, key: storageKey)
+        blob.blockSize = Int64(settings.blockSize)
+        blob.concurrency = settings.concurrency
+        let owner = settings.owner.isEmpty ? "batchd@\(hostName)" : settings.owner
+        logger.info("azure backend configured", metadata: [
+            "batch.account": "\(creds.batchAccount)", "batch.endpoint": "\(creds.batchEndpoint)", "storage.account": "\(creds.storageAccount)",
+            "auth": "\(creds.batchKey == nil ? "entra-id" : "shared-key")", "owner": "\(owner)",
+        ])
+        return AzureBackend(settings: settings, owner: owner, batch: batch, blob: blob,
+                            sas: ServiceSAS(account: creds.storageAccount, key: storageKey),
+                            httpsOnly: !creds.blobEndpoint.lowercased().hasPrefix("http:"), logger: logger)
+    }
+
+    /// A SAS URL of a container for tasks to write (`c`, `w`) into, valid `seconds`.
+    func writeURL(container: String, seconds: Double, now: Date = Date()) throws -> String {
+        let token = try sas.token(container: container, permissions: "cw", start: now.addingTimeInterval(-300),
+                                  expiry: now.addingTimeInterval(seconds), httpsOnly: httpsOnly)
+        return "\(blob.url(container))?\(token)"
+    }
+
+    /// The pool a Batch job runs on (its auto-pool's id, once the service made it).
+    func autoPoolID(_ batchJobID: String) async throws -> String? {
+        ((try await batch.job(batchJobID))?["executionInfo"] as? [String: Any])?["poolId"] as? String
+    }
+
+    /// A SAS URL to read one input blob, valid `seconds`.
+    func readURL(blob name: String, seconds: Double, now: Date = Date()) throws -> String {
+        let token = try sas.token(container: inputs.container, blob: name, permissions: "r", start: now.addingTimeInterval(-300),
+                                  expiry: now.addingTimeInterval(seconds), httpsOnly: httpsOnly)
+        return "\(blob.url(inputs.container, name))?\(token)"
+    }
+
+    /// Pools and jobs on the account that carry this daemon's owner tag,
+    /// each marked orphan when no job in the database knows it.
+    func inventory(store: Store) async throws -> [InventoryItem] {
+        let known = try await store.azureJobs()
+        let knownJobs = Set(known.map(\.jobId))
+        let knownBatchJobs = Set(known.map(\.batchJobId))
+        let knownPools = Set(known.compactMap(\.poolId))
+        var out: [InventoryItem] = []
+        for p in try await batch.pools() {
+            let meta = BatchBodies.metadata(p)
+            guard meta[BatchBodies.ownerKey] == owner, let id = p["id"] as? String else { continue }
+            let job = meta[BatchBodies.jobKey]
+            let orphan = !knownPools.contains(id) && (job.map { !knownJobs.contains($0) } ?? true)
+            let nodes = (p["currentDedicatedNodes"] as? Int ?? 0) + (p["currentLowPriorityNodes"] as? Int ?? 0)
+            out.append(InventoryItem(kind: job == nil ? "pool" : "auto-pool", id: id, state: p["state"] as? String ?? "",
+                                     job: job, nodes: nodes, orphan: orphan))
+        }
+        for j in try await batch.jobs() {
+            let meta = BatchBodies.metadata(j)
+            guard meta[BatchBodies.ownerKey] == owner, let id = j["id"] as? String else { continue }
+            out.append(InventoryItem(kind: "job", id: id, state: j["state"] as? String ?? "", job: meta[BatchBodies.jobKey],
+                                     nodes: nil, orphan: !knownBatchJobs.contains(id)))
+        }
+        return out
+    }
+
+    /// Deletes orphans (jobs first, so their tasks stop before pools go).
+    func delete(_ orphans: [InventoryItem], logger: Logger) async {
+        for item in orphans.sorted(by: { ($0.kind == "job" ? 0 : 1) < ($1.kind == "job" ? 0 : 1) }) {
+            do {
+                if item.kind == "job" { try await batch.deleteJob(item.id) } else { try await batch.deletePool(item.id) }
+                logger.notice("orphan deleted", metadata: ["kind": "\(item.kind)", "id": "\(item.id)"])
+            } catch {
+                logger.warning("could not delete an orphan", metadata: ["kind": "\(item.kind)", "id": "\(item.id)", "error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// A pool or job tagged as this daemon's.
+struct InventoryItem: Sendable, Equatable {
+    var kind: String
+    var id: String
+    var state: String
+    var job: String?
+    var nodes: Int?
+    var orphan: Bool
+
+    var json: [String: Any] {
+        ["kind": kind, "id": id, "state": state, "job": job ?? NSNull(), "nodes": nodes ?? NSNull(), "orphan": orphan]
+    }
+}
+
+/// Runs the account's task poller, after looking once for orphans (and
+/// deleting them when `azure.deleteOrphans` says so).
+struct AzureService: Service {
+    let backend: AzureBackend
+    let store: Store
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            let orphans = try await backend.inventory(store: store).filter(\.orphan)
+            for o in orphans {
+                logger.warning("orphan on Azure Batch: tagged as this daemon's, unknown to its database", metadata: [
+                    "kind": "\(o.kind)", "id": "\(o.id)", "state": "\(o.state)",
+                    "action": "\(backend.settings.deleteOrphans ? "deleting" : "kept (azure.deleteOrphans is off; see batchctl pools)")",
+                ])
+            }
+            if backend.settings.deleteOrphans { await backend.delete(orphans, logger: logger) }
+        } catch {
+            logger.warning("could not list pools and jobs to look for orphans", metadata: ["error": "\(error)"])
+        }
+        await cancelWhenGracefulShutdown { await backend.poller.run() }
+    }
+}

@@ -1,0 +1,266 @@
+import BackendAzure
+import BackendLocal
+import BatchCore
+import BatchHTTP
+import BatchStore
+import Foundation
+import Logging
+
+/// A job's actions on Azure Batch. Every step can be repeated after a crash:
+/// inputs are content-addressed, the Batch job and task ids are
+/// deterministic (an existing one counts as made), and outcomes are read
+/// back from the service.
+extension JobRunner {
+    func azureUnavailable() -> JobEvent {
+        .failed(reason: "the Azure backend is not configured in this daemon: \(ctx.azureProblem ?? "unknown reason") (see docs/azure.md)")
+    }
+
+    /// The job's manifest, read again from its copy in the job directory
+    /// (pool fields and limits are not in the jobs table).
+    func loadManifest(_ job: JobRecord) throws -> Manifest {
+        guard let data = FileManager.default.contents(atPath: job.manifestPath) else {
+            throw DaemonError("cannot read \(job.manifestPath)")
+        }
+        return try ManifestParser.parse(String(decoding: data, as: UTF8.self), file: job.manifestPath)
+    }
+
+    /// Runs a step against Azure until it works, fails for good, or the job
+    /// is halted (nil). Transient failures (network, 408, 429, 5xx, a corrupt
+    /// download) are retried with backoff for as long as it takes: a flaky
+    /// network must not fail a job.
+    func azureStep<T: Sendable>(_ what: String, _ body: @Sendable () async throws -> T) async -> Result<T, Error>? {
+        var attempt = 0
+        while true {
+            do { return .success(try await body()) } catch {
+                guard Self.isTransient(error) else { return .failure(error) }
+                let delay = Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))
+                attempt += 1
+                log.warning("azure step failed; will retry", metadata: ["step": "\(what)", "error": "\(error)", "retry.in": "\(HumanDuration.format(delay))"])
+                if control.halt.value != nil { return nil }
+                _ = await control.halt.wait(timeout: delay)
+                if control.halt.value != nil { return nil }
+            }
+        }
+    }
+
+    static func isTransient(_ error: Error) -> Bool {
+        if error is HTTPError { return true }
+        if let e = error as? BatchServiceError { return e.status == 408 || e.status == 429 || e.status >= 500 }
+        if let e = error as? BlobError {
+            return e.status == 408 || e.status == 429 || e.status >= 500 || ["Md5Mismatch", "SizeMismatch", "ShortRange"].contains(e.code)
+        }
+        return false
+    }
+
+    // MARK: stage
+
+    /// Hashes every input (MD5 for Blob, SHA-256 for the record; cached by
+    /// device, inode, size and mtime) and uploads what the input container
+    /// lacks. Progress in bytes goes to the database for `batchctl show`.
+    func azureStage(_ job: JobRecord) async -> JobEvent {
+        guard let az = ctx.azure else { return azureUnavailable() }
+        let manifest: Manifest
+        let lifetime: SASLifetime
+        do {
+            manifest = try loadManifest(job)
+            lifetime = try SASLifetime.forJob(wallClock: manifest.limits.wallClockSeconds, margin: az.settings.tokenMargin,
+                                              maximum: az.settings.maxTokenLifetime)
+        } catch { return .failed(reason: "\(error)") }
+        guard var record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) else { return .failed(reason: "shutdown") }
+        if record == nil {
+            let fresh = AzureJobRecord(jobId: jobID, batchJobId: "batchd-\(jobID)", poolId: manifest.pool.id, autoPool: manifest.pool.id == nil,
+                                       outputContainer: "batchd-\(jobID)", wallClockSeconds: lifetime.jobWallClockSeconds)
+            guard await retrying("record the azure job", { try await ctx.store.saveAzureJob(fresh) }) != nil else { return .failed(reason: "shutdown") }
+            record = fresh
+        }
+        var sources = Set<String>()
+        for input in decodeInputs(job.sharedInputs) { sources.insert(input.source) }
+        guard let tasks = await retrying("read tasks", { try await ctx.store.tasks(jobID) }) else { return .failed(reason: "shutdown") }
+        for task in tasks { for input in decodeInputs(task.inputs) { sources.insert(input.source) } }
+
+        // Hash first (cheap when cached), so the total is known before sending.
+        var hashed: [(source: String, sha256: String, md5: String, size: Int64)] = []
+        for source in sources.sorted() {
+            do {
+                let id = try FileOps.identity(source)
+                if let c = try await ctx.store.cachedHash(path: source), c.device == id.device, c.inode == id.inode, c.size == id.size,
+                   c.mtimeNs == id.mtimeNs, let md5 = c.md5 {
+                    hashed.append((source, c.sha256, md5, id.size))
+                    continue
+                }
+                let sha = try FileOps.sha256(source).hex
+                let md5 = try BlobClient.md5(ofFile: source)
+                try await ctx.store.saveHash(FileHashRecord(path: source, device: id.device, inode: id.inode, size: id.size,
+                                                            mtimeNs: id.mtimeNs, sha256: sha, md5: md5))
+                hashed.append((source, sha, md5, id.size))
+            } catch {
+                return .failed(reason: "input \(source) could not be read: \(error)")
+            }
+        }
+        let total = Int(hashed.reduce(Int64(0)) { $0 + $1.size })
+        let container = az.inputs.container
+        switch await azureStep("create the input container", { try await az.blob.createContainer(container) }) {
+        case nil: return .failed(reason: "shutdown")
+        case .failure(let e)?: return .failed(reason: "cannot create the input container \(container): \(e)")
+        case .success?: break
+        }
+        var uploaded = 0, skipped = 0
+        var records: [InputRecord] = []
+        for group in stride(from: 0, to: hashed.count, by: max(1, az.settings.concurrency)).map({ Array(hashed[$0..<min(hashed.count, $0 + az.settings.concurrency)]) }) {
+            let results = await withTaskGroup(of: (Int, Result<(name: String, uploaded: Int64), Error>?).self) { g in
+                for (i, h) in group.enumerated() {
+                    g.addTask { (i, await azureStep("upload \(h.source)", { try await az.inputs.put(h.source, md5: h.md5) })) }
+                }
+                var out: [(Int, Result<(name: String, uploaded: Int64), Error>?)] = []
+                for await r in g { out.append(r) }
+                return out.sorted { $0.0 < $1.0 }
+            }
+            for (i, result) in results {
+                let h = group[i]
+                switch result {
+                case nil: return .failed(reason: "shutdown")
+                case .failure(let e)?: return .failed(reason: "input \(h.source) could not be uploaded: \(e)")
+                case .success(let put)?:
+                    if put.uploaded > 0 { uploaded += Int(put.uploaded) } else { skipped += Int(h.size) }
+                    records.append(InputRecord(jobId: jobID, source: h.source, sha256: h.sha256, size: Int(h.size), blob: put.name))
+                }
+            }
+            let (t, u, s) = (total, uploaded, skipped)
+            _ = await retrying("record staging progress", { try await ctx.store.azureStaging(jobID, total: t, uploaded: u, skipped: s) })
+        }
+        let staged = records
+        guard await retrying("record inputs", { try await ctx.store.recordInputs(jobID, staged) }) != nil else { return .failed(reason: "shutdown") }
+        log.info("inputs staged", metadata: ["inputs": "\(records.count)", "bytes.uploaded": "\(uploaded)", "bytes.already.stored": "\(skipped)",
+                                             "container": "\(container)"])
+        return .staged
+    }
+
+    // MARK: provision
+
+    /// A named pool is created if absent and reused if present (when its
+    /// metadata says this daemon made it); an auto-pool comes with the job.
+    func azureProvision(_ job: JobRecord) async -> JobEvent {
+        guard let az = ctx.azure else { return azureUnavailable() }
+        guard let record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil else {
+            return .failed(reason: "no azure record for this job")
+        }
+        guard let poolID = record.poolId, !record.autoPool else { return .provisioned }
+        let manifest: Manifest
+        do { manifest = try loadManifest(job) } catch { return .failed(reason: "\(error)") }
+        let defaults = poolDefaults(az.settings)
+        let result = await azureStep("provision pool \(poolID)") { () -> String? in
+            if let existing = try await az.batch.pool(poolID) {
+                let owner = BatchBodies.metadata(existing)[BatchBodies.ownerKey]
+                guard owner == az.owner else {
+                    return "pool \(poolID) exists and is not this batchd's (its \(BatchBodies.ownerKey) metadata is \(owner.map { "'\($0)'" } ?? "missing"), "
+                        + "this daemon's is '\(az.owner)'): pick another pool.id, or leave pool.id out for an auto-pool"
+                }
+                if existing["state"] as? String == "deleting" { return "pool \(poolID) is being deleted; submit again once it is gone" }
+                return nil
+            }
+            try await az.batch.createPool(BatchBodies.pool(id: poolID, manifest.pool, defaults: defaults, owner: az.owner))
+            return nil
+        }
+        switch result {
+        case nil: return .failed(reason: "shutdown")
+        case .failure(let e)?: return .failed(reason: "cannot provision pool \(poolID): \(e)")
+        case .success(let refusal?)?: return .failed(reason: refusal)
+        case .success(nil)?:
+            log.info("pool ready", metadata: ["pool.id": "\(poolID)"])
+            return .provisioned
+        }
+    }
+
+    func poolDefaults(_ s: DaemonConfig.Azure) -> BatchBodies.PoolDefaults {
+        var d = BatchBodies.PoolDefaults()
+        d.vmSize = s.vmSize
+        d.image = s.image
+        d.nodeAgentSku = s.nodeAgentSku
+        d.dedicatedNodes = s.dedicatedNodes
+        return d
+    }
+
+    // MARK: submit
+
+    /// Creates the output container and the Batch job (noaction), adds every
+    /// task with its deterministic id, then switches the job to terminatejob.
+    /// Repeating it after a crash adds nothing twice: TaskExists is success.
+    func azureSubmit(_ job: JobRecord) async -> JobEvent {
+        guard let az = ctx.azure else { return azureUnavailable() }
+        guard var record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil else {
+            return .failed(reason: "no azure record for this job")
+        }
+        if record.submitted { return .submitted }
+        let manifest: Manifest
+        let lifetime: SASLifetime
+        do {
+            manifest = try loadManifest(job)
+            lifetime = try SASLifetime.forJob(wallClock: manifest.limits.wallClockSeconds, margin: az.settings.tokenMargin,
+                                              maximum: az.settings.maxTokenLifetime)
+        } catch { return .failed(reason: "\(error)") }
+        guard let tasks = await retrying("read tasks", { try await ctx.store.tasks(jobID) }),
+              let inputs = await retrying("read inputs", { try await ctx.store.inputs(jobID) }) else { return .failed(reason: "shutdown") }
+        let blobs = Dictionary(inputs.compactMap { i in i.blob.map { (i.source, $0) } }, uniquingKeysWith: { a, _ in a })
+        let patterns = (try? JSONDecoder().decode([String].self, from: Data(job.outputPatterns.utf8))) ?? []
+        let shared = decodeInputs(job.sharedInputs)
+        let rec = record
+        let defaults = poolDefaults(az.settings)
+        let outcome = await azureStep("submit") { () -> (String?, Int, Bool) in
+            try await az.blob.createContainer(rec.outputContainer)
+            let jobBody = BatchBodies.job(id: rec.batchJobId, batchdJob: jobID, owner: az.owner, poolID: rec.autoPool ? nil : rec.poolId,
+                                          spec: manifest.pool, defaults: defaults, wallClockSeconds: rec.wallClockSeconds, retries: job.retries)
+            if !(try await az.batch.createJob(jobBody)) {
+                guard let existing = try await az.batch.job(rec.batchJobId) else { throw BatchServiceError(status: 503, code: "JobVanished", message: "", operation: "get job") }
+                guard BatchBodies.metadata(existing)[BatchBodies.jobKey] == jobID else {
+                    return ("a Batch job named \(rec.batchJobId) exists and is not this job's; delete it or submit again", 0, false)
+                }
+                // Switched to terminatejob only after every task was in.
+                if (existing["onAllTasksComplete"] as? String)?.lowercased() == "terminatejob" { return (nil, 0, true) }
+            }
+            let now = Date()
+            let outURL = try az.writeURL(container: rec.outputContainer, seconds: lifetime.tokenSeconds, now: now)
+            var urls: [String: String] = [:]
+            var bodies: [[String: Any]] = []
+            for task in tasks where task.state == "pending" || task.state == "running" {
+                var placed: [(url: String, target: String)] = []
+                for input in shared + decodeInputs(task.inputs) {
+                    guard let name = blobs[input.source] else { return ("input \(input.source) was not staged", 0, false) }
+                    if urls[name] == nil { urls[name] = try az.readURL(blob: name, seconds: lifetime.tokenSeconds, now: now) }
+                    placed.append((urls[name]!, input.target))
+                }
+                var env = (try? JSONDecoder().decode([String: String].self, from: Data(task.env.utf8))) ?? [:]
+                env["BATCHD_JOB_ID"] = jobID
+                env["BATCHD_JOB_NAME"] = job.name
+                env["BATCHD_TASK_ID"] = task.taskId
+                env["BATCHD_TASK_INDEX"] = String(task.idx)
+                bodies.append(BatchBodies.task(BatchBodies.TaskParts(
+                    id: task.taskId, command: task.command, env: env, inputs: placed, patterns: patterns, outputContainerURL: outURL,
+                    timeoutSeconds: job.timeoutSeconds, retries: job.retries)))
+            }
+            let results = try await az.batch.addTasks(rec.batchJobId, bodies)
+            if let bad = results.first(where: { !$0.added }) {
+                let n = results.filter { !$0.added }.count
+                return ("\(n) task(s) could not be added to Batch job \(rec.batchJobId); the first, \(bad.taskID): \(bad.error ?? "error")", 0, false)
+            }
+            try await az.batch.updateJob(rec.batchJobId, BatchBodies.terminateWhenDone)
+            return (nil, bodies.count, false)
+        }
+        switch outcome {
+        case nil: return .failed(reason: "shutdown")
+        case .failure(let e)?: return .failed(reason: "cannot submit to Azure Batch: \(e)")
+        case .success(let r)?:
+            if let refusal = r.0 { return .failed(reason: refusal) }
+            let (count, wasDone) = (r.1, r.2)
+            record.submitted = true
+            record.tokenExpiry = Date().timeIntervalSince1970 + lifetime.tokenSeconds
+            if record.autoPool, case .success(let pool?)? = await azureStep("read the job", { try await az.autoPoolID(rec.batchJobId) }) {
+                record.poolId = pool
+            }
+            let r = record
+            guard await retrying("record the submission", { try await ctx.store.saveAzureJob(r) }) != nil else { return .failed(reason: "shutdown") }
+            log.info("tasks submitted", metadata: ["batch.job": "\(record.batchJobId)", "tasks": "\(wasDone ? job.taskCount : count)",
+                                                   "pool.id": "\(record.poolId ?? "auto")", "collections.max": "\(BatchClient.maxTasksPerCollection)"])
+            return .submitted
+        }
+    }
+}

@@ -1,0 +1,183 @@
+import BackendAzure
+import BackendLocal
+import BatchCore
+import BatchStore
+import Foundation
+import Logging
+
+extension JobRunner {
+    /// Follows the job's tasks through the account's poller until none is
+    /// open. Each completed task's logs and outputs are downloaded as soon as
+    /// it completes. After a restart the first poll lists every task past
+    /// `active`, so what finished meanwhile is recorded too. Nil on shutdown.
+    func azureMonitor(_ job: JobRecord) async -> JobEvent? {
+        guard let az = ctx.azure else { return azureUnavailable() }
+        guard let record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil,
+              let tasks = await retrying("read tasks", { try await ctx.store.tasks(jobID) }),
+              let outputs = await retrying("read outputs", { try await ctx.store.outputs(jobID) }) else { return nil }
+        let open = Dictionary(tasks.filter { $0.state == "pending" || $0.state == "running" }.map { ($0.taskId, $0) },
+                              uniquingKeysWith: { a, _ in a })
+        control.reconciled.fire(())
+        if !open.isEmpty {
+            let scope = MonitorScope(job: job, shared: [], sha: [:],
+                                     patterns: (try? JSONDecoder().decode([String].self, from: Data(job.outputPatterns.utf8))) ?? [],
+                                     claims: OutputClaims(outputs))
+            let updates = await az.poller.watch(record.batchJobId)
+            let gone = await withTaskGroup(of: Bool?.self) { group in
+                group.addTask {
+                    var remaining = open
+                    for await batch in updates {
+                        let running = batch.filter { $0.state == "running" || $0.state == "preparing" }.map(\.id).filter { remaining[$0] != nil }
+                        _ = await retrying("mark tasks running", { try await ctx.store.markRunning(jobID, taskIDs: running) })
+                        let done = batch.filter { $0.state == "completed" }.compactMap { s in remaining[s.id].map { (s, $0) } }
+                        await forEachConcurrently(done, width: az.settings.concurrency) { snapshot, task in
+                            await azureFinish(task, snapshot, record, scope)
+                        }
+                        for (s, _) in done { remaining[s.id] = nil }
+                        if remaining.isEmpty || control.halt.value != nil { return false }
+                    }
+                    return !Task.isCancelled   // the stream ended: the Batch job is gone
+                }
+                group.addTask { await control.halt.wait(); return nil }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first == true
+            }
+            await az.poller.unwatch(record.batchJobId)
+            if gone, control.halt.value == nil {
+                return .failed(reason: "Batch job \(record.batchJobId) no longer exists (deleted outside batchd?)")
+            }
+        }
+        if control.isCancelled { return .cancelRequested }
+        if control.halt.value != nil { return nil }
+        guard let counts = await retrying("count tasks", { try await ctx.store.counts(jobID) }) else { return nil }
+        return .progress(counts)
+    }
+
+    /// Runs `body` over `items`, at most `width` at once.
+    func forEachConcurrently<T: Sendable>(_ items: [T], width: Int, _ body: @escaping @Sendable (T) async -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            var next = 0
+            while next < items.count && next < width { let item = items[next]; group.addTask { await body(item) }; next += 1 }
+            while await group.next() != nil {
+                if next < items.count { let item = items[next]; group.addTask { await body(item) }; next += 1 }
+            }
+        }
+    }
+
+    /// What a completed task's state on the service means here.
+    func azureOutcome(_ s: TaskSnapshot, timeout: Double?) -> TaskOutcome {
+        if s.result == "success", s.exitCode ?? 0 == 0 { return .exited(code: 0) }
+        switch s.failureCode {
+        case "MaxWallClockTimeExpiry"?: return .timedOut(seconds: timeout ?? 0)
+        case "TaskEnded"?, "JobTerminated"? where control.isCancelled: return .cancelled
+        case "JobTerminated"?: return .launchFailed(reason: "the Batch job ended before the task ran (its wall-clock limit?)")
+        default: break
+        }
+        if let code = s.exitCode { return .exited(code: Int32(truncatingIfNeeded: code)) }
+        return .launchFailed(reason: "\(s.failureCode ?? "failure"): \(s.failureMessage ?? "no detail from the service")")
+    }
+
+    /// Downloads a completed task's logs and (on success) its outputs, then
+    /// records the attempt, the task's final state and the outputs at once.
+    func azureFinish(_ task: TaskRecord, _ s: TaskSnapshot, _ record: AzureJobRecord, _ scope: MonitorScope) async {
+        guard let az = ctx.azure else { return }
+        let number = s.retryCount + 1
+        let dir = "\(ctx.config.jobsDirectory)/\(jobID)/tasks/\(task.taskId)/attempt-\(number)"
+        var outcome = azureOutcome(s, timeout: scope.job.timeoutSeconds)
+        let container = record.outputContainer
+        for name in ["stdout", "stderr"] {
+            let blob = BatchBodies.logPrefix(task.taskId) + "\(name).txt"
+            let result = await azureStep("download the \(name) of \(task.taskId)") { () -> Bool in
+                do { try await az.blob.download(container, blob, to: "\(dir)/\(name)"); return true } catch let e as BlobError where e.status == 404 {
+                    return false   // a task that never started has none
+                }
+            }
+            if result == nil { return }   // shutdown: recorded at the next start
+        }
+        var collected: [OutputRecord] = []
+        if outcome.isSuccess, !scope.patterns.isEmpty {
+            let prefix = "\(task.taskId)/"
+            let listed = await azureStep("list the outputs of \(task.taskId)") { try await az.blob.list(container, prefix: prefix) }
+            switch listed {
+            case nil: return
+            case .failure(let e)?: outcome = .outputsFailed(reason: "cannot list outputs: \(e)")
+            case .success(let names)?:
+                for name in names where !name.hasPrefix(BatchBodies.logPrefix(task.taskId)) {
+                    let rel = String(name.dropFirst(prefix.count))
+                    if let other = scope.claims.claim(rel, for: task.idx) {
+                        outcome = .outputsFailed(reason: "output \(rel) is also produced by task \(other); make output names unique, e.g. with {task}")
+                        break
+                    }
+                    let target = "\(scope.job.destination)/\(rel)"
+                    let got = await azureStep("download output \(rel)") { () -> OutputRecord in
+                        try await az.blob.download(container, name, to: target)
+                        let (sha, size) = try FileOps.sha256(target)
+                        return OutputRecord(jobId: jobID, path: rel, idx: task.idx, size: Int(size), sha256: sha)
+                    }
+                    switch got {
+                    case nil: return
+                    case .failure(let e)?: outcome = .outputsFailed(reason: "cannot download \(rel): \(e)")
+                    case .success(let o)?: collected.append(o)
+                    }
+                    if !outcome.isSuccess { break }
+                }
+            }
+        }
+        let decision: TaskDecision = outcome.isSuccess ? .succeeded : (outcome == .cancelled ? .cancelled : .failed)
+        let (o, outs) = (outcome, collected)
+        let started = ctx.clock()
+        guard await retrying("record the task's end", {
+            try await ctx.store.recordRemoteAttempt(jobID, idx: task.idx, attempt: number, directory: dir, startedAt: started,
+                                                    outcome: o, decision: decision, outputs: outs)
+        }) != nil else { return }
+        log.log(level: decision == .failed ? .warning : .info, "task finished", metadata: [
+            "task.id": "\(task.taskId)", "attempt": "\(number)", "outcome": "\(outcome.summary)", "decision": "\(decision)",
+        ])
+    }
+
+    // MARK: cancel and cleanup
+
+    /// Ends the Batch job (its running tasks stop) and deletes its auto-pool,
+    /// so nothing keeps costing money. Safe to repeat.
+    func azureStop(_ record: AzureJobRecord, reason: String) async {
+        guard let az = ctx.azure else { return }
+        _ = await azureStep("terminate the Batch job") { try await az.batch.terminateJob(record.batchJobId, reason: reason) }
+        guard record.autoPool else { return }
+        var poolID = record.poolId
+        if poolID == nil, case .success(let p?)? = await azureStep("read the job", { try await az.autoPoolID(record.batchJobId) }) {
+            poolID = p
+        }
+        if let poolID {
+            _ = await azureStep("delete the auto-pool") { try await az.batch.deletePool(poolID) }
+        }
+    }
+
+    /// Cancel: stop everything on Azure, then record the open tasks cancelled.
+    func azureCancel(_ job: JobRecord) async {
+        if let record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil {
+            await azureStop(record, reason: "cancelled with batchctl cancel")
+        }
+        _ = await retrying("cancel open tasks", { try await ctx.store.cancelOpenTasks(jobID) })
+    }
+
+    /// Whatever the verdict, the Batch job ends and its auto-pool goes; the
+    /// cleanup policy then decides whether the Batch job and the scratch
+    /// output container are deleted. The shared input container stays: it is
+    /// what later jobs reuse.
+    func azureCleanup(_ job: JobRecord, _ verdict: Verdict) async {
+        guard let az = ctx.azure, var record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil,
+              !record.cleaned else { return }
+        await azureStop(record, reason: "batchd job \(verdict.phase.rawValue)")
+        let policy = CleanupPolicy(rawValue: job.cleanup) ?? .onSuccess
+        if policy == .always || (policy == .onSuccess && verdict == .success) {
+            let r = record
+            _ = await azureStep("delete the Batch job") { try await az.batch.deleteJob(r.batchJobId) }
+            _ = await azureStep("delete the output container") { try await az.blob.deleteContainer(r.outputContainer) }
+            log.info("azure scratch deleted", metadata: ["batch.job": "\(record.batchJobId)", "container": "\(record.outputContainer)"])
+        }
+        record.cleaned = true
+        let r = record
+        _ = await retrying("record the cleanup", { try await ctx.store.saveAzureJob(r) })
+    }
+}

@@ -106,7 +106,7 @@ let package = Package(
         .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchCore"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["BatchStore", "BatchCore", "BackendLocal", "BatchDaemon"]
+            dependencies: ["BatchStore", "BatchCore", "BackendLocal", "BatchDaemon", "BackendAzure", "BatchHTTP", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

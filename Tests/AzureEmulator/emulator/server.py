@@ -69,6 +69,12 @@ class Stats:
         self.bytes_in = 0
         self.bytes_out = 0
         self.faults = defaultdict(int)
+        self.writes = defaultdict(int)
+
+    def wrote(self, container):
+        """A blob (or a block of one) was written into `container`."""
+        with self.lock:
+            self.writes[container] += 1
 
     def count(self, op, n_in, n_out, status=None):
         with self.lock:
@@ -82,7 +88,8 @@ class Stats:
         with self.lock:
             return {"requests": dict(self.requests), "total": sum(self.requests.values()),
                     "statuses": {op: dict(s) for op, s in self.statuses.items()}, "bytesIn": self.bytes_in,
-                    "bytesOut": self.bytes_out, "faults": dict(self.faults)}
+                    "bytesOut": self.bytes_out, "faults": dict(self.faults),
+                    "writesByContainer": dict(self.writes)}
 
 
 class Emulator:
@@ -183,6 +190,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send(resp, drop)
         if op is not None:
             em.stats.count(op, len(body), len(resp.body), resp.status)
+            if op in ("put.blob", "put.block", "put.blocklist") and resp.status == 201:
+                em.stats.wrote(unquote(raw_path).split("/")[2])
             if drop:
                 em.stats.faults["drop"] += 1
 

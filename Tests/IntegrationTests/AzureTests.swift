@@ -1,0 +1,279 @@
+import BackendAzure
+import BatchHTTP
+import BatchStore
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The project's emulator, and the environment a daemon needs to use it.
+final class AzureRig: Sendable {
+    let emulator: AzureEmulatorProcess
+    let http = HTTPClient(transport: CurlTransport())
+    static let tenant = "tenant-1", clientID = "batchd-client", clientSecret = "cl13nt-s3cr3t-never-log-me"
+
+    init() throws {
+        emulator = try AzureEmulatorProcess(extraArguments: ["--allocation-delay", "0.1",
+                                                             "--client", "\(Self.tenant):\(Self.clientID):\(Self.clientSecret)"])
+    }
+
+    /// Shared Key for Batch and Blob; `entra` signs Batch with Entra ID client credentials instead.
+    func environment(entra: Bool = false) -> [String: String] {
+        let key = AzureEmulatorProcess.key
+        var env = [
+            "AZURE_BATCH_ACCOUNT": "acct", "AZURE_BATCH_ENDPOINT": emulator.url,
+            "AZURE_STORAGE_CONNECTION_STRING": "DefaultEndpointsProtocol=http;AccountName=store;AccountKey=\(key);BlobEndpoint=\(emulator.url)/store",
+        ]
+        if entra {
+            env["AZURE_TENANT_ID"] = Self.tenant
+            env["AZURE_CLIENT_ID"] = Self.clientID
+            env["AZURE_CLIENT_SECRET"] = Self.clientSecret
+            env["AZURE_AUTHORITY_HOST"] = emulator.url
+        } else {
+            env["AZURE_BATCH_ACCESS_KEY"] = key
+        }
+        return env
+    }
+
+    var batch: BatchClient { BatchClient(http: http, endpoint: emulator.url, account: "acct", key: Secret(AzureEmulatorProcess.key)) }
+
+    /// GET (or POST `body` to) /_emulator/NAME.
+    func admin(_ name: String, _ body: [String: Any]? = nil) async throws -> [String: Any] {
+        let url = "\(emulator.url)/_emulator/\(name)"
+        let data = try body.map { try JSONSerialization.data(withJSONObject: $0) }
+        let r = try await http.execute(idempotent: true) {
+            HTTPRequest(method: data == nil ? "GET" : "POST", url: url, headers: [("Content-Type", "application/json")],
+                        body: data.map { .data($0) } ?? .none)
+        }
+        return (try JSONSerialization.jsonObject(with: r.body)) as? [String: Any] ?? [:]
+    }
+
+    func requests(_ op: String) async throws -> Int {
+        ((try await admin("stats"))["requests"] as? [String: Int])?[op] ?? 0
+    }
+}
+
+/// Files under `dir` (relative path → bytes).
+func tree(_ dir: String) -> [String: Data] {
+    var out: [String: Data] = [:]
+    for rel in FileManager.default.subpaths(atPath: dir) ?? [] {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: "\(dir)/\(rel)", isDirectory: &isDir), !isDir.boolValue {
+            out[rel] = FileManager.default.contents(atPath: "\(dir)/\(rel)")
+        }
+    }
+    return out
+}
+
+@Suite("Azure backend against the emulator", .serialized)
+struct AzureTests {
+    func copyExample(_ d: DaemonHarness, _ name: String) throws -> String {
+        let dir = "\(d.root)/\(name)"
+        try FileManager.default.copyItem(atPath: "\(repoRoot)/examples/wordcount", toPath: dir)
+        try? FileManager.default.removeItem(atPath: "\(dir)/output")
+        return dir
+    }
+
+    @Test("wordcount on Azure gives the local backend's bytes; a second job uploads no input again")
+    func wordcountMatchesLocal() async throws {
+        let rig = try AzureRig()
+        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.2s")
+        try await d.start(environment: rig.environment())
+        let local = try copyExample(d, "local"), azure = try copyExample(d, "azure"), again = try copyExample(d, "again")
+        let l = try await d.batchctl(["submit", "--backend", "local", "--wait", "--timeout", "120", "\(local)/job.yaml"])
+        #expect(l.code == 0, "\(l.err)")
+        let a = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", "\(azure)/job.yaml"])
+        #expect(a.code == 0, "\(a.out)\n\(a.err)")
+        let expected = tree("\(local)/output")
+        #expect(expected.count == 3)
+        #expect(tree("\(azure)/output") == expected)
+
+        let writesBefore = (try await rig.admin("stats"))["writesByContainer"] as? [String: Int] ?? [:]
+        #expect((writesBefore["batchd-inputs"] ?? 0) == 4, "wordcount.py and three texts, each written once")
+        let b = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", "\(again)/job.yaml"])
+        #expect(b.code == 0, "\(b.out)\n\(b.err)")
+        let writesAfter = (try await rig.admin("stats"))["writesByContainer"] as? [String: Int] ?? [:]
+        #expect(writesAfter["batchd-inputs"] == writesBefore["batchd-inputs"])
+        #expect(tree("\(again)/output") == expected)
+        let store = try d.store()
+        let second = try #require(try await store.jobs(limit: 1).first)
+        let record = try #require(try await store.azureJob(second.id))
+        #expect(record.bytesUploaded == 0 && record.bytesSkipped == record.bytesTotal && record.bytesTotal > 0)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("2,000 tasks on 4 nodes × 4 slots: collections of 100, at most 0.05 polling calls per task")
+    func twoThousandTasks() async throws {
+        let rig = try AzureRig()
+        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 1s")
+        try await d.start(environment: rig.environment())
+        let manifest = try write("""
+            version: 1
+            name: many
+            pool: {dedicatedNodes: 4, slotsPerNode: 4}
+            tasks: {forEachInteger: {from: 1, to: 2000}}
+            command: "true"
+            cleanup: never
+            """, "\(d.root)/many", "job.yaml")
+        let r = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "600", manifest], timeout: 650)
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        let stats = try await rig.admin("stats")
+        let requests = stats["requests"] as? [String: Int] ?? [:]
+        let statuses = stats["statuses"] as? [String: [String: Int]] ?? [:]
+        let polls = (requests["batch.task_counts"] ?? 0) + (requests["batch.list_tasks"] ?? 0)
+        #expect(polls > 0 && Double(polls) / 2000 <= 0.05, "\(polls) polling calls for 2000 tasks")
+        #expect(requests["batch.add_task_collection"] == 20, "2000 tasks in collections of 100")
+        #expect(statuses["batch.add_task_collection"]?["413"] == nil)
+        let job = try #require(try await d.store().jobs(limit: 1).first)
+        let counts = try await d.store().counts(job.id)
+        #expect(counts.succeeded == 2000)
+        let listed = try await rig.batch.tasks("batchd-\(job.id)", select: ["id"])
+        #expect(listed.count == 2000)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("with 20% of requests answered 503/429 + Retry-After, wordcount succeeds and nothing is marked failed")
+    func transientErrors() async throws {
+        let rig = try AzureRig()
+        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.2s")
+        try await d.start(environment: rig.environment())
+        _ = try await rig.admin("faults", ["error_rate": 0.2, "retry_after": 0.1])
+        let dir = try copyExample(d, "flaky")
+        let r = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "300", "\(dir)/job.yaml"], timeout: 320)
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        let faults = (try await rig.admin("stats"))["faults"] as? [String: Int] ?? [:]
+        #expect((faults["503"] ?? 0) + (faults["429"] ?? 0) > 0, "the faults happened: \(faults)")
+        let store = try d.store()
+        let job = try #require(try await store.jobs(limit: 1).first)
+        #expect(job.phase == "succeeded")
+        let attempts = try await store.attempts(job.id)
+        #expect(attempts.count == 3 && attempts.allSatisfy { $0.outcome == "exited" && $0.exitCode == 0 })
+        let events = try await store.events(job.id)
+        #expect(!events.contains { $0.kind.contains("failed") })
+        #expect(tree("\(dir)/output").count == 3)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("SIGKILL in the middle of adding tasks: after a restart no task is added twice and every output arrives")
+    func killDuringSubmission() async throws {
+        let rig = try AzureRig()
+        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.5s\n  concurrency: 1")
+        try await d.start(environment: rig.environment())
+        let manifest = try write("""
+            version: 1
+            name: resubmit
+            pool: {dedicatedNodes: 2, slotsPerNode: 8}
+            tasks: {forEachInteger: {from: 1, to: 400}}
+            command: "echo {i} > out-{i}.txt"
+            outputs: {patterns: ["out-*.txt"]}
+            cleanup: never
+            """, "\(d.root)/resubmit", "job.yaml")
+        // Slow every request, so the kill lands between collections.
+        _ = try await rig.admin("faults", ["latency": 0.3])
+        let from = d.log.mark
+        let r = try await d.batchctl(["submit", "--backend", "azure", manifest])
+        #expect(r.code == 0, "\(r.err)")
+        try await d.log.wait(from: from, timeout: 120, "submitting") { $0.contains("job.phase=submitting") }
+        var added = 0
+        while added < 2 {   // each answer takes ≥ 0.3 s: this loop is paced by the emulator
+            added = try await rig.requests("batch.add_task_collection")
+        }
+        #expect(await d.signal(SIGKILL) != 0)
+        let job = try #require(try await d.store().jobs(limit: 1).first)
+        #expect(job.phase == "submitting", "killed while adding tasks")
+        let before = try await rig.batch.tasks("batchd-\(job.id)", select: ["id"]).count
+        #expect(before > 0 && before < 400, "\(before) of 400 tasks were in when the daemon died")
+
+        _ = try await rig.admin("faults", ["latency": 0])
+        try await d.start(environment: rig.environment())
+        let w = try await d.batchctl(["wait", job.id, "--timeout", "300"], timeout: 320)
+        #expect(w.code == 0, "\(w.out)\n\(w.err)")
+        let ids = try await rig.batch.tasks("batchd-\(job.id)", select: ["id"]).compactMap { $0["id"] as? String }
+        #expect(ids.count == 400 && Set(ids).count == 400)
+        let store = try d.store()
+        #expect(try await store.counts(job.id).succeeded == 400)
+        let attempts = try await store.attempts(job.id)
+        #expect(attempts.count == 400, "one attempt per task")
+        let outputs = tree("\(d.root)/resubmit/output")
+        #expect(outputs.count == 400)
+        #expect(outputs["out-7.txt"] == Data("7\n".utf8))
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("cancel on a running auto-pool job leaves no active job and no pool")
+    func cancelLeavesNothing() async throws {
+        let rig = try AzureRig()
+        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.2s")
+        try await d.start(environment: rig.environment())
+        let manifest = try write("""
+            version: 1
+            name: long
+            pool: {dedicatedNodes: 1, slotsPerNode: 2}
+            tasks: {forEachInteger: {from: 1, to: 4}}
+            command: "sleep 120"
+            """, "\(d.root)/long", "job.yaml")
+        let from = d.log.mark
+        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
+        try await d.log.wait(from: from, timeout: 120, "a task running") { $0.contains("job.phase=running") }
+        #expect(try await rig.batch.pools().count == 1, "the auto-pool exists")
+        let c = try await d.batchctl(["cancel", "long"])
+        #expect(c.code == 0, "\(c.err)")
+        let w = try await d.batchctl(["wait", "long", "--timeout", "120"], timeout: 140)
+        #expect(w.code != 0)
+        let job = try #require(try await d.store().jobs(limit: 1).first)
+        #expect(job.phase == "cancelled")
+        let jobs = try await rig.batch.jobs()
+        #expect(jobs.allSatisfy { $0["state"] as? String != "active" }, "\(jobs.map { $0["state"] ?? "" })")
+        #expect(try await rig.batch.pools().isEmpty)
+        #expect(try await d.store().counts(job.id).cancelled == 4)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("no credential reaches the logs, the database, the state files or what batchctl prints")
+    func noSecretsAnywhere() async throws {
+        let rig = try AzureRig()
+        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.2s")
+        try await d.start(environment: rig.environment(entra: true))
+        var printed = ""
+        let dir = try copyExample(d, "wc")
+        let ok = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", "\(dir)/job.yaml"])
+        #expect(ok.code == 0, "\(ok.out)\n\(ok.err)")
+        let failing = try write("""
+            version: 1
+            name: fails
+            tasks: {forEachInteger: {from: 1, to: 2}}
+            command: "echo oops >&2; exit 3"
+            """, "\(d.root)/fails", "job.yaml")
+        let bad = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", failing])
+        #expect(bad.code != 0)
+        for args in [["show", "fails"], ["logs", "fails"], ["logs", "fails", "1"], ["pools"], ["show", "wordcount", "--json"]] {
+            let r = try await d.batchctl(args)
+            printed += r.out + r.err
+        }
+        printed += ok.out + ok.err + bad.out + bad.err
+        #expect(printed.contains("oops"), "the failing task's stderr came back")
+        #expect(await d.signal(SIGTERM) == 0)
+        // A daemon whose storage key is not valid base64: the error it prints must not echo it.
+        let wrong = "not-base64-\(AzureRig.clientSecret)"
+        var env = rig.environment()
+        env["AZURE_STORAGE_CONNECTION_STRING"] = "AccountName=store;AccountKey=\(wrong);BlobEndpoint=\(rig.emulator.url)/store"
+        try await d.start(environment: env)
+        let dir2 = try copyExample(d, "wc2")
+        let r = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", "\(dir2)/job.yaml"])
+        #expect(r.code != 0)
+        printed += r.out + r.err
+        #expect(await d.signal(SIGTERM) == 0)
+
+        var haystack = Data(printed.utf8)
+        haystack.append(Data(d.log.lines.joined(separator: "\n").utf8))
+        for (_, data) in tree(d.state) { haystack.append(data) }   // the database (and its WAL), jobs/, logs, rejected/
+        let text = String(decoding: haystack, as: UTF8.self)
+        #expect(text.contains("20") && text.count > 10_000, "something was searched")
+        for secret in [AzureEmulatorProcess.key, AzureRig.clientSecret, wrong] {
+            #expect(!text.contains(secret), "a credential leaked")
+        }
+        #expect(!text.contains("sig="), "a SAS signature leaked")
+    }
+}

@@ -3,6 +3,7 @@
 #               (development config: state and inbox under .run/)
 #   make test   install what is missing, run every test
 #   make bench  time whole jobs on the local backend (scripts/bench-local.sh)
+#   make bench-azure  2,000 tasks through the Azure emulator: wall time and API calls per task
 #   make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc] [BUILD=release]
 #               binaries, system and user units, sysusers file, config (kept if
 #               present), journald catalog, manifest schema, docs, completions
@@ -25,7 +26,7 @@ SHAREDIR := $(DESTDIR)$(PREFIX)/share/batchd
 DOCDIR := $(DESTDIR)$(PREFIX)/share/doc/batchd
 CONFDIR := $(DESTDIR)$(SYSCONFDIR)/batchd
 
-.PHONY: all setup build run test bench install install-user clean
+.PHONY: all setup build run test bench bench-azure install install-user clean
 
 all: build
 
@@ -48,6 +49,9 @@ test: build
 
 bench: build
 	scripts/bench-local.sh
+
+bench-azure: setup build
+	PATH="$(CURDIR)/.venv/bin:$$PATH" scripts/bench-azure.sh
 
 install: setup
 	swift build -c $(BUILD)

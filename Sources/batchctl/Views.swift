@@ -39,6 +39,10 @@ struct Watcher {
             let counts = try await store.counts(jobID)
             let now = ContinuousClock.now
             var p = Progress(counts: counts, phase: job.jobPhase, rate: nil)
+            if job.backend == "azure", let az = try await store.azureJob(jobID) {
+                p.stagedBytes = az.bytesUploaded + az.bytesSkipped
+                p.totalBytes = az.bytesTotal
+            }
             samples.append((now, p.done))
             samples.removeAll { now - $0.t > .seconds(10) }
             if let first = samples.first, now - first.t >= .seconds(1) {
@@ -54,7 +58,7 @@ struct Watcher {
             } else {
                 let line = "\(name) \(p.percent)% \(p.details)"
                 // The rate and ETA move every sample; a new line is for a change in the counts or phase.
-                let key = "\(p.done) \(counts.running) \(counts.failed) \(job.phase)"
+                let key = "\(p.done) \(counts.running) \(counts.failed) \(job.phase) \(p.stagedBytes ?? 0)"
                 if key != last { say(line); last = key }
             }
             if job.jobPhase.isTerminal {

@@ -20,6 +20,16 @@ struct ProgressTests {
         let p = Progress(counts: TaskCounts(pending: 4), phase: .staging, rate: nil)
         #expect(p.details == "0/4 done · 0 running · staging")
     }
+
+    @Test func stagingToACloudStoreShowsBytes() {
+        var p = Progress(counts: TaskCounts(pending: 4), phase: .staging, rate: nil)
+        p.stagedBytes = 3 << 20
+        p.totalBytes = 12 << 20
+        #expect(p.details == "0/4 done · 0 running · inputs 3.0 MiB/12.0 MiB · staging")
+        p.phase = .running
+        #expect(!p.details.contains("inputs"), "bytes matter only while staging")
+        #expect(Progress.bytes(512) == "512 B" && Progress.bytes(1536) == "1.5 KiB")
+    }
 }
 
 @Suite("Daemon config")
@@ -32,6 +42,30 @@ struct DaemonConfigTests {
         #expect(c.slotCount(cores: 16) == 3)
         #expect(DaemonConfig().slotCount(cores: 16) == 16)
         #expect(c.shutdownGrace == 30)
+    }
+
+    @Test func azureSection() throws {
+        let c = try DaemonConfig.parse("""
+            azure:
+              owner: lab-7
+              blockSize: 8MiB
+              concurrency: 6
+              tokenMargin: 2h
+              pollMaxInterval: 1m
+              deleteOrphans: true
+            """, file: "c.yaml", directory: "/")
+        #expect(c.azure.owner == "lab-7" && c.azure.blockSize == 8 << 20 && c.azure.concurrency == 6)
+        #expect(c.azure.tokenMargin == 7200 && c.azure.pollMaxInterval == 60 && c.azure.deleteOrphans)
+        #expect(DaemonConfig().azure.inputContainer == "batchd-inputs")
+        #expect {
+            try DaemonConfig.parse("azure:\n  blockSize: 1KiB\n", file: "c.yaml", directory: "/")
+        } throws: { "\($0)".contains("c.yaml:2: azure.blockSize: expected a size between 64KiB and 4000MiB") }
+        #expect {
+            try DaemonConfig.parse("azure:\n  inputContainer: Inputs_1\n", file: "c.yaml", directory: "/")
+        } throws: { "\($0)".contains("azure.inputContainer: not a valid container name") }
+        #expect {
+            try DaemonConfig.parse("azure:\n  delteOrphans: true\n", file: "c.yaml", directory: "/")
+        } throws: { "\($0)".contains("did you mean 'deleteOrphans'?") }
     }
 
     @Test func typoIsNamedWithASuggestion() {

@@ -1,4 +1,5 @@
 import BackendAzure
+import BatchCore
 import BatchHTTP
 import BatchStore
 import Foundation
@@ -275,5 +276,53 @@ struct AzureTests {
             #expect(!text.contains(secret), "a credential leaked")
         }
         #expect(!text.contains("sig="), "a SAS signature leaked")
+    }
+
+    @Test("a named pool is made once with batchd's tag and reused; a foreign pool is refused; orphans are listed, then deleted when asked")
+    func namedPoolsAndOrphans() async throws {
+        let rig = try AzureRig()
+        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.2s\n  owner: it-owner")
+        try await d.start(environment: rig.environment())
+        func manifest(_ name: String, pool: String) throws -> String {
+            try write("""
+                version: 1
+                name: \(name)
+                pool: {id: \(pool), dedicatedNodes: 1, slotsPerNode: 2}
+                tasks: {forEachInteger: {from: 1, to: 2}}
+                command: "true"
+                """, "\(d.root)/\(name)", "job.yaml")
+        }
+        for name in ["first", "second"] {
+            let r = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", try manifest(name, pool: "shared")])
+            #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        }
+        let pools = try await rig.batch.pools()
+        #expect(pools.count == 1 && BatchBodies.metadata(pools[0])[BatchBodies.ownerKey] == "it-owner")
+        let statuses = (try await rig.admin("stats"))["statuses"] as? [String: [String: Int]] ?? [:]
+        #expect(statuses["batch.create_pool"] == ["201": 1], "made once, reused by the second job")
+
+        try await rig.batch.createPool(BatchBodies.pool(id: "theirs", PoolSpec(), defaults: BatchBodies.PoolDefaults(), owner: "someone-else"))
+        let refused = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", try manifest("third", pool: "theirs")])
+        #expect(refused.code != 0)
+        let third = try #require(try await d.store().job("third"))
+        #expect(third.reason?.contains("pool theirs exists and is not this batchd's") == true, "\(third.reason ?? "")")
+
+        // Tagged as ours, unknown to the database: an orphan.
+        try await rig.batch.createJob(BatchBodies.job(id: "batchd-lost", batchdJob: "lost", owner: "it-owner", poolID: "shared",
+                                                      spec: PoolSpec(), defaults: BatchBodies.PoolDefaults(), wallClockSeconds: 60, retries: 0))
+        let listing = try await d.json(["pools"])
+        let items = listing["items"] as? [[String: Any]] ?? []
+        let orphans = items.filter { $0["orphan"] as? Bool == true }.compactMap { $0["id"] as? String }
+        #expect(orphans == ["batchd-lost"], "\(items)")
+        #expect(!items.contains { $0["id"] as? String == "theirs" }, "another owner's pool is not ours to list")
+        #expect(await d.signal(SIGTERM) == 0)
+
+        try String(contentsOfFile: d.config, encoding: .utf8).appending("\n  deleteOrphans: true\n").write(toFile: d.config, atomically: true, encoding: .utf8)
+        let from = d.log.mark
+        try await d.start(environment: rig.environment())
+        try await d.log.wait(from: from, timeout: 30, "orphan deleted") { $0.contains("orphan deleted") }
+        #expect(try await rig.batch.job("batchd-lost") == nil)
+        #expect(try await rig.batch.pool("shared") != nil, "a named pool jobs in the database used is no orphan")
+        #expect(await d.signal(SIGTERM) == 0)
     }
 }

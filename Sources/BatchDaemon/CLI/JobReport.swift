@@ -65,8 +65,14 @@ public struct JobReport: Sendable {
             ["id": t.taskId, "outcome": t.outcome ?? NSNull(), "exitCode": t.exitCode ?? NSNull(), "signal": t.signal ?? NSNull(),
              "detail": t.detail ?? NSNull(), "attempts": t.countedAttempts]
         }
+        var azure: Any = NSNull()
+        if let az = try await store.azureJob(job.id) {
+            azure = ["batchJob": az.batchJobId, "pool": az.poolId.map { $0 as Any } ?? NSNull(), "autoPool": az.autoPool, "outputContainer": az.outputContainer,
+                     "submitted": az.submitted, "tokenExpiry": Self.iso(az.tokenExpiry),
+                     "inputs": ["bytesTotal": az.bytesTotal, "bytesUploaded": az.bytesUploaded, "bytesAlreadyStored": az.bytesSkipped]]
+        }
         return [
-            "id": job.id, "name": job.name, "state": job.phase, "reason": job.reason ?? NSNull(), "backend": job.backend,
+            "id": job.id, "name": job.name, "state": job.phase, "reason": job.reason ?? NSNull(), "backend": job.backend, "azure": azure,
             "createdAt": Self.iso(job.createdAt), "finishedAt": Self.iso(job.finishedAt), "manifest": job.manifestPath,
             "sourceFile": job.sourceFile, "cancelRequested": job.cancelRequested,
             "tasks": Self.countsObject(counts), "failedTasks": failed,
@@ -87,6 +93,13 @@ public struct JobReport: Sendable {
             "outputs    \(outputs.count) files in \(job.destination)",
             "manifest   \(job.manifestPath)",
         ]
+        if let az = try await store.azureJob(job.id) {
+            lines.append("azure      Batch job \(az.batchJobId) on \(az.autoPool ? "auto-pool" : "pool") \(az.poolId ?? "(not yet made)"); "
+                + "outputs via container \(az.outputContainer)")
+            lines.append("inputs     \(Progress.bytes(az.bytesTotal)): \(Progress.bytes(az.bytesUploaded)) uploaded, "
+                + "\(Progress.bytes(az.bytesSkipped)) already stored")
+            if let expiry = az.tokenExpiry { lines.append("tokens     SAS valid until \(Self.iso(expiry))") }
+        }
         let failed = try await store.tasks(job.id).filter { $0.state == "failed" }
         if !failed.isEmpty {
             lines.append("failed tasks (see `batchctl logs \(job.id) TASK`):")

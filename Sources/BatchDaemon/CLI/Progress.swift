@@ -10,6 +10,10 @@ public struct Progress: Sendable, Equatable {
     public var phase: JobPhase
     /// Tasks finished per second, measured while watching; nil before two samples.
     public var rate: Double?
+    /// Input bytes staged so far (sent or found already stored), while staging to a cloud store.
+    public var stagedBytes: Int?
+    /// Input bytes to stage.
+    public var totalBytes: Int?
 
     /// A progress sample.
     public init(counts: TaskCounts, phase: JobPhase, rate: Double?) {
@@ -45,7 +49,19 @@ public struct Progress: Sendable, Equatable {
         if counts.cancelled > 0 { parts.append("\(counts.cancelled) cancelled") }
         if let rate { parts.append(rate >= 10 ? "\(Int(rate.rounded()))/s" : "\((rate * 10).rounded() / 10)/s") }
         if let eta { parts.append("ETA \(HumanDuration.format(max(1, eta)))") }
+        if phase == .staging, let staged = stagedBytes, let total = totalBytes, total > 0 {
+            parts.append("inputs \(Self.bytes(staged))/\(Self.bytes(total))")
+        }
         parts.append(phase.rawValue)
         return parts.joined(separator: " · ")
+    }
+
+    /// `512 B`, `3.1 KiB`, `12.0 MiB`, `1.5 GiB`.
+    public static func bytes(_ n: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n)
+        var u = 0
+        while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
+        return u == 0 ? "\(n) B" : "\((v * 10).rounded() / 10) \(units[u])"
     }
 }

@@ -34,6 +34,8 @@ public actor TaskPoller {
         /// a task changing in the same instant as the last one seen is not missed).
         var boundary: Set<String> = []
         var quietPolls = 0
+        /// Tasks already reported completed.
+        var completed: Set<String> = []
         let updates: AsyncStream<[TaskSnapshot]>.Continuation
     }
 
@@ -108,7 +110,20 @@ public actor TaskPoller {
         do { listed = try await client.tasks(jobID, filter: filter, select: Self.fields) } catch {
             return classify(error, jobID)
         }
-        let snapshots = listed.compactMap(Self.snapshot).filter { !w.boundary.contains("\($0.id) \($0.transitionTime)") }
+        var snapshots = listed.compactMap(Self.snapshot).filter { !w.boundary.contains("\($0.id) \($0.transitionTime)") }
+        // Safety net: a quiet confirm poll whose counts say more tasks are
+        // complete than were reported (a change that became visible after a
+        // later one, under an eventually consistent list) lists the completed
+        // tasks once in full.
+        let reported = w.completed.union(snapshots.filter { $0.state == "completed" }.map(\.id))
+        if !moved, (counts["completed"] ?? 0) > reported.count {
+            do {
+                let all = try await client.tasks(jobID, filter: "state eq 'completed'", select: Self.fields)
+                snapshots += all.compactMap(Self.snapshot).filter { !reported.contains($0.id) }
+            } catch {
+                return classify(error, jobID)
+            }
+        }
         guard watches[jobID] != nil else { return .quiet }   // unwatched meanwhile
         w.counts = counts
         if let latest = snapshots.max(by: { Self.timeKey($0.transitionTime) < Self.timeKey($1.transitionTime) }),
@@ -119,6 +134,7 @@ public actor TaskPoller {
                 w.boundary.insert("\(t.id) \(t.transitionTime)")
             }
         }
+        for t in snapshots where t.state == "completed" { w.completed.insert(t.id) }
         watches[jobID] = w
         if !snapshots.isEmpty { w.updates.yield(snapshots) }
         return snapshots.isEmpty ? .quiet : .changed

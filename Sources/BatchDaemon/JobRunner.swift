@@ -129,6 +129,9 @@ struct JobRunner: Sendable {
         var attempt = 0
         while true {
             do { return try await body() } catch {
+                // A cancelled Swift task (a runner's child, when the job is
+                // halted) makes every database call throw: stop, don't spin.
+                if Task.isCancelled { return nil }
                 log.error("database step failed; will retry", metadata: ["step": "\(what)", "error": "\(error)"])
                 let delay = Backoff(base: 0.2, factor: 2, cap: 10).delay(attempt: attempt, jitter: Double.random(in: 0...1))
                 attempt += 1

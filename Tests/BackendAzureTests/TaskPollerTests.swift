@@ -25,6 +25,11 @@ struct TaskPollerTests {
         let polling = Task { await poller.run() }
         var completed = Set<String>()
         var reports = 0
+        let watchdog = Task {   // a missed task must fail the test, not hang it
+            try await Task.sleep(for: .seconds(300))
+            await poller.unwatch("j")
+        }
+        defer { watchdog.cancel() }
         for await batch in updates {
             reports += batch.count
             for t in batch where t.state == "completed" {

@@ -178,8 +178,10 @@ struct AzureTests {
         #expect(r.code == 0, "\(r.err)")
         try await d.log.wait(from: from, timeout: 120, "submitting") { $0.contains("job.phase=submitting") }
         var added = 0
+        let deadline = ContinuousClock.now + .seconds(120)
         while added < 2 {   // each answer takes ≥ 0.3 s: this loop is paced by the emulator
             added = try await rig.requests("batch.add_task_collection")
+            try #require(ContinuousClock.now < deadline, "the daemon added \(added) collections in 120 s")
         }
         #expect(await d.signal(SIGKILL) != 0)
         let job = try #require(try await d.store().jobs(limit: 1).first)
@@ -224,7 +226,7 @@ struct AzureTests {
         let w = try await d.batchctl(["wait", "long", "--timeout", "120"], timeout: 140)
         #expect(w.code != 0)
         let job = try #require(try await d.store().jobs(limit: 1).first)
-        #expect(job.phase == "cancelled")
+        #expect(job.phase == "cancelled", "daemon log:\n\(d.log.lines.suffix(40).joined(separator: "\n"))")
         let jobs = try await rig.batch.jobs()
         #expect(jobs.allSatisfy { $0["state"] as? String != "active" }, "\(jobs.map { $0["state"] ?? "" })")
         #expect(try await rig.batch.pools().isEmpty)

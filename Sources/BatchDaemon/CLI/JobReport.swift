@@ -66,7 +66,7 @@ public struct JobReport: Sendable {
              "detail": t.detail ?? NSNull(), "attempts": t.countedAttempts]
         }
         var azure: Any = NSNull()
-        if let az = try await store.azureJob(job.id) {
+        if let az = (try? await store.azureJob(job.id)) ?? nil {   // a database from before v2-azure has no such table
             azure = ["batchJob": az.batchJobId, "pool": az.poolId.map { $0 as Any } ?? NSNull(), "autoPool": az.autoPool, "outputContainer": az.outputContainer,
                      "submitted": az.submitted, "tokenExpiry": Self.iso(az.tokenExpiry),
                      "inputs": ["bytesTotal": az.bytesTotal, "bytesUploaded": az.bytesUploaded, "bytesAlreadyStored": az.bytesSkipped]]
@@ -93,7 +93,7 @@ public struct JobReport: Sendable {
             "outputs    \(outputs.count) files in \(job.destination)",
             "manifest   \(job.manifestPath)",
         ]
-        if let az = try await store.azureJob(job.id) {
+        if let az = (try? await store.azureJob(job.id)) ?? nil {   // a database from before v2-azure has no such table
             lines.append("azure      Batch job \(az.batchJobId) on \(az.autoPool ? "auto-pool" : "pool") \(az.poolId ?? "(not yet made)"); "
                 + "outputs via container \(az.outputContainer)")
             lines.append("inputs     \(Progress.bytes(az.bytesTotal)): \(Progress.bytes(az.bytesUploaded)) uploaded, "

@@ -131,6 +131,19 @@ public struct BlobClient: Sendable {
         return Data(md5.finalize()).base64EncodedString()
     }
 
+    /// Base64 MD5 (what Blob stores) and hex SHA-256 of a file, in one read.
+    public static func digests(ofFile path: String) throws -> (md5: String, sha256: String) {
+        guard let h = FileHandle(forReadingAtPath: path) else { throw BlobError(status: 0, code: "NoSuchFile", operation: "read \(path)") }
+        defer { try? h.close() }
+        var md5 = Insecure.MD5()
+        var sha = SHA256()
+        while let chunk = try h.read(upToCount: 1 << 20), !chunk.isEmpty {
+            md5.update(data: chunk)
+            sha.update(data: chunk)
+        }
+        return (Data(md5.finalize()).base64EncodedString(), sha.finalize().map { String(format: "%02x", $0) }.joined())
+    }
+
     /// Uploads a file (streamed, never loaded whole). Big files go in parallel
     /// blocks with deterministic ids; blocks a crashed upload already staged
     /// (listed as uncommitted, with the right size) are not sent again.

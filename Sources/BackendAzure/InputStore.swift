@@ -65,9 +65,9 @@ public struct InputStore: Sendable {
     }
 
     /// A URL tasks can read the blob with, valid for `lifetime`.
-    public func readURL(_ name: String, sas: ServiceSAS, lifetime: SASLifetime, now: Date = Date()) throws -> String {
+    public func readURL(_ name: String, sas: ServiceSAS, lifetime: SASLifetime, now: Date = Date(), httpsOnly: Bool = false) throws -> String {
         let token = try sas.token(container: container, blob: name, permissions: "r", start: now.addingTimeInterval(-300),
-                                  expiry: now.addingTimeInterval(lifetime.tokenSeconds))
+                                  expiry: now.addingTimeInterval(lifetime.tokenSeconds), httpsOnly: httpsOnly)
         return "\(blob.url(container, name))?\(token)"
     }
 }

@@ -43,14 +43,13 @@ extension Store {
     /// its outputs, in one transaction.
     public func recordRemoteAttempt(_ jobID: String, idx: Int, attempt: Int, directory: String, startedAt: Double,
                                     outcome: TaskOutcome, decision: TaskDecision, outputs: [OutputRecord]) async throws {
+        let now = clock()
         try await db.write { db in
-            try db.execute(sql: "DELETE FROM attempts WHERE job_id = ? AND idx = ? AND attempt = ? AND state != 'finished'",
-                           arguments: [jobID, idx, attempt])
             try AttemptRecord(jobId: jobID, idx: idx, attempt: attempt, state: "starting", pid: nil, directory: directory,
                               startedAt: startedAt, finishedAt: nil, outcome: nil, exitCode: nil, signal: nil, detail: nil,
                               counted: nil).insert(db)
+            try self.finishAttempt(db, jobID, idx: idx, attempt: attempt, outcome: outcome, decision: decision, outputs: outputs, at: now)
         }
-        try await finishAttempt(jobID, idx: idx, attempt: attempt, outcome: outcome, decision: decision, outputs: outputs)
     }
 
     /// Marks every task not yet finished (pending or running on the service)

@@ -167,32 +167,38 @@ extension Store {
     public func finishAttempt(_ jobID: String, idx: Int, attempt: Int, outcome: TaskOutcome,
                               decision: TaskDecision, outputs: [OutputRecord]) async throws {
         let now = clock()
-        let (code, signal, detail) = Self.columns(of: outcome)
         try await db.write { db in
-            try db.execute(sql: """
-                UPDATE attempts SET state = 'finished', finished_at = ?, outcome = ?, exit_code = ?, signal = ?,
-                  detail = ?, counted = ? WHERE job_id = ? AND idx = ? AND attempt = ?
-                """, arguments: [now, outcome.kind, code, signal, detail, outcome.countsAsAttempt, jobID, idx, attempt])
-            let state: String = switch decision {
-            case .succeeded: "succeeded"
-            case .retry: "pending"
-            case .failed: "failed"
-            case .cancelled: "cancelled"
-            }
-            try db.execute(sql: """
-                UPDATE tasks SET state = ?, counted_attempts = counted_attempts + ?, outcome = ?, exit_code = ?,
-                  signal = ?, detail = ?, updated_at = ? WHERE job_id = ? AND idx = ?
-                """, arguments: [state, outcome.countsAsAttempt ? 1 : 0, outcome.kind, code, signal, detail, now, jobID, idx])
-            for output in outputs { try output.upsert(db) }
-            let taskID = try String.fetchOne(db, sql: "SELECT task_id FROM tasks WHERE job_id = ? AND idx = ?", arguments: [jobID, idx]) ?? "\(idx)"
-            let verb: String = switch decision {
-            case .succeeded: "succeeded"
-            case .retry: "will be retried"
-            case .failed: "failed"
-            case .cancelled: "cancelled"
-            }
-            try self.event(db, jobID, idx, "task.\(state)", "task \(taskID) attempt \(attempt) \(outcome.summary); \(verb)", at: now)
+            try self.finishAttempt(db, jobID, idx: idx, attempt: attempt, outcome: outcome, decision: decision, outputs: outputs, at: now)
         }
+    }
+
+    /// The rows of an attempt's end, inside the caller's transaction.
+    func finishAttempt(_ db: Database, _ jobID: String, idx: Int, attempt: Int, outcome: TaskOutcome,
+                       decision: TaskDecision, outputs: [OutputRecord], at now: Double) throws {
+        let (code, signal, detail) = Self.columns(of: outcome)
+        try db.execute(sql: """
+            UPDATE attempts SET state = 'finished', finished_at = ?, outcome = ?, exit_code = ?, signal = ?,
+              detail = ?, counted = ? WHERE job_id = ? AND idx = ? AND attempt = ?
+            """, arguments: [now, outcome.kind, code, signal, detail, outcome.countsAsAttempt, jobID, idx, attempt])
+        let state: String = switch decision {
+        case .succeeded: "succeeded"
+        case .retry: "pending"
+        case .failed: "failed"
+        case .cancelled: "cancelled"
+        }
+        try db.execute(sql: """
+            UPDATE tasks SET state = ?, counted_attempts = counted_attempts + ?, outcome = ?, exit_code = ?,
+              signal = ?, detail = ?, updated_at = ? WHERE job_id = ? AND idx = ?
+            """, arguments: [state, outcome.countsAsAttempt ? 1 : 0, outcome.kind, code, signal, detail, now, jobID, idx])
+        for output in outputs { try output.upsert(db) }
+        let taskID = try String.fetchOne(db, sql: "SELECT task_id FROM tasks WHERE job_id = ? AND idx = ?", arguments: [jobID, idx]) ?? "\(idx)"
+        let verb: String = switch decision {
+        case .succeeded: "succeeded"
+        case .retry: "will be retried"
+        case .failed: "failed"
+        case .cancelled: "cancelled"
+        }
+        try self.event(db, jobID, idx, "task.\(state)", "task \(taskID) attempt \(attempt) \(outcome.summary); \(verb)", at: now)
     }
 
     /// Marks every task not yet finished as cancelled (after their processes stopped).

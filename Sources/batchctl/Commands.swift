@@ -158,12 +158,7 @@ struct Pools: AsyncParsableCommand {
                 [i["kind"] as? String ?? "", i["id"] as? String ?? "", i["state"] as? String ?? "",
                  (i["nodes"] as? Int).map(String.init) ?? "-", i["job"] as? String ?? "-", (i["orphan"] as? Bool ?? false) ? "ORPHAN" : ""]
             }
-            let header = ["KIND", "ID", "STATE", "NODES", "BATCHD JOB", ""]
-            let widths = (0..<header.count).map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
-            for row in [header] + rows {
-                say(zip(row, widths).map { $0.0.padding(toLength: $0.1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-                    .trimmingCharacters(in: .whitespaces))
-            }
+            say(JobReport.table([["KIND", "ID", "STATE", "NODES", "BATCHD JOB", ""]] + rows))
         }
     }
 }

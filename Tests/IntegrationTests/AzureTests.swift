@@ -70,6 +70,14 @@ func tree(_ dir: String) -> [String: Data] {
 
 @Suite("Azure backend against the emulator", .serialized)
 struct AzureTests {
+    /// An emulator, and a daemon with `extra` config lines using it.
+    func started(_ extra: String, entra: Bool = false) async throws -> (AzureRig, DaemonHarness) {
+        let rig = try AzureRig()
+        let d = try DaemonHarness(extra: extra)
+        try await d.start(environment: rig.environment(entra: entra))
+        return (rig, d)
+    }
+
     func copyExample(_ d: DaemonHarness, _ name: String) throws -> String {
         let dir = "\(d.root)/\(name)"
         try FileManager.default.copyItem(atPath: "\(repoRoot)/examples/wordcount", toPath: dir)
@@ -79,9 +87,7 @@ struct AzureTests {
 
     @Test("wordcount on Azure gives the local backend's bytes; a second job uploads no input again")
     func wordcountMatchesLocal() async throws {
-        let rig = try AzureRig()
-        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.2s")
-        try await d.start(environment: rig.environment())
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
         let local = try copyExample(d, "local"), azure = try copyExample(d, "azure"), again = try copyExample(d, "again")
         let l = try await d.batchctl(["submit", "--backend", "local", "--wait", "--timeout", "120", "\(local)/job.yaml"])
         #expect(l.code == 0, "\(l.err)")
@@ -107,9 +113,7 @@ struct AzureTests {
 
     @Test("2,000 tasks on 4 nodes × 4 slots: collections of 100, at most 0.05 polling calls per task")
     func twoThousandTasks() async throws {
-        let rig = try AzureRig()
-        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 1s")
-        try await d.start(environment: rig.environment())
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 1s")
         let manifest = try write("""
             version: 1
             name: many
@@ -137,9 +141,7 @@ struct AzureTests {
 
     @Test("with 20% of requests answered 503/429 + Retry-After, wordcount succeeds and nothing is marked failed")
     func transientErrors() async throws {
-        let rig = try AzureRig()
-        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.2s")
-        try await d.start(environment: rig.environment())
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
         _ = try await rig.admin("faults", ["error_rate": 0.2, "retry_after": 0.1])
         let dir = try copyExample(d, "flaky")
         let r = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "300", "\(dir)/job.yaml"], timeout: 320)
@@ -159,9 +161,7 @@ struct AzureTests {
 
     @Test("SIGKILL in the middle of adding tasks: after a restart no task is added twice and every output arrives")
     func killDuringSubmission() async throws {
-        let rig = try AzureRig()
-        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.5s\n  concurrency: 1")
-        try await d.start(environment: rig.environment())
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.5s\n  concurrency: 1")
         let manifest = try write("""
             version: 1
             name: resubmit
@@ -207,9 +207,7 @@ struct AzureTests {
 
     @Test("cancel on a running auto-pool job leaves no active job and no pool")
     func cancelLeavesNothing() async throws {
-        let rig = try AzureRig()
-        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.2s")
-        try await d.start(environment: rig.environment())
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
         let manifest = try write("""
             version: 1
             name: long
@@ -236,9 +234,7 @@ struct AzureTests {
 
     @Test("no credential reaches the logs, the database, the state files or what batchctl prints")
     func noSecretsAnywhere() async throws {
-        let rig = try AzureRig()
-        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.2s")
-        try await d.start(environment: rig.environment(entra: true))
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s", entra: true)
         var printed = ""
         let dir = try copyExample(d, "wc")
         let ok = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", "\(dir)/job.yaml"])
@@ -282,9 +278,7 @@ struct AzureTests {
 
     @Test("a named pool is made once with batchd's tag and reused; a foreign pool is refused; orphans are listed, then deleted when asked")
     func namedPoolsAndOrphans() async throws {
-        let rig = try AzureRig()
-        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.2s\n  owner: it-owner")
-        try await d.start(environment: rig.environment())
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  owner: it-owner")
         func manifest(_ name: String, pool: String) throws -> String {
             try write("""
                 version: 1
@@ -325,6 +319,32 @@ struct AzureTests {
         try await d.log.wait(from: from, timeout: 30, "orphan deleted") { $0.contains("orphan deleted") }
         #expect(try await rig.batch.job("batchd-lost") == nil)
         #expect(try await rig.batch.pool("shared") != nil, "a named pool jobs in the database used is no orphan")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("an azure manifest this daemon cannot run is rejected with the reason beside it, nothing lost")
+    func rejectedWithTheReason() async throws {
+        let bare = try DaemonHarness()
+        try await bare.start()   // no Azure credentials at all
+        let dir = try copyExample(bare, "wc")
+        let r = try await bare.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "60", "\(dir)/job.yaml"])
+        #expect(r.code == 2, "\(r.out)\n\(r.err)")
+        #expect(r.err.contains("backend 'azure' is not configured in this daemon") && r.err.contains("AZURE_BATCH_ACCOUNT is not set"), "\(r.err)")
+        let rejected = try FileManager.default.contentsOfDirectory(atPath: "\(bare.inbox)/rejected")
+        #expect(rejected.contains { $0.hasSuffix(".yaml") } && rejected.contains { $0.hasSuffix(".yaml.error") }, "\(rejected)")
+        #expect(await bare.signal(SIGTERM) == 0)
+
+        let (_, d) = try await started("azure:\n  maxTokenLifetime: 2d")
+        let long = try write("""
+            version: 1
+            name: long
+            tasks: {forEachInteger: {from: 1, to: 2}}
+            command: "true"
+            limits: {wallClock: 3d}
+            """, "\(d.root)/long", "job.yaml")
+        let l = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "60", long])
+        #expect(l.code == 2)
+        #expect(l.err.contains("limits.wallClock") && l.err.contains("azure.maxTokenLifetime"), "\(l.err)")
         #expect(await d.signal(SIGTERM) == 0)
     }
 }

@@ -85,13 +85,6 @@ final class AzureBackend: Sendable {
         ((try await batch.job(batchJobID))?["executionInfo"] as? [String: Any])?["poolId"] as? String
     }
 
-    /// A SAS URL to read one input blob, valid `seconds`.
-    func readURL(blob name: String, seconds: Double, now: Date = Date()) throws -> String {
-        let token = try sas.token(container: inputs.container, blob: name, permissions: "r", start: now.addingTimeInterval(-300),
-                                  expiry: now.addingTimeInterval(seconds), httpsOnly: httpsOnly)
-        return "\(blob.url(inputs.container, name))?\(token)"
-    }
-
     /// Pools and jobs on the account that carry this daemon's owner tag,
     /// each marked orphan when no job in the database knows it.
     func inventory(store: Store) async throws -> [InventoryItem] {

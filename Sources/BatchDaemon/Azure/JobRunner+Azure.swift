@@ -24,6 +24,15 @@ extension JobRunner {
         return try ManifestParser.parse(String(decoding: data, as: UTF8.self), file: job.manifestPath)
     }
 
+    /// The job's manifest and its SAS lifetime under the current config (the
+    /// intake checked the limit already; a changed config is checked again).
+    func azurePlan(_ job: JobRecord, _ az: AzureBackend) throws -> (Manifest, SASLifetime) {
+        let manifest = try loadManifest(job)
+        let lifetime = try SASLifetime.forJob(wallClock: manifest.limits.wallClockSeconds, margin: az.settings.tokenMargin,
+                                              maximum: az.settings.maxTokenLifetime)
+        return (manifest, lifetime)
+    }
+
     /// Runs a step against Azure until it works, fails for good, or the job
     /// is halted (nil). Transient failures (network, 408, 429, 5xx, a corrupt
     /// download) are retried with backoff for as long as it takes: a flaky
@@ -61,11 +70,7 @@ extension JobRunner {
         guard let az = ctx.azure else { return azureUnavailable() }
         let manifest: Manifest
         let lifetime: SASLifetime
-        do {
-            manifest = try loadManifest(job)
-            lifetime = try SASLifetime.forJob(wallClock: manifest.limits.wallClockSeconds, margin: az.settings.tokenMargin,
-                                              maximum: az.settings.maxTokenLifetime)
-        } catch { return .failed(reason: "\(error)") }
+        do { (manifest, lifetime) = try azurePlan(job, az) } catch { return .failed(reason: "\(error)") }
         guard var record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) else { return .failed(reason: "shutdown") }
         if record == nil {
             let fresh = AzureJobRecord(jobId: jobID, batchJobId: "batchd-\(jobID)", poolId: manifest.pool.id, autoPool: manifest.pool.id == nil,
@@ -88,8 +93,7 @@ extension JobRunner {
                     hashed.append((source, c.sha256, md5, id.size))
                     continue
                 }
-                let sha = try FileOps.sha256(source).hex
-                let md5 = try BlobClient.md5(ofFile: source)
+                let (md5, sha) = try BlobClient.digests(ofFile: source)
                 try await ctx.store.saveHash(FileHashRecord(path: source, device: id.device, inode: id.inode, size: id.size,
                                                             mtimeNs: id.mtimeNs, sha256: sha, md5: md5))
                 hashed.append((source, sha, md5, id.size))
@@ -193,11 +197,7 @@ extension JobRunner {
         if record.submitted { return .submitted }
         let manifest: Manifest
         let lifetime: SASLifetime
-        do {
-            manifest = try loadManifest(job)
-            lifetime = try SASLifetime.forJob(wallClock: manifest.limits.wallClockSeconds, margin: az.settings.tokenMargin,
-                                              maximum: az.settings.maxTokenLifetime)
-        } catch { return .failed(reason: "\(error)") }
+        do { (manifest, lifetime) = try azurePlan(job, az) } catch { return .failed(reason: "\(error)") }
         guard let tasks = await retrying("read tasks", { try await ctx.store.tasks(jobID) }),
               let inputs = await retrying("read inputs", { try await ctx.store.inputs(jobID) }) else { return .failed(reason: "shutdown") }
         let blobs = Dictionary(inputs.compactMap { i in i.blob.map { (i.source, $0) } }, uniquingKeysWith: { a, _ in a })
@@ -225,7 +225,9 @@ extension JobRunner {
                 var placed: [(url: String, target: String)] = []
                 for input in shared + decodeInputs(task.inputs) {
                     guard let name = blobs[input.source] else { return ("input \(input.source) was not staged", 0, false) }
-                    if urls[name] == nil { urls[name] = try az.readURL(blob: name, seconds: lifetime.tokenSeconds, now: now) }
+                    if urls[name] == nil {
+                        urls[name] = try az.inputs.readURL(name, sas: az.sas, lifetime: lifetime, now: now, httpsOnly: az.httpsOnly)
+                    }
                     placed.append((urls[name]!, input.target))
                 }
                 var env = (try? JSONDecoder().decode([String: String].self, from: Data(task.env.utf8))) ?? [:]

@@ -29,7 +29,9 @@ extension JobRunner {
                     for await batch in updates {
                         let running = batch.filter { $0.state == "running" || $0.state == "preparing" }.map(\.id).filter { remaining[$0] != nil }
                         _ = await retrying("mark tasks running", { try await ctx.store.markRunning(jobID, taskIDs: running) })
-                        let done = batch.filter { $0.state == "completed" }.compactMap { s in remaining[s.id].map { (s, $0) } }
+                        var fresh = Set<String>()
+                        let done = batch.filter { $0.state == "completed" && fresh.insert($0.id).inserted }
+                            .compactMap { s in remaining[s.id].map { (s, $0) } }
                         await forEachConcurrently(done, width: az.settings.concurrency) { snapshot, task in
                             await azureFinish(task, snapshot, record, scope)
                         }

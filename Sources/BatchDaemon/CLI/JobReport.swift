@@ -46,7 +46,8 @@ public struct JobReport: Sendable {
         return Self.table(rows)
     }
 
-    static func table(_ rows: [[String]]) -> String {
+    /// Rows as left-aligned columns two spaces apart (the first row is the header).
+    public static func table(_ rows: [[String]]) -> String {
         guard let first = rows.first else { return "" }
         let widths = (0..<first.count).map { i in rows.map { $0[i].count }.max() ?? 0 }
         return rows.map { row in

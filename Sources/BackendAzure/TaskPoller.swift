@@ -37,11 +37,15 @@ public actor TaskPoller {
         /// Tasks already reported completed.
         var completed: Set<String> = []
         let updates: AsyncStream<[TaskSnapshot]>.Continuation
+        /// Which watch of the job this is (a job unwatched and watched again
+        /// during a poll must not get the old watch's state back).
+        let generation: Int
     }
 
     let client: BatchClient
     let logger: Logger
     var watches: [String: Watch] = [:]
+    var generations = 0
     var schedule: PollSchedule
     /// List even when the counts did not move, every this many quiet polls
     /// (the counts are documented as possibly lagging).
@@ -61,7 +65,8 @@ public actor TaskPoller {
     public func watch(_ jobID: String) -> AsyncStream<[TaskSnapshot]> {
         let (stream, continuation) = AsyncStream.makeStream(of: [TaskSnapshot].self)
         watches[jobID]?.updates.finish()
-        watches[jobID] = Watch(updates: continuation)
+        generations += 1
+        watches[jobID] = Watch(updates: continuation, generation: generations)
         return stream
     }
 
@@ -97,18 +102,18 @@ public actor TaskPoller {
         guard var w = watches[jobID] else { return .quiet }
         let counts: [String: Int]
         do { counts = try await client.taskCounts(jobID) } catch {
-            return classify(error, jobID)
+            return classify(error, jobID, w.generation)
         }
         let moved = counts != w.counts
         w.quietPolls = moved ? 0 : w.quietPolls + 1
         guard moved || w.quietPolls % confirmEvery == 0 else {
-            watches[jobID]?.quietPolls = w.quietPolls
+            if watches[jobID]?.generation == w.generation { watches[jobID]?.quietPolls = w.quietPolls }
             return .quiet
         }
         let filter = w.since.map { "stateTransitionTime ge datetime'\($0)'" } ?? "state ne 'active'"
         let listed: [[String: Any]]
         do { listed = try await client.tasks(jobID, filter: filter, select: Self.fields) } catch {
-            return classify(error, jobID)
+            return classify(error, jobID, w.generation)
         }
         var snapshots = listed.compactMap(Self.snapshot).filter { !w.boundary.contains("\($0.id) \($0.transitionTime)") }
         // Safety net: a quiet confirm poll whose counts say more tasks are
@@ -121,10 +126,10 @@ public actor TaskPoller {
                 let all = try await client.tasks(jobID, filter: "state eq 'completed'", select: Self.fields)
                 snapshots += all.compactMap(Self.snapshot).filter { !reported.contains($0.id) }
             } catch {
-                return classify(error, jobID)
+                return classify(error, jobID, w.generation)
             }
         }
-        guard watches[jobID] != nil else { return .quiet }   // unwatched meanwhile
+        guard watches[jobID]?.generation == w.generation else { return .quiet }   // unwatched meanwhile
         w.counts = counts
         if let latest = snapshots.max(by: { Self.timeKey($0.transitionTime) < Self.timeKey($1.transitionTime) }),
            Self.timeKey(latest.transitionTime) >= Self.timeKey(w.since ?? "") {
@@ -140,13 +145,13 @@ public actor TaskPoller {
         return snapshots.isEmpty ? .quiet : .changed
     }
 
-    func classify(_ error: Error, _ jobID: String) -> PollSchedule.Result {
+    func classify(_ error: Error, _ jobID: String, _ generation: Int) -> PollSchedule.Result {
         if let e = error as? BatchServiceError, e.status == 429 || e.status == 503 { return .throttled(retryAfter: 0) }
         if let e = error as? BatchServiceError, e.status == 404, e.code == "JobNotFound" {
             // Gone for good (deleted by someone else): end the stream, so the
             // job's runner learns it instead of waiting forever.
             logger.warning("Batch job is gone; no more polls for it", metadata: ["batch.job": "\(jobID)"])
-            unwatch(jobID)
+            if watches[jobID]?.generation == generation { unwatch(jobID) }
             return .quiet
         }
         logger.info("poll failed; task states unknown until the next poll", metadata: ["job.id": "\(jobID)", "error": "\(error)"])

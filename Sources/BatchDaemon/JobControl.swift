@@ -12,6 +12,10 @@ final class JobControl: Sendable {
     let stop = AsyncEvent<StopReason>()
     /// Fired by the runner once it has reconciled what a crash left behind.
     let reconciled = AsyncEvent<Void>()
+    /// The daemon is stopping: the job resumes from its saved phase at the
+    /// next start. (A cancelled job's halt has fired already; this still
+    /// reaches its clean-up.)
+    let shutdown = AsyncEvent<Void>()
 
     /// Cancels the job: no new attempts, running ones stopped.
     func cancel() {
@@ -20,6 +24,9 @@ final class JobControl: Sendable {
     }
 
     var isCancelled: Bool { stop.value == .cancel }
+
+    /// Whether the runner should save where it is and return.
+    var isShuttingDown: Bool { shutdown.value != nil || (halt.value != nil && !isCancelled) }
 }
 
 /// What every job runner shares.

@@ -117,7 +117,7 @@ struct JobRunner: Sendable {
                 await writeSummary(job, verdict)
                 next = .finalized
             }
-            if control.halt.value != nil, !control.isCancelled { return nil }
+            if control.isShuttingDown { return nil }
         }
         return next
     }
@@ -135,7 +135,7 @@ struct JobRunner: Sendable {
                 log.error("database step failed; will retry", metadata: ["step": "\(what)", "error": "\(error)"])
                 let delay = Backoff(base: 0.2, factor: 2, cap: 10).delay(attempt: attempt, jitter: Double.random(in: 0...1))
                 attempt += 1
-                if control.halt.value != nil && !control.isCancelled { return nil }
+                if control.isShuttingDown { return nil }
                 try? await Task.sleep(for: .seconds(delay))
             }
         }

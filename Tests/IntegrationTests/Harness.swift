@@ -2,6 +2,7 @@ import BackendLocal
 import BatchStore
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -108,10 +109,7 @@ final class DaemonHarness: @unchecked Sendable {
         p.standardError = pipe
         p.standardOutput = pipe
         let log = self.log
-        pipe.fileHandleForReading.readabilityHandler = { h in
-            let data = h.availableData
-            if !data.isEmpty { log.append(data) }
-        }
+        drainPipe(pipe.fileHandleForReading, onData: { log.append($0) })
         let exited = AsyncEvent<Int32>()
         self.exited = exited
         p.terminationHandler = { proc in exited.fire(proc.terminationStatus) }
@@ -158,8 +156,8 @@ struct Run: Sendable {
     let err: String
 }
 
-/// Runs a program without blocking a thread: output through readability
-/// handlers, the exit through the termination handler. With `captureOutput`
+/// Runs a program without blocking the caller: output through drain
+/// threads, the exit through the termination handler. With `captureOutput`
 /// false its output goes to /dev/null (for programs that leave a daemon
 /// behind holding their stdout, as tmux does).
 func runProcess(_ path: String, _ args: [String], timeout: Double = 120, captureOutput: Bool = true) async throws -> Run {
@@ -185,10 +183,7 @@ func runProcess(_ path: String, _ args: [String], timeout: Double = 120, capture
         p.standardError = e
         let closedOut = AsyncEvent<Void>(), closedErr = AsyncEvent<Void>()
         for (pipe, sink, closed) in [(o, out, closedOut), (e, err, closedErr)] {
-            pipe.fileHandleForReading.readabilityHandler = { h in
-                let data = h.availableData
-                if data.isEmpty { h.readabilityHandler = nil; closed.fire(()) } else { sink.append(data) }
-            }
+            drainPipe(pipe.fileHandleForReading, onData: { sink.append($0) }, onEnd: { closed.fire(()) })
         }
         let done = AsyncEvent<Int32>()
         p.terminationHandler = { done.fire($0.terminationStatus) }

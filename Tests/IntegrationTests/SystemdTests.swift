@@ -2,6 +2,7 @@ import BackendLocal
 import BatchDaemon
 import BatchStore
 import Foundation
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -169,10 +170,7 @@ struct Journald {
         let pipe = Pipe()
         p.standardOutput = pipe
         let log = LineLog()
-        pipe.fileHandleForReading.readabilityHandler = { h in
-            let data = h.availableData
-            if !data.isEmpty { log.append(data) }
-        }
+        drainPipe(pipe.fileHandleForReading, onData: { log.append($0) })
         try p.run()
         // SIGKILL: a child of Foundation.Process may have SIGTERM blocked. Then
         // wait: Foundation watches the exit and must not outlive the Process.

@@ -36,8 +36,12 @@ extension JobRunner {
     /// Runs a step against Azure until it works, fails for good, or the job
     /// is halted (nil). Transient failures (network, 408, 429, 5xx, a corrupt
     /// download) are retried with backoff for as long as it takes: a flaky
-    /// network must not fail a job.
-    func azureStep<T: Sendable>(_ what: String, _ body: @Sendable () async throws -> T) async -> Result<T, Error>? {
+    /// network must not fail a job. A `persistent` step (stopping and
+    /// deleting what costs money) keeps trying after a cancel and gives up
+    /// only when the daemon stops; the job then resumes its clean-up at the
+    /// next start.
+    func azureStep<T: Sendable>(_ what: String, persistent: Bool = false, _ body: @Sendable () async throws -> T) async -> Result<T, Error>? {
+        let until = persistent ? control.shutdown : control.halt
         var attempt = 0
         while true {
             do { return .success(try await body()) } catch {
@@ -45,9 +49,9 @@ extension JobRunner {
                 let delay = Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))
                 attempt += 1
                 log.warning("azure step failed; will retry", metadata: ["step": "\(what)", "error": "\(error)", "retry.in": "\(HumanDuration.format(delay))"])
-                if control.halt.value != nil { return nil }
-                _ = await control.halt.wait(timeout: delay)
-                if control.halt.value != nil { return nil }
+                if until.value != nil || Task.isCancelled { return nil }
+                _ = await until.wait(timeout: delay)
+                if until.value != nil || Task.isCancelled { return nil }
             }
         }
     }

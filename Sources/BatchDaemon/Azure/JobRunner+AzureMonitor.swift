@@ -72,7 +72,7 @@ extension JobRunner {
         if s.result == "success", s.exitCode ?? 0 == 0 { return .exited(code: 0) }
         switch s.failureCode {
         case "MaxWallClockTimeExpiry"?: return .timedOut(seconds: timeout ?? 0)
-        case "TaskEnded"?, "JobTerminated"? where control.isCancelled: return .cancelled
+        case "TaskEnded"? where control.isCancelled, "JobTerminated"? where control.isCancelled: return .cancelled
         case "JobTerminated"?: return .launchFailed(reason: "the Batch job ended before the task ran (its wall-clock limit?)")
         default: break
         }
@@ -141,24 +141,38 @@ extension JobRunner {
     // MARK: cancel and cleanup
 
     /// Ends the Batch job (its running tasks stop) and deletes its auto-pool,
-    /// so nothing keeps costing money. Safe to repeat.
-    func azureStop(_ record: AzureJobRecord, reason: String) async {
-        guard let az = ctx.azure else { return }
-        _ = await azureStep("terminate the Batch job") { try await az.batch.terminateJob(record.batchJobId, reason: reason) }
-        guard record.autoPool else { return }
+    /// so nothing keeps costing money. Safe to repeat. False when the daemon
+    /// stopped before it was done (the next start repeats it).
+    func azureStop(_ record: AzureJobRecord, reason: String) async -> Bool {
+        guard let az = ctx.azure else { return false }
+        let terminated = await azureStep("terminate the Batch job", persistent: true) {
+            try await az.batch.terminateJob(record.batchJobId, reason: reason)
+        }
+        if case .failure(let e)? = terminated { log.warning("cannot terminate the Batch job", metadata: ["batch.job": "\(record.batchJobId)", "error": "\(e)"]) }
+        guard terminated != nil else { return false }
+        guard record.autoPool else { return true }
         var poolID = record.poolId
-        if poolID == nil, case .success(let p?)? = await azureStep("read the job", { try await az.autoPoolID(record.batchJobId) }) {
-            poolID = p
+        if poolID == nil {
+            switch await azureStep("read the job", persistent: true, { try await az.autoPoolID(record.batchJobId) }) {
+            case nil: return false
+            case .success(let p)?: poolID = p
+            case .failure?: break   // the job is gone, and its auto-pool with it
+            }
         }
         if let poolID {
-            _ = await azureStep("delete the auto-pool") { try await az.batch.deletePool(poolID) }
+            switch await azureStep("delete the auto-pool", persistent: true, { try await az.batch.deletePool(poolID) }) {
+            case nil: return false
+            case .failure(let e)?: log.warning("cannot delete the auto-pool", metadata: ["pool.id": "\(poolID)", "error": "\(e)"])
+            case .success?: break
+            }
         }
+        return true
     }
 
     /// Cancel: stop everything on Azure, then record the open tasks cancelled.
     func azureCancel(_ job: JobRecord) async {
         if let record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil {
-            await azureStop(record, reason: "cancelled with batchctl cancel")
+            _ = await azureStop(record, reason: "cancelled with batchctl cancel")
         }
         _ = await retrying("cancel open tasks", { try await ctx.store.cancelOpenTasks(jobID) })
     }
@@ -170,12 +184,13 @@ extension JobRunner {
     func azureCleanup(_ job: JobRecord, _ verdict: Verdict) async {
         guard let az = ctx.azure, var record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil,
               !record.cleaned else { return }
-        await azureStop(record, reason: "batchd job \(verdict.phase.rawValue)")
+        guard await azureStop(record, reason: "batchd job \(verdict.phase.rawValue)") else { return }
         let policy = CleanupPolicy(rawValue: job.cleanup) ?? .onSuccess
         if policy == .always || (policy == .onSuccess && verdict == .success) {
             let r = record
-            _ = await azureStep("delete the Batch job") { try await az.batch.deleteJob(r.batchJobId) }
-            _ = await azureStep("delete the output container") { try await az.blob.deleteContainer(r.outputContainer) }
+            guard await azureStep("delete the Batch job", persistent: true, { try await az.batch.deleteJob(r.batchJobId) }) != nil,
+                  await azureStep("delete the output container", persistent: true, { try await az.blob.deleteContainer(r.outputContainer) }) != nil
+            else { return }
             log.info("azure scratch deleted", metadata: ["batch.job": "\(record.batchJobId)", "container": "\(record.outputContainer)"])
         }
         record.cleaned = true

@@ -187,13 +187,16 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc()
             resp, op = Response(500, {"Content-Type": "application/json"}, json.dumps({"code": "InternalError", "message": {"value": str(e)}}).encode()), "error"
         drop = op is not None and op != "token" and em.faults.roll(em.faults.drop_rate)
-        self.send(resp, drop)
+        # Counted before the answer goes out: a client that reads the stats
+        # right after its last answer must see that request in them.
         if op is not None:
             em.stats.count(op, len(body), len(resp.body), resp.status)
             if op in ("put.blob", "put.block", "put.blocklist") and resp.status == 201:
                 em.stats.wrote(unquote(raw_path).split("/")[2])
             if drop:
-                em.stats.faults["drop"] += 1
+                with em.stats.lock:
+                    em.stats.faults["drop"] += 1
+        self.send(resp, drop)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _handle
 

@@ -101,7 +101,7 @@ let package = Package(
         .testTarget(name: "BatchHTTPTests", dependencies: ["BatchHTTP", "TestSupport"]),
         .testTarget(name: "BackendAzureTests", dependencies: ["BackendAzure", "BatchHTTP", "TestSupport"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchCore"]),
+        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchCore", "BackendLocal"]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore"]),
         .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchCore"]),
         .testTarget(

@@ -3,6 +3,7 @@ import BackendLocal
 import BatchStore
 import Foundation
 import Logging
+import Synchronization
 
 /// The signals the supervisor sends one job's runner.
 final class JobControl: Sendable {
@@ -17,13 +18,18 @@ final class JobControl: Sendable {
     /// reaches its clean-up.)
     let shutdown = AsyncEvent<Void>()
 
+    /// Set before `halt` fires, so whoever wakes on `halt` knows at once
+    /// whether it is a cancel (act on it) or a shutdown (save and return).
+    private let cancelled = Atomic<Bool>(false)
+
     /// Cancels the job: no new attempts, running ones stopped.
     func cancel() {
+        cancelled.store(true, ordering: .sequentiallyConsistent)
         halt.fire(())
         stop.fire(.cancel)
     }
 
-    var isCancelled: Bool { stop.value == .cancel }
+    var isCancelled: Bool { cancelled.load(ordering: .sequentiallyConsistent) }
 
     /// Whether the runner should save where it is and return.
     var isShuttingDown: Bool { shutdown.value != nil || (halt.value != nil && !isCancelled) }

@@ -103,10 +103,12 @@ public actor Supervisor: Service {
         guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
         if job.jobPhase.isTerminal { throw DaemonError("job \(job.id) has already \(job.phase)") }
         try await ctx.store.requestCancel(job.id)
-        controls[job.id]?.cancel()
+        let control = controls[job.id]
+        control?.cancel()
         var log = ctx.logger
         log[metadataKey: "job.id"] = "\(job.id)"
-        log.info("cancel requested")
+        // With no runner (the job is queued), the runner sees the request when it starts.
+        log.info("cancel requested", metadata: ["runner": "\(control == nil ? "none" : "signalled")"])
         return job
     }
 

@@ -23,6 +23,7 @@ extension JobRunner {
                                      patterns: (try? JSONDecoder().decode([String].self, from: Data(job.outputPatterns.utf8))) ?? [],
                                      claims: OutputClaims(outputs))
             let updates = await az.poller.watch(record.batchJobId)
+            log.debug("watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "tasks.open": "\(open.count)"])
             let gone = await withTaskGroup(of: Bool?.self) { group in
                 group.addTask {
                     var remaining = open
@@ -46,6 +47,8 @@ extension JobRunner {
                 return first == true
             }
             await az.poller.unwatch(record.batchJobId)
+            log.debug("stopped watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "gone": "\(gone)",
+                                                                       "halted": "\(control.halt.value != nil)"])
             if gone, control.halt.value == nil {
                 return .failed(reason: "Batch job \(record.batchJobId) no longer exists (deleted outside batchd?)")
             }

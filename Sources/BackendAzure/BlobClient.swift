@@ -207,6 +207,12 @@ public struct BlobClient: Sendable {
 
     /// Downloads a blob to `path`: parallel ranges into a temp file beside it,
     /// verified against the blob's size and Content-MD5, fsynced, renamed.
+    ///
+    /// Resumable: each range, once on disk, is noted in a `.ranges` file
+    /// beside the temp file, under the blob's ETag. A download interrupted
+    /// by an error or a crash fetches only the ranges not noted, as long as
+    /// the blob has not changed (ranges are read with If-Match, so a blob
+    /// replaced midway starts over instead of mixing two versions).
     public func download(_ container: String, _ blob: String, to path: String) async throws {
         guard let props = try await properties(container, blob) else {
             throw BlobError(status: 404, code: "BlobNotFound", operation: "download \(container)/\(blob)")
@@ -214,53 +220,99 @@ public struct BlobClient: Sendable {
         let dir = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let tmp = "\(dir)/.\((path as NSString).lastPathComponent).batchd-download"
-        defer { unlink(tmp) }
+        let progress = "\(tmp).ranges"
         if props.size == 0 {
             // Nothing to fetch (a ranged GET of an empty blob is 416).
             guard FileManager.default.createFile(atPath: tmp, contents: Data()) else {
                 throw BlobError(status: 0, code: "CannotWrite", operation: "write \(tmp)")
             }
         } else if props.size <= blockSize {
-            let r = try await send("get blob", "GET", url(container, blob), sinkPath: tmp)
-            try expect(r, [200], "download \(container)/\(blob)")
+            do {
+                let r = try await send("get blob", "GET", url(container, blob), sinkPath: tmp)
+                try expect(r, [200], "download \(container)/\(blob)")
+            } catch {
+                unlink(tmp)
+                throw error
+            }
+        } else {
+            try await downloadRanges(container, blob, props, to: tmp, progress: progress)
+        }
+        let size = ((try? FileManager.default.attributesOfItem(atPath: tmp))?[.size] as? NSNumber)?.int64Value ?? -1
+        let corrupt: String? = size != props.size ? "SizeMismatch" : (try props.md5.map { try Self.md5(ofFile: tmp) != $0 } ?? false) ? "Md5Mismatch" : nil
+        if let corrupt {
+            // Start over next time: what is on disk cannot be trusted.
+            unlink(tmp)
+            unlink(progress)
+            throw BlobError(status: 0, code: corrupt, operation: "download \(container)/\(blob): \(size) of \(props.size) bytes")
+        }
+        let fd = open(tmp, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 { fsync(fd); close(fd) }
+        guard rename(tmp, path) == 0 else { throw BlobError(status: 0, code: "CannotRename", operation: "move into \(path)") }
+        unlink(progress)
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    /// Fetches the ranges of `tmp` that `progress` does not list as done.
+    func downloadRanges(_ container: String, _ blob: String, _ props: BlobProperties, to tmp: String, progress: String) async throws {
+        var done = Set<Int64>()
+        let noted = (try? String(contentsOfFile: progress, encoding: .utf8)).map { $0.split(separator: "\n").map(String.init) } ?? []
+        let tmpSize = ((try? FileManager.default.attributesOfItem(atPath: tmp))?[.size] as? NSNumber)?.int64Value
+        if noted.first == "etag \(props.etag) size \(props.size) block \(blockSize)", tmpSize == props.size {
+            done = Set(noted.dropFirst().compactMap { Int64($0) })
         } else {
             let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw BlobError(status: 0, code: "CannotWrite", operation: "write \(tmp)") }
+            guard fd >= 0, ftruncate(fd, off_t(props.size)) == 0 else {
+                if fd >= 0 { close(fd) }
+                throw BlobError(status: 0, code: "CannotWrite", operation: "write \(tmp)")
+            }
             close(fd)
-            let ranges = stride(from: Int64(0), to: props.size, by: Int(blockSize)).map { ($0, min(props.size, $0 + blockSize) - 1) }
+            guard FileManager.default.createFile(atPath: progress, contents: Data("etag \(props.etag) size \(props.size) block \(blockSize)\n".utf8)) else {
+                throw BlobError(status: 0, code: "CannotWrite", operation: "write \(progress)")
+            }
+        }
+        let ranges = stride(from: Int64(0), to: props.size, by: Int(blockSize))
+            .filter { !done.contains($0) }
+            .map { ($0, min(props.size, $0 + blockSize) - 1) }
+        let etag = props.etag
+        do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 var next = 0
                 func add() {
                     let (start, end) = ranges[next]
                     next += 1
                     group.addTask {
-                        let r = try await send("get range", "GET", url(container, blob), headers: [("x-ms-range", "bytes=\(start)-\(end)")])
+                        let r = try await send("get range", "GET", url(container, blob),
+                                               headers: [("x-ms-range", "bytes=\(start)-\(end)"), ("If-Match", etag)])
                         try expect(r, [206], "download \(container)/\(blob) bytes \(start)-\(end)")
                         guard r.body.count == Int(end - start + 1) else {
                             throw BlobError(status: r.status, code: "ShortRange", operation: "download \(container)/\(blob)")
                         }
                         let fd = open(tmp, O_WRONLY | O_CLOEXEC)
+                        guard fd >= 0 else { throw BlobError(status: 0, code: "CannotWrite", operation: "write \(tmp)") }
                         defer { close(fd) }
                         let written = r.body.withUnsafeBytes { pwrite(fd, $0.baseAddress, r.body.count, off_t(start)) }
-                        guard written == r.body.count else { throw BlobError(status: 0, code: "CannotWrite", operation: "write \(tmp)") }
+                        // On disk before it is noted done, so a crash never skips a range it lost.
+                        guard written == r.body.count, fdatasync(fd) == 0 else {
+                            throw BlobError(status: 0, code: "CannotWrite", operation: "write \(tmp)")
+                        }
+                        let pfd = open(progress, O_WRONLY | O_APPEND | O_CLOEXEC)
+                        if pfd >= 0 {
+                            let line = Array("\(start)\n".utf8)
+                            _ = line.withUnsafeBytes { write(pfd, $0.baseAddress, $0.count) }
+                            close(pfd)
+                        }
                     }
                 }
                 while next < ranges.count && next < concurrency { add() }
                 while try await group.next() != nil { if next < ranges.count { add() } }
             }
+        } catch let e as BlobError where e.status == 412 {
+            // Replaced since it was listed: what is on disk is another version.
+            unlink(tmp)
+            unlink(progress)
+            throw BlobError(status: 412, code: "BlobChanged", operation: "download \(container)/\(blob): it changed while being read; will start over")
         }
-        let size = ((try? FileManager.default.attributesOfItem(atPath: tmp))?[.size] as? NSNumber)?.int64Value ?? -1
-        guard size == props.size else {
-            throw BlobError(status: 0, code: "SizeMismatch", operation: "download \(container)/\(blob): \(size) of \(props.size) bytes")
-        }
-        if let expected = props.md5, try Self.md5(ofFile: tmp) != expected {
-            throw BlobError(status: 0, code: "Md5Mismatch", operation: "download \(container)/\(blob)")
-        }
-        let fd = open(tmp, O_RDONLY | O_CLOEXEC)
-        if fd >= 0 { fsync(fd); close(fd) }
-        guard rename(tmp, path) == 0 else { throw BlobError(status: 0, code: "CannotRename", operation: "move into \(path)") }
-        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 }
 

@@ -77,6 +77,47 @@ struct BlobClientTests {
         #expect(FileManager.default.contents(atPath: out) == data)
     }
 
+    func faults(_ json: String) async throws {
+        let r = try await transport.send(HTTPRequest(method: "POST", url: "\(emulator.url)/_emulator/faults", body: .data(Data(json.utf8))))
+        #expect(r.status == 200)
+    }
+
+    @Test("an interrupted download resumes: ranges already on disk are not fetched again, unless the blob changed")
+    func downloadResumes() async throws {
+        try await client.createContainer("downloads")
+        let path = try file(10 * 256 * 1024)
+        let md5 = try BlobClient.md5(ofFile: path)
+        try await client.upload(path, to: "downloads", as: "f", md5: md5)
+        var one = client
+        one.concurrency = 1
+        let out = NSTemporaryDirectory() + "dl-\(UUID().uuidString)/f"
+        // The properties read and three ranges get through; then the service is down.
+        try await faults(#"{"outage_after": 4}"#)
+        _ = try await transport.send(HTTPRequest(method: "DELETE", url: "\(emulator.url)/_emulator/stats"))
+        await #expect(throws: (any Error).self) { try await one.download("downloads", "f", to: out) }
+        #expect(try await stats()["get.blob"] == 3)
+        #expect(!FileManager.default.fileExists(atPath: out), "nothing half-written under the real name")
+        try await faults(#"{"outage_after": -1}"#)
+        _ = try await transport.send(HTTPRequest(method: "DELETE", url: "\(emulator.url)/_emulator/stats"))
+        try await one.download("downloads", "f", to: out)
+        #expect(try await stats()["get.blob"] == 7, "only the seven missing ranges")
+        #expect(FileManager.default.contents(atPath: out) == FileManager.default.contents(atPath: path))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: (out as NSString).deletingLastPathComponent)
+        #expect(leftovers == ["f"], "no temp or progress file left: \(leftovers)")
+
+        // Interrupted again, then the blob is replaced: the old ranges must not be reused.
+        let out2 = NSTemporaryDirectory() + "dl-\(UUID().uuidString)/f"
+        try await faults(#"{"outage_after": 4}"#)
+        await #expect(throws: (any Error).self) { try await one.download("downloads", "f", to: out2) }
+        try await faults(#"{"outage_after": -1}"#)
+        let other = try file(10 * 256 * 1024 + 7)
+        try await client.upload(other, to: "downloads", as: "f", md5: try BlobClient.md5(ofFile: other))
+        _ = try await transport.send(HTTPRequest(method: "DELETE", url: "\(emulator.url)/_emulator/stats"))
+        try await one.download("downloads", "f", to: out2)
+        #expect(try await stats()["get.blob"] == 11)
+        #expect(FileManager.default.contents(atPath: out2) == FileManager.default.contents(atPath: other))
+    }
+
     @Test("MD5 guards both ways: a single put with the wrong MD5 is refused; a blob whose content does not match its MD5 is not downloaded")
     func md5Mismatch() async throws {
         try await client.createContainer("bad")

@@ -60,7 +60,7 @@ extension JobRunner {
         if error is HTTPError { return true }
         if let e = error as? BatchServiceError { return e.status == 408 || e.status == 429 || e.status >= 500 }
         if let e = error as? BlobError {
-            return e.status == 408 || e.status == 429 || e.status >= 500 || ["Md5Mismatch", "SizeMismatch", "ShortRange"].contains(e.code)
+            return e.status == 408 || e.status == 429 || e.status >= 500 || ["Md5Mismatch", "SizeMismatch", "ShortRange", "BlobChanged"].contains(e.code)
         }
         return false
     }

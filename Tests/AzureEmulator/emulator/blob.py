@@ -337,6 +337,9 @@ class BlobService:
         if b is None or not b.exists:
             return error(404, "BlobNotFound", "The specified blob does not exist.")
         h = self._properties(b)
+        match = req.headers.get("if-match")
+        if match and match != "*" and match != b.etag:
+            return error(412, "ConditionNotMet", "The condition specified using HTTP conditional header(s) is not met.")
         rng = req.headers.get("x-ms-range") or req.headers.get("range")
         if not rng:
             return Response(200, h, b.data)

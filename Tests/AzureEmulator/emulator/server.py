@@ -24,6 +24,7 @@ class Faults:
         self.drop_rate = 0.0         # share of connections dropped mid-response
         self.error_status = 0        # 429 or 503 only; 0 for half each
         self.error_burst = 0         # the next N requests all get the throttling answer
+        self.outage_after = -1       # after N more requests, every one gets it until reset (-1: off)
         self.lock = threading.Lock()
         self.rng = random.Random(0)
 
@@ -35,10 +36,12 @@ class Faults:
             self.error_status = int(values["error_status"])
         if "error_burst" in values:
             self.error_burst = int(values["error_burst"])
+        if "outage_after" in values:
+            self.outage_after = int(values["outage_after"])
 
     def json(self):
         return {"error_rate": self.error_rate, "retry_after": self.retry_after, "latency": self.latency,
-                "drop_rate": self.drop_rate, "error_status": self.error_status}
+                "drop_rate": self.drop_rate, "error_status": self.error_status, "outage_after": self.outage_after}
 
     def roll(self, rate):
         with self.lock:
@@ -47,6 +50,10 @@ class Faults:
     def throttle_now(self):
         """Whether this request gets a throttling answer (a burst first, then the rate)."""
         with self.lock:
+            if self.outage_after == 0:
+                return True
+            if self.outage_after > 0:
+                self.outage_after -= 1
             if self.error_burst > 0:
                 self.error_burst -= 1
                 return True

@@ -3,7 +3,8 @@ import hashlib
 import os
 
 import pytest
-from azure.core.exceptions import ResourceExistsError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 
 from conftest import blob_service
 
@@ -67,3 +68,16 @@ def test_listing_with_prefix_delimiter_and_paging(emulator):
     assert [b.name for b in container.walk_blobs(delimiter="/")] == ["a/", "c/", "top"]
     pages = list(container.list_blobs(results_per_page=2).by_page())
     assert [[b.name for b in page] for page in pages] == [["a/1", "a/2"], ["a/b/3", "c/4"], ["top"]]
+
+
+def test_if_match_guards_reads_of_a_replaced_blob(emulator):
+    blobs = blob_service(emulator.url)
+    blobs.create_container("etags")
+    client = blobs.get_blob_client("etags", "f")
+    client.upload_blob(b"first")
+    etag = client.get_blob_properties().etag
+    assert client.download_blob(offset=0, length=3, etag=etag, match_condition=MatchConditions.IfNotModified).readall() == b"fir"
+    client.upload_blob(b"second", overwrite=True)
+    with pytest.raises(ResourceModifiedError) as e:
+        client.download_blob(offset=0, length=3, etag=etag, match_condition=MatchConditions.IfNotModified).readall()
+    assert e.value.error_code == "ConditionNotMet"

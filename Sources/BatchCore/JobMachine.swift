@@ -48,8 +48,10 @@ public enum JobMachine {
         case (.running, .start): return go(.running, [.monitorTasks])
         case (.collecting, .start): return go(.collecting, [.verifyOutputs])
         case (.finalizing, .start):
+            // Stopping the tasks again is safe, and needed if the stop was cut short.
             let v = state.verdict ?? .failure(reason: "interrupted while finalizing")
-            return go(.finalizing, [.cleanup(v), .writeSummary(v)], verdict: v)
+            let stop: [JobAction] = v == .success ? [] : [.cancelTasks]
+            return go(.finalizing, stop + [.cleanup(v), .writeSummary(v)], verdict: v)
 
         case (.staging, .staged): return go(.provisioning, [.provisionPool])
         case (.provisioning, .provisioned): return go(.submitting, [.submitTasks])

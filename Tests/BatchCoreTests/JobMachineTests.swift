@@ -25,7 +25,11 @@ struct JobMachineTests {
         Row(from: .init(phase: .running), event: .start, to: .init(phase: .running), actions: [.monitorTasks]),
         Row(from: .init(phase: .collecting, verdict: .success), event: .start, to: .init(phase: .collecting, verdict: .success), actions: [.verifyOutputs]),
         Row(from: .init(phase: .finalizing, verdict: .cancelled), event: .start, to: .init(phase: .finalizing, verdict: .cancelled),
-            actions: [.cleanup(.cancelled), .writeSummary(.cancelled)]),
+            actions: [.cancelTasks, .cleanup(.cancelled), .writeSummary(.cancelled)]),
+        Row(from: .init(phase: .finalizing, verdict: failure), event: .start, to: .init(phase: .finalizing, verdict: failure),
+            actions: [.cancelTasks, .cleanup(failure), .writeSummary(failure)]),
+        Row(from: .init(phase: .finalizing, verdict: .success), event: .start, to: .init(phase: .finalizing, verdict: .success),
+            actions: [.cleanup(.success), .writeSummary(.success)]),
         // Progress: not done yet changes nothing; all done decides the verdict.
         Row(from: .init(phase: .running), event: .progress(TaskCounts(pending: 1, succeeded: 2)), to: .init(phase: .running), actions: [.monitorTasks]),
         Row(from: .init(phase: .running), event: .progress(TaskCounts(succeeded: 3)), to: .init(phase: .collecting, verdict: .success), actions: [.verifyOutputs]),

@@ -232,6 +232,40 @@ struct AzureTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
+    @Test("a cancel cut short by an Azure outage and a shutdown is finished at the next start: no active job, no pool")
+    func cancelThroughOutageAndRestart() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+        let manifest = try write("""
+            version: 1
+            name: outage
+            pool: {dedicatedNodes: 1, slotsPerNode: 2}
+            tasks: {forEachInteger: {from: 1, to: 4}}
+            command: "sleep 120"
+            """, "\(d.root)/outage", "job.yaml")
+        let from = d.log.mark
+        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
+        try await d.log.wait(from: from, timeout: 120, "the job running") { $0.contains("job.phase=running") }
+        // From now on every Batch and Blob request is refused.
+        _ = try await rig.admin("faults", ["outage_after": 0, "retry_after": 0.1])
+        #expect(try await d.batchctl(["cancel", "outage"]).code == 0)
+        try await d.log.wait(from: from, timeout: 120, "the stop refused") { $0.contains("azure step failed") && $0.contains("terminate the Batch job") }
+        #expect(await d.signal(SIGTERM) == 0, "the daemon stops even with the cancel unfinished")
+        _ = try await rig.admin("faults", ["outage_after": -1])
+        let job = try #require(try await d.store().jobs(limit: 1).first)
+        #expect(job.phase == "finalizing" || job.phase == "running", "not over yet: \(job.phase)")
+        #expect(try await rig.batch.pools().count == 1, "the outage kept the pool")
+
+        try await d.start(environment: rig.environment())
+        let w = try await d.batchctl(["wait", job.id, "--timeout", "120"], timeout: 140)
+        #expect(w.code != 0)
+        #expect(try await d.store().job(job.id)?.phase == "cancelled", "daemon log:\n\(d.log.lines.suffix(40).joined(separator: "\n"))")
+        let jobs = try await rig.batch.jobs()
+        #expect(jobs.allSatisfy { $0["state"] as? String != "active" }, "\(jobs.map { $0["state"] ?? "" })")
+        #expect(try await rig.batch.pools().isEmpty)
+        #expect(try await d.store().counts(job.id).cancelled == 4)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
     @Test("no credential reaches the logs, the database, the state files or what batchctl prints")
     func noSecretsAnywhere() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s", entra: true)

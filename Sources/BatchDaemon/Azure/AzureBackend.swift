@@ -49,7 +49,11 @@ final class AzureBackend: Sendable {
         }
         var transportConfig = TransportConfiguration()
         transportConfig.maxConnectionsPerHost = max(4, settings.concurrency * 2)
-        let http = HTTPClient(transport: CurlTransport(configuration: transportConfig))
+        // A few quick retries per request (0.5 + 1 + 2 s, or what Retry-After
+        // asks); past that the job's own step retries, with longer backoff,
+        // take over: those stop at once on cancel or shutdown, a request's
+        // retries do not.
+        let http = HTTPClient(transport: CurlTransport(configuration: transportConfig), policy: HTTPRetryPolicy(maxAttempts: 4))
         let batchAuth: Authorizer
         if let key = creds.batchKey {
             batchAuth = .sharedKey(RequestSigner(service: .batch, account: creds.batchAccount, key: key))

@@ -122,6 +122,11 @@ public struct BlobClient: Sendable {
         return names
     }
 
+    /// A file's size in bytes; nil if it cannot be read.
+    static func fileSize(_ path: String) -> Int64? {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value
+    }
+
     /// MD5 of a file, base64, as Content-MD5 carries it.
     public static func md5(ofFile path: String) throws -> String {
         guard let h = FileHandle(forReadingAtPath: path) else { throw BlobError(status: 0, code: "NoSuchFile", operation: "read \(path)") }
@@ -150,8 +155,7 @@ public struct BlobClient: Sendable {
     /// Returns the number of bytes actually sent.
     @discardableResult
     public func upload(_ path: String, to container: String, as blob: String, md5: String) async throws -> Int64 {
-        let attrs = try FileManager.default.attributesOfItem(atPath: path)
-        let size = (attrs[.size] as? NSNumber)?.int64Value ?? 0
+        guard let size = Self.fileSize(path) else { throw BlobError(status: 0, code: "CannotRead", operation: "read \(path)") }
         let common: [(name: String, value: String)] = [("x-ms-blob-type", "BlockBlob"), ("x-ms-blob-content-md5", md5)]
         if size <= singlePutLimit {
             let r = try await send("put blob", "PUT", url(container, blob), headers: common + [("Content-MD5", md5)],
@@ -237,8 +241,13 @@ public struct BlobClient: Sendable {
         } else {
             try await downloadRanges(container, blob, props, to: tmp, progress: progress)
         }
-        let size = ((try? FileManager.default.attributesOfItem(atPath: tmp))?[.size] as? NSNumber)?.int64Value ?? -1
-        let corrupt: String? = size != props.size ? "SizeMismatch" : (try props.md5.map { try Self.md5(ofFile: tmp) != $0 } ?? false) ? "Md5Mismatch" : nil
+        let size = Self.fileSize(tmp) ?? -1
+        var corrupt: String?
+        if size != props.size {
+            corrupt = "SizeMismatch"
+        } else if let expected = props.md5, try Self.md5(ofFile: tmp) != expected {
+            corrupt = "Md5Mismatch"
+        }
         if let corrupt {
             // Start over next time: what is on disk cannot be trusted.
             unlink(tmp)
@@ -257,8 +266,8 @@ public struct BlobClient: Sendable {
     func downloadRanges(_ container: String, _ blob: String, _ props: BlobProperties, to tmp: String, progress: String) async throws {
         var done = Set<Int64>()
         let noted = (try? String(contentsOfFile: progress, encoding: .utf8)).map { $0.split(separator: "\n").map(String.init) } ?? []
-        let tmpSize = ((try? FileManager.default.attributesOfItem(atPath: tmp))?[.size] as? NSNumber)?.int64Value
-        if noted.first == "etag \(props.etag) size \(props.size) block \(blockSize)", tmpSize == props.size {
+        let header = "etag \(props.etag) size \(props.size) block \(blockSize)"
+        if noted.first == header, Self.fileSize(tmp) == props.size {
             done = Set(noted.dropFirst().compactMap { Int64($0) })
         } else {
             let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -267,7 +276,7 @@ public struct BlobClient: Sendable {
                 throw BlobError(status: 0, code: "CannotWrite", operation: "write \(tmp)")
             }
             close(fd)
-            guard FileManager.default.createFile(atPath: progress, contents: Data("etag \(props.etag) size \(props.size) block \(blockSize)\n".utf8)) else {
+            guard FileManager.default.createFile(atPath: progress, contents: Data((header + "\n").utf8)) else {
                 throw BlobError(status: 0, code: "CannotWrite", operation: "write \(progress)")
             }
         }

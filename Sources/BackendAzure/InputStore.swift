@@ -57,7 +57,7 @@ public struct InputStore: Sendable {
     /// blob name and the bytes actually sent (0 when it was there already).
     public func put(_ path: String, md5: String) async throws -> (name: String, uploaded: Int64) {
         let name = Self.name(md5: md5)
-        let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? -1
+        let size = BlobClient.fileSize(path) ?? -1
         if let props = try await blob.properties(container, name), props.md5 == md5, props.size == size {
             return (name, 0)
         }

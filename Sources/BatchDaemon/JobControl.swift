@@ -13,7 +13,7 @@ final class JobControl: Sendable {
     let stop = AsyncEvent<StopReason>()
     /// Fired by the runner once it has reconciled what a crash left behind.
     let reconciled = AsyncEvent<Void>()
-    /// The daemon is stopping: the job resumes from its saved phase at the
+    /// Fired by `shutDown()`: the job resumes from its saved phase at the
     /// next start. (A cancelled job's halt has fired already; this still
     /// reaches its clean-up.)
     let shutdown = AsyncEvent<Void>()
@@ -29,10 +29,17 @@ final class JobControl: Sendable {
         stop.fire(.cancel)
     }
 
+    /// The daemon is stopping: no new attempts; the runner saves where it
+    /// is and returns, even in the middle of a cancel.
+    func shutDown() {
+        shutdown.fire(())
+        halt.fire(())
+    }
+
     var isCancelled: Bool { cancelled.load(ordering: .sequentiallyConsistent) }
 
     /// Whether the runner should save where it is and return.
-    var isShuttingDown: Bool { shutdown.value != nil || (halt.value != nil && !isCancelled) }
+    var isShuttingDown: Bool { shutdown.value != nil }
 }
 
 /// What every job runner shares.

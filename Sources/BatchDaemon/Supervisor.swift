@@ -67,7 +67,7 @@ public actor Supervisor: Service {
 
     private func drain() async {
         draining = true
-        for control in controls.values { control.shutdown.fire(()); control.halt.fire(()) }
+        for control in controls.values { control.shutDown() }
         guard !controls.isEmpty else { return }
         ctx.logger.info("shutting down: waiting for running tasks", metadata: ["jobs": "\(controls.count)", "grace": "\(HumanDuration.format(config.shutdownGrace))"])
         let allDone = await idle.wait(timeout: config.shutdownGrace) != nil

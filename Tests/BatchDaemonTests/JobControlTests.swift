@@ -29,13 +29,12 @@ struct JobControlTests {
     @Test("a shutdown is not a cancel, and a cancelled job still learns of a shutdown")
     func shutdownAndCancel() {
         let control = JobControl()
-        control.shutdown.fire(())
-        control.halt.fire(())
-        #expect(control.isShuttingDown && !control.isCancelled)
+        control.shutDown()
+        #expect(control.isShuttingDown && !control.isCancelled && control.halt.value != nil)
         let cancelled = JobControl()
         cancelled.cancel()
         #expect(cancelled.isCancelled && !cancelled.isShuttingDown)
-        cancelled.shutdown.fire(())
+        cancelled.shutDown()
         #expect(cancelled.isShuttingDown)
     }
 }

@@ -205,46 +205,50 @@ struct AzureTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
-    @Test("cancel on a running auto-pool job leaves no active job and no pool")
-    func cancelLeavesNothing() async throws {
-        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+    /// Submits 4 × `sleep 120` on an auto-pool of 1 node × 2 slots as job
+    /// `name` and waits for it to run; returns the log mark from before.
+    func submitLongJob(_ d: DaemonHarness, _ name: String) async throws -> Int {
         let manifest = try write("""
             version: 1
-            name: long
+            name: \(name)
             pool: {dedicatedNodes: 1, slotsPerNode: 2}
             tasks: {forEachInteger: {from: 1, to: 4}}
             command: "sleep 120"
-            """, "\(d.root)/long", "job.yaml")
+            """, "\(d.root)/\(name)", "job.yaml")
         let from = d.log.mark
         #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
-        try await d.log.wait(from: from, timeout: 120, "a task running") { $0.contains("job.phase=running") }
-        #expect(try await rig.batch.pools().count == 1, "the auto-pool exists")
-        let c = try await d.batchctl(["cancel", "long"])
-        #expect(c.code == 0, "\(c.err)")
-        let w = try await d.batchctl(["wait", "long", "--timeout", "120"], timeout: 140)
+        try await d.log.wait(from: from, timeout: 120, "the job running") { $0.contains("job.phase=running") }
+        return from
+    }
+
+    /// Waits for a cancelled job to end; then it must be `cancelled` with its
+    /// 4 tasks, and nothing active or pooled left on the service.
+    func expectCancelledAndNothingLeft(_ rig: AzureRig, _ d: DaemonHarness, _ jobID: String) async throws {
+        let w = try await d.batchctl(["wait", jobID, "--timeout", "120"], timeout: 140)
         #expect(w.code != 0)
-        let job = try #require(try await d.store().jobs(limit: 1).first)
-        #expect(job.phase == "cancelled", "daemon log:\n\(d.log.lines.suffix(40).joined(separator: "\n"))")
+        #expect(try await d.store().job(jobID)?.phase == "cancelled", "daemon log:\n\(d.log.lines.suffix(40).joined(separator: "\n"))")
         let jobs = try await rig.batch.jobs()
         #expect(jobs.allSatisfy { $0["state"] as? String != "active" }, "\(jobs.map { $0["state"] ?? "" })")
         #expect(try await rig.batch.pools().isEmpty)
-        #expect(try await d.store().counts(job.id).cancelled == 4)
+        #expect(try await d.store().counts(jobID).cancelled == 4)
         #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("cancel on a running auto-pool job leaves no active job and no pool")
+    func cancelLeavesNothing() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+        _ = try await submitLongJob(d, "long")
+        #expect(try await rig.batch.pools().count == 1, "the auto-pool exists")
+        let c = try await d.batchctl(["cancel", "long"])
+        #expect(c.code == 0, "\(c.err)")
+        let job = try #require(try await d.store().jobs(limit: 1).first)
+        try await expectCancelledAndNothingLeft(rig, d, job.id)
     }
 
     @Test("a cancel cut short by an Azure outage and a shutdown is finished at the next start: no active job, no pool")
     func cancelThroughOutageAndRestart() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
-        let manifest = try write("""
-            version: 1
-            name: outage
-            pool: {dedicatedNodes: 1, slotsPerNode: 2}
-            tasks: {forEachInteger: {from: 1, to: 4}}
-            command: "sleep 120"
-            """, "\(d.root)/outage", "job.yaml")
-        let from = d.log.mark
-        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
-        try await d.log.wait(from: from, timeout: 120, "the job running") { $0.contains("job.phase=running") }
+        let from = try await submitLongJob(d, "outage")
         // From now on every Batch and Blob request is refused.
         _ = try await rig.admin("faults", ["outage_after": 0, "retry_after": 0.1])
         #expect(try await d.batchctl(["cancel", "outage"]).code == 0)
@@ -256,14 +260,7 @@ struct AzureTests {
         #expect(try await rig.batch.pools().count == 1, "the outage kept the pool")
 
         try await d.start(environment: rig.environment())
-        let w = try await d.batchctl(["wait", job.id, "--timeout", "120"], timeout: 140)
-        #expect(w.code != 0)
-        #expect(try await d.store().job(job.id)?.phase == "cancelled", "daemon log:\n\(d.log.lines.suffix(40).joined(separator: "\n"))")
-        let jobs = try await rig.batch.jobs()
-        #expect(jobs.allSatisfy { $0["state"] as? String != "active" }, "\(jobs.map { $0["state"] ?? "" })")
-        #expect(try await rig.batch.pools().isEmpty)
-        #expect(try await d.store().counts(job.id).cancelled == 4)
-        #expect(await d.signal(SIGTERM) == 0)
+        try await expectCancelledAndNothingLeft(rig, d, job.id)
     }
 
     @Test("no credential reaches the logs, the database, the state files or what batchctl prints")

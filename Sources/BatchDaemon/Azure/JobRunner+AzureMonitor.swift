@@ -172,10 +172,13 @@ extension JobRunner {
         return true
     }
 
-    /// Cancel: stop everything on Azure, then record the open tasks cancelled.
+    /// Cancel: stop everything on Azure, then record the open tasks cancelled
+    /// (not before they are stopped: a shutdown first leaves them open, and
+    /// the next start stops them again).
     func azureCancel(_ job: JobRecord) async {
         if let record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil {
-            _ = await azureStop(record, reason: "cancelled with batchctl cancel")
+            let stopped = await azureStop(record, reason: "cancelled with batchctl cancel")
+            if !stopped, control.isShuttingDown { return }
         }
         _ = await retrying("cancel open tasks", { try await ctx.store.cancelOpenTasks(jobID) })
     }

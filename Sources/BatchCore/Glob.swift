@@ -6,9 +6,15 @@ public struct Glob: Sendable, Equatable {
     /// The pattern's components.
     public let components: [String]
 
-    /// A glob from its text; empty components (`a//b`) and `.` are dropped.
+    /// A glob from its text; empty components (`a//b`) and `.` are dropped,
+    /// and repeated `**` are one.
     public init(_ pattern: String) {
-        components = pattern.split(separator: "/").map(String.init).filter { $0 != "." }
+        var parts: [String] = []
+        for part in pattern.split(separator: "/") where part != "." {
+            if part == "**", parts.last == "**" { continue }  // `**/**` is `**`
+            parts.append(String(part))
+        }
+        components = parts
     }
 
     /// Whether the text has any wildcard at all.

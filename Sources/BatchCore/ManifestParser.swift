@@ -6,11 +6,54 @@ import Yams
 /// Pure: it reads no files; checks that need the file system (globs that match
 /// nothing, a CSV's columns) happen when tasks are expanded.
 public enum ManifestParser {
+    /// Parses and validates a manifest file's bytes. Checks the limits that
+    /// need no parsing first (size, encoding, NUL bytes, line length), so a
+    /// hostile file costs at most one linear pass before it is refused.
+    /// - Parameters:
+    ///   - bytes: the file's contents.
+    ///   - file: the name to put in error messages.
+    public static func parse(bytes: [UInt8], file: String) throws(ManifestError) -> Manifest {
+        try parse(try text(of: bytes, file: file), file: file)
+    }
+
+    /// The text of a manifest file: UTF-8 (a byte-order mark is dropped),
+    /// within `Bounds.manifestBytes`, with no NUL byte.
+    public static func text(of bytes: [UInt8], file: String) throws(ManifestError) -> String {
+        func refuse(_ message: String, _ hint: String?) -> ManifestError {
+            ManifestError(file: file, issues: [ManifestIssue(line: nil, column: nil, field: "", message: message, hint: hint)])
+        }
+        if bytes.count > Bounds.manifestBytes {
+            throw refuse("the file is \(bytes.count) bytes; a manifest may have at most \(Bounds.manifestBytes) (4 MiB)",
+                         "list many tasks in a row file (tasks.forEachRow) instead of in the manifest")
+        }
+        var body = bytes[...]
+        if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
+        if body.starts(with: [0xFF, 0xFE]) || body.starts(with: [0xFE, 0xFF]) || body.starts(with: [0, 0, 0xFE, 0xFF]) {
+            throw refuse("the file is UTF-16 or UTF-32 text", "save it as UTF-8")
+        }
+        guard let text = String(validating: body, as: UTF8.self) else {
+            // The line of the first byte that is not UTF-8, found in one pass.
+            var line = 1
+            var it = body.makeIterator()
+            var parser = Unicode.UTF8.ForwardParser()
+            loop: while true {
+                switch parser.parseScalar(from: &it) {
+                case .valid(let s): if s.count == 1 && s.first == 0x0A { line += 1 }
+                case .emptyInput, .error: break loop
+                }
+            }
+            throw ManifestError(file: file, issues: [ManifestIssue(line: line, column: nil, field: "",
+                message: "the file is not valid UTF-8 text", hint: "save it as UTF-8")])
+        }
+        return text
+    }
+
     /// Parses and validates a manifest.
     /// - Parameters:
     ///   - text: the file's contents.
     ///   - file: the name to put in error messages.
     public static func parse(_ text: String, file: String) throws(ManifestError) -> Manifest {
+        try checkLines(text, file: file)
         // JSON allows tabs between tokens where YAML does not; outside strings
         // (where JSON forbids raw tabs) a space means the same.
         let isJSON = file.lowercased().hasSuffix(".json")
@@ -28,13 +71,60 @@ public enum ManifestParser {
         } catch {
             throw ManifestError(file: file, issues: [syntaxIssue(error)])
         }
+        if let deep = tooDeep(root) {
+            throw ManifestError(file: file, issues: [ManifestIssue(line: deep.mark?.line, column: deep.mark?.column, field: "",
+                message: "nested more than \(Bounds.depth) levels deep", hint: "a manifest needs at most 5 levels")])
+        }
         let reader = NodeReader()
         let manifest = reader.manifest(root)
         if !reader.issues.isEmpty || manifest == nil {
-            let sorted = reader.issues.sorted { ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0) }
+            var sorted = reader.issues.sorted { ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0) }
+            if sorted.count > Bounds.reportedIssues {
+                let more = sorted.count - Bounds.reportedIssues
+                sorted = Array(sorted.prefix(Bounds.reportedIssues))
+                sorted.append(ManifestIssue(line: nil, column: nil, field: "", message: "and \(more) more problems"))
+            }
             throw ManifestError(file: file, issues: sorted)
         }
         return manifest!
+    }
+
+    /// Refuses NUL bytes (they would cut text short) and over-long lines.
+    static func checkLines(_ text: String, file: String) throws(ManifestError) {
+        if text.utf8.count > Bounds.manifestBytes {
+            throw ManifestError(file: file, issues: [ManifestIssue(line: nil, column: nil, field: "",
+                message: "the manifest is \(text.utf8.count) bytes; at most \(Bounds.manifestBytes) (4 MiB) are read",
+                hint: "list many tasks in a row file (tasks.forEachRow) instead of in the manifest")])
+        }
+        var line = 1, column = 1, length = 0
+        for b in text.utf8 {
+            if b == 0 {
+                throw ManifestError(file: file, issues: [ManifestIssue(line: line, column: column, field: "",
+                    message: "the file contains a NUL byte", hint: "a manifest is text; remove it")])
+            }
+            if b == 0x0A { line += 1; column = 1; length = 0; continue }
+            length += 1
+            if b & 0xC0 != 0x80 { column += 1 }
+            if length > Bounds.lineBytes {
+                throw ManifestError(file: file, issues: [ManifestIssue(line: line, column: nil, field: "",
+                    message: "line \(line) is longer than \(Bounds.lineBytes) bytes (1 MiB)", hint: "break it into several lines")])
+            }
+        }
+    }
+
+    /// The first node nested deeper than `Bounds.depth`, if any (iterative:
+    /// a hostile tree cannot overflow the stack here).
+    static func tooDeep(_ root: Node) -> Node? {
+        var stack: [(Node, Int)] = [(root, 1)]
+        while let (node, depth) = stack.popLast() {
+            if depth > Bounds.depth { return node }
+            switch node {
+            case .mapping(let m): for (k, v) in m { stack.append((k, depth + 1)); stack.append((v, depth + 1)) }
+            case .sequence(let s): for v in s { stack.append((v, depth + 1)) }
+            case .scalar, .alias: break
+            }
+        }
+        return nil
     }
 
     static func syntaxIssue(_ error: Error) -> ManifestIssue {
@@ -42,19 +132,28 @@ public enum ManifestParser {
             switch yaml {
             case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
                  let .composer(context, problem, mark, _):
-                let ctx = context.map { " \($0.text)" } ?? ""
+                if problem.contains("nest") || (context?.text.contains("nest") ?? false) {
+                    return ManifestIssue(line: mark.line, column: mark.column, field: "",
+                                         message: "nested too deeply (more than \(Bounds.depth) levels)",
+                                         hint: "a manifest needs at most 5 levels")
+                }
+                let ctx = context.map { " \(Printable.escape($0.text))" } ?? ""
                 return ManifestIssue(line: mark.line, column: mark.column, field: "",
-                                     message: "not valid YAML: \(problem)\(ctx)",
+                                     message: "not valid YAML: \(Printable.escape(problem))\(ctx)",
                                      hint: "check indentation and quoting near this place")
             case let .duplicatedKeysInMapping(duplicates, context):
                 return ManifestIssue(line: context.mark.line, column: context.mark.column,
-                                     field: duplicates.joined(separator: ", "),
+                                     field: Printable.escape(duplicates.joined(separator: ", ")),
                                      message: "key given more than once", hint: "keep one of them")
+            case .reader(let problem, _, _, _):
+                return ManifestIssue(line: nil, column: nil, field: "", message: "not readable as YAML: \(Printable.escape(problem))",
+                                     hint: "save the file as UTF-8 text")
             default:
                 break
             }
         }
-        return ManifestIssue(line: nil, column: nil, field: "", message: "not valid YAML or JSON: \(error)")
+        return ManifestIssue(line: nil, column: nil, field: "", message: "not valid YAML or JSON",
+                             hint: "check the file with a YAML or JSON linter")
     }
 }
 
@@ -67,7 +166,8 @@ final class NodeReader {
                                     field: field, message: message, hint: hint))
     }
 
-    /// The mapping's pairs by key, after reporting unknown keys with a suggestion.
+    /// The mapping's pairs by key, after reporting unknown, non-text and
+    /// over-long keys (unknown ones with a suggestion).
     func mapping(_ node: Node, _ field: String, allowed: [String]) -> [String: Node]? {
         guard let map = node.mapping else {
             fail(node, field, "expected a mapping of keys to values, found \(kind(node))")
@@ -75,22 +175,39 @@ final class NodeReader {
         }
         var out: [String: Node] = [:]
         for (key, value) in map {
-            guard let name = key.string else { continue }
+            guard let name = keyName(key, field) else { continue }
             if allowed.contains(name) {
                 out[name] = value
             } else {
                 let place = field.isEmpty ? "" : " in \(field)"
                 let hint = Suggest.nearest(to: name, in: allowed).map { "did you mean '\($0)'?" }
                     ?? "valid keys\(place): \(allowed.joined(separator: ", "))"
-                fail(key, join(field, name), "unknown key '\(name)'\(place)", hint: hint)
+                fail(key, join(field, Printable.escape(String(name.prefix(80)))), "unknown key \(Printable.quote(name))\(place)", hint: hint)
             }
         }
         return out
     }
 
+    /// A key's text; nil (with an issue) when it is not plain text or too long.
+    func keyName(_ key: Node, _ field: String) -> String? {
+        guard case .scalar(let s) = key else {
+            fail(key, field, "keys must be text, found \(kind(key))")
+            return nil
+        }
+        if s.string.utf8.count > Bounds.keyBytes {
+            fail(key, field, "a key of \(s.string.utf8.count) bytes; keys may have at most \(Bounds.keyBytes)")
+            return nil
+        }
+        if s.string.unicodeScalars.contains(where: Printable.isUnsafe) {
+            fail(key, field, "the key \(Printable.quote(s.string)) contains a control character")
+            return nil
+        }
+        return s.string
+    }
+
     func kind(_ node: Node) -> String {
         switch node {
-        case .scalar(let s): return s.string.isEmpty ? "nothing" : "'\(s.string)'"
+        case .scalar(let s): return s.string.isEmpty ? "nothing" : Printable.quote(s.string)
         case .mapping: return "a mapping"
         case .sequence: return "a list"
         case .alias: return "an alias"
@@ -99,7 +216,11 @@ final class NodeReader {
 
     func join(_ parent: String, _ key: String) -> String { parent.isEmpty ? key : "\(parent).\(key)" }
 
-    func string(_ node: Node?, _ field: String, required: Bool = false) -> String? {
+    /// Text of a scalar. `multiline` text (commands, environment values) may
+    /// hold newlines and tabs; no text may hold other control characters or
+    /// the bidirectional overrides that make text read differently from how
+    /// it runs. At most `max` bytes.
+    func string(_ node: Node?, _ field: String, required: Bool = false, multiline: Bool = false, max: Int = Bounds.shortText) -> String? {
         guard let node else {
             if required { fail(nil, field, "missing", hint: "add '\(field.split(separator: ".").last!): ...'") }
             return nil
@@ -112,49 +233,79 @@ final class NodeReader {
             fail(node, field, "must not be empty")
             return nil
         }
+        if s.string.utf8.count > max {
+            fail(node, field, "\(s.string.utf8.count) bytes of text; at most \(max) are allowed here")
+            return nil
+        }
+        if let bad = s.string.unicodeScalars.first(where: { Printable.isUnsafe($0) && !(multiline && ($0 == "\n" || $0 == "\t")) }) {
+            let what = bad.value == 0 ? "a NUL byte" : "the control character \(Printable.escape(String(bad)))"
+            fail(node, field, "contains \(what)", hint: multiline ? "only newlines and tabs may appear in it" : "remove it")
+            return nil
+        }
         return s.string
     }
 
-    func int(_ node: Node?, _ field: String, min: Int? = nil) -> Int? {
+    /// A whole number in `range`, written as plain digits with an optional sign.
+    func int(_ node: Node?, _ field: String, range: ClosedRange<Int>) -> Int? {
         guard let node else { return nil }
-        guard case .scalar(let s) = node, let value = Int(s.string) else {
+        guard case .scalar(let s) = node else {
             fail(node, field, "expected a whole number, found \(kind(node))")
             return nil
         }
-        if let min, value < min {
-            fail(node, field, "must be at least \(min), found \(value)")
+        let text = s.string
+        let digits = text.hasPrefix("-") || text.hasPrefix("+") ? text.dropFirst() : Substring(text)
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            fail(node, field, "expected a whole number, found \(kind(node))")
+            return nil
+        }
+        guard digits.count <= 18, let value = Int(text), range.contains(value) else {
+            fail(node, field, "must be between \(range.lowerBound) and \(range.upperBound), found \(Printable.quote(text, max: 24))")
             return nil
         }
         return value
     }
 
-    func number(_ node: Node?, _ field: String) -> Double? {
+    /// A plain decimal number in `0...max` (no exponent, sign or infinity).
+    func number(_ node: Node?, _ field: String, max: Double) -> Double? {
         guard let node else { return nil }
-        guard case .scalar(let s) = node, let value = Double(s.string), value >= 0 else {
-            fail(node, field, "expected a number of zero or more, found \(kind(node))")
+        guard case .scalar(let s) = node, let value = HumanDuration.decimal(Substring(s.string)) else {
+            fail(node, field, "expected a number of zero or more, such as 12 or 0.5, found \(kind(node))")
+            return nil
+        }
+        if value > max {
+            fail(node, field, "must be at most \(Int(max)), found \(Printable.quote(s.string, max: 24))")
             return nil
         }
         return value
     }
 
+    /// A duration between `Bounds.minDurationSeconds` and `Bounds.durationSeconds`.
     func duration(_ node: Node?, _ field: String) -> Double? {
         guard let node else { return nil }
         guard case .scalar(let s) = node, let value = HumanDuration.seconds(from: s.string) else {
             fail(node, field, "expected a duration, found \(kind(node))", hint: "write e.g. 90s, 10m, 1h30m")
             return nil
         }
-        if value <= 0 { fail(node, field, "must be longer than zero"); return nil }
+        if value < Bounds.minDurationSeconds { fail(node, field, "must be at least 1ms"); return nil }
+        if value > Bounds.durationSeconds {
+            fail(node, field, "must be at most 365d, found \(Printable.quote(s.string, max: 24))")
+            return nil
+        }
         return value
     }
 
-    func stringList(_ node: Node?, _ field: String) -> [String] {
+    func stringList(_ node: Node?, _ field: String, max: Int, itemBytes: Int = Bounds.pathBytes) -> [String] {
         guard let node else { return [] }
-        if case .scalar = node, let one = string(node, field) { return [one] }
+        if case .scalar = node, let one = string(node, field, max: itemBytes) { return [one] }
         guard let seq = node.sequence else {
-            fail(node, field, "expected a list of text, found \(kind(node))")
+            if node.scalar == nil { fail(node, field, "expected a list of text, found \(kind(node))") }
             return []
         }
-        return seq.enumerated().compactMap { string($0.element, "\(field)[\($0.offset)]", required: true) }
+        if seq.count > max {
+            fail(node, field, "\(seq.count) entries; at most \(max) are allowed")
+            return []
+        }
+        return seq.enumerated().compactMap { string($0.element, "\(field)[\($0.offset)]", required: true, max: itemBytes) }
     }
 
     func env(_ node: Node?, _ field: String, templates: TemplateScope) -> [String: String] {
@@ -165,10 +316,10 @@ final class NodeReader {
         }
         var out: [String: String] = [:]
         for (key, value) in map {
-            guard let name = key.string else { continue }
+            guard let name = keyName(key, field) else { continue }
             let path = "\(field).\(name)"
             if !Self.isEnvName(name) {
-                fail(key, path, "'\(name)' is not a valid environment variable name",
+                fail(key, "\(field).\(Printable.escape(String(name.prefix(80))))", "\(Printable.quote(name)) is not a valid environment variable name",
                      hint: "use letters, digits and _, not starting with a digit")
                 continue
             }
@@ -176,12 +327,13 @@ final class NodeReader {
                 fail(key, path, "'\(name)' is reserved: the backend sets it", hint: "choose another name")
                 continue
             }
-            guard case .scalar(let s) = value else {
+            guard case .scalar = value else {
                 fail(value, path, "expected text, found \(kind(value))")
                 continue
             }
-            template(s.string, value, path, scope: templates)
-            out[name] = s.string
+            guard let text = string(value, path, multiline: true, max: Bounds.envEntryBytes - name.utf8.count - 1) else { continue }
+            template(text, value, path, scope: templates)
+            out[name] = text
         }
         return out
     }
@@ -191,16 +343,34 @@ final class NodeReader {
         return s.unicodeScalars.allSatisfy { $0 == "_" || ("A"..."Z").contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0) }
     }
 
-    func template(_ text: String, _ node: Node, _ field: String, scope: TemplateScope) {
+    /// Checks a template's placeholders (and, for a command, where each
+    /// stands in the shell text: see `ShellTemplate`).
+    func template(_ text: String, _ node: Node, _ field: String, scope: TemplateScope, shell: Bool = false) {
         do {
             try Template.validate(text, scope: scope)
+            if shell { _ = try ShellTemplate(text) }
         } catch {
             fail(node, field, error.message, hint: error.hint)
         }
     }
 
-    /// A path the user gives for inputs: relative to the base directory or absolute.
+    /// A path the user gives: bounded, and each name in it too.
     func checkPath(_ path: String, _ node: Node?, _ field: String) {
-        if path.contains("\0") { fail(node, field, "path contains a NUL byte") }
+        if path.utf8.count > Bounds.pathBytes {
+            fail(node, field, "a path of \(path.utf8.count) bytes; at most \(Bounds.pathBytes) are allowed")
+        } else if let long = path.split(separator: "/").first(where: { $0.utf8.count > Bounds.nameBytes }) {
+            fail(node, field, "the name \(Printable.quote(String(long), max: 40)) in the path is longer than \(Bounds.nameBytes) bytes")
+        }
+    }
+
+    /// A glob pattern: a path, shorter, with at most `Bounds.globStars` `**`.
+    func checkPattern(_ pattern: String, _ node: Node?, _ field: String) {
+        if pattern.utf8.count > Bounds.patternBytes {
+            fail(node, field, "a pattern of \(pattern.utf8.count) bytes; at most \(Bounds.patternBytes) are allowed")
+        } else if Glob(pattern).components.filter({ $0 == "**" }).count > Bounds.globStars {
+            fail(node, field, "more than \(Bounds.globStars) '**' in one pattern", hint: "one '**' matches any number of directories")
+        } else {
+            checkPath(pattern, node, field)
+        }
     }
 }

@@ -4,12 +4,12 @@ extension NodeReader {
     /// Reads the whole manifest; nil when a required part is missing.
     func manifest(_ root: Node) -> Manifest? {
         guard let top = mapping(root, "", allowed: ManifestKeys.top) else { return nil }
-        if let v = top["version"], let version = int(v, "version"), version != 1 {
+        if let v = top["version"], let version = int(v, "version", range: 0...Int(Int32.max)), version != 1 {
             fail(v, "version", "unsupported manifest version \(version)", hint: "this batchd reads version 1")
         }
         let name = string(top["name"], "name", required: true)
         if let name, let node = top["name"], !Template.isIdentifier(name, max: 64) {
-            fail(node, "name", "'\(name)' is not a valid job name",
+            fail(node, "name", "\(Printable.quote(name)) is not a valid job name",
                  hint: "use 1-64 letters, digits, '-' and '_', starting with a letter or digit")
         }
         var backend: String?
@@ -19,37 +19,40 @@ extension NodeReader {
             } else {
                 let hint = Suggest.nearest(to: b, in: ManifestKeys.backends).map { "did you mean '\($0)'?" }
                     ?? "one of: \(ManifestKeys.backends.joined(separator: ", "))"
-                fail(node, "backend", "unknown backend '\(b)'", hint: hint)
+                fail(node, "backend", "unknown backend \(Printable.quote(b))", hint: hint)
             }
         }
         var baseDirectory: String?
-        if let node = top["baseDirectory"], let dir = string(node, "baseDirectory") {
-            if dir.hasPrefix("/") { baseDirectory = dir } else {
+        if let node = top["baseDirectory"], let dir = string(node, "baseDirectory", max: Bounds.pathBytes) {
+            if dir.hasPrefix("/") {
+                checkPath(dir, node, "baseDirectory")
+                baseDirectory = dir
+            } else {
                 fail(node, "baseDirectory", "must be an absolute path", hint: "batchctl submit sets it for you")
             }
         }
         let source = tasks(top["tasks"])
         let scope = source.map { TemplateScope(for: $0) } ?? TemplateScope(names: [], rowColumns: true)
         let command = top["command"].flatMap { node -> String? in
-            guard let c = string(node, "command", required: true) else { return nil }
-            template(c, node, "command", scope: scope)
+            guard let c = string(node, "command", required: true, multiline: true, max: Bounds.commandBytes) else { return nil }
+            template(c, node, "command", scope: scope, shell: true)
             return c
         }
         if command == nil, case .list(let entries)? = source, entries.contains(where: { $0.command == nil }) {
             fail(top["tasks"], "command", "some tasks have no command",
                  hint: "add a top-level 'command:' or a 'command:' to every task")
-        } else if command == nil, let source, !isList(source) {
+        } else if command == nil, top["command"] == nil, let source, !isList(source) {
             fail(nil, "command", "missing: a task factory needs a top-level command", hint: "add 'command: ...'")
         }
+        let env = env(top["env"], "env", templates: scope)
         guard let name, let source else { return nil }
 
         var manifest = Manifest(name: name, tasks: source)
         manifest.backend = backend
         manifest.baseDirectory = baseDirectory
         manifest.command = command
-        manifest.env = env(top["env"], "env", templates: scope)
-        manifest.retries = int(top["retries"], "retries", min: 0) ?? 0
-        if manifest.retries > 100 { fail(top["retries"], "retries", "at most 100") }
+        manifest.env = env
+        manifest.retries = int(top["retries"], "retries", range: 0...Bounds.retries) ?? 0
         manifest.timeoutSeconds = duration(top["timeout"], "timeout")
         if let node = top["pool"] { manifest.pool = pool(node) }
         manifest.sharedInputs = inputs(top["inputs"])
@@ -58,14 +61,29 @@ extension NodeReader {
             if let policy = CleanupPolicy(rawValue: c) { manifest.cleanup = policy } else {
                 let all = CleanupPolicy.allCases.map(\.rawValue)
                 let hint = Suggest.nearest(to: c, in: all).map { "did you mean '\($0)'?" } ?? "one of: \(all.joined(separator: ", "))"
-                fail(node, "cleanup", "unknown cleanup policy '\(c)'", hint: hint)
+                fail(node, "cleanup", "unknown cleanup policy \(Printable.quote(c))", hint: hint)
             }
         }
         if let node = top["limits"], let map = mapping(node, "limits", allowed: ManifestKeys.limits) {
             manifest.limits.wallClockSeconds = duration(map["wallClock"], "limits.wallClock")
-            manifest.limits.coreHours = number(map["coreHours"], "limits.coreHours")
+            manifest.limits.coreHours = number(map["coreHours"], "limits.coreHours", max: Bounds.coreHours)
         }
+        checkExecSize(manifest, top)
         return manifest
+    }
+
+    /// A task's command and environment must fit what Linux lets a process
+    /// start with; the templates' own text is checked here, the filled-in
+    /// values at expansion.
+    func checkExecSize(_ m: Manifest, _ top: [String: Node]) {
+        var total = (m.command?.utf8.count ?? 0) + m.env.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count + 2 }
+        if case .list(let entries) = m.tasks {
+            total += entries.map { ($0.command?.utf8.count ?? 0) + $0.env.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count + 2 } }.max() ?? 0
+        }
+        if total > Bounds.execBytes {
+            fail(top["env"] ?? top["command"], "env", "a task's command and environment come to \(total) bytes; at most \(Bounds.execBytes) (1 MiB) fit",
+                 hint: "pass large data in an input file instead")
+        }
     }
 
     private func isList(_ source: TaskSource) -> Bool {
@@ -78,46 +96,62 @@ extension NodeReader {
         guard let map = mapping(node, "pool", allowed: ManifestKeys.pool) else { return spec }
         if let idNode = map["id"], let id = string(idNode, "pool.id") {
             if Template.isIdentifier(id, max: 64) { spec.id = id } else {
-                fail(idNode, "pool.id", "'\(id)' is not a valid pool id", hint: "use 1-64 letters, digits, '-' and '_'")
+                fail(idNode, "pool.id", "\(Printable.quote(id)) is not a valid pool id", hint: "use 1-64 letters, digits, '-' and '_'")
             }
         }
-        spec.vmSize = string(map["vmSize"], "pool.vmSize")
-        spec.dedicatedNodes = int(map["dedicatedNodes"], "pool.dedicatedNodes", min: 0)
-        spec.spotNodes = int(map["spotNodes"], "pool.spotNodes", min: 0)
-        spec.slotsPerNode = int(map["slotsPerNode"], "pool.slotsPerNode", min: 1)
+        if let node = map["vmSize"], let size = string(node, "pool.vmSize") {
+            if Template.isIdentifier(size, max: 64) { spec.vmSize = size } else {
+                fail(node, "pool.vmSize", "\(Printable.quote(size)) is not a VM size", hint: "e.g. STANDARD_D2S_V3")
+            }
+        }
+        spec.dedicatedNodes = int(map["dedicatedNodes"], "pool.dedicatedNodes", range: 0...Bounds.nodes)
+        spec.spotNodes = int(map["spotNodes"], "pool.spotNodes", range: 0...Bounds.nodes)
+        spec.slotsPerNode = int(map["slotsPerNode"], "pool.slotsPerNode", range: 1...Bounds.slotsPerNode)
         spec.image = string(map["image"], "pool.image")
         if let image = spec.image, image.split(separator: ":").count < 3 {
             fail(map["image"], "pool.image", "expected publisher:offer:sku[:version]",
                  hint: "e.g. canonical:0001-com-ubuntu-server-jammy:22_04-lts")
         }
         spec.nodeAgentSku = string(map["nodeAgentSku"], "pool.nodeAgentSku")
-        spec.startTask = string(map["startTask"], "pool.startTask")
+        spec.startTask = string(map["startTask"], "pool.startTask", multiline: true, max: Bounds.startTaskBytes)
         spec.idleTimeoutSeconds = duration(map["idleTimeout"], "pool.idleTimeout")
         return spec
     }
 
     func inputs(_ node: Node?) -> [String] {
         guard let node else { return [] }
-        if node.sequence != nil || node.scalar != nil { return stringList(node, "inputs") }
-        guard let map = mapping(node, "inputs", allowed: ManifestKeys.inputs) else { return [] }
-        let list = stringList(map["shared"], "inputs.shared")
-        for (i, path) in list.enumerated() { checkPath(path, map["shared"], "inputs.shared[\(i)]") }
+        var list: [String]
+        var listNode: Node? = node
+        if node.sequence != nil || node.scalar != nil {
+            list = stringList(node, "inputs", max: Bounds.inputPatterns, itemBytes: Bounds.patternBytes)
+        } else {
+            guard let map = mapping(node, "inputs", allowed: ManifestKeys.inputs) else { return [] }
+            list = stringList(map["shared"], "inputs.shared", max: Bounds.inputPatterns, itemBytes: Bounds.patternBytes)
+            listNode = map["shared"]
+        }
+        for (i, path) in list.enumerated() { checkPattern(path, listNode?.sequence?[i] ?? listNode, "inputs.shared[\(i)]") }
+        list.removeAll { $0.utf8.count > Bounds.patternBytes }
         return list
     }
 
     func outputs(_ node: Node) -> OutputSpec {
         var spec = OutputSpec()
         if node.sequence != nil || node.scalar != nil {
-            spec.patterns = stringList(node, "outputs")
+            spec.patterns = stringList(node, "outputs", max: Bounds.outputPatterns, itemBytes: Bounds.patternBytes)
         } else if let map = mapping(node, "outputs", allowed: ManifestKeys.outputs) {
-            spec.patterns = stringList(map["patterns"], "outputs.patterns")
-            if let d = string(map["destination"], "outputs.destination", required: map["destination"] != nil) {
+            spec.patterns = stringList(map["patterns"], "outputs.patterns", max: Bounds.outputPatterns, itemBytes: Bounds.patternBytes)
+            if let d = string(map["destination"], "outputs.destination", required: map["destination"] != nil, max: Bounds.pathBytes) {
+                checkPath(d, map["destination"], "outputs.destination")
                 spec.destination = d
             }
         }
-        for pattern in spec.patterns where pattern.hasPrefix("/") || pattern.split(separator: "/").contains("..") {
-            fail(node, "outputs.patterns", "'\(pattern)' reaches outside the task's directory",
-                 hint: "patterns are relative to the task's working directory; remove '/' at the start and '..'")
+        for pattern in spec.patterns {
+            if pattern.hasPrefix("/") || pattern.split(separator: "/").contains("..") {
+                fail(node, "outputs.patterns", "\(Printable.quote(pattern)) reaches outside the task's directory",
+                     hint: "patterns are relative to the task's working directory; remove '/' at the start and '..'")
+            } else {
+                checkPattern(pattern, node, "outputs.patterns")
+            }
         }
         return spec
     }
@@ -129,15 +163,17 @@ extension NodeReader {
         }
         if let seq = node.sequence {
             if seq.isEmpty { fail(node, "tasks", "the task list is empty"); return nil }
+            if seq.count > Bounds.tasks { fail(node, "tasks", "\(seq.count) tasks; at most \(Bounds.tasks) are allowed"); return nil }
             var entries: [TaskEntry] = []
             var seen: [String: Int] = [:]
+            let scope = TemplateScope(names: TemplateScope.common, rowColumns: false)
             for (i, item) in seq.enumerated() {
                 let field = "tasks[\(i)]"
                 guard let map = mapping(item, field, allowed: ManifestKeys.taskEntry) else { continue }
                 var entry = TaskEntry()
                 if let idNode = map["id"], let id = string(idNode, "\(field).id", required: true) {
                     if !Template.isIdentifier(id, max: 64) {
-                        fail(idNode, "\(field).id", "'\(id)' is not a valid task id", hint: "use 1-64 letters, digits, '-' and '_'")
+                        fail(idNode, "\(field).id", "\(Printable.quote(id)) is not a valid task id", hint: "use 1-64 letters, digits, '-' and '_'")
                     } else if let first = seen[id] {
                         fail(idNode, "\(field).id", "task id '\(id)' is already used by tasks[\(first)]", hint: "task ids must be unique")
                     } else {
@@ -145,13 +181,13 @@ extension NodeReader {
                     }
                     entry.id = id
                 }
-                let scope = TemplateScope(names: TemplateScope.common, rowColumns: false)
-                if let cNode = map["command"], let c = string(cNode, "\(field).command", required: true) {
-                    template(c, cNode, "\(field).command", scope: scope)
+                if let cNode = map["command"], let c = string(cNode, "\(field).command", required: true, multiline: true, max: Bounds.commandBytes) {
+                    template(c, cNode, "\(field).command", scope: scope, shell: true)
                     entry.command = c
                 }
                 entry.env = env(map["env"], "\(field).env", templates: scope)
-                entry.inputs = stringList(map["inputs"], "\(field).inputs")
+                entry.inputs = stringList(map["inputs"], "\(field).inputs", max: Bounds.inputPatterns, itemBytes: Bounds.patternBytes)
+                for (k, p) in entry.inputs.enumerated() { checkPattern(p, map["inputs"], "\(field).inputs[\(k)]") }
                 entries.append(entry)
             }
             return .list(entries)
@@ -168,39 +204,49 @@ extension NodeReader {
         if let idNode = map["id"] { id = string(idNode, "tasks.id", required: true) }
         switch given[0] {
         case "forEachFile":
-            guard let pattern = string(map["forEachFile"], "tasks.forEachFile", required: true) else { return nil }
+            guard let pattern = string(map["forEachFile"], "tasks.forEachFile", required: true, max: Bounds.patternBytes) else { return nil }
+            checkPattern(pattern, map["forEachFile"], "tasks.forEachFile")
             source = .forEachFile(pattern: pattern, id: id)
         case "forEachInteger":
             guard let range = mapping(map["forEachInteger"]!, "tasks.forEachInteger", allowed: ManifestKeys.integerRange) else { return nil }
-            guard let from = int(range["from"], "tasks.forEachInteger.from"), let to = int(range["to"], "tasks.forEachInteger.to") else {
-                if range["from"] == nil || range["to"] == nil {
-                    fail(map["forEachInteger"], "tasks.forEachInteger", "needs both 'from' and 'to'", hint: "e.g. {from: 1, to: 100}")
-                }
+            let bound = -Bounds.integer...Bounds.integer
+            let from = int(range["from"], "tasks.forEachInteger.from", range: bound)
+            let to = int(range["to"], "tasks.forEachInteger.to", range: bound)
+            let step = int(range["step"], "tasks.forEachInteger.step", range: 1...Bounds.integer)
+            if range["from"] == nil || range["to"] == nil {
+                fail(map["forEachInteger"], "tasks.forEachInteger", "needs both 'from' and 'to'", hint: "e.g. {from: 1, to: 100}")
+            }
+            guard let from, let to, range["step"] == nil || step != nil else { return nil }
+            let by = step ?? 1
+            if to < from { fail(map["forEachInteger"], "tasks.forEachInteger", "'to' (\(to)) is less than 'from' (\(from))"); return nil }
+            // |to - from| < 2^54 and step ≥ 1: no overflow anywhere here.
+            let count = (to - from) / by + 1
+            if count > Bounds.tasks {
+                fail(map["forEachInteger"], "tasks.forEachInteger", "makes \(count) tasks; at most \(Bounds.tasks) are allowed",
+                     hint: "narrow the range or raise 'step'")
                 return nil
             }
-            let step = int(range["step"], "tasks.forEachInteger.step", min: 1) ?? 1
-            if to < from { fail(map["forEachInteger"], "tasks.forEachInteger", "'to' (\(to)) is less than 'from' (\(from))"); return nil }
-            if (to - from) / step >= 1_000_000 { fail(map["forEachInteger"], "tasks.forEachInteger", "more than 1,000,000 tasks"); return nil }
-            source = .forEachInteger(from: from, to: to, step: step, id: id)
+            source = .forEachInteger(from: from, to: to, step: by, id: id)
         default:
             let rowNode = map["forEachRow"]!
             var file: String?
             var format: RowFormat?
             if rowNode.scalar != nil {
-                file = string(rowNode, "tasks.forEachRow", required: true)
+                file = string(rowNode, "tasks.forEachRow", required: true, max: Bounds.pathBytes)
             } else if let row = mapping(rowNode, "tasks.forEachRow", allowed: ManifestKeys.rows) {
-                file = string(row["file"], "tasks.forEachRow.file", required: true)
+                file = string(row["file"], "tasks.forEachRow.file", required: true, max: Bounds.pathBytes)
                 if let fNode = row["format"], let f = string(fNode, "tasks.forEachRow.format") {
                     format = RowFormat(rawValue: f)
-                    if format == nil { fail(fNode, "tasks.forEachRow.format", "unknown format '\(f)'", hint: "csv or jsonl") }
+                    if format == nil { fail(fNode, "tasks.forEachRow.format", "unknown format \(Printable.quote(f))", hint: "csv or jsonl") }
                 }
             }
             guard let file else { return nil }
+            checkPath(file, rowNode, "tasks.forEachRow.file")
             let lower = file.lowercased()
             let inferred: RowFormat? = lower.hasSuffix(".csv") ? .csv
                 : (lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson")) ? .jsonl : nil
             guard let chosen = format ?? inferred else {
-                fail(rowNode, "tasks.forEachRow.format", "cannot tell the format of '\(file)'", hint: "add 'format: csv' or 'format: jsonl'")
+                fail(rowNode, "tasks.forEachRow.format", "cannot tell the format of \(Printable.quote(file))", hint: "add 'format: csv' or 'format: jsonl'")
                 return nil
             }
             source = .forEachRow(file: file, format: chosen, id: id)

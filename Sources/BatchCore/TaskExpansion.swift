@@ -4,9 +4,11 @@ import Foundation
 /// free of I/O and tests can give it a fixed tree.
 public protocol ManifestFileSystem: Sendable {
     /// Regular files matching a glob (see `Glob`), as absolute paths, sorted.
+    /// Throws when the walk would look at too many entries
+    /// (`Bounds.globEntries` for all globs of one job together).
     func glob(_ pattern: String, base: String) throws -> [String]
-    /// A file's text.
-    func readText(_ path: String) throws -> String
+    /// A file's text; throws when it is longer than `maxBytes`.
+    func readText(_ path: String, maxBytes: Int) throws -> String
 }
 
 /// A file staged into a task's working directory.
@@ -58,12 +60,19 @@ public struct ExpandedJob: Sendable, Equatable {
 /// manifest and files give the same tasks with the same ids.
 public struct TaskExpander: Sendable {
     /// The most tasks one job may have.
-    public static let maxTasks = 1_000_000
+    public static let maxTasks = Bounds.tasks
 
     let fs: any ManifestFileSystem
+    /// Whether errors may quote what other files hold (a row file's column
+    /// names). `batchctl`, run by the submitter, may; the daemon, whose
+    /// errors land in files, does not.
+    let revealFileContent: Bool
 
     /// An expander reading through `fs`.
-    public init(fs: any ManifestFileSystem) { self.fs = fs }
+    public init(fs: any ManifestFileSystem, revealFileContent: Bool = true) {
+        self.fs = fs
+        self.revealFileContent = revealFileContent
+    }
 
     /// Expands the manifest. Errors name the field and say what to change.
     public func expand(_ m: Manifest, base: String, jobID: String, file: String) throws(ManifestError) -> ExpandedJob {
@@ -73,10 +82,10 @@ public struct TaskExpander: Sendable {
         func files(_ pattern: String, _ field: String) throws(ManifestError) -> [InputFile] {
             let found: [String]
             do { found = try fs.glob(pattern, base: base) } catch {
-                throw fail(field, "cannot read '\(pattern)': \(error)")
+                throw fail(field, "\(Printable.quote(pattern)): \(error)")
             }
             if found.isEmpty {
-                throw fail(field, "'\(pattern)' matches no file in \(pattern.hasPrefix("/") ? "/" : base)",
+                throw fail(field, "\(Printable.quote(pattern)) matches no file in \(pattern.hasPrefix("/") ? "/" : Printable.escape(base))",
                            "check the path; relative paths start at the manifest's directory")
             }
             return found.map { InputFile(source: $0, target: Self.target(for: $0, base: base)) }
@@ -87,14 +96,16 @@ public struct TaskExpander: Sendable {
             shared += try files(pattern, "inputs.shared[\(i)]")
         }
         // Per-task placeholder values and inputs, before ids and commands.
-        var rows: [(values: [String: String], inputs: [InputFile], entry: TaskEntry?)] = []
+        var rows: [(values: [String: String], inputs: [InputFile], entry: Int?)] = []
         var idTemplate: String?
+        var entries: [TaskEntry] = []
         switch m.tasks {
-        case .list(let entries):
-            for (i, entry) in entries.enumerated() {
+        case .list(let list):
+            entries = list
+            for (i, entry) in list.enumerated() {
                 var inputs: [InputFile] = []
                 for (k, pattern) in entry.inputs.enumerated() { inputs += try files(pattern, "tasks[\(i)].inputs[\(k)]") }
-                rows.append(([:], inputs, entry))
+                rows.append(([:], inputs, i))
             }
         case .forEachFile(let pattern, let id):
             idTemplate = id
@@ -110,17 +121,18 @@ public struct TaskExpander: Sendable {
             idTemplate = id
             let absolute = path.hasPrefix("/") ? path : (base as NSString).appendingPathComponent(path)
             let text: String
-            do { text = try fs.readText(absolute) } catch {
-                throw fail("tasks.forEachRow.file", "cannot read '\(path)': \(error)", "check the path; relative paths start at the manifest's directory")
+            do { text = try fs.readText(absolute, maxBytes: Bounds.rowFileBytes) } catch {
+                throw fail("tasks.forEachRow.file", "\(Printable.quote(path)): \(error)", "check the path; relative paths start at the manifest's directory")
             }
             let parsed = try Self.rows(text, format: format, path: path, file: file)
             let used = Set(([m.command ?? ""] + Array(m.env.values) + [idTemplate ?? ""]).flatMap(Template.placeholders(in:))
                 .filter { $0.hasPrefix("row.") }.map { String($0.dropFirst(4)) })
             if let firstRow = parsed.first {
                 for column in used.sorted() where firstRow[column] == nil {
-                    let hint = Suggest.nearest(to: column, in: Array(firstRow.keys)).map { "did you mean {row.\($0)}?" }
-                        ?? "columns: \(firstRow.keys.sorted().joined(separator: ", "))"
-                    throw fail("command", "{row.\(column)}: '\(path)' has no column '\(column)'", hint)
+                    let hint = !revealFileContent ? "column names are matched exactly; check the file's first row"
+                        : Suggest.nearest(to: column, in: Array(firstRow.keys)).map { "did you mean {row.\($0)}?" }
+                            ?? "columns: \(firstRow.keys.sorted().map { Printable.escape($0) }.joined(separator: ", "))"
+                    throw fail("command", "{row.\(column)}: \(Printable.quote(path)) has no column '\(column)'", hint)
                 }
             }
             for row in parsed { rows.append((Dictionary(uniqueKeysWithValues: row.map { ("row.\($0.key)", $0.value) }), [], nil)) }
@@ -128,30 +140,66 @@ public struct TaskExpander: Sendable {
         if rows.isEmpty { throw fail("tasks", "no tasks", "the task source produced nothing") }
         if rows.count > Self.maxTasks { throw fail("tasks", "\(rows.count) tasks is more than the limit of \(Self.maxTasks)") }
 
+        // Each command template is read once (its placeholders' quoting contexts).
+        func shell(_ text: String, _ field: String) throws(ManifestError) -> ShellTemplate {
+            do { return try ShellTemplate(text) } catch { throw fail(field, error.message, error.hint) }
+        }
+        let mainCommand = try shell(m.command ?? "", "command")
+        var entryCommands: [Int: ShellTemplate] = [:]
+        for (i, e) in entries.enumerated() { if let c = e.command { entryCommands[i] = try shell(c, "tasks[\(i)].command") } }
+
         var tasks: [TaskSpec] = []
         tasks.reserveCapacity(rows.count)
         var seen: [String: Int] = [:]
+        var total = 0
         for (index, row) in rows.enumerated() {
             var values = row.values
             values["index"] = String(index)
             values["job"] = jobID
-            var id = row.entry?.id ?? String(index)
-            if row.entry == nil, let idTemplate {
+            let entry = row.entry.map { entries[$0] }
+            var id = entry?.id ?? String(index)
+            if entry == nil, let idTemplate {
                 do { id = try Template.render(idTemplate, values: values) } catch { throw fail("tasks.id", error.message) }
             }
             guard Template.isIdentifier(id, max: 64) else {
-                throw fail("tasks.id", "task \(index) would get the id '\(id)', which is not valid", "ids use 1-64 letters, digits, '-' and '_'")
+                let shown = revealFileContent ? " \(Printable.quote(id))" : ""
+                throw fail("tasks.id", "task \(index) would get the id\(shown), which is not valid", "ids use 1-64 letters, digits, '-' and '_'")
             }
             if let other = seen[id] { throw fail("tasks.id", "tasks \(other) and \(index) would both get the id '\(id)'", "make the id template unique, e.g. add {index}") }
             seen[id] = index
             values["task"] = id
-            let commandTemplate = row.entry?.command ?? m.command ?? ""
-            do {
-                let command = try Template.render(commandTemplate, values: values)
-                var env: [String: String] = [:]
-                for (k, v) in m.env.merging(row.entry?.env ?? [:], uniquingKeysWith: { $1 }) { env[k] = try Template.render(v, values: values) }
-                tasks.append(TaskSpec(index: index, id: id, command: command, env: env, inputs: row.inputs))
+            let template = row.entry.flatMap { entryCommands[$0] } ?? mainCommand
+            let command: String
+            var env: [String: String] = [:]
+            do throws(TemplateError) {
+                command = try template.render(values)
+                for (k, v) in m.env.merging(entry?.env ?? [:], uniquingKeysWith: { $1 }) {
+                    let value = try Template.render(v, values: values)
+                    if value.utf8.contains(0) { throw TemplateError(message: "env.\(k) would contain a NUL byte, which no environment can carry", hint: nil) }
+                    env[k] = value
+                }
             } catch { throw fail("command", "task \(id): \(error.message)") }
+            var size = command.utf8.count + 1
+            if command.utf8.count > Bounds.commandBytes {
+                throw fail("command", "task \(id): the command comes to \(command.utf8.count) bytes with its values filled in; at most \(Bounds.commandBytes) can be run",
+                           "pass large values in a file, or through env")
+            }
+            for (k, v) in env {
+                let entryBytes = k.utf8.count + 1 + v.utf8.count
+                if entryBytes > Bounds.envEntryBytes {
+                    throw fail("env.\(k)", "task \(id): \(entryBytes) bytes with its values filled in; one variable may have at most \(Bounds.envEntryBytes)")
+                }
+                size += entryBytes + 1
+            }
+            if size > Bounds.execBytes {
+                throw fail("env", "task \(id): command and environment come to \(size) bytes; at most \(Bounds.execBytes) (1 MiB) fit", "pass large values in a file")
+            }
+            total += size + id.utf8.count + row.inputs.reduce(0) { $0 + $1.source.utf8.count + $1.target.utf8.count }
+            if total > Bounds.expandedBytes {
+                throw fail("tasks", "the job's tasks come to more than \(Bounds.expandedBytes >> 20) MiB of commands and environment",
+                           "make commands shorter, or pass per-task data in files")
+            }
+            tasks.append(TaskSpec(index: index, id: id, command: command, env: env, inputs: row.inputs))
         }
         return ExpandedJob(sharedInputs: shared, tasks: tasks)
     }
@@ -179,6 +227,7 @@ public struct TaskExpander: Sendable {
             let records: [[String]]
             do { records = try CSV.parse(text) } catch { throw fail("line \(error.line): \(error.message)") }
             guard let header = records.first else { throw fail("empty; the first row must name the columns") }
+            if header.count > Bounds.rowColumns { throw fail("\(header.count) columns; at most \(Bounds.rowColumns) are allowed") }
             var out: [[String: String]] = []
             for (n, record) in records.dropFirst().enumerated() {
                 guard record.count == header.count else {
@@ -195,6 +244,7 @@ public struct TaskExpander: Sendable {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
                     throw fail("line \(n + 1) is not a JSON object")
                 }
+                if object.count > Bounds.rowColumns { throw fail("line \(n + 1) has \(object.count) keys; at most \(Bounds.rowColumns) are allowed") }
                 var row: [String: String] = [:]
                 for (k, v) in object {
                     switch v {

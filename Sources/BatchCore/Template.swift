@@ -40,25 +40,37 @@ public struct TemplateError: Error, Sendable, Equatable {
 public enum Template {
     enum Piece: Equatable { case text(String), placeholder(String) }
 
+    /// Longest placeholder name (`row.` and a column name).
+    static let maxName = 132
+
+    /// Splits a template into text and placeholders in one pass: a `{` looks
+    /// at most `maxName` characters ahead for its `}`, so a text of many `{`
+    /// costs linear time, not quadratic.
     static func pieces(_ text: String) -> [Piece] {
         var out: [Piece] = []
         var literal = ""
-        let chars = Array(text)
+        let chars = Array(text.unicodeScalars)
         var i = 0
         while i < chars.count {
             let c = chars[i]
-            if c == "{", i + 1 < chars.count, chars[i + 1] == "{" { literal.append("{"); i += 2; continue }
-            if c == "}", i + 1 < chars.count, chars[i + 1] == "}" { literal.append("}"); i += 2; continue }
-            if c == "{", (i == 0 || chars[i - 1] != "$"), let close = chars[(i + 1)...].firstIndex(of: "}") {
-                let name = String(chars[(i + 1)..<close])
-                if isPlaceholderName(name) {
-                    if !literal.isEmpty { out.append(.text(literal)); literal = "" }
-                    out.append(.placeholder(name))
-                    i = close + 1
-                    continue
+            if c == "{", i + 1 < chars.count, chars[i + 1] == "{" { literal.unicodeScalars.append("{"); i += 2; continue }
+            if c == "}", i + 1 < chars.count, chars[i + 1] == "}" { literal.unicodeScalars.append("}"); i += 2; continue }
+            if c == "{", i == 0 || chars[i - 1] != "$" {
+                var close = i + 1
+                let limit = min(chars.count, i + 2 + maxName)
+                while close < limit, chars[close] != "}", chars[close] != "{" { close += 1 }
+                if close < limit, chars[close] == "}" {
+                    var name = ""
+                    name.unicodeScalars.append(contentsOf: chars[(i + 1)..<close])
+                    if isPlaceholderName(name) {
+                        if !literal.isEmpty { out.append(.text(literal)); literal = "" }
+                        out.append(.placeholder(name))
+                        i = close + 1
+                        continue
+                    }
                 }
             }
-            literal.append(c)
+            literal.unicodeScalars.append(c)
             i += 1
         }
         if !literal.isEmpty { out.append(.text(literal)) }

@@ -76,7 +76,7 @@ let package = Package(
         .executableTarget(
             name: "batchd",
             dependencies: [
-                "BatchDaemon", "SystemdSupport",
+                "BatchDaemon", "SystemdSupport", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -122,9 +122,11 @@ public struct BlobClient: Sendable {
         return names
     }
 
-    /// A file's size in bytes; nil if it cannot be read.
+    /// A file's size in bytes (through symlinks, so `/proc/self/fd/N` names
+    /// the open file); nil if it cannot be read.
     static func fileSize(_ path: String) -> Int64? {
-        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value
+        var st = stat()
+        return stat(path, &st) == 0 ? Int64(st.st_size) : nil
     }
 
     /// MD5 of a file, base64, as Content-MD5 carries it.

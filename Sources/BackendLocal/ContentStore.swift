@@ -27,10 +27,18 @@ public struct ContentStore: Sendable {
     /// that hash is already there. Returns its hash and size, and whether it
     /// was copied.
     public func put(_ source: String) throws -> (sha256: String, size: Int64, copied: Bool) {
+        let fd = open(source, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileOpError(source, "cannot open: \(FileOps.plain(errno))") }
+        defer { close(fd) }
+        return try put(fd: fd, name: source)
+    }
+
+    /// `put` from an open descriptor (a file opened through an `AccessPolicy`).
+    public func put(fd: Int32, name: String) throws -> (sha256: String, size: Int64, copied: Bool) {
         let incoming = "\(root)/incoming"
         try FileOps.makeDirectory(incoming)
         let tmp = "\(incoming)/\(UInt64.random(in: 0...UInt64.max))"
-        let (hex, size) = try FileOps.copy(from: source, to: tmp, mode: 0o444)
+        let (hex, size) = try FileOps.copy(from: fd, sourceName: name, to: tmp, mode: 0o444)
         let final = path(for: hex)
         if FileManager.default.fileExists(atPath: final) {
             unlink(tmp)

@@ -22,7 +22,12 @@ public struct FileOpError: Error, Sendable, CustomStringConvertible {
 /// Small, careful file operations: streaming hashes and durable atomic copies.
 public enum FileOps {
     static func posix(_ path: String, _ what: String) -> FileOpError {
-        FileOpError(path, "\(what): \(String(cString: strerror(errno)))")
+        FileOpError(path, "\(what): \(plain(errno))")
+    }
+
+    /// An errno in plain words: "permission denied", "no such file or directory".
+    public static func plain(_ code: Int32) -> String {
+        String(cString: strerror(code)).lowercased()
     }
 
     /// The identity of a file for hash caching: device, inode, size, mtime (ns).
@@ -32,6 +37,11 @@ public enum FileOps {
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileOpError(path, "not a regular file") }
         return (Int64(st.st_dev), Int64(st.st_ino), Int64(st.st_size),
                 Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+    }
+
+    /// The identity of an open file's status.
+    public static func identity(_ st: stat) -> (device: Int64, inode: Int64, size: Int64, mtimeNs: Int64) {
+        (Int64(st.st_dev), Int64(st.st_ino), Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
     }
 
     /// SHA-256 (lower-case hex) and size of a file, read in 1 MiB chunks.
@@ -47,43 +57,50 @@ public enum FileOps {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw posix(source, "cannot open") }
         defer { close(input) }
-        var output: Int32 = -1
-        var tmp = ""
-        if let destination {
-            let dir = (destination as NSString).deletingLastPathComponent
-            tmp = "\(dir)/.\((destination as NSString).lastPathComponent).batchd-\(UInt32.random(in: 0...UInt32.max))"
-            output = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-            guard output >= 0 else { throw posix(tmp, "cannot create") }
+        return try copy(from: input, sourceName: source, to: destination, mode: mode)
+    }
+
+    /// `copy(from:to:mode:)` from an open descriptor.
+    @discardableResult
+    public static func copy(from input: Int32, sourceName: String, to destination: String?, mode: mode_t = 0o644) throws -> (hex: String, size: Int64) {
+        guard let destination else { return try stream(from: input, to: -1, sourceName: sourceName, targetName: "") }
+        let dir = (destination as NSString).deletingLastPathComponent
+        let tmp = "\(dir)/.\((destination as NSString).lastPathComponent).batchd-\(UInt32.random(in: 0...UInt32.max))"
+        let output = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard output >= 0 else { throw posix(tmp, "cannot create") }
+        do {
+            let result = try stream(from: input, to: output, sourceName: sourceName, targetName: tmp)
+            guard fsync(output) == 0 else { throw posix(tmp, "cannot fsync") }
+            close(output)
+            guard rename(tmp, destination) == 0 else { throw posix(destination, "cannot rename into place") }
+            syncDirectory(dir)
+            return result
+        } catch {
+            close(output)
+            unlink(tmp)
+            throw error
         }
+    }
+
+    /// Reads `input` to its end, hashing it, and writes it to `output` unless
+    /// that is -1. Returns the SHA-256 (lower-case hex) and the size.
+    public static func stream(from input: Int32, to output: Int32, sourceName: String, targetName: String) throws -> (hex: String, size: Int64) {
         var hasher = SHA256()
         var size: Int64 = 0
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
-        do {
-            while true {
-                let n = read(input, buffer, 1 << 20)
-                if n < 0 { if errno == EINTR { continue }; throw posix(source, "cannot read") }
-                if n == 0 { break }
-                hasher.update(bufferPointer: UnsafeRawBufferPointer(start: buffer, count: n))
-                size += Int64(n)
-                var off = 0
-                while output >= 0 && off < n {
-                    let w = write(output, buffer + off, n - off)
-                    if w < 0 { if errno == EINTR { continue }; throw posix(tmp, "cannot write") }
-                    off += w
-                }
+        while true {
+            let n = read(input, buffer, 1 << 20)
+            if n < 0 { if errno == EINTR { continue }; throw posix(sourceName, "cannot read") }
+            if n == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(start: buffer, count: n))
+            size += Int64(n)
+            var off = 0
+            while output >= 0 && off < n {
+                let w = write(output, buffer + off, n - off)
+                if w < 0 { if errno == EINTR { continue }; throw posix(targetName, "cannot write") }
+                off += w
             }
-            if output >= 0, let destination {
-                guard fsync(output) == 0 else { throw posix(tmp, "cannot fsync") }
-                close(output)
-                output = -1
-                guard rename(tmp, destination) == 0 else { throw posix(destination, "cannot rename into place") }
-                syncDirectory((destination as NSString).deletingLastPathComponent)
-            }
-        } catch {
-            if output >= 0 { close(output) }
-            if !tmp.isEmpty { unlink(tmp) }
-            throw error
         }
         let hex = hasher.finalize().map { String(format: "%02x", $0) }.joined()
         return (hex, size)
@@ -97,11 +114,13 @@ public enum FileOps {
 
     /// Creates a directory and its parents.
     public static func makeDirectory(_ path: String) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        } catch {
-            throw FileOpError(path, "cannot create directory: \(error.localizedDescription)")
+        var built = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            built += "/\(part)"
+            if mkdir(built, 0o777) != 0 && errno != EEXIST { throw posix(built, "cannot create the directory") }
         }
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { throw FileOpError(path, "exists, and is not a directory") }
     }
 
     /// The canonical absolute path (symlinks resolved), or nil if it does not exist.

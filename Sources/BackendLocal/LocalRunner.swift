@@ -25,14 +25,19 @@ public struct AttemptSpec: Sendable {
     public var inputs: [(sha256: String, target: String)]
     /// Per-attempt time limit.
     public var timeout: Double?
+    /// Paths the task must not reach at all (batchd-exec hides them with
+    /// Landlock, except `directory` itself).
+    public var hide: [String]
 
     /// Creates a spec.
-    public init(directory: String, command: String, env: [String: String], inputs: [(sha256: String, target: String)], timeout: Double?) {
+    public init(directory: String, command: String, env: [String: String], inputs: [(sha256: String, target: String)], timeout: Double?,
+                hide: [String] = []) {
         self.directory = directory
         self.command = command
         self.env = env
         self.inputs = inputs
         self.timeout = timeout
+        self.hide = hide
     }
 }
 
@@ -69,7 +74,8 @@ public struct LocalRunner: Sendable {
 
     /// Starts the attempt; returns the supervisor's pid (also its process group).
     public func start(_ spec: AttemptSpec) throws -> pid_t {
-        try ProcessControl.spawnSession([execPath, spec.directory, "--", "/bin/sh", "-c", spec.command], env: spec.env)
+        let hide = spec.hide.flatMap { ["--hide", $0] }
+        return try ProcessControl.spawnSession([execPath, spec.directory] + hide + ["--", "/bin/sh", "-c", spec.command], env: spec.env)
     }
 
     /// The outcome recorded in an attempt directory, if the supervisor wrote one.

@@ -1,4 +1,6 @@
 import BackendLocal
+import BatchCore
+import CLinux
 import BatchStore
 import Foundation
 import Logging
@@ -44,7 +46,9 @@ public enum Daemon {
 
     /// Runs until SIGTERM/SIGINT; throws on start-up failures.
     public static func run(config: DaemonConfig, environment: DaemonEnvironment, logger: Logger) async throws {
-        for (dir, mode) in [(config.stateDirectory, 0o750), (config.inboxDirectory, 0o2775), (config.rejectedDirectory, 0o2775),
+        // The inbox and rejected/ are sticky: a submitter cannot move or
+        // delete another's manifest (docs/security.md).
+        for (dir, mode) in [(config.stateDirectory, 0o750), (config.inboxDirectory, 0o3775), (config.rejectedDirectory, 0o3775),
                             (config.claimedDirectory, 0o750), (config.jobsDirectory, 0o750), (config.storeDirectory, 0o750),
                             (config.runtimeDirectory, 0o755)] as [(String, Int)] {
             do {
@@ -66,11 +70,28 @@ public enum Daemon {
         if base["PATH"] == nil { base["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
         let slots = config.slotCount(cores: environment.cores)
 
+        Debug.setCrashMarker(config.debug.crashMarker)
+        if !config.debug.crashMarker.isEmpty { logger.warning("debug.crashMarker is set: the daemon kills itself on purpose (a test hook)") }
+        let credentials = environment.variables["CREDENTIALS_DIRECTORY"]
+        let protected = config.protectedDirectories(credentials: credentials)
+        var hidden: [String] = []
+        let landlock = batchd_landlock_abi()
+        if landlock >= 1 {
+            var paths = [config.stateDirectory, config.runtimeDirectory, "/run/credentials"] + [credentials].compactMap { $0 }
+            if !config.inboxDirectory.hasPrefix(config.stateDirectory + "/") { paths.append(config.inboxDirectory) }
+            hidden = Array(Set(paths.compactMap { FileOps.realPath($0) })).sorted()
+            logger.info("tasks of other users are confined", metadata: ["landlock.abi": "\(landlock)", "hidden": "\(hidden.joined(separator: " "))"])
+        } else {
+            logger.warning("this kernel has no Landlock: tasks of other users than the daemon's can read its state directory (docs/security.md)")
+        }
+
         var ctx = JobContext(
             config: config, store: store,
             runner: LocalRunner(execPath: exec, store: ContentStore(root: config.storeDirectory), killGrace: config.local.killGrace),
             slots: SlotPool(limit: slots), logger: logger, baseEnvironment: base,
             clock: { Date().timeIntervalSince1970 })
+        ctx.protected = protected
+        ctx.hidden = hidden
         // Azure is optional: without credentials the daemon runs, and refuses
         // azure manifests with the reason.
         do {
@@ -80,7 +101,8 @@ public enum Daemon {
             logger.info("azure backend off", metadata: ["reason": "\(error)"])
         }
         let supervisor = Supervisor(ctx: ctx)
-        let intake = JobIntake(config: config, store: store, logger: logger, clock: { Date() }, azureProblem: ctx.azureProblem)
+        let intake = JobIntake(config: config, store: store, logger: logger, clock: { Date() }, azureProblem: ctx.azureProblem,
+                               protected: protected)
         let inbox = InboxService(intake: intake, supervisor: supervisor)
         let control = ControlServer(path: config.socketPath, supervisor: supervisor, logger: logger)
         let notifier = environment.notifier

@@ -28,6 +28,11 @@ public struct DaemonConfig: Sendable, Equatable {
         /// Lets the control socket's `stall` request block the supervisor, to
         /// prove the watchdog stops pinging. Never turn on in production.
         public var allowStall = false
+        /// When not empty, the daemon kills itself (SIGKILL) on reading a
+        /// manifest, starting or adopting a task, or collecting an output
+        /// whose text or path holds this string: tests prove with it what a
+        /// crash at that point leaves. Never set in production.
+        public var crashMarker = ""
     }
 
     /// Local backend settings.
@@ -94,6 +99,14 @@ public struct DaemonConfig: Sendable, Equatable {
     /// The control socket.
     public var socketPath: String { "\(runtimeDirectory)/batchd.sock" }
 
+    /// The directories no submitter's path may reach: the daemon's state
+    /// and runtime directories and, when given, its credentials directory.
+    public func protectedDirectories(credentials: String?) -> [(path: String, why: String)] {
+        var out = [(stateDirectory, "the daemon's state directory"), (runtimeDirectory, "the daemon's runtime directory")]
+        if let credentials, !credentials.isEmpty { out.append((credentials, "the daemon's credentials")) }
+        return out
+    }
+
     /// Local task slots: `local.slots`, or one per core when 0.
     public func slotCount(cores: Int) -> Int { local.slots > 0 ? local.slots : max(1, cores) }
 
@@ -135,7 +148,9 @@ public struct DaemonConfig: Sendable, Equatable {
             return s.hasPrefix("/") ? s : URL(fileURLWithPath: "\(directory)/\(s)").standardizedFileURL.path
         }
         func seconds(_ node: Node, _ field: String) throws -> Double {
-            guard let v = HumanDuration.seconds(from: try str(node, field)) else { throw fail(node, field, "expected a duration", "e.g. 30s or 2m") }
+            guard let v = HumanDuration.seconds(from: try str(node, field)), v <= Bounds.durationSeconds else {
+                throw fail(node, field, "expected a duration of at most 365d", "e.g. 30s or 2m")
+            }
             return v
         }
         for (key, value) in map {
@@ -156,7 +171,7 @@ public struct DaemonConfig: Sendable, Equatable {
                     let field = "local.\(k.string ?? "")"
                     switch k.string ?? "" {
                     case "slots":
-                        guard let n = Int(try str(v, field)), n >= 0 else { throw fail(v, field, "expected a whole number ≥ 0", "0 means one per core") }
+                        guard let n = Int(try str(v, field)), (0...4096).contains(n) else { throw fail(v, field, "expected a whole number from 0 to 4096", "0 means one per core") }
                         c.local.slots = n
                     case "killGrace": c.local.killGrace = try seconds(v, field)
                     case "exec": c.local.exec = try str(v, field).isEmpty ? "" : try path(v, field)
@@ -173,7 +188,7 @@ public struct DaemonConfig: Sendable, Equatable {
                 for (k, v) in azure {
                     let field = "azure.\(k.string ?? "")"
                     func count(_ least: Int) throws -> Int {
-                        guard let n = Int(try str(v, field)), n >= least else { throw fail(v, field, "expected a whole number ≥ \(least)") }
+                        guard let n = Int(try str(v, field)), n >= least, n <= 1_000_000 else { throw fail(v, field, "expected a whole number from \(least) to 1000000") }
                         return n
                     }
                     switch k.string ?? "" {
@@ -216,10 +231,15 @@ public struct DaemonConfig: Sendable, Equatable {
             case "debug":
                 guard let debug = value.mapping else { throw fail(value, name, "expected a mapping") }
                 for (k, v) in debug {
-                    guard k.string == "allowStall", let b = v.bool else {
-                        throw fail(k, "debug.\(k.string ?? "")", "unknown key or not true/false", "debug takes allowStall: true|false")
+                    switch k.string ?? "" {
+                    case "allowStall":
+                        guard let b = v.bool else { throw fail(v, "debug.allowStall", "expected true or false") }
+                        c.debug.allowStall = b
+                    case "crashMarker":
+                        c.debug.crashMarker = try str(v, "debug.crashMarker")
+                    default:
+                        throw fail(k, "debug.\(k.string ?? "")", "unknown key", "debug takes allowStall and crashMarker")
                     }
-                    c.debug.allowStall = b
                 }
             default:
                 throw fail(key, name, "unknown key '\(name)'", Suggest.nearest(to: name, in: keys).map { "did you mean '\($0)'?" }
@@ -235,7 +255,7 @@ enum ByteSize {
     static func parse(_ text: String) -> Int? {
         let t = text.trimmingCharacters(in: .whitespaces)
         let digits = t.prefix(while: \.isNumber)
-        guard let n = Int(digits) else { return nil }
+        guard digits.count <= 12, let n = Int(digits) else { return nil }
         switch t.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).lowercased() {
         case "", "b": return n
         case "k", "kb", "kib": return n << 10

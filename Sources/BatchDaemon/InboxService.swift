@@ -21,7 +21,7 @@ struct InboxService: Service {
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 for await name in watcher.names {
-                    guard let claimed = intake.claim(name) else { continue }
+                    guard let claimed = await intake.claim(name) else { continue }
                     if let id = await intake.process(claimed) { supervisor.enqueue(id) }
                 }
             } onGracefulShutdown: {

@@ -4,10 +4,12 @@ import Foundation
 import Glibc
 #endif
 
-/// Watches the inbox with inotify (IN_CLOSE_WRITE, IN_MOVED_TO) on a thread of
-/// its own and delivers candidate file names: first every file already there,
-/// then each one that is completed or moved in. Names may repeat; claiming by
-/// rename makes that harmless.
+/// Watches the inbox with inotify on a thread of its own and delivers
+/// candidate names: first every entry already there, then each file that is
+/// completed (IN_CLOSE_WRITE) or moved in (IN_MOVED_TO), and each entry that
+/// appears (IN_CREATE) and will never be completed: a directory, a FIFO, a
+/// symlink, a socket, a hard link. Names may repeat; claiming by rename makes
+/// that harmless.
 final class InboxWatcher: @unchecked Sendable {
     let directory: String
     let names: AsyncStream<String>
@@ -29,7 +31,7 @@ final class InboxWatcher: @unchecked Sendable {
         (names, continuation) = AsyncStream.makeStream(of: String.self)
         inotifyFD = inotify_init1(Int32(IN_CLOEXEC))
         guard inotifyFD >= 0 else { throw DaemonError("inotify_init1 failed: \(String(cString: strerror(errno)))") }
-        guard inotify_add_watch(inotifyFD, directory, UInt32(IN_CLOSE_WRITE | IN_MOVED_TO)) >= 0 else {
+        guard inotify_add_watch(inotifyFD, directory, UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE)) >= 0 else {
             close(inotifyFD)
             throw DaemonError("cannot watch \(directory): \(String(cString: strerror(errno)))")
         }
@@ -48,6 +50,14 @@ final class InboxWatcher: @unchecked Sendable {
         let thread = Thread { [self] in loop() }
         thread.name = "batchd-inbox"
         thread.start()
+    }
+
+    /// Whether a just-created entry is something no writer will complete: not
+    /// a regular file, or one with other hard links.
+    private func willNotComplete(_ name: String) -> Bool {
+        var st = stat()
+        guard lstat("\(directory)/\(name)", &st) == 0 else { return false }
+        return st.st_mode & S_IFMT != S_IFREG || st.st_nlink > 1
     }
 
     /// Stops the watcher thread and ends the stream.
@@ -76,11 +86,12 @@ final class InboxWatcher: @unchecked Sendable {
             // struct inotify_event { int wd; uint32_t mask, cookie, len; char name[]; }
             var offset = 0
             while offset + 16 <= n {
+                let mask = buffer.load(fromByteOffset: offset + 4, as: UInt32.self)
                 let len = Int(buffer.load(fromByteOffset: offset + 12, as: UInt32.self))
                 let nameStart = buffer.advanced(by: offset + 16).assumingMemoryBound(to: CChar.self)
                 if len > 0 {
                     let name = String(cString: nameStart)
-                    if Self.isCandidate(name) { continuation.yield(name) }
+                    if Self.isCandidate(name), mask & UInt32(IN_CREATE) == 0 || willNotComplete(name) { continuation.yield(name) }
                 }
                 offset += 16 + len
             }

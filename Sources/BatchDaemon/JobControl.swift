@@ -4,6 +4,9 @@ import BatchStore
 import Foundation
 import Logging
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The signals the supervisor sends one job's runner.
 final class JobControl: Sendable {
@@ -56,4 +59,30 @@ struct JobContext: Sendable {
     var azure: AzureBackend? = nil
     /// Why there is no Azure backend (what to set), when there is none.
     var azureProblem: String? = nil
+    /// Directories no submitter's path may reach (state, runtime, credentials).
+    var protected: [(path: String, why: String)] = []
+    /// Paths a task of another user than the daemon's must not reach
+    /// (canonical; batchd-exec hides them with Landlock).
+    var hidden: [String] = []
+
+    /// The rule for a job's files: its submitter's rights, the daemon's
+    /// directories refused. Jobs from before submitters were recorded act
+    /// for the owner of their manifest.
+    func policy(_ job: JobRecord) -> AccessPolicy {
+        AccessPolicy(submitter: Submitter.lookup(uid: submitterUID(job)), protected: protected)
+    }
+
+    /// What a job's tasks must not reach: nothing more for the daemon's own
+    /// user (they could read it all anyway), everything in `hidden` for
+    /// anyone else's.
+    func hidden(for job: JobRecord) -> [String] {
+        submitterUID(job) == geteuid() ? [] : hidden
+    }
+
+    /// The uid a job acts for.
+    func submitterUID(_ job: JobRecord) -> UInt32 {
+        if let uid = job.submitterUid { return UInt32(uid) }
+        var st = stat()
+        return stat(job.manifestPath, &st) == 0 ? st.st_uid : geteuid()
+    }
 }

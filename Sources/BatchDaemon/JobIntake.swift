@@ -11,8 +11,11 @@ import Glibc
 
 /// Takes manifests from the inbox: claims each by an atomic rename into the
 /// state directory (so it is processed once, even across restarts), then
-/// either records the job or moves the file to `inbox/rejected/` with a
-/// `.error` beside it. Nothing dropped is lost silently.
+/// either records the job or moves it to `inbox/rejected/` with a private
+/// `.error` beside it. Nothing dropped is lost silently: an entry that cannot
+/// be read as a manifest (a FIFO, a symlink, a directory, a hard link) gets a
+/// `.error` too, or where even that fails, a warning in the journal and a
+/// line in `batchctl list`.
 struct JobIntake: Sendable {
     let config: DaemonConfig
     let store: Store
@@ -20,6 +23,8 @@ struct JobIntake: Sendable {
     let clock: @Sendable () -> Date
     /// Why the Azure backend is off, if it is.
     var azureProblem: String? = nil
+    /// The directories no submitter's path may reach, with their names.
+    var protected: [(path: String, why: String)] = []
     let issued = IssuedIDs()
 
     /// A new job id, sortable by time: `20261121-190023-3fa94c1e`. Unique
@@ -40,20 +45,100 @@ struct JobIntake: Sendable {
         }
     }
 
-    /// Claims `name` from the inbox; nil if it is gone (already claimed) or not a file.
-    func claim(_ name: String) -> String? {
+    /// Room for a name in `claimed/<id>--NAME` and `inbox/.claiming-<id>--NAME`.
+    static let claimedNameRoom = 255 - ".claiming-".utf8.count - "20261121-190023-3fa94c1e--".utf8.count
+
+    /// `name` cut to at most `max` bytes (on a character boundary), keeping
+    /// its extension, with `~` where it was cut.
+    static func shortened(_ name: String, max: Int) -> String {
+        guard name.utf8.count > max else { return name }
+        let ext = (name as NSString).pathExtension
+        let keep = max - ext.utf8.count - 2
+        var stem = ""
+        for ch in name where stem.utf8.count + String(ch).utf8.count <= keep { stem.append(ch) }
+        return ext.isEmpty ? "\(stem)~" : "\(stem)~.\(ext)"
+    }
+
+    /// Claims `name` from the inbox; nil if it is gone (already claimed) or
+    /// was refused (it then has its `.error`).
+    func claim(_ name: String) async -> String? {
         let source = "\(config.inboxDirectory)/\(name)"
         var st = stat()
-        guard lstat(source, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-        let claimed = "\(config.claimedDirectory)/\(newJobID())--\(name)"
-        guard rename(source, claimed) == 0 else { return nil }
-        FileOps.syncDirectory(config.claimedDirectory)
+        guard lstat(source, &st) == 0 else { return nil }
+        if st.st_mode & S_IFMT != S_IFREG {
+            await refuseEntry(name, st, reason: "it is \(AccessPolicy.typeName(st.st_mode)); batchd reads only regular files dropped into the inbox",
+                              hint: "copy the manifest itself into the inbox (or use batchctl submit FILE)")
+            return nil
+        }
+        if st.st_nlink > 1 {
+            await refuseEntry(name, st, reason: "it has other hard links, so whose it is cannot be told",
+                              hint: "copy the file into the inbox instead of linking it (or use batchctl submit FILE)")
+            return nil
+        }
+        let claimedName = "\(newJobID())--\(Self.shortened(name, max: Self.claimedNameRoom))"
+        let claimed = "\(config.claimedDirectory)/\(claimedName)"
+        if rename(source, claimed) == 0 {
+            FileOps.syncDirectory(config.claimedDirectory)
+            var now = stat()
+            lstat(claimed, &now)
+            _ = try? await store.claimIntake(claimed: claimedName, original: name, owner: Int(now.st_uid))
+            return claimed
+        }
+        switch errno {
+        case ENOENT:
+            return nil  // taken meanwhile
+        case EXDEV:
+            return await claimAcross(name, claimedName)
+        default:
+            let why = FileOps.plain(errno)
+            await refuseEntry(name, st, reason: "it cannot be moved out of the inbox (\(why))", hint: "check the inbox's permissions")
+            return nil
+        }
+    }
+
+    /// Claims across file systems (the inbox elsewhere than the state
+    /// directory): rename to a dot-name in the inbox (atomic, and the watcher
+    /// ignores dot-files), record the claim, copy into `claimed/`, then remove
+    /// the dot-file. A crash in between is finished by `leftovers()`.
+    func claimAcross(_ name: String, _ claimedName: String) async -> String? {
+        let holding = "\(config.inboxDirectory)/.claiming-\(claimedName)"
+        guard rename("\(config.inboxDirectory)/\(name)", holding) == 0 else { return nil }
+        FileOps.syncDirectory(config.inboxDirectory)
+        var st = stat()
+        lstat(holding, &st)
+        _ = try? await store.claimIntake(claimed: claimedName, original: name, owner: Int(st.st_uid))
+        return finishAcross(holding, claimedName)
+    }
+
+    func finishAcross(_ holding: String, _ claimedName: String) -> String? {
+        let claimed = "\(config.claimedDirectory)/\(claimedName)"
+        do {
+            try FileOps.copy(from: holding, to: claimed, mode: 0o600)
+        } catch {
+            logger.warning("cannot copy a manifest out of the inbox", metadata: ["file": "\(Printable.escape(holding))", "error": "\(error)"])
+            return nil
+        }
+        unlink(holding)
+        FileOps.syncDirectory(config.inboxDirectory)
         return claimed
     }
 
-    /// Claimed manifests left by a crash: finish moving those already
-    /// accepted, and return the others to be processed again.
+    /// Claims left by a crash: finish cross-file-system claims, finish moving
+    /// manifests already accepted, and return the others to be processed again.
     func leftovers() async -> [String] {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: config.inboxDirectory)) ?? [] where name.hasPrefix(".claiming-") {
+            let claimedName = String(name.dropFirst(".claiming-".count))
+            let holding = "\(config.inboxDirectory)/\(name)"
+            if FileManager.default.fileExists(atPath: "\(config.claimedDirectory)/\(claimedName)") {
+                unlink(holding)
+                continue
+            }
+            var st = stat()
+            lstat(holding, &st)
+            let original = claimedName.range(of: "--").map { String(claimedName[$0.upperBound...]) } ?? claimedName
+            _ = try? await store.claimIntake(claimed: claimedName, original: original, owner: Int(st.st_uid))
+            _ = finishAcross(holding, claimedName)
+        }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: config.claimedDirectory)) ?? []
         var out: [String] = []
         for name in names.sorted() where name.contains("--") && !name.hasPrefix(".") {
@@ -61,6 +146,7 @@ struct JobIntake: Sendable {
             let id = String(name[..<name.range(of: "--")!.lowerBound])
             if let job = try? await store.job(id), job.id == id {
                 rename(path, job.manifestPath)
+                try? await store.endIntake(name)
             } else {
                 out.append(path)
             }
@@ -72,17 +158,31 @@ struct JobIntake: Sendable {
     /// rejects it (returning nil).
     func process(_ claimed: String) async -> String? {
         let fileName = (claimed as NSString).lastPathComponent
-        let split = fileName.range(of: "--")!
+        guard let split = fileName.range(of: "--") else { return nil }
         let jobID = String(fileName[..<split.lowerBound])
-        let original = String(fileName[split.upperBound...])
+        var st = stat()
+        guard lstat(claimed, &st) == 0 else { return nil }
+        let row = try? await store.claimIntake(claimed: fileName, original: String(fileName[split.upperBound...]), owner: Int(st.st_uid))
+        let original = row?.original ?? String(fileName[split.upperBound...])
+        let owner = UInt32(row?.owner ?? Int(st.st_uid))
         var log = logger
         log[metadataKey: "job.id"] = "\(jobID)"
-        log[metadataKey: "file"] = "\(original)"
+        log[metadataKey: "file"] = "\(Printable.escape(original))"
+        // The crash-loop breaker: a manifest the daemon began reading twice
+        // without finishing is set aside instead of read a third time.
+        if (row?.starts ?? 0) >= 2 {
+            await reject(claimed, original: original, owner: owner, reason: """
+                \(Printable.escape(original)): the daemon stopped while reading this manifest, twice, so it is set aside \
+                to keep the service up. Nothing was run. It is kept beside this file; check it with `batchctl plan FILE`, \
+                and please report it if it looks valid.
+                """, logger: log)
+            return nil
+        }
+        _ = try? await store.intakeStarting(fileName)
         do {
-            guard let data = FileManager.default.contents(atPath: claimed) else {
-                throw ManifestError(file: original, issues: [ManifestIssue(line: nil, column: nil, field: "", message: "cannot read the file")])
-            }
-            let manifest = try ManifestParser.parse(String(decoding: data, as: UTF8.self), file: original)
+            let bytes = try readManifest(claimed, original: original)
+            Debug.crashPoint("parse", String(decoding: bytes, as: UTF8.self))
+            let manifest = try ManifestParser.parse(bytes: bytes, file: original)
             let backend = manifest.backend ?? config.defaultBackend
             guard DaemonConfig.availableBackends.contains(backend) else {
                 throw ManifestError(file: original, issues: [ManifestIssue(
@@ -102,15 +202,23 @@ struct JobIntake: Sendable {
                     throw ManifestError(file: original, issues: [ManifestIssue(line: nil, column: nil, field: "limits.wallClock", message: "\(error)", hint: nil)])
                 }
             }
+            let policy = AccessPolicy(submitter: Submitter.lookup(uid: owner), protected: protected)
             let base = manifest.baseDirectory ?? config.inboxDirectory
-            let expanded = try TaskExpander(fs: LocalFileSystem()).expand(manifest, base: base, jobID: jobID, file: original)
+            let expanded = try TaskExpander(fs: LocalFileSystem(policy: policy), revealFileContent: false)
+                .expand(manifest, base: base, jobID: jobID, file: original)
+            let destination = manifest.outputs.destination.hasPrefix("/")
+                ? URL(fileURLWithPath: manifest.outputs.destination).standardizedFileURL.path
+                : URL(fileURLWithPath: "\(base)/\(manifest.outputs.destination)").standardizedFileURL.path
+            if !manifest.outputs.patterns.isEmpty {
+                do { try Destination.check(destination, policy: policy) } catch {
+                    throw ManifestError(file: original, issues: [ManifestIssue(line: nil, column: nil, field: "outputs.destination", message: "\(error)",
+                                                                               hint: "choose a directory \(policy.submitter) may write")])
+                }
+            }
             let jobDir = "\(config.jobsDirectory)/\(jobID)"
             try FileOps.makeDirectory(jobDir)
             let ext = (original as NSString).pathExtension.lowercased() == "json" ? "json" : "yaml"
             let manifestPath = "\(jobDir)/manifest.\(ext)"
-            let destination = manifest.outputs.destination.hasPrefix("/")
-                ? manifest.outputs.destination
-                : URL(fileURLWithPath: "\(base)/\(manifest.outputs.destination)").standardizedFileURL.path
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
             let now = clock().timeIntervalSince1970
@@ -121,52 +229,51 @@ struct JobIntake: Sendable {
                 maxParallel: manifest.pool.slotsPerNode,
                 outputPatterns: String(decoding: try encoder.encode(manifest.outputs.patterns), as: UTF8.self),
                 sharedInputs: String(decoding: try encoder.encode(expanded.sharedInputs), as: UTF8.self),
-                taskCount: expanded.tasks.count, cancelRequested: false, createdAt: now, updatedAt: now, finishedAt: nil)
-            try await store.insertJob(record, tasks: expanded.tasks)
+                taskCount: expanded.tasks.count, cancelRequested: false, createdAt: now, updatedAt: now, finishedAt: nil,
+                submitterUid: Int(owner))
+            try await store.insertJob(record, tasks: expanded.tasks, claimed: fileName)
             rename(claimed, manifestPath)
             FileOps.syncDirectory(jobDir)
             log.notice("job accepted", metadata: ["job.name": "\(manifest.name)", "tasks": "\(expanded.tasks.count)", "backend": "\(backend)",
-                                                  "message.id": "\(MessageID.jobAccepted)"])
+                                                  "submitter": "\(policy.submitter)", "message.id": "\(MessageID.jobAccepted)"])
             return jobID
         } catch let error as ManifestError {
-            reject(claimed, original: original, reason: error.description, logger: log)
+            await reject(claimed, original: original, owner: owner, reason: error.description, logger: log)
         } catch {
-            reject(claimed, original: original, reason: "\(original): \(error)", logger: log)
+            await reject(claimed, original: original, owner: owner, reason: "\(Printable.escape(original)): \(error)", logger: log)
         }
         return nil
     }
 
-    /// Moves a claimed manifest to `inbox/rejected/NAME` with `NAME.error`.
-    func reject(_ claimed: String, original: String, reason: String, logger: Logger) {
-        let dir = config.rejectedDirectory
-        try? FileOps.makeDirectory(dir)
-        var name = original
-        if FileManager.default.fileExists(atPath: "\(dir)/\(name)") {
-            let id = (claimed as NSString).lastPathComponent.components(separatedBy: "--")[0]
-            name = "\((original as NSString).deletingPathExtension).\(id).\((original as NSString).pathExtension)"
+    /// The claimed file's bytes: a regular file, at most `Bounds.manifestBytes`.
+    func readManifest(_ path: String, original: String) throws -> [UInt8] {
+        func refuse(_ message: String, _ hint: String? = nil) -> ManifestError {
+            ManifestError(file: original, issues: [ManifestIssue(line: nil, column: nil, field: "", message: message, hint: hint)])
         }
-        let stamp = ISO8601DateFormatter().string(from: clock())
-        let text = """
-            batchd rejected \(original) at \(stamp):
-
-            \(reason)
-
-            Nothing was run. Fix the manifest and drop it into the inbox again,
-            or check it first with: batchctl submit FILE
-            (docs/manifest.md describes every field.)
-
-            """
-        let errorPath = "\(dir)/\(name).error"
-        let tmp = "\(dir)/.\(name).error.tmp"
-        if FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8)) {
-            rename(tmp, errorPath)
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw errno == EACCES
+                ? refuse("permission denied: batchd cannot read the file", "make it readable by the daemon (chmod g+r, or submit with batchctl)")
+                : refuse("cannot read the file: \(FileOps.plain(errno))")
         }
-        if rename(claimed, "\(dir)/\(name)") != 0 {
-            logger.error("cannot move a rejected manifest", metadata: ["path": "\(claimed)", "errno": "\(errno)"])
+        defer { close(fd) }
+        var st = stat()
+        fstat(fd, &st)
+        guard st.st_mode & S_IFMT == S_IFREG else { throw refuse("it is \(AccessPolicy.typeName(st.st_mode))") }
+        if st.st_size > Bounds.manifestBytes {
+            throw refuse("the file is \(st.st_size) bytes; a manifest may have at most \(Bounds.manifestBytes) (4 MiB)",
+                         "list many tasks in a row file (tasks.forEachRow) instead of in the manifest")
         }
-        FileOps.syncDirectory(dir)
-        logger.warning("manifest rejected", metadata: ["reason": "\(reason)", "rejected": "\(dir)/\(name)",
-                                                       "message.id": "\(MessageID.jobRejected)"])
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size) + 1)
+        var total = 0
+        while total < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, $0.count - total) }
+            if n < 0 { if errno == EINTR { continue }; throw refuse("cannot read the file: \(FileOps.plain(errno))") }
+            if n == 0 { break }
+            total += n
+        }
+        if total > Bounds.manifestBytes { throw refuse("the file grew past \(Bounds.manifestBytes) bytes while it was read") }
+        return Array(bytes.prefix(total))
     }
 }
 

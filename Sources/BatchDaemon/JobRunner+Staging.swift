@@ -15,21 +15,25 @@ extension JobRunner {
         var copied = 0
         var bytes: Int64 = 0
         let store = ctx.runner.store
+        let policy = ctx.policy(job)
         for source in sources.sorted() {
             do {
-                let id = try FileOps.identity(source)
+                // Opened as the submitter would: what they could not read is never staged.
+                let file = try policy.openForReading(source)
+                defer { close(file.fd) }
+                let id = FileOps.identity(file.st)
                 if let cached = try await ctx.store.cachedHash(path: source), cached.device == id.device, cached.inode == id.inode,
                    cached.size == id.size, cached.mtimeNs == id.mtimeNs, store.contains(cached.sha256) {
                     records.append(InputRecord(jobId: jobID, source: source, sha256: cached.sha256, size: Int(cached.size)))
                     continue
                 }
-                let put = try store.put(source)
+                let put = try store.put(fd: file.fd, name: source)
                 if put.copied { copied += 1; bytes += put.size }
                 try await ctx.store.saveHash(FileHashRecord(path: source, device: id.device, inode: id.inode, size: id.size,
                                                             mtimeNs: id.mtimeNs, sha256: put.sha256))
                 records.append(InputRecord(jobId: jobID, source: source, sha256: put.sha256, size: Int(put.size)))
             } catch {
-                return .failed(reason: "input \(source) could not be staged: \(error)")
+                return .failed(reason: "input \(Printable.escape(source)) could not be staged: \(error)")
             }
         }
         let staged = records

@@ -31,6 +31,31 @@ struct MonitorScope: Sendable {
     let sha: [String: String]
     let patterns: [String]
     let claims: OutputClaims
+    let destination: LazyDestination
+}
+
+/// The job's destination, opened (and its missing directories made) when
+/// the first output is collected, then shared by every task.
+final class LazyDestination: Sendable {
+    let path: String
+    let policy: AccessPolicy
+    let jobID: String
+    let opened = Mutex<Destination?>(nil)
+
+    init(path: String, policy: AccessPolicy, jobID: String) {
+        self.path = path
+        self.policy = policy
+        self.jobID = jobID
+    }
+
+    func get() throws -> Destination {
+        try opened.withLock { d in
+            if let d { return d }
+            let made = try Destination(path: path, policy: policy, jobID: jobID)
+            d = made
+            return made
+        }
+    }
 }
 
 extension JobRunner {
@@ -44,7 +69,13 @@ extension JobRunner {
             job: job, shared: decodeInputs(job.sharedInputs),
             sha: Dictionary(inputs.map { ($0.source, $0.sha256) }, uniquingKeysWith: { a, _ in a }),
             patterns: (try? JSONDecoder().decode([String].self, from: Data(job.outputPatterns.utf8))) ?? [],
-            claims: OutputClaims(outputs))
+            claims: OutputClaims(outputs),
+            destination: LazyDestination(path: job.destination, policy: ctx.policy(job), jobID: jobID))
+        if !live.isEmpty {
+            // A daemon killed while copying an output left its temp file.
+            let removed = Destination.sweep(job.destination, jobID: jobID)
+            if removed > 0 { log.info("removed temp files left in the destination", metadata: ["files": "\(removed)"]) }
+        }
         let limit = job.maxParallel ?? Int.max
 
         await withTaskGroup(of: Int?.self) { group in
@@ -55,10 +86,23 @@ extension JobRunner {
                 guard let task = await retrying("read a task", { try await ctx.store.task(jobID, idx: attempt.idx) }) ?? nil else { continue }
                 if let outcome = LocalRunner.recordedOutcome(attempt.directory) {
                     _ = await finish(task, attempt.attempt, attempt.directory, outcome, scope)
+                } else if task.strikes >= 2 {
+                    // The crash-loop breaker: the daemon died twice while
+                    // launching or taking over this task. It is failed, for
+                    // good, instead of being tried a third time.
+                    if let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid) { ProcessControl.signalGroup(pid, SIGKILL) }
+                    log.error("task set aside: the daemon stopped twice while starting it", metadata: ["task.id": "\(task.taskId)"])
+                    _ = await finish(task, attempt.attempt, attempt.directory,
+                                     .launchFailed(reason: "the daemon stopped twice while starting or taking over this task, so it is not run again"),
+                                     scope, final: true)
                 } else if let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid) {
                     log.info("adopted a running task", metadata: ["task.id": "\(task.taskId)", "attempt": "\(attempt.attempt)", "pid": "\(pid)"])
+                    // A strike while taking it over, lifted once it is watched.
+                    guard await retrying("note the adoption", { try await ctx.store.strike(jobID, idx: task.idx) }) != nil else { continue }
+                    Debug.crashPoint("adopt", task.command)
                     ctx.slots.take()
                     let remaining = job.timeoutSeconds.map { $0 - (ctx.clock() - attempt.startedAt) }
+                    _ = await retrying("note the adoption", { try await ctx.store.unstrike(jobID, idx: task.idx) })
                     group.addTask {
                         defer { ctx.slots.release() }
                         let spec = AttemptSpec(directory: attempt.directory, command: task.command, env: [:], inputs: [], timeout: job.timeoutSeconds)
@@ -128,9 +172,12 @@ extension JobRunner {
         for input in scope.shared + decodeInputs(task.inputs) {
             if let sha = scope.sha[input.source] { placed.append((sha, input.target)) } else { missing = input.source }
         }
-        let spec = AttemptSpec(directory: dir, command: task.command, env: env, inputs: placed, timeout: scope.job.timeoutSeconds)
-        // Write-ahead: the attempt is on record before its process exists.
+        let spec = AttemptSpec(directory: dir, command: task.command, env: env, inputs: placed, timeout: scope.job.timeoutSeconds,
+                               hide: ctx.hidden(for: scope.job))
+        // Write-ahead: the attempt is on record before its process exists
+        // (with a strike, lifted once it runs: see the crash-loop breaker).
         guard await retrying("record the attempt", { try await ctx.store.beginAttempt(jobID, idx: idx, attempt: number, directory: dir) }) != nil else { return nil }
+        Debug.crashPoint("start", task.command)
         let outcome: TaskOutcome
         do {
             if let missing { throw DaemonError("input \(missing) was not staged") }
@@ -147,16 +194,27 @@ extension JobRunner {
 
     /// Collects outputs of a successful attempt, decides the task's fate and
     /// records it all in one transaction. Returns the index to run again.
-    func finish(_ task: TaskRecord, _ number: Int, _ dir: String, _ result: TaskOutcome, _ scope: MonitorScope) async -> Int? {
+    /// With `final`, the task fails whatever retries it has left.
+    func finish(_ task: TaskRecord, _ number: Int, _ dir: String, _ result: TaskOutcome, _ scope: MonitorScope, final: Bool = false) async -> Int? {
         var outcome = result
         var outputs: [OutputRecord] = []
         if outcome.isSuccess, !scope.patterns.isEmpty {
             do {
-                for rel in try OutputCollector.find(in: "\(dir)/work", patterns: scope.patterns) {
+                let work = try OutputCollector.openDirectory(ctx.config.jobsDirectory, "\(jobID)/tasks/\(task.taskId)/attempt-\(number)/work")
+                defer { close(work) }
+                let found = try OutputCollector.find(in: work, patterns: scope.patterns)
+                if !found.symlinks.isEmpty {
+                    log.warning("symlinks among the outputs are not collected", metadata: [
+                        "task.id": "\(task.taskId)", "paths": "\(found.symlinks.prefix(5).map { Printable.escape($0) }.joined(separator: ", "))"])
+                }
+                let destination = found.files.isEmpty ? nil : try scope.destination.get()
+                for rel in found.files {
                     if let other = scope.claims.claim(rel, for: task.idx) {
-                        throw DaemonError("output \(rel) is also produced by task \(other); make output names unique, e.g. with {task}")
+                        throw DaemonError("output \(Printable.escape(rel)) is also produced by task \(other); make output names unique, e.g. with {task}")
                     }
-                    let (sha, size) = try OutputCollector.copy(rel, from: "\(dir)/work", to: scope.job.destination)
+                    let fd = try OutputCollector.open(rel, in: work)
+                    defer { close(fd) }
+                    let (sha, size) = try destination!.write(rel, from: fd)
                     outputs.append(OutputRecord(jobId: jobID, path: rel, idx: task.idx, size: Int(size), sha256: sha))
                 }
             } catch {
@@ -166,6 +224,7 @@ extension JobRunner {
         let counted = task.countedAttempts + (outcome.countsAsAttempt ? 1 : 0)
         var decision = RetryPolicy.decide(outcome, countedAttempts: counted, retries: scope.job.retries)
         if decision == .retry && control.isCancelled { decision = .cancelled }
+        if final { decision = .failed }
         let (o, d, collected) = (outcome, decision, outputs)
         guard await retrying("record the attempt's end", {
             try await ctx.store.finishAttempt(jobID, idx: task.idx, attempt: number, outcome: o, decision: d, outputs: collected)

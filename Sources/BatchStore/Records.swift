@@ -39,6 +39,9 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     public var createdAt: Double
     public var updatedAt: Double
     public var finishedAt: Double?
+    /// The uid the job acts for (the manifest's owner); nil for jobs from
+    /// before it was recorded.
+    public var submitterUid: Int?
 
     /// The phase as the core's enum.
     public var jobPhase: JobPhase { JobPhase(rawValue: phase) ?? .failed }
@@ -57,7 +60,7 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     public var state: JobState { JobState(phase: jobPhase, verdict: jobVerdict) }
 
     /// Creates a row.
-    public init(id: String, name: String, backend: String, phase: String, verdict: String?, reason: String?, sourceFile: String, manifestPath: String, baseDirectory: String, destination: String, retries: Int, timeoutSeconds: Double?, cleanup: String, maxParallel: Int?, outputPatterns: String, sharedInputs: String, taskCount: Int, cancelRequested: Bool, createdAt: Double, updatedAt: Double, finishedAt: Double?) {
+    public init(id: String, name: String, backend: String, phase: String, verdict: String?, reason: String?, sourceFile: String, manifestPath: String, baseDirectory: String, destination: String, retries: Int, timeoutSeconds: Double?, cleanup: String, maxParallel: Int?, outputPatterns: String, sharedInputs: String, taskCount: Int, cancelRequested: Bool, createdAt: Double, updatedAt: Double, finishedAt: Double?, submitterUid: Int? = nil) {
         self.id = id
         self.name = name
         self.backend = backend
@@ -79,6 +82,7 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
         self.createdAt = createdAt
         self.updatedAt = updatedAt
         self.finishedAt = finishedAt
+        self.submitterUid = submitterUid
     }
 }
 
@@ -109,9 +113,11 @@ public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
     public var signal: Int?
     public var detail: String?
     public var updatedAt: Double
+    /// Launches or adoptions the daemon did not live through (see the schema).
+    public var strikes: Int
 
     /// Creates a row.
-    public init(jobId: String, idx: Int, taskId: String, command: String, env: String, inputs: String, state: String, countedAttempts: Int, outcome: String?, exitCode: Int?, signal: Int?, detail: String?, updatedAt: Double) {
+    public init(jobId: String, idx: Int, taskId: String, command: String, env: String, inputs: String, state: String, countedAttempts: Int, outcome: String?, exitCode: Int?, signal: Int?, detail: String?, updatedAt: Double, strikes: Int = 0) {
         self.jobId = jobId
         self.idx = idx
         self.taskId = taskId
@@ -125,6 +131,7 @@ public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
         self.signal = signal
         self.detail = detail
         self.updatedAt = updatedAt
+        self.strikes = strikes
     }
 }
 
@@ -331,5 +338,49 @@ public struct AzureJobRecord: Codable, Sendable, Equatable, FetchableRecord, Per
         self.bytesUploaded = bytesUploaded
         self.bytesSkipped = bytesSkipped
         self.cleaned = cleaned
+    }
+}
+
+/// A manifest claimed from the inbox and not yet accepted or rejected.
+public struct IntakeRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    /// Table name.
+    public static let databaseTableName = "intake"
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    /// Columns are snake_case in SQL.
+    public static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    /// The file's name in `claimed/`: `<job id>--<name>`.
+    public var claimed: String
+    /// The name it had in the inbox (in full, even when the claimed name is cut short).
+    public var original: String
+    /// The uid that owned it in the inbox: the submitter.
+    public var owner: Int
+    /// How many times the daemon began reading it.
+    public var starts: Int
+    public var claimedAt: Double
+
+    /// Creates a row.
+    public init(claimed: String, original: String, owner: Int, starts: Int, claimedAt: Double) {
+        self.claimed = claimed
+        self.original = original
+        self.owner = owner
+        self.starts = starts
+        self.claimedAt = claimedAt
+    }
+}
+
+/// An inbox entry that could be neither processed nor given a `.error` file.
+public struct InboxProblemRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    /// Table name.
+    public static let databaseTableName = "inbox_problems"
+    public var name: String
+    public var reason: String
+    public var at: Double
+    /// Creates a row.
+    public init(name: String, reason: String, at: Double) {
+        self.name = name
+        self.reason = reason
+        self.at = at
     }
 }

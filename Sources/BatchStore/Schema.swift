@@ -137,6 +137,32 @@ enum Schema {
                 ALTER TABLE file_hashes ADD COLUMN md5 TEXT;
                 """)
         }
+        m.registerMigration("v3-intake-submitters-strikes") { db in
+            try db.execute(sql: """
+                -- Who a job acts for: the owner of its manifest file in the inbox.
+                ALTER TABLE jobs ADD COLUMN submitter_uid INTEGER CHECK (submitter_uid IS NULL OR submitter_uid >= 0);
+                -- Launches and adoptions of this task that the daemon did not
+                -- live through; at 2 the task fails instead of being tried again.
+                ALTER TABLE tasks ADD COLUMN strikes INTEGER NOT NULL DEFAULT 0 CHECK (strikes >= 0);
+                -- Manifests claimed from the inbox and not yet accepted or
+                -- rejected; `starts` counts the reads begun, so a manifest the
+                -- daemon died reading twice is set aside, not read again.
+                CREATE TABLE intake (
+                  claimed TEXT PRIMARY KEY NOT NULL,
+                  original TEXT NOT NULL,
+                  owner INTEGER NOT NULL CHECK (owner >= 0),
+                  starts INTEGER NOT NULL DEFAULT 0 CHECK (starts >= 0),
+                  claimed_at REAL NOT NULL
+                );
+                -- Inbox entries that could be neither processed nor given a
+                -- .error file: batchctl list shows them.
+                CREATE TABLE inbox_problems (
+                  name TEXT PRIMARY KEY NOT NULL,
+                  reason TEXT NOT NULL,
+                  at REAL NOT NULL
+                );
+                """)
+        }
         return m
     }
 }

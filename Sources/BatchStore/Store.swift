@@ -66,10 +66,11 @@ public final class Store: Sendable {
 
 extension Store {
     /// Records an accepted job and all its tasks (state pending) in one transaction.
-    public func insertJob(_ job: JobRecord, tasks: [TaskSpec]) async throws {
+    public func insertJob(_ job: JobRecord, tasks: [TaskSpec], claimed: String? = nil) async throws {
         let now = clock()
         try await db.write { db in
             try job.insert(db)
+            if let claimed { _ = try IntakeRecord.deleteOne(db, key: claimed) }
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
             let stmt = try db.makeStatement(sql: """
@@ -149,7 +150,9 @@ extension Store {
                                   directory: directory, startedAt: now, finishedAt: nil, outcome: nil,
                                   exitCode: nil, signal: nil, detail: nil, counted: nil)
             try a.insert(db)
-            try db.execute(sql: "UPDATE tasks SET state = 'running', updated_at = ? WHERE job_id = ? AND idx = ?",
+            // A strike until the attempt is running: a daemon that dies while
+            // launching it leaves the strike (see the schema, v3).
+            try db.execute(sql: "UPDATE tasks SET state = 'running', strikes = strikes + 1, updated_at = ? WHERE job_id = ? AND idx = ?",
                            arguments: [now, jobID, idx])
         }
     }
@@ -159,6 +162,7 @@ extension Store {
         try await db.write { db in
             try db.execute(sql: "UPDATE attempts SET state = 'running', pid = ? WHERE job_id = ? AND idx = ? AND attempt = ? AND state = 'starting'",
                            arguments: [Int(pid), jobID, idx, attempt])
+            try db.execute(sql: "UPDATE tasks SET strikes = MAX(strikes - 1, 0) WHERE job_id = ? AND idx = ?", arguments: [jobID, idx])
         }
     }
 
@@ -188,8 +192,9 @@ extension Store {
         }
         try db.execute(sql: """
             UPDATE tasks SET state = ?, counted_attempts = counted_attempts + ?, outcome = ?, exit_code = ?,
-              signal = ?, detail = ?, updated_at = ? WHERE job_id = ? AND idx = ?
-            """, arguments: [state, outcome.countsAsAttempt ? 1 : 0, outcome.kind, code, signal, detail, now, jobID, idx])
+              signal = ?, detail = ?, updated_at = ?, strikes = CASE WHEN ? = 'pending' THEN strikes ELSE 0 END
+              WHERE job_id = ? AND idx = ?
+            """, arguments: [state, outcome.countsAsAttempt ? 1 : 0, outcome.kind, code, signal, detail, now, state, jobID, idx])
         for output in outputs { try output.upsert(db) }
         let taskID = try String.fetchOne(db, sql: "SELECT task_id FROM tasks WHERE job_id = ? AND idx = ?", arguments: [jobID, idx]) ?? "\(idx)"
         let verb: String = switch decision {

@@ -33,3 +33,142 @@ void batchd_close_from(int first) {
 int batchd_eventfd(void) {
     return eventfd(0, EFD_CLOEXEC);
 }
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+
+#include <sys/xattr.h>
+
+const int batchd_O_PATH = O_PATH;
+const int batchd_AT_EMPTY_PATH = AT_EMPTY_PATH;
+
+int batchd_fsetxattr(int fd, const char *name, const void *value, unsigned long size) {
+    return fsetxattr(fd, name, value, size, 0);
+}
+
+long batchd_getxattr(const char *path, const char *name, void *value, unsigned long size) {
+    return (long)getxattr(path, name, value, size);
+}
+
+long batchd_fs_type(int fd) {
+    struct statfs s;
+    if (fstatfs(fd, &s) != 0) return -1;
+    return (long)s.f_type;
+}
+
+int batchd_set_dumpable(int on) {
+    return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0);
+}
+
+/* Landlock, with its constants written out so old kernel headers do not matter. */
+#ifndef SYS_landlock_create_ruleset
+#define SYS_landlock_create_ruleset 444
+#define SYS_landlock_add_rule 445
+#define SYS_landlock_restrict_self 446
+#endif
+#define LL_CREATE_RULESET_VERSION (1U << 0)
+#define LL_RULE_PATH_BENEATH 1
+#define LL_EXECUTE (1ULL << 0)
+#define LL_WRITE_FILE (1ULL << 1)
+#define LL_READ_FILE (1ULL << 2)
+#define LL_READ_DIR (1ULL << 3)
+#define LL_REMOVE_DIR (1ULL << 4)
+#define LL_REMOVE_FILE (1ULL << 5)
+#define LL_MAKE_CHAR (1ULL << 6)
+#define LL_MAKE_DIR (1ULL << 7)
+#define LL_MAKE_REG (1ULL << 8)
+#define LL_MAKE_SOCK (1ULL << 9)
+#define LL_MAKE_FIFO (1ULL << 10)
+#define LL_MAKE_BLOCK (1ULL << 11)
+#define LL_MAKE_SYM (1ULL << 12)
+#define LL_REFER (1ULL << 13)
+#define LL_TRUNCATE (1ULL << 14)
+#define LL_IOCTL_DEV (1ULL << 15)
+#define LL_SCOPE_SIGNAL (1ULL << 1)
+
+struct ll_ruleset_attr { uint64_t handled_access_fs; uint64_t handled_access_net; uint64_t scoped; };
+struct ll_path_beneath { uint64_t allowed_access; int32_t parent_fd; } __attribute__((packed));
+
+int batchd_landlock_abi(void) {
+    long v = syscall(SYS_landlock_create_ruleset, NULL, 0, LL_CREATE_RULESET_VERSION);
+    return v < 0 ? -1 : (int)v;
+}
+
+static uint64_t ll_handled(int abi) {
+    uint64_t r = LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_READ_DIR | LL_REMOVE_DIR | LL_REMOVE_FILE |
+                 LL_MAKE_CHAR | LL_MAKE_DIR | LL_MAKE_REG | LL_MAKE_SOCK | LL_MAKE_FIFO | LL_MAKE_BLOCK | LL_MAKE_SYM;
+    if (abi >= 2) r |= LL_REFER;
+    if (abi >= 3) r |= LL_TRUNCATE;
+    if (abi >= 5) r |= LL_IOCTL_DEV;
+    return r;
+}
+
+static int ll_add(int ruleset, const char *path, uint64_t handled) {
+    int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return 0;  /* gone meanwhile: nothing to grant */
+    struct stat st;
+    if (fstat(fd, &st) != 0 || S_ISLNK(st.st_mode)) { close(fd); return 0; }  /* a symlink's target has its own rule */
+    uint64_t rights = handled;
+    if (!S_ISDIR(st.st_mode)) rights &= LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_TRUNCATE | LL_IOCTL_DEV;
+    struct ll_path_beneath pb = { .allowed_access = rights, .parent_fd = fd };
+    long rc = syscall(SYS_landlock_add_rule, ruleset, LL_RULE_PATH_BENEATH, &pb, 0);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc == 0 ? 0 : -1;
+}
+
+/* Whether `dir` is a strict ancestor of `path` ("/" is everyone's). */
+static int ll_is_ancestor(const char *dir, const char *path) {
+    size_t n = strlen(dir);
+    if (n == 1 && dir[0] == '/') return path[0] == '/' && path[1] != 0;
+    return strncmp(dir, path, n) == 0 && path[n] == '/';
+}
+
+/* Grants every entry of `dir`, recursing into parents of hidden paths and skipping the hidden. */
+static int ll_grant(int ruleset, const char *dir, const char *const *hidden, int nhidden, uint64_t handled, int depth) {
+    if (depth > 64) { errno = ELOOP; return -1; }
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    struct dirent *e;
+    char path[4096];
+    int rc = 0;
+    while ((e = readdir(d)) != NULL && rc == 0) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        int n = snprintf(path, sizeof path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, e->d_name);
+        if (n <= 0 || (size_t)n >= sizeof path) continue;
+        int hide = 0, parent = 0;
+        for (int i = 0; i < nhidden; i++) {
+            if (strcmp(path, hidden[i]) == 0) hide = 1;
+            else if (ll_is_ancestor(path, hidden[i])) parent = 1;
+        }
+        if (hide) continue;
+        rc = parent ? ll_grant(ruleset, path, hidden, nhidden, handled, depth + 1) : ll_add(ruleset, path, handled);
+    }
+    closedir(d);
+    return rc;
+}
+
+int batchd_landlock_hide(const char *const *hidden, int nhidden, const char *const *allowed, int nallowed) {
+    int abi = batchd_landlock_abi();
+    if (abi < 1) return -1;
+    struct ll_ruleset_attr attr = { .handled_access_fs = ll_handled(abi), .handled_access_net = 0,
+                                    .scoped = abi >= 6 ? LL_SCOPE_SIGNAL : 0 };
+    size_t size = abi >= 6 ? sizeof attr : sizeof attr.handled_access_fs;
+    int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
+    if (ruleset < 0) return -1;
+    int rc = ll_grant(ruleset, "/", hidden, nhidden, attr.handled_access_fs, 0);
+    for (int i = 0; rc == 0 && i < nallowed; i++) rc = ll_add(ruleset, allowed[i], attr.handled_access_fs);
+    if (rc == 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) rc = -1;
+    if (rc == 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) != 0) rc = -1;
+    int e = errno;
+    close(ruleset);
+    errno = e;
+    return rc == 0 ? abi : -1;
+}

@@ -18,7 +18,7 @@ struct Submit: AsyncParsableCommand {
         try await guarded {
             let config = try global.load()
             let prepared: Submission.Prepared
-            do { prepared = try Submission.prepare(path: file, backend: backend) } catch { throw CLIError(2, "\(error)") }
+            do { prepared = try Submission.prepare(path: file, backend: backend, config: config) } catch { throw CLIError(2, "\(error)") }
             let chosen = prepared.manifest.backend ?? config.defaultBackend
             guard DaemonConfig.availableBackends.contains(chosen) else {
                 throw CLIError(2, "\(file): backend '\(chosen)' is not available in this batchd (available: \(DaemonConfig.availableBackends.joined(separator: ", ")))")

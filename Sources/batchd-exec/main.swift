@@ -1,6 +1,6 @@
 // batchd-exec: the supervisor every local task attempt runs under.
 //
-//   batchd-exec ATTEMPT_DIR -- PROGRAM [ARG...]
+//   batchd-exec ATTEMPT_DIR [--hide PATH]... -- PROGRAM [ARG...]
 //
 // It writes its pid to ATTEMPT_DIR/pid, sends its own stdout and stderr to
 // ATTEMPT_DIR/stdout and ATTEMPT_DIR/stderr, runs PROGRAM in ATTEMPT_DIR/work
@@ -10,6 +10,13 @@
 // killed, and the daemon reads the status file when it comes back. It ignores
 // SIGTERM itself so that when batchd stops the process group it still records
 // how the command died; SIGKILL ends it like anything else.
+//
+// With --hide, it first confines itself and the command with Landlock: no
+// file-system access at all beneath each PATH (the daemon's state, runtime
+// and credentials directories) except beneath ATTEMPT_DIR, and no signals to
+// processes outside the sandbox. The daemon asks for this when the task is
+// another user's than its own (docs/security.md); if the kernel refuses, the
+// command is not run.
 import CLinux
 #if canImport(Glibc)
 import Glibc
@@ -50,11 +57,17 @@ func publish(_ dir: String, _ name: String, _ text: String) {
 }
 
 let args = CommandLine.arguments
-guard args.count >= 4, args[2] == "--" else {
-    die("usage: batchd-exec ATTEMPT_DIR -- PROGRAM [ARG...]")
-}
+let usage = "usage: batchd-exec ATTEMPT_DIR [--hide PATH]... -- PROGRAM [ARG...]"
+guard args.count >= 4 else { die(usage) }
 let dir = args[1]
-let program = Array(args[3...])
+var hidden: [String] = []
+var at = 2
+while at + 1 < args.count, args[at] == "--hide" {
+    hidden.append(args[at + 1])
+    at += 2
+}
+guard at + 1 < args.count, args[at] == "--" else { die(usage) }
+let program = Array(args[(at + 1)...])
 
 // Output files first, so that every later error is visible in `batchctl logs`.
 for (fd, name) in [(Int32(1), "stdout"), (Int32(2), "stderr")] {
@@ -67,6 +80,17 @@ publish(dir, "pid", "\(getpid())\n")
 // Descriptors the daemon may have leaked are not the task's business.
 batchd_close_from(3)
 guard chdir("\(dir)/work") == 0 else { die("cannot enter \(dir)/work: \(String(cString: strerror(errno)))") }
+
+if !hidden.isEmpty {
+    var cHidden: [UnsafePointer<CChar>?] = hidden.map { UnsafePointer(strdup($0)) }
+    var cAllowed: [UnsafePointer<CChar>?] = [UnsafePointer(strdup(dir))]
+    if batchd_landlock_hide(&cHidden, Int32(hidden.count), &cAllowed, 1) < 0 {
+        let message = "batchd-exec: cannot confine the task with Landlock: \(String(cString: strerror(errno))); it is not run\n"
+        _ = writeAll(2, message)
+        publish(dir, "status", "exit 126\n")
+        exit(126)
+    }
+}
 
 signal(SIGTERM, SIG_IGN)
 signal(SIGINT, SIG_IGN)

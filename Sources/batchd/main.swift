@@ -1,5 +1,6 @@
 import ArgumentParser
 import BatchDaemon
+import CLinux
 import Foundation
 import Logging
 import SystemdSupport
@@ -29,6 +30,9 @@ struct BatchdCommand: AsyncParsableCommand {
     enum LogTarget: String, ExpressibleByArgument { case auto, journal, stderr }
 
     func run() async throws {
+        // Other processes of this user (the tasks run as it) may not read
+        // this process's memory, environment or descriptors through /proc.
+        _ = batchd_set_dumpable(0)
         // The one place the environment is read.
         let env = ProcessInfo.processInfo.environment
         let streamIsJournal = stderrIsJournal(journalStream: env["JOURNAL_STREAM"])

@@ -117,8 +117,24 @@ struct LocalRunnerTests {
     }
 }
 
-@Suite("Output collection never leaves the destination")
+@Suite("Output collection never leaves the task's directory or the destination")
 struct OutputCollectorTests {
+    /// The root policy: every permission check passes, the refusals still apply.
+    let policy = AccessPolicy(submitter: Submitter(uid: 0, gid: 0, groups: [0], name: "root"), protected: [])
+
+    func collect(_ dir: String, _ patterns: [String], to dest: String) throws -> OutputCollector.Found {
+        let work = try OutputCollector.openDirectory(dir, "work")
+        defer { close(work) }
+        let found = try OutputCollector.find(in: work, patterns: patterns)
+        let destination = try Destination(path: dest, policy: policy, jobID: "J1")
+        for f in found.files {
+            let fd = try OutputCollector.open(f, in: work)
+            defer { close(fd) }
+            _ = try destination.write(f, from: fd)
+        }
+        return found
+    }
+
     @Test func collectsMatchesAtomically() throws {
         let dir = try tempDirectory("out")
         let work = "\(dir)/work"
@@ -126,32 +142,62 @@ struct OutputCollectorTests {
         try "1".write(toFile: "\(work)/a.out", atomically: true, encoding: .utf8)
         try "2".write(toFile: "\(work)/sub/b.out", atomically: true, encoding: .utf8)
         try "3".write(toFile: "\(work)/c.log", atomically: true, encoding: .utf8)
-        let found = try OutputCollector.find(in: work, patterns: ["*.out", "sub/*.out"])
-        #expect(found == ["a.out", "sub/b.out"])
-        for f in found { _ = try OutputCollector.copy(f, from: work, to: "\(dir)/dest") }
+        let found = try collect(dir, ["*.out", "sub/*.out"], to: "\(dir)/dest")
+        #expect(found.files == ["a.out", "sub/b.out"])
         #expect(FileManager.default.contents(atPath: "\(dir)/dest/sub/b.out") == Data("2".utf8))
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/dest").filter { $0.hasPrefix(".") }
         #expect(leftovers.isEmpty)
     }
 
-    @Test func symlinkOutOfTheTaskIsRefused() throws {
+    @Test func symlinksAreNeverFollowed() throws {
         let dir = try tempDirectory("out")
         let work = "\(dir)/work"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        try "mine".write(toFile: "\(work)/real.out", atomically: true, encoding: .utf8)
         try FileManager.default.createSymbolicLink(atPath: "\(work)/secret.out", withDestinationPath: "/etc/passwd")
-        #expect(throws: FileOpError.self) { try OutputCollector.find(in: work, patterns: ["*.out"]) }
+        try FileManager.default.createSymbolicLink(atPath: "\(work)/inside.out", withDestinationPath: "real.out")
+        try FileManager.default.createSymbolicLink(atPath: "\(work)/etc", withDestinationPath: "/etc")
+        let found = try collect(dir, ["*.out", "etc/passwd", "**/*"], to: "\(dir)/dest")
+        #expect(found.files == ["real.out"])
+        #expect(Set(found.symlinks) == ["secret.out", "inside.out", "etc"])
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/dest/secret.out"))
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/dest/etc"))
     }
 
-    @Test func symlinkedDirectoryInTheDestinationIsRefused() throws {
+    @Test func aWorkingDirectorySwappedForASymlinkGivesNothing() throws {
+        let dir = try tempDirectory("out")
+        try FileManager.default.createSymbolicLink(atPath: "\(dir)/work", withDestinationPath: "/etc")
+        #expect(throws: FileOpError.self) { try collect(dir, ["passwd", "*"], to: "\(dir)/dest") }
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/dest/passwd"))
+    }
+
+    @Test func aSymlinkedDirectoryInTheDestinationIsRefusedBeforeAnythingIsMade() throws {
         let dir = try tempDirectory("out")
         let work = "\(dir)/work"
-        try FileManager.default.createDirectory(atPath: "\(work)/sub", withIntermediateDirectories: true)
-        try "x".write(toFile: "\(work)/sub/f.out", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: "\(work)/sub/deeper", withIntermediateDirectories: true)
+        try "x".write(toFile: "\(work)/sub/deeper/f.out", atomically: true, encoding: .utf8)
         try FileManager.default.createDirectory(atPath: "\(dir)/dest", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: "\(dir)/elsewhere", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: "\(dir)/dest/sub", withDestinationPath: "\(dir)/elsewhere")
-        #expect(throws: FileOpError.self) { try OutputCollector.copy("sub/f.out", from: work, to: "\(dir)/dest") }
-        #expect(throws: FileOpError.self) { try OutputCollector.copy("../f.out", from: work, to: "\(dir)/dest") }
-        #expect(!FileManager.default.fileExists(atPath: "\(dir)/elsewhere/f.out"))
+        #expect(throws: AccessError.self) { try collect(dir, ["**/*.out"], to: "\(dir)/dest") }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/elsewhere").isEmpty)
+        let destination = try Destination(path: "\(dir)/dest", policy: policy, jobID: "J1")
+        let fd = open("/dev/null", O_RDONLY)
+        defer { close(fd) }
+        #expect(throws: AccessError.self) { try destination.write("../f.out", from: fd) }
+    }
+
+    @Test func tempFilesOfAJobAreSweptAndOnlyThose() throws {
+        let dir = try tempDirectory("out")
+        try FileManager.default.createDirectory(atPath: "\(dir)/dest/a/b", withIntermediateDirectories: true)
+        let mine = Destination.tempName(jobID: "J1", relative: "a/b/x.txt")
+        let other = Destination.tempName(jobID: "J2", relative: "x.txt")
+        for path in ["\(dir)/dest/a/b/\(mine)", "\(dir)/dest/\(other)", "\(dir)/dest/keep.txt"] {
+            try "t".write(toFile: path, atomically: false, encoding: .utf8)
+        }
+        #expect(Destination.sweep("\(dir)/dest", jobID: "J1") == 1)
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/dest/a/b/\(mine)"))
+        #expect(FileManager.default.fileExists(atPath: "\(dir)/dest/\(other)"))
+        #expect(FileManager.default.fileExists(atPath: "\(dir)/dest/keep.txt"))
     }
 }

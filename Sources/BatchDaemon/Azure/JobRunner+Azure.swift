@@ -5,6 +5,9 @@ import BatchHTTP
 import BatchStore
 import Foundation
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A job's actions on Azure Batch. Every step can be repeated after a crash:
 /// inputs are content-addressed, the Batch job and task ids are
@@ -89,20 +92,24 @@ extension JobRunner {
 
         // Hash first (cheap when cached), so the total is known before sending.
         var hashed: [(source: String, sha256: String, md5: String, size: Int64)] = []
+        let policy = ctx.policy(job)
         for source in sources.sorted() {
             do {
-                let id = try FileOps.identity(source)
+                // Opened as the submitter would: what they could not read is never uploaded.
+                let file = try policy.openForReading(source)
+                defer { close(file.fd) }
+                let id = FileOps.identity(file.st)
                 if let c = try await ctx.store.cachedHash(path: source), c.device == id.device, c.inode == id.inode, c.size == id.size,
                    c.mtimeNs == id.mtimeNs, let md5 = c.md5 {
                     hashed.append((source, c.sha256, md5, id.size))
                     continue
                 }
-                let (md5, sha) = try BlobClient.digests(ofFile: source)
+                let (md5, sha) = try BlobClient.digests(ofFile: "/proc/self/fd/\(file.fd)")
                 try await ctx.store.saveHash(FileHashRecord(path: source, device: id.device, inode: id.inode, size: id.size,
                                                             mtimeNs: id.mtimeNs, sha256: sha, md5: md5))
                 hashed.append((source, sha, md5, id.size))
             } catch {
-                return .failed(reason: "input \(source) could not be read: \(error)")
+                return .failed(reason: "input \(Printable.escape(source)) could not be read: \(error)")
             }
         }
         let total = Int(hashed.reduce(Int64(0)) { $0 + $1.size })
@@ -117,7 +124,14 @@ extension JobRunner {
         for group in stride(from: 0, to: hashed.count, by: max(1, az.settings.concurrency)).map({ Array(hashed[$0..<min(hashed.count, $0 + az.settings.concurrency)]) }) {
             let results = await withTaskGroup(of: (Int, Result<(name: String, uploaded: Int64), Error>?).self) { g in
                 for (i, h) in group.enumerated() {
-                    g.addTask { (i, await azureStep("upload \(h.source)", { try await az.inputs.put(h.source, md5: h.md5) })) }
+                    g.addTask {
+                        (i, await azureStep("upload \(Printable.escape(h.source))", {
+                            let file = try policy.openForReading(h.source)
+                            defer { close(file.fd) }
+                            guard Int64(file.st.st_size) == h.size else { throw DaemonError("\(Printable.escape(h.source)) changed while the job was staged") }
+                            return try await az.inputs.put("/proc/self/fd/\(file.fd)", md5: h.md5)
+                        }))
+                    }
                 }
                 var out: [(Int, Result<(name: String, uploaded: Int64), Error>?)] = []
                 for await r in g { out.append(r) }

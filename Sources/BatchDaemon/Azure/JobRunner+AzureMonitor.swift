@@ -4,6 +4,9 @@ import BatchCore
 import BatchStore
 import Foundation
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension JobRunner {
     /// Follows the job's tasks through the account's poller until none is
@@ -21,7 +24,8 @@ extension JobRunner {
         if !open.isEmpty {
             let scope = MonitorScope(job: job, shared: [], sha: [:],
                                      patterns: (try? JSONDecoder().decode([String].self, from: Data(job.outputPatterns.utf8))) ?? [],
-                                     claims: OutputClaims(outputs))
+                                     claims: OutputClaims(outputs),
+                                     destination: LazyDestination(path: job.destination, policy: ctx.policy(job), jobID: jobID))
             let updates = await az.poller.watch(record.batchJobId)
             log.debug("watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "tasks.open": "\(open.count)"])
             let gone = await withTaskGroup(of: Bool?.self) { group in
@@ -114,10 +118,19 @@ extension JobRunner {
                         outcome = .outputsFailed(reason: "output \(rel) is also produced by task \(other); make output names unique, e.g. with {task}")
                         break
                     }
-                    let target = "\(scope.job.destination)/\(rel)"
-                    let got = await azureStep("download output \(rel)") { () -> OutputRecord in
-                        try await az.blob.download(container, name, to: target)
-                        let (sha, size) = try FileOps.sha256(target)
+                    guard OutputCollector.isSafeRelative(rel) else {
+                        outcome = .outputsFailed(reason: "an output blob is named \(Printable.quote(rel)), which would land outside the destination")
+                        break
+                    }
+                    // Downloaded into the attempt's directory first, then
+                    // written into the destination as the submitter may.
+                    let staged = "\(dir)/outputs/\(rel)"
+                    let got = await azureStep("download output \(Printable.escape(rel))") { () -> OutputRecord in
+                        try await az.blob.download(container, name, to: staged)
+                        let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                        guard fd >= 0 else { throw DaemonError("cannot read \(Printable.escape(staged)): \(FileOps.plain(errno))") }
+                        defer { close(fd); unlink(staged) }
+                        let (sha, size) = try scope.destination.get().write(rel, from: fd)
                         return OutputRecord(jobId: jobID, path: rel, idx: task.idx, size: Int(size), sha256: sha)
                     }
                     switch got {

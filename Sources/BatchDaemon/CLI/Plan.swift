@@ -7,10 +7,11 @@ import Foundation
 public enum Plan {
     /// Builds the plan as an object (for --json) and as text.
     public static func make(path: String, backend: String?, config: DaemonConfig, cores: Int) async throws -> (object: [String: Any], text: String) {
-        let prepared = try Submission.prepare(path: path, backend: backend)
+        let prepared = try Submission.prepare(path: path, backend: backend, config: config)
         let m = prepared.manifest
         let base = m.baseDirectory ?? (URL(fileURLWithPath: path).standardizedFileURL.path as NSString).deletingLastPathComponent
-        let expanded = try TaskExpander(fs: LocalFileSystem()).expand(m, base: base, jobID: "plan", file: (path as NSString).lastPathComponent)
+        let policy = Submission.policy(config)
+        let expanded = try TaskExpander(fs: LocalFileSystem(policy: policy)).expand(m, base: base, jobID: "plan", file: (path as NSString).lastPathComponent)
         let chosen = m.backend ?? config.defaultBackend
 
         // Inputs after dedup: every distinct file once, and only those whose
@@ -22,13 +23,16 @@ public enum Plan {
         var totalBytes: Int64 = 0, newBytes: Int64 = 0, stored = 0
         var seen = Set<String>()
         for source in sources.sorted() {
-            let id = try FileOps.identity(source)
+            let file = try policy.openForReading(source)
+            defer { close(file.fd) }
+            let id = (device: Int64(file.st.st_dev), inode: Int64(file.st.st_ino), size: Int64(file.st.st_size),
+                      mtimeNs: Int64(file.st.st_mtim.tv_sec) * 1_000_000_000 + Int64(file.st.st_mtim.tv_nsec))
             var sha: String?
             if let cached = try? await db?.cachedHash(path: source), cached.inode == id.inode, cached.size == id.size,
                cached.mtimeNs == id.mtimeNs, cached.device == id.device {
                 sha = cached.sha256
             }
-            let hash = try sha ?? FileOps.sha256(source).hex
+            let hash = try sha ?? FileOps.stream(from: file.fd, to: -1, sourceName: source, targetName: "").hex
             totalBytes += id.size
             guard seen.insert(hash).inserted else { continue }
             if store.contains(hash) { stored += 1 } else { newBytes += id.size }

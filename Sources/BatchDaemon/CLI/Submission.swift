@@ -23,20 +23,36 @@ public enum Submission {
         public var fileExtension: String
     }
 
+    /// The rule batchctl checks a manifest's files with: the daemon's, for
+    /// the user running batchctl (the daemon checks again as the owner of the
+    /// file in the inbox).
+    public static func policy(_ config: DaemonConfig) -> AccessPolicy {
+        AccessPolicy(submitter: .current(), protected: config.protectedDirectories(credentials: nil))
+    }
+
     /// Validates `path` and returns the text to submit.
-    public static func prepare(path: String, backend: String?) throws -> Prepared {
+    public static func prepare(path: String, backend: String?, config: DaemonConfig) throws -> Prepared {
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-        guard let data = FileManager.default.contents(atPath: absolute) else {
-            throw DaemonError("\(path): cannot read the file")
-        }
-        let text = String(decoding: data, as: UTF8.self)
         let name = (path as NSString).lastPathComponent
+        let bytes: [UInt8]
+        do { bytes = try AccessPolicy(submitter: .current(), protected: []).readFile(absolute, maxBytes: Bounds.manifestBytes) } catch {
+            throw DaemonError("\(Printable.escape(path)): \(error)")
+        }
+        let text = try ManifestParser.text(of: bytes, file: name)
         var manifest = try ManifestParser.parse(text, file: name)
         if let backend, !ManifestKeys.backends.contains(backend) {
             throw DaemonError("--backend \(backend): unknown backend (one of: \(ManifestKeys.backends.joined(separator: ", ")))")
         }
         let base = manifest.baseDirectory ?? (absolute as NSString).deletingLastPathComponent
-        let expanded = try TaskExpander(fs: LocalFileSystem()).expand(manifest, base: base, jobID: "check", file: name)
+        let policy = policy(config)
+        let expanded = try TaskExpander(fs: LocalFileSystem(policy: policy)).expand(manifest, base: base, jobID: "check", file: name)
+        if !manifest.outputs.patterns.isEmpty {
+            let d = manifest.outputs.destination
+            let destination = URL(fileURLWithPath: d.hasPrefix("/") ? d : "\(base)/\(d)").standardizedFileURL.path
+            do { try Destination.check(destination, policy: policy) } catch {
+                throw ManifestError(file: name, issues: [ManifestIssue(line: nil, column: nil, field: "outputs.destination", message: "\(error)")])
+            }
+        }
 
         var additions: [(String, String)] = []
         if manifest.baseDirectory == nil { additions.append(("baseDirectory", base)) }

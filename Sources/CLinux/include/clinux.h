@@ -13,4 +13,35 @@ void batchd_close_from(int first);
 /// A close-on-exec eventfd, for waking a thread blocked in poll(2).
 int batchd_eventfd(void);
 
+/// O_PATH, which Glibc's Swift module hides (it needs _GNU_SOURCE).
+extern const int batchd_O_PATH;
+
+/// AT_EMPTY_PATH (also hidden without _GNU_SOURCE).
+extern const int batchd_AT_EMPTY_PATH;
+
+/// getxattr(2).
+long batchd_getxattr(const char *path, const char *name, void *value, unsigned long size);
+
+/// fsetxattr(2).
+int batchd_fsetxattr(int fd, const char *name, const void *value, unsigned long size);
+
+/// The file system type (statfs(2)'s f_type) of what `fd` refers to; -1 on error.
+long batchd_fs_type(int fd);
+
+/// prctl(PR_SET_DUMPABLE): 0 makes /proc/<pid>/environ, mem and fd of this
+/// process unreadable to other processes of the same user.
+int batchd_set_dumpable(int on);
+
+/// The Landlock ABI version the kernel offers, or -1 (errno says why).
+int batchd_landlock_abi(void);
+
+/// Restricts this process and everything it executes with Landlock: every
+/// file-system right is denied beneath each of the `nhidden` paths in
+/// `hidden`, except beneath the `nallowed` paths in `allowed`, and granted
+/// everywhere else (every entry that exists now beside the hidden paths and
+/// their parents); with Landlock ABI 6 or later, signals to processes
+/// outside the sandbox are refused too. Returns the ABI used, or -1 with
+/// errno set (nothing is restricted then).
+int batchd_landlock_hide(const char *const *hidden, int nhidden, const char *const *allowed, int nallowed);
+
 #endif

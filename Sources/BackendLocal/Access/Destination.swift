@@ -1,0 +1,172 @@
+import BatchCore
+import CLinux
+import Crypto
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A job's output destination, written for the submitter: only where they
+/// may write, never through a symlink inside it, each file complete or
+/// absent (temp file, fsync, rename), and owned by the submitter when the
+/// daemon runs as root.
+public final class Destination: @unchecked Sendable {
+    /// The destination as given (absolute).
+    public let path: String
+    let policy: AccessPolicy
+    let jobID: String
+    /// An batchd_O_PATH descriptor of the destination directory.
+    let root: Int32
+
+    /// Checks, creating nothing, that the submitter may write at `path`: the
+    /// deepest part of it that exists is a directory they may write into,
+    /// reached through directories they may enter, and none of it is refused.
+    public static func check(_ path: String, policy: AccessPolicy) throws(AccessError) {
+        let (r, missing) = try policy.resolve(path, followLast: true, stopAtMissing: true)
+        defer { close(r.fd) }
+        guard r.st.st_mode & S_IFMT == S_IFDIR else {
+            throw AccessError("\(AccessPolicy.shown(r.path)) is \(AccessPolicy.typeName(r.st.st_mode)); the destination must be a directory")
+        }
+        guard Permission.allows(policy.submitter, Permission.write | Permission.execute, fd: r.fd, r.st) else {
+            let what = missing.isEmpty ? "write into" : "create \(AccessPolicy.shown(missing[0])) in"
+            throw AccessError("permission denied: \(policy.submitter) may not \(what) \(AccessPolicy.shown(r.path))")
+        }
+    }
+
+    /// Opens the destination, creating the directories it lacks.
+    public init(path: String, policy: AccessPolicy, jobID: String) throws(AccessError) {
+        self.path = path
+        self.policy = policy
+        self.jobID = jobID
+        try Self.check(path, policy: policy)
+        var (r, missing) = try policy.resolve(path, followLast: true, stopAtMissing: true)
+        for name in missing {
+            do {
+                let next = try Self.directory(name, in: r.fd, at: r.path, policy: policy, checkWrite: false)
+                close(r.fd)
+                r = next
+            } catch {
+                close(r.fd)
+                throw error
+            }
+        }
+        root = r.fd
+    }
+
+    deinit { close(root) }
+
+    /// Opens (creating if needed) directory `name` in `dir`, never through a symlink.
+    static func directory(_ name: String, in dir: Int32, at dirPath: String, policy: AccessPolicy, checkWrite: Bool) throws(AccessError) -> AccessPolicy.Resolved {
+        let path = dirPath == "/" ? "/\(name)" : "\(dirPath)/\(name)"
+        var fd = openat(dir, name, batchd_O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 && errno == ENOENT {
+            var st = stat()
+            fstat(dir, &st)
+            if checkWrite, !Permission.allows(policy.submitter, Permission.write | Permission.execute, fd: dir, st) {
+                throw AccessError("permission denied: \(policy.submitter) may not create \(AccessPolicy.shown(name)) in \(AccessPolicy.shown(dirPath))")
+            }
+            if mkdirat(dir, name, 0o775) != 0 && errno != EEXIST {
+                throw AccessError("cannot create the directory \(AccessPolicy.shown(path)): \(String(cString: strerror(errno)))")
+            }
+            fd = openat(dir, name, batchd_O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC)
+            if fd >= 0 { giveToSubmitter(fd, policy.submitter) }
+        }
+        guard fd >= 0 else {
+            throw AccessError(errno == ENOTDIR || errno == ELOOP
+                ? "\(AccessPolicy.shown(path)) is not a directory (a symlink?); outputs are never written through one"
+                : "cannot open \(AccessPolicy.shown(path)): \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        fstat(fd, &st)
+        return AccessPolicy.Resolved(fd: fd, path: path, st: st)
+    }
+
+    /// Makes a file or directory the daemon created the submitter's, when the
+    /// daemon may (it runs as root); otherwise it stays the service user's.
+    static func giveToSubmitter(_ fd: Int32, _ who: Submitter) {
+        guard geteuid() == 0, who.uid != 0 else { return }
+        _ = fchownat(fd, "", who.uid, who.gid ?? UInt32.max, batchd_AT_EMPTY_PATH)
+    }
+
+    /// The temp name of an output while it is written: fixed for this job and
+    /// path, so a rewrite after a crash replaces it, and `sweep` finds it.
+    public static func tempName(jobID: String, relative: String) -> String {
+        let digest = SHA256.hash(data: Data(relative.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
+        return "\(tempPrefix(jobID))\(digest)"
+    }
+
+    static func tempPrefix(_ jobID: String) -> String { ".batchd-tmp-\(jobID)-" }
+
+    /// Copies what `source` (a readable descriptor) holds to `relative`
+    /// under the destination: temp file, fsync, rename. Returns the SHA-256
+    /// and size written.
+    public func write(_ relative: String, from source: Int32) throws -> (sha256: String, size: Int64) {
+        let parts = relative.split(separator: "/").map(String.init)
+        guard let last = parts.last, !parts.contains(".."), !parts.contains("."), !relative.hasPrefix("/") else {
+            throw AccessError("output path \(AccessPolicy.shown(relative)) reaches outside the destination")
+        }
+        var dir = AccessPolicy.Resolved(fd: dup(root), path: path, st: stat())
+        defer { close(dir.fd) }
+        for name in parts.dropLast() {
+            let next = try Self.directory(name, in: dir.fd, at: dir.path, policy: policy, checkWrite: true)
+            close(dir.fd)
+            dir = next
+        }
+        var st = stat()
+        fstat(dir.fd, &st)
+        guard Permission.allows(policy.submitter, Permission.write | Permission.execute, fd: dir.fd, st) else {
+            throw AccessError("permission denied: \(policy.submitter) may not write into \(AccessPolicy.shown(dir.path))")
+        }
+        let tmp = Self.tempName(jobID: jobID, relative: relative)
+        unlinkat(dir.fd, tmp, 0)
+        let out = openat(dir.fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard out >= 0 else { throw AccessError("cannot create a file in \(AccessPolicy.shown(dir.path)): \(String(cString: strerror(errno)))") }
+        let result: (String, Int64)
+        do {
+            result = try FileOps.stream(from: source, to: out, sourceName: relative, targetName: "\(dir.path)/\(last)")
+            Self.giveToSubmitter(out, policy.submitter)
+            guard fsync(out) == 0 else { throw AccessError("cannot write \(AccessPolicy.shown(dir.path))/\(AccessPolicy.shown(last)): \(String(cString: strerror(errno)))") }
+            close(out)
+            Debug.crashPoint("collect", relative)
+            guard renameat(dir.fd, tmp, dir.fd, last) == 0 else {
+                throw AccessError("cannot put \(AccessPolicy.shown(relative)) in place: \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            close(out)
+            unlinkat(dir.fd, tmp, 0)
+            throw error
+        }
+        let d = open("/proc/self/fd/\(dir.fd)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if d >= 0 { fsync(d); close(d) }
+        return result
+    }
+
+    /// Removes the temp files a killed daemon left under `path` for `jobID`
+    /// (never following a symlink; at most `limit` entries looked at).
+    /// Returns how many were removed.
+    @discardableResult
+    public static func sweep(_ path: String, jobID: String, limit: Int = 100_000) -> Int {
+        let prefix = tempPrefix(jobID)
+        let top = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard top >= 0 else { return 0 }
+        var removed = 0
+        var seen = 0
+        var stack: [(Int32, Int)] = [(top, 0)]
+        while let (fd, depth) = stack.popLast() {
+            guard let d = fdopendir(fd) else { close(fd); continue }
+            while let entry = readdir(d), seen < limit {
+                seen += 1
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                if name == "." || name == ".." { continue }
+                if name.hasPrefix(prefix) {
+                    if unlinkat(dirfd(d), name, 0) == 0 { removed += 1 }
+                } else if entry.pointee.d_type == UInt8(DT_DIR), depth < 32 {
+                    let sub = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                    if sub >= 0 { stack.append((sub, depth + 1)) }
+                }
+            }
+            closedir(d)
+        }
+        return removed
+    }
+}

@@ -1,0 +1,79 @@
+import CLinux
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the kernel would let a user do with a file, worked out from the
+/// file's owner, group, mode bits and POSIX ACL (acl(5)'s access check
+/// algorithm), so the daemon can ask "could the submitter do this?" about a
+/// file it can reach itself.
+public enum Permission {
+    /// Read, write and execute (search, for a directory) bits.
+    public static let read: UInt16 = 4, write: UInt16 = 2, execute: UInt16 = 1
+
+    /// One entry of a POSIX access ACL.
+    struct ACLEntry: Equatable {
+        var tag: UInt16
+        var perm: UInt16
+        var id: UInt32
+    }
+
+    static let userObj: UInt16 = 0x01, user: UInt16 = 0x02, groupObj: UInt16 = 0x04, group: UInt16 = 0x08,
+               mask: UInt16 = 0x10, other: UInt16 = 0x20
+
+    /// Parses the `system.posix_acl_access` extended attribute (version 2:
+    /// a 4-byte header, then 8-byte entries of tag, perm, id, little-endian).
+    static func parseACL(_ bytes: [UInt8]) -> [ACLEntry]? {
+        guard bytes.count >= 4, (bytes.count - 4) % 8 == 0 else { return nil }
+        func u16(_ i: Int) -> UInt16 { UInt16(bytes[i]) | UInt16(bytes[i + 1]) << 8 }
+        func u32(_ i: Int) -> UInt32 { UInt32(u16(i)) | UInt32(u16(i + 2)) << 16 }
+        guard u32(0) == 2 else { return nil }
+        return stride(from: 4, to: bytes.count, by: 8).map { ACLEntry(tag: u16($0), perm: u16($0 + 2), id: u32($0 + 4)) }
+    }
+
+    /// The access ACL of the object `fd` refers to (an batchd_O_PATH descriptor is
+    /// fine), or nil when it has none beyond its mode bits.
+    static func acl(fd: Int32) -> [ACLEntry]? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var n = batchd_getxattr("/proc/self/fd/\(fd)", "system.posix_acl_access", &buffer, UInt(buffer.count))
+        if n < 0, errno == ERANGE {
+            buffer = [UInt8](repeating: 0, count: 65536)
+            n = batchd_getxattr("/proc/self/fd/\(fd)", "system.posix_acl_access", &buffer, UInt(buffer.count))
+        }
+        guard n > 0 else { return nil }
+        return parseACL(Array(buffer.prefix(n)))
+    }
+
+    /// Whether `who` has every bit of `want` on a file with this status and ACL.
+    static func allows(_ who: Submitter, _ want: UInt16, mode: UInt32, owner: UInt32, group: UInt32, acl: [ACLEntry]? = nil) -> Bool {
+        if who.uid == 0 {
+            // Root reads and writes anything and searches any directory; it
+            // executes a file only if someone may.
+            let isDirectory = mode & UInt32(S_IFMT) == UInt32(S_IFDIR)
+            return want & execute == 0 || isDirectory || mode & 0o111 != 0
+        }
+        let ownerBits = UInt16((mode >> 6) & 7), groupBits = UInt16((mode >> 3) & 7), otherBits = UInt16(mode & 7)
+        guard let acl, acl.contains(where: { $0.tag == user || $0.tag == group || $0.tag == mask }) else {
+            if who.uid == owner { return ownerBits & want == want }
+            if who.groups.contains(group) { return groupBits & want == want }
+            return otherBits & want == want
+        }
+        if who.uid == owner { return (acl.first { $0.tag == userObj }?.perm ?? ownerBits) & want == want }
+        let maskBits = acl.first { $0.tag == mask }?.perm ?? 7
+        if let named = acl.first(where: { $0.tag == user && $0.id == who.uid }) { return named.perm & maskBits & want == want }
+        var inAnyGroup = false
+        for entry in acl where (entry.tag == groupObj && who.groups.contains(group)) || (entry.tag == Self.group && who.groups.contains(entry.id)) {
+            inAnyGroup = true
+            if entry.perm & maskBits & want == want { return true }
+        }
+        if inAnyGroup { return false }
+        return (acl.first { $0.tag == other }?.perm ?? otherBits) & want == want
+    }
+
+    /// Whether `who` has `want` on the object `fd` refers to.
+    static func allows(_ who: Submitter, _ want: UInt16, fd: Int32, _ st: stat) -> Bool {
+        if who.uid == 0 { return allows(who, want, mode: st.st_mode, owner: st.st_uid, group: st.st_gid) }
+        return allows(who, want, mode: st.st_mode, owner: st.st_uid, group: st.st_gid, acl: acl(fd: fd))
+    }
+}

@@ -65,7 +65,7 @@ public enum FileOps {
     public static func copy(from input: Int32, sourceName: String, to destination: String?, mode: mode_t = 0o644) throws -> (hex: String, size: Int64) {
         guard let destination else { return try stream(from: input, to: -1, sourceName: sourceName, targetName: "") }
         let dir = (destination as NSString).deletingLastPathComponent
-        let tmp = "\(dir)/.\((destination as NSString).lastPathComponent).batchd-\(UInt32.random(in: 0...UInt32.max))"
+        let tmp = "\(dir)/.batchd-copy-\(UInt64.random(in: 0...UInt64.max))"
         let output = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard output >= 0 else { throw posix(tmp, "cannot create") }
         do {

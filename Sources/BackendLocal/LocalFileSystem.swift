@@ -35,6 +35,9 @@ public final class LocalFileSystem: ManifestFileSystem {
             try policy.checkReadable(path)
             return [standardized(path)]
         }
+        // The directory the walk starts from must be one the submitter may
+        // list; below it, what they may not list is skipped, as a shell's glob would.
+        _ = try policy.list(root)
         var out: [String] = []
         try walk(root, rest, &out)
         // `a/../b` in a pattern is walked literally; report the plain path.

@@ -71,9 +71,16 @@ public enum ManifestParser {
         } catch {
             throw ManifestError(file: file, issues: [syntaxIssue(error)])
         }
-        if let deep = tooDeep(root) {
+        switch shapeProblem(root, budget: 2 * text.utf8.count + 1000) {
+        case .tooDeep(let deep)?:
             throw ManifestError(file: file, issues: [ManifestIssue(line: deep.mark?.line, column: deep.mark?.column, field: "",
                 message: "nested more than \(Bounds.depth) levels deep", hint: "a manifest needs at most 5 levels")])
+        case .tooMany?:
+            throw ManifestError(file: file, issues: [ManifestIssue(line: nil, column: nil, field: "",
+                message: "the manifest's aliases expand to far more values than the file holds",
+                hint: "YAML anchors and aliases may be used, but not to multiply the manifest")])
+        case nil:
+            break
         }
         let reader = NodeReader()
         let manifest = reader.manifest(root)
@@ -89,7 +96,8 @@ public enum ManifestParser {
         return manifest!
     }
 
-    /// Refuses NUL bytes (they would cut text short) and over-long lines.
+    /// Refuses NUL bytes (they would cut text short), other raw control
+    /// characters (they would mislead whoever reads the text) and over-long lines.
     static func checkLines(_ text: String, file: String) throws(ManifestError) {
         if text.utf8.count > Bounds.manifestBytes {
             throw ManifestError(file: file, issues: [ManifestIssue(line: nil, column: nil, field: "",
@@ -103,6 +111,11 @@ public enum ManifestParser {
                     message: "the file contains a NUL byte", hint: "a manifest is text; remove it")])
             }
             if b == 0x0A { line += 1; column = 1; length = 0; continue }
+            if (b < 0x20 && b != 0x09 && b != 0x0D) || b == 0x7F {
+                throw ManifestError(file: file, issues: [ManifestIssue(line: line, column: column, field: "",
+                    message: "the file contains the control character \(Printable.escape(String(UnicodeScalar(b))))",
+                    hint: "remove it; inside a double-quoted string it can be written as an escape such as \\e or \\t")])
+            }
             length += 1
             if b & 0xC0 != 0x80 { column += 1 }
             if length > Bounds.lineBytes {
@@ -112,12 +125,19 @@ public enum ManifestParser {
         }
     }
 
-    /// The first node nested deeper than `Bounds.depth`, if any (iterative:
-    /// a hostile tree cannot overflow the stack here).
-    static func tooDeep(_ root: Node) -> Node? {
+    enum ShapeProblem { case tooDeep(Node), tooMany }
+
+    /// A node nested deeper than `Bounds.depth`, or more nodes than `budget`
+    /// once aliases are expanded (an alias bomb), if any. Iterative, and it
+    /// stops at the budget: a hostile tree can neither overflow the stack
+    /// nor keep it busy.
+    static func shapeProblem(_ root: Node, budget: Int) -> ShapeProblem? {
         var stack: [(Node, Int)] = [(root, 1)]
+        var visited = 0
         while let (node, depth) = stack.popLast() {
-            if depth > Bounds.depth { return node }
+            visited += 1
+            if visited > budget { return .tooMany }
+            if depth > Bounds.depth { return .tooDeep(node) }
             switch node {
             case .mapping(let m): for (k, v) in m { stack.append((k, depth + 1)); stack.append((v, depth + 1)) }
             case .sequence(let s): for v in s { stack.append((v, depth + 1)) }

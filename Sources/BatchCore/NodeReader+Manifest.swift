@@ -32,7 +32,9 @@ extension NodeReader {
             }
         }
         let source = tasks(top["tasks"])
-        let scope = source.map { TemplateScope(for: $0) } ?? TemplateScope(names: [], rowColumns: true)
+        // Without a valid task source its placeholders are unknown: allow them all.
+        let scope = source.map { TemplateScope(for: $0) }
+            ?? TemplateScope(names: TemplateScope.common + ["file", "name", "stem", "i"], rowColumns: true)
         let command = top["command"].flatMap { node -> String? in
             guard let c = string(node, "command", required: true, multiline: true, max: Bounds.commandBytes) else { return nil }
             template(c, node, "command", scope: scope, shell: true)

@@ -82,7 +82,8 @@ public struct TaskExpander: Sendable {
         func files(_ pattern: String, _ field: String) throws(ManifestError) -> [InputFile] {
             let found: [String]
             do { found = try fs.glob(pattern, base: base) } catch {
-                throw fail(field, "\(Printable.quote(pattern)): \(error)")
+                let why = "\(error)"
+                throw fail(field, why.contains(pattern) ? why : "\(Printable.quote(pattern)): \(why)")
             }
             if found.isEmpty {
                 throw fail(field, "\(Printable.quote(pattern)) matches no file in \(pattern.hasPrefix("/") ? "/" : Printable.escape(base))",
@@ -122,7 +123,9 @@ public struct TaskExpander: Sendable {
             let absolute = path.hasPrefix("/") ? path : (base as NSString).appendingPathComponent(path)
             let text: String
             do { text = try fs.readText(absolute, maxBytes: Bounds.rowFileBytes) } catch {
-                throw fail("tasks.forEachRow.file", "\(Printable.quote(path)): \(error)", "check the path; relative paths start at the manifest's directory")
+                let why = "\(error)"
+                throw fail("tasks.forEachRow.file", why.contains(path) ? why : "\(Printable.quote(path)): \(why)",
+                           "check the path; relative paths start at the manifest's directory")
             }
             let parsed = try Self.rows(text, format: format, path: path, file: file)
             let used = Set(([m.command ?? ""] + Array(m.env.values) + [idTemplate ?? ""]).flatMap(Template.placeholders(in:))

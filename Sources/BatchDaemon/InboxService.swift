@@ -11,6 +11,7 @@ struct InboxService: Service {
     let watching = AsyncEvent<Void>()
 
     func run() async throws {
+        await intake.forgetSolvedProblems()
         for claimed in await intake.leftovers() {
             if let id = await intake.process(claimed) { supervisor.enqueue(id) }
         }

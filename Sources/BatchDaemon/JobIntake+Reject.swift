@@ -23,10 +23,12 @@ extension JobIntake {
         let text = errorText(original, reason)
         let wrote = writePrivate(Data(text.utf8), to: "\(dir)/\(name).error", owner: owner, logger: logger)
         // The manifest goes beside it as a private copy; one the daemon
-        // cannot read is moved as it is (its own mode keeps it as private as
-        // its owner made it).
+        // cannot read, or too big to be a manifest, is moved as it is (its
+        // own mode keeps it as private as its owner made it).
         var kept = "\(dir)/\(name)"
-        if let data = FileManager.default.contents(atPath: claimed),
+        var st = stat()
+        let small = lstat(claimed, &st) == 0 && st.st_mode & S_IFMT == S_IFREG && st.st_size <= Bounds.manifestBytes
+        if small, let data = FileManager.default.contents(atPath: claimed),
            writePrivate(data, to: kept, owner: owner, logger: logger) {
             unlink(claimed)
         } else if rename(claimed, kept) != 0 {
@@ -40,6 +42,17 @@ extension JobIntake {
         }
         logger.warning("manifest rejected", metadata: ["reason": "\(Printable.escape(reason))", "rejected": "\(Printable.escape(kept))",
                                                        "message.id": "\(MessageID.jobRejected)"])
+    }
+
+    /// Forgets inbox problems whose entry has gone from the inbox and from
+    /// `rejected/` (someone dealt with it).
+    func forgetSolvedProblems() async {
+        for p in (try? await store.inboxProblems()) ?? [] {
+            var st = stat()
+            let inInbox = lstat("\(config.inboxDirectory)/\(p.name)", &st) == 0
+            let inRejected = lstat("\(config.rejectedDirectory)/\(p.name)", &st) == 0
+            if !inInbox && !inRejected { try? await store.clearInboxProblem(p.name) }
+        }
     }
 
     func errorText(_ original: String, _ reason: String) -> String {
@@ -60,7 +73,7 @@ extension JobIntake {
     /// symlink, a directory, a hard link, one it cannot move): it gets a
     /// `.error`, and moves to `rejected/` when it can; where no `.error` can
     /// be written, the journal and `batchctl list` say so. Reported once.
-    func refuseEntry(_ name: String, _ st: stat, reason: String, hint: String) async {
+    func refuseEntry(_ name: String, _ st: stat, reason: String, hint: String, from source: String? = nil) async {
         let dir = config.rejectedDirectory
         try? FileOps.makeDirectory(dir)
         let errorName = Self.shortened(name, max: 255 - ".error".utf8.count) + ".error"
@@ -69,7 +82,7 @@ extension JobIntake {
         log[metadataKey: "file"] = "\(Printable.escape(name))"
         let text = errorText(name, "\(Printable.escape(name)): \(reason) (\(hint))")
         let wrote = writePrivate(Data(text.utf8), to: "\(dir)/\(errorName)", owner: st.st_uid, logger: log)
-        let moved = rename("\(config.inboxDirectory)/\(name)", "\(dir)/\(name)") == 0
+        let moved = rename(source ?? "\(config.inboxDirectory)/\(name)", "\(dir)/\(name)") == 0
         FileOps.syncDirectory(dir)
         if !wrote { try? await store.recordInboxProblem(name, reason: "\(reason) (\(hint))") }
         log.warning("inbox entry refused", metadata: ["reason": "\(reason)", "moved": "\(moved)", "message.id": "\(MessageID.jobRejected)"])

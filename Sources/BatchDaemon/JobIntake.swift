@@ -67,12 +67,12 @@ struct JobIntake: Sendable {
         guard lstat(source, &st) == 0 else { return nil }
         if st.st_mode & S_IFMT != S_IFREG {
             await refuseEntry(name, st, reason: "it is \(AccessPolicy.typeName(st.st_mode)); batchd reads only regular files dropped into the inbox",
-                              hint: "copy the manifest itself into the inbox (or use batchctl submit FILE)")
+                              hint: "copy the manifest itself into the inbox, or use batchctl submit FILE")
             return nil
         }
         if st.st_nlink > 1 {
             await refuseEntry(name, st, reason: "it has other hard links, so whose it is cannot be told",
-                              hint: "copy the file into the inbox instead of linking it (or use batchctl submit FILE)")
+                              hint: "copy the file into the inbox instead of linking it, or use batchctl submit FILE")
             return nil
         }
         let claimedName = "\(newJobID())--\(Self.shortened(name, max: Self.claimedNameRoom))"
@@ -107,15 +107,20 @@ struct JobIntake: Sendable {
         var st = stat()
         lstat(holding, &st)
         _ = try? await store.claimIntake(claimed: claimedName, original: name, owner: Int(st.st_uid))
-        return finishAcross(holding, claimedName)
+        return await finishAcross(holding, claimedName, original: name)
     }
 
-    func finishAcross(_ holding: String, _ claimedName: String) -> String? {
+    func finishAcross(_ holding: String, _ claimedName: String, original: String) async -> String? {
         let claimed = "\(config.claimedDirectory)/\(claimedName)"
         do {
             try FileOps.copy(from: holding, to: claimed, mode: 0o600)
         } catch {
-            logger.warning("cannot copy a manifest out of the inbox", metadata: ["file": "\(Printable.escape(holding))", "error": "\(error)"])
+            // It cannot be taken: say so beside it, keep it, never retry silently.
+            var st = stat()
+            lstat(holding, &st)
+            try? await store.endIntake(claimedName)
+            let reason = "it could not be copied into the daemon's state directory (\(error))"
+            await refuseEntry(original, st, reason: reason, hint: "free space in the state directory, then drop it again", from: holding)
             return nil
         }
         unlink(holding)
@@ -137,7 +142,7 @@ struct JobIntake: Sendable {
             lstat(holding, &st)
             let original = claimedName.range(of: "--").map { String(claimedName[$0.upperBound...]) } ?? claimedName
             _ = try? await store.claimIntake(claimed: claimedName, original: original, owner: Int(st.st_uid))
-            _ = finishAcross(holding, claimedName)
+            _ = await finishAcross(holding, claimedName, original: original)
         }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: config.claimedDirectory)) ?? []
         var out: [String] = []

@@ -1,6 +1,9 @@
 import BatchCore
 import Foundation
 import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Errors of the store, with what to do about them.
 public struct StoreError: Error, Sendable, CustomStringConvertible {
@@ -43,8 +46,15 @@ public final class Store: Sendable {
     public init(readOnlyPath path: String) throws {
         self.path = path
         self.clock = { Date().timeIntervalSince1970 }
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw StoreError(message: "no database yet (has batchd run with this config?)", path: path)
+        if access(path, R_OK) != 0 {
+            let e = errno
+            let dir = (path as NSString).deletingLastPathComponent
+            if e == ENOENT && access(dir, X_OK) == 0 {
+                throw StoreError(message: "no database yet (has batchd run with this config?)", path: path)
+            }
+            throw StoreError(message: e == EACCES || access(dir, X_OK) != 0
+                ? "permission denied reading the database (are you in the daemon's group? docs/operations.md)"
+                : "cannot read the database: \(String(cString: strerror(e)).lowercased())", path: path)
         }
         var config = Configuration()
         config.readonly = true

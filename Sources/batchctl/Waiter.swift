@@ -29,6 +29,12 @@ struct Waiter {
             if let data = FileManager.default.contents(atPath: error) {
                 throw CLIError(2, "the daemon rejected the manifest:\n\(String(decoding: data, as: UTF8.self))")
             }
+            if FileManager.default.fileExists(atPath: error) {
+                throw CLIError(2, "the daemon rejected the manifest; its reason, \(error), is not readable by you (docs/security.md)")
+            }
+            if let store, let problem = try? await store.inboxProblems().first(where: { $0.name == name }) {
+                throw CLIError(2, "the daemon could not process \(name): \(problem.reason)")
+            }
             if let end, ContinuousClock.now >= end { throw CLIError(5, "timed out waiting for the daemon to take \(name) (is it running?)") }
             try await Task.sleep(for: interval)
         }

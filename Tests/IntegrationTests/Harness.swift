@@ -78,14 +78,21 @@ final class DaemonHarness: @unchecked Sendable {
     private var process: Process?
     private var exited = AsyncEvent<Int32>()
 
-    init(slots: Int = 4, shutdownGrace: String = "10s", killGrace: String = "2s", extra: String = "") throws {
+    /// The inbox, when the config puts it elsewhere than the state directory.
+    let inboxOverride: String?
+    /// The user the daemon runs as (through setpriv), nil for this process's.
+    var user: TestUser?
+
+    init(slots: Int = 4, shutdownGrace: String = "10s", killGrace: String = "2s", extra: String = "", inbox: String? = nil) throws {
         root = NSTemporaryDirectory() + "batchd-it-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         config = "\(root)/batchd.yaml"
+        inboxOverride = inbox
         try """
             stateDirectory: state
             runtimeDirectory: run
             shutdownGrace: \(shutdownGrace)
+            \(inbox.map { "inbox: \($0)" } ?? "")
             local:
               slots: \(slots)
               killGrace: \(killGrace)
@@ -94,14 +101,20 @@ final class DaemonHarness: @unchecked Sendable {
     }
 
     var state: String { "\(root)/state" }
-    var inbox: String { "\(root)/state/inbox" }
+    var inbox: String { inboxOverride ?? "\(root)/state/inbox" }
 
     /// Starts the daemon and waits for "daemon ready".
     func start(environment: [String: String] = [:], arguments: [String] = [], waitReady: Bool = true) async throws {
         let from = log.mark
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "\(binDirectory)/batchd")
-        p.arguments = ["--config", config, "--log-level", "debug"] + arguments
+        let args = ["--config", config, "--log-level", "debug"] + arguments
+        if let user {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            p.arguments = ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", "\(binDirectory)/batchd"] + args
+        } else {
+            p.executableURL = URL(fileURLWithPath: "\(binDirectory)/batchd")
+            p.arguments = args
+        }
         var env = ProcessInfo.processInfo.environment
         for k in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"] { env[k] = nil }
         p.environment = env.merging(environment) { $1 }
@@ -119,6 +132,37 @@ final class DaemonHarness: @unchecked Sendable {
     }
 
     var pid: pid_t { process?.processIdentifier ?? 0 }
+
+    /// Starts the daemon and waits until it is ready or has exited, as
+    /// systemd's Restart=on-failure would see it: true when ready, false when
+    /// it died first (it is then gone, and may be started again).
+    func startOrDie(timeout: Double = 60) async throws -> Bool {
+        let from = log.mark
+        try await start(waitReady: false)
+        let exited = self.exited
+        let log = self.log
+        let ready: Bool? = await withTaskGroup(of: Bool?.self) { group in
+            group.addTask { (try? await log.wait(from: from, timeout: timeout, "daemon ready") { $0.contains("daemon ready") }) != nil ? true : nil }
+            group.addTask { await exited.wait(timeout: timeout) != nil ? false : nil }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let ready else { throw HarnessError(description: "the daemon neither became ready nor exited in \(timeout)s") }
+        if !ready { process = nil }
+        return ready
+    }
+
+    /// Whether the daemon started last is still running.
+    var isRunning: Bool { process != nil && exited.value == nil }
+
+    /// The daemon's peak resident memory so far (VmHWM), in bytes.
+    var peakRSS: Int? {
+        guard let text = read("/proc/\(pid)/status"),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
+        return kb * 1024
+    }
 
     /// Sends a signal and waits (at most 60 s) for the daemon to exit;
     /// returns its status, or -1 if it did not exit (it is then killed).
@@ -143,9 +187,13 @@ final class DaemonHarness: @unchecked Sendable {
         }
     }
 
-    /// Runs batchctl --config CONFIG ARGS.
-    func batchctl(_ args: [String], timeout: Double = 120) async throws -> Run {
-        try await runProcess("\(binDirectory)/batchctl", ["--config", config] + args, timeout: timeout)
+    /// Runs batchctl --config CONFIG ARGS, as `user` when given.
+    func batchctl(_ args: [String], timeout: Double = 120, as user: TestUser? = nil) async throws -> Run {
+        if let user {
+            return try await runProcess("/usr/bin/setpriv", ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--",
+                                                             "\(binDirectory)/batchctl", "--config", config] + args, timeout: timeout)
+        }
+        return try await runProcess("\(binDirectory)/batchctl", ["--config", config] + args, timeout: timeout)
     }
 }
 

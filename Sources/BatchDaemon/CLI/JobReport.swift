@@ -43,7 +43,14 @@ public struct JobReport: Sendable {
             let c = try await store.counts(job.id)
             rows.append([job.id, job.name, job.phase, "\(c.succeeded)/\(c.total)", "\(c.failed)", "\(Self.iso(job.createdAt))"])
         }
-        return Self.table(rows)
+        var text = Self.table(rows)
+        // Entries the daemon could neither process nor give a .error (an
+        // older database has no such table: nothing to show then).
+        if let problems = try? await store.inboxProblems(), !problems.isEmpty {
+            text += "\n\ninbox entries not processed (the daemon's journal has more):"
+            for p in problems { text += "\n  \(Printable.escape(p.name))  \(Self.iso(p.at))  \(Printable.escape(p.reason))" }
+        }
+        return text
     }
 
     /// Rows as left-aligned columns two spaces apart (the first row is the header).

@@ -153,6 +153,14 @@ final class DaemonHarness: @unchecked Sendable {
         return ready
     }
 
+    /// Waits (at most `timeout` seconds) for the daemon to exit on its own;
+    /// its status, or nil if it is still running.
+    func waitForExit(timeout: Double = 60) async -> Int32? {
+        let status = await exited.wait(timeout: timeout)
+        if status != nil { process = nil }
+        return status
+    }
+
     /// Whether the daemon started last is still running.
     var isRunning: Bool { process != nil && exited.value == nil }
 

@@ -52,6 +52,10 @@ int batchd_fsetxattr(int fd, const char *name, const void *value, unsigned long 
     return fsetxattr(fd, name, value, size, 0);
 }
 
+int batchd_setxattr(const char *path, const char *name, const void *value, unsigned long size) {
+    return setxattr(path, name, value, size, 0);
+}
+
 long batchd_getxattr(const char *path, const char *name, void *value, unsigned long size) {
     return (long)getxattr(path, name, value, size);
 }

@@ -69,7 +69,7 @@ public final class Destination: @unchecked Sendable {
                 throw AccessError("cannot create the directory \(AccessPolicy.shown(path)): \(String(cString: strerror(errno)))")
             }
             fd = openat(dir, name, batchd_O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC)
-            if fd >= 0 { giveToSubmitter(fd, policy.submitter) }
+            if fd >= 0 { Permission.grant(fd, to: policy.submitter) }
         }
         guard fd >= 0 else {
             throw AccessError(errno == ENOTDIR || errno == ELOOP
@@ -79,13 +79,6 @@ public final class Destination: @unchecked Sendable {
         var st = stat()
         fstat(fd, &st)
         return AccessPolicy.Resolved(fd: fd, path: path, st: st)
-    }
-
-    /// Makes a file or directory the daemon created the submitter's, when the
-    /// daemon may (it runs as root); otherwise it stays the service user's.
-    static func giveToSubmitter(_ fd: Int32, _ who: Submitter) {
-        guard geteuid() == 0, who.uid != 0 else { return }
-        _ = fchownat(fd, "", who.uid, who.gid ?? UInt32.max, batchd_AT_EMPTY_PATH)
     }
 
     /// The temp name of an output while it is written: fixed for this job and
@@ -124,7 +117,7 @@ public final class Destination: @unchecked Sendable {
         let result: (String, Int64)
         do {
             result = try FileOps.stream(from: source, to: out, sourceName: relative, targetName: "\(dir.path)/\(last)")
-            Self.giveToSubmitter(out, policy.submitter)
+            Permission.grant(out, to: policy.submitter)
             guard fsync(out) == 0 else { throw AccessError("cannot write \(AccessPolicy.shown(dir.path))/\(AccessPolicy.shown(last)): \(String(cString: strerror(errno)))") }
             close(out)
             Debug.crashPoint("collect", relative)

@@ -45,6 +45,44 @@ public enum Permission {
         return parseACL(Array(buffer.prefix(n)))
     }
 
+    /// The bytes of an access ACL: the mode's owner, group and other bits,
+    /// plus `extra` rights for one more user (the mask allows them).
+    static func aclBytes(mode: UInt32, user uid: UInt32, rights: UInt16) -> [UInt8] {
+        var out: [UInt8] = [2, 0, 0, 0]
+        func entry(_ tag: UInt16, _ perm: UInt16, _ id: UInt32) {
+            out += [UInt8(tag & 0xff), UInt8(tag >> 8), UInt8(perm & 0xff), UInt8(perm >> 8)]
+            out += [UInt8(id & 0xff), UInt8((id >> 8) & 0xff), UInt8((id >> 16) & 0xff), UInt8(id >> 24)]
+        }
+        let groupBits = UInt16((mode >> 3) & 7)
+        entry(userObj, UInt16((mode >> 6) & 7), UInt32.max)
+        entry(user, rights, uid)
+        entry(groupObj, groupBits, UInt32.max)
+        entry(mask, groupBits | rights, UInt32.max)
+        entry(other, UInt16(mode & 7), UInt32.max)
+        return out
+    }
+
+    /// Lets `who` use what the daemon made for them (the object `fd` refers
+    /// to): it becomes theirs when the daemon runs as root; otherwise an ACL
+    /// entry gives them read and write (and search, for a directory, whose
+    /// default ACL passes the same to what is made in it). False when the
+    /// file system takes no ACL.
+    @discardableResult
+    public static func grant(_ fd: Int32, to who: Submitter) -> Bool {
+        var st = stat()
+        guard fstat(fd, &st) == 0, who.uid != st.st_uid else { return true }
+        if geteuid() == 0 {
+            return fchownat(fd, "", who.uid, who.gid ?? UInt32.max, batchd_AT_EMPTY_PATH) == 0
+        }
+        let isDirectory = st.st_mode & S_IFMT == S_IFDIR
+        let rights: UInt16 = isDirectory ? 7 : 6
+        let acl = aclBytes(mode: st.st_mode, user: who.uid, rights: rights)
+        let path = "/proc/self/fd/\(fd)"
+        guard batchd_setxattr(path, "system.posix_acl_access", acl, UInt(acl.count)) == 0 else { return false }
+        if isDirectory { _ = batchd_setxattr(path, "system.posix_acl_default", acl, UInt(acl.count)) }
+        return true
+    }
+
     /// Whether `who` has every bit of `want` on a file with this status and ACL.
     static func allows(_ who: Submitter, _ want: UInt16, mode: UInt32, owner: UInt32, group: UInt32, acl: [ACLEntry]? = nil) -> Bool {
         if who.uid == 0 {

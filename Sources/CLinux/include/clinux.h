@@ -25,6 +25,9 @@ long batchd_getxattr(const char *path, const char *name, void *value, unsigned l
 /// fsetxattr(2).
 int batchd_fsetxattr(int fd, const char *name, const void *value, unsigned long size);
 
+/// setxattr(2).
+int batchd_setxattr(const char *path, const char *name, const void *value, unsigned long size);
+
 /// The file system type (statfs(2)'s f_type) of what `fd` refers to; -1 on error.
 long batchd_fs_type(int fd);
 

@@ -4,6 +4,7 @@
 #   make test   install what is missing, run every test
 #   make bench  time whole jobs on the local backend (scripts/bench-local.sh)
 #   make bench-azure  2,000 tasks through the Azure emulator: wall time and API calls per task
+#   make fuzz   fuzz manifest intake with libFuzzer for FUZZ_SECONDS (default 600; make test runs 60)
 #   make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc] [BUILD=release]
 #               binaries, system and user units, sysusers file, config (kept if
 #               present), journald catalog, manifest schema, docs, completions
@@ -26,7 +27,9 @@ SHAREDIR := $(DESTDIR)$(PREFIX)/share/batchd
 DOCDIR := $(DESTDIR)$(PREFIX)/share/doc/batchd
 CONFDIR := $(DESTDIR)$(SYSCONFDIR)/batchd
 
-.PHONY: all setup build run test bench bench-azure install install-user clean
+FUZZ_SECONDS ?= 600
+
+.PHONY: all setup build run test bench bench-azure fuzz install install-user clean
 
 all: build
 
@@ -49,6 +52,9 @@ test: build
 
 bench: build
 	scripts/bench-local.sh
+
+fuzz: setup
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 bench-azure: setup build
 	PATH="$(CURDIR)/.venv/bin:$$PATH" scripts/bench-azure.sh

@@ -95,6 +95,9 @@ let package = Package(
         // killed can learn how a task ended after it restarts. Glibc only, so it
         // starts in about a millisecond.
         .executableTarget(name: "batchd-exec", dependencies: ["CLinux"]),
+        // The fuzz target for manifest intake (scripts/fuzz.sh): built plainly
+        // it replays a corpus; with -sanitize=fuzzer -D FUZZING it is libFuzzer's.
+        .executableTarget(name: "batchd-fuzz", dependencies: ["BatchCore"], path: "Tests/Fuzz/Sources"),
         .testTarget(name: "BatchCoreTests", dependencies: ["BatchCore"]),
         // Starts the Azure emulator for Swift tests.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: the Swift suites (unit and integration, against the real
-# binaries), the schema check of the examples, and the installed units
-# (systemd-analyze verify and security). Ends with one summary line.
+# binaries), the schema check of the examples, the installed units
+# (systemd-analyze verify and security), the Azure emulator's conformance
+# suite, and manifest intake under libFuzzer (a corpus replay and a bounded
+# run). Ends with one summary line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,8 +25,16 @@ units_rc=$?
 .venv/bin/python -m pytest -q -p no:cacheprovider Tests/AzureEmulator/tests
 emulator_rc=$?
 
+# Manifest intake under libFuzzer: every input that ever crashed it and the
+# seed corpus replayed, then a bounded run (make fuzz runs longer).
+"$BATCHD_BIN/batchd-fuzz" Tests/Fuzz/corpus Tests/Fuzz/FailCases
+replay_rc=$?
+scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+fuzz_rc=$?
+
 # Swift Testing ends with "Test run with N tests in M suites passed|failed ... with K issues".
 passed=$(grep -oE 'Test run with [0-9]+ tests? .* passed' "$log" | grep -oE '[0-9]+' | head -1)
 failed=$(grep -cE '^✘ Test .* failed' "$log")
 echo "swift: ${passed:-0} passed, ${failed:-0} failed"
-[ "$swift_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ] && [ "$units_rc" -eq 0 ] && [ "$emulator_rc" -eq 0 ]
+[ "$swift_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ] && [ "$units_rc" -eq 0 ] && [ "$emulator_rc" -eq 0 ] \
+  && [ "$replay_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ]

@@ -53,10 +53,19 @@ public enum ControlClient {
     }
 
     /// Reads up to a newline (at most 1 MiB).
-    static func readLine(_ fd: Int32) -> Data? {
+    /// One line from `fd`: at most `limit` bytes, and, with `within`, all
+    /// of it within that many seconds (a client that trickles its request
+    /// cannot hold the reader).
+    static func readLine(_ fd: Int32, limit: Int = 1 << 20, within: Double? = nil) -> Data? {
         var data = Data()
         var byte: UInt8 = 0
-        while data.count < 1 << 20 {
+        let deadline = within.map { Date().timeIntervalSince1970 + $0 }
+        while data.count < limit {
+            if let deadline {
+                let left = Int32(max(0, (deadline - Date().timeIntervalSince1970) * 1000))
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                if left == 0 || poll(&p, 1, left) <= 0 { return nil }
+            }
             let n = read(fd, &byte, 1)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return data.isEmpty ? nil : data }

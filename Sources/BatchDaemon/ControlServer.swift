@@ -46,7 +46,7 @@ struct ControlServer: Service {
                 var tv = timeval(tv_sec: 5, tv_usec: 0)
                 setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
                 setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                let line = ControlClient.readLine(client)
+                let line = ControlClient.readLine(client, limit: 64 << 10, within: 5)
                 let body = line.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
                 input.yield(Request(fd: client, body: body))
             }

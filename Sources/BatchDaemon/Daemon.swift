@@ -51,11 +51,9 @@ public enum Daemon {
         for (dir, mode) in [(config.stateDirectory, 0o750), (config.inboxDirectory, 0o3775), (config.rejectedDirectory, 0o3775),
                             (config.claimedDirectory, 0o750), (config.jobsDirectory, 0o750), (config.storeDirectory, 0o750),
                             (config.runtimeDirectory, 0o755)] as [(String, Int)] {
-            do {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: mode])
-            } catch {
-                throw DaemonError("cannot create \(dir): \(error.localizedDescription)")
+            if !FileManager.default.fileExists(atPath: dir) {
+                do { try FileOps.makeDirectory(dir) } catch { throw DaemonError("\(error)") }
+                chmod(dir, mode_t(mode))
             }
         }
         let store = try Store(path: config.databasePath, clock: { Date().timeIntervalSince1970 })

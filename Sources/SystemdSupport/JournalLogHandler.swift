@@ -68,14 +68,30 @@ public struct JournalLogHandler: LogHandler {
         }
     }
 
-    /// `message key=value ...` with keys sorted, values with spaces quoted.
+    /// `message key=value ...` with keys sorted, values with spaces quoted,
+    /// and control characters written as escapes: one event is one line, and
+    /// no byte from a manifest or a file name reaches a terminal raw.
     public static func line(_ message: String, _ metadata: Logger.Metadata) -> String {
-        var line = message
+        var line = escaped(message)
         for (k, v) in metadata.sorted(by: { $0.key < $1.key }) where k != "message.id" {
-            let s = "\(v)"
+            let s = escaped("\(v)")
             line += s.contains(" ") || s.isEmpty ? " \(k)=\"\(s.replacingOccurrences(of: "\"", with: "\\\""))\"" : " \(k)=\(s)"
         }
         return line
+    }
+
+    static func escaped(_ s: String) -> String {
+        guard s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || (0x80...0x9F).contains($0.value) }) else { return s }
+        var out = ""
+        for u in s.unicodeScalars {
+            switch u.value {
+            case 0x0A: out += "\\n"
+            case 0x09: out += "\\t"
+            case 0..<0x20, 0x7F, 0x80...0x9F: out += "\\u{\(String(u.value, radix: 16))}"
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out
     }
 
     /// Logs one event.

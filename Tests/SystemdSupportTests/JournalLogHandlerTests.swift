@@ -26,4 +26,11 @@ struct JournalLogHandlerTests {
         let line = JournalLogHandler.line("task finished", ["task.id": "a", "outcome": "exited with code 0", "message.id": "x"])
         #expect(line == "task finished outcome=\"exited with code 0\" task.id=a")
     }
+
+    @Test("a value's control characters are escaped: one event, one line, nothing raw reaches a terminal")
+    func controlCharacters() {
+        let line = JournalLogHandler.line("manifest rejected", ["file": "\u{1b}[2J.yaml", "reason": "a\nb\u{7}"])
+        #expect(line == "manifest rejected file=\\u{1b}[2J.yaml reason=a\\nb\\u{7}")
+        #expect(!line.unicodeScalars.contains { $0.value < 0x20 })
+    }
 }

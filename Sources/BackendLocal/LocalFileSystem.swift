@@ -63,7 +63,7 @@ public final class LocalFileSystem: ManifestFileSystem {
         for name in names {
             let path = join(dir, name)
             if tail.isEmpty {
-                if policy.kind(of: path) == .file, (try? policy.checkReadable(path)) != nil { out.append(path) }
+                if (try? policy.checkReadable(path)) != nil { out.append(path) }
             } else if policy.kind(of: path) == .directory {
                 try walk(path, tail, &out)
             }

@@ -132,7 +132,10 @@ struct Follower {
                     FileHandle.standardError.write(Data("== task \(t.taskId) attempt \(attempt)\n".utf8))
                 }
                 for (name, sink) in [("stdout", FileHandle.standardOutput), ("stderr", FileHandle.standardError)] {
-                    guard let h = FileHandle(forReadingAtPath: "\(latest.directory)/\(name)") else { continue }
+                    // Never through a symlink a task put in place of its log.
+                    let fd = open("\(latest.directory)/\(name)", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+                    guard fd >= 0 else { continue }
+                    let h = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
                     try h.seek(toOffset: offsets[name]!)
                     let data = h.readDataToEndOfFile()
                     try h.close()

@@ -1,6 +1,9 @@
 import BatchCore
 import BatchStore
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What `batchctl list/show/logs` print, built from the database (read-only).
 public struct JobReport: Sendable {
@@ -120,6 +123,21 @@ public struct JobReport: Sendable {
         return lines.joined(separator: "\n")
     }
 
+    /// A task's log file, never through a symlink (a task may replace its
+    /// own log with one; whoever reads logs must not be shown another file),
+    /// and at most its last 16 MiB.
+    static func readLog(_ path: String) -> String {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return errno == ELOOP ? "(not shown: the task replaced this log with a symlink)\n" : "" }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return "(not shown: not a regular file)\n" }
+        let limit: off_t = 16 << 20
+        if st.st_size > limit { lseek(fd, st.st_size - limit, SEEK_SET) }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: false)
+        return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
+    }
+
     /// The files of one attempt of a task (the latest by default).
     public func taskLogs(_ job: JobRecord, task: String, attempt: Int?) async throws -> [String: Any] {
         guard let t = try await store.task(job.id, task) else {
@@ -130,7 +148,7 @@ public struct JobReport: Sendable {
             throw DaemonError("task \(t.taskId) has \(attempts.isEmpty ? "not run yet" : "no attempt \(attempt!)")")
         }
         func read(_ name: String) -> String {
-            FileManager.default.contents(atPath: "\(a.directory)/\(name)").map { String(decoding: $0, as: UTF8.self) } ?? ""
+            Self.readLog("\(a.directory)/\(name)")
         }
         return ["job": job.id, "task": t.taskId, "attempt": a.attempt, "attempts": attempts.count, "state": t.state,
                 "outcome": a.outcome ?? NSNull(), "exitCode": a.exitCode ?? NSNull(), "signal": a.signal ?? NSNull(),

@@ -161,15 +161,8 @@ struct ShellLexer {
             if u == "(" { replaceTop(.arith(depth: depth + 1)) }
             if u == ")" { if depth <= 1 { stack.removeLast() } else { replaceTop(.arith(depth: depth - 1)) } }
         case .param(let depth):
-            switch u {
-            case "\\": escaped = true
-            case "'": stack.append(.single)
-            case "\"": stack.append(.double)
-            case "$": dollar = true
-            case "`": stack.append(.backtick)
-            case "}": if depth <= 1 { stack.removeLast() } else { replaceTop(.param(depth: depth - 1)) }
-            default: break
-            }
+            if opens(u) { break }
+            if u == "}" { if depth <= 1 { stack.removeLast() } else { replaceTop(.param(depth: depth - 1)) } }
         case .command(let depth):
             let wordStart = prev.map(Self.endsWord) ?? true
             if Self.endsWord(u) {
@@ -178,12 +171,8 @@ struct ShellLexer {
             } else {
                 word.unicodeScalars.append(u)
             }
+            if opens(u) { break }
             switch u {
-            case "\\": escaped = true
-            case "'": stack.append(.single)
-            case "\"": stack.append(.double)
-            case "$": dollar = true
-            case "`": stack.append(.backtick)
             case "#" where wordStart: comment = true
             case "(" where depth == 1 && prev == "(" && prev2 == "$": replaceTop(.arith(depth: 2))  // $((
             case "(" where depth > 0: replaceTop(.command(depth: depth + 1))
@@ -195,6 +184,20 @@ struct ShellLexer {
             default: break
             }
         }
+    }
+
+    /// What opens in unquoted text (a command, or `${…}`): a backslash
+    /// escape, quotes, a `$` expansion, backquotes. True when `u` was one.
+    mutating func opens(_ u: Unicode.Scalar) -> Bool {
+        switch u {
+        case "\\": escaped = true
+        case "'": stack.append(.single)
+        case "\"": stack.append(.double)
+        case "$": dollar = true
+        case "`": stack.append(.backtick)
+        default: return false
+        }
+        return true
     }
 
     /// After `$`: opens `$(`, `$((`, `${` or `$'`; false when `u` is ordinary.

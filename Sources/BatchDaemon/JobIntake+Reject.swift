@@ -128,16 +128,7 @@ extension JobIntake {
         if owner == geteuid() { return true }
         if geteuid() == 0 { return fchown(fd, owner, UInt32.max) == 0 }
         // user::rw- user:OWNER:r-- group::--- mask::r-- other::---
-        var acl: [UInt8] = [2, 0, 0, 0]
-        func entry(_ tag: UInt16, _ perm: UInt16, _ id: UInt32) {
-            acl += [UInt8(tag & 0xff), UInt8(tag >> 8), UInt8(perm & 0xff), UInt8(perm >> 8)]
-            acl += [UInt8(id & 0xff), UInt8((id >> 8) & 0xff), UInt8((id >> 16) & 0xff), UInt8(id >> 24)]
-        }
-        entry(0x01, 6, UInt32.max)
-        entry(0x02, 4, owner)
-        entry(0x04, 0, UInt32.max)
-        entry(0x10, 4, UInt32.max)
-        entry(0x20, 0, UInt32.max)
+        let acl = Permission.aclBytes(mode: 0o100600, user: owner, rights: Permission.read)
         if batchd_fsetxattr(fd, "system.posix_acl_access", acl, UInt(acl.count)) == 0 { return true }
         logger.warning("cannot let the submitter read a rejection file: the file system has no POSIX ACLs",
                        metadata: ["uid": "\(owner)", "error": "\(FileOps.plain(errno))"])

@@ -47,7 +47,7 @@ public enum Permission {
 
     /// The bytes of an access ACL: the mode's owner, group and other bits,
     /// plus `extra` rights for one more user (the mask allows them).
-    static func aclBytes(mode: UInt32, user uid: UInt32, rights: UInt16) -> [UInt8] {
+    public static func aclBytes(mode: UInt32, user uid: UInt32, rights: UInt16) -> [UInt8] {
         var out: [UInt8] = [2, 0, 0, 0]
         func entry(_ tag: UInt16, _ perm: UInt16, _ id: UInt32) {
             out += [UInt8(tag & 0xff), UInt8(tag >> 8), UInt8(perm & 0xff), UInt8(perm >> 8)]

@@ -209,7 +209,10 @@ struct DaemonTests {
         let work = "\(d.root)/later"
         try write("name: later\ntasks: [{command: 'echo hello > hello.txt'}]\noutputs: [hello.txt]\n", work, "job.yaml")
         #expect(try await d.batchctl(["submit", "\(work)/job.yaml"]).code == 0)
+        let from = d.log.mark
         try await d.start()
+        // The inbox's backlog is read once the daemon is ready: wait for the job to exist.
+        try await d.log.wait(from: from, "job later accepted") { $0.contains("job accepted") && $0.contains("job.name=later") }
         #expect(try await d.batchctl(["wait", "later", "--timeout", "60"]).code == 0)
         #expect(read("\(work)/output/hello.txt") == "hello\n")
         #expect(await d.signal(SIGTERM) == 0)

@@ -63,10 +63,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What batchctl needs, and the daemon shares with it: the config, the
+        // control protocol's client, submission, plans and reports. It links
+        // neither libcurl nor libsystemd.
+        .target(
+            name: "BatchControl",
+            dependencies: [
+                "BatchCore", "BatchStore", "BackendLocal",
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         .target(
             name: "BatchDaemon",
             dependencies: [
-                "BatchCore", "BatchStore", "BackendLocal", "BackendAzure", "BatchHTTP", "CLinux", "SystemdSupport",
+                "BatchCore", "BatchControl", "BatchStore", "BackendLocal", "BackendAzure", "BatchHTTP", "CLinux", "SystemdSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -76,7 +86,7 @@ let package = Package(
         .executableTarget(
             name: "batchd",
             dependencies: [
-                "BatchDaemon", "SystemdSupport", "CLinux",
+                "BatchControl", "BatchDaemon", "SystemdSupport", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -85,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "batchctl",
             dependencies: [
-                "BatchDaemon", "BatchStore", "BatchCore",
+                "BatchControl", "BatchStore", "BatchCore", "BackendLocal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -104,12 +114,12 @@ let package = Package(
         .testTarget(name: "BatchHTTPTests", dependencies: ["BatchHTTP", "TestSupport"]),
         .testTarget(name: "BackendAzureTests", dependencies: ["BackendAzure", "BatchHTTP", "TestSupport"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchCore", "BackendLocal"]),
+        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchControl", "BatchCore", "BackendLocal"]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore"]),
         .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchCore"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["BatchStore", "BatchCore", "BackendLocal", "BatchDaemon", "BackendAzure", "BatchHTTP", "TestSupport"]
+            dependencies: ["BatchStore", "BatchCore", "BackendLocal", "BatchControl", "BatchDaemon", "BackendAzure", "BatchHTTP", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -25,6 +25,14 @@ units_rc=$?
 .venv/bin/python -m pytest -q -p no:cacheprovider Tests/AzureEmulator/tests
 emulator_rc=$?
 
+# batchctl reads SQLite and talks to a socket: it must link neither libcurl
+# nor libsystemd (BatchControl keeps its logic apart from the daemon's).
+if ldd "$BATCHD_BIN/batchctl" | grep -E 'libcurl|libsystemd'; then
+  echo "links: batchctl links libcurl or libsystemd"; links_rc=1
+else
+  echo "links: batchctl links neither libcurl nor libsystemd"; links_rc=0
+fi
+
 # Manifest intake under libFuzzer: every input that ever crashed it and the
 # seed corpus replayed, then a bounded run (make fuzz runs longer).
 "$BATCHD_BIN/batchd-fuzz" Tests/Fuzz/corpus Tests/Fuzz/FailCases
@@ -37,4 +45,4 @@ passed=$(grep -oE 'Test run with [0-9]+ tests? .* passed' "$log" | grep -oE '[0-
 failed=$(grep -cE '^✘ Test .* failed' "$log")
 echo "swift: ${passed:-0} passed, ${failed:-0} failed"
 [ "$swift_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ] && [ "$units_rc" -eq 0 ] && [ "$emulator_rc" -eq 0 ] \
-  && [ "$replay_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ]
+  && [ "$replay_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$links_rc" -eq 0 ]

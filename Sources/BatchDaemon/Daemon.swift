@@ -1,4 +1,5 @@
 import BackendLocal
+import BatchControl
 import BatchCore
 import CLinux
 import BatchStore
@@ -42,7 +43,7 @@ public struct DaemonEnvironment: Sendable {
 /// SIGTERM or SIGINT shut it down gracefully.
 public enum Daemon {
     /// Version of batchd.
-    public static let version = "0.1.0"
+    public static let version = BatchdVersion.current
 
     /// Runs until SIGTERM/SIGINT; throws on start-up failures.
     public static func run(config: DaemonConfig, environment: DaemonEnvironment, logger: Logger) async throws {

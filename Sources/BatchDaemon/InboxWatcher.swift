@@ -1,3 +1,4 @@
+import BatchControl
 import CLinux
 import Foundation
 #if canImport(Glibc)
@@ -97,12 +98,4 @@ final class InboxWatcher: @unchecked Sendable {
             }
         }
     }
-}
-
-/// A daemon failure with a message for people.
-public struct DaemonError: Error, Sendable, CustomStringConvertible {
-    /// What went wrong.
-    public var description: String
-    /// Creates an error.
-    public init(_ description: String) { self.description = description }
 }

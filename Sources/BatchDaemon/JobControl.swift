@@ -1,3 +1,4 @@
+import BatchControl
 import BackendAzure
 import BackendLocal
 import BatchStore

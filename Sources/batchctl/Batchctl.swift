@@ -1,5 +1,5 @@
 import ArgumentParser
-import BatchDaemon
+import BatchControl
 import BatchStore
 import Foundation
 
@@ -18,7 +18,7 @@ struct Batchctl: AsyncParsableCommand {
             Exit codes: 0 ok, 1 job failed or cancelled, 2 bad input, 3 daemon unreachable, \
             4 not found, 5 timed out.
             """,
-        version: Daemon.version,
+        version: BatchdVersion.current,
         subcommands: [Submit.self, List.self, Show.self, Watch.self, Logs.self, Wait.self, Cancel.self, Retry.self, PlanCommand.self, Pools.self])
 
     @OptionGroup var global: Global

@@ -1,5 +1,5 @@
 import ArgumentParser
-import BatchDaemon
+import BatchControl
 import BatchStore
 import Foundation
 

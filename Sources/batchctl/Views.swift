@@ -1,6 +1,6 @@
 import ArgumentParser
 import BatchCore
-import BatchDaemon
+import BatchControl
 import BatchStore
 import Foundation
 #if canImport(Glibc)

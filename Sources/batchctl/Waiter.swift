@@ -1,4 +1,4 @@
-import BatchDaemon
+import BatchControl
 import BatchStore
 import Foundation
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BatchControl
 import BatchDaemon
 import CLinux
 import Foundation

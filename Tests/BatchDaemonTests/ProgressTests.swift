@@ -1,3 +1,4 @@
+import BatchControl
 import BatchCore
 import BatchDaemon
 import Testing

@@ -39,7 +39,7 @@ public enum ControlClient {
 
     /// Calls `body` with a `sockaddr_un` for `path`; nil (errno ENAMETOOLONG)
     /// when the path does not fit.
-    static func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T? {
+    public static func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T? {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -56,7 +56,7 @@ public enum ControlClient {
     /// One line from `fd`: at most `limit` bytes, and, with `within`, all
     /// of it within that many seconds (a client that trickles its request
     /// cannot hold the reader).
-    static func readLine(_ fd: Int32, limit: Int = 1 << 20, within: Double? = nil) -> Data? {
+    public static func readLine(_ fd: Int32, limit: Int = 1 << 20, within: Double? = nil) -> Data? {
         var data = Data()
         var byte: UInt8 = 0
         let deadline = within.map { Date().timeIntervalSince1970 + $0 }

@@ -3,15 +3,11 @@ import Foundation
 import Glibc
 #endif
 
-/// The control socket's protocol: one JSON object per line each way, one
-/// request per connection. Requests: `{"op":"ping"}`,
-/// `{"op":"cancel","job":"ID-OR-NAME"}`, `{"op":"retry","job":"ID-OR-NAME"}`,
-/// `{"op":"status"}`, `{"op":"pools"}` (Azure pools and jobs of this
-/// daemon's owner, orphans marked). Answers carry
-/// `"ok": true|false` and, when false, `"error"`.
+/// batchctl's end of the control socket: one `ControlRequest` per
+/// connection, one `ControlReply` back, each one JSON object on one line.
 public enum ControlClient {
     /// Sends one request and returns the answer.
-    public static func send(_ request: [String: String], socket path: String, timeout: Double = 10) throws -> [String: Any] {
+    public static func send(_ request: ControlRequest, socket path: String, timeout: Double = 10) throws -> ControlReply {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw DaemonError("socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -21,16 +17,15 @@ public enum ControlClient {
         guard connectUnix(fd, path) else {
             throw DaemonError("cannot reach batchd at \(path): \(String(cString: strerror(errno))) (is the daemon running with this config?)")
         }
-        var line = try JSONSerialization.data(withJSONObject: request)
+        var line = try JSONEncoder().encode(request)
         line.append(0x0A)
         guard line.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == line.count else {
             throw DaemonError("cannot send to batchd: \(String(cString: strerror(errno)))")
         }
-        guard let answer = readLine(fd),
-              let object = try? JSONSerialization.jsonObject(with: answer) as? [String: Any] else {
+        guard let answer = readLine(fd), let reply = try? JSONDecoder().decode(ControlReply.self, from: answer) else {
             throw DaemonError("batchd sent no answer")
         }
-        return object
+        return reply
     }
 
     static func connectUnix(_ fd: Int32, _ path: String) -> Bool {

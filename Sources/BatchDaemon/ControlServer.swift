@@ -1,5 +1,6 @@
 import BatchControl
 import BackendLocal
+import CLinux
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -7,19 +8,38 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// The daemon's end of the control socket (`<runtimeDirectory>/batchd.sock`):
-/// a thread accepts connections and reads each request line; this service
-/// answers them. Mode 0660, so members of the daemon's group can use it.
+/// The daemon's end of the control socket (`<runtimeDirectory>/batchd.sock`,
+/// mode 0660: members of the daemon's group may use it). One thread accepts
+/// connections and hands each to a reader thread of its own, which must get
+/// the whole request line within 5 s and 64 KiB; at most 16 connections are
+/// read at once (more wait in the listen backlog). Requests are answered
+/// concurrently, so a slow answer (Azure's pool list) or a slow client holds
+/// up no one else. Each request is logged with the uid and pid of its sender.
 struct ControlServer: Service {
     let path: String
     let supervisor: Supervisor
     let logger: Logger
     let listening = AsyncEvent<Void>()
 
-    struct Request: @unchecked Sendable {
-        let fd: Int32
-        let body: [String: Any]?
+    /// Connections read at once.
+    static let readers = 16
+    /// Time a client has to send its whole request.
+    static let deadline = 5.0
+
+    /// Who is at the other end of a connection.
+    struct Peer: Sendable, CustomStringConvertible {
+        let pid: Int32
+        let uid: UInt32
+        var description: String { "uid \(uid) pid \(pid)" }
     }
+
+    struct Request: Sendable {
+        let fd: Int32
+        let peer: Peer?
+        let body: Result<ControlRequest, ControlFailure>
+    }
+
+    struct ControlFailure: Error, Sendable { let message: String }
 
     func run() async throws {
         unlink(path)
@@ -29,37 +49,23 @@ struct ControlServer: Service {
             close(fd)
             throw DaemonError("socket path too long: \(path)")
         }
-        guard bound == 0, listen(fd, 16) == 0 else {
+        guard bound == 0, listen(fd, 64) == 0 else {
             let message = String(cString: strerror(errno))
             close(fd)
             throw DaemonError("cannot listen on \(path): \(message)")
         }
         chmod(path, 0o660)
         let (requests, input) = AsyncStream.makeStream(of: Request.self)
-        let thread = Thread {
-            while true {
-                let client = accept(fd, nil, nil)
-                if client < 0 {
-                    if errno == EINTR || errno == ECONNABORTED { continue }
-                    break
-                }
-                _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-                var tv = timeval(tv_sec: 5, tv_usec: 0)
-                setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                let line = ControlClient.readLine(client, limit: 64 << 10, within: 5)
-                let body = line.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
-                input.yield(Request(fd: client, body: body))
-            }
-            input.finish()
-        }
+        let thread = Thread { Self.accept(fd, into: input) }
         thread.name = "batchd-control"
         thread.start()
         listening.fire(())
         logger.info("control socket listening", metadata: ["socket": "\(path)"])
         await withGracefulShutdownHandler {
-            for await request in requests {
-                await answer(request)
+            await withDiscardingTaskGroup { group in
+                for await request in requests {
+                    group.addTask { await answer(request) }
+                }
             }
         } onGracefulShutdown: {
             shutdown(fd, Int32(SHUT_RDWR))
@@ -68,63 +74,99 @@ struct ControlServer: Service {
         unlink(path)
     }
 
-    func answer(_ request: Request) async {
-        var reply: [String: Any]
-        switch request.body?["op"] as? String {
-        case "ping":
-            reply = ["ok": true, "pid": Int(getpid())]
-        case "status":
-            let (used, limit) = supervisor.ctx.slots.usage
-            reply = ["ok": true, "jobs": await supervisor.activeJobs, "slots": ["used": used, "limit": limit]]
-        case "cancel":
-            guard let job = request.body?["job"] as? String else {
-                reply = ["ok": false, "error": "cancel needs a job"]
+    /// The accept loop, on its own thread: each connection is read by a
+    /// thread of its own, at most `readers` at once.
+    static func accept(_ fd: Int32, into input: AsyncStream<Request>.Continuation) {
+        let free = DispatchSemaphore(value: readers)
+        while true {
+            let client = Glibc.accept(fd, nil, nil)
+            if client < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
                 break
             }
-            do {
-                let record = try await supervisor.cancel(job)
-                reply = ["ok": true, "job": record.id]
-            } catch {
-                reply = ["ok": false, "error": "\(error)"]
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+            free.wait()
+            let reader = Thread {
+                defer { free.signal() }
+                var tv = timeval(tv_sec: Int(deadline), tv_usec: 0)
+                setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
+                let peer = batchd_peer_credentials(client, &pid, &uid, &gid) == 0 ? Peer(pid: pid, uid: uid) : nil
+                let body: Result<ControlRequest, ControlFailure>
+                if let line = ControlClient.readLine(client, limit: 64 << 10, within: deadline) {
+                    do { body = .success(try JSONDecoder().decode(ControlRequest.self, from: line)) } catch {
+                        body = .failure(ControlFailure(message: Self.describe(error)))
+                    }
+                } else {
+                    body = .failure(ControlFailure(message: "expected one JSON object with an 'op', on one line, within \(Int(deadline)) s"))
+                }
+                if case .terminated = input.yield(Request(fd: client, peer: peer, body: body)) { close(client) }
             }
-        case "retry":
-            guard let job = request.body?["job"] as? String else {
-                reply = ["ok": false, "error": "retry needs a job"]
-                break
-            }
-            do {
-                let (record, n) = try await supervisor.retry(job)
-                reply = ["ok": true, "job": record.id, "tasks": n]
-            } catch {
-                reply = ["ok": false, "error": "\(error)"]
-            }
-        case "pools":
-            guard let azure = supervisor.ctx.azure else {
-                reply = ["ok": false, "error": "the Azure backend is not configured in this daemon: \(supervisor.ctx.azureProblem ?? "")"]
-                break
-            }
-            do {
-                let items = try await azure.inventory(store: supervisor.ctx.store)
-                reply = ["ok": true, "owner": azure.owner, "items": items.map(\.json)]
-            } catch {
-                reply = ["ok": false, "error": "cannot list pools and jobs on Azure Batch: \(error)"]
-            }
-        case "stall":
-            guard await supervisor.allowsStall else {
-                reply = ["ok": false, "error": "stall is a test hook; set debug.allowStall in the config"]
-                break
-            }
-            await supervisor.stall(seconds: Double(request.body?["seconds"] as? String ?? "") ?? 1)
-            reply = ["ok": true]
-        case let op?:
-            reply = ["ok": false, "error": "unknown request '\(op)'"]
-        case nil:
-            reply = ["ok": false, "error": "expected one JSON object with an 'op'"]
+            reader.name = "batchd-control-read"
+            reader.start()
         }
-        if var data = try? JSONSerialization.data(withJSONObject: reply) {
+        input.finish()
+    }
+
+    static func describe(_ error: Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let c) where !c.codingPath.isEmpty: return c.debugDescription
+        case DecodingError.keyNotFound(let key, _): return "the request lacks '\(key.stringValue)'"
+        case DecodingError.typeMismatch(_, let c): return "'\(c.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type"
+        default: return "expected one JSON object with an 'op'"
+        }
+    }
+
+    func answer(_ request: Request) async {
+        let reply: ControlReply
+        switch request.body {
+        case .failure(let f):
+            reply = .refused(f.message)
+        case .success(let op):
+            if op != .ping && op != .status {
+                logger.info("control request", metadata: ["op": "\(op.op)", "peer": "\(request.peer.map(\.description) ?? "unknown")"])
+            }
+            reply = await perform(op)
+        }
+        if var data = try? JSONEncoder().encode(reply) {
             data.append(0x0A)
             _ = data.withUnsafeBytes { write(request.fd, $0.baseAddress, $0.count) }
         }
         close(request.fd)
+    }
+
+    func perform(_ request: ControlRequest) async -> ControlReply {
+        switch request {
+        case .ping:
+            return ControlReply(ok: true, pid: Int(getpid()))
+        case .status:
+            let (used, limit) = supervisor.ctx.slots.usage
+            return ControlReply(ok: true, jobs: await supervisor.activeJobs, slots: .init(used: used, limit: limit))
+        case .cancel(let job):
+            do { return ControlReply(ok: true, job: try await supervisor.cancel(job).id) } catch { return .refused("\(error)") }
+        case .retry(let job):
+            do {
+                let (record, n) = try await supervisor.retry(job)
+                return ControlReply(ok: true, job: record.id, tasks: n)
+            } catch {
+                return .refused("\(error)")
+            }
+        case .pools:
+            guard let azure = supervisor.ctx.azure else {
+                return .refused("the Azure backend is not configured in this daemon: \(supervisor.ctx.azureProblem ?? "")")
+            }
+            do {
+                let items = try await azure.inventory(store: supervisor.ctx.store)
+                return ControlReply(ok: true, owner: azure.owner, items: items.map {
+                    .init(kind: $0.kind, id: $0.id, state: $0.state, job: $0.job, nodes: $0.nodes, orphan: $0.orphan)
+                })
+            } catch {
+                return .refused("cannot list pools and jobs on Azure Batch: \(error)")
+            }
+        case .stall(let seconds):
+            guard await supervisor.allowsStall else { return .refused("stall is a test hook; set debug.allowStall in the config") }
+            await supervisor.stall(seconds: seconds)
+            return .done
+        }
     }
 }

@@ -45,7 +45,19 @@ int batchd_eventfd(void) {
 
 #include <sys/xattr.h>
 
+#include <sys/socket.h>
+
 const int batchd_O_PATH = O_PATH;
+
+int batchd_peer_credentials(int fd, int *pid, unsigned *uid, unsigned *gid) {
+    struct ucred c;
+    socklen_t n = sizeof c;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &n) != 0) return -1;
+    *pid = c.pid;
+    *uid = c.uid;
+    *gid = c.gid;
+    return 0;
+}
 const int batchd_AT_EMPTY_PATH = AT_EMPTY_PATH;
 
 int batchd_fsetxattr(int fd, const char *name, const void *value, unsigned long size) {

@@ -42,14 +42,14 @@ struct Global: ParsableArguments {
 
     /// Sends a request over the daemon's control socket: exit 3 if it cannot
     /// be reached, 1 with its reason if it refuses.
-    func control(_ request: [String: String]) throws -> [String: Any] {
-        let answer: [String: Any]
+    func control(_ request: ControlRequest) throws -> ControlReply {
+        let answer: ControlReply
         do { answer = try ControlClient.send(request, socket: try load().socketPath) } catch let e as CLIError {
             throw e
         } catch {
             throw CLIError(3, "\(error)")
         }
-        guard answer["ok"] as? Bool == true else { throw CLIError(1, answer["error"] as? String ?? "\(request["op"] ?? "request") refused") }
+        guard answer.ok else { throw CLIError(1, answer.error ?? "\(request.op) refused") }
         return answer
     }
 

@@ -132,8 +132,8 @@ struct Cancel: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded {
-            let answer = try global.control(["op": "cancel", "job": job])
-            say("cancelling \(answer["job"] ?? job)")
+            let answer = try global.control(.cancel(job: job))
+            say("cancelling \(answer.job ?? job)")
         }
     }
 }
@@ -146,17 +146,19 @@ struct Pools: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded {
-            let answer = try global.control(["op": "pools"])
-            let items = answer["items"] as? [[String: Any]] ?? []
+            let answer = try global.control(.pools)
+            let items = answer.items ?? []
             if json {
-                say(JobReport.json(["owner": answer["owner"] ?? "", "items": items]))
+                say(JobReport.json(["owner": answer.owner ?? "", "items": items.map {
+                    ["kind": $0.kind, "id": $0.id, "state": $0.state, "job": $0.job as Any? ?? NSNull(),
+                     "nodes": $0.nodes as Any? ?? NSNull(), "orphan": $0.orphan] as [String: Any]
+                }]))
                 return
             }
-            say("owner \(answer["owner"] ?? "")")
+            say("owner \(answer.owner ?? "")")
             if items.isEmpty { say("no pools or jobs of this owner"); return }
             let rows = items.map { i -> [String] in
-                [i["kind"] as? String ?? "", i["id"] as? String ?? "", i["state"] as? String ?? "",
-                 (i["nodes"] as? Int).map(String.init) ?? "-", i["job"] as? String ?? "-", (i["orphan"] as? Bool ?? false) ? "ORPHAN" : ""]
+                [i.kind, i.id, i.state, i.nodes.map(String.init) ?? "-", i.job ?? "-", i.orphan ? "ORPHAN" : ""]
             }
             say(JobReport.table([["KIND", "ID", "STATE", "NODES", "BATCHD JOB", ""]] + rows))
         }

@@ -86,9 +86,9 @@ struct Retry: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             let config = try global.load()
-            let answer = try global.control(["op": "retry", "job": job])
-            guard let id = answer["job"] as? String else { throw CLIError(1, "retry refused") }
-            say("retrying \(answer["tasks"] ?? 0) failed tasks of \(id)")
+            let answer = try global.control(.retry(job: job))
+            guard let id = answer.job else { throw CLIError(1, "retry refused") }
+            say("retrying \(answer.tasks ?? 0) failed tasks of \(id)")
             if wait { try await Waiter(config: config, json: false).until(id, timeout: nil) }
         }
     }

@@ -48,7 +48,7 @@ struct SystemdTests {
         try await notify.log.wait(from: notify.log.mark, count: 3, "watchdog pings") { $0 == "WATCHDOG=1" }
         let stallStart = d.log.mark
         let socket = "\(d.root)/run/batchd.sock"
-        async let stalled = Task.detached { try ControlClient.send(["op": "stall", "seconds": "2"], socket: socket, timeout: 20)["ok"] as? Bool }.value
+        async let stalled = Task.detached { try ControlClient.send(.stall(seconds: 2), socket: socket, timeout: 20).ok }.value
         try await d.log.wait(from: stallStart, "the stall") { $0.contains("supervisor stalled") }
         let duringFrom = notify.log.mark
         #expect(try await stalled == true)

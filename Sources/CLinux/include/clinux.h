@@ -28,6 +28,10 @@ int batchd_fsetxattr(int fd, const char *name, const void *value, unsigned long 
 /// setxattr(2).
 int batchd_setxattr(const char *path, const char *name, const void *value, unsigned long size);
 
+/// The pid, uid and gid of the process at the other end of a Unix socket
+/// (SO_PEERCRED); 0 on success, -1 with errno set.
+int batchd_peer_credentials(int fd, int *pid, unsigned *uid, unsigned *gid);
+
 /// The file system type (statfs(2)'s f_type) of what `fd` refers to; -1 on error.
 long batchd_fs_type(int fd);
 

@@ -1,0 +1,128 @@
+/// A request on the control socket. On the wire: one JSON object per line,
+/// `{"op": "cancel", "job": "ID-OR-NAME"}`; one request per connection.
+public enum ControlRequest: Sendable, Equatable, Codable {
+    /// Is the daemon there? Answers its pid.
+    case ping
+    /// Jobs with a runner, and the slots in use.
+    case status
+    /// Cancel a job by id or name.
+    case cancel(job: String)
+    /// Run a failed job's failed tasks again.
+    case retry(job: String)
+    /// Azure pools and jobs of this daemon's owner, orphans marked.
+    case pools
+    /// Test hook (config `debug.allowStall`): block the supervisor.
+    case stall(seconds: Double)
+
+    enum Key: String, CodingKey { case op, job, seconds }
+
+    /// The request's name on the wire.
+    public var op: String {
+        switch self {
+        case .ping: "ping"
+        case .status: "status"
+        case .cancel: "cancel"
+        case .retry: "retry"
+        case .pools: "pools"
+        case .stall: "stall"
+        }
+    }
+
+    /// Decodes `{"op": …}`; an unknown op or a missing field is an error naming it.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: Key.self)
+        let op = try c.decode(String.self, forKey: .op)
+        switch op {
+        case "ping": self = .ping
+        case "status": self = .status
+        case "cancel": self = .cancel(job: try c.decode(String.self, forKey: .job))
+        case "retry": self = .retry(job: try c.decode(String.self, forKey: .job))
+        case "pools": self = .pools
+        case "stall":
+            // Older clients sent the seconds as text.
+            let seconds = (try? c.decode(Double.self, forKey: .seconds)) ?? (try? c.decode(String.self, forKey: .seconds)).flatMap(Double.init)
+            self = .stall(seconds: min(max(seconds ?? 1, 0), 60))
+        default:
+            throw DecodingError.dataCorruptedError(forKey: .op, in: c, debugDescription: "unknown request '\(op.prefix(40))'")
+        }
+    }
+
+    /// Encodes `{"op": …}` and the request's fields.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(op, forKey: .op)
+        switch self {
+        case .cancel(let job), .retry(let job): try c.encode(job, forKey: .job)
+        case .stall(let seconds): try c.encode(seconds, forKey: .seconds)
+        case .ping, .status, .pools: break
+        }
+    }
+}
+
+/// The daemon's answer: `ok`, and either the fields of the request's answer
+/// or `error`.
+public struct ControlReply: Sendable, Equatable, Codable {
+    /// Whether the request was done.
+    public var ok: Bool
+    /// Why not, when it was not.
+    public var error: String?
+    /// ping: the daemon's pid.
+    public var pid: Int?
+    /// cancel, retry: the job's id.
+    public var job: String?
+    /// retry: how many tasks run again.
+    public var tasks: Int?
+    /// status: jobs with a runner.
+    public var jobs: [String]?
+    /// status: slots in use and in all.
+    public var slots: Slots?
+    /// pools: the owner tag of this daemon.
+    public var owner: String?
+    /// pools: what is there.
+    public var items: [PoolItem]?
+
+    /// Slots in use and the limit.
+    public struct Slots: Sendable, Equatable, Codable {
+        public var used: Int
+        public var limit: Int
+        public init(used: Int, limit: Int) { self.used = used; self.limit = limit }
+    }
+
+    /// A pool or job on the cloud backend tagged as this daemon's.
+    public struct PoolItem: Sendable, Equatable, Codable {
+        public var kind: String
+        public var id: String
+        public var state: String
+        public var job: String?
+        public var nodes: Int?
+        public var orphan: Bool
+        public init(kind: String, id: String, state: String, job: String?, nodes: Int?, orphan: Bool) {
+            self.kind = kind
+            self.id = id
+            self.state = state
+            self.job = job
+            self.nodes = nodes
+            self.orphan = orphan
+        }
+    }
+
+    /// A success, with nothing more to say.
+    public static let done = ControlReply(ok: true)
+
+    /// A refusal with its reason.
+    public static func refused(_ error: String) -> ControlReply { ControlReply(ok: false, error: error) }
+
+    /// An answer.
+    public init(ok: Bool, error: String? = nil, pid: Int? = nil, job: String? = nil, tasks: Int? = nil, jobs: [String]? = nil,
+                slots: Slots? = nil, owner: String? = nil, items: [PoolItem]? = nil) {
+        self.ok = ok
+        self.error = error
+        self.pid = pid
+        self.job = job
+        self.tasks = tasks
+        self.jobs = jobs
+        self.slots = slots
+        self.owner = owner
+        self.items = items
+    }
+}

@@ -134,6 +134,7 @@ public enum Daemon {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
+        ctx.azure?.shutdown()
         logger.info("daemon stopped")
     }
 }

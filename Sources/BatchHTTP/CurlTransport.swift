@@ -33,6 +33,12 @@ public final class CurlTransport: Sendable {
         loop = CurlLoop(maxConnectionsPerHost: configuration.maxConnectionsPerHost)
     }
 
+    deinit { loop.shutdown() }
+
+    /// Stops the transport: requests in flight and later ones fail with
+    /// `cancelled`, and the curl thread ends.
+    public func shutdown() { loop.shutdown() }
+
     /// Sends a request; the response body is returned in memory.
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
         try await perform(request, sinkPath: nil)
@@ -67,6 +73,7 @@ final class CurlLoop: @unchecked Sendable {
     struct State {
         var pending: [RequestContext] = []
         var active: [RequestContext] = []
+        var stopping = false
     }
     let multi: UnsafeMutableRawPointer
     let state = Mutex(State())
@@ -79,21 +86,41 @@ final class CurlLoop: @unchecked Sendable {
         thread.start()
     }
 
+    deinit { curl_multi_cleanup(multi) }
+
     func submit(_ context: RequestContext) {
-        state.withLock { $0.pending.append(context) }
-        wake()
+        let refused = state.withLock { s -> Bool in
+            if s.stopping { return true }
+            s.pending.append(context)
+            return false
+        }
+        if refused { context.complete(.failure(HTTPError(.cancelled, "the HTTP transport was shut down"))) } else { wake() }
     }
 
     func wake() { curl_multi_wakeup(multi) }
 
+    /// Ends the loop: what is in flight fails, and the thread returns.
+    func shutdown() {
+        state.withLock { $0.stopping = true }
+        wake()
+    }
+
     func run() {
         var running: Int32 = 0
         while true {
-            let (added, active) = state.withLock { s -> ([RequestContext], [RequestContext]) in
+            let (added, active, stopping) = state.withLock { s -> ([RequestContext], [RequestContext], Bool) in
                 let p = s.pending
                 s.pending = []
                 s.active += p
-                return (p, s.active)
+                return (p, s.active, s.stopping)
+            }
+            if stopping {
+                for c in added { c.complete(.failure(HTTPError(.cancelled, "the HTTP transport was shut down"))) }
+                for c in active where !added.contains(where: { $0 === c }) {
+                    finish(c, .failure(HTTPError(.cancelled, "the HTTP transport was shut down")))
+                }
+                state.withLock { $0.active = [] }
+                return
             }
             for c in added { curl_multi_add_handle(multi, c.easy) }
             for c in active where c.cancelled.load(ordering: .relaxed) {

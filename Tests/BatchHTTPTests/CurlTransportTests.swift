@@ -73,6 +73,29 @@ struct CurlTransportTests {
         _ = try await admin("faults", #"{"latency": 0}"#)
     }
 
+    @Test("shutdown ends a transfer in flight and refuses the next; the curl thread returns")
+    func shutdownStopsTheLoop() async throws {
+        _ = try await admin("faults", #"{"latency": 30}"#)
+        defer { Task { [transport] in _ = try? await transport.send(HTTPRequest(method: "POST", url: "\(emulator.url)/_emulator/faults", body: .data(Data(#"{"latency": 0}"#.utf8)))) } }
+        let own = CurlTransport()
+        // The emulator holds the request for 30 s: whether the shutdown finds
+        // it sent or still queued, it must end it now.
+        let inFlight = Task { try await own.send(HTTPRequest(method: "GET", url: "\(emulator.url)/pools")) }
+        own.shutdown()
+        do {
+            _ = try await inFlight.value
+            Issue.record("a transfer in flight outlived the shutdown")
+        } catch let e as HTTPError {
+            #expect(e.kind == .cancelled)
+        }
+        do {
+            _ = try await own.send(HTTPRequest(method: "GET", url: "\(emulator.url)/pools"))
+            Issue.record("a request after the shutdown was sent")
+        } catch let e as HTTPError {
+            #expect(e.kind == .cancelled)
+        }
+    }
+
     @Test func refusedConnectionIsATransientConnectError() async throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))

@@ -78,6 +78,9 @@ final class AzureBackend: Sendable {
                             httpsOnly: !creds.blobEndpoint.lowercased().hasPrefix("http:"), logger: logger)
     }
 
+    /// Stops the HTTP transport (its curl thread ends); at daemon exit.
+    func shutdown() { batch.http.transport.shutdown() }
+
     /// A SAS URL of a container for tasks to write (`c`, `w`) into, valid `seconds`.
     func writeURL(container: String, seconds: Double, now: Date = Date()) throws -> String {
         let token = try sas.token(container: container, permissions: "cw", start: now.addingTimeInterval(-300),

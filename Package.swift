@@ -26,6 +26,12 @@ let package = Package(
             name: "BatchCore",
             dependencies: [.product(name: "Yams", package: "Yams")]
         ),
+        // Small shared utilities of the adapters and the daemon: one-shot
+        // async events, careful file operations, the crash-point test hook.
+        .target(
+            name: "BatchSupport",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
         .target(
             name: "BatchStore",
             dependencies: [
@@ -58,7 +64,7 @@ let package = Package(
         .target(
             name: "BackendLocal",
             dependencies: [
-                "BatchCore", "CLinux",
+                "BatchCore", "BatchSupport", "CLinux",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -69,14 +75,14 @@ let package = Package(
         .target(
             name: "BatchControl",
             dependencies: [
-                "BatchCore", "BatchStore", "BackendLocal",
+                "BatchCore", "BatchStore", "BatchSupport", "BackendLocal",
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
         .target(
             name: "BatchDaemon",
             dependencies: [
-                "BatchCore", "BatchControl", "BatchStore", "BackendLocal", "BackendAzure", "BatchHTTP", "CLinux", "SystemdSupport",
+                "BatchCore", "BatchControl", "BatchStore", "BatchSupport", "BackendLocal", "BackendAzure", "BatchHTTP", "CLinux", "SystemdSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -95,7 +101,7 @@ let package = Package(
         .executableTarget(
             name: "batchctl",
             dependencies: [
-                "BatchControl", "BatchStore", "BatchCore", "BackendLocal",
+                "BatchControl", "BatchStore", "BatchCore", "BatchSupport", "BackendLocal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -114,12 +120,12 @@ let package = Package(
         .testTarget(name: "BatchHTTPTests", dependencies: ["BatchHTTP", "TestSupport"]),
         .testTarget(name: "BackendAzureTests", dependencies: ["BackendAzure", "BatchHTTP", "TestSupport"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchControl", "BatchCore", "BackendLocal"]),
+        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchControl", "BatchCore", "BatchSupport", "BackendLocal"]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore"]),
-        .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchCore"]),
+        .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchCore", "BatchSupport"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["BatchStore", "BatchCore", "BackendLocal", "BatchControl", "BatchDaemon", "BackendAzure", "BatchHTTP", "TestSupport"]
+            dependencies: ["BatchStore", "BatchCore", "BatchSupport", "BackendLocal", "BatchControl", "BatchDaemon", "BackendAzure", "BatchHTTP", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

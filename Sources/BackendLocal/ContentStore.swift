@@ -1,3 +1,4 @@
+import BatchSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import BatchCore
+import BatchSupport
 import Foundation
 import Logging
 #if canImport(Glibc)

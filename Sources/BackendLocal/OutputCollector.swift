@@ -1,4 +1,5 @@
 import BatchCore
+import BatchSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import BatchSupport
 import CLinux
 import Foundation
 #if canImport(Glibc)

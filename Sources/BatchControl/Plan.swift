@@ -1,6 +1,7 @@
 import BackendLocal
 import BatchCore
 import BatchStore
+import BatchSupport
 import Foundation
 
 /// `batchctl plan FILE`: what a manifest would do, without doing it.

@@ -1,5 +1,6 @@
 import BackendLocal
 import BatchCore
+import BatchSupport
 import Foundation
 import Yams
 #if canImport(Glibc)

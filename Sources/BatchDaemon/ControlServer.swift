@@ -1,5 +1,5 @@
 import BatchControl
-import BackendLocal
+import BatchSupport
 import CLinux
 import Foundation
 import Logging

@@ -1,6 +1,7 @@
 import BackendLocal
 import BatchControl
 import BatchCore
+import BatchSupport
 import CLinux
 import BatchStore
 import Foundation

@@ -1,5 +1,4 @@
 import BatchControl
-import BackendLocal
 import BatchCore
 import Foundation
 import Logging

@@ -1,5 +1,5 @@
 import BatchControl
-import BackendLocal
+import BatchSupport
 import Foundation
 import Logging
 import ServiceLifecycle

@@ -2,6 +2,7 @@ import BatchControl
 import BackendAzure
 import BackendLocal
 import BatchStore
+import BatchSupport
 import Foundation
 import Logging
 import Synchronization

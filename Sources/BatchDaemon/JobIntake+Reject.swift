@@ -2,6 +2,7 @@ import BatchControl
 import BackendLocal
 import BatchCore
 import BatchStore
+import BatchSupport
 import CLinux
 import Foundation
 import Logging

@@ -1,7 +1,7 @@
 import BatchControl
-import BackendLocal
 import BatchCore
 import BatchStore
+import BatchSupport
 import Foundation
 
 extension JobRunner {

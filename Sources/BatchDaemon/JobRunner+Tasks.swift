@@ -2,6 +2,7 @@ import BatchControl
 import BackendLocal
 import BatchCore
 import BatchStore
+import BatchSupport
 import Foundation
 import Logging
 import Synchronization

@@ -1,5 +1,4 @@
 import BatchControl
-import BackendLocal
 import BatchCore
 import BatchStore
 import Foundation

@@ -1,5 +1,6 @@
 import BackendLocal
 import BatchCore
+import BatchSupport
 import Foundation
 import Testing
 #if canImport(Glibc)

@@ -1,5 +1,5 @@
-import BackendLocal
 @testable import BatchDaemon
+import BatchSupport
 import Testing
 
 @Suite("a job's control signals")

@@ -1,5 +1,5 @@
-import BackendLocal
 import BatchStore
+import BatchSupport
 import Foundation
 import Synchronization
 import TestSupport

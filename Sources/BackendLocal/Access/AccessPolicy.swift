@@ -1,4 +1,5 @@
 import BatchCore
+import BatchSupport
 import CLinux
 import Foundation
 #if canImport(Glibc)

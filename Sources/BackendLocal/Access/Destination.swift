@@ -1,4 +1,5 @@
 import BatchCore
+import BatchSupport
 import CLinux
 import Crypto
 import Foundation

@@ -1,9 +1,9 @@
 import BatchControl
 import BackendAzure
-import BackendLocal
 import BatchCore
 import BatchHTTP
 import BatchStore
+import BatchSupport
 import Foundation
 import Logging
 #if canImport(Glibc)

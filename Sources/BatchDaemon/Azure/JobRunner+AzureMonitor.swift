@@ -3,6 +3,7 @@ import BackendAzure
 import BackendLocal
 import BatchCore
 import BatchStore
+import BatchSupport
 import Foundation
 import Logging
 #if canImport(Glibc)

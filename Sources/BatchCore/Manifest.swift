@@ -42,7 +42,7 @@ public struct Manifest: Sendable, Equatable {
 }
 
 /// The compute pool a job runs on.
-public struct PoolSpec: Sendable, Equatable {
+public struct PoolSpec: Sendable, Equatable, Codable {
     /// A named pool is created if absent and reused if present; nil asks for an
     /// auto-pool that lives and dies with the job.
     public var id: String?
@@ -118,14 +118,14 @@ public struct OutputSpec: Sendable, Equatable {
 }
 
 /// Which of a job's scratch data is deleted when it ends.
-public enum CleanupPolicy: String, Sendable, Equatable, CaseIterable {
+public enum CleanupPolicy: String, Sendable, Equatable, CaseIterable, Codable {
     case always
     case onSuccess
     case never
 }
 
 /// Limits on a whole job.
-public struct Limits: Sendable, Equatable {
+public struct Limits: Sendable, Equatable, Codable {
     /// The whole job's wall-clock limit in seconds.
     public var wallClockSeconds: Double?
     /// The most core-hours the job may use.

@@ -237,7 +237,9 @@ struct JobIntake: Sendable {
                 outputPatterns: String(decoding: try encoder.encode(manifest.outputs.patterns), as: UTF8.self),
                 sharedInputs: String(decoding: try encoder.encode(expanded.sharedInputs), as: UTF8.self),
                 taskCount: expanded.tasks.count, cancelRequested: false, createdAt: now, updatedAt: now, finishedAt: nil,
-                submitterUid: Int(owner))
+                submitterUid: Int(owner),
+                spec: JobSpec(manifest, backend: backend, baseDirectory: base, destination: destination, submitterUID: owner,
+                              sharedInputs: expanded.sharedInputs))
             try await store.insertJob(record, tasks: expanded.tasks, claimed: fileName)
             rename(claimed, manifestPath)
             FileOps.syncDirectory(jobDir)

@@ -5,6 +5,9 @@ import BatchSupport
 import Foundation
 import Logging
 import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs every unfinished job, each in its own child task: first those left
 /// from before a restart (each reconciles what a crash left behind), then
@@ -38,7 +41,14 @@ public actor Supervisor: Service {
 
     /// Runs until graceful shutdown, then drains.
     public func run() async throws {
-        let unfinished = try await ctx.store.unfinishedJobs()
+        var unfinished = try await ctx.store.unfinishedJobs()
+        // Jobs accepted by a batchd that stored no spec get theirs, once.
+        for (i, job) in unfinished.enumerated() where job.spec == nil {
+            let spec = JobSpec.upgrading(job, defaultUID: geteuid())
+            try await ctx.store.setSpec(job.id, spec)
+            unfinished[i].spec = spec
+            ctx.logger.info("job spec recorded for a job from an older batchd", metadata: ["job.id": "\(job.id)"])
+        }
         await withDiscardingTaskGroup { group in
             for job in unfinished { launch(job.id, in: &group) }
             for control in controls.values { _ = await control.reconciled.wait() }

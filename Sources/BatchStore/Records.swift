@@ -42,6 +42,9 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     /// The uid the job acts for (the manifest's owner); nil for jobs from
     /// before it was recorded.
     public var submitterUid: Int?
+    /// The job as accepted (stored as JSON); nil for jobs from before it was
+    /// recorded, until the daemon fills it in.
+    public var spec: JobSpec?
 
     /// The phase as the core's enum.
     public var jobPhase: JobPhase { JobPhase(rawValue: phase) ?? .failed }
@@ -60,7 +63,7 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     public var state: JobState { JobState(phase: jobPhase, verdict: jobVerdict) }
 
     /// Creates a row.
-    public init(id: String, name: String, backend: String, phase: String, verdict: String?, reason: String?, sourceFile: String, manifestPath: String, baseDirectory: String, destination: String, retries: Int, timeoutSeconds: Double?, cleanup: String, maxParallel: Int?, outputPatterns: String, sharedInputs: String, taskCount: Int, cancelRequested: Bool, createdAt: Double, updatedAt: Double, finishedAt: Double?, submitterUid: Int? = nil) {
+    public init(id: String, name: String, backend: String, phase: String, verdict: String?, reason: String?, sourceFile: String, manifestPath: String, baseDirectory: String, destination: String, retries: Int, timeoutSeconds: Double?, cleanup: String, maxParallel: Int?, outputPatterns: String, sharedInputs: String, taskCount: Int, cancelRequested: Bool, createdAt: Double, updatedAt: Double, finishedAt: Double?, submitterUid: Int? = nil, spec: JobSpec? = nil) {
         self.id = id
         self.name = name
         self.backend = backend
@@ -83,6 +86,7 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
         self.updatedAt = updatedAt
         self.finishedAt = finishedAt
         self.submitterUid = submitterUid
+        self.spec = spec
     }
 }
 

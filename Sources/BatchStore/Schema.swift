@@ -163,6 +163,12 @@ enum Schema {
                 );
                 """)
         }
+        m.registerMigration("v4-job-spec") { db in
+            // The accepted job as one typed value (JobSpec, JSON), so nothing
+            // reads the manifest again. Jobs accepted before this have none;
+            // the daemon fills it in once for those still unfinished.
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN spec TEXT")
+        }
         return m
     }
 }

@@ -1,3 +1,4 @@
+import BatchCore
 import Foundation
 import GRDB
 
@@ -67,6 +68,18 @@ extension Store {
     public func unstrike(_ jobID: String, idx: Int) async throws {
         try await db.write { db in
             try db.execute(sql: "UPDATE tasks SET strikes = MAX(strikes - 1, 0) WHERE job_id = ? AND idx = ?", arguments: [jobID, idx])
+        }
+    }
+}
+
+// MARK: - Job specs
+
+extension Store {
+    /// Records the spec of a job accepted before specs were stored.
+    public func setSpec(_ jobID: String, _ spec: JobSpec) async throws {
+        try await db.write { db in
+            let json = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+            try db.execute(sql: "UPDATE jobs SET spec = ? WHERE id = ? AND spec IS NULL", arguments: [json, jobID])
         }
     }
 }

@@ -22,6 +22,24 @@ struct StoreTests {
         try await store.insertJob(record, tasks: (0..<tasks).map { TaskSpec(index: $0, id: "t\($0)", command: "true", env: [:], inputs: []) })
     }
 
+    @Test("a job's spec is stored once and read back as the type; an older job's is filled in once")
+    func specRoundTrip() async throws {
+        try await job()
+        #expect(try await store.job("J1")?.spec == nil)
+        var m = Manifest(name: "n", tasks: .list([TaskEntry(command: "true")]))
+        m.pool.id = "p1"
+        m.pool.slotsPerNode = 4
+        m.limits.wallClockSeconds = 3600
+        let spec = JobSpec(m, backend: "azure", baseDirectory: "/b", destination: "/d", submitterUID: 1001,
+                           sharedInputs: [InputFile(source: "/b/x", target: "x")])
+        try await store.setSpec("J1", spec)
+        #expect(try await store.job("J1")?.spec == spec)
+        var other = spec
+        other.pool.id = "changed"
+        try await store.setSpec("J1", other)   // a spec, once set, stays
+        #expect(try await store.job("J1")?.spec?.pool.id == "p1")
+    }
+
     @Test func databaseIsWAL() async throws {
         try await job()
         #expect(FileManager.default.fileExists(atPath: "\(dir)/batchd.db-wal"))

@@ -19,22 +19,13 @@ extension JobRunner {
         .failed(reason: "the Azure backend is not configured in this daemon: \(ctx.azureProblem ?? "unknown reason") (see docs/azure.md)")
     }
 
-    /// The job's manifest, read again from its copy in the job directory
-    /// (pool fields and limits are not in the jobs table).
-    func loadManifest(_ job: JobRecord) throws -> Manifest {
-        guard let data = FileManager.default.contents(atPath: job.manifestPath) else {
-            throw DaemonError("cannot read \(job.manifestPath)")
-        }
-        return try ManifestParser.parse(String(decoding: data, as: UTF8.self), file: job.manifestPath)
-    }
-
-    /// The job's manifest and its SAS lifetime under the current config (the
+    /// The job's spec and its SAS lifetime under the current config (the
     /// intake checked the limit already; a changed config is checked again).
-    func azurePlan(_ job: JobRecord, _ az: AzureBackend) throws -> (Manifest, SASLifetime) {
-        let manifest = try loadManifest(job)
-        let lifetime = try SASLifetime.forJob(wallClock: manifest.limits.wallClockSeconds, margin: az.settings.tokenMargin,
+    func azurePlan(_ job: JobRecord, _ az: AzureBackend) throws -> (JobSpec, SASLifetime) {
+        guard let spec = job.spec else { throw DaemonError("job \(job.id) has no recorded spec") }
+        let lifetime = try SASLifetime.forJob(wallClock: spec.limits.wallClockSeconds, margin: az.settings.tokenMargin,
                                               maximum: az.settings.maxTokenLifetime)
-        return (manifest, lifetime)
+        return (spec, lifetime)
     }
 
     /// Runs a step against Azure until it works, fails for good, or the job
@@ -76,12 +67,12 @@ extension JobRunner {
     /// lacks. Progress in bytes goes to the database for `batchctl show`.
     func azureStage(_ job: JobRecord) async -> JobEvent {
         guard let az = ctx.azure else { return azureUnavailable() }
-        let manifest: Manifest
+        let spec: JobSpec
         let lifetime: SASLifetime
-        do { (manifest, lifetime) = try azurePlan(job, az) } catch { return .failed(reason: "\(error)") }
+        do { (spec, lifetime) = try azurePlan(job, az) } catch { return .failed(reason: "\(error)") }
         guard var record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) else { return .failed(reason: "shutdown") }
         if record == nil {
-            let fresh = AzureJobRecord(jobId: jobID, batchJobId: "batchd-\(jobID)", poolId: manifest.pool.id, autoPool: manifest.pool.id == nil,
+            let fresh = AzureJobRecord(jobId: jobID, batchJobId: "batchd-\(jobID)", poolId: spec.pool.id, autoPool: spec.pool.id == nil,
                                        outputContainer: "batchd-\(jobID)", wallClockSeconds: lifetime.jobWallClockSeconds)
             guard await retrying("record the azure job", { try await ctx.store.saveAzureJob(fresh) }) != nil else { return .failed(reason: "shutdown") }
             record = fresh
@@ -168,8 +159,7 @@ extension JobRunner {
             return .failed(reason: "no azure record for this job")
         }
         guard let poolID = record.poolId, !record.autoPool else { return .provisioned }
-        let manifest: Manifest
-        do { manifest = try loadManifest(job) } catch { return .failed(reason: "\(error)") }
+        guard let spec = job.spec else { return .failed(reason: "job \(job.id) has no recorded spec") }
         let defaults = poolDefaults(az.settings)
         let result = await azureStep("provision pool \(poolID)") { () -> String? in
             if let existing = try await az.batch.pool(poolID) {
@@ -181,7 +171,7 @@ extension JobRunner {
                 if existing["state"] as? String == "deleting" { return "pool \(poolID) is being deleted; submit again once it is gone" }
                 return nil
             }
-            try await az.batch.createPool(BatchBodies.pool(id: poolID, manifest.pool, defaults: defaults, owner: az.owner))
+            try await az.batch.createPool(BatchBodies.pool(id: poolID, spec.pool, defaults: defaults, owner: az.owner))
             return nil
         }
         switch result {
@@ -214,9 +204,9 @@ extension JobRunner {
             return .failed(reason: "no azure record for this job")
         }
         if record.submitted { return .submitted }
-        let manifest: Manifest
+        let spec: JobSpec
         let lifetime: SASLifetime
-        do { (manifest, lifetime) = try azurePlan(job, az) } catch { return .failed(reason: "\(error)") }
+        do { (spec, lifetime) = try azurePlan(job, az) } catch { return .failed(reason: "\(error)") }
         guard let tasks = await retrying("read tasks", { try await ctx.store.tasks(jobID) }),
               let inputs = await retrying("read inputs", { try await ctx.store.inputs(jobID) }) else { return .failed(reason: "shutdown") }
         let blobs = Dictionary(inputs.compactMap { i in i.blob.map { (i.source, $0) } }, uniquingKeysWith: { a, _ in a })
@@ -227,7 +217,7 @@ extension JobRunner {
         let outcome = await azureStep("submit") { () -> (String?, Int, Bool) in
             try await az.blob.createContainer(rec.outputContainer)
             let jobBody = BatchBodies.job(id: rec.batchJobId, batchdJob: jobID, owner: az.owner, poolID: rec.autoPool ? nil : rec.poolId,
-                                          spec: manifest.pool, defaults: defaults, wallClockSeconds: rec.wallClockSeconds, retries: job.retries)
+                                          spec: spec.pool, defaults: defaults, wallClockSeconds: rec.wallClockSeconds, retries: job.retries)
             if !(try await az.batch.createJob(jobBody)) {
                 guard let existing = try await az.batch.job(rec.batchJobId) else { throw BatchServiceError(status: 503, code: "JobVanished", message: "", operation: "get job") }
                 guard BatchBodies.metadata(existing)[BatchBodies.jobKey] == jobID else {

@@ -152,17 +152,21 @@ struct ControlServer: Service {
                 return .refused("\(error)")
             }
         case .pools:
-            guard let azure = supervisor.ctx.azure else {
-                return .refused("the Azure backend is not configured in this daemon: \(supervisor.ctx.azureProblem ?? "")")
-            }
+            var owner: String?
+            var items: [ControlReply.PoolItem] = []
             do {
-                let items = try await azure.inventory(store: supervisor.ctx.store)
-                return ControlReply(ok: true, owner: azure.owner, items: items.map {
-                    .init(kind: $0.kind, id: $0.id, state: $0.state, job: $0.job, nodes: $0.nodes, orphan: $0.orphan)
-                })
+                for backend in supervisor.ctx.backends.all {
+                    guard let held = try await backend.owned(supervisor.ctx.store) else { continue }
+                    owner = held.owner
+                    items += held.items
+                }
             } catch {
                 return .refused("cannot list pools and jobs on Azure Batch: \(error)")
             }
+            guard let owner else {
+                return .refused("the Azure backend is not configured in this daemon: \(supervisor.ctx.azureProblem ?? "")")
+            }
+            return ControlReply(ok: true, owner: owner, items: items)
         case .stall(let seconds):
             guard await supervisor.allowsStall else { return .refused("stall is a test hook; set debug.allowStall in the config") }
             await supervisor.stall(seconds: seconds)

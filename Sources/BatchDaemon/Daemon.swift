@@ -92,16 +92,22 @@ public enum Daemon {
             clock: { Date().timeIntervalSince1970 })
         ctx.protected = protected
         ctx.hidden = hidden
-        // Azure is optional: without credentials the daemon runs, and refuses
-        // azure manifests with the reason.
+        // The backends, registered here and nowhere else. Azure is optional:
+        // without credentials the daemon runs, and refuses azure manifests
+        // with the reason.
+        ctx.backends.register("local", LocalJobBackend())
         do {
-            ctx.azure = try AzureBackend.make(settings: config.azure, variables: environment.variables, hostName: hostName(), logger: logger)
+            let azure = try AzureBackend.make(settings: config.azure, variables: environment.variables, hostName: hostName(), logger: logger)
+            ctx.azure = azure
+            ctx.backends.register("azure", AzureJobBackend(azure: azure))
         } catch {
             ctx.azureProblem = "\(error)"
+            ctx.backends.unavailable("azure", message: "backend 'azure' is not configured in this daemon: \(error)",
+                                     hint: "see docs/azure.md, or submit with --backend local")
             logger.info("azure backend off", metadata: ["reason": "\(error)"])
         }
         let supervisor = Supervisor(ctx: ctx)
-        let intake = JobIntake(config: config, store: store, logger: logger, clock: { Date() }, azureProblem: ctx.azureProblem,
+        let intake = JobIntake(config: config, store: store, logger: logger, clock: { Date() }, backends: ctx.backends,
                                protected: protected)
         let inbox = InboxService(intake: intake, supervisor: supervisor)
         let control = ControlServer(path: config.socketPath, supervisor: supervisor, logger: logger)

@@ -61,6 +61,8 @@ struct JobContext: Sendable {
     var azure: AzureBackend? = nil
     /// Why there is no Azure backend (what to set), when there is none.
     var azureProblem: String? = nil
+    /// The backends this daemon runs (registered in `Daemon.run`).
+    var backends = BackendRegistry()
     /// Directories no submitter's path may reach (state, runtime, credentials).
     var protected: [(path: String, why: String)] = []
     /// Paths a task of another user than the daemon's must not reach

@@ -23,8 +23,8 @@ struct JobIntake: Sendable {
     let store: Store
     let logger: Logger
     let clock: @Sendable () -> Date
-    /// Why the Azure backend is off, if it is.
-    var azureProblem: String? = nil
+    /// The backends this daemon runs, and why the others are missing.
+    var backends = BackendRegistry()
     /// The directories no submitter's path may reach, with their names.
     var protected: [(path: String, why: String)] = []
     let issued = IssuedIDs()
@@ -191,23 +191,10 @@ struct JobIntake: Sendable {
             Debug.crashPoint("parse", String(decoding: bytes, as: UTF8.self))
             let manifest = try ManifestParser.parse(bytes: bytes, file: original)
             let backend = manifest.backend ?? config.defaultBackend
-            guard DaemonConfig.availableBackends.contains(backend) else {
-                throw ManifestError(file: original, issues: [ManifestIssue(
-                    line: nil, column: nil, field: "backend", message: "backend '\(backend)' is not available in this daemon",
-                    hint: "available: \(DaemonConfig.availableBackends.joined(separator: ", "))")])
-            }
-            if backend == "azure" {
-                if let problem = azureProblem {
-                    throw ManifestError(file: original, issues: [ManifestIssue(
-                        line: nil, column: nil, field: "backend", message: "backend 'azure' is not configured in this daemon: \(problem)",
-                        hint: "see docs/azure.md, or submit with --backend local")])
-                }
-                do {
-                    _ = try SASLifetime.forJob(wallClock: manifest.limits.wallClockSeconds, margin: config.azure.tokenMargin,
-                                               maximum: config.azure.maxTokenLifetime)
-                } catch {
-                    throw ManifestError(file: original, issues: [ManifestIssue(line: nil, column: nil, field: "limits.wallClock", message: "\(error)", hint: nil)])
-                }
+            let runner: any JobBackend
+            switch backends.lookup(backend) {
+            case .success(let b): runner = b
+            case .failure(let missing): throw ManifestError(file: original, issues: [missing.issue])
             }
             let policy = AccessPolicy(submitter: Submitter.lookup(uid: owner), protected: protected)
             let base = manifest.baseDirectory ?? config.inboxDirectory
@@ -222,6 +209,9 @@ struct JobIntake: Sendable {
                                                                                hint: "choose a directory \(policy.submitter) may write")])
                 }
             }
+            let spec = JobSpec(manifest, backend: backend, baseDirectory: base, destination: destination, submitterUID: owner,
+                               sharedInputs: expanded.sharedInputs)
+            if let issue = runner.refusal(spec) { throw ManifestError(file: original, issues: [issue]) }
             let jobDir = "\(config.jobsDirectory)/\(jobID)"
             try FileOps.makeDirectory(jobDir)
             let ext = (original as NSString).pathExtension.lowercased() == "json" ? "json" : "yaml"
@@ -237,9 +227,7 @@ struct JobIntake: Sendable {
                 outputPatterns: String(decoding: try encoder.encode(manifest.outputs.patterns), as: UTF8.self),
                 sharedInputs: String(decoding: try encoder.encode(expanded.sharedInputs), as: UTF8.self),
                 taskCount: expanded.tasks.count, cancelRequested: false, createdAt: now, updatedAt: now, finishedAt: nil,
-                submitterUid: Int(owner),
-                spec: JobSpec(manifest, backend: backend, baseDirectory: base, destination: destination, submitterUID: owner,
-                              sharedInputs: expanded.sharedInputs))
+                submitterUid: Int(owner), spec: spec)
             try await store.insertJob(record, tasks: expanded.tasks, claimed: fileName)
             rename(claimed, manifestPath)
             FileOps.syncDirectory(jobDir)

@@ -13,7 +13,7 @@ struct JobRunner: Sendable {
     let jobID: String
     let control: JobControl
     /// The job's backend, once its row is read.
-    var backend = "local"
+    var backend = ""
 
     init(ctx: JobContext, jobID: String, control: JobControl) {
         self.ctx = ctx
@@ -88,30 +88,24 @@ struct JobRunner: Sendable {
     /// when the daemon is shutting down. (Every non-terminal state has actions.)
     func perform(_ actions: [JobAction], job: JobRecord) async -> JobEvent? {
         var next: JobEvent = .start
-        let azure = job.backend == "azure"
+        let backend = ctx.backends.forJob(job.backend)
         for action in actions {
             switch action {
             case .stageInputs:
-                next = azure ? await azureStage(job) : await stage(job)
+                next = await backend.stage(job, self)
             case .provisionPool:
-                next = azure ? await azureProvision(job) : .provisioned  // local slots need no pool
+                next = await backend.provision(job, self)
             case .submitTasks:
-                // Local tasks were recorded at acceptance, with deterministic ids.
-                next = azure ? await azureSubmit(job) : .submitted
+                next = await backend.submit(job, self)
             case .monitorTasks:
-                guard let e = azure ? await azureMonitor(job) : await monitor(job) else { return nil }
+                guard let e = await backend.monitor(job, self) else { return nil }
                 next = e
             case .cancelTasks:
-                if azure {
-                    await azureCancel(job)
-                } else {
-                    await stopLiveAttempts(job)
-                    _ = await retrying("cancel pending tasks", { try await ctx.store.cancelPendingTasks(jobID) })
-                }
+                await backend.cancel(job, self)
             case .verifyOutputs:
                 next = await verifyOutputs(job)
             case .cleanup(let verdict):
-                if azure { await azureCleanup(job, verdict) }
+                await backend.cleanup(job, verdict, self)
                 cleanup(job, verdict)
             case .writeSummary(let verdict):
                 await writeSummary(job, verdict)

@@ -92,10 +92,8 @@ public actor Supervisor: Service {
     func retry(_ idOrName: String) async throws -> (JobRecord, Int) {
         guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
         guard controls[job.id] == nil else { throw DaemonError("job \(job.id) is still \(job.phase)") }
-        guard job.backend != "azure" else {
-            // The Batch job has ended and its task ids are taken; a retry
-            // would need new ids in a new Batch job.
-            throw DaemonError("retry is not supported for jobs on Azure yet: submit the manifest again (inputs already uploaded are not sent twice)")
+        guard ctx.backends.forJob(job.backend).canRetry else {
+            throw DaemonError("retry is not supported for jobs on \(job.backend) yet: submit the manifest again (inputs already uploaded are not sent twice)")
         }
         let t = JobMachine.apply(.retryRequested, to: job.state)
         guard t.ignored == nil else {

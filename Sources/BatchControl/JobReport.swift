@@ -33,7 +33,7 @@ public struct JobReport: Sendable {
         var out: [[String: Any]] = []
         for job in try await store.jobs(limit: limit) {
             let c = try await store.counts(job.id)
-            out.append(["id": job.id, "name": job.name, "state": job.phase, "backend": job.backend,
+            out.append(["id": job.id, "name": job.name, "state": job.phase.rawValue, "backend": job.backend.rawValue,
                         "tasks": Self.countsObject(c), "createdAt": Self.iso(job.createdAt), "finishedAt": Self.iso(job.finishedAt)])
         }
         return out
@@ -44,7 +44,7 @@ public struct JobReport: Sendable {
         var rows = [["ID", "NAME", "STATE", "TASKS OK/ALL", "FAILED", "CREATED"]]
         for job in try await store.jobs(limit: limit) {
             let c = try await store.counts(job.id)
-            rows.append([job.id, job.name, job.phase, "\(c.succeeded)/\(c.total)", "\(c.failed)", "\(Self.iso(job.createdAt))"])
+            rows.append([job.id, job.name, job.phase.rawValue, "\(c.succeeded)/\(c.total)", "\(c.failed)", "\(Self.iso(job.createdAt))"])
         }
         var text = Self.table(rows)
         // Entries the daemon could neither process nor give a .error (an
@@ -72,8 +72,8 @@ public struct JobReport: Sendable {
         let tasks = try await store.tasks(job.id)
         let names = Dictionary(tasks.map { ($0.idx, $0.taskId) }, uniquingKeysWith: { a, _ in a })
         let outputs = try await store.outputs(job.id)
-        let failed = tasks.filter { $0.state == "failed" }.map { t -> [String: Any] in
-            ["id": t.taskId, "outcome": t.outcome ?? NSNull(), "exitCode": t.exitCode ?? NSNull(), "signal": t.signal ?? NSNull(),
+        let failed = tasks.filter { $0.state == .failed }.map { t -> [String: Any] in
+            ["id": t.taskId, "outcome": t.outcome?.rawValue ?? NSNull(), "exitCode": t.exitCode ?? NSNull(), "signal": t.signal ?? NSNull(),
              "detail": t.detail ?? NSNull(), "attempts": t.countedAttempts]
         }
         var azure: Any = NSNull()
@@ -83,7 +83,7 @@ public struct JobReport: Sendable {
                      "inputs": ["bytesTotal": az.bytesTotal, "bytesUploaded": az.bytesUploaded, "bytesAlreadyStored": az.bytesSkipped]]
         }
         return [
-            "id": job.id, "name": job.name, "state": job.phase, "reason": job.reason ?? NSNull(), "backend": job.backend, "azure": azure,
+            "id": job.id, "name": job.name, "state": job.phase.rawValue, "reason": job.reason ?? NSNull(), "backend": job.backend.rawValue, "azure": azure,
             "createdAt": Self.iso(job.createdAt), "finishedAt": Self.iso(job.finishedAt), "manifest": job.manifestPath,
             "sourceFile": job.sourceFile, "cancelRequested": job.cancelRequested,
             "tasks": Self.countsObject(counts), "failedTasks": failed,
@@ -97,8 +97,8 @@ public struct JobReport: Sendable {
         let c = try await store.counts(job.id)
         let outputs = try await store.outputs(job.id)
         var lines = [
-            "job        \(job.id)", "name       \(job.name)", "state      \(job.phase)\(job.reason.map { " — \($0)" } ?? "")",
-            "backend    \(job.backend)", "created    \(Self.iso(job.createdAt))",
+            "job        \(job.id)", "name       \(job.name)", "state      \(job.phase.rawValue)\(job.reason.map { " — \($0)" } ?? "")",
+            "backend    \(job.backend.rawValue)", "created    \(Self.iso(job.createdAt))",
             "finished   \(job.finishedAt.map { "\(Self.iso($0))" } ?? "-")",
             "tasks      \(c.total) total: \(c.succeeded) succeeded, \(c.failed) failed, \(c.running) running, \(c.pending) pending, \(c.cancelled) cancelled",
             "outputs    \(outputs.count) files in \(job.destination)",
@@ -111,11 +111,11 @@ public struct JobReport: Sendable {
                 + "\(Progress.bytes(az.bytesSkipped)) already stored")
             if let expiry = az.tokenExpiry { lines.append("tokens     SAS valid until \(Self.iso(expiry))") }
         }
-        let failed = try await store.tasks(job.id).filter { $0.state == "failed" }
+        let failed = try await store.tasks(job.id).filter { $0.state == .failed }
         if !failed.isEmpty {
             lines.append("failed tasks (see `batchctl logs \(job.id) TASK`):")
             for t in failed.prefix(20) {
-                let how = t.exitCode.map { "exit code \($0)" } ?? t.signal.map { "signal \($0)" } ?? t.outcome ?? "?"
+                let how = t.exitCode.map { "exit code \($0)" } ?? t.signal.map { "signal \($0)" } ?? t.outcome?.rawValue ?? "?"
                 lines.append("  \(t.taskId): \(how)\(t.detail.map { " (\($0))" } ?? "")")
             }
             if failed.count > 20 { lines.append("  … and \(failed.count - 20) more") }
@@ -150,8 +150,8 @@ public struct JobReport: Sendable {
         func read(_ name: String) -> String {
             Self.readLog("\(a.directory)/\(name)")
         }
-        return ["job": job.id, "task": t.taskId, "attempt": a.attempt, "attempts": attempts.count, "state": t.state,
-                "outcome": a.outcome ?? NSNull(), "exitCode": a.exitCode ?? NSNull(), "signal": a.signal ?? NSNull(),
+        return ["job": job.id, "task": t.taskId, "attempt": a.attempt, "attempts": attempts.count, "state": t.state.rawValue,
+                "outcome": a.outcome?.rawValue ?? NSNull(), "exitCode": a.exitCode ?? NSNull(), "signal": a.signal ?? NSNull(),
                 "detail": a.detail ?? NSNull(), "directory": a.directory, "stdout": read("stdout"), "stderr": read("stderr")]
     }
 
@@ -161,7 +161,7 @@ public struct JobReport: Sendable {
             ["at": Self.iso(e.at), "kind": e.kind, "message": e.message]
         }
         var failed: [[String: Any]] = []
-        for t in try await store.tasks(job.id) where t.state == "failed" {
+        for t in try await store.tasks(job.id) where t.state == .failed {
             var logs = try await taskLogs(job, task: t.taskId, attempt: nil)
             let tail = (logs["stderr"] as? String ?? "").split(separator: "\n", omittingEmptySubsequences: false).suffix(20)
             logs["stderr"] = tail.joined(separator: "\n")

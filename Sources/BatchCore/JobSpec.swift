@@ -6,7 +6,7 @@ public struct JobSpec: Sendable, Equatable, Codable {
     /// The manifest's name.
     public var name: String
     /// The backend the job runs on.
-    public var backend: String
+    public var backend: BackendKind
     /// Where relative paths started.
     public var baseDirectory: String
     /// The absolute output directory.
@@ -29,7 +29,7 @@ public struct JobSpec: Sendable, Equatable, Codable {
     public var sharedInputs: [InputFile]
 
     /// The spec of a parsed manifest, with what intake decided.
-    public init(_ m: Manifest, backend: String, baseDirectory: String, destination: String, submitterUID: UInt32, sharedInputs: [InputFile]) {
+    public init(_ m: Manifest, backend: BackendKind, baseDirectory: String, destination: String, submitterUID: UInt32, sharedInputs: [InputFile]) {
         name = m.name
         self.backend = backend
         self.baseDirectory = baseDirectory

@@ -32,16 +32,19 @@ public enum TaskOutcome: Sendable, Equatable, Codable {
     }
 
     /// One short word for tables and the database: exited, signaled, ...
-    public var kind: String {
+    public var kind: String { outcomeKind.rawValue }
+
+    /// The kind, as the store keeps it.
+    public var outcomeKind: OutcomeKind {
         switch self {
-        case .exited: return "exited"
-        case .signaled: return "signaled"
-        case .timedOut: return "timedOut"
-        case .launchFailed: return "launchFailed"
-        case .outputsFailed: return "outputsFailed"
-        case .lost: return "lost"
-        case .interrupted: return "interrupted"
-        case .cancelled: return "cancelled"
+        case .exited: return .exited
+        case .signaled: return .signaled
+        case .timedOut: return .timedOut
+        case .launchFailed: return .launchFailed
+        case .outputsFailed: return .outputsFailed
+        case .lost: return .lost
+        case .interrupted: return .interrupted
+        case .cancelled: return .cancelled
         }
     }
 

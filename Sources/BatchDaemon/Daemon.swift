@@ -95,14 +95,14 @@ public enum Daemon {
         // The backends, registered here and nowhere else. Azure is optional:
         // without credentials the daemon runs, and refuses azure manifests
         // with the reason.
-        ctx.backends.register("local", LocalJobBackend())
+        ctx.backends.register(.local, LocalJobBackend())
         do {
             let azure = try AzureBackend.make(settings: config.azure, variables: environment.variables, hostName: hostName(), logger: logger)
             ctx.azure = azure
-            ctx.backends.register("azure", AzureJobBackend(azure: azure))
+            ctx.backends.register(.azure, AzureJobBackend(azure: azure))
         } catch {
             ctx.azureProblem = "\(error)"
-            ctx.backends.unavailable("azure", message: "backend 'azure' is not configured in this daemon: \(error)",
+            ctx.backends.unavailable(.azure, message: "backend 'azure' is not configured in this daemon: \(error)",
                                      hint: "see docs/azure.md, or submit with --backend local")
             logger.info("azure backend off", metadata: ["reason": "\(error)"])
         }

@@ -190,7 +190,8 @@ struct JobIntake: Sendable {
             let bytes = try readManifest(claimed, original: original)
             Debug.crashPoint("parse", String(decoding: bytes, as: UTF8.self))
             let manifest = try ManifestParser.parse(bytes: bytes, file: original)
-            let backend = manifest.backend ?? config.defaultBackend
+            // The parser and the config accept only the names of BackendKind.
+            let backend = BackendKind(rawValue: manifest.backend ?? config.defaultBackend) ?? .local
             let runner: any JobBackend
             switch backends.lookup(backend) {
             case .success(let b): runner = b
@@ -220,9 +221,9 @@ struct JobIntake: Sendable {
             encoder.outputFormatting = .sortedKeys
             let now = clock().timeIntervalSince1970
             let record = JobRecord(
-                id: jobID, name: manifest.name, backend: backend, phase: JobPhase.accepted.rawValue, verdict: nil, reason: nil,
+                id: jobID, name: manifest.name, backend: backend, phase: .accepted, verdict: nil, reason: nil,
                 sourceFile: original, manifestPath: manifestPath, baseDirectory: base, destination: destination,
-                retries: manifest.retries, timeoutSeconds: manifest.timeoutSeconds, cleanup: manifest.cleanup.rawValue,
+                retries: manifest.retries, timeoutSeconds: manifest.timeoutSeconds, cleanup: manifest.cleanup,
                 maxParallel: manifest.pool.slotsPerNode,
                 outputPatterns: String(decoding: try encoder.encode(manifest.outputs.patterns), as: UTF8.self),
                 sharedInputs: String(decoding: try encoder.encode(expanded.sharedInputs), as: UTF8.self),
@@ -231,7 +232,7 @@ struct JobIntake: Sendable {
             try await store.insertJob(record, tasks: expanded.tasks, claimed: fileName)
             rename(claimed, manifestPath)
             FileOps.syncDirectory(jobDir)
-            log.notice("job accepted", metadata: ["job.name": "\(manifest.name)", "tasks": "\(expanded.tasks.count)", "backend": "\(backend)",
+            log.notice("job accepted", metadata: ["job.name": "\(manifest.name)", "tasks": "\(expanded.tasks.count)", "backend": "\(backend.rawValue)",
                                                   "submitter": "\(policy.submitter)", "message.id": "\(MessageID.jobAccepted)"])
             return jobID
         } catch let error as ManifestError {

@@ -63,7 +63,7 @@ extension JobRunner {
     /// Deletes the attempts' work directories when the policy says so; the
     /// logs (stdout, stderr, status) stay for `batchctl logs`.
     func cleanup(_ job: JobRecord, _ verdict: Verdict) {
-        let policy = CleanupPolicy(rawValue: job.cleanup) ?? .onSuccess
+        let policy = job.cleanup
         guard policy == .always || (policy == .onSuccess && verdict == .success) else { return }
         let tasksDir = "\(ctx.config.jobsDirectory)/\(jobID)/tasks"
         let fm = FileManager.default

@@ -34,7 +34,7 @@ struct JobRunner: Sendable {
             return
         }
         var runner = self
-        runner.backend = job.backend
+        runner.backend = job.backend.rawValue
         await runner.drive(job)
     }
 

@@ -19,7 +19,7 @@ extension JobSpec {
         }
         m.retries = job.retries
         m.timeoutSeconds = job.timeoutSeconds
-        m.cleanup = CleanupPolicy(rawValue: job.cleanup) ?? .onSuccess
+        m.cleanup = job.cleanup
         m.outputs.patterns = (try? JSONDecoder().decode([String].self, from: Data(job.outputPatterns.utf8))) ?? []
         m.pool.slotsPerNode = job.maxParallel
         let shared = (try? JSONDecoder().decode([InputFile].self, from: Data(job.sharedInputs.utf8))) ?? []

@@ -91,9 +91,9 @@ public actor Supervisor: Service {
     /// Runs a failed job's failed tasks again (each with its retries back).
     func retry(_ idOrName: String) async throws -> (JobRecord, Int) {
         guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
-        guard controls[job.id] == nil else { throw DaemonError("job \(job.id) is still \(job.phase)") }
+        guard controls[job.id] == nil else { throw DaemonError("job \(job.id) is still \(job.phase.rawValue)") }
         guard ctx.backends.forJob(job.backend).canRetry else {
-            throw DaemonError("retry is not supported for jobs on \(job.backend) yet: submit the manifest again (inputs already uploaded are not sent twice)")
+            throw DaemonError("retry is not supported for jobs on \(job.backend.rawValue) yet: submit the manifest again (inputs already uploaded are not sent twice)")
         }
         let t = JobMachine.apply(.retryRequested, to: job.state)
         guard t.ignored == nil else {
@@ -110,7 +110,7 @@ public actor Supervisor: Service {
     /// Cancels a job by id or name.
     func cancel(_ idOrName: String) async throws -> JobRecord {
         guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
-        if job.jobPhase.isTerminal { throw DaemonError("job \(job.id) has already \(job.phase)") }
+        if job.phase.isTerminal { throw DaemonError("job \(job.id) has already \(job.phase)") }
         try await ctx.store.requestCancel(job.id)
         let control = controls[job.id]
         control?.cancel()

@@ -12,10 +12,10 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
 
     public var id: String
     public var name: String
-    public var backend: String
-    public var phase: String
-    /// `success`, `failure` or `cancelled` once known.
-    public var verdict: String?
+    public var backend: BackendKind
+    public var phase: JobPhase
+    /// How the job ended, once known.
+    public var verdict: VerdictKind?
     /// Why the job failed (or what cancelled it).
     public var reason: String?
     /// The file's name in the inbox.
@@ -27,7 +27,7 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     public var destination: String
     public var retries: Int
     public var timeoutSeconds: Double?
-    public var cleanup: String
+    public var cleanup: CleanupPolicy
     /// Most tasks of this job at once (pool.slotsPerNode), nil for no own limit.
     public var maxParallel: Int?
     /// JSON array of output globs.
@@ -46,24 +46,21 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     /// recorded, until the daemon fills it in.
     public var spec: JobSpec?
 
-    /// The phase as the core's enum.
-    public var jobPhase: JobPhase { JobPhase(rawValue: phase) ?? .failed }
-
-    /// The stored verdict as the core's enum.
+    /// The stored verdict as the core's value.
     public var jobVerdict: Verdict? {
         switch verdict {
-        case "success": return .success
-        case "cancelled": return .cancelled
-        case "failure": return .failure(reason: reason ?? "failed")
-        default: return nil
+        case .success?: return .success
+        case .cancelled?: return .cancelled
+        case .failure?: return .failure(reason: reason ?? "failed")
+        case nil: return nil
         }
     }
 
     /// The state machine's view of this row.
-    public var state: JobState { JobState(phase: jobPhase, verdict: jobVerdict) }
+    public var state: JobState { JobState(phase: phase, verdict: jobVerdict) }
 
     /// Creates a row.
-    public init(id: String, name: String, backend: String, phase: String, verdict: String?, reason: String?, sourceFile: String, manifestPath: String, baseDirectory: String, destination: String, retries: Int, timeoutSeconds: Double?, cleanup: String, maxParallel: Int?, outputPatterns: String, sharedInputs: String, taskCount: Int, cancelRequested: Bool, createdAt: Double, updatedAt: Double, finishedAt: Double?, submitterUid: Int? = nil, spec: JobSpec? = nil) {
+    public init(id: String, name: String, backend: BackendKind, phase: JobPhase, verdict: VerdictKind?, reason: String?, sourceFile: String, manifestPath: String, baseDirectory: String, destination: String, retries: Int, timeoutSeconds: Double?, cleanup: CleanupPolicy, maxParallel: Int?, outputPatterns: String, sharedInputs: String, taskCount: Int, cancelRequested: Bool, createdAt: Double, updatedAt: Double, finishedAt: Double?, submitterUid: Int? = nil, spec: JobSpec? = nil) {
         self.id = id
         self.name = name
         self.backend = backend
@@ -107,12 +104,11 @@ public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
     public var env: String
     /// JSON array of `InputFile`.
     public var inputs: String
-    /// pending, running, succeeded, failed, cancelled.
-    public var state: String
+    public var state: TaskState
     /// Attempts that used up a retry.
     public var countedAttempts: Int
     /// Last attempt's outcome kind, exit code, signal and detail.
-    public var outcome: String?
+    public var outcome: OutcomeKind?
     public var exitCode: Int?
     public var signal: Int?
     public var detail: String?
@@ -121,7 +117,7 @@ public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
     public var strikes: Int
 
     /// Creates a row.
-    public init(jobId: String, idx: Int, taskId: String, command: String, env: String, inputs: String, state: String, countedAttempts: Int, outcome: String?, exitCode: Int?, signal: Int?, detail: String?, updatedAt: Double, strikes: Int = 0) {
+    public init(jobId: String, idx: Int, taskId: String, command: String, env: String, inputs: String, state: TaskState, countedAttempts: Int, outcome: OutcomeKind?, exitCode: Int?, signal: Int?, detail: String?, updatedAt: Double, strikes: Int = 0) {
         self.jobId = jobId
         self.idx = idx
         self.taskId = taskId
@@ -153,13 +149,13 @@ public struct AttemptRecord: Codable, Sendable, Equatable, FetchableRecord, Pers
     /// 1-based.
     public var attempt: Int
     /// starting (written before the process is started), running, finished.
-    public var state: String
+    public var state: AttemptState
     public var pid: Int?
     /// The attempt's directory (stdout, stderr, status, work/).
     public var directory: String
     public var startedAt: Double
     public var finishedAt: Double?
-    public var outcome: String?
+    public var outcome: OutcomeKind?
     public var exitCode: Int?
     public var signal: Int?
     public var detail: String?
@@ -167,7 +163,7 @@ public struct AttemptRecord: Codable, Sendable, Equatable, FetchableRecord, Pers
     public var counted: Bool?
 
     /// Creates a row.
-    public init(jobId: String, idx: Int, attempt: Int, state: String, pid: Int?, directory: String, startedAt: Double, finishedAt: Double?, outcome: String?, exitCode: Int?, signal: Int?, detail: String?, counted: Bool?) {
+    public init(jobId: String, idx: Int, attempt: Int, state: AttemptState, pid: Int?, directory: String, startedAt: Double, finishedAt: Double?, outcome: OutcomeKind?, exitCode: Int?, signal: Int?, detail: String?, counted: Bool?) {
         self.jobId = jobId
         self.idx = idx
         self.attempt = attempt

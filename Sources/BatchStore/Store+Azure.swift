@@ -45,7 +45,7 @@ extension Store {
                                     outcome: TaskOutcome, decision: TaskDecision, outputs: [OutputRecord]) async throws {
         let now = clock()
         try await db.write { db in
-            try AttemptRecord(jobId: jobID, idx: idx, attempt: attempt, state: "starting", pid: nil, directory: directory,
+            try AttemptRecord(jobId: jobID, idx: idx, attempt: attempt, state: .starting, pid: nil, directory: directory,
                               startedAt: startedAt, finishedAt: nil, outcome: nil, exitCode: nil, signal: nil, detail: nil,
                               counted: nil).insert(db)
             try self.finishAttempt(db, jobID, idx: idx, attempt: attempt, outcome: outcome, decision: decision, outputs: outputs, at: now)

@@ -156,7 +156,7 @@ extension Store {
     public func beginAttempt(_ jobID: String, idx: Int, attempt: Int, directory: String) async throws {
         let now = clock()
         try await db.write { db in
-            let a = AttemptRecord(jobId: jobID, idx: idx, attempt: attempt, state: "starting", pid: nil,
+            let a = AttemptRecord(jobId: jobID, idx: idx, attempt: attempt, state: .starting, pid: nil,
                                   directory: directory, startedAt: now, finishedAt: nil, outcome: nil,
                                   exitCode: nil, signal: nil, detail: nil, counted: nil)
             try a.insert(db)

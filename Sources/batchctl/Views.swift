@@ -38,8 +38,8 @@ struct Watcher {
             guard let job = try await store.job(jobID) else { throw CLIError(4, "job \(jobID) is gone") }
             let counts = try await store.counts(jobID)
             let now = ContinuousClock.now
-            var p = Progress(counts: counts, phase: job.jobPhase, rate: nil)
-            if job.backend == "azure", let az = try await store.azureJob(jobID) {
+            var p = Progress(counts: counts, phase: job.phase, rate: nil)
+            if job.backend == .azure, let az = try await store.azureJob(jobID) {
                 p.stagedBytes = az.bytesUploaded + az.bytesSkipped
                 p.totalBytes = az.bytesTotal
             }
@@ -50,7 +50,7 @@ struct Watcher {
                 p.rate = Double(p.done - first.done) / dt
             }
             if json {
-                let line = JobReport.json(["id": jobID, "state": job.phase, "done": p.done, "total": counts.total, "running": counts.running,
+                let line = JobReport.json(["id": jobID, "state": job.phase.rawValue, "done": p.done, "total": counts.total, "running": counts.running,
                                            "failed": counts.failed, "percent": p.percent]).replacingOccurrences(of: "\n", with: "")
                 if line != last { say(line); last = line }
             } else if tty {
@@ -58,12 +58,12 @@ struct Watcher {
             } else {
                 let line = "\(name) \(p.percent)% \(p.details)"
                 // The rate and ETA move every sample; a new line is for a change in the counts or phase.
-                let key = "\(p.done) \(counts.running) \(counts.failed) \(job.phase) \(p.stagedBytes ?? 0)"
+                let key = "\(p.done) \(counts.running) \(counts.failed) \(job.phase.rawValue) \(p.stagedBytes ?? 0)"
                 if key != last { say(line); last = key }
             }
-            if job.jobPhase.isTerminal {
+            if job.phase.isTerminal {
                 if tty && !json { say("") }
-                if job.jobPhase != .succeeded { throw CLIError(1, "job \(jobID) \(job.phase)\(job.reason.map { ": \($0)" } ?? "")") }
+                if job.phase != .succeeded { throw CLIError(1, "job \(jobID) \(job.phase.rawValue)\(job.reason.map { ": \($0)" } ?? "")") }
                 return
             }
             try await Task.sleep(for: .milliseconds(500))
@@ -142,9 +142,9 @@ struct Follower {
                     offsets[name]! += UInt64(data.count)
                     if !data.isEmpty { sink.write(data) }
                 }
-                if latest.state == "finished", ["succeeded", "failed", "cancelled"].contains(t.state) { return }
+                if latest.state == .finished, t.state.isFinished { return }
             }
-            if let j = try await store.job(job.id), j.jobPhase.isTerminal, !["pending", "running"].contains(t.state) { return }
+            if let j = try await store.job(job.id), j.phase.isTerminal, t.state.isFinished { return }
             try await Task.sleep(for: .milliseconds(300))
         }
     }
@@ -156,7 +156,7 @@ struct Follower {
                 seen = e.seq ?? seen
                 say("\(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: e.at)))  \(e.message)")
             }
-            if let j = try await store.job(job.id), j.jobPhase.isTerminal { return }
+            if let j = try await store.job(job.id), j.phase.isTerminal { return }
             try await Task.sleep(for: .milliseconds(300))
         }
     }

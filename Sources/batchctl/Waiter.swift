@@ -45,10 +45,10 @@ struct Waiter {
         let end = deadline(timeout)
         let store = try Store(readOnlyPath: config.databasePath)
         while true {
-            if let job = try await store.job(id), job.jobPhase.isTerminal {
+            if let job = try await store.job(id), job.phase.isTerminal {
                 let report = JobReport(store: store)
                 say(json ? JobReport.json(try await report.show(job)) : try await report.showText(job))
-                if job.jobPhase != .succeeded { throw CLIError(1, "job \(job.id) \(job.phase)\(job.reason.map { ": \($0)" } ?? "")") }
+                if job.phase != .succeeded { throw CLIError(1, "job \(job.id) \(job.phase.rawValue)\(job.reason.map { ": \($0)" } ?? "")") }
                 return
             }
             if let end, ContinuousClock.now >= end { throw CLIError(5, "timed out waiting for job \(id)") }

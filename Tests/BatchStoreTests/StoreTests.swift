@@ -15,9 +15,9 @@ struct StoreTests {
     }
 
     func job(_ id: String = "J1", tasks: Int = 2) async throws {
-        let record = JobRecord(id: id, name: "n", backend: "local", phase: "accepted", verdict: nil, reason: nil, sourceFile: "n.yaml",
+        let record = JobRecord(id: id, name: "n", backend: .local, phase: .accepted, verdict: nil, reason: nil, sourceFile: "n.yaml",
                                manifestPath: "/m", baseDirectory: "/b", destination: "/d", retries: 1, timeoutSeconds: nil,
-                               cleanup: "onSuccess", maxParallel: nil, outputPatterns: "[]", sharedInputs: "[]", taskCount: tasks,
+                               cleanup: .onSuccess, maxParallel: nil, outputPatterns: "[]", sharedInputs: "[]", taskCount: tasks,
                                cancelRequested: false, createdAt: 1, updatedAt: 1, finishedAt: nil)
         try await store.insertJob(record, tasks: (0..<tasks).map { TaskSpec(index: $0, id: "t\($0)", command: "true", env: [:], inputs: []) })
     }
@@ -30,7 +30,7 @@ struct StoreTests {
         m.pool.id = "p1"
         m.pool.slotsPerNode = 4
         m.limits.wallClockSeconds = 3600
-        let spec = JobSpec(m, backend: "azure", baseDirectory: "/b", destination: "/d", submitterUID: 1001,
+        let spec = JobSpec(m, backend: .azure, baseDirectory: "/b", destination: "/d", submitterUID: 1001,
                            sharedInputs: [InputFile(source: "/b/x", target: "x")])
         try await store.setSpec("J1", spec)
         #expect(try await store.job("J1")?.spec == spec)
@@ -61,7 +61,7 @@ struct StoreTests {
         try await store.attemptRunning("J1", idx: 0, attempt: 1, pid: 4242)
         try await store.finishAttempt("J1", idx: 0, attempt: 1, outcome: .exited(code: 2), decision: .retry, outputs: [])
         var task = try #require(try await store.task("J1", idx: 0))
-        #expect(task.state == "pending")
+        #expect(task.state == .pending)
         #expect(task.countedAttempts == 1)
         #expect(task.exitCode == 2)
         // A lost attempt does not count.

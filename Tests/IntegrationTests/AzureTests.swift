@@ -151,9 +151,9 @@ struct AzureTests {
         #expect((faults["503"] ?? 0) + (faults["429"] ?? 0) > 0, "the faults happened: \(faults)")
         let store = try d.store()
         let job = try #require(try await store.jobs(limit: 1).first)
-        #expect(job.phase == "succeeded")
+        #expect(job.phase == .succeeded)
         let attempts = try await store.attempts(job.id)
-        #expect(attempts.count == 3 && attempts.allSatisfy { $0.outcome == "exited" && $0.exitCode == 0 })
+        #expect(attempts.count == 3 && attempts.allSatisfy { $0.outcome == .exited && $0.exitCode == 0 })
         let events = try await store.events(job.id)
         #expect(!events.contains { $0.kind.contains("failed") })
         #expect(tree("\(dir)/output").count == 3)
@@ -186,7 +186,7 @@ struct AzureTests {
         }
         #expect(await d.signal(SIGKILL) != 0)
         let job = try #require(try await d.store().jobs(limit: 1).first)
-        #expect(job.phase == "submitting", "killed while adding tasks")
+        #expect(job.phase == .submitting, "killed while adding tasks")
         let before = try await rig.batch.tasks("batchd-\(job.id)", select: ["id"]).count
         #expect(before > 0 && before < 400, "\(before) of 400 tasks were in when the daemon died")
 
@@ -227,7 +227,7 @@ struct AzureTests {
     func expectCancelledAndNothingLeft(_ rig: AzureRig, _ d: DaemonHarness, _ jobID: String) async throws {
         let w = try await d.batchctl(["wait", jobID, "--timeout", "120"], timeout: 140)
         #expect(w.code != 0)
-        #expect(try await d.store().job(jobID)?.phase == "cancelled", "daemon log:\n\(d.log.lines.suffix(40).joined(separator: "\n"))")
+        #expect(try await d.store().job(jobID)?.phase == .cancelled, "daemon log:\n\(d.log.lines.suffix(40).joined(separator: "\n"))")
         let jobs = try await rig.batch.jobs()
         #expect(jobs.allSatisfy { $0["state"] as? String != "active" }, "\(jobs.map { $0["state"] ?? "" })")
         #expect(try await rig.batch.pools().isEmpty)
@@ -257,7 +257,7 @@ struct AzureTests {
         #expect(await d.signal(SIGTERM) == 0, "the daemon stops even with the cancel unfinished")
         _ = try await rig.admin("faults", ["outage_after": -1])
         let job = try #require(try await d.store().jobs(limit: 1).first)
-        #expect(job.phase == "finalizing" || job.phase == "running", "not over yet: \(job.phase)")
+        #expect(job.phase == .finalizing || job.phase == .running, "not over yet: \(job.phase)")
         #expect(try await rig.batch.pools().count == 1, "the outage kept the pool")
 
         try await d.start(environment: rig.environment())

@@ -56,7 +56,7 @@ struct CLITests {
         #expect(r.code == 0, "\(r.out)\n\(r.err)")
         let store = try d.store()
         let job = try #require(try await store.job("flaky"))
-        #expect(job.jobPhase == .succeeded)
+        #expect(job.phase == .succeeded)
         #expect(read("\(work)/steady.runs") == "ok\n")  // the task that had succeeded did not run again
         #expect(try await d.batchctl(["retry", "flaky"]).code == 1)  // nothing failed any more
         #expect(await d.signal(SIGTERM) == 0)

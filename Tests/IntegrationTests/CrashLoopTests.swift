@@ -85,7 +85,7 @@ struct CrashLoopTests {
         #expect(w.code == 1, "\(w.out) \(w.err)")
         let job = try #require(try await d.store().job("crashtask"))
         let task = try #require(try await d.store().tasks(job.id).first)
-        #expect(task.state == "failed")
+        #expect(task.state == .failed)
         #expect(task.detail?.contains("the daemon stopped twice while starting or taking over this task") == true)
         try write("name: after\ntasks: [{command: 'true'}]\n", d.root, "after.yaml")
         #expect(try await d.batchctl(["submit", "\(d.root)/after.yaml", "--wait", "--timeout", "60"]).code == 0)

@@ -88,7 +88,7 @@ struct DaemonTests {
         try await d.log.wait(from: from, count: 60, "60 tasks finished") { $0.contains("task finished") }
         await d.signal(SIGKILL)
         let before = try await d.store().job("sweep")
-        #expect(before?.jobPhase == .running)
+        #expect(before?.phase == .running)
 
         let restart = d.log.mark
         try await d.start()
@@ -98,9 +98,9 @@ struct DaemonTests {
         #expect(r.code == 0, "\(r.out)\n\(r.err)")
         let store = try d.store()
         let job = try #require(try await store.job("sweep"))
-        #expect(job.jobPhase == .succeeded)
+        #expect(job.phase == .succeeded)
         let attempts = try await store.attempts(job.id)
-        let successes = Dictionary(grouping: attempts.filter { $0.outcome == "exited" && $0.exitCode == 0 }, by: \.idx)
+        let successes = Dictionary(grouping: attempts.filter { $0.outcome == .exited && $0.exitCode == 0 }, by: \.idx)
         #expect(successes.count == 200)
         #expect(successes.values.allSatisfy { $0.count == 1 })
         // The side effect of each task happened once: nothing ran twice.
@@ -139,7 +139,7 @@ struct DaemonTests {
         #expect(try await d.batchctl(["wait", "reboot", "--timeout", "60"]).code == 0)
         #expect(d.log.lines[restart...].filter { $0.contains("outcome=\"lost") }.count == 2)
         let attempts = try await d.store().attempts(job.id)
-        #expect(attempts.map(\.outcome) == ["lost", "exited", "lost", "exited"])
+        #expect(attempts.map(\.outcome) == [.lost, .exited, .lost, .exited])
         #expect(attempts.filter { $0.counted == true }.count == 2)
         #expect(await d.signal(SIGTERM) == 0)
     }
@@ -189,10 +189,10 @@ struct DaemonTests {
         #expect(w.code == 1)
         let store = try d.store()
         let job = try #require(try await store.job("long"))
-        #expect(job.jobPhase == .cancelled)
+        #expect(job.phase == .cancelled)
         #expect(try await store.counts(job.id).cancelled == 6)
         for a in try await store.attempts(job.id) {
-            #expect(a.outcome == "cancelled")
+            #expect(a.outcome == .cancelled)
             if let pid = read("\(a.directory)/work/pid").flatMap({ pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
                 #expect(!ProcessControl.isAlive(pid))
             }
@@ -235,7 +235,7 @@ struct DaemonTests {
         #expect(await d.signal(SIGTERM) == 0)
         let store = try d.store()
         let job = try #require(try await store.job("slow"))
-        let interrupted = try await store.attempts(job.id).filter { $0.outcome == "interrupted" }
+        let interrupted = try await store.attempts(job.id).filter { $0.outcome == .interrupted }
         #expect(interrupted.count == 2)
         #expect(interrupted.allSatisfy { $0.counted == false })
         #expect(try await store.counts(job.id).pending == 2)

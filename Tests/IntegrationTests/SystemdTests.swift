@@ -34,7 +34,7 @@ struct SystemdTests {
         try await notify.log.wait(timeout: 30, "READY=1") { $0 == "READY=1" }
         // By the time READY=1 was sent, the crash had been reconciled: both
         // lost attempts are on record.
-        let lost = try await d.store().attempts(crashed.id).filter { $0.outcome == "lost" }
+        let lost = try await d.store().attempts(crashed.id).filter { $0.outcome == .lost }
         #expect(lost.count == 2)
 
         // STATUS changes as a job progresses.
@@ -82,7 +82,7 @@ struct SystemdTests {
         try await d.log.wait(from: from, count: 3, "three tasks running") { $0.contains("task started") }
         let attempts = try await store.attempts(job.id)
         #expect(attempts.count == 3)
-        #expect(attempts.allSatisfy { $0.state == "running" && $0.attempt == 1 })
+        #expect(attempts.allSatisfy { $0.state == .running && $0.attempt == 1 })
         #expect(attempts.first { $0.idx == first.idx }?.pid == first.pid)
         let sent = Array(notify.log.lines[notifyFrom...])
         let reloading = try #require(sent.firstIndex(of: "RELOADING=1"))

@@ -230,7 +230,7 @@ extension JobRunner {
             let outURL = try az.writeURL(container: rec.outputContainer, seconds: lifetime.tokenSeconds, now: now)
             var urls: [String: String] = [:]
             var bodies: [[String: Any]] = []
-            for task in tasks where task.state == "pending" || task.state == "running" {
+            for task in tasks where task.state.isOpen {
                 var placed: [(url: String, target: String)] = []
                 for input in shared + decodeInputs(task.inputs) {
                     guard let name = blobs[input.source] else { return ("input \(input.source) was not staged", 0, false) }

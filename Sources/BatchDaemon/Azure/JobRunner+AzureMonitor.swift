@@ -20,7 +20,7 @@ extension JobRunner {
         guard let record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil,
               let tasks = await retrying("read tasks", { try await ctx.store.tasks(jobID) }),
               let outputs = await retrying("read outputs", { try await ctx.store.outputs(jobID) }) else { return nil }
-        let open = Dictionary(tasks.filter { $0.state == "pending" || $0.state == "running" }.map { ($0.taskId, $0) },
+        let open = Dictionary(tasks.filter { $0.state.isOpen }.map { ($0.taskId, $0) },
                               uniquingKeysWith: { a, _ in a })
         control.reconciled.fire(())
         if !open.isEmpty {
@@ -206,7 +206,7 @@ extension JobRunner {
         guard let az = ctx.azure, var record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil,
               !record.cleaned else { return }
         guard await azureStop(record, reason: "batchd job \(verdict.phase.rawValue)") else { return }
-        let policy = CleanupPolicy(rawValue: job.cleanup) ?? .onSuccess
+        let policy = job.cleanup
         if policy == .always || (policy == .onSuccess && verdict == .success) {
             let r = record
             guard await azureStep("delete the Batch job", persistent: true, { try await az.batch.deleteJob(r.batchJobId) }) != nil,

@@ -38,22 +38,22 @@ extension JobBackend {
 
 /// The backends this daemon runs, and for each it cannot run, why.
 struct BackendRegistry: Sendable {
-    private var backends: [String: any JobBackend] = [:]
-    private var missing: [String: ManifestIssue] = [:]
+    private var backends: [BackendKind: any JobBackend] = [:]
+    private var missing: [BackendKind: ManifestIssue] = [:]
 
     /// Registers a backend under its manifest name.
-    mutating func register(_ name: String, _ backend: any JobBackend) {
+    mutating func register(_ name: BackendKind, _ backend: any JobBackend) {
         backends[name] = backend
         missing[name] = nil
     }
 
     /// Records that `name` cannot run here, and why (with the fix).
-    mutating func unavailable(_ name: String, message: String, hint: String?) {
+    mutating func unavailable(_ name: BackendKind, message: String, hint: String?) {
         missing[name] = ManifestIssue(line: nil, column: nil, field: "backend", message: message, hint: hint)
     }
 
     /// The names of the backends this daemon runs.
-    var names: [String] { backends.keys.sorted() }
+    var names: [BackendKind] { BackendKind.allCases.filter { backends[$0] != nil } }
 
     /// Why there is no backend called `name`.
     struct Missing: Error, Sendable {
@@ -61,15 +61,15 @@ struct BackendRegistry: Sendable {
     }
 
     /// The backend called `name`, or why there is none.
-    func lookup(_ name: String) -> Result<any JobBackend, Missing> {
+    func lookup(_ name: BackendKind) -> Result<any JobBackend, Missing> {
         if let b = backends[name] { return .success(b) }
         return .failure(Missing(issue: missing[name] ?? ManifestIssue(line: nil, column: nil, field: "backend",
-            message: "backend '\(name)' is not available in this daemon", hint: "available: \(names.joined(separator: ", "))")))
+            message: "backend '\(name.rawValue)' is not available in this daemon", hint: "available: \(names.map(\.rawValue).joined(separator: ", "))")))
     }
 
     /// The backend for a job the daemon already accepted: one that went
     /// missing (credentials removed since) fails each step with the reason.
-    func forJob(_ name: String) -> any JobBackend {
+    func forJob(_ name: BackendKind) -> any JobBackend {
         switch lookup(name) {
         case .success(let b): return b
         case .failure(let m): return MissingBackend(reason: "\(m.issue.message)\(m.issue.hint.map { " (\($0))" } ?? "")")

@@ -29,8 +29,8 @@ public enum Plan {
             let id = (device: Int64(file.st.st_dev), inode: Int64(file.st.st_ino), size: Int64(file.st.st_size),
                       mtimeNs: Int64(file.st.st_mtim.tv_sec) * 1_000_000_000 + Int64(file.st.st_mtim.tv_nsec))
             var sha: String?
-            if let cached = try? await db?.cachedHash(path: source), cached.inode == id.inode, cached.size == id.size,
-               cached.mtimeNs == id.mtimeNs, cached.device == id.device {
+            if let cached = try? await db?.cachedHash(path: source),
+               cached.describes(device: id.device, inode: id.inode, size: id.size, mtimeNs: id.mtimeNs) {
                 sha = cached.sha256
             }
             let hash = try sha ?? FileOps.stream(from: file.fd, to: -1, sourceName: source, targetName: "").hex

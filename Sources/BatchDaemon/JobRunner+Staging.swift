@@ -8,23 +8,20 @@ extension JobRunner {
     /// Hashes every input (using the cache keyed by device, inode, size and
     /// mtime) and copies into the content store what it lacks.
     func stage(_ job: JobRecord) async -> JobEvent {
-        var sources = Set<String>()
-        for input in decodeInputs(job.sharedInputs) { sources.insert(input.source) }
-        guard let tasks = await retrying("read tasks", { try await ctx.store.tasks(jobID) }) else { return .failed(reason: "shutdown") }
-        for task in tasks { for input in decodeInputs(task.inputs) { sources.insert(input.source) } }
+        guard let sources = await inputSources(job) else { return .failed(reason: "shutdown") }
         var records: [InputRecord] = []
         var copied = 0
         var bytes: Int64 = 0
         let store = ctx.runner.store
         let policy = ctx.policy(job)
-        for source in sources.sorted() {
+        for source in sources {
             do {
                 // Opened as the submitter would: what they could not read is never staged.
                 let file = try policy.openForReading(source)
                 defer { close(file.fd) }
                 let id = FileOps.identity(file.st)
-                if let cached = try await ctx.store.cachedHash(path: source), cached.device == id.device, cached.inode == id.inode,
-                   cached.size == id.size, cached.mtimeNs == id.mtimeNs, store.contains(cached.sha256) {
+                if let cached = try await ctx.store.cachedHash(path: source),
+                   cached.describes(device: id.device, inode: id.inode, size: id.size, mtimeNs: id.mtimeNs), store.contains(cached.sha256) {
                     records.append(InputRecord(jobId: jobID, source: source, sha256: cached.sha256, size: Int(cached.size)))
                     continue
                 }
@@ -41,6 +38,15 @@ extension JobRunner {
         guard await retrying("record inputs", { try await ctx.store.recordInputs(jobID, staged) }) != nil else { return .failed(reason: "shutdown") }
         log.info("inputs staged", metadata: ["inputs": "\(records.count)", "copied": "\(copied)", "bytes": "\(bytes)"])
         return .staged
+    }
+
+    /// Every distinct input file of the job (shared and per task), sorted;
+    /// nil on shutdown.
+    func inputSources(_ job: JobRecord) async -> [String]? {
+        var sources = Set((job.spec?.sharedInputs ?? decodeInputs(job.sharedInputs)).map(\.source))
+        guard let tasks = await retrying("read tasks", { try await ctx.store.tasks(jobID) }) else { return nil }
+        for task in tasks { for input in decodeInputs(task.inputs) { sources.insert(input.source) } }
+        return sources.sorted()
     }
 
     func decodeInputs(_ json: String) -> [InputFile] {

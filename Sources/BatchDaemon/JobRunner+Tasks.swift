@@ -162,13 +162,9 @@ extension JobRunner {
         guard let task = await retrying("read a task", { try await ctx.store.task(jobID, idx: idx) }) ?? nil,
               let number = await retrying("number the attempt", { try await ctx.store.nextAttemptNumber(jobID, idx: idx) }) else { return nil }
         let dir = "\(ctx.config.jobsDirectory)/\(jobID)/tasks/\(task.taskId)/attempt-\(number)"
-        var env = ctx.baseEnvironment
-        for (k, v) in (try? JSONDecoder().decode([String: String].self, from: Data(task.env.utf8))) ?? [:] { env[k] = v }
-        env["BATCHD_JOB_ID"] = jobID
-        env["BATCHD_JOB_NAME"] = scope.job.name
-        env["BATCHD_TASK_ID"] = task.taskId
-        env["BATCHD_TASK_INDEX"] = String(idx)
-        env["BATCHD_ATTEMPT"] = String(number)
+        let env = TaskEnvironment.variables(base: ctx.baseEnvironment,
+                                            task: (try? JSONDecoder().decode([String: String].self, from: Data(task.env.utf8))) ?? [:],
+                                            job: jobID, name: scope.job.name, taskID: task.taskId, index: idx, attempt: number)
         var placed: [(sha256: String, target: String)] = []
         var missing: String?
         for input in scope.shared + decodeInputs(task.inputs) {

@@ -278,6 +278,13 @@ public struct FileHashRecord: Codable, Sendable, Equatable, FetchableRecord, Per
     public var md5: String?
 
     /// Creates a cache entry.
+    /// Whether this cached hash still describes a file with this identity:
+    /// the same device, inode, size and modification time (ns). The one
+    /// rule for reusing a hash, wherever inputs are hashed.
+    public func describes(device: Int64, inode: Int64, size: Int64, mtimeNs: Int64) -> Bool {
+        self.device == device && self.inode == inode && self.size == size && self.mtimeNs == mtimeNs
+    }
+
     public init(path: String, device: Int64, inode: Int64, size: Int64, mtimeNs: Int64, sha256: String, md5: String? = nil) {
         self.path = path
         self.device = device

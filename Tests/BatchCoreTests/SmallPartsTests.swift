@@ -50,3 +50,16 @@ struct SmallPartsTests {
         #expect(Suggest.nearest(to: "zzzzzzzz", in: ManifestKeys.top) == nil)
     }
 }
+
+@Suite("Task environment")
+struct TaskEnvironmentTests {
+    @Test("the same variables on every backend; the manifest cannot override batchd's; the attempt where it is known")
+    func variables() {
+        let local = TaskEnvironment.variables(base: ["PATH": "/bin", "X": "base"], task: ["X": "task", "Y": "y"], job: "J", name: "n",
+                                              taskID: "t1", index: 3, attempt: 2)
+        #expect(local == ["PATH": "/bin", "X": "task", "Y": "y", "BATCHD_JOB_ID": "J", "BATCHD_JOB_NAME": "n",
+                          "BATCHD_TASK_ID": "t1", "BATCHD_TASK_INDEX": "3", "BATCHD_ATTEMPT": "2"])
+        let remote = TaskEnvironment.variables(task: ["BATCHD_TASK_ID": "forged"], job: "J", name: "n", taskID: "t1", index: 3, attempt: nil)
+        #expect(remote["BATCHD_TASK_ID"] == "t1" && remote["BATCHD_ATTEMPT"] == nil)
+    }
+}

@@ -77,22 +77,19 @@ extension JobRunner {
             guard await retrying("record the azure job", { try await ctx.store.saveAzureJob(fresh) }) != nil else { return .failed(reason: "shutdown") }
             record = fresh
         }
-        var sources = Set<String>()
-        for input in decodeInputs(job.sharedInputs) { sources.insert(input.source) }
-        guard let tasks = await retrying("read tasks", { try await ctx.store.tasks(jobID) }) else { return .failed(reason: "shutdown") }
-        for task in tasks { for input in decodeInputs(task.inputs) { sources.insert(input.source) } }
+        guard let sources = await inputSources(job) else { return .failed(reason: "shutdown") }
 
         // Hash first (cheap when cached), so the total is known before sending.
         var hashed: [(source: String, sha256: String, md5: String, size: Int64)] = []
         let policy = ctx.policy(job)
-        for source in sources.sorted() {
+        for source in sources {
             do {
                 // Opened as the submitter would: what they could not read is never uploaded.
                 let file = try policy.openForReading(source)
                 defer { close(file.fd) }
                 let id = FileOps.identity(file.st)
-                if let c = try await ctx.store.cachedHash(path: source), c.device == id.device, c.inode == id.inode, c.size == id.size,
-                   c.mtimeNs == id.mtimeNs, let md5 = c.md5 {
+                if let c = try await ctx.store.cachedHash(path: source),
+                   c.describes(device: id.device, inode: id.inode, size: id.size, mtimeNs: id.mtimeNs), let md5 = c.md5 {
                     hashed.append((source, c.sha256, md5, id.size))
                     continue
                 }
@@ -239,11 +236,8 @@ extension JobRunner {
                     }
                     placed.append((urls[name]!, input.target))
                 }
-                var env = (try? JSONDecoder().decode([String: String].self, from: Data(task.env.utf8))) ?? [:]
-                env["BATCHD_JOB_ID"] = jobID
-                env["BATCHD_JOB_NAME"] = job.name
-                env["BATCHD_TASK_ID"] = task.taskId
-                env["BATCHD_TASK_INDEX"] = String(task.idx)
+                let env = TaskEnvironment.variables(task: (try? JSONDecoder().decode([String: String].self, from: Data(task.env.utf8))) ?? [:],
+                                                    job: jobID, name: job.name, taskID: task.taskId, index: task.idx, attempt: nil)
                 bodies.append(BatchBodies.task(BatchBodies.TaskParts(
                     id: task.taskId, command: task.command, env: env, inputs: placed, patterns: patterns, outputContainerURL: outURL,
                     timeoutSeconds: job.timeoutSeconds, retries: job.retries)))

@@ -86,18 +86,21 @@ extension JobRunner {
             // running (adopt it), or gone without a word (run it again, free).
             for attempt in live {
                 guard let task = await retrying("read a task", { try await ctx.store.task(jobID, idx: attempt.idx) }) ?? nil else { continue }
-                if let outcome = LocalRunner.recordedOutcome(attempt.directory) {
+                let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid)
+                switch Reconcile.decide(recorded: LocalRunner.recordedOutcome(attempt.directory), alive: pid != nil, strikes: task.strikes) {
+                case .finished(let outcome):
                     _ = await finish(task, attempt.attempt, attempt.directory, outcome, scope)
-                } else if task.strikes >= 2 {
+                case .setAside:
                     // The crash-loop breaker: the daemon died twice while
                     // launching or taking over this task. It is failed, for
                     // good, instead of being tried a third time.
-                    if let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid) { ProcessControl.signalGroup(pid, SIGKILL) }
+                    if let pid { ProcessControl.signalGroup(pid, SIGKILL) }
                     log.error("task set aside: the daemon stopped twice while starting it", metadata: ["task.id": "\(task.taskId)"])
                     _ = await finish(task, attempt.attempt, attempt.directory,
                                      .launchFailed(reason: "the daemon stopped twice while starting or taking over this task, so it is not run again"),
                                      scope, final: true)
-                } else if let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid) {
+                case .adopt:
+                    guard let pid else { continue }
                     log.info("adopted a running task", metadata: ["task.id": "\(task.taskId)", "attempt": "\(attempt.attempt)", "pid": "\(pid)"])
                     // A strike while taking it over, lifted once it is watched.
                     guard await retrying("note the adoption", { try await ctx.store.strike(jobID, idx: task.idx) }) != nil else { continue }
@@ -112,7 +115,7 @@ extension JobRunner {
                         return await finish(task, attempt.attempt, attempt.directory, outcome, scope)
                     }
                     running += 1
-                } else {
+                case .lost:
                     _ = await finish(task, attempt.attempt, attempt.directory, .lost, scope)
                 }
             }

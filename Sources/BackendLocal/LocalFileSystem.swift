@@ -37,7 +37,7 @@ public final class LocalFileSystem: ManifestFileSystem {
         }
         // The directory the walk starts from must be one the submitter may
         // list; below it, what they may not list is skipped, as a shell's glob would.
-        _ = try policy.list(root)
+        try policy.checkListable(root)
         var out: [String] = []
         try walk(root, rest, &out)
         // `a/../b` in a pattern is walked literally; report the plain path.
@@ -79,7 +79,7 @@ public final class LocalFileSystem: ManifestFileSystem {
             return b
         }
         if left < 0 {
-            throw AccessError("the job's patterns look at more than \(Bounds.globEntries) directory entries; narrow them")
+            throw AccessError("the job's patterns look at more than \(Bounds.globEntries) directory entries (the last in \(Printable.escape(dir))); narrow them")
         }
         return names.sorted()
     }

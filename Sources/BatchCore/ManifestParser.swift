@@ -16,15 +16,11 @@ public enum ManifestParser {
         try parse(try text(of: bytes, file: file), file: file)
     }
 
-    /// The text of a manifest file: UTF-8 (a byte-order mark is dropped),
-    /// within `Bounds.manifestBytes`, with no NUL byte.
+    /// The text of a manifest file: UTF-8 (a byte-order mark is dropped;
+    /// UTF-16 and UTF-32 are refused). Its size and bytes are checked by `parse`.
     public static func text(of bytes: [UInt8], file: String) throws(ManifestError) -> String {
         func refuse(_ message: String, _ hint: String?) -> ManifestError {
             ManifestError(file: file, issues: [ManifestIssue(line: nil, column: nil, field: "", message: message, hint: hint)])
-        }
-        if bytes.count > Bounds.manifestBytes {
-            throw refuse("the file is \(bytes.count) bytes; a manifest may have at most \(Bounds.manifestBytes) (4 MiB)",
-                         "list many tasks in a row file (tasks.forEachRow) instead of in the manifest")
         }
         var body = bytes[...]
         if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
@@ -101,7 +97,7 @@ public enum ManifestParser {
     static func checkLines(_ text: String, file: String) throws(ManifestError) {
         if text.utf8.count > Bounds.manifestBytes {
             throw ManifestError(file: file, issues: [ManifestIssue(line: nil, column: nil, field: "",
-                message: "the manifest is \(text.utf8.count) bytes; at most \(Bounds.manifestBytes) (4 MiB) are read",
+                message: "the file is \(text.utf8.count) bytes; a manifest may have at most \(Bounds.manifestBytes) (4 MiB)",
                 hint: "list many tasks in a row file (tasks.forEachRow) instead of in the manifest")])
         }
         var line = 1, column = 1, length = 0

@@ -122,7 +122,7 @@ extension NodeReader {
 
     func inputs(_ node: Node?) -> [String] {
         guard let node else { return [] }
-        var list: [String]
+        let list: [String]
         var listNode: Node? = node
         if node.sequence != nil || node.scalar != nil {
             list = stringList(node, "inputs", max: Bounds.inputPatterns, itemBytes: Bounds.patternBytes)
@@ -132,7 +132,6 @@ extension NodeReader {
             listNode = map["shared"]
         }
         for (i, path) in list.enumerated() { checkPattern(path, listNode?.sequence?[i] ?? listNode, "inputs.shared[\(i)]") }
-        list.removeAll { $0.utf8.count > Bounds.patternBytes }
         return list
     }
 

@@ -1,7 +1,8 @@
 import Foundation
 
 /// What task expansion needs from the file system: a port, so the core stays
-/// free of I/O and tests can give it a fixed tree.
+/// free of I/O and tests can give it a fixed tree. Its errors say what went
+/// wrong in words that name the path; expansion adds the field.
 public protocol ManifestFileSystem: Sendable {
     /// Regular files matching a glob (see `Glob`), as absolute paths, sorted.
     /// Throws when the walk would look at too many entries
@@ -82,8 +83,7 @@ public struct TaskExpander: Sendable {
         func files(_ pattern: String, _ field: String) throws(ManifestError) -> [InputFile] {
             let found: [String]
             do { found = try fs.glob(pattern, base: base) } catch {
-                let why = "\(error)"
-                throw fail(field, why.contains(pattern) ? why : "\(Printable.quote(pattern)): \(why)")
+                throw fail(field, "\(error)")
             }
             if found.isEmpty {
                 throw fail(field, "\(Printable.quote(pattern)) matches no file in \(pattern.hasPrefix("/") ? "/" : Printable.escape(base))",
@@ -123,9 +123,7 @@ public struct TaskExpander: Sendable {
             let absolute = path.hasPrefix("/") ? path : (base as NSString).appendingPathComponent(path)
             let text: String
             do { text = try fs.readText(absolute, maxBytes: Bounds.rowFileBytes) } catch {
-                let why = "\(error)"
-                throw fail("tasks.forEachRow.file", why.contains(path) ? why : "\(Printable.quote(path)): \(why)",
-                           "check the path; relative paths start at the manifest's directory")
+                throw fail("tasks.forEachRow.file", "\(error)", "check the path; relative paths start at the manifest's directory")
             }
             let parsed = try Self.rows(text, format: format, path: path, file: file)
             let used = Set(([m.command ?? ""] + Array(m.env.values) + [idTemplate ?? ""]).flatMap(Template.placeholders(in:))

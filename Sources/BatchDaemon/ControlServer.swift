@@ -164,7 +164,7 @@ struct ControlServer: Service {
                 return .refused("cannot list pools and jobs on Azure Batch: \(error)")
             }
             guard let owner else {
-                return .refused("the Azure backend is not configured in this daemon: \(supervisor.ctx.azureProblem ?? "")")
+                return .refused("no backend of this daemon keeps pools or jobs: \(supervisor.ctx.backends.missingReasons.joined(separator: "; "))")
             }
             return ControlReply(ok: true, owner: owner, items: items)
         case .stall(let seconds):

@@ -77,7 +77,9 @@ public enum Daemon {
         var hidden: [String] = []
         let landlock = batchd_landlock_abi()
         if landlock >= 1 {
-            var paths = [config.stateDirectory, config.runtimeDirectory, "/run/credentials"] + [credentials].compactMap { $0 }
+            // What no submitter's path may reach, plus the inbox when it is
+            // elsewhere (it holds others' private rejections).
+            var paths = protected.map(\.path) + ["/run/credentials"]
             if !config.inboxDirectory.hasPrefix(config.stateDirectory + "/") { paths.append(config.inboxDirectory) }
             hidden = Array(Set(paths.compactMap { FileOps.realPath($0) })).sorted()
             logger.info("tasks of other users are confined", metadata: ["landlock.abi": "\(landlock)", "hidden": "\(hidden.joined(separator: " "))"])
@@ -101,7 +103,6 @@ public enum Daemon {
             ctx.azure = azure
             ctx.backends.register(.azure, AzureJobBackend(azure: azure))
         } catch {
-            ctx.azureProblem = "\(error)"
             ctx.backends.unavailable(.azure, message: "backend 'azure' is not configured in this daemon: \(error)",
                                      hint: "see docs/azure.md, or submit with --backend local")
             logger.info("azure backend off", metadata: ["reason": "\(error)"])

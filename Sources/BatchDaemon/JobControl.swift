@@ -59,8 +59,6 @@ struct JobContext: Sendable {
     let clock: @Sendable () -> Double
     /// The Azure backend, when credentials for it were found.
     var azure: AzureBackend? = nil
-    /// Why there is no Azure backend (what to set), when there is none.
-    var azureProblem: String? = nil
     /// The backends this daemon runs (registered in `Daemon.run`).
     var backends = BackendRegistry()
     /// Directories no submitter's path may reach (state, runtime, credentials).
@@ -85,7 +83,7 @@ struct JobContext: Sendable {
 
     /// The uid a job acts for.
     func submitterUID(_ job: JobRecord) -> UInt32 {
-        if let uid = job.submitterUid { return UInt32(uid) }
+        if let spec = job.spec { return spec.submitterUID }
         var st = stat()
         return stat(job.manifestPath, &st) == 0 ? st.st_uid : geteuid()
     }

@@ -169,7 +169,9 @@ struct JobIntake: Sendable {
         let jobID = String(fileName[..<split.lowerBound])
         var st = stat()
         guard lstat(claimed, &st) == 0 else { return nil }
-        let row = try? await store.claimIntake(claimed: fileName, original: String(fileName[split.upperBound...]), owner: Int(st.st_uid))
+        // The claim recorded it; a crash between the rename and that record did not.
+        var row = try? await store.intake(fileName)
+        if row == nil { row = try? await store.claimIntake(claimed: fileName, original: String(fileName[split.upperBound...]), owner: Int(st.st_uid)) }
         let original = row?.original ?? String(fileName[split.upperBound...])
         let owner = UInt32(row?.owner ?? Int(st.st_uid))
         var log = logger
@@ -228,7 +230,7 @@ struct JobIntake: Sendable {
                 outputPatterns: String(decoding: try encoder.encode(manifest.outputs.patterns), as: UTF8.self),
                 sharedInputs: String(decoding: try encoder.encode(expanded.sharedInputs), as: UTF8.self),
                 taskCount: expanded.tasks.count, cancelRequested: false, createdAt: now, updatedAt: now, finishedAt: nil,
-                submitterUid: Int(owner), spec: spec)
+                spec: spec)
             try await store.insertJob(record, tasks: expanded.tasks, claimed: fileName)
             rename(claimed, manifestPath)
             FileOps.syncDirectory(jobDir)

@@ -24,7 +24,7 @@ extension JobSpec {
         m.pool.slotsPerNode = job.maxParallel
         let shared = (try? JSONDecoder().decode([InputFile].self, from: Data(job.sharedInputs.utf8))) ?? []
         var st = stat()
-        let uid = job.submitterUid.map(UInt32.init) ?? (stat(job.manifestPath, &st) == 0 ? st.st_uid : defaultUID)
+        let uid = stat(job.manifestPath, &st) == 0 ? st.st_uid : defaultUID
         return JobSpec(m, backend: job.backend, baseDirectory: job.baseDirectory, destination: job.destination,
                        submitterUID: uid, sharedInputs: shared)
     }

@@ -39,9 +39,6 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     public var createdAt: Double
     public var updatedAt: Double
     public var finishedAt: Double?
-    /// The uid the job acts for (the manifest's owner); nil for jobs from
-    /// before it was recorded.
-    public var submitterUid: Int?
     /// The job as accepted (stored as JSON); nil for jobs from before it was
     /// recorded, until the daemon fills it in.
     public var spec: JobSpec?
@@ -60,7 +57,7 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     public var state: JobState { JobState(phase: phase, verdict: jobVerdict) }
 
     /// Creates a row.
-    public init(id: String, name: String, backend: BackendKind, phase: JobPhase, verdict: VerdictKind?, reason: String?, sourceFile: String, manifestPath: String, baseDirectory: String, destination: String, retries: Int, timeoutSeconds: Double?, cleanup: CleanupPolicy, maxParallel: Int?, outputPatterns: String, sharedInputs: String, taskCount: Int, cancelRequested: Bool, createdAt: Double, updatedAt: Double, finishedAt: Double?, submitterUid: Int? = nil, spec: JobSpec? = nil) {
+    public init(id: String, name: String, backend: BackendKind, phase: JobPhase, verdict: VerdictKind?, reason: String?, sourceFile: String, manifestPath: String, baseDirectory: String, destination: String, retries: Int, timeoutSeconds: Double?, cleanup: CleanupPolicy, maxParallel: Int?, outputPatterns: String, sharedInputs: String, taskCount: Int, cancelRequested: Bool, createdAt: Double, updatedAt: Double, finishedAt: Double?, spec: JobSpec? = nil) {
         self.id = id
         self.name = name
         self.backend = backend
@@ -82,7 +79,6 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
         self.createdAt = createdAt
         self.updatedAt = updatedAt
         self.finishedAt = finishedAt
-        self.submitterUid = submitterUid
         self.spec = spec
     }
 }

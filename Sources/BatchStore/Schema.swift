@@ -137,10 +137,8 @@ enum Schema {
                 ALTER TABLE file_hashes ADD COLUMN md5 TEXT;
                 """)
         }
-        m.registerMigration("v3-intake-submitters-strikes") { db in
+        m.registerMigration("v3-intake-strikes") { db in
             try db.execute(sql: """
-                -- Who a job acts for: the owner of its manifest file in the inbox.
-                ALTER TABLE jobs ADD COLUMN submitter_uid INTEGER CHECK (submitter_uid IS NULL OR submitter_uid >= 0);
                 -- Launches and adoptions of this task that the daemon did not
                 -- live through; at 2 the task fails instead of being tried again.
                 ALTER TABLE tasks ADD COLUMN strikes INTEGER NOT NULL DEFAULT 0 CHECK (strikes >= 0);

@@ -68,15 +68,17 @@ public enum FileOps {
         let tmp = "\(dir)/.batchd-copy-\(UInt64.random(in: 0...UInt64.max))"
         let output = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard output >= 0 else { throw posix(tmp, "cannot create") }
+        var open = true
         do {
             let result = try stream(from: input, to: output, sourceName: sourceName, targetName: tmp)
             guard fsync(output) == 0 else { throw posix(tmp, "cannot fsync") }
             close(output)
+            open = false
             guard rename(tmp, destination) == 0 else { throw posix(destination, "cannot rename into place") }
             syncDirectory(dir)
             return result
         } catch {
-            close(output)
+            if open { close(output) }
             unlink(tmp)
             throw error
         }

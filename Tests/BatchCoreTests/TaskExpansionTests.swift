@@ -12,7 +12,7 @@ struct FakeFS: ManifestFileSystem {
         }.sorted()
     }
     func readText(_ path: String, maxBytes: Int) throws -> String {
-        guard let t = files[path] else { throw ManifestError(file: path, issues: []) }
+        guard let t = files[path] else { throw ManifestError(file: path, issues: [ManifestIssue(line: nil, column: nil, field: "", message: "does not exist")]) }
         return t
     }
 }

@@ -21,7 +21,7 @@ public struct AccessError: Error, Sendable, CustomStringConvertible, Equatable {
 /// directories.
 ///
 /// Paths are resolved one name at a time from `/`, as the kernel does
-/// (symlinks followed, at most 40), through `batchd_O_PATH` descriptors: each
+/// (symlinks followed, at most 40), through `O_PATH` descriptors: each
 /// directory on the way must be searchable by the submitter, the file at the
 /// end readable, and what is checked is exactly what is then opened (the
 /// final descriptor is reopened through /proc/self/fd, never by name), so a
@@ -57,7 +57,7 @@ public struct AccessPolicy: Sendable {
         forbiddenIDs = ids
     }
 
-    /// What a path resolved to: an batchd_O_PATH descriptor (the caller closes it),
+    /// What a path resolved to: an O_PATH descriptor (the caller closes it),
     /// the physical path, and its status.
     struct Resolved {
         var fd: Int32
@@ -83,8 +83,8 @@ public struct AccessPolicy: Sendable {
 
     public static func shown(_ path: String) -> String { Printable.escape(path) }
 
-    /// Resolves `path` (absolute) for the submitter. `parentOnly` stops
-    /// before the last name and returns the directory holding it.
+    /// Resolves `path` (absolute) for the submitter; with `followLast` false
+    /// a symlink at the end is returned as itself.
     func resolve(_ path: String, followLast: Bool = true) throws(AccessError) -> Resolved {
         let (r, missing) = try resolve(path, followLast: followLast, stopAtMissing: false)
         precondition(missing.isEmpty)
@@ -245,16 +245,30 @@ public struct AccessPolicy: Sendable {
         }
     }
 
-    /// The names in a directory the submitter may list (read and search).
-    public func list(_ path: String) throws(AccessError) -> [String] {
+    /// Resolves a directory the submitter may list (read and search).
+    func resolveListable(_ path: String) throws(AccessError) -> Resolved {
         let r = try resolve(path)
-        defer { close(r.fd) }
-        guard r.st.st_mode & S_IFMT == S_IFDIR else { throw AccessError("\(Self.shown(path)) is not a directory") }
+        guard r.st.st_mode & S_IFMT == S_IFDIR else { close(r.fd); throw AccessError("\(Self.shown(path)) is not a directory") }
         guard Permission.allows(submitter, Permission.read | Permission.execute, fd: r.fd, r.st) else {
+            close(r.fd)
             throw AccessError("permission denied: \(submitter) may not list \(Self.shown(path))")
         }
+        return r
+    }
+
+    /// Checks that `path` is a directory the submitter may list.
+    public func checkListable(_ path: String) throws(AccessError) {
+        close(try resolveListable(path).fd)
+    }
+
+    /// The names in a directory the submitter may list (read and search).
+    public func list(_ path: String) throws(AccessError) -> [String] {
+        let r = try resolveListable(path)
+        defer { close(r.fd) }
         let fd = open("/proc/self/fd/\(r.fd)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0, let d = fdopendir(fd) else {
+        guard fd >= 0 else { throw AccessError("cannot list \(Self.shown(path)): \(String(cString: strerror(errno)))") }
+        guard let d = fdopendir(fd) else {
+            close(fd)
             throw AccessError("cannot list \(Self.shown(path)): \(String(cString: strerror(errno)))")
         }
         defer { closedir(d) }

@@ -16,22 +16,31 @@ public final class Destination: @unchecked Sendable {
     public let path: String
     let policy: AccessPolicy
     let jobID: String
-    /// An batchd_O_PATH descriptor of the destination directory.
+    /// An O_PATH descriptor of the destination directory.
     let root: Int32
 
     /// Checks, creating nothing, that the submitter may write at `path`: the
     /// deepest part of it that exists is a directory they may write into,
     /// reached through directories they may enter, and none of it is refused.
     public static func check(_ path: String, policy: AccessPolicy) throws(AccessError) {
+        close(try writable(path, policy: policy).existing.fd)
+    }
+
+    /// The deepest existing part of `path` (open; the caller closes it), once
+    /// it is known to be a directory the submitter may write into, and the
+    /// names below it still to be made.
+    static func writable(_ path: String, policy: AccessPolicy) throws(AccessError) -> (existing: AccessPolicy.Resolved, missing: [String]) {
         let (r, missing) = try policy.resolve(path, followLast: true, stopAtMissing: true)
-        defer { close(r.fd) }
         guard r.st.st_mode & S_IFMT == S_IFDIR else {
+            close(r.fd)
             throw AccessError("\(AccessPolicy.shown(r.path)) is \(AccessPolicy.typeName(r.st.st_mode)); the destination must be a directory")
         }
         guard Permission.allows(policy.submitter, Permission.write | Permission.execute, fd: r.fd, r.st) else {
+            close(r.fd)
             let what = missing.isEmpty ? "write into" : "create \(AccessPolicy.shown(missing[0])) in"
             throw AccessError("permission denied: \(policy.submitter) may not \(what) \(AccessPolicy.shown(r.path))")
         }
+        return (r, missing)
     }
 
     /// Opens the destination, creating the directories it lacks.
@@ -39,8 +48,7 @@ public final class Destination: @unchecked Sendable {
         self.path = path
         self.policy = policy
         self.jobID = jobID
-        try Self.check(path, policy: policy)
-        var (r, missing) = try policy.resolve(path, followLast: true, stopAtMissing: true)
+        var (r, missing) = try Self.writable(path, policy: policy)
         for name in missing {
             do {
                 let next = try Self.directory(name, in: r.fd, at: r.path, policy: policy, checkWrite: false)
@@ -116,21 +124,23 @@ public final class Destination: @unchecked Sendable {
         let out = openat(dir.fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard out >= 0 else { throw AccessError("cannot create a file in \(AccessPolicy.shown(dir.path)): \(String(cString: strerror(errno)))") }
         let result: (String, Int64)
+        var open = true
         do {
             result = try FileOps.stream(from: source, to: out, sourceName: relative, targetName: "\(dir.path)/\(last)")
             Permission.grant(out, to: policy.submitter)
             guard fsync(out) == 0 else { throw AccessError("cannot write \(AccessPolicy.shown(dir.path))/\(AccessPolicy.shown(last)): \(String(cString: strerror(errno)))") }
             close(out)
+            open = false
             Debug.crashPoint("collect", relative)
             guard renameat(dir.fd, tmp, dir.fd, last) == 0 else {
                 throw AccessError("cannot put \(AccessPolicy.shown(relative)) in place: \(String(cString: strerror(errno)))")
             }
         } catch {
-            close(out)
+            if open { close(out) }
             unlinkat(dir.fd, tmp, 0)
             throw error
         }
-        let d = open("/proc/self/fd/\(dir.fd)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let d = Glibc.open("/proc/self/fd/\(dir.fd)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if d >= 0 { fsync(d); close(d) }
         return result
     }

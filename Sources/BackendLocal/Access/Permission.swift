@@ -32,7 +32,7 @@ public enum Permission {
         return stride(from: 4, to: bytes.count, by: 8).map { ACLEntry(tag: u16($0), perm: u16($0 + 2), id: u32($0 + 4)) }
     }
 
-    /// The access ACL of the object `fd` refers to (an batchd_O_PATH descriptor is
+    /// The access ACL of the object `fd` refers to (an O_PATH descriptor is
     /// fine), or nil when it has none beyond its mode bits.
     static func acl(fd: Int32) -> [ACLEntry]? {
         var buffer = [UInt8](repeating: 0, count: 4096)

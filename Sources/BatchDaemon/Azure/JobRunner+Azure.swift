@@ -16,7 +16,9 @@ import Glibc
 /// back from the service.
 extension JobRunner {
     func azureUnavailable() -> JobEvent {
-        .failed(reason: "the Azure backend is not configured in this daemon: \(ctx.azureProblem ?? "unknown reason") (see docs/azure.md)")
+        // Unreached: AzureJobBackend is registered only with an Azure backend
+        // (without one, MissingBackend answers every step with the reason).
+        .failed(reason: "the Azure backend is not configured in this daemon (see docs/azure.md)")
     }
 
     /// The job's spec and its SAS lifetime under the current config (the

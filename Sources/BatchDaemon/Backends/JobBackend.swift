@@ -56,8 +56,9 @@ struct BackendRegistry: Sendable {
     var names: [BackendKind] { BackendKind.allCases.filter { backends[$0] != nil } }
 
     /// Why there is no backend called `name`.
-    struct Missing: Error, Sendable {
+    struct Missing: Error, Sendable, CustomStringConvertible {
         let issue: ManifestIssue
+        var description: String { "\(issue.message)\(issue.hint.map { " (\($0))" } ?? "")" }
     }
 
     /// The backend called `name`, or why there is none.
@@ -72,8 +73,13 @@ struct BackendRegistry: Sendable {
     func forJob(_ name: BackendKind) -> any JobBackend {
         switch lookup(name) {
         case .success(let b): return b
-        case .failure(let m): return MissingBackend(reason: "\(m.issue.message)\(m.issue.hint.map { " (\($0))" } ?? "")")
+        case .failure(let m): return MissingBackend(reason: m.description)
         }
+    }
+
+    /// Why each backend this daemon lacks is missing, with the fix.
+    var missingReasons: [String] {
+        BackendKind.allCases.compactMap { missing[$0] }.map { Missing(issue: $0).description }
     }
 
     /// Every registered backend.

@@ -85,7 +85,7 @@ struct MemoryFS: ManifestFileSystem {
     }
 
     func readText(_ path: String, maxBytes: Int) throws -> String {
-        guard let text = files[path], text.utf8.count <= maxBytes else { throw ManifestError(file: path, issues: []) }
+        guard let text = files[path], text.utf8.count <= maxBytes else { throw ManifestError(file: path, issues: [ManifestIssue(line: nil, column: nil, field: "", message: "cannot be read")]) }
         return text
     }
 }

@@ -2,9 +2,10 @@
 import PackageDescription
 
 // Dependency direction (see docs/architecture.md): BatchCore is pure and
-// depends on nothing of ours; BatchStore and BackendLocal are adapters that
-// depend on BatchCore; only BatchDaemon links every adapter; the executables
-// stay thin.
+// depends on nothing of ours; BatchStore, BatchAccess and BatchControl sit on
+// it; BatchBackend is the port every backend implements; each backend
+// (BackendLocal, BackendAzure) is one module behind it; only BatchDaemon and
+// the executables put them together.
 let package = Package(
     name: "batchd",
     platforms: [.macOS(.v14)],
@@ -48,7 +49,7 @@ let package = Package(
         .target(
             name: "BackendAzure",
             dependencies: [
-                "BatchCore", "BatchHTTP",
+                "BatchCore", "BatchHTTP", "BatchBackend", "BatchStore", "BatchSupport", "BatchAccess", "BatchControl",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -61,10 +62,26 @@ let package = Package(
         ),
         // Linux system calls Swift cannot reach directly (variadic syscall(2)).
         .target(name: "CLinux"),
+        // A submitter's rights over files: whose request it is, what they may
+        // read and write, destinations written as they may, outputs found
+        // without following links. Shared by every backend and by batchctl.
+        .target(
+            name: "BatchAccess",
+            dependencies: ["BatchCore", "BatchSupport", "CLinux", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // The backend port: the steps every backend performs, the job handle
+        // they act through, the signals, the registry and the crash points.
+        .target(
+            name: "BatchBackend",
+            dependencies: [
+                "BatchCore", "BatchStore", "BatchSupport", "BatchAccess", "BatchControl",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "BackendLocal",
             dependencies: [
-                "BatchCore", "BatchSupport", "CLinux",
+                "BatchCore", "BatchSupport", "BatchAccess", "BatchBackend", "BatchStore", "BatchControl", "CLinux",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -75,14 +92,14 @@ let package = Package(
         .target(
             name: "BatchControl",
             dependencies: [
-                "BatchCore", "BatchStore", "BatchSupport", "BackendLocal",
+                "BatchCore", "BatchStore", "BatchSupport", "BatchAccess",
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
         .target(
             name: "BatchDaemon",
             dependencies: [
-                "BatchCore", "BatchControl", "BatchStore", "BatchSupport", "BackendLocal", "BackendAzure", "BatchHTTP", "CLinux", "SystemdSupport",
+                "BatchCore", "BatchControl", "BatchStore", "BatchSupport", "BatchAccess", "BatchBackend", "BackendLocal", "BackendAzure", "CLinux", "SystemdSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -101,7 +118,7 @@ let package = Package(
         .executableTarget(
             name: "batchctl",
             dependencies: [
-                "BatchControl", "BatchStore", "BatchCore", "BatchSupport", "BackendLocal",
+                "BatchControl", "BatchStore", "BatchCore", "BatchSupport", "BatchAccess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -118,14 +135,14 @@ let package = Package(
         // Starts the Azure emulator for Swift tests.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "BatchHTTPTests", dependencies: ["BatchHTTP", "TestSupport"]),
-        .testTarget(name: "BackendAzureTests", dependencies: ["BackendAzure", "BatchHTTP", "TestSupport"]),
+        .testTarget(name: "BackendAzureTests", dependencies: ["BackendAzure", "BatchHTTP", "BatchCore", "TestSupport"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchControl", "BatchCore", "BatchSupport", "BackendLocal"]),
+        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchBackend", "BatchControl", "BatchCore", "BatchSupport", "BackendLocal"]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore"]),
-        .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchCore", "BatchSupport"]),
+        .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchAccess", "BatchCore", "BatchSupport"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["BatchStore", "BatchCore", "BatchSupport", "BackendLocal", "BatchControl", "BatchDaemon", "BackendAzure", "BatchHTTP", "TestSupport"]
+            dependencies: ["BatchStore", "BatchCore", "BatchSupport", "BatchAccess", "BackendLocal", "BatchControl", "BatchDaemon", "BackendAzure", "BatchHTTP", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

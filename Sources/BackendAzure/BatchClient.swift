@@ -168,7 +168,9 @@ public struct BatchClient: Sendable {
     /// Adds tasks in collections of at most 100 and under 1 MB, several in
     /// flight. Ids are the caller's (deterministic), so every call may be
     /// resent: a task that exists already counts as added.
-    public func addTasks(_ jobID: String, _ tasks: [[String: Any]]) async throws -> [TaskAddResult] {
+    /// `added` runs after each collection is answered (the crash-point walk's
+    /// `submit.collection`).
+    public func addTasks(_ jobID: String, _ tasks: [[String: Any]], added: @Sendable () -> Void = {}) async throws -> [TaskAddResult] {
         let pieces = try tasks.map { try JSONSerialization.data(withJSONObject: $0) }
         let chunks = Self.chunks(pieces)
         var results: [TaskAddResult] = []
@@ -182,6 +184,7 @@ public struct BatchClient: Sendable {
             while next < chunks.count && next < concurrency { add() }
             while let r = try await group.next() {
                 results += r
+                added()
                 if next < chunks.count { add() }
             }
         }

@@ -6,14 +6,6 @@ import Logging
 import Glibc
 #endif
 
-/// Why the daemon stops an attempt that has not finished.
-public enum StopReason: Sendable, Equatable {
-    /// The job was cancelled.
-    case cancel
-    /// The daemon is shutting down.
-    case shutdown
-}
-
 /// One attempt to run, fully resolved.
 public struct AttemptSpec: Sendable {
     /// The attempt's directory: stdout, stderr, status, pid and work/.

@@ -1,4 +1,5 @@
 import BatchCore
+import BatchSupport
 import Foundation
 import Yams
 
@@ -33,6 +34,13 @@ public struct DaemonConfig: Sendable, Equatable {
         /// whose text or path holds this string: tests prove with it what a
         /// crash at that point leaves. Never set in production.
         public var crashMarker = ""
+        /// When not empty, a crash point of the backend port (`POINT`, or
+        /// `POINT#N` for its Nth passing) kills the daemon with SIGKILL: the
+        /// crash-point walk (docs/testing.md). Never set in production.
+        public var crashAt = ""
+        /// When not empty, the daemon appends each crash point's name to
+        /// this file the first time it passes it (the walk's list).
+        public var crashTrace = ""
     }
 
     /// Local backend settings.
@@ -237,8 +245,15 @@ public struct DaemonConfig: Sendable, Equatable {
                         c.debug.allowStall = b
                     case "crashMarker":
                         c.debug.crashMarker = try str(v, "debug.crashMarker")
+                    case "crashAt":
+                        c.debug.crashAt = try str(v, "debug.crashAt")
+                        guard CrashPoints.parse(c.debug.crashAt) != nil else {
+                            throw fail(v, "debug.crashAt", "expected POINT or POINT#N (N from 1)", "e.g. submit.after or task.recorded#3")
+                        }
+                    case "crashTrace":
+                        c.debug.crashTrace = try str(v, "debug.crashTrace")
                     default:
-                        throw fail(k, "debug.\(k.string ?? "")", "unknown key", "debug takes allowStall and crashMarker")
+                        throw fail(k, "debug.\(k.string ?? "")", "unknown key", "debug takes allowStall, crashMarker, crashAt and crashTrace")
                     }
                 }
             default:

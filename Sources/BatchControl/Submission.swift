@@ -1,4 +1,4 @@
-import BackendLocal
+import BatchAccess
 import BatchCore
 import BatchSupport
 import Foundation

@@ -87,3 +87,108 @@ public enum JobMachine {
         }
     }
 }
+
+/// Why the daemon stops an attempt that has not finished.
+public enum StopReason: Sendable, Equatable {
+    /// The job was cancelled.
+    case cancel
+    /// The daemon is shutting down.
+    case shutdown
+}
+
+/// What a job's runner has been told from outside.
+public enum JobSignal: Sendable, Equatable {
+    /// Nothing: carry on.
+    case none
+    /// `batchctl cancel`: stop the tasks and finish the job cancelled.
+    case cancel
+    /// The daemon is stopping: save the phase and return; the job resumes
+    /// from it at the next start (even in the middle of a cancel).
+    case shutdown
+}
+
+/// How a backend's step ended.
+public enum StepResult: Sendable, Equatable {
+    /// It did what it was asked (for monitoring: no task is left open).
+    case done
+    /// It cannot be done, for good (transient errors are retried inside).
+    case failed(reason: String)
+    /// The job was halted first (cancel or shutdown); the machine decides.
+    case interrupted
+}
+
+/// What the runner does after a step.
+public enum RunnerNext: Sendable, Equatable {
+    /// Apply this event.
+    case apply(JobEvent)
+    /// Return, leaving the saved phase for the next start.
+    case suspend
+}
+
+extension JobMachine {
+    /// The event a step's result means (nil when the step has none of its
+    /// own: stopping tasks and cleaning up lead on to the next action).
+    /// `counts` are the job's task counts, read after monitoring ended.
+    public static func event(for action: JobAction, _ result: StepResult, counts: TaskCounts? = nil) -> JobEvent? {
+        switch result {
+        case .interrupted: return nil
+        case .failed(let reason): return .failed(reason: reason)
+        case .done:
+            switch action {
+            case .stageInputs: return .staged
+            case .provisionPool: return .provisioned
+            case .submitTasks: return .submitted
+            case .monitorTasks: return counts.map { .progress($0) }
+            case .verifyOutputs: return .collected
+            case .writeSummary: return .finalized
+            case .cancelTasks, .cleanup: return nil
+            }
+        }
+    }
+
+    /// What the runner does next, given the event a step produced (nil:
+    /// interrupted) and what the job was told. A shutdown always suspends;
+    /// a cancel outranks any step's result until the job is finalizing.
+    public static func next(_ event: JobEvent?, signal: JobSignal, phase: JobPhase) -> RunnerNext {
+        switch signal {
+        case .shutdown: return .suspend
+        case .cancel where phase != .finalizing && !phase.isTerminal: return .apply(.cancelRequested)
+        default: return event.map { .apply($0) } ?? .suspend
+        }
+    }
+
+    /// The fate of a task after an attempt: the retry policy, then what the
+    /// job was told (a cancelled job retries nothing) and whether the task
+    /// was set aside by the crash-loop breaker (failed, retries or not).
+    public static func taskDecision(_ outcome: TaskOutcome, countedAttempts: Int, retries: Int,
+                                    cancelled: Bool, setAside: Bool = false) -> TaskDecision {
+        if setAside { return .failed }
+        let d = RetryPolicy.decide(outcome, countedAttempts: countedAttempts, retries: retries)
+        return d == .retry && cancelled ? .cancelled : d
+    }
+}
+
+extension JobMachine {
+    /// The fate of a task whose backend did the retrying itself (Azure's
+    /// `maxTaskRetryCount`): what it reports is the task's end.
+    public static func finalTaskDecision(_ outcome: TaskOutcome) -> TaskDecision {
+        outcome.isSuccess ? .succeeded : (outcome == .cancelled ? .cancelled : .failed)
+    }
+}
+
+extension JobAction {
+    /// The action's name in crash points and logs: `stage`, `provision`,
+    /// `submit`, `monitor`, `cancel`, `verify`, `cleanup`, `summary`.
+    public var stepName: String {
+        switch self {
+        case .stageInputs: return "stage"
+        case .provisionPool: return "provision"
+        case .submitTasks: return "submit"
+        case .monitorTasks: return "monitor"
+        case .cancelTasks: return "cancel"
+        case .verifyOutputs: return "verify"
+        case .cleanup: return "cleanup"
+        case .writeSummary: return "summary"
+        }
+    }
+}

@@ -25,5 +25,5 @@ public enum ManifestKeys {
     /// Keys of `limits`.
     public static let limits = ["wallClock", "coreHours"]
     /// Backends a manifest may name.
-    public static let backends = BackendKind.allCases.map(\.rawValue)
+    public static let backends = BackendKind.standard.map(\.rawValue)
 }

@@ -12,8 +12,10 @@ public enum ManifestParser {
     /// - Parameters:
     ///   - bytes: the file's contents.
     ///   - file: the name to put in error messages.
-    public static func parse(bytes: [UInt8], file: String) throws(ManifestError) -> Manifest {
-        try parse(try text(of: bytes, file: file), file: file)
+    /// `backends` are the names a manifest may give (a daemon passes the
+    /// ones it has registered as well as the standard ones).
+    public static func parse(bytes: [UInt8], file: String, backends: [String] = ManifestKeys.backends) throws(ManifestError) -> Manifest {
+        try parse(try text(of: bytes, file: file), file: file, backends: backends)
     }
 
     /// The text of a manifest file: UTF-8 (a byte-order mark is dropped;
@@ -48,7 +50,7 @@ public enum ManifestParser {
     /// - Parameters:
     ///   - text: the file's contents.
     ///   - file: the name to put in error messages.
-    public static func parse(_ text: String, file: String) throws(ManifestError) -> Manifest {
+    public static func parse(_ text: String, file: String, backends: [String] = ManifestKeys.backends) throws(ManifestError) -> Manifest {
         try checkLines(text, file: file)
         // JSON allows tabs between tokens where YAML does not; outside strings
         // (where JSON forbids raw tabs) a space means the same.
@@ -79,6 +81,7 @@ public enum ManifestParser {
             break
         }
         let reader = NodeReader()
+        reader.backends = backends
         let manifest = reader.manifest(root)
         if !reader.issues.isEmpty || manifest == nil {
             var sorted = reader.issues.sorted { ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0) }
@@ -176,6 +179,8 @@ public enum ManifestParser {
 /// Walks the YAML node tree, collecting every issue instead of stopping at the first.
 final class NodeReader {
     var issues: [ManifestIssue] = []
+    /// The backend names a manifest may give.
+    var backends = ManifestKeys.backends
 
     func fail(_ node: Node?, _ field: String, _ message: String, hint: String? = nil) {
         issues.append(ManifestIssue(line: node?.mark?.line, column: node?.mark?.column,

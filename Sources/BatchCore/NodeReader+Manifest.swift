@@ -14,11 +14,11 @@ extension NodeReader {
         }
         var backend: String?
         if let node = top["backend"], let b = string(node, "backend") {
-            if ManifestKeys.backends.contains(b) {
+            if backends.contains(b) {
                 backend = b
             } else {
-                let hint = Suggest.nearest(to: b, in: ManifestKeys.backends).map { "did you mean '\($0)'?" }
-                    ?? "one of: \(ManifestKeys.backends.joined(separator: ", "))"
+                let hint = Suggest.nearest(to: b, in: backends).map { "did you mean '\($0)'?" }
+                    ?? "one of: \(backends.joined(separator: ", "))"
                 fail(node, "backend", "unknown backend \(Printable.quote(b))", hint: hint)
             }
         }

@@ -1,4 +1,6 @@
+import BackendAzure
 import BackendLocal
+import BatchBackend
 import BatchControl
 import BatchCore
 import BatchSupport
@@ -47,7 +49,10 @@ public enum Daemon {
     public static let version = BatchdVersion.current
 
     /// Runs until SIGTERM/SIGINT; throws on start-up failures.
-    public static func run(config: DaemonConfig, environment: DaemonEnvironment, logger: Logger) async throws {
+    /// `extraBackends` are registered after the standard ones (a test
+    /// daemon's fake backend).
+    public static func run(config: DaemonConfig, environment: DaemonEnvironment, logger: Logger,
+                           extraBackends: [BackendFactory] = []) async throws {
         // The inbox and rejected/ are sticky: a submitter cannot move or
         // delete another's manifest (docs/security.md).
         for (dir, mode) in [(config.stateDirectory, 0o750), (config.inboxDirectory, 0o3775), (config.rejectedDirectory, 0o3775),
@@ -72,6 +77,9 @@ public enum Daemon {
 
         Debug.setCrashMarker(config.debug.crashMarker)
         if !config.debug.crashMarker.isEmpty { logger.warning("debug.crashMarker is set: the daemon kills itself on purpose (a test hook)") }
+        CrashPoints.arm(config.debug.crashAt)
+        CrashPoints.traceTo(config.debug.crashTrace)
+        if !config.debug.crashAt.isEmpty { logger.warning("debug.crashAt is set: the daemon kills itself on purpose (a test hook)", metadata: ["point": "\(config.debug.crashAt)"]) }
         let credentials = environment.variables["CREDENTIALS_DIRECTORY"]
         let protected = config.protectedDirectories(credentials: credentials)
         var hidden: [String] = []
@@ -87,25 +95,27 @@ public enum Daemon {
             logger.warning("this kernel has no Landlock: tasks of other users than the daemon's can read its state directory (docs/security.md)")
         }
 
-        var ctx = JobContext(
-            config: config, store: store,
-            runner: LocalRunner(execPath: exec, store: ContentStore(root: config.storeDirectory), killGrace: config.local.killGrace),
-            slots: SlotPool(limit: slots), logger: logger, baseEnvironment: base,
-            clock: { Date().timeIntervalSince1970 })
+        let slotPool = SlotPool(limit: slots)
+        var ctx = JobContext(config: config, store: store, slots: slotPool, logger: logger, clock: { Date().timeIntervalSince1970 })
         ctx.protected = protected
-        ctx.hidden = hidden
-        // The backends, registered here and nowhere else. Azure is optional:
-        // without credentials the daemon runs, and refuses azure manifests
-        // with the reason.
-        ctx.backends.register(.local, LocalJobBackend())
+        // The backends, registered here and nowhere else (`extraBackends`
+        // lets a test daemon add its own). Azure is optional: without
+        // credentials the daemon runs, and refuses azure manifests with the
+        // reason.
+        ctx.backends.register(.local, LocalJobBackend(
+            runner: LocalRunner(execPath: exec, store: ContentStore(root: config.storeDirectory), killGrace: config.local.killGrace),
+            slots: slotPool, baseEnvironment: base, hidden: hidden))
         do {
-            let azure = try AzureBackend.make(settings: config.azure, variables: environment.variables, hostName: hostName(), logger: logger)
-            ctx.azure = azure
+            let azure = try AzureBackend.make(settings: config.azure, variables: environment.variables, hostName: hostName(), store: store,
+                                              logger: logger)
             ctx.backends.register(.azure, AzureJobBackend(azure: azure))
         } catch {
             ctx.backends.unavailable(.azure, message: "backend 'azure' is not configured in this daemon: \(error)",
                                      hint: "see docs/azure.md, or submit with --backend local")
             logger.info("azure backend off", metadata: ["reason": "\(error)"])
+        }
+        for extra in extraBackends {
+            ctx.backends.register(extra.name, try extra.make(BackendSetup(config: config, store: store, logger: logger)))
         }
         let supervisor = Supervisor(ctx: ctx)
         let intake = JobIntake(config: config, store: store, logger: logger, clock: { Date() }, backends: ctx.backends,
@@ -120,9 +130,10 @@ public enum Daemon {
         let reloader = Reloader(supervisor: supervisor, notifier: notifier, configPath: environment.configPath,
                                 cores: environment.cores, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: control, serviceName: "control")]
-        if let azure = ctx.azure {
+        for name in ctx.backends.names {
             // Before the supervisor: it stops after the jobs have drained.
-            services.append(.init(service: AzureService(backend: azure, store: store, logger: logger), serviceName: "azure"))
+            guard case .success(let backend) = ctx.backends.lookup(name), let work = backend.background else { continue }
+            services.append(.init(service: BackendService(work: work), serviceName: name.rawValue))
         }
         services += [
             .init(service: supervisor, serviceName: "supervisor"),
@@ -142,7 +153,7 @@ public enum Daemon {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
-        ctx.azure?.shutdown()
+        for backend in ctx.backends.all { backend.shutdown() }
         logger.info("daemon stopped")
     }
 }
@@ -152,6 +163,13 @@ func hostName() -> String {
     var buffer = [CChar](repeating: 0, count: 256)
     guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
     return String(cString: buffer)
+}
+
+/// A backend's background work (Azure's poller) as one of the daemon's
+/// services, ended at graceful shutdown.
+struct BackendService: Service {
+    let work: @Sendable () async -> Void
+    func run() async throws { await cancelWhenGracefulShutdown { await work() } }
 }
 
 /// Says "daemon ready" once the database is migrated, unfinished jobs are

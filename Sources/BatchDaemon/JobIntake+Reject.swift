@@ -1,5 +1,5 @@
 import BatchControl
-import BackendLocal
+import BatchAccess
 import BatchCore
 import BatchStore
 import BatchSupport

@@ -1,6 +1,7 @@
+import BatchBackend
 import BatchControl
-import BackendAzure
-import BackendLocal
+import BatchAccess
+import BatchBackend
 import BatchCore
 import BatchStore
 import BatchSupport
@@ -191,9 +192,8 @@ struct JobIntake: Sendable {
         do {
             let bytes = try readManifest(claimed, original: original)
             Debug.crashPoint("parse", String(decoding: bytes, as: UTF8.self))
-            let manifest = try ManifestParser.parse(bytes: bytes, file: original)
-            // The parser and the config accept only the names of BackendKind.
-            let backend = BackendKind(rawValue: manifest.backend ?? config.defaultBackend) ?? .local
+            let manifest = try ManifestParser.parse(bytes: bytes, file: original, backends: backends.manifestNames)
+            let backend = BackendKind(rawValue: manifest.backend ?? config.defaultBackend)
             let runner: any JobBackend
             switch backends.lookup(backend) {
             case .success(let b): runner = b

@@ -1,55 +1,47 @@
+import BatchBackend
 import BatchControl
 import BatchCore
 import BatchStore
+import BatchSupport
 import Foundation
 import Logging
 
 /// Drives one job through the state machine: applies an event, saves the new
-/// state, performs the actions, and feeds their result back as the next event.
-/// Returns when the job is over, or when the daemon shuts down (the job then
-/// resumes from its saved phase at the next start).
+/// state, has the job's backend perform the actions, and feeds the result
+/// back. The machine decides (`JobMachine.next`) what a step's result means
+/// under a cancel or a shutdown; the runner only carries it out. Returns when
+/// the job is over, or when the daemon shuts down (the job then resumes from
+/// its saved phase at the next start).
 struct JobRunner: Sendable {
     let ctx: JobContext
     let jobID: String
     let control: JobControl
-    /// The job's backend, once its row is read.
-    var backend = ""
-
-    init(ctx: JobContext, jobID: String, control: JobControl) {
-        self.ctx = ctx
-        self.jobID = jobID
-        self.control = control
-    }
 
     var log: Logger {
         var l = ctx.logger
         l[metadataKey: "job.id"] = "\(jobID)"
-        l[metadataKey: "backend"] = "\(backend)"
         return l
     }
 
     func run() async {
-        guard let job = await retrying("load the job", { try await ctx.store.job(jobID) }) ?? nil else {
-            control.reconciled.fire(())
+        defer { control.reconciled.fire(()) }
+        guard let job = await retrying("load the job", { try await ctx.store.job(jobID) }) ?? nil else { return }
+        guard let spec = job.spec else {
+            // Supervisor gives every unfinished job a spec before it starts.
+            log.error("job has no recorded spec; it cannot run")
             return
         }
-        var runner = self
-        runner.backend = job.backend.rawValue
-        await runner.drive(job)
+        let handle = JobHandle(job: job, spec: spec, store: ctx.store, control: control, logger: ctx.logger,
+                               jobsDirectory: ctx.config.jobsDirectory, policy: ctx.policy(spec), clock: ctx.clock)
+        await drive(handle)
     }
 
-    func drive(_ job: JobRecord) async {
-        defer { control.reconciled.fire(()) }
-        if job.cancelRequested { control.cancel() }
-        var state = job.state
-        var event: JobEvent = .start
-        var cancelHandled = false
+    func drive(_ job: JobHandle) async {
+        if job.job.cancelRequested { control.cancel() }
+        var state = job.job.state
         if state.phase != .running || control.isCancelled { control.reconciled.fire(()) }
+        guard case .apply(var event) = JobMachine.next(.start, signal: control.signal, phase: state.phase) else { return }
         while !state.phase.isTerminal {
-            if control.isCancelled, !cancelHandled, state.phase != .finalizing {
-                cancelHandled = true
-                event = .cancelRequested
-            }
             let t = JobMachine.apply(event, to: state)
             if let why = t.ignored {
                 log.error("state machine refused an event", metadata: ["reason": "\(why)"])
@@ -59,21 +51,63 @@ struct JobRunner: Sendable {
                 let message = t.state.phase.isTerminal ? terminalMessage(t.state) : nil
                 guard await retrying("save the job's phase", { try await ctx.store.setPhase(jobID, t.state, message: message) }) != nil else { return }
                 state = t.state
-                var metadata: Logger.Metadata = ["job.phase": "\(t.state.phase.rawValue)"]
-                if let reason = t.state.verdict?.reason { metadata["reason"] = "\(reason)" }
-                switch t.state.phase {
-                case .succeeded: metadata["message.id"] = "\(MessageID.jobSucceeded)"
-                case .failed: metadata["message.id"] = "\(MessageID.jobFailed)"
-                case .cancelled: metadata["message.id"] = "\(MessageID.jobCancelled)"
-                default: break
-                }
-                log.log(level: t.state.phase.isTerminal ? .notice : .info,
-                        t.state.phase.isTerminal ? "job \(t.state.phase.rawValue)" : "job phase changed", metadata: metadata)
+                logPhase(t.state)
             }
             if state.phase.isTerminal { return }
-            guard let next = await perform(t.actions, job: job) else { return }
-            event = next
+            var result: JobEvent? = nil
+            for action in t.actions {
+                result = await perform(action, job)
+                if control.isShuttingDown { break }
+            }
+            switch JobMachine.next(result, signal: control.signal, phase: state.phase) {
+            case .suspend: return
+            case .apply(let e): event = e
+            }
         }
+    }
+
+    /// Performs one action through the job's backend (or the steps every
+    /// backend shares); the event its result means, nil if none. Each step
+    /// passes the crash points `<step>.begin` (its phase is saved) and
+    /// `<step>.done` (its side effect made, its result not yet saved).
+    func perform(_ action: JobAction, _ job: JobHandle) async -> JobEvent? {
+        let backend = ctx.backends.forJob(job.job.backend)
+        let step = action.stepName
+        job.crashPoint("\(step).begin")
+        var result: StepResult = .done
+        var counts: TaskCounts?
+        switch action {
+        case .stageInputs: result = await backend.stage(job)
+        case .provisionPool: result = await backend.provision(job)
+        case .submitTasks: result = await backend.submit(job)
+        case .monitorTasks:
+            result = await backend.monitor(job)
+            if result == .done {
+                counts = await job.counts()
+                if counts == nil { result = .interrupted }
+            }
+        case .cancelTasks: await backend.cancel(job)
+        case .verifyOutputs: result = await verifyOutputs(job)
+        case .cleanup(let verdict):
+            await backend.cleanup(job, verdict)
+            cleanup(job.job, verdict)
+        case .writeSummary(let verdict): await writeSummary(job.job, verdict)
+        }
+        if result != .interrupted { job.crashPoint("\(step).done") }
+        return JobMachine.event(for: action, result, counts: counts)
+    }
+
+    func logPhase(_ state: JobState) {
+        var metadata: Logger.Metadata = ["job.phase": "\(state.phase.rawValue)"]
+        if let reason = state.verdict?.reason { metadata["reason"] = "\(reason)" }
+        switch state.phase {
+        case .succeeded: metadata["message.id"] = "\(MessageID.jobSucceeded)"
+        case .failed: metadata["message.id"] = "\(MessageID.jobFailed)"
+        case .cancelled: metadata["message.id"] = "\(MessageID.jobCancelled)"
+        default: break
+        }
+        log.log(level: state.phase.isTerminal ? .notice : .info,
+                state.phase.isTerminal ? "job \(state.phase.rawValue)" : "job phase changed", metadata: metadata)
     }
 
     func terminalMessage(_ state: JobState) -> String {
@@ -84,54 +118,8 @@ struct JobRunner: Sendable {
         }
     }
 
-    /// Performs actions in order; the last one's event is the next event. Nil
-    /// when the daemon is shutting down. (Every non-terminal state has actions.)
-    func perform(_ actions: [JobAction], job: JobRecord) async -> JobEvent? {
-        var next: JobEvent = .start
-        let backend = ctx.backends.forJob(job.backend)
-        for action in actions {
-            switch action {
-            case .stageInputs:
-                next = await backend.stage(job, self)
-            case .provisionPool:
-                next = await backend.provision(job, self)
-            case .submitTasks:
-                next = await backend.submit(job, self)
-            case .monitorTasks:
-                guard let e = await backend.monitor(job, self) else { return nil }
-                next = e
-            case .cancelTasks:
-                await backend.cancel(job, self)
-            case .verifyOutputs:
-                next = await verifyOutputs(job)
-            case .cleanup(let verdict):
-                await backend.cleanup(job, verdict, self)
-                cleanup(job, verdict)
-            case .writeSummary(let verdict):
-                await writeSummary(job, verdict)
-                next = .finalized
-            }
-            if control.isShuttingDown { return nil }
-        }
-        return next
-    }
-
-    /// Retries a database step with backoff until it works or the daemon
-    /// stops: a full disk or a locked file is transient, and giving up would
-    /// lose the record of work that happened.
+    /// Retries a database step with backoff until it works or the daemon stops.
     func retrying<T: Sendable>(_ what: String, _ body: @Sendable () async throws -> T) async -> T? {
-        var attempt = 0
-        while true {
-            do { return try await body() } catch {
-                // A cancelled Swift task (a runner's child, when the job is
-                // halted) makes every database call throw: stop, don't spin.
-                if Task.isCancelled { return nil }
-                log.error("database step failed; will retry", metadata: ["step": "\(what)", "error": "\(error)"])
-                let delay = Backoff(base: 0.2, factor: 2, cap: 10).delay(attempt: attempt, jitter: Double.random(in: 0...1))
-                attempt += 1
-                if control.isShuttingDown { return nil }
-                try? await Task.sleep(for: .seconds(delay))
-            }
-        }
+        await DatabaseRetry.run(what, log: log, control: control, body)
     }
 }

@@ -7,16 +7,13 @@ import Glibc
 #endif
 
 extension JobSpec {
-    /// The spec of a job an older batchd accepted, which stored none: its
-    /// columns, and the pool and limits read once from its manifest copy.
-    /// The only place a manifest is read after intake; it runs at most once
-    /// per such job (`Supervisor` stores the result).
+    /// The spec of a job an older batchd accepted, which stored none, made
+    /// from its columns (`Supervisor` stores it once). Its manifest is not
+    /// read again: pool fields and limits an older batchd did not store take
+    /// their defaults, which matters only to an Azure job not yet
+    /// provisioned when the daemon was upgraded.
     static func upgrading(_ job: JobRecord, defaultUID: UInt32) -> JobSpec {
         var m = Manifest(name: job.name, tasks: .list([]))
-        if let data = FileManager.default.contents(atPath: job.manifestPath),
-           let parsed = try? ManifestParser.parse(bytes: Array(data), file: job.manifestPath) {
-            m = parsed
-        }
         m.retries = job.retries
         m.timeoutSeconds = job.timeoutSeconds
         m.cleanup = job.cleanup

@@ -1,3 +1,4 @@
+import BatchAccess
 import BackendLocal
 import BatchCore
 import BatchSupport

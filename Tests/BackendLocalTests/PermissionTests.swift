@@ -1,4 +1,4 @@
-@testable import BackendLocal
+@testable import BatchAccess
 import Foundation
 import Testing
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-@testable import BatchDaemon
+import BatchBackend
 import BatchSupport
 import Testing
 

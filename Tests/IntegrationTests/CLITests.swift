@@ -1,4 +1,5 @@
 import BackendLocal
+import BatchAccess
 import BatchStore
 import Foundation
 import Testing

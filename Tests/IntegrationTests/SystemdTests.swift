@@ -1,5 +1,6 @@
 import BatchControl
 import BackendLocal
+import BatchAccess
 import BatchDaemon
 import BatchStore
 import Foundation

@@ -1,5 +1,6 @@
+import BatchAccess
+import BatchBackend
 import BatchControl
-import BackendAzure
 import BatchCore
 import BatchHTTP
 import BatchStore
@@ -10,26 +11,37 @@ import Logging
 import Glibc
 #endif
 
-/// A job's actions on Azure Batch. Every step can be repeated after a crash:
-/// inputs are content-addressed, the Batch job and task ids are
+/// One job's actions on Azure Batch. Every step can be repeated after a
+/// crash: inputs are content-addressed, the Batch job and task ids are
 /// deterministic (an existing one counts as made), and outcomes are read
 /// back from the service.
-extension JobRunner {
-    func azureUnavailable() -> JobEvent {
-        // Unreached: AzureJobBackend is registered only with an Azure backend
-        // (without one, MissingBackend answers every step with the reason).
-        .failed(reason: "the Azure backend is not configured in this daemon (see docs/azure.md)")
+struct AzureJob: Sendable {
+    /// The job, as the runner hands it over.
+    let handle: JobHandle
+    /// The account's clients, poller and settings.
+    let az: AzureBackend
+
+    var job: JobRecord { handle.job }
+    var jobID: String { handle.id }
+    var store: Store { handle.store }
+    var log: Logger { handle.log }
+    var control: JobControl { handle.control }
+
+    func retrying<T: Sendable>(_ what: String, _ body: @Sendable () async throws -> T) async -> T? {
+        await handle.retrying(what, body)
     }
 
     /// The job's spec and its SAS lifetime under the current config (the
     /// intake checked the limit already; a changed config is checked again).
-    func azurePlan(_ job: JobRecord, _ az: AzureBackend) throws -> (JobSpec, SASLifetime) {
-        guard let spec = job.spec else { throw DaemonError("job \(job.id) has no recorded spec") }
+    func azurePlan() throws -> (JobSpec, SASLifetime) {
+        let spec = handle.spec
         let lifetime = try SASLifetime.forJob(wallClock: spec.limits.wallClockSeconds, margin: az.settings.tokenMargin,
                                               maximum: az.settings.maxTokenLifetime)
         return (spec, lifetime)
     }
+}
 
+extension AzureJob {
     /// Runs a step against Azure until it works, fails for good, or the job
     /// is halted (nil). Transient failures (network, 408, 429, 5xx, a corrupt
     /// download) are retried with backoff for as long as it takes: a flaky
@@ -42,7 +54,7 @@ extension JobRunner {
         var attempt = 0
         while true {
             do { return .success(try await body()) } catch {
-                guard Self.isTransient(error) else { return .failure(error) }
+                guard AzureRules.isTransient(error) else { return .failure(error) }
                 let delay = Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))
                 attempt += 1
                 log.warning("azure step failed; will retry", metadata: ["step": "\(what)", "error": "\(error)", "retry.in": "\(HumanDuration.format(delay))"])
@@ -53,50 +65,40 @@ extension JobRunner {
         }
     }
 
-    static func isTransient(_ error: Error) -> Bool {
-        if error is HTTPError { return true }
-        if let e = error as? BatchServiceError { return e.status == 408 || e.status == 429 || e.status >= 500 }
-        if let e = error as? BlobError {
-            return e.status == 408 || e.status == 429 || e.status >= 500 || ["Md5Mismatch", "SizeMismatch", "ShortRange", "BlobChanged"].contains(e.code)
-        }
-        return false
-    }
-
     // MARK: stage
 
     /// Hashes every input (MD5 for Blob, SHA-256 for the record; cached by
     /// device, inode, size and mtime) and uploads what the input container
     /// lacks. Progress in bytes goes to the database for `batchctl show`.
-    func azureStage(_ job: JobRecord) async -> JobEvent {
-        guard let az = ctx.azure else { return azureUnavailable() }
-        let spec: JobSpec
+    func stage() async -> StepResult {
+                let spec: JobSpec
         let lifetime: SASLifetime
-        do { (spec, lifetime) = try azurePlan(job, az) } catch { return .failed(reason: "\(error)") }
-        guard var record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) else { return .failed(reason: "shutdown") }
+        do { (spec, lifetime) = try azurePlan() } catch { return .failed(reason: "\(error)") }
+        guard var record = await retrying("read the azure record", { try await store.azureJob(jobID) }) else { return .interrupted }
         if record == nil {
             let fresh = AzureJobRecord(jobId: jobID, batchJobId: "batchd-\(jobID)", poolId: spec.pool.id, autoPool: spec.pool.id == nil,
                                        outputContainer: "batchd-\(jobID)", wallClockSeconds: lifetime.jobWallClockSeconds)
-            guard await retrying("record the azure job", { try await ctx.store.saveAzureJob(fresh) }) != nil else { return .failed(reason: "shutdown") }
+            guard await retrying("record the azure job", { try await store.saveAzureJob(fresh) }) != nil else { return .interrupted }
             record = fresh
         }
-        guard let sources = await inputSources(job) else { return .failed(reason: "shutdown") }
+        guard let sources = await handle.inputSources() else { return .interrupted }
 
         // Hash first (cheap when cached), so the total is known before sending.
         var hashed: [(source: String, sha256: String, md5: String, size: Int64)] = []
-        let policy = ctx.policy(job)
+        let policy = handle.policy
         for source in sources {
             do {
                 // Opened as the submitter would: what they could not read is never uploaded.
                 let file = try policy.openForReading(source)
                 defer { close(file.fd) }
                 let id = FileOps.identity(file.st)
-                if let c = try await ctx.store.cachedHash(path: source),
+                if let c = try await store.cachedHash(path: source),
                    c.describes(device: id.device, inode: id.inode, size: id.size, mtimeNs: id.mtimeNs), let md5 = c.md5 {
                     hashed.append((source, c.sha256, md5, id.size))
                     continue
                 }
                 let (md5, sha) = try BlobClient.digests(ofFile: "/proc/self/fd/\(file.fd)")
-                try await ctx.store.saveHash(FileHashRecord(path: source, device: id.device, inode: id.inode, size: id.size,
+                try await store.saveHash(FileHashRecord(path: source, device: id.device, inode: id.inode, size: id.size,
                                                             mtimeNs: id.mtimeNs, sha256: sha, md5: md5))
                 hashed.append((source, sha, md5, id.size))
             } catch {
@@ -106,7 +108,7 @@ extension JobRunner {
         let total = Int(hashed.reduce(Int64(0)) { $0 + $1.size })
         let container = az.inputs.container
         switch await azureStep("create the input container", { try await az.blob.createContainer(container) }) {
-        case nil: return .failed(reason: "shutdown")
+        case nil: return .interrupted
         case .failure(let e)?: return .failed(reason: "cannot create the input container \(container): \(e)")
         case .success?: break
         }
@@ -131,7 +133,7 @@ extension JobRunner {
             for (i, result) in results {
                 let h = group[i]
                 switch result {
-                case nil: return .failed(reason: "shutdown")
+                case nil: return .interrupted
                 case .failure(let e)?: return .failed(reason: "input \(h.source) could not be uploaded: \(e)")
                 case .success(let put)?:
                     if put.uploaded > 0 { uploaded += Int(put.uploaded) } else { skipped += Int(h.size) }
@@ -139,26 +141,26 @@ extension JobRunner {
                 }
             }
             let (t, u, s) = (total, uploaded, skipped)
-            _ = await retrying("record staging progress", { try await ctx.store.azureStaging(jobID, total: t, uploaded: u, skipped: s) })
+            _ = await retrying("record staging progress", { try await store.azureStaging(jobID, total: t, uploaded: u, skipped: s) })
         }
+        handle.crashPoint("stage.uploaded")
         let staged = records
-        guard await retrying("record inputs", { try await ctx.store.recordInputs(jobID, staged) }) != nil else { return .failed(reason: "shutdown") }
+        guard await retrying("record inputs", { try await store.recordInputs(jobID, staged) }) != nil else { return .interrupted }
         log.info("inputs staged", metadata: ["inputs": "\(records.count)", "bytes.uploaded": "\(uploaded)", "bytes.already.stored": "\(skipped)",
                                              "container": "\(container)"])
-        return .staged
+        return .done
     }
 
     // MARK: provision
 
     /// A named pool is created if absent and reused if present (when its
     /// metadata says this daemon made it); an auto-pool comes with the job.
-    func azureProvision(_ job: JobRecord) async -> JobEvent {
-        guard let az = ctx.azure else { return azureUnavailable() }
-        guard let record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil else {
+    func provision() async -> StepResult {
+                guard let record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil else {
             return .failed(reason: "no azure record for this job")
         }
-        guard let poolID = record.poolId, !record.autoPool else { return .provisioned }
-        guard let spec = job.spec else { return .failed(reason: "job \(job.id) has no recorded spec") }
+        guard let poolID = record.poolId, !record.autoPool else { return .done }
+        let spec = handle.spec
         let defaults = poolDefaults(az.settings)
         let result = await azureStep("provision pool \(poolID)") { () -> String? in
             if let existing = try await az.batch.pool(poolID) {
@@ -174,12 +176,12 @@ extension JobRunner {
             return nil
         }
         switch result {
-        case nil: return .failed(reason: "shutdown")
+        case nil: return .interrupted
         case .failure(let e)?: return .failed(reason: "cannot provision pool \(poolID): \(e)")
         case .success(let refusal?)?: return .failed(reason: refusal)
         case .success(nil)?:
             log.info("pool ready", metadata: ["pool.id": "\(poolID)"])
-            return .provisioned
+            return .done
         }
     }
 
@@ -197,20 +199,19 @@ extension JobRunner {
     /// Creates the output container and the Batch job (noaction), adds every
     /// task with its deterministic id, then switches the job to terminatejob.
     /// Repeating it after a crash adds nothing twice: TaskExists is success.
-    func azureSubmit(_ job: JobRecord) async -> JobEvent {
-        guard let az = ctx.azure else { return azureUnavailable() }
-        guard var record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil else {
+    func submit() async -> StepResult {
+                guard var record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil else {
             return .failed(reason: "no azure record for this job")
         }
-        if record.submitted { return .submitted }
+        if record.submitted { return .done }
         let spec: JobSpec
         let lifetime: SASLifetime
-        do { (spec, lifetime) = try azurePlan(job, az) } catch { return .failed(reason: "\(error)") }
-        guard let tasks = await retrying("read tasks", { try await ctx.store.tasks(jobID) }),
-              let inputs = await retrying("read inputs", { try await ctx.store.inputs(jobID) }) else { return .failed(reason: "shutdown") }
+        do { (spec, lifetime) = try azurePlan() } catch { return .failed(reason: "\(error)") }
+        guard let tasks = await retrying("read tasks", { try await store.tasks(jobID) }),
+              let inputs = await retrying("read inputs", { try await store.inputs(jobID) }) else { return .interrupted }
         let blobs = Dictionary(inputs.compactMap { i in i.blob.map { (i.source, $0) } }, uniquingKeysWith: { a, _ in a })
-        let patterns = (try? JSONDecoder().decode([String].self, from: Data(job.outputPatterns.utf8))) ?? []
-        let shared = decodeInputs(job.sharedInputs)
+        let patterns = handle.spec.outputPatterns
+        let shared = handle.spec.sharedInputs
         let rec = record
         let defaults = poolDefaults(az.settings)
         let outcome = await azureStep("submit") { () -> (String?, Int, Bool) in
@@ -231,20 +232,20 @@ extension JobRunner {
             var bodies: [[String: Any]] = []
             for task in tasks where task.state.isOpen {
                 var placed: [(url: String, target: String)] = []
-                for input in shared + decodeInputs(task.inputs) {
+                for input in shared + task.inputFiles {
                     guard let name = blobs[input.source] else { return ("input \(input.source) was not staged", 0, false) }
                     if urls[name] == nil {
                         urls[name] = try az.inputs.readURL(name, sas: az.sas, lifetime: lifetime, now: now, httpsOnly: az.httpsOnly)
                     }
                     placed.append((urls[name]!, input.target))
                 }
-                let env = TaskEnvironment.variables(task: (try? JSONDecoder().decode([String: String].self, from: Data(task.env.utf8))) ?? [:],
+                let env = TaskEnvironment.variables(task: task.environment,
                                                     job: jobID, name: job.name, taskID: task.taskId, index: task.idx, attempt: nil)
                 bodies.append(BatchBodies.task(BatchBodies.TaskParts(
                     id: task.taskId, command: task.command, env: env, inputs: placed, patterns: patterns, outputContainerURL: outURL,
                     timeoutSeconds: job.timeoutSeconds, retries: job.retries)))
             }
-            let results = try await az.batch.addTasks(rec.batchJobId, bodies)
+            let results = try await az.batch.addTasks(rec.batchJobId, bodies, added: { handle.crashPoint("submit.collection") })
             if let bad = results.first(where: { !$0.added }) {
                 let n = results.filter { !$0.added }.count
                 return ("\(n) task(s) could not be added to Batch job \(rec.batchJobId); the first, \(bad.taskID): \(bad.error ?? "error")", 0, false)
@@ -253,10 +254,11 @@ extension JobRunner {
             return (nil, bodies.count, false)
         }
         switch outcome {
-        case nil: return .failed(reason: "shutdown")
+        case nil: return .interrupted
         case .failure(let e)?: return .failed(reason: "cannot submit to Azure Batch: \(e)")
         case .success(let r)?:
             if let refusal = r.0 { return .failed(reason: refusal) }
+            handle.crashPoint("submit.added")
             let (count, wasDone) = (r.1, r.2)
             record.submitted = true
             record.tokenExpiry = Date().timeIntervalSince1970 + lifetime.tokenSeconds
@@ -264,10 +266,10 @@ extension JobRunner {
                 record.poolId = pool
             }
             let r = record
-            guard await retrying("record the submission", { try await ctx.store.saveAzureJob(r) }) != nil else { return .failed(reason: "shutdown") }
+            guard await retrying("record the submission", { try await store.saveAzureJob(r) }) != nil else { return .interrupted }
             log.info("tasks submitted", metadata: ["batch.job": "\(record.batchJobId)", "tasks": "\(wasDone ? job.taskCount : count)",
                                                    "pool.id": "\(record.poolId ?? "auto")", "collections.max": "\(BatchClient.maxTasksPerCollection)"])
-            return .submitted
+            return .done
         }
     }
 }

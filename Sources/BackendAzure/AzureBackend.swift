@@ -1,19 +1,17 @@
 import BatchControl
-import BackendAzure
 import BatchCore
 import BatchHTTP
 import BatchStore
 import Foundation
 import Logging
-import ServiceLifecycle
 
 /// The Azure backend's shared parts: one libcurl transport, the Batch and
 /// Blob clients, the content-addressed input store, SAS signing, and one
 /// task poller for the account that every job on it shares.
-final class AzureBackend: Sendable {
-    let settings: DaemonConfig.Azure
+public final class AzureBackend: Sendable {
+    public let settings: DaemonConfig.Azure
     /// Written into the metadata of what batchd makes.
-    let owner: String
+    public let owner: String
     let batch: BatchClient
     let blob: BlobClient
     let inputs: InputStore
@@ -22,7 +20,14 @@ final class AzureBackend: Sendable {
     /// SAS tokens allow https only, unless the blob endpoint is plain http (the emulator).
     let httpsOnly: Bool
 
-    init(settings: DaemonConfig.Azure, owner: String, batch: BatchClient, blob: BlobClient, sas: ServiceSAS, httpsOnly: Bool, logger: Logger) {
+    /// The daemon's database (the orphan check reads which jobs it knows).
+    let store: Store
+    let logger: Logger
+
+    init(settings: DaemonConfig.Azure, owner: String, batch: BatchClient, blob: BlobClient, sas: ServiceSAS, httpsOnly: Bool,
+         store: Store, logger: Logger) {
+        self.store = store
+        self.logger = logger
         self.settings = settings
         self.owner = owner
         self.batch = batch
@@ -37,7 +42,8 @@ final class AzureBackend: Sendable {
     /// Builds the backend from credentials in the environment or systemd's
     /// credentials directory. Throws (with what to set, never a value) when
     /// they are missing.
-    static func make(settings: DaemonConfig.Azure, variables: [String: String], hostName: String, logger: Logger) throws -> AzureBackend {
+    public static func make(settings: DaemonConfig.Azure, variables: [String: String], hostName: String, store: Store,
+                            logger: Logger) throws -> AzureBackend {
         let credentialsDirectory = variables["CREDENTIALS_DIRECTORY"]
         let creds = try AzureCredentials.load(environment: variables) { name in
             guard let dir = credentialsDirectory, let data = FileManager.default.contents(atPath: "\(dir)/\(name)") else { return nil }
@@ -75,11 +81,11 @@ final class AzureBackend: Sendable {
         ])
         return AzureBackend(settings: settings, owner: owner, batch: batch, blob: blob,
                             sas: ServiceSAS(account: creds.storageAccount, key: storageKey),
-                            httpsOnly: !creds.blobEndpoint.lowercased().hasPrefix("http:"), logger: logger)
+                            httpsOnly: !creds.blobEndpoint.lowercased().hasPrefix("http:"), store: store, logger: logger)
     }
 
     /// Stops the HTTP transport (its curl thread ends); at daemon exit.
-    func shutdown() { batch.http.transport.shutdown() }
+    public func shutdown() { batch.http.transport.shutdown() }
 
     /// A SAS URL of a container for tasks to write (`c`, `w`) into, valid `seconds`.
     func writeURL(container: String, seconds: Double, now: Date = Date()) throws -> String {
@@ -146,26 +152,22 @@ struct InventoryItem: Sendable, Equatable {
     }
 }
 
-/// Runs the account's task poller, after looking once for orphans (and
-/// deleting them when `azure.deleteOrphans` says so).
-struct AzureService: Service {
-    let backend: AzureBackend
-    let store: Store
-    let logger: Logger
-
-    func run() async throws {
+extension AzureBackend {
+    /// Looks once for orphans (deleting them when `azure.deleteOrphans`
+    /// says so), then runs the account's task poller until cancelled.
+    func runBackground() async {
         do {
-            let orphans = try await backend.inventory(store: store).filter(\.orphan)
+            let orphans = try await inventory(store: store).filter(\.orphan)
             for o in orphans {
                 logger.warning("orphan on Azure Batch: tagged as this daemon's, unknown to its database", metadata: [
                     "kind": "\(o.kind)", "id": "\(o.id)", "state": "\(o.state)",
-                    "action": "\(backend.settings.deleteOrphans ? "deleting" : "kept (azure.deleteOrphans is off; see batchctl pools)")",
+                    "action": "\(settings.deleteOrphans ? "deleting" : "kept (azure.deleteOrphans is off; see batchctl pools)")",
                 ])
             }
-            if backend.settings.deleteOrphans { await backend.delete(orphans, logger: logger) }
+            if settings.deleteOrphans { await delete(orphans, logger: logger) }
         } catch {
             logger.warning("could not list pools and jobs to look for orphans", metadata: ["error": "\(error)"])
         }
-        await cancelWhenGracefulShutdown { await backend.poller.run() }
+        await poller.run()
     }
 }

@@ -1,4 +1,4 @@
-import BatchControl
+
 import Synchronization
 
 /// Counts the local task slots shared by every job: `acquire` waits for a

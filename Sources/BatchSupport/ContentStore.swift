@@ -1,4 +1,3 @@
-import BatchSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc

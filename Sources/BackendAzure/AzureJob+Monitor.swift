@@ -1,6 +1,6 @@
 import BatchControl
-import BackendAzure
-import BackendLocal
+import BatchAccess
+import BatchBackend
 import BatchCore
 import BatchStore
 import BatchSupport
@@ -10,24 +10,19 @@ import Logging
 import Glibc
 #endif
 
-extension JobRunner {
+extension AzureJob {
     /// Follows the job's tasks through the account's poller until none is
     /// open. Each completed task's logs and outputs are downloaded as soon as
     /// it completes. After a restart the first poll lists every task past
-    /// `active`, so what finished meanwhile is recorded too. Nil on shutdown.
-    func azureMonitor(_ job: JobRecord) async -> JobEvent? {
-        guard let az = ctx.azure else { return azureUnavailable() }
-        guard let record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil,
-              let tasks = await retrying("read tasks", { try await ctx.store.tasks(jobID) }),
-              let outputs = await retrying("read outputs", { try await ctx.store.outputs(jobID) }) else { return nil }
+    /// `active`, so what finished meanwhile is recorded too.
+    func monitor() async -> StepResult {
+        guard let record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil,
+              let tasks = await retrying("read tasks", { try await store.tasks(jobID) }),
+              let sink = await handle.outputSink() else { return .interrupted }
         let open = Dictionary(tasks.filter { $0.state.isOpen }.map { ($0.taskId, $0) },
                               uniquingKeysWith: { a, _ in a })
         control.reconciled.fire(())
         if !open.isEmpty {
-            let scope = MonitorScope(job: job, shared: [], sha: [:],
-                                     patterns: (try? JSONDecoder().decode([String].self, from: Data(job.outputPatterns.utf8))) ?? [],
-                                     claims: OutputClaims(outputs),
-                                     destination: LazyDestination(path: job.destination, policy: ctx.policy(job), jobID: jobID))
             let updates = await az.poller.watch(record.batchJobId)
             log.debug("watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "tasks.open": "\(open.count)"])
             let gone = await withTaskGroup(of: Bool?.self) { group in
@@ -35,12 +30,12 @@ extension JobRunner {
                     var remaining = open
                     for await batch in updates {
                         let running = batch.filter { $0.state == "running" || $0.state == "preparing" }.map(\.id).filter { remaining[$0] != nil }
-                        _ = await retrying("mark tasks running", { try await ctx.store.markRunning(jobID, taskIDs: running) })
+                        _ = await retrying("mark tasks running", { try await store.markRunning(jobID, taskIDs: running) })
                         var fresh = Set<String>()
                         let done = batch.filter { $0.state == "completed" && fresh.insert($0.id).inserted }
                             .compactMap { s in remaining[s.id].map { (s, $0) } }
                         await forEachConcurrently(done, width: az.settings.concurrency) { snapshot, task in
-                            await azureFinish(task, snapshot, record, scope)
+                            await finish(task, snapshot, record, sink)
                         }
                         for (s, _) in done { remaining[s.id] = nil }
                         if remaining.isEmpty || control.halt.value != nil { return false }
@@ -59,10 +54,7 @@ extension JobRunner {
                 return .failed(reason: "Batch job \(record.batchJobId) no longer exists (deleted outside batchd?)")
             }
         }
-        if control.isCancelled { return .cancelRequested }
-        if control.halt.value != nil { return nil }
-        guard let counts = await retrying("count tasks", { try await ctx.store.counts(jobID) }) else { return nil }
-        return .progress(counts)
+        return control.isHalted ? .interrupted : .done
     }
 
     /// Runs `body` over `items`, at most `width` at once.
@@ -76,26 +68,12 @@ extension JobRunner {
         }
     }
 
-    /// What a completed task's state on the service means here.
-    func azureOutcome(_ s: TaskSnapshot, timeout: Double?) -> TaskOutcome {
-        if s.result == "success", s.exitCode ?? 0 == 0 { return .exited(code: 0) }
-        switch s.failureCode {
-        case "MaxWallClockTimeExpiry"?: return .timedOut(seconds: timeout ?? 0)
-        case "TaskEnded"? where control.isCancelled, "JobTerminated"? where control.isCancelled: return .cancelled
-        case "JobTerminated"?: return .launchFailed(reason: "the Batch job ended before the task ran (its wall-clock limit?)")
-        default: break
-        }
-        if let code = s.exitCode { return .exited(code: Int32(truncatingIfNeeded: code)) }
-        return .launchFailed(reason: "\(s.failureCode ?? "failure"): \(s.failureMessage ?? "no detail from the service")")
-    }
-
     /// Downloads a completed task's logs and (on success) its outputs, then
     /// records the attempt, the task's final state and the outputs at once.
-    func azureFinish(_ task: TaskRecord, _ s: TaskSnapshot, _ record: AzureJobRecord, _ scope: MonitorScope) async {
-        guard let az = ctx.azure else { return }
+    func finish(_ task: TaskRecord, _ s: TaskSnapshot, _ record: AzureJobRecord, _ sink: OutputSink) async {
         let number = s.retryCount + 1
-        let dir = "\(ctx.config.jobsDirectory)/\(jobID)/tasks/\(task.taskId)/attempt-\(number)"
-        var outcome = azureOutcome(s, timeout: scope.job.timeoutSeconds)
+        let dir = handle.attemptDirectory(task.taskId, number)
+        var outcome = AzureRules.outcome(s, timeout: handle.spec.timeoutSeconds, cancelled: control.isCancelled)
         let container = record.outputContainer
         for name in ["stdout", "stderr"] {
             let blob = BatchBodies.logPrefix(task.taskId) + "\(name).txt"
@@ -107,7 +85,7 @@ extension JobRunner {
             if result == nil { return }   // shutdown: recorded at the next start
         }
         var collected: [OutputRecord] = []
-        if outcome.isSuccess, !scope.patterns.isEmpty {
+        if outcome.isSuccess, !sink.patterns.isEmpty {
             let prefix = "\(task.taskId)/"
             let listed = await azureStep("list the outputs of \(task.taskId)") { try await az.blob.list(container, prefix: prefix) }
             switch listed {
@@ -116,7 +94,7 @@ extension JobRunner {
             case .success(let names)?:
                 for name in names where !name.hasPrefix(BatchBodies.logPrefix(task.taskId)) {
                     let rel = String(name.dropFirst(prefix.count))
-                    if let other = scope.claims.claim(rel, for: task.idx) {
+                    if let other = sink.claim(rel, for: task.idx) {
                         outcome = .outputsFailed(reason: "output \(rel) is also produced by task \(other); make output names unique, e.g. with {task}")
                         break
                     }
@@ -132,7 +110,7 @@ extension JobRunner {
                         let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
                         guard fd >= 0 else { throw DaemonError("cannot read \(Printable.escape(staged)): \(FileOps.plain(errno))") }
                         defer { close(fd); unlink(staged) }
-                        let (sha, size) = try scope.destination.get().write(rel, from: fd)
+                        let (sha, size) = try sink.destination().write(rel, from: fd)
                         return OutputRecord(jobId: jobID, path: rel, idx: task.idx, size: Int(size), sha256: sha)
                     }
                     switch got {
@@ -144,16 +122,14 @@ extension JobRunner {
                 }
             }
         }
-        let decision: TaskDecision = outcome.isSuccess ? .succeeded : (outcome == .cancelled ? .cancelled : .failed)
+        // Batch retried the task already (maxTaskRetryCount): this is its end.
+        let decision = JobMachine.finalTaskDecision(outcome)
         let (o, outs) = (outcome, collected)
-        let started = ctx.clock()
-        guard await retrying("record the task's end", {
-            try await ctx.store.recordRemoteAttempt(jobID, idx: task.idx, attempt: number, directory: dir, startedAt: started,
-                                                    outcome: o, decision: decision, outputs: outs)
-        }) != nil else { return }
-        log.log(level: decision == .failed ? .warning : .info, "task finished", metadata: [
-            "task.id": "\(task.taskId)", "attempt": "\(number)", "outcome": "\(outcome.summary)", "decision": "\(decision)",
-        ])
+        let started = handle.clock()
+        _ = await handle.recordTaskEnd(task, attempt: number, outcome: outcome, decision: decision) {
+            try await store.recordRemoteAttempt(jobID, idx: task.idx, attempt: number, directory: dir, startedAt: started,
+                                                outcome: o, decision: decision, outputs: outs)
+        }
     }
 
     // MARK: cancel and cleanup
@@ -162,7 +138,6 @@ extension JobRunner {
     /// so nothing keeps costing money. Safe to repeat. False when the daemon
     /// stopped before it was done (the next start repeats it).
     func azureStop(_ record: AzureJobRecord, reason: String) async -> Bool {
-        guard let az = ctx.azure else { return false }
         let terminated = await azureStep("terminate the Batch job", persistent: true) {
             try await az.batch.terminateJob(record.batchJobId, reason: reason)
         }
@@ -190,20 +165,20 @@ extension JobRunner {
     /// Cancel: stop everything on Azure, then record the open tasks cancelled
     /// (not before they are stopped: a shutdown first leaves them open, and
     /// the next start stops them again).
-    func azureCancel(_ job: JobRecord) async {
-        if let record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil {
+    func cancel() async {
+        if let record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil {
             let stopped = await azureStop(record, reason: "cancelled with batchctl cancel")
             if !stopped, control.isShuttingDown { return }
         }
-        _ = await retrying("cancel open tasks", { try await ctx.store.cancelOpenTasks(jobID) })
+        _ = await retrying("cancel open tasks", { try await store.cancelOpenTasks(jobID) })
     }
 
     /// Whatever the verdict, the Batch job ends and its auto-pool goes; the
     /// cleanup policy then decides whether the Batch job and the scratch
     /// output container are deleted. The shared input container stays: it is
     /// what later jobs reuse.
-    func azureCleanup(_ job: JobRecord, _ verdict: Verdict) async {
-        guard let az = ctx.azure, var record = await retrying("read the azure record", { try await ctx.store.azureJob(jobID) }) ?? nil,
+    func cleanup(_ verdict: Verdict) async {
+        guard var record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil,
               !record.cleaned else { return }
         guard await azureStop(record, reason: "batchd job \(verdict.phase.rawValue)") else { return }
         let policy = job.cleanup
@@ -214,8 +189,9 @@ extension JobRunner {
             else { return }
             log.info("azure scratch deleted", metadata: ["batch.job": "\(record.batchJobId)", "container": "\(record.outputContainer)"])
         }
+        handle.crashPoint("cleanup.deleted")
         record.cleaned = true
         let r = record
-        _ = await retrying("record the cleanup", { try await ctx.store.saveAzureJob(r) })
+        _ = await retrying("record the cleanup", { try await store.saveAzureJob(r) })
     }
 }

@@ -1,0 +1,52 @@
+import BatchBackend
+import BatchControl
+import BatchCore
+import BatchStore
+
+/// Azure Batch with Blob Storage: content-addressed inputs in Blob, a named
+/// or auto pool, tasks added in collections, one poller for the account,
+/// outputs downloaded as each task completes (docs/azure.md).
+public struct AzureJobBackend: JobBackend {
+    /// The account's clients, poller and settings.
+    public let azure: AzureBackend
+
+    /// The backend for an account.
+    public init(azure: AzureBackend) { self.azure = azure }
+
+    /// A job whose wall-clock limit no SAS token may cover is refused.
+    public func refusal(_ spec: JobSpec) -> ManifestIssue? {
+        do {
+            _ = try SASLifetime.forJob(wallClock: spec.limits.wallClockSeconds, margin: azure.settings.tokenMargin,
+                                       maximum: azure.settings.maxTokenLifetime)
+            return nil
+        } catch {
+            return ManifestIssue(line: nil, column: nil, field: "limits.wallClock", message: "\(error)", hint: nil)
+        }
+    }
+
+    /// The ended Batch job holds the task ids; a retry would need new ids in
+    /// a new Batch job.
+    public var canRetry: Bool { false }
+
+    public func stage(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).stage() }
+    public func provision(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).provision() }
+    public func submit(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).submit() }
+    public func monitor(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).monitor() }
+    public func cancel(_ job: JobHandle) async { await AzureJob(handle: job, az: azure).cancel() }
+    public func cleanup(_ job: JobHandle, _ verdict: Verdict) async { await AzureJob(handle: job, az: azure).cleanup(verdict) }
+
+    public func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? {
+        let items = try await azure.inventory(store: store)
+        return (azure.owner, items.map { .init(kind: $0.kind, id: $0.id, state: $0.state, job: $0.job, nodes: $0.nodes, orphan: $0.orphan) })
+    }
+
+    /// The account's task poller, after one look for orphans (deleted when
+    /// `azure.deleteOrphans` says so).
+    public var background: (@Sendable () async -> Void)? {
+        let azure = self.azure
+        return { await azure.runBackground() }
+    }
+
+    /// Stops the HTTP transport (its curl thread ends).
+    public func shutdown() { azure.shutdown() }
+}

@@ -1,0 +1,200 @@
+import BatchAccess
+import BatchBackend
+import BatchControl
+import BatchCore
+import BatchStore
+import BatchSupport
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the attempts of one monitoring pass share.
+struct MonitorScope: Sendable {
+    let job: JobHandle
+    let sha: [String: String]
+    let outputs: OutputSink
+}
+
+extension LocalJobBackend {
+    /// Reconciles what a crash left, then runs the job's tasks until none is
+    /// left or the job is halted.
+    public func monitor(_ job: JobHandle) async -> StepResult {
+        guard let inputs = await job.retrying("read inputs", { try await job.store.inputs(job.id) }),
+              let sink = await job.outputSink(),
+              let live = await job.retrying("read live attempts", { try await job.store.liveAttempts(job.id) }) else { return .interrupted }
+        let scope = MonitorScope(job: job, sha: Dictionary(inputs.map { ($0.source, $0.sha256) }, uniquingKeysWith: { a, _ in a }),
+                                 outputs: sink)
+        let control = job.control
+        if !live.isEmpty {
+            // A daemon killed while copying an output left its temp file.
+            let removed = Destination.sweep(job.job.destination, jobID: job.id)
+            if removed > 0 { job.log.info("removed temp files left in the destination", metadata: ["files": "\(removed)"]) }
+        }
+        let limit = job.job.maxParallel ?? Int.max
+
+        await withTaskGroup(of: Int?.self) { group in
+            var running = 0
+            // Reconcile what a crash left: finished while we were away, still
+            // running (adopt it), or gone without a word (run it again, free).
+            for attempt in live {
+                guard let task = await job.retrying("read a task", { try await job.store.task(job.id, idx: attempt.idx) }) ?? nil else { continue }
+                let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid)
+                switch Reconcile.decide(recorded: LocalRunner.recordedOutcome(attempt.directory), alive: pid != nil, strikes: task.strikes) {
+                case .finished(let outcome):
+                    _ = await finish(task, attempt.attempt, attempt.directory, outcome, scope)
+                case .setAside:
+                    // The crash-loop breaker: the daemon died twice while
+                    // launching or taking over this task. It is failed, for
+                    // good, instead of being tried a third time.
+                    if let pid { ProcessControl.signalGroup(pid, SIGKILL) }
+                    job.log.error("task set aside: the daemon stopped twice while starting it", metadata: ["task.id": "\(task.taskId)"])
+                    _ = await finish(task, attempt.attempt, attempt.directory,
+                                     .launchFailed(reason: "the daemon stopped twice while starting or taking over this task, so it is not run again"),
+                                     scope, setAside: true)
+                case .adopt:
+                    guard let pid else { continue }
+                    job.log.info("adopted a running task", metadata: ["task.id": "\(task.taskId)", "attempt": "\(attempt.attempt)", "pid": "\(pid)"])
+                    // A strike while taking it over, lifted once it is watched.
+                    guard await job.retrying("note the adoption", { try await job.store.strike(job.id, idx: task.idx) }) != nil else { continue }
+                    Debug.crashPoint("adopt", task.command)
+                    slots.take()
+                    let remaining = job.spec.timeoutSeconds.map { $0 - (job.clock() - attempt.startedAt) }
+                    _ = await job.retrying("note the adoption", { try await job.store.unstrike(job.id, idx: task.idx) })
+                    group.addTask {
+                        defer { slots.release() }
+                        let spec = AttemptSpec(directory: attempt.directory, command: task.command, env: [:], inputs: [], timeout: job.spec.timeoutSeconds)
+                        let outcome = await runner.wait(pid: pid, spec: spec, remaining: remaining, stop: control.stop)
+                        return await finish(task, attempt.attempt, attempt.directory, outcome, scope)
+                    }
+                    running += 1
+                case .lost:
+                    _ = await finish(task, attempt.attempt, attempt.directory, .lost, scope)
+                }
+            }
+            control.reconciled.fire(())
+
+            var queue = await job.retrying("read pending tasks", { try await job.store.pendingIndices(job.id) }) ?? []
+            queue.reverse()  // pop from the end: lowest index first
+            while true {
+                while let idx = queue.last, running < limit, !control.isHalted {
+                    guard await acquireSlot(control) else { break }
+                    queue.removeLast()
+                    running += 1
+                    group.addTask {
+                        defer { slots.release() }
+                        return await attempt(idx, scope)
+                    }
+                }
+                if running == 0 { break }
+                if let result = await group.next() {
+                    running -= 1
+                    if let idx = result ?? nil { queue.insert(idx, at: 0) }
+                }
+            }
+        }
+        return control.isHalted ? .interrupted : .done
+    }
+
+    /// Waits for a local slot; false if the job is halted first.
+    func acquireSlot(_ control: JobControl) async -> Bool {
+        await withTaskGroup(of: Bool?.self) { group in
+            group.addTask { await slots.acquire() }
+            group.addTask { await control.halt.wait(); return nil }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            var got = first == true
+            for await r in group where r == true { got = true }
+            if got && first != true { slots.release(); return false }
+            return got
+        }
+    }
+
+    /// Runs one attempt of task `idx`; returns `idx` if it should run again.
+    func attempt(_ idx: Int, _ scope: MonitorScope) async -> Int? {
+        let job = scope.job
+        guard let task = await job.retrying("read a task", { try await job.store.task(job.id, idx: idx) }) ?? nil,
+              let number = await job.retrying("number the attempt", { try await job.store.nextAttemptNumber(job.id, idx: idx) }) else { return nil }
+        let dir = job.attemptDirectory(task.taskId, number)
+        let env = TaskEnvironment.variables(base: baseEnvironment, task: task.environment,
+                                            job: job.id, name: job.spec.name, taskID: task.taskId, index: idx, attempt: number)
+        var placed: [(sha256: String, target: String)] = []
+        var missing: String?
+        for input in job.spec.sharedInputs + task.inputFiles {
+            if let sha = scope.sha[input.source] { placed.append((sha, input.target)) } else { missing = input.source }
+        }
+        let spec = AttemptSpec(directory: dir, command: task.command, env: env, inputs: placed, timeout: job.spec.timeoutSeconds,
+                               hide: hidden(for: job.spec))
+        // Write-ahead: the attempt is on record before its process exists
+        // (with a strike, lifted once it runs: see the crash-loop breaker).
+        guard await job.retrying("record the attempt", { try await job.store.beginAttempt(job.id, idx: idx, attempt: number, directory: dir) }) != nil else { return nil }
+        job.crashPoint("task.begun")
+        Debug.crashPoint("start", task.command)
+        let outcome: TaskOutcome
+        do {
+            if let missing { throw DaemonError("input \(missing) was not staged") }
+            try runner.prepare(spec)
+            let pid = try runner.start(spec)
+            job.crashPoint("task.spawned")
+            _ = await job.retrying("record the pid", { try await job.store.attemptRunning(job.id, idx: idx, attempt: number, pid: pid) })
+            job.log.debug("task started", metadata: ["task.id": "\(task.taskId)", "attempt": "\(number)", "pid": "\(pid)"])
+            outcome = await runner.wait(pid: pid, spec: spec, remaining: job.spec.timeoutSeconds, stop: job.control.stop)
+        } catch {
+            outcome = .launchFailed(reason: "\(error)")
+        }
+        return await finish(task, number, dir, outcome, scope)
+    }
+
+    /// Collects outputs of a successful attempt, decides the task's fate and
+    /// records it all in one transaction. Returns the index to run again.
+    /// A task `setAside` fails whatever retries it has left.
+    func finish(_ task: TaskRecord, _ number: Int, _ dir: String, _ result: TaskOutcome, _ scope: MonitorScope, setAside: Bool = false) async -> Int? {
+        let job = scope.job
+        var outcome = result
+        var outputs: [OutputRecord] = []
+        if outcome.isSuccess, !scope.outputs.patterns.isEmpty {
+            do {
+                let work = try OutputCollector.openDirectory(job.jobsDirectory, "\(job.id)/tasks/\(task.taskId)/attempt-\(number)/work")
+                defer { close(work) }
+                let found = try OutputCollector.find(in: work, patterns: scope.outputs.patterns)
+                if !found.symlinks.isEmpty {
+                    job.log.warning("symlinks among the outputs are not collected", metadata: [
+                        "task.id": "\(task.taskId)", "paths": "\(found.symlinks.prefix(5).map { Printable.escape($0) }.joined(separator: ", "))"])
+                }
+                for rel in found.files {
+                    let fd = try OutputCollector.open(rel, in: work)
+                    defer { close(fd) }
+                    outputs.append(try scope.outputs.write(rel, from: fd, task: task.idx))
+                }
+            } catch {
+                outcome = .outputsFailed(reason: "\(error)")
+            }
+        }
+        let counted = task.countedAttempts + (outcome.countsAsAttempt ? 1 : 0)
+        let decision = JobMachine.taskDecision(outcome, countedAttempts: counted, retries: job.spec.retries,
+                                               cancelled: job.control.isCancelled, setAside: setAside)
+        let (o, collected) = (outcome, outputs)
+        guard await job.recordTaskEnd(task, attempt: number, outcome: outcome, decision: decision, {
+            try await job.store.finishAttempt(job.id, idx: task.idx, attempt: number, outcome: o, decision: decision, outputs: collected)
+        }) else { return nil }
+        return decision == .retry && !job.control.isHalted ? task.idx : nil
+    }
+
+    /// Stops attempts still recorded as live (after a restart into a cancel)
+    /// and records them cancelled.
+    func stopLiveAttempts(_ job: JobHandle) async {
+        guard let live = await job.retrying("read live attempts", { try await job.store.liveAttempts(job.id) }) else { return }
+        for attempt in live {
+            if let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid) {
+                let spec = AttemptSpec(directory: attempt.directory, command: "", env: [:], inputs: [], timeout: nil)
+                let stop = AsyncEvent<StopReason>()
+                stop.fire(.cancel)
+                _ = await runner.wait(pid: pid, spec: spec, remaining: nil, stop: stop)
+            }
+            _ = await job.retrying("record the cancel", {
+                try await job.store.finishAttempt(job.id, idx: attempt.idx, attempt: attempt.attempt, outcome: .cancelled, decision: .cancelled, outputs: [])
+            })
+        }
+    }
+}

@@ -1,0 +1,152 @@
+import BatchControl
+import BatchCore
+import BatchStore
+import Logging
+
+/// The backend port: the steps of the job state machine that depend on where
+/// tasks run. The runner calls them through a `JobHandle`, knowing no backend
+/// by name; a backend is one module implementing this and one registration
+/// (docs/architecture.md, "Adding a backend").
+///
+/// Every step must be safe to repeat after a crash at any point: the runner
+/// saves the phase before a step and again after it, and a restart repeats
+/// the step of the saved phase. A step records its intent before a side
+/// effect and the result after it (`JobHandle.crashPoint` marks both), and
+/// looks up what a crash may have left before acting again.
+public protocol JobBackend: Sendable {
+    /// Why this backend would not run a job, checked at intake (nil: it would).
+    func refusal(_ spec: JobSpec) -> ManifestIssue?
+    /// Whether `batchctl retry` can run a failed job's failed tasks again here.
+    var canRetry: Bool { get }
+    /// Puts the job's inputs where its tasks will find them.
+    func stage(_ job: JobHandle) async -> StepResult
+    /// Makes sure the compute the job needs exists.
+    func provision(_ job: JobHandle) async -> StepResult
+    /// Hands the job's open tasks to the backend, each once.
+    func submit(_ job: JobHandle) async -> StepResult
+    /// Reconciles what a restart found (fire `job.control.reconciled` once
+    /// done), then follows the tasks, recording each as it ends (with its
+    /// outputs collected), until none is open (`.done`) or the job is halted
+    /// (`.interrupted`).
+    func monitor(_ job: JobHandle) async -> StepResult
+    /// Stops the job's tasks and records the open ones cancelled (only once
+    /// they are stopped: a shutdown first leaves them open, and the next
+    /// start stops them again).
+    func cancel(_ job: JobHandle) async
+    /// Deletes or stops what the job made on the backend, per its policy and
+    /// verdict; recorded done only once done.
+    func cleanup(_ job: JobHandle, _ verdict: Verdict) async
+    /// What this backend holds that is tagged as this daemon's (`batchctl
+    /// pools`); nil when it keeps nothing of the kind.
+    func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])?
+    /// Work the backend does for every job at once while the daemon runs
+    /// (Azure's account-wide task poller); nil when it has none. It returns
+    /// when its task is cancelled.
+    var background: (@Sendable () async -> Void)? { get }
+    /// Releases what the backend holds (its HTTP transport); at daemon exit.
+    func shutdown()
+}
+
+extension JobBackend {
+    public func refusal(_ spec: JobSpec) -> ManifestIssue? { nil }
+    public var canRetry: Bool { true }
+    public func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? { nil }
+    public var background: (@Sendable () async -> Void)? { nil }
+    public func shutdown() {}
+}
+
+/// The backends this daemon runs, and for each it cannot run, why.
+public struct BackendRegistry: Sendable {
+    private var backends: [BackendKind: any JobBackend] = [:]
+    private var order: [BackendKind] = []
+    private var missing: [BackendKind: ManifestIssue] = [:]
+
+    /// No backends.
+    public init() {}
+
+    /// Registers a backend under its manifest name.
+    public mutating func register(_ name: BackendKind, _ backend: any JobBackend) {
+        if backends[name] == nil { order.append(name) }
+        backends[name] = backend
+        missing[name] = nil
+    }
+
+    /// Records that `name` cannot run here, and why (with the fix).
+    public mutating func unavailable(_ name: BackendKind, message: String, hint: String?) {
+        missing[name] = ManifestIssue(line: nil, column: nil, field: "backend", message: message, hint: hint)
+    }
+
+    /// The names of the backends this daemon runs, in registration order.
+    public var names: [BackendKind] { order }
+
+    /// Every name a manifest may give here: the standard ones (an absent
+    /// one is refused with its reason) and any other registered.
+    public var manifestNames: [String] {
+        BackendKind.standard.map(\.rawValue) + order.map(\.rawValue).filter { !ManifestKeys.backends.contains($0) }
+    }
+
+    /// Why there is no backend called `name`.
+    public struct Missing: Error, Sendable, CustomStringConvertible {
+        public let issue: ManifestIssue
+        public var description: String { "\(issue.message)\(issue.hint.map { " (\($0))" } ?? "")" }
+    }
+
+    /// The backend called `name`, or why there is none.
+    public func lookup(_ name: BackendKind) -> Result<any JobBackend, Missing> {
+        if let b = backends[name] { return .success(b) }
+        return .failure(Missing(issue: missing[name] ?? ManifestIssue(line: nil, column: nil, field: "backend",
+            message: "backend '\(name.rawValue)' is not available in this daemon", hint: "available: \(names.map(\.rawValue).joined(separator: ", "))")))
+    }
+
+    /// The backend for a job the daemon already accepted: one that went
+    /// missing (credentials removed since) fails each step with the reason.
+    public func forJob(_ name: BackendKind) -> any JobBackend {
+        switch lookup(name) {
+        case .success(let b): return b
+        case .failure(let m): return MissingBackend(reason: m.description)
+        }
+    }
+
+    /// Why each backend this daemon lacks is missing, with the fix.
+    public var missingReasons: [String] {
+        BackendKind.standard.compactMap { missing[$0] }.map { Missing(issue: $0).description }
+    }
+
+    /// Every registered backend.
+    public var all: [any JobBackend] { order.compactMap { backends[$0] } }
+}
+
+/// Stands in for a backend the daemon no longer has: every step fails with
+/// the reason; nothing is stopped or deleted (there is no way to reach it).
+public struct MissingBackend: JobBackend {
+    public let reason: String
+    public init(reason: String) { self.reason = reason }
+    public func stage(_ job: JobHandle) async -> StepResult { .failed(reason: reason) }
+    public func provision(_ job: JobHandle) async -> StepResult { .failed(reason: reason) }
+    public func submit(_ job: JobHandle) async -> StepResult { .failed(reason: reason) }
+    public func monitor(_ job: JobHandle) async -> StepResult { .failed(reason: reason) }
+    public func cancel(_ job: JobHandle) async {}
+    public func cleanup(_ job: JobHandle, _ verdict: Verdict) async {}
+}
+
+/// What a backend is made from when the daemon starts.
+public struct BackendSetup: Sendable {
+    public let config: DaemonConfig
+    public let store: Store
+    public let logger: Logging.Logger
+    public init(config: DaemonConfig, store: Store, logger: Logging.Logger) {
+        self.config = config
+        self.store = store
+        self.logger = logger
+    }
+}
+
+/// A backend the daemon registers beyond its own (a test daemon's fake).
+public struct BackendFactory: Sendable {
+    public let name: BackendKind
+    public let make: @Sendable (BackendSetup) throws -> any JobBackend
+    public init(name: BackendKind, make: @escaping @Sendable (BackendSetup) throws -> any JobBackend) {
+        self.name = name
+        self.make = make
+    }
+}

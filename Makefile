@@ -5,6 +5,9 @@
 #   make bench  time whole jobs on the local backend (scripts/bench-local.sh)
 #   make bench-azure  2,000 tasks through the Azure emulator: wall time and API calls per task
 #   make fuzz   fuzz manifest intake with libFuzzer for FUZZ_SECONDS (default 600; make test runs 60)
+#   make crashwalk  the full crash-point walk: every point's first, second and last
+#               passing on local, azure (emulator) and the fake backend, 12 tasks
+#               (make test walks every point's first passing with 4 tasks)
 #   make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc] [BUILD=release]
 #               binaries, system and user units, sysusers file, config (kept if
 #               present), journald catalog, manifest schema, docs, completions
@@ -29,7 +32,7 @@ CONFDIR := $(DESTDIR)$(SYSCONFDIR)/batchd
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: all setup build run test bench bench-azure fuzz install install-user clean
+.PHONY: all setup build run test bench bench-azure fuzz crashwalk install install-user clean
 
 all: build
 
@@ -55,6 +58,12 @@ bench: build
 
 fuzz: setup
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+crashwalk: build
+	swift build --build-tests
+	BATCHD_CRASHWALK=full BATCHD_BIN="$$(swift build --show-bin-path)" swift test --skip-build --filter CrashWalkTests 2>&1 \
+		| tee .build/crashwalk.log | grep -E '^crash walk|✘|Test run'
+	@! grep -q 'crash walk.*FAILED' .build/crashwalk.log
 
 bench-azure: setup build
 	PATH="$(CURDIR)/.venv/bin:$$PATH" scripts/bench-azure.sh

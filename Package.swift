@@ -131,6 +131,14 @@ let package = Package(
         // The fuzz target for manifest intake (scripts/fuzz.sh): built plainly
         // it replays a corpus; with -sanitize=fuzzer -D FUZZING it is libFuzzer's.
         .executableTarget(name: "batchd-fuzz", dependencies: ["BatchCore"], path: "Tests/Fuzz/Sources"),
+        // batchd with a fake backend registered, for the crash-point walk
+        // and the port's lifecycle test (Tests/TestDaemon); never installed.
+        .executableTarget(
+            name: "batchd-testd",
+            dependencies: ["BatchDaemon", "BatchBackend", "BatchAccess", "BatchControl", "BatchCore", "BatchStore", "BatchSupport",
+                           .product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestDaemon"
+        ),
         .testTarget(name: "BatchCoreTests", dependencies: ["BatchCore"]),
         // Starts the Azure emulator for Swift tests.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

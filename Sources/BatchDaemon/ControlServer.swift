@@ -162,7 +162,7 @@ struct ControlServer: Service {
                     items += held.items
                 }
             } catch {
-                return .refused("cannot list pools and jobs on Azure Batch: \(error)")
+                return .refused("cannot list the pools and jobs the backends hold: \(error)")
             }
             guard let owner else {
                 return .refused("no backend of this daemon keeps pools or jobs: \(supervisor.ctx.backends.missingReasons.joined(separator: "; "))")

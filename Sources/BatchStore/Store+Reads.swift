@@ -137,3 +137,11 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// SQLite's `PRAGMA integrity_check`: `["ok"]` for a sound file, else
+    /// what is wrong (the crash-point walk checks it after every restart).
+    public func integrityCheck() async throws -> [String] {
+        try await db.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
+    }
+}

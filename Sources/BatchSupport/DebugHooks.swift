@@ -32,13 +32,14 @@ public enum Debug {
 /// recorded (docs/testing.md lists them). Armed only by `debug.crashAt` in a
 /// test configuration; the crash-point walk arms each in turn, SIGKILLs the
 /// daemon there, restarts it and checks what the crash left. With
-/// `debug.crashTrace` the daemon also writes each point's name to a file the
-/// first time it passes it, so the walk learns the points of every backend
-/// from a clean run instead of from a list that could go stale.
+/// `debug.crashTrace` the daemon also writes each point's name to a file
+/// every time it passes it, so the walk learns the points of every backend
+/// (and how often each is passed) from a clean run instead of from a list
+/// that could go stale.
 public enum CrashPoints {
     struct Armed { var name: String; var nth: Int; var seen = 0 }
     static let armed = Mutex<Armed?>(nil)
-    static let trace = Mutex<(fd: Int32, seen: Set<String>)?>(nil)
+    static let trace = Mutex<Int32?>(nil)
 
     /// `POINT` or `POINT#N` (N ≥ 1): the name and the passing to die at.
     public static func parse(_ text: String) -> (name: String, nth: Int)? {
@@ -57,22 +58,21 @@ public enum CrashPoints {
         armed.withLock { $0 = parsed.flatMap { $0.name.isEmpty ? nil : Armed(name: $0.name, nth: $0.nth) } }
     }
 
-    /// Writes each point's name to `path` the first time it is passed.
+    /// Writes each point's name to `path` every time it is passed.
     public static func traceTo(_ path: String) {
         guard !path.isEmpty else { return }
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
-        trace.withLock { $0 = (fd, []) }
+        trace.withLock { $0 = fd }
     }
 
     /// The daemon passes point `name`: noted in the trace, and the end of
     /// the process when it is the armed passing.
     public static func reached(_ name: String) {
-        trace.withLock { t in
-            guard var current = t, current.seen.insert(name).inserted else { return }
+        trace.withLock { fd in
+            guard let fd else { return }
             let line = "\(name)\n"
-            _ = line.withCString { write(current.fd, $0, strlen($0)) }
-            t = current
+            _ = line.withCString { write(fd, $0, strlen($0)) }
         }
         let die = armed.withLock { a -> Bool in
             guard var current = a, current.name == name else { return false }

@@ -82,6 +82,9 @@ final class DaemonHarness: @unchecked Sendable {
     let inboxOverride: String?
     /// The user the daemon runs as (through setpriv), nil for this process's.
     var user: TestUser?
+    /// The daemon's executable in the build directory (`batchd-testd` has
+    /// the fake backend too).
+    var executable = "batchd"
 
     init(slots: Int = 4, shutdownGrace: String = "10s", killGrace: String = "2s", extra: String = "", inbox: String? = nil) throws {
         root = NSTemporaryDirectory() + "batchd-it-\(UUID().uuidString.prefix(8))"
@@ -110,9 +113,9 @@ final class DaemonHarness: @unchecked Sendable {
         let args = ["--config", config, "--log-level", "debug"] + arguments
         if let user {
             p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            p.arguments = ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", "\(binDirectory)/batchd"] + args
+            p.arguments = ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", "\(binDirectory)/\(executable)"] + args
         } else {
-            p.executableURL = URL(fileURLWithPath: "\(binDirectory)/batchd")
+            p.executableURL = URL(fileURLWithPath: "\(binDirectory)/\(executable)")
             p.arguments = args
         }
         var env = ProcessInfo.processInfo.environment

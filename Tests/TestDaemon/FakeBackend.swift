@@ -1,0 +1,151 @@
+import BatchAccess
+import BatchBackend
+import BatchControl
+import BatchCore
+import BatchStore
+import BatchSupport
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A backend that lives only in the tests: it drives `FakeRemote` through
+/// the same port as local and Azure, with the shape of a remote scheduler
+/// (inputs uploaded, a pool made, tasks submitted in batches and tagged with
+/// the job, state learned by one poll per interval for the whole job,
+/// outputs fetched as each task ends). It exists to prove the port: the
+/// crash-point walk and the lifecycle test run it in `batchd-testd`.
+struct FakeBackend: JobBackend {
+    let remote: FakeRemote
+    let owner: String
+    /// Tasks per submitted batch (as Slurm's arrays or Azure's collections).
+    let batchSize = 2
+
+    static let name = BackendKind(rawValue: "fake")
+
+    /// Registered by `batchd-testd`'s one line.
+    static let factory = BackendFactory(name: name) { setup in
+        FakeBackend(remote: try FakeRemote(directory: "\(setup.config.stateDirectory)/fake-remote"), owner: "batchd-testd")
+    }
+
+    func poolID(_ job: JobHandle) -> String { "fake-\(job.id)" }
+
+    /// Uploads each input the remote lacks (content-addressed, so a repeat
+    /// uploads nothing), then records the inputs.
+    func stage(_ job: JobHandle) async -> StepResult {
+        guard let sources = await job.inputSources() else { return .interrupted }
+        var records: [InputRecord] = []
+        for source in sources {
+            do {
+                let file = try job.policy.openForReading(source)
+                defer { close(file.fd) }
+                let put = try remote.blobs.put(fd: file.fd, name: source)
+                records.append(InputRecord(jobId: job.id, source: source, sha256: put.sha256, size: Int(put.size)))
+            } catch {
+                return .failed(reason: "input \(Printable.escape(source)) could not be uploaded: \(error)")
+            }
+        }
+        job.crashPoint("stage.uploaded")
+        let staged = records
+        return await job.retrying("record inputs", { try await job.store.recordInputs(job.id, staged) }) == nil ? .interrupted : .done
+    }
+
+    func provision(_ job: JobHandle) async -> StepResult {
+        remote.ensurePool(poolID(job), owner: owner, job: job.id)
+        return .done
+    }
+
+    /// Submits the open tasks the remote does not know yet, in batches; the
+    /// remote's tags are the record, so a crash between two batches submits
+    /// the rest and nothing twice.
+    func submit(_ job: JobHandle) async -> StepResult {
+        guard let tasks = await job.retrying("read tasks", { try await job.store.tasks(job.id) }) else { return .interrupted }
+        let known = remote.known(job: job.id)
+        let todo = tasks.filter { $0.state.isOpen && !known.contains($0.taskId) }
+        for start in stride(from: 0, to: todo.count, by: batchSize) {
+            if job.control.isHalted { return .interrupted }
+            remote.submit(job: job.id, todo[start..<min(todo.count, start + batchSize)].map { ($0.taskId, $0.command) })
+            job.crashPoint("submit.batch")
+        }
+        job.log.info("tasks submitted", metadata: ["tasks": "\(todo.count)", "already.there": "\(tasks.count - todo.count)"])
+        return .done
+    }
+
+    /// One poll per interval for the whole job; each finished task's output
+    /// fetched and recorded as it ends.
+    func monitor(_ job: JobHandle) async -> StepResult {
+        guard let sink = await job.outputSink() else { return .interrupted }
+        job.control.reconciled.fire(())
+        while true {
+            guard let tasks = await job.retrying("read tasks", { try await job.store.tasks(job.id) }) else { return .interrupted }
+            let open = tasks.filter { $0.state.isOpen }
+            if open.isEmpty { return .done }
+            if job.control.isHalted { return .interrupted }
+            let seen = remote.poll(job: job.id)
+            for task in open {
+                guard let r = seen[task.taskId] else {
+                    // Never submitted (or deleted behind our back): it cannot end.
+                    _ = await finish(job, task, .lost, output: nil, sink)
+                    continue
+                }
+                switch r.state {
+                case "done": _ = await finish(job, task, .exited(code: r.exitCode), output: r.command + "\n", sink)
+                case "cancelled": _ = await finish(job, task, .cancelled, output: nil, sink)
+                default: break
+                }
+            }
+            _ = await job.control.halt.wait(timeout: 0.02)
+        }
+    }
+
+    /// Fetches a finished task's output into its attempt directory, writes
+    /// it into the destination as the submitter may, and records the end.
+    func finish(_ job: JobHandle, _ task: TaskRecord, _ result: TaskOutcome, output: String?, _ sink: OutputSink) async -> Bool {
+        var outcome = result
+        var collected: [OutputRecord] = []
+        let dir = job.attemptDirectory(task.taskId, 1)
+        let name = "\(task.taskId).out"
+        if outcome.isSuccess, let output, sink.patterns.contains(where: { Glob($0).matches([name]) }) {
+            do {
+                try FileOps.makeDirectory(dir)
+                let staged = "\(dir)/\(name)"
+                try Data(output.utf8).write(to: URL(fileURLWithPath: staged))
+                let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                guard fd >= 0 else { throw DaemonError("cannot read \(staged)") }
+                defer { close(fd) }
+                collected.append(try sink.write(name, from: fd, task: task.idx))
+            } catch {
+                outcome = .outputsFailed(reason: "\(error)")
+            }
+        }
+        let decision = JobMachine.finalTaskDecision(outcome)
+        let (o, outs, started) = (outcome, collected, job.clock())
+        return await job.recordTaskEnd(task, attempt: 1, outcome: outcome, decision: decision) {
+            try await job.store.recordRemoteAttempt(job.id, idx: task.idx, attempt: 1, directory: dir, startedAt: started,
+                                                    outcome: o, decision: decision, outputs: outs)
+        }
+    }
+
+    /// Stops the job's tasks on the remote, then records the open ones cancelled.
+    func cancel(_ job: JobHandle) async {
+        remote.cancel(job: job.id)
+        _ = await job.retrying("cancel open tasks", { try await job.store.cancelOpenTasks(job.id) })
+    }
+
+    /// Whatever the verdict, the job's tasks and its pool go (nothing left
+    /// to bill). Repeating it deletes nothing more.
+    func cleanup(_ job: JobHandle, _ verdict: Verdict) async {
+        remote.cancel(job: job.id)
+        remote.deleteTasks(job: job.id)
+        remote.deletePool(poolID(job))
+        job.crashPoint("cleanup.deleted")
+    }
+
+    func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? {
+        let known = Set(try await store.jobs(limit: 100_000).map(\.id))
+        let pools = remote.state.withLock { $0.pools }
+        return (owner, pools.sorted { $0.key < $1.key }.map { id, tags in
+            ControlReply.PoolItem(kind: "pool", id: id, state: "active", job: tags["job"], nodes: 1, orphan: !known.contains(tags["job"] ?? ""))
+        })
+    }
+}

@@ -1,0 +1,97 @@
+@testable import BackendAzure
+import BatchCore
+import BatchHTTP
+import Foundation
+import Testing
+
+/// The Azure backend's pure decisions on responses as the service sends them
+/// (shapes from the REST spec, BatchService.json, and captured from the
+/// emulator): the list-tasks items become snapshots, then outcomes; error
+/// bodies become errors, then "retry" or "give up".
+@Suite("Azure rules on captured responses")
+struct AzureRulesTests {
+    /// One `value` item of GET /jobs/{job}/tasks?$select=id,state,stateTransitionTime,executionInfo.
+    static func item(_ executionInfo: String) -> TaskSnapshot {
+        let json = """
+            {"id":"t-7","state":"completed","stateTransitionTime":"2026-11-21T18:32:18.12Z","executionInfo":\(executionInfo)}
+            """
+        let obj = try! JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+        return TaskPoller.snapshot(obj)!
+    }
+
+    struct Row: Sendable, CustomStringConvertible {
+        let name: String
+        let executionInfo: String
+        let cancelled: Bool
+        let expected: TaskOutcome
+        var description: String { name }
+    }
+
+    static let rows: [Row] = [
+        Row(name: "success", executionInfo: """
+            {"startTime":"2026-11-21T18:32:17.9Z","endTime":"2026-11-21T18:32:18.1Z","exitCode":0,"result":"success","retryCount":0,"requeueCount":0}
+            """, cancelled: false, expected: .exited(code: 0)),
+        Row(name: "non-zero exit", executionInfo: """
+            {"exitCode":3,"result":"failure","retryCount":1,"failureInfo":{"category":"UserError","code":"FailureExitCode","message":"The task process exited with an unexpected exit code","details":[{"name":"Message","value":"The task process exited with an unexpected exit code"}]}}
+            """, cancelled: false, expected: .exited(code: 3)),
+        Row(name: "wall-clock limit", executionInfo: """
+            {"result":"failure","retryCount":0,"failureInfo":{"category":"UserError","code":"MaxWallClockTimeExpiry","message":"The task has exceeded its maximum wall clock time"}}
+            """, cancelled: false, expected: .timedOut(seconds: 60)),
+        Row(name: "ended by a cancel", executionInfo: """
+            {"result":"failure","retryCount":0,"failureInfo":{"category":"UserError","code":"TaskEnded","message":"The task was terminated"}}
+            """, cancelled: true, expected: .cancelled),
+        Row(name: "ended, not by us", executionInfo: """
+            {"result":"failure","retryCount":0,"failureInfo":{"category":"UserError","code":"TaskEnded","message":"The task was terminated"}}
+            """, cancelled: false, expected: .launchFailed(reason: "TaskEnded: The task was terminated")),
+        Row(name: "job terminated by a cancel", executionInfo: """
+            {"result":"failure","failureInfo":{"category":"UserError","code":"JobTerminated","message":"The job was terminated"}}
+            """, cancelled: true, expected: .cancelled),
+        Row(name: "job ended first (its wall clock)", executionInfo: """
+            {"result":"failure","failureInfo":{"category":"UserError","code":"JobTerminated","message":"The job was terminated"}}
+            """, cancelled: false, expected: .launchFailed(reason: "the Batch job ended before the task ran (its wall-clock limit?)")),
+        Row(name: "an input never arrived", executionInfo: """
+            {"result":"failure","retryCount":0,"failureInfo":{"category":"UserError","code":"ResourceFileDownloadError","message":"One or more resource files failed to download"}}
+            """, cancelled: false, expected: .launchFailed(reason: "ResourceFileDownloadError: One or more resource files failed to download")),
+        Row(name: "failure with no detail", executionInfo: """
+            {"result":"failure"}
+            """, cancelled: false, expected: .launchFailed(reason: "failure: no detail from the service")),
+    ]
+
+    @Test("a completed task's executionInfo means this outcome", arguments: rows)
+    func outcome(_ row: Row) {
+        #expect(AzureRules.outcome(Self.item(row.executionInfo), timeout: 60, cancelled: row.cancelled) == row.expected)
+    }
+
+    @Test("the retry count the service reports numbers the attempt")
+    func retryCount() {
+        #expect(Self.item(#"{"exitCode":3,"result":"failure","retryCount":2}"#).retryCount == 2)
+    }
+
+    /// An error body as Batch sends it.
+    static func batchError(_ status: Int, _ code: String) -> BatchServiceError {
+        let body = """
+            {"odata.metadata":"https://acct.westeurope.batch.azure.com/$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element",\
+            "code":"\(code)","message":{"lang":"en-US","value":"\(code) happened.\\nRequestId:8f3a\\nTime:2026-11-21T18:32:18.1Z"}}
+            """
+        return BatchClient.error(HTTPResponse(status: status, headers: [:], body: Data(body.utf8)), "add task collection")
+    }
+
+    @Test("busy, throttled and broken answers are retried; refusals are not")
+    func transient() {
+        #expect(Self.batchError(503, "ServerBusy").message == "ServerBusy happened.")
+        for (status, code) in [(500, "InternalError"), (503, "ServerBusy"), (429, "TooManyRequests"), (408, "OperationTimedOut")] {
+            #expect(AzureRules.isTransient(Self.batchError(status, code)), "\(status) \(code)")
+        }
+        for (status, code) in [(400, "InvalidPropertyValue"), (403, "AuthenticationFailed"), (404, "JobNotFound"), (409, "TaskExists"),
+                               (409, "PoolBeingDeleted"), (413, "RequestBodyTooLarge")] {
+            #expect(!AzureRules.isTransient(Self.batchError(status, code)), "\(status) \(code)")
+        }
+        #expect(AzureRules.isTransient(HTTPError(.connect, "connection refused")))
+        #expect(AzureRules.isTransient(HTTPError(.timeout, "stalled")))
+        #expect(AzureRules.isTransient(BlobError(status: 0, code: "Md5Mismatch", operation: "download")))
+        #expect(AzureRules.isTransient(BlobError(status: 503, code: "ServerBusy", operation: "put block")))
+        #expect(!AzureRules.isTransient(BlobError(status: 412, code: "ConditionNotMet", operation: "download")))
+        #expect(!AzureRules.isTransient(BlobError(status: 403, code: "AuthenticationFailed", operation: "put blob")))
+        #expect(!AzureRules.isTransient(CocoaError(.fileNoSuchFile)))
+    }
+}

@@ -38,7 +38,7 @@ extension AzureJob {
                             await finish(task, snapshot, record, sink)
                         }
                         for (s, _) in done { remaining[s.id] = nil }
-                        if remaining.isEmpty || control.halt.value != nil { return false }
+                        if remaining.isEmpty || control.isHalted { return false }
                     }
                     return !Task.isCancelled   // the stream ended: the Batch job is gone
                 }
@@ -49,8 +49,8 @@ extension AzureJob {
             }
             await az.poller.unwatch(record.batchJobId)
             log.debug("stopped watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "gone": "\(gone)",
-                                                                       "halted": "\(control.halt.value != nil)"])
-            if gone, control.halt.value == nil {
+                                                                       "halted": "\(control.isHalted)"])
+            if gone, !control.isHalted {
                 return .failed(reason: "Batch job \(record.batchJobId) no longer exists (deleted outside batchd?)")
             }
         }

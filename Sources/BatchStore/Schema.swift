@@ -167,6 +167,20 @@ enum Schema {
             // the daemon fills it in once for those still unfinished.
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN spec TEXT")
         }
+        m.registerMigration("v5-backend-records") { db in
+            try db.execute(sql: """
+                -- What a backend records about a job beyond the common tables
+                -- (an intent before a side effect, the id it got after), one
+                -- JSON value per key, so a new backend needs no schema change.
+                CREATE TABLE backend_records (
+                  job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+                  key TEXT NOT NULL CHECK (length(key) BETWEEN 1 AND 200),
+                  value TEXT NOT NULL,
+                  updated_at REAL NOT NULL,
+                  PRIMARY KEY (job_id, key)
+                );
+                """)
+        }
         return m
     }
 }

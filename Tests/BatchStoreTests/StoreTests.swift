@@ -40,6 +40,22 @@ struct StoreTests {
         #expect(try await store.job("J1")?.spec?.pool.id == "p1")
     }
 
+    @Test("a backend's records: typed values under its keys, replaced in place, listed by prefix, gone with the job")
+    func backendRecords() async throws {
+        struct Intent: Codable, Equatable { var tag: String; var tasks: [Int] }
+        try await job()
+        #expect(try await store.backendRecord("J1", "array.1", as: Intent.self) == nil)
+        try await store.setBackendRecord("J1", "array.1", Intent(tag: "batchd-J1-1", tasks: [0, 1]))
+        try await store.setBackendRecord("J1", "array.2", Intent(tag: "batchd-J1-2", tasks: [2]))
+        try await store.setBackendRecord("J1", "pool", "p1")
+        #expect(try await store.backendRecord("J1", "array.1", as: Intent.self) == Intent(tag: "batchd-J1-1", tasks: [0, 1]))
+        try await store.setBackendRecord("J1", "pool", "p2")
+        #expect(try await store.backendRecord("J1", "pool", as: String.self) == "p2")
+        #expect(try await store.backendRecords("J1", prefix: "array.").map(\.key) == ["array.1", "array.2"])
+        await #expect(throws: (any Error).self) { try await store.setBackendRecord("nope", "pool", "p") }
+        await #expect(throws: (any Error).self) { try await store.setBackendRecord("J1", "", "p") }
+    }
+
     @Test func databaseIsWAL() async throws {
         try await job()
         #expect(FileManager.default.fileExists(atPath: "\(dir)/batchd.db-wal"))

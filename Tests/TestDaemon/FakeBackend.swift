@@ -50,9 +50,12 @@ struct FakeBackend: JobBackend {
         return await job.retrying("record inputs", { try await job.store.recordInputs(job.id, staged) }) == nil ? .interrupted : .done
     }
 
+    /// Makes the job's pool (or finds it, by its id) and records it in the
+    /// job's backend records.
     func provision(_ job: JobHandle) async -> StepResult {
-        remote.ensurePool(poolID(job), owner: owner, job: job.id)
-        return .done
+        let id = poolID(job)
+        remote.ensurePool(id, owner: owner, job: job.id)
+        return await job.retrying("record the pool", { try await job.store.setBackendRecord(job.id, "pool", id) }) == nil ? .interrupted : .done
     }
 
     /// Submits the open tasks the remote does not know yet, in batches; the
@@ -135,10 +138,16 @@ struct FakeBackend: JobBackend {
     /// Whatever the verdict, the job's tasks and its pool go (nothing left
     /// to bill). Repeating it deletes nothing more.
     func cleanup(_ job: JobHandle, _ verdict: Verdict) async {
+        guard let cleaned = await job.retrying("read the clean-up record", {
+            try await job.store.backendRecord(job.id, "cleaned", as: Bool.self)
+        }), cleaned != true else { return }
         remote.cancel(job: job.id)
         remote.deleteTasks(job: job.id)
-        remote.deletePool(poolID(job))
+        if let pool = await job.retrying("read the pool", { try await job.store.backendRecord(job.id, "pool", as: String.self) }) ?? nil {
+            remote.deletePool(pool)
+        }
         job.crashPoint("cleanup.deleted")
+        _ = await job.retrying("record the clean-up", { try await job.store.setBackendRecord(job.id, "cleaned", true) })
     }
 
     func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? {

@@ -313,3 +313,34 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
         return s
     }
 }
+
+extension DaemonConfig {
+    /// The settings that take effect only at the next start and differ in
+    /// `self` from `old`, by their names in the config file.
+    public func restartOnlyChanges(from old: DaemonConfig) -> [String] {
+        var names: [String] = []
+        if stateDirectory != old.stateDirectory { names.append("stateDirectory") }
+        if inbox != old.inbox { names.append("inbox") }
+        if runtimeDirectory != old.runtimeDirectory { names.append("runtimeDirectory") }
+        if defaultBackend != old.defaultBackend { names.append("defaultBackend") }
+        if local.killGrace != old.local.killGrace { names.append("local.killGrace") }
+        if local.exec != old.local.exec { names.append("local.exec") }
+        if local.passEnvironment != old.local.passEnvironment { names.append("local.passEnvironment") }
+        if azure != old.azure { names.append("azure") }
+        return names
+    }
+
+    /// `self` with the settings that need a restart kept as they are in `old`.
+    public func keepingRestartOnlySettings(of old: DaemonConfig) -> DaemonConfig {
+        var kept = self
+        kept.stateDirectory = old.stateDirectory
+        kept.inbox = old.inbox
+        kept.runtimeDirectory = old.runtimeDirectory
+        kept.defaultBackend = old.defaultBackend
+        kept.local.killGrace = old.local.killGrace
+        kept.local.exec = old.local.exec
+        kept.local.passEnvironment = old.local.passEnvironment
+        kept.azure = old.azure
+        return kept
+    }
+}

@@ -156,31 +156,14 @@ public actor Supervisor: Service {
     /// is named as needing a restart.
     func apply(_ next: DaemonConfig, cores: Int) -> (applied: [String], needRestart: [String]) {
         var applied: [String] = []
-        var restart: [String] = []
         if next.slotCount(cores: cores) != config.slotCount(cores: cores) {
             ctx.slots.resize(next.slotCount(cores: cores))
             applied.append("local.slots=\(next.slotCount(cores: cores))")
         }
         if next.shutdownGrace != config.shutdownGrace { applied.append("shutdownGrace") }
         if next.debug != config.debug { applied.append("debug") }
-        if next.stateDirectory != config.stateDirectory { restart.append("stateDirectory") }
-        if next.inboxDirectory != config.inboxDirectory { restart.append("inbox") }
-        if next.runtimeDirectory != config.runtimeDirectory { restart.append("runtimeDirectory") }
-        if next.defaultBackend != config.defaultBackend { restart.append("defaultBackend") }
-        if next.local.killGrace != config.local.killGrace { restart.append("local.killGrace") }
-        if next.local.exec != config.local.exec { restart.append("local.exec") }
-        if next.local.passEnvironment != config.local.passEnvironment { restart.append("local.passEnvironment") }
-        if next.azure != config.azure { restart.append("azure") }
-        var kept = next
-        kept.stateDirectory = config.stateDirectory
-        kept.inbox = config.inbox
-        kept.runtimeDirectory = config.runtimeDirectory
-        kept.defaultBackend = config.defaultBackend
-        kept.local.killGrace = config.local.killGrace
-        kept.local.exec = config.local.exec
-        kept.local.passEnvironment = config.local.passEnvironment
-        kept.azure = config.azure
-        config = kept
+        let restart = next.restartOnlyChanges(from: config)
+        config = next.keepingRestartOnlySettings(of: config)
         return (applied, restart)
     }
 }

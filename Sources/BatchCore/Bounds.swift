@@ -32,6 +32,12 @@ public enum Bounds {
     public static let nodes = 10_000
     /// Most task slots per node (Azure Batch's own maximum).
     public static let slotsPerNode = 256
+    /// Most CPUs one task asks for (`pool.cpusPerTask`, Slurm).
+    public static let cpusPerTask = 1024
+    /// Most memory one task asks for, in MiB (`pool.memory`: 16 TiB, Slurm).
+    public static let memoryMiB = 16 << 20
+    /// Most tasks of a job running at once (`pool.maxRunning`, Slurm's `%N`).
+    public static let maxRunning = 1_000_000
 
     /// Longest command after its placeholders are filled: Linux refuses a
     /// single argument of 128 KiB or more (MAX_ARG_STRLEN), and the command

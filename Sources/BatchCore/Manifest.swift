@@ -63,6 +63,18 @@ public struct PoolSpec: Sendable, Equatable, Codable {
     public var startTask: String?
     /// How long an idle named pool is kept, in seconds (Azure).
     public var idleTimeoutSeconds: Double?
+    /// Slurm partition (`--partition`); the cluster's default when nil.
+    public var partition: String?
+    /// Slurm account (`--account`).
+    public var account: String?
+    /// Slurm quality of service (`--qos`).
+    public var qos: String?
+    /// CPUs per task (Slurm `--cpus-per-task`).
+    public var cpusPerTask: Int?
+    /// Memory per task in MiB (Slurm `--mem`).
+    public var memoryMiB: Int?
+    /// Most tasks of the job running at once (Slurm's array throttle `%N`).
+    public var maxRunning: Int?
 
     /// An empty pool spec: every field takes the backend's default.
     public init() {}

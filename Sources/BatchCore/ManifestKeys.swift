@@ -7,7 +7,8 @@ public enum ManifestKeys {
                              "command", "env", "retries", "timeout", "outputs", "cleanup", "limits"]
     /// Keys of `pool`.
     public static let pool = ["id", "vmSize", "dedicatedNodes", "spotNodes", "slotsPerNode", "image",
-                              "nodeAgentSku", "startTask", "idleTimeout"]
+                              "nodeAgentSku", "startTask", "idleTimeout",
+                              "partition", "account", "qos", "cpusPerTask", "memory", "maxRunning"]
     /// Keys of `inputs` (when it is a mapping).
     public static let inputs = ["shared"]
     /// Keys of `tasks` when it is a mapping (a factory); exactly one factory.

@@ -117,6 +117,21 @@ extension NodeReader {
         spec.nodeAgentSku = string(map["nodeAgentSku"], "pool.nodeAgentSku")
         spec.startTask = string(map["startTask"], "pool.startTask", multiline: true, max: Bounds.startTaskBytes)
         spec.idleTimeoutSeconds = duration(map["idleTimeout"], "pool.idleTimeout")
+        for (key, path) in [("partition", \PoolSpec.partition), ("account", \PoolSpec.account), ("qos", \PoolSpec.qos)] {
+            guard let node = map[key], let name = string(node, "pool.\(key)") else { continue }
+            if Self.isSlurmName(name) { spec[keyPath: path] = name } else {
+                fail(node, "pool.\(key)", "\(Printable.quote(name)) is not a Slurm \(key) name",
+                     hint: "use 1-64 letters, digits, '-', '_' and '.', starting with a letter or digit")
+            }
+        }
+        spec.cpusPerTask = int(map["cpusPerTask"], "pool.cpusPerTask", range: 1...Bounds.cpusPerTask)
+        spec.maxRunning = int(map["maxRunning"], "pool.maxRunning", range: 1...Bounds.maxRunning)
+        if let node = map["memory"], let text = string(node, "pool.memory") {
+            if let mib = Self.mebibytes(text), (1...Bounds.memoryMiB).contains(mib) { spec.memoryMiB = mib } else {
+                fail(node, "pool.memory", "\(Printable.quote(text)) is not a memory size from 1M to 16T",
+                     hint: "a whole number with M, G or T, e.g. 512M or 4G")
+            }
+        }
         return spec
     }
 
@@ -254,5 +269,21 @@ extension NodeReader {
         }
         if let id, let idNode = map["id"] { template(id, idNode, "tasks.id", scope: TemplateScope(for: source)) }
         return source
+    }
+
+    /// A Slurm partition, account or QoS name as batchd accepts it.
+    static func isSlurmName(_ s: String) -> Bool {
+        guard let first = s.unicodeScalars.first, s.unicodeScalars.count <= 64 else { return false }
+        func ok(_ c: Unicode.Scalar) -> Bool { ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) }
+        return ok(first) && s.unicodeScalars.allSatisfy { ok($0) || $0 == "-" || $0 == "_" || $0 == "." }
+    }
+
+    /// `512M`, `4G`, `1T` in MiB; nil for anything else (no fractions, at
+    /// most 9 digits, so nothing overflows).
+    static func mebibytes(_ s: String) -> Int? {
+        guard let unit = s.last, let factor = ["M": 1, "G": 1024, "T": 1024 * 1024][String(unit).uppercased()] else { return nil }
+        let digits = s.dropLast()
+        guard (1...9).contains(digits.count), digits.allSatisfy({ ("0"..."9").contains($0) }), let n = Int(digits) else { return nil }
+        return n * factor
     }
 }

@@ -64,6 +64,26 @@ struct BoundsTests {
         #expect(ok.retries == 100 && ok.pool.slotsPerNode == 256 && ok.limits.coreHours == 1e9)
     }
 
+    @Test("the Slurm fields of pool: names that never read as options, CPUs, memory and the throttle at and past their bounds")
+    func slurmPoolFields() throws {
+        let base = "name: p\ntasks: [{command: 'true'}]\n"
+        refused(base + "pool: {cpusPerTask: 1025}\n", "pool.cpusPerTask: must be between 1 and 1024")
+        refused(base + "pool: {maxRunning: 1000001}\n", "pool.maxRunning: must be between 1 and 1000000")
+        refused(base + "pool: {memory: 16385G}\n", "pool.memory")
+        refused(base + "pool: {memory: 0M}\n", "pool.memory")
+        refused(base + "pool: {memory: 1.5G}\n", "pool.memory")
+        refused(base + "pool: {memory: 4GB}\n", "pool.memory")
+        refused(base + "pool: {memory: 1234567890M}\n", "pool.memory")
+        refused(base + "pool: {partition: '--wrap=x'}\n", "is not a Slurm partition name")
+        refused(base + "pool: {qos: 'a b'}\n", "is not a Slurm qos name")
+        refused(base + "pool: {account: \"\(String(repeating: "a", count: 65))\"}\n", "is not a Slurm account name")
+        let ok = try parse(base + "pool: {partition: gpu.long-1, account: lab_x, qos: normal, cpusPerTask: 1024, memory: 16T, maxRunning: 1000000}\n")
+        #expect(ok.pool.partition == "gpu.long-1" && ok.pool.account == "lab_x" && ok.pool.qos == "normal")
+        #expect(ok.pool.cpusPerTask == 1024 && ok.pool.memoryMiB == 16 << 20 && ok.pool.maxRunning == 1_000_000)
+        #expect(try parse(base + "pool: {memory: 512m}\n").pool.memoryMiB == 512)
+        #expect(try parse(base + "pool: {memory: 4G}\n").pool.memoryMiB == 4096)
+    }
+
     @Test func sizesOfTheFileLinesKeysAndNesting() throws {
         let big = [UInt8](repeating: UInt8(ascii: "#"), count: Bounds.manifestBytes + 1)
         #expect(throws: ManifestError.self) { try ManifestParser.parse(bytes: big, file: "big.yaml") }

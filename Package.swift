@@ -54,6 +54,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Slurm through its own commands (sbatch, squeue, sacct, scancel,
+        // scontrol), staging through a shared directory (docs/slurm.md).
+        .target(
+            name: "BackendSlurm",
+            dependencies: [
+                "BatchCore", "BatchBackend", "BatchStore", "BatchSupport", "BatchAccess", "BatchControl",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // libsystemd, directly: sd_notify and sd_journal_sendv.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .target(
@@ -99,7 +108,7 @@ let package = Package(
         .target(
             name: "BatchDaemon",
             dependencies: [
-                "BatchCore", "BatchControl", "BatchStore", "BatchSupport", "BatchAccess", "BatchBackend", "BackendLocal", "BackendAzure", "CLinux", "SystemdSupport",
+                "BatchCore", "BatchControl", "BatchStore", "BatchSupport", "BatchAccess", "BatchBackend", "BackendLocal", "BackendAzure", "BackendSlurm", "CLinux", "SystemdSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -147,6 +156,7 @@ let package = Package(
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchBackend", "BatchControl", "BatchCore", "BatchSupport", "BackendLocal"]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore"]),
+        .testTarget(name: "BackendSlurmTests", dependencies: ["BackendSlurm", "BatchCore"]),
         .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchAccess", "BatchCore", "BatchSupport"]),
         .testTarget(
             name: "IntegrationTests",

@@ -153,22 +153,11 @@ extension LocalJobBackend {
         let job = scope.job
         var outcome = result
         var outputs: [OutputRecord] = []
-        if outcome.isSuccess, !scope.outputs.patterns.isEmpty {
-            do {
-                let work = try OutputCollector.openDirectory(job.jobsDirectory, "\(job.id)/tasks/\(task.taskId)/attempt-\(number)/work")
-                defer { close(work) }
-                let found = try OutputCollector.find(in: work, patterns: scope.outputs.patterns)
-                if !found.symlinks.isEmpty {
-                    job.log.warning("symlinks among the outputs are not collected", metadata: [
-                        "task.id": "\(task.taskId)", "paths": "\(found.symlinks.prefix(5).map { Printable.escape($0) }.joined(separator: ", "))"])
-                }
-                for rel in found.files {
-                    let fd = try OutputCollector.open(rel, in: work)
-                    defer { close(fd) }
-                    outputs.append(try scope.outputs.write(rel, from: fd, task: task.idx))
-                }
-            } catch {
-                outcome = .outputsFailed(reason: "\(error)")
+        if outcome.isSuccess {
+            switch job.collectOutputs(root: job.jobsDirectory, relative: "\(job.id)/tasks/\(task.taskId)/attempt-\(number)/work",
+                                      task: task, sink: scope.outputs) {
+            case .success(let collected): outputs = collected
+            case .failure(let e): outcome = .outputsFailed(reason: e.description)
             }
         }
         let counted = task.countedAttempts + (outcome.countsAsAttempt ? 1 : 0)

@@ -39,40 +39,8 @@ public struct LocalJobBackend: JobBackend {
         spec.submitterUID == geteuid() ? [] : hidden
     }
 
-    /// Hashes every input (using the cache keyed by device, inode, size and
-    /// mtime) and copies into the content store what it lacks.
-    public func stage(_ job: JobHandle) async -> StepResult {
-        guard let sources = await job.inputSources() else { return .interrupted }
-        var records: [InputRecord] = []
-        var copied = 0
-        var bytes: Int64 = 0
-        let store = runner.store
-        for source in sources {
-            do {
-                // Opened as the submitter would: what they could not read is never staged.
-                let file = try job.policy.openForReading(source)
-                defer { close(file.fd) }
-                let id = FileOps.identity(file.st)
-                if let cached = try await job.store.cachedHash(path: source),
-                   cached.describes(device: id.device, inode: id.inode, size: id.size, mtimeNs: id.mtimeNs), store.contains(cached.sha256) {
-                    records.append(InputRecord(jobId: job.id, source: source, sha256: cached.sha256, size: Int(cached.size)))
-                    continue
-                }
-                let put = try store.put(fd: file.fd, name: source)
-                if put.copied { copied += 1; bytes += put.size }
-                job.crashPoint("stage.stored")
-                try await job.store.saveHash(FileHashRecord(path: source, device: id.device, inode: id.inode, size: id.size,
-                                                            mtimeNs: id.mtimeNs, sha256: put.sha256))
-                records.append(InputRecord(jobId: job.id, source: source, sha256: put.sha256, size: Int(put.size)))
-            } catch {
-                return .failed(reason: "input \(Printable.escape(source)) could not be staged: \(error)")
-            }
-        }
-        let staged = records
-        guard await job.retrying("record inputs", { try await job.store.recordInputs(job.id, staged) }) != nil else { return .interrupted }
-        job.log.info("inputs staged", metadata: ["inputs": "\(records.count)", "copied": "\(copied)", "bytes": "\(bytes)"])
-        return .done
-    }
+    /// Hashes every input and copies into the content store what it lacks.
+    public func stage(_ job: JobHandle) async -> StepResult { await job.stage(into: runner.store) }
 
     /// Local slots need no pool.
     public func provision(_ job: JobHandle) async -> StepResult { .done }

@@ -1,3 +1,4 @@
+import BatchBackend
 import BatchCore
 import BatchSupport
 import Foundation
@@ -72,16 +73,7 @@ public struct LocalRunner: Sendable {
     }
 
     /// The outcome recorded in an attempt directory, if the supervisor wrote one.
-    public static func recordedOutcome(_ directory: String) -> TaskOutcome? {
-        guard let data = FileManager.default.contents(atPath: "\(directory)/status") else { return nil }
-        let parts = String(decoding: data, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
-        guard parts.count == 2, let n = Int32(parts[1]) else { return nil }
-        switch parts[0] {
-        case "exit": return .exited(code: n)
-        case "signal": return .signaled(signal: n)
-        default: return nil
-        }
-    }
+    public static func recordedOutcome(_ directory: String) -> TaskOutcome? { AttemptFiles.recordedOutcome(directory) }
 
     /// The supervisor pid recorded in an attempt directory, if still running.
     public static func livePid(_ directory: String, recorded: Int?) -> pid_t? {

@@ -84,3 +84,26 @@ public enum SlurmRules {
         }
     }
 }
+
+extension SlurmRules {
+    /// The batchd job id in an array's name (`batchd-<job>-<k>`), nil for another name.
+    public static func jobID(fromArrayName name: String) -> String? {
+        guard name.hasPrefix("batchd-"), let dash = name.lastIndex(of: "-") else { return nil }
+        let job = name[name.index(name.startIndex, offsetBy: 7)..<dash]
+        let seq = name[name.index(after: dash)...]
+        guard !job.isEmpty, !seq.isEmpty, seq.allSatisfy({ ("0"..."9").contains($0) }) else { return nil }
+        return String(job)
+    }
+}
+
+extension SlurmRules {
+    /// Whether a failed Slurm command is worth repeating: the controller
+    /// could not be reached or was busy, or the command ran out of time. A
+    /// refusal (an invalid partition, account or option) is not.
+    public static func isTransient(_ status: Int32, _ stderr: String) -> Bool {
+        if status == 124 || status == 127 { return true }   // took too long, or could not start
+        let text = stderr.lowercased()
+        return ["unable to contact slurm controller", "timed out", "temporarily", "connection refused", "try again",
+                "slurm_persist_conn", "communication connection failure", "resource temporarily unavailable"].contains { text.contains($0) }
+    }
+}

@@ -89,6 +89,40 @@ public struct DaemonConfig: Sendable, Equatable {
         public var deleteOrphans = false
     }
 
+    /// Slurm backend settings (docs/slurm.md).
+    public var slurm = Slurm()
+
+    /// Slurm backend settings: the backend is on when `sharedDirectory` is set.
+    public struct Slurm: Sendable, Equatable {
+        /// A directory the daemon and every node see at the same path: the
+        /// input store, the tasks' working directories, batchd-exec.
+        public var sharedDirectory = ""
+        /// Defaults for what a manifest's pool leaves out.
+        public var partition: String?
+        /// See `partition`.
+        public var account: String?
+        /// See `partition`.
+        public var qos: String?
+        /// The tag in each array's comment (`batchd owner=...`); empty means
+        /// `batchd@<host name>`. Orphans are looked for among arrays with it.
+        public var owner = ""
+        /// Shortest and longest time between squeue calls.
+        public var pollMinInterval: Double = 1
+        /// See `pollMinInterval`.
+        public var pollMaxInterval: Double = 60
+        /// How long an element that no source knows (not in squeue, no status
+        /// file, not in sacct) is given before it fails with that reason.
+        public var missingGrace: Double = 120
+        /// Use sacct for ended jobs: `auto` (when the cluster has an
+        /// accounting database), `always` or `never`.
+        public var accounting = "auto"
+        /// Cancel, at start, arrays of this owner that no job in the
+        /// database knows (otherwise they are only reported).
+        public var cancelOrphans = false
+        /// Longest a Slurm command may take before it counts as failed.
+        public var commandTimeout: Double = 60
+    }
+
     /// Every default.
     public init() {}
 
@@ -119,9 +153,11 @@ public struct DaemonConfig: Sendable, Equatable {
     public func slotCount(cores: Int) -> Int { local.slots > 0 ? local.slots : max(1, cores) }
 
     /// Backends this build can run.
-    public static let availableBackends = ["local", "azure"]
+    public static let availableBackends = ["local", "azure", "slurm"]
 
-    static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "local", "azure", "debug"]
+    static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "local", "azure", "slurm", "debug"]
+    static let slurmKeys = ["sharedDirectory", "partition", "account", "qos", "owner", "pollMinInterval", "pollMaxInterval",
+                            "missingGrace", "accounting", "cancelOrphans", "commandTimeout"]
     static let localKeys = ["slots", "killGrace", "exec", "passEnvironment"]
     static let azureKeys = ["owner", "vmSize", "image", "nodeAgentSku", "dedicatedNodes", "inputContainer", "blockSize", "concurrency",
                             "tokenMargin", "maxTokenLifetime", "pollMinInterval", "pollMaxInterval", "deleteOrphans"]
@@ -236,6 +272,48 @@ public struct DaemonConfig: Sendable, Equatable {
                 guard c.azure.pollMinInterval > 0, c.azure.pollMinInterval <= c.azure.pollMaxInterval else {
                     throw fail(value, "azure.pollMinInterval", "must be above 0 and at most azure.pollMaxInterval")
                 }
+            case "slurm":
+                guard let slurm = value.mapping else { throw fail(value, name, "expected a mapping") }
+                for (k, v) in slurm {
+                    let field = "slurm.\(k.string ?? "")"
+                    func slurmName() throws -> String {
+                        let text = try str(v, field)
+                        guard text.range(of: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", options: .regularExpression) != nil else {
+                            throw fail(v, field, "not a Slurm name", "1-64 letters, digits, '-', '_' and '.', starting with a letter or digit")
+                        }
+                        return text
+                    }
+                    switch k.string ?? "" {
+                    case "sharedDirectory":
+                        c.slurm.sharedDirectory = try str(v, field)
+                        guard c.slurm.sharedDirectory.hasPrefix("/") else {
+                            throw fail(v, field, "expected an absolute path", "a directory every node sees at the same path")
+                        }
+                    case "partition": c.slurm.partition = try slurmName()
+                    case "account": c.slurm.account = try slurmName()
+                    case "qos": c.slurm.qos = try slurmName()
+                    case "owner": c.slurm.owner = try str(v, field)
+                    case "pollMinInterval": c.slurm.pollMinInterval = try seconds(v, field)
+                    case "pollMaxInterval": c.slurm.pollMaxInterval = try seconds(v, field)
+                    case "missingGrace": c.slurm.missingGrace = try seconds(v, field)
+                    case "commandTimeout": c.slurm.commandTimeout = try seconds(v, field)
+                    case "accounting":
+                        c.slurm.accounting = try str(v, field)
+                        guard ["auto", "always", "never"].contains(c.slurm.accounting) else {
+                            throw fail(v, field, "expected auto, always or never")
+                        }
+                    case "cancelOrphans":
+                        guard let b = v.bool else { throw fail(v, field, "expected true or false") }
+                        c.slurm.cancelOrphans = b
+                    default:
+                        throw fail(k, field, "unknown key '\(k.string ?? "")'",
+                                   Suggest.nearest(to: k.string ?? "", in: slurmKeys).map { "did you mean '\($0)'?" })
+                    }
+                }
+                guard c.slurm.pollMinInterval > 0, c.slurm.pollMinInterval <= c.slurm.pollMaxInterval else {
+                    throw fail(value, "slurm.pollMinInterval", "must be above 0 and at most slurm.pollMaxInterval")
+                }
+                guard c.slurm.commandTimeout >= 1 else { throw fail(value, "slurm.commandTimeout", "must be at least 1s") }
             case "debug":
                 guard let debug = value.mapping else { throw fail(value, name, "expected a mapping") }
                 for (k, v) in debug {
@@ -327,6 +405,7 @@ extension DaemonConfig {
         if local.exec != old.local.exec { names.append("local.exec") }
         if local.passEnvironment != old.local.passEnvironment { names.append("local.passEnvironment") }
         if azure != old.azure { names.append("azure") }
+        if slurm != old.slurm { names.append("slurm") }
         return names
     }
 
@@ -341,6 +420,7 @@ extension DaemonConfig {
         kept.local.exec = old.local.exec
         kept.local.passEnvironment = old.local.passEnvironment
         kept.azure = old.azure
+        kept.slurm = old.slurm
         return kept
     }
 }

@@ -1,5 +1,6 @@
 import BackendAzure
 import BackendLocal
+import BackendSlurm
 import BatchBackend
 import BatchControl
 import BatchCore
@@ -113,6 +114,15 @@ public enum Daemon {
             ctx.backends.unavailable(.azure, message: "backend 'azure' is not configured in this daemon: \(error)",
                                      hint: "see docs/azure.md, or submit with --backend local")
             logger.info("azure backend off", metadata: ["reason": "\(error)"])
+        }
+        do {
+            let cluster = try SlurmCluster.make(settings: config.slurm, variables: environment.variables, exec: exec, baseEnvironment: base,
+                                                hidden: hidden, hostName: hostName(), store: store, logger: logger)
+            ctx.backends.register(.slurm, SlurmJobBackend(cluster: cluster))
+        } catch {
+            ctx.backends.unavailable(.slurm, message: "backend 'slurm' is not configured in this daemon: \(error)",
+                                     hint: "see docs/slurm.md, or submit with --backend local")
+            logger.info("slurm backend off", metadata: ["reason": "\(error)"])
         }
         for extra in extraBackends {
             ctx.backends.register(extra.name, try extra.make(BackendSetup(config: config, store: store, logger: logger)))

@@ -109,6 +109,24 @@ public enum FileOps {
     }
 
     /// fsyncs a directory, so a rename in it survives a power cut.
+    /// Writes `text` to `path` through a temp file beside it, fsynced and
+    /// renamed: a reader sees the old file or the new one, never half.
+    public static func writeAtomically(_ text: String, to path: String, mode: mode_t = 0o644) throws {
+        let tmp = "\(path).tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { throw FileOpError(tmp, "cannot write: \(plain(errno))") }
+        let bytes = Array(text.utf8)
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; let e = errno; close(fd); unlink(tmp); throw FileOpError(tmp, "cannot write: \(plain(e))") }
+            off += n
+        }
+        fsync(fd)
+        close(fd)
+        guard rename(tmp, path) == 0 else { let e = errno; unlink(tmp); throw FileOpError(tmp, "cannot rename to \(path): \(plain(e))") }
+    }
+
     public static func syncDirectory(_ dir: String) {
         let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 { fsync(fd); close(fd) }

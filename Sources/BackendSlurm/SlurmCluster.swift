@@ -1,0 +1,156 @@
+import BatchControl
+import BatchCore
+import BatchStore
+import BatchSupport
+import Foundation
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The Slurm backend's shared parts: the commands, the shared directory (the
+/// input store, the tasks' directories, batchd-exec for the nodes), what the
+/// cluster said of itself, and the poller every job shares.
+public final class SlurmCluster: Sendable {
+    public let settings: DaemonConfig.Slurm
+    /// The tag in every array's comment.
+    public let owner: String
+    let commands: SlurmCommands
+    /// The shared directory's content-addressed input store.
+    let contents: ContentStore
+    /// batchd-exec, copied where the nodes see it.
+    let execPath: String
+    /// Variables passed through from the daemon's environment to tasks.
+    let baseEnvironment: [String: String]
+    /// What a task of another user than the daemon's must not reach.
+    let hidden: [String]
+    let store: Store
+    let logger: Logger
+    let user: String
+    let facts = Mutex<SlurmOutput.ClusterConfig?>(nil)
+    let poller: SlurmPoller
+
+    var shared: String { settings.sharedDirectory }
+
+    init(settings: DaemonConfig.Slurm, owner: String, commands: SlurmCommands, execPath: String, baseEnvironment: [String: String],
+         hidden: [String], store: Store, logger: Logger, user: String) {
+        self.settings = settings
+        self.owner = owner
+        self.commands = commands
+        contents = ContentStore(root: "\(settings.sharedDirectory)/store")
+        self.execPath = execPath
+        self.baseEnvironment = baseEnvironment
+        self.hidden = hidden
+        self.store = store
+        self.logger = logger
+        self.user = user
+        poller = SlurmPoller(commands: commands, user: user,
+                             schedule: PollSchedule(minInterval: settings.pollMinInterval, maxInterval: settings.pollMaxInterval), logger: logger)
+    }
+
+    /// The backend, when `slurm.sharedDirectory` is set, the directory is
+    /// there and sbatch is on the PATH; throws the reason (and the fix) when not.
+    public static func make(settings: DaemonConfig.Slurm, variables: [String: String], exec: String, baseEnvironment: [String: String],
+                            hidden: [String], hostName: String, store: Store, logger: Logger) throws -> SlurmCluster {
+        guard !settings.sharedDirectory.isEmpty else {
+            throw DaemonError("slurm.sharedDirectory is not set (a directory every node sees at the same path)")
+        }
+        var st = stat()
+        guard stat(settings.sharedDirectory, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw DaemonError("slurm.sharedDirectory \(Printable.quote(settings.sharedDirectory)) is not a directory")
+        }
+        let commands = SlurmCommands(environment: variables, timeout: settings.commandTimeout)
+        for command in ["sbatch", "squeue", "scancel", "scontrol"] where commands.find(command) == nil {
+            throw DaemonError("\(command) is not on the daemon's PATH (install Slurm's client commands, or set PATH for the service)")
+        }
+        for dir in ["store", "jobs", "bin"] { try FileOps.makeDirectory("\(settings.sharedDirectory)/\(dir)") }
+        let execPath = "\(settings.sharedDirectory)/bin/batchd-exec"
+        try install(exec, at: execPath)
+        let name = getpwuid(geteuid()).map { String(cString: $0.pointee.pw_name) } ?? String(geteuid())
+        let owner = settings.owner.isEmpty ? "batchd@\(hostName)" : settings.owner
+        logger.info("slurm backend configured", metadata: ["shared": "\(settings.sharedDirectory)", "owner": "\(owner)", "user": "\(name)"])
+        return SlurmCluster(settings: settings, owner: owner, commands: commands, execPath: execPath, baseEnvironment: baseEnvironment,
+                            hidden: hidden, store: store, logger: logger, user: name)
+    }
+
+    /// Copies batchd-exec where the nodes see it, unless the same bytes are there.
+    static func install(_ source: String, at target: String) throws {
+        guard let bytes = FileManager.default.contents(atPath: source) else { throw DaemonError("cannot read \(source)") }
+        if FileManager.default.contents(atPath: target) == bytes { return }
+        let tmp = "\(target).tmp-\(getpid())"
+        guard FileManager.default.createFile(atPath: tmp, contents: bytes, attributes: [.posixPermissions: 0o755]) else {
+            throw DaemonError("cannot write \(tmp)")
+        }
+        guard rename(tmp, target) == 0 else { throw DaemonError("cannot rename \(tmp): \(FileOps.plain(errno))") }
+    }
+
+    /// What `scontrol show config` says (asked once it answers).
+    func clusterFacts() async -> SlurmOutput.ClusterConfig? {
+        if let f = facts.withLock({ $0 }) { return f }
+        let out = await commands.run("scontrol", ["show", "config"])
+        guard out.ok else {
+            logger.warning("scontrol show config failed", metadata: ["error": "\(out.why)"])
+            return nil
+        }
+        let f = SlurmOutput.clusterConfig(out.stdout)
+        facts.withLock { $0 = f }
+        logger.info("slurm cluster", metadata: ["cluster": "\(f.clusterName)", "version": "\(f.version)", "max.array.size": "\(f.maxArraySize)",
+                                                "min.job.age": "\(f.minJobAge)", "accounting": "\(f.accounting)"])
+        return f
+    }
+
+    /// Whether ended jobs are asked of sacct.
+    func usesAccounting() async -> Bool {
+        switch settings.accounting {
+        case "always": return true
+        case "never": return false
+        default: return await clusterFacts()?.accounting ?? false
+        }
+    }
+
+    /// A job's directory in the shared directory.
+    func jobDirectory(_ job: String) -> String { "\(shared)/jobs/\(job)" }
+
+    /// Arrays tagged with this daemon's owner, each marked orphan when no job
+    /// in the database knows it.
+    func inventory() async throws -> [(name: String, arrayID: String, state: String, job: String?, orphan: Bool)] {
+        let out = await commands.run("squeue", ["--noheader", "--user=\(user)", "--format=\(SlurmOutput.queueFormat)"])
+        guard out.ok else { throw DaemonError("squeue failed: \(out.why)") }
+        let tag = SlurmRules.comment(owner: owner)
+        var seen = Set<String>()
+        var items: [(String, String, String, String?, Bool)] = []
+        for e in SlurmOutput.queue(out.stdout).entries where e.comment == tag && seen.insert(e.arrayID).inserted {
+            let job = SlurmRules.jobID(fromArrayName: e.name)
+            let known = job == nil ? false : (try await store.job(job!)) != nil
+            items.append((e.name, e.arrayID, e.state.name, job, !known))
+        }
+        return items
+    }
+
+    /// Cancels arrays by id, in one scancel call.
+    func cancel(_ ids: [String]) async -> SlurmCommands.Output? {
+        guard !ids.isEmpty else { return nil }
+        return await commands.run("scancel", ids)
+    }
+
+    /// Looks once for orphans (cancelling them when `slurm.cancelOrphans`
+    /// says so), then runs the poller until cancelled.
+    func runBackground() async {
+        do {
+            let orphans = try await inventory().filter(\.orphan)
+            for o in orphans {
+                logger.warning("orphan on Slurm: an array tagged as this daemon's that its database does not know", metadata: [
+                    "array": "\(o.arrayID)", "name": "\(o.name)", "state": "\(o.state)",
+                    "action": "\(settings.cancelOrphans ? "cancelling" : "kept (slurm.cancelOrphans is off; see batchctl pools)")",
+                ])
+            }
+            if settings.cancelOrphans, let out = await cancel(orphans.map(\.arrayID)), !out.ok {
+                logger.warning("could not cancel orphans", metadata: ["error": "\(out.why)"])
+            }
+        } catch {
+            logger.warning("could not list arrays to look for orphans", metadata: ["error": "\(error)"])
+        }
+        await poller.run()
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs Slurm's commands: each with its arguments as separate words (no
+/// shell), a deadline, and the daemon's environment (SLURM_CONF and PATH
+/// included). Counts the calls of each command, for the log and the tests.
+public final class SlurmCommands: Sendable {
+    /// What a command printed and how it ended.
+    public struct Output: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+        public var ok: Bool { status == 0 }
+        /// The first line of stderr, for a reason.
+        public var why: String {
+            let line = stderr.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            return line.isEmpty ? "exit status \(status)" : line
+        }
+    }
+
+    let environment: [String: String]
+    let timeout: Double
+    let calls = Mutex<[String: Int]>([:])
+
+    public init(environment: [String: String], timeout: Double) {
+        self.environment = environment
+        self.timeout = timeout
+    }
+
+    /// Calls made so far, by command.
+    public var counts: [String: Int] { calls.withLock { $0 } }
+
+    /// The path of `command` on the daemon's PATH, nil if it is not there.
+    public func find(_ command: String) -> String? {
+        for dir in (environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+            let path = "\(dir)/\(command)"
+            if access(path, X_OK) == 0 { return path }
+        }
+        return nil
+    }
+
+    /// Runs `command args...`; a command that cannot start or outlives the
+    /// deadline ends with status 127 or 124 and says so in stderr.
+    public func run(_ command: String, _ args: [String]) async -> Output {
+        calls.withLock { $0[command, default: 0] += 1 }
+        guard let path = find(command) else {
+            return Output(status: 127, stdout: "", stderr: "\(command) is not on the daemon's PATH")
+        }
+        let environment = self.environment
+        let timeout = self.timeout
+        return await withCheckedContinuation { (c: CheckedContinuation<Output, Never>) in
+            Thread.detachNewThread {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: path)
+                p.arguments = args
+                p.environment = environment
+                let out = Pipe(), err = Pipe()
+                p.standardOutput = out
+                p.standardError = err
+                p.standardInput = FileHandle.nullDevice
+                do { try p.run() } catch {
+                    c.resume(returning: Output(status: 127, stdout: "", stderr: "\(command) could not start: \(error)"))
+                    return
+                }
+                let timedOut = Atomic<Bool>(false)
+                let pid = p.processIdentifier
+                let timer = DispatchSource.makeTimerSource()
+                timer.schedule(deadline: .now() + timeout)
+                timer.setEventHandler { timedOut.store(true, ordering: .relaxed); kill(pid, SIGKILL) }
+                timer.resume()
+                let errData = Mutex<Data>(Data())
+                let errDone = DispatchSemaphore(value: 0)
+                let errHandle = err.fileHandleForReading
+                Thread.detachNewThread {
+                    let data = errHandle.readDataToEndOfFile()
+                    errData.withLock { $0 = data }
+                    errDone.signal()
+                }
+                let outData = out.fileHandleForReading.readDataToEndOfFile()
+                errDone.wait()
+                p.waitUntilExit()
+                timer.cancel()
+                if timedOut.load(ordering: .relaxed) {
+                    c.resume(returning: Output(status: 124, stdout: "", stderr: "\(command) took longer than \(Int(timeout))s"))
+                    return
+                }
+                c.resume(returning: Output(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                                           stderr: String(decoding: errData.withLock { $0 }, as: UTF8.self)))
+            }
+        }
+    }
+}

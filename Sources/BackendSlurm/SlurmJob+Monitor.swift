@@ -1,0 +1,177 @@
+import BatchAccess
+import BatchBackend
+import BatchControl
+import BatchCore
+import BatchStore
+import BatchSupport
+import Foundation
+import Logging
+
+extension SlurmJob {
+    /// Follows the job's arrays through the shared poller until no task is
+    /// open: each element that ended is read (status file, squeue, then
+    /// sacct), its outputs collected and its end recorded; a task to run
+    /// again goes into a new array. After a restart the same reading finds
+    /// what ended meanwhile and re-adopts what still runs.
+    func monitor() async -> StepResult {
+        handle.control.reconciled.fire(())
+        guard let sink = await handle.outputSink() else { return .interrupted }
+        var missingSince: [ArrayRecord.Element: ContinuousClock.Instant] = [:]
+        let grace = cluster.settings.missingGrace
+        while true {
+            guard let tasks = await handle.retrying("read tasks", { try await store.tasks(id) }) else { return .interrupted }
+            if !tasks.contains(where: { $0.state.isOpen }) { return .done }
+            if handle.control.isHalted { return .interrupted }
+            // Tasks to run again (or never submitted): a new array.
+            switch await submit() {
+            case .done: break
+            case .failed(let reason): return .failed(reason: reason)
+            case .interrupted: return .interrupted
+            }
+            guard let snapshot = await nextSnapshot() else { return .interrupted }
+            guard snapshot.ok, let arrays = await arrays(), let ended = await ended() else { continue }
+            let byIndex = Dictionary(tasks.map { ($0.idx, $0) }, uniquingKeysWith: { x, _ in x })
+            var states: [String: [Int: SlurmState]] = [:]
+            for e in snapshot.entries { for i in e.indices { states[e.arrayID, default: [:]][i] = e.state } }
+            var running: [String] = []
+            var unknown: [(ArrayRecord, Int, ArrayRecord.Element)] = []
+            for a in arrays {
+                guard let slurmID = a.id else { continue }
+                for (i, e) in a.elements.enumerated() where !isEnded(e, ended) {
+                    guard let task = byIndex[e.idx], task.state.isOpen else { continue }
+                    let state = states[slurmID]?[i]
+                    if let state, state.isLive {
+                        if state.isRunning, task.state == .pending { running.append(task.taskId) }
+                        missingSince[e] = nil
+                        continue
+                    }
+                    if let outcome = SlurmRules.outcome(recorded: AttemptFiles.recordedOutcome(attemptDirectory(e)), state: state,
+                                                        timeout: handle.spec.timeoutSeconds, cancelledByUs: handle.control.isCancelled) {
+                        await finish(task, e, outcome, state: state, sink)
+                        missingSince[e] = nil
+                        continue
+                    }
+                    let since = missingSince[e] ?? .now
+                    missingSince[e] = since
+                    if ContinuousClock.now - since >= .seconds(grace) { unknown.append((a, i, e)) }
+                }
+            }
+            if !running.isEmpty {
+                let ids = running
+                _ = await handle.retrying("mark tasks running", { try await store.markRunning(id, taskIDs: ids) })
+            }
+            // Past the grace: what sacct says, else the reason it is failed.
+            if !unknown.isEmpty {
+                let accounted = await accountedStates(Set(unknown.compactMap(\.0.id).filter { !$0.isEmpty }))
+                for (a, i, e) in unknown {
+                    guard let task = byIndex[e.idx] else { continue }
+                    let state = accounted[a.id ?? ""]?[i]
+                    let dir = attemptDirectory(e)
+                    let outcome = SlurmRules.outcome(recorded: AttemptFiles.recordedOutcome(dir), state: state,
+                                                     timeout: handle.spec.timeoutSeconds, cancelledByUs: handle.control.isCancelled)
+                        ?? .launchFailed(reason: "the task left Slurm (\(state?.name ?? "in no squeue or sacct answer")) with no status file "
+                                         + "for \(HumanDuration.format(grace)) (slurm.missingGrace); see \(dir)")
+                    await finish(task, e, outcome, state: state, sink)
+                    missingSince[e] = nil
+                }
+            }
+        }
+    }
+
+    /// The poller's next answer, or nil when the job is halted first.
+    func nextSnapshot() async -> SlurmPoller.Snapshot? {
+        let poller = cluster.poller
+        let control = handle.control
+        return await withTaskGroup(of: SlurmPoller.Snapshot?.self) { group in
+            group.addTask { await poller.next() }
+            group.addTask { await control.halt.wait(); return nil }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// The states sacct has for elements of these arrays (empty without
+    /// accounting, or when sacct fails).
+    func accountedStates(_ ids: Set<String>) async -> [String: [Int: SlurmState]] {
+        guard !ids.isEmpty, await cluster.usesAccounting() else { return [:] }
+        let out = await cluster.commands.run("sacct", ["-X", "--noheader", "--parsable2", "--jobs=\(ids.sorted().joined(separator: ","))",
+                                                       "--format=JobID,JobName,State,ExitCode"])
+        guard out.ok else {
+            log.warning("sacct failed", metadata: ["error": "\(out.why)"])
+            return [:]
+        }
+        var states: [String: [Int: SlurmState]] = [:]
+        for e in SlurmOutput.accounting(out.stdout) { for i in e.indices { states[e.arrayID, default: [:]][i] = e.state } }
+        return states
+    }
+
+    /// Collects a successful element's outputs from its work directory,
+    /// decides the task's fate and records it all in one transaction.
+    func finish(_ task: TaskRecord, _ e: ArrayRecord.Element, _ result: TaskOutcome, state: SlurmState?, _ sink: OutputSink) async {
+        var outcome = result
+        var outputs: [OutputRecord] = []
+        if outcome.isSuccess {
+            switch handle.collectOutputs(root: cluster.shared, relative: "jobs/\(id)/tasks/\(e.task)/attempt-\(e.attempt)/work", task: task, sink: sink) {
+            case .success(let collected): outputs = collected
+            case .failure(let error): outcome = .outputsFailed(reason: error.description)
+            }
+        }
+        if let state, !state.isLive, state != .completed {
+            log.info("slurm ended the task", metadata: ["task.id": "\(task.taskId)", "attempt": "\(e.attempt)", "slurm.state": "\(state.name)"])
+        }
+        let counted = task.countedAttempts + (outcome.countsAsAttempt ? 1 : 0)
+        let decision = JobMachine.taskDecision(outcome, countedAttempts: counted, retries: handle.spec.retries, cancelled: handle.control.isCancelled)
+        let (o, outs, dir, started) = (outcome, outputs, attemptDirectory(e), handle.clock())
+        _ = await handle.recordTaskEnd(task, attempt: e.attempt, outcome: outcome, decision: decision) {
+            try await store.recordRemoteAttempt(id, idx: task.idx, attempt: e.attempt, directory: dir, startedAt: started,
+                                                outcome: o, decision: decision, outputs: outs)
+        }
+    }
+
+    // MARK: cancel and cleanup
+
+    /// Cancels every array of the job (one scancel), waits until squeue shows
+    /// none of them live, then records the open tasks cancelled. A shutdown
+    /// first leaves them open: the next start cancels again.
+    func cancel() async {
+        guard let arrays = await arrays() else { return }
+        let ids = arrays.compactMap(\.id).filter { !$0.isEmpty }
+        var rounds = 0
+        while !ids.isEmpty {
+            if rounds % 5 == 0 {
+                let out = await cluster.cancel(ids)
+                handle.crashPoint("cancel.sent")
+                if let out, !out.ok { log.warning("scancel failed; will retry", metadata: ["error": "\(out.why)"]) }
+            }
+            rounds += 1
+            let snapshot = await withTaskGroup(of: SlurmPoller.Snapshot?.self) { group in
+                let poller = cluster.poller, control = handle.control
+                group.addTask { await poller.next() }
+                group.addTask { await control.shutdown.wait(); return nil }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+            guard let snapshot else { return }   // shutdown: the next start cancels again
+            if snapshot.ok, !snapshot.entries.contains(where: { ids.contains($0.arrayID) && $0.state.isLive }) { break }
+        }
+        log.info("arrays cancelled", metadata: ["arrays": "\(ids.count)"])
+        _ = await handle.retrying("cancel open tasks", { try await store.cancelOpenTasks(id) })
+    }
+
+    /// Deletes the tasks' work directories in the shared directory when the
+    /// policy says so (their logs and status files stay for `batchctl logs`).
+    func cleanup(_ verdict: Verdict) async {
+        let policy = handle.spec.cleanup
+        guard policy == .always || (policy == .onSuccess && verdict == .success) else { return }
+        let tasksDir = "\(jobDirectory)/tasks"
+        let fm = FileManager.default
+        for task in (try? fm.contentsOfDirectory(atPath: tasksDir)) ?? [] {
+            for attempt in (try? fm.contentsOfDirectory(atPath: "\(tasksDir)/\(task)")) ?? [] {
+                try? fm.removeItem(atPath: "\(tasksDir)/\(task)/\(attempt)/work")
+            }
+        }
+        handle.crashPoint("cleanup.removed")
+    }
+}

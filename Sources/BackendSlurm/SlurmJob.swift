@@ -1,0 +1,230 @@
+import BatchAccess
+import BatchBackend
+import BatchControl
+import BatchCore
+import BatchStore
+import BatchSupport
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One array batchd submitted (or means to): recorded under `array.<k>` in
+/// the job's backend records before sbatch runs (the intent, `id` nil), and
+/// again with its id after.
+struct ArrayRecord: Codable, Sendable {
+    struct Element: Codable, Sendable, Hashable {
+        var idx: Int
+        var task: String
+        var attempt: Int
+    }
+    var sequence: Int
+    var name: String
+    /// Element `i` of the array runs `elements[i]`.
+    var elements: [Element]
+    /// Slurm's id; nil while only the intent is recorded, "" when the array
+    /// ran but its id could not be learned again.
+    var id: String?
+
+    var key: String { "array.\(String(sequence + 1_000_000).dropFirst())" }
+}
+
+/// One job's steps on Slurm (docs/slurm.md). Every step can be repeated
+/// after a crash: arrays are recorded before sbatch and looked up by name
+/// when their id was lost; an element's end is read from its status file,
+/// squeue or sacct, whichever knows.
+struct SlurmJob: Sendable {
+    let handle: JobHandle
+    let cluster: SlurmCluster
+
+    var id: String { handle.id }
+    var store: Store { handle.store }
+    var log: Logger { handle.log }
+    var jobDirectory: String { cluster.jobDirectory(id) }
+
+    func attemptDirectory(_ e: ArrayRecord.Element) -> String { "\(jobDirectory)/tasks/\(e.task)/attempt-\(e.attempt)" }
+
+    // MARK: records
+
+    func arrays() async -> [ArrayRecord]? {
+        guard let rows = await handle.retrying("read the arrays", { try await store.backendRecords(id, prefix: "array.") }) else { return nil }
+        return rows.compactMap { try? JSONDecoder().decode(ArrayRecord.self, from: Data($0.value.utf8)) }.sorted { $0.sequence < $1.sequence }
+    }
+
+    func save(_ a: ArrayRecord) async -> Bool {
+        await handle.retrying("record the array", { try await store.setBackendRecord(id, a.key, a) }) != nil
+    }
+
+    /// Attempts already recorded as ended, by (task index, attempt).
+    func ended() async -> Set<ArrayRecord.Element>? {
+        guard let attempts = await handle.retrying("read attempts", { try await store.attempts(id) }) else { return nil }
+        return Set(attempts.filter { $0.state == .finished }.map { ArrayRecord.Element(idx: $0.idx, task: "", attempt: $0.attempt) })
+    }
+
+    func isEnded(_ e: ArrayRecord.Element, _ ended: Set<ArrayRecord.Element>) -> Bool {
+        ended.contains(ArrayRecord.Element(idx: e.idx, task: "", attempt: e.attempt))
+    }
+
+    // MARK: submit
+
+    /// Settles arrays whose sbatch a crash may have cut short, then submits
+    /// every open task that is in no array still running, in arrays of at
+    /// most MaxArraySize.
+    func submit() async -> StepResult {
+        guard var arrays = await arrays(), let ended = await ended(),
+              let tasks = await handle.retrying("read tasks", { try await store.tasks(id) }),
+              let staged = await handle.retrying("read inputs", { try await store.inputs(id) }) else { return .interrupted }
+        let byIndex = Dictionary(tasks.map { ($0.idx, $0) }, uniquingKeysWith: { x, _ in x })
+        let inputs = Dictionary(staged.map { ($0.source, $0.sha256) }, uniquingKeysWith: { x, _ in x })
+        for a in arrays where a.id == nil {
+            switch await settle(a, tasks: byIndex, inputs: inputs) {
+            case .done: continue
+            case .failed(let reason): return .failed(reason: reason)
+            case .interrupted: return .interrupted
+            }
+        }
+        guard let settled = await self.arrays() else { return .interrupted }
+        arrays = settled
+        var inFlight = Set<Int>()
+        var lastAttempt: [Int: Int] = [:]
+        for a in arrays {
+            for e in a.elements {
+                lastAttempt[e.idx] = max(lastAttempt[e.idx] ?? 0, e.attempt)
+                if !isEnded(e, ended) { inFlight.insert(e.idx) }
+            }
+        }
+        for a in ended { lastAttempt[a.idx] = max(lastAttempt[a.idx] ?? 0, a.attempt) }
+        let todo = tasks.filter { $0.state.isOpen && !inFlight.contains($0.idx) }
+            .map { ArrayRecord.Element(idx: $0.idx, task: $0.taskId, attempt: (lastAttempt[$0.idx] ?? 0) + 1) }
+        guard !todo.isEmpty else { return .done }
+        guard let facts = await cluster.clusterFacts() else { return .interrupted }
+        var sequence = (arrays.last?.sequence ?? 0) + 1
+        var submitted = 0
+        for chunk in SlurmRules.arrays(todo, maxArraySize: facts.maxArraySize) {
+            if handle.control.isHalted { return .interrupted }
+            let a = ArrayRecord(sequence: sequence, name: SlurmRules.arrayName(job: id, sequence: sequence), elements: chunk, id: nil)
+            sequence += 1
+            guard await save(a) else { return .interrupted }
+            handle.crashPoint("submit.intent")
+            switch await sbatch(a, tasks: byIndex, inputs: inputs) {
+            case .done: submitted += chunk.count
+            case .failed(let reason): return .failed(reason: reason)
+            case .interrupted: return .interrupted
+            }
+        }
+        log.info("tasks submitted", metadata: ["tasks": "\(submitted)", "arrays": "\(sequence - 1 - (arrays.last?.sequence ?? 0))",
+                                               "max.array.size": "\(facts.maxArraySize)"])
+        return .done
+    }
+
+    /// An array recorded without its id: found again by name (squeue, then
+    /// sacct), or known to have run by its elements' pid files, or else
+    /// submitted now. Never submitted twice.
+    func settle(_ record: ArrayRecord, tasks: [Int: TaskRecord], inputs: [String: String]) async -> StepResult {
+        var a = record
+        var out = await cluster.commands.run("squeue", ["--noheader", "--states=all", "--user=\(cluster.user)", "--name=\(a.name)",
+                                                        "--format=\(SlurmOutput.queueFormat)"])
+        var attempt = 0
+        while !out.ok {
+            // Never submitted blind: without an answer, ask again.
+            log.warning("squeue failed while looking an array up; will retry", metadata: ["array": "\(a.name)", "error": "\(out.why)"])
+            attempt += 1
+            if await handle.control.halt.wait(timeout: Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))) != nil {
+                return .interrupted
+            }
+            out = await cluster.commands.run("squeue", ["--noheader", "--states=all", "--user=\(cluster.user)", "--name=\(a.name)",
+                                                        "--format=\(SlurmOutput.queueFormat)"])
+        }
+        var found = SlurmOutput.queue(out.stdout).entries.first { $0.name == a.name }?.arrayID
+        if found == nil, await cluster.usesAccounting() {
+            let acct = await cluster.commands.run("sacct", ["-X", "--noheader", "--parsable2", "--name=\(a.name)",
+                                                            "--starttime=\(Self.day(handle.job.createdAt))", "--format=JobID,JobName,State,ExitCode"])
+            if acct.ok { found = SlurmOutput.accounting(acct.stdout).first { $0.name == a.name }?.arrayID }
+        }
+        if found == nil, a.elements.contains(where: { AttemptFiles.started(attemptDirectory($0)) }) { found = "" }
+        if let found {
+            a.id = found
+            log.notice("array found again after a restart", metadata: ["array": "\(a.name)", "slurm.id": "\(found.isEmpty ? "forgotten" : found)"])
+            return await save(a) ? .done : .interrupted
+        }
+        return await sbatch(a, tasks: tasks, inputs: inputs)
+    }
+
+    static func day(_ t: Double) -> String {
+        var tm = tm()
+        var time = time_t(t - 86400)
+        gmtime_r(&time, &tm)
+        return String(format: "%04d-%02d-%02d", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday))
+    }
+
+    /// Prepares the elements' directories and the array's script, runs
+    /// sbatch (again while the controller cannot be reached) and records the id.
+    func sbatch(_ record: ArrayRecord, tasks: [Int: TaskRecord], inputs: [String: String]) async -> StepResult {
+        var a = record
+        let script: String
+        do { script = try prepare(a, tasks: tasks, inputs: inputs) } catch { return .failed(reason: "cannot prepare array \(a.name): \(error)") }
+        let args = SlurmRules.sbatchArguments(spec: handle.spec, defaults: .init(partition: cluster.settings.partition, account: cluster.settings.account,
+                                                                                 qos: cluster.settings.qos),
+                                              name: a.name, comment: SlurmRules.comment(owner: cluster.owner), count: a.elements.count,
+                                              script: script, logDirectory: "\(jobDirectory)/slurm")
+        var attempt = 0
+        while true {
+            let out = await cluster.commands.run("sbatch", args)
+            if out.ok, let slurmID = SlurmOutput.submittedID(out.stdout) {
+                handle.crashPoint("submit.sbatched")
+                a.id = slurmID
+                guard await save(a) else { return .interrupted }
+                log.info("array submitted", metadata: ["array": "\(a.name)", "slurm.id": "\(slurmID)", "tasks": "\(a.elements.count)"])
+                return .done
+            }
+            guard SlurmRules.isTransient(out.status, out.stderr) else {
+                return .failed(reason: "sbatch refused array \(a.name): \(out.why)")
+            }
+            log.warning("sbatch failed; will retry", metadata: ["array": "\(a.name)", "error": "\(out.why)"])
+            attempt += 1
+            if await handle.control.halt.wait(timeout: Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))) != nil {
+                return .interrupted
+            }
+        }
+    }
+
+    /// Makes each element's attempt directory (work/ with its inputs linked
+    /// in, run.sh with its environment and command) and the array's script;
+    /// returns the script's path. Safe to repeat.
+    func prepare(_ a: ArrayRecord, tasks: [Int: TaskRecord], inputs: [String: String]) throws -> String {
+        try FileOps.makeDirectory("\(jobDirectory)/slurm")
+        try FileOps.makeDirectory("\(jobDirectory)/arrays")
+        var cases = ""
+        let hide = handle.spec.submitterUID == geteuid() ? [] : [cluster.shared] + cluster.hidden
+        for (i, e) in a.elements.enumerated() {
+            guard let task = tasks[e.idx] else { throw DaemonError("task \(e.idx) is not in the job") }
+            let dir = attemptDirectory(e)
+            try FileOps.makeDirectory("\(dir)/work")
+            for input in handle.spec.sharedInputs + task.inputFiles {
+                guard let sha = inputs[input.source] else { throw DaemonError("input \(input.source) was not staged") }
+                try cluster.contents.place(sha, at: "\(dir)/work/\(input.target)")
+            }
+            let env = TaskEnvironment.variables(base: cluster.baseEnvironment, task: task.environment, job: id, name: handle.spec.name,
+                                                taskID: task.taskId, index: e.idx, attempt: e.attempt)
+            var run = "# batchd: task \(task.taskId), attempt \(e.attempt) of job \(id)\n"
+            for (k, v) in env.sorted(by: { $0.key < $1.key }) { run += "export \(k)=\(ShellTemplate.quote(v, in: .bare))\n" }
+            run += "exec /bin/sh -c \(ShellTemplate.quote(task.command, in: .bare))\n"
+            try FileOps.writeAtomically(run, to: "\(dir)/run.sh")
+            cases += "\(i)) d=\(ShellTemplate.quote(dir, in: .bare)) ;;\n"
+        }
+        let hides = hide.map { "--hide \(ShellTemplate.quote($0, in: .bare)) " }.joined()
+        let script = """
+            #!/bin/sh
+            # batchd: array \(a.name) of job \(id); element N runs the task of case N.
+            case "$SLURM_ARRAY_TASK_ID" in
+            \(cases)*) echo "batchd: array \(a.name) has no element $SLURM_ARRAY_TASK_ID" >&2; exit 1 ;;
+            esac
+            exec \(ShellTemplate.quote(cluster.execPath, in: .bare)) "$d" \(hides)-- /bin/sh "$d/run.sh"
+
+            """
+        let path = "\(jobDirectory)/arrays/\(a.sequence).sh"
+        try FileOps.writeAtomically(script, to: path)
+        return path
+    }
+}

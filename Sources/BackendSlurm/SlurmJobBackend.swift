@@ -1,0 +1,34 @@
+import BatchBackend
+import BatchControl
+import BatchCore
+import BatchStore
+
+/// A Slurm cluster through its own commands: inputs in a shared directory,
+/// tasks in job arrays under batchd-exec, one squeue per interval for every
+/// job, outputs collected from the shared directory as each task ends
+/// (docs/slurm.md).
+public struct SlurmJobBackend: JobBackend {
+    public let cluster: SlurmCluster
+
+    public init(cluster: SlurmCluster) { self.cluster = cluster }
+
+    func job(_ handle: JobHandle) -> SlurmJob { SlurmJob(handle: handle, cluster: cluster) }
+
+    public func stage(_ job: JobHandle) async -> StepResult { await job.stage(into: cluster.contents) }
+    /// The cluster is there already; partitions are checked at intake.
+    public func provision(_ job: JobHandle) async -> StepResult { .done }
+    public func submit(_ job: JobHandle) async -> StepResult { await self.job(job).submit() }
+    public func monitor(_ job: JobHandle) async -> StepResult { await self.job(job).monitor() }
+    public func cancel(_ job: JobHandle) async { await self.job(job).cancel() }
+    public func cleanup(_ job: JobHandle, _ verdict: Verdict) async { await self.job(job).cleanup(verdict) }
+
+    public func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? {
+        let items = try await cluster.inventory()
+        return (cluster.owner, items.map { .init(kind: "array", id: $0.arrayID, state: $0.state, job: $0.job, nodes: nil, orphan: $0.orphan) })
+    }
+
+    public var background: (@Sendable () async -> Void)? {
+        let cluster = self.cluster
+        return { await cluster.runBackground() }
+    }
+}

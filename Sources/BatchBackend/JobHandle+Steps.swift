@@ -1,0 +1,93 @@
+import BatchAccess
+import BatchControl
+import BatchCore
+import BatchStore
+import BatchSupport
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Steps more than one backend takes the same way.
+extension JobHandle {
+    /// Hashes every input (using the cache keyed by device, inode, size and
+    /// mtime) and copies into `contents` what it lacks, reading each as the
+    /// submitter would: what they could not read is never staged. Local
+    /// staging goes to the state directory's store, Slurm's to the shared one.
+    public func stage(into contents: ContentStore) async -> StepResult {
+        guard let sources = await inputSources() else { return .interrupted }
+        var records: [InputRecord] = []
+        var copied = 0
+        var bytes: Int64 = 0
+        for source in sources {
+            do {
+                let file = try policy.openForReading(source)
+                defer { close(file.fd) }
+                let id = FileOps.identity(file.st)
+                if let cached = try await store.cachedHash(path: source),
+                   cached.describes(device: id.device, inode: id.inode, size: id.size, mtimeNs: id.mtimeNs), contents.contains(cached.sha256) {
+                    records.append(InputRecord(jobId: job.id, source: source, sha256: cached.sha256, size: Int(cached.size)))
+                    continue
+                }
+                let put = try contents.put(fd: file.fd, name: source)
+                if put.copied { copied += 1; bytes += put.size }
+                crashPoint("stage.stored")
+                try await store.saveHash(FileHashRecord(path: source, device: id.device, inode: id.inode, size: id.size,
+                                                        mtimeNs: id.mtimeNs, sha256: put.sha256))
+                records.append(InputRecord(jobId: job.id, source: source, sha256: put.sha256, size: Int(put.size)))
+            } catch {
+                return .failed(reason: "input \(Printable.escape(source)) could not be staged: \(error)")
+            }
+        }
+        let staged = records
+        guard await retrying("record inputs", { try await store.recordInputs(job.id, staged) }) != nil else { return .interrupted }
+        log.info("inputs staged", metadata: ["inputs": "\(records.count)", "copied": "\(copied)", "bytes": "\(bytes)"])
+        return .done
+    }
+
+    /// Copies the outputs a finished attempt left in `root/relative` (its
+    /// work directory) into the destination, following no link; the outputs,
+    /// or why they could not be collected.
+    public func collectOutputs(root: String, relative: String, task: TaskRecord, sink: OutputSink) -> Result<[OutputRecord], DaemonError> {
+        guard !sink.patterns.isEmpty else { return .success([]) }
+        do {
+            let work = try OutputCollector.openDirectory(root, relative)
+            defer { close(work) }
+            let found = try OutputCollector.find(in: work, patterns: sink.patterns)
+            if !found.symlinks.isEmpty {
+                log.warning("symlinks among the outputs are not collected", metadata: [
+                    "task.id": "\(task.taskId)", "paths": "\(found.symlinks.prefix(5).map { Printable.escape($0) }.joined(separator: ", "))"])
+            }
+            var outputs: [OutputRecord] = []
+            for rel in found.files {
+                let fd = try OutputCollector.open(rel, in: work)
+                defer { close(fd) }
+                outputs.append(try sink.write(rel, from: fd, task: task.idx))
+            }
+            return .success(outputs)
+        } catch {
+            return .failure(DaemonError("\(error)"))
+        }
+    }
+}
+
+/// What batchd-exec leaves in an attempt directory.
+public enum AttemptFiles {
+    /// How the command ended, from the `status` file ("exit N" or "signal
+    /// N"); nil when there is none (yet).
+    public static func recordedOutcome(_ directory: String) -> TaskOutcome? {
+        guard let data = FileManager.default.contents(atPath: "\(directory)/status") else { return nil }
+        let parts = String(decoding: data, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard parts.count == 2, let n = Int32(parts[1]) else { return nil }
+        switch parts[0] {
+        case "exit": return .exited(code: n)
+        case "signal": return .signaled(signal: n)
+        default: return nil
+        }
+    }
+
+    /// Whether batchd-exec started in the directory (it wrote its pid).
+    public static func started(_ directory: String) -> Bool {
+        FileManager.default.fileExists(atPath: "\(directory)/pid")
+    }
+}

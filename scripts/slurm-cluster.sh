@@ -9,6 +9,9 @@
 #   file, one key=value line per finished job, the record after MinJobAge.
 # - slurmstepd outlives slurmd and ignores SIGTERM: cancel jobs before the daemons go.
 # - squeue -t all shows a finished job until MinJobAge (MIN_JOB_AGE, default 300 s).
+# - Tiny tasks: the scheduler starts a pass about once a second, so the node
+#   claims CPUS (default 16, more than this machine has; config_overrides lets
+#   slurmd believe it) to start that many elements per pass.
 set -euo pipefail
 cmd=${1:?usage: slurm-cluster.sh up|down DIR [PORT]}
 D=${2:?usage: slurm-cluster.sh up|down DIR [PORT]}
@@ -43,7 +46,8 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
-SchedulerParameters=batch_sched_delay=0
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,default_queue_depth=10000
+SlurmdParameters=config_overrides
 MpiDefault=none
 MailProg=/bin/true
 ReturnToService=2
@@ -53,7 +57,7 @@ JobCompType=jobcomp/filetxt
 JobCompLoc=$D/log/jobcomp.txt
 MinJobAge=${MIN_JOB_AGE:-300}
 MaxArraySize=${MAX_ARRAY_SIZE:-1001}
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=1000 State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=${CPUS:-16} RealMemory=1000 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
   for _ in $(seq 50); do [ -S "$D/munge/munge.sock" ] && break; sleep 0.1; done

@@ -19,17 +19,22 @@ extension SlurmJob {
         var missingSince: [ArrayRecord.Element: ContinuousClock.Instant] = [:]
         let grace = cluster.settings.missingGrace
         while true {
-            guard let tasks = await handle.retrying("read tasks", { try await store.tasks(id) }) else { return .interrupted }
+            guard let tasks = await handle.retrying("read tasks", { try await store.tasks(id) }),
+                  var arrays = await arrays(), var ended = await ended() else { return .interrupted }
             if !tasks.contains(where: { $0.state.isOpen }) { return .done }
             if handle.control.isHalted { return .interrupted }
             // Tasks to run again (or never submitted): a new array.
-            switch await submit() {
-            case .done: break
-            case .failed(let reason): return .failed(reason: reason)
-            case .interrupted: return .interrupted
+            if needsSubmission(tasks, arrays, ended) {
+                switch await submit() {
+                case .done: break
+                case .failed(let reason): return .failed(reason: reason)
+                case .interrupted: return .interrupted
+                }
+                guard let a = await self.arrays(), let e = await self.ended() else { return .interrupted }
+                (arrays, ended) = (a, e)
             }
             guard let snapshot = await nextSnapshot() else { return .interrupted }
-            guard snapshot.ok, let arrays = await arrays(), let ended = await ended() else { continue }
+            guard snapshot.ok else { continue }
             let byIndex = Dictionary(tasks.map { ($0.idx, $0) }, uniquingKeysWith: { x, _ in x })
             var states: [String: [Int: SlurmState]] = [:]
             for e in snapshot.entries { for i in e.indices { states[e.arrayID, default: [:]][i] = e.state } }
@@ -76,6 +81,15 @@ extension SlurmJob {
                 }
             }
         }
+    }
+
+    /// Whether an open task is in no array still running (or an array's
+    /// sbatch was cut short).
+    func needsSubmission(_ tasks: [TaskRecord], _ arrays: [ArrayRecord], _ ended: Set<ArrayRecord.Element>) -> Bool {
+        if arrays.contains(where: { $0.id == nil }) { return true }
+        var inFlight = Set<Int>()
+        for a in arrays { for e in a.elements where !isEnded(e, ended) { inFlight.insert(e.idx) } }
+        return tasks.contains { $0.state.isOpen && !inFlight.contains($0.idx) }
     }
 
     /// The poller's next answer, or nil when the job is halted first.

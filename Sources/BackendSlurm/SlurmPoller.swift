@@ -25,7 +25,12 @@ public actor SlurmPoller {
     var wake: CheckedContinuation<Void, Never>?
     var lastPoll: ContinuousClock.Instant?
     var interval: Double
-    var previous: [SlurmOutput.QueueEntry] = []
+    /// The live elements of the answer before, to count those that ended.
+    var previousLive = Set<Element>()
+    struct Element: Hashable { var array: String; var index: Int }
+    /// While this many elements are live, polls are spaced so that each
+    /// sees about this many end (PollSchedule.next(ended:live:batch:)).
+    static let batch = 100
     /// Queries made.
     public private(set) var polls = 0
 
@@ -65,9 +70,20 @@ public actor SlurmPoller {
                 if Task.isCancelled { break }
             }
             let snapshot = await poll()
-            let result: PollSchedule.Result = !snapshot.ok ? .failed : (snapshot.entries == previous ? .quiet : .changed)
-            if snapshot.ok { previous = snapshot.entries }
-            interval = schedule.next(after: result, jitter: Double.random(in: 0...1))
+            if snapshot.ok {
+                var live = Set<Element>()
+                for e in snapshot.entries where e.state.isLive {
+                    if e.indices.isEmpty { live.insert(Element(array: e.arrayID, index: -1)) }
+                    for i in e.indices { live.insert(Element(array: e.arrayID, index: i)) }
+                }
+                let ended = previousLive.subtracting(live).count
+                previousLive = live
+                interval = schedule.next(ended: ended, live: live.count, batch: Self.batch, jitter: Double.random(in: 0...1))
+                logger.debug("squeue", metadata: ["elements.live": "\(live.count)", "elements.ended": "\(ended)",
+                                                  "next.in": "\(HumanDuration.format(interval))"])
+            } else {
+                interval = schedule.next(after: .failed, jitter: Double.random(in: 0...1))
+            }
             lastPoll = .now
             let ready = waiting
             waiting = []

@@ -51,3 +51,26 @@ public struct PollSchedule: Sendable, Equatable {
         return interval * spread
     }
 }
+
+extension PollSchedule {
+    /// For a stream of many tasks (a cluster queue polled for all at once):
+    /// the interval follows the rate at which tasks end, so that a poll sees
+    /// about `batch` of them end while many are live, and half of those
+    /// still live near the end (at least one), never changing by more than
+    /// ×2 a step, within the bounds; a poll that sees none end backs off as
+    /// a quiet one does. Controller calls stay near (tasks ÷ batch), and the
+    /// last tasks of a job are seen soon after they end. `ended` is how many
+    /// tasks the poll found ended since the one before, `live` how many are
+    /// still queued or running.
+    public mutating func next(ended: Int, live: Int, batch: Int, jitter: Double) -> Double {
+        if ended == 0 {
+            interval = min(maxInterval, interval * growth)
+        } else {
+            let wanted = Double(max(1, min(batch, live / 2)))
+            let target = interval * wanted / Double(ended)
+            interval = min(maxInterval, max(minInterval, min(interval * 2, max(interval / 2, target))))
+        }
+        let spread = 1 + (min(1, max(0, jitter)) - 0.5) * 0.2
+        return interval * spread
+    }
+}

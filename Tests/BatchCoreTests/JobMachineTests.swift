@@ -144,6 +144,24 @@ struct PollScheduleTests {
         #expect(f.next(after: .failed, jitter: 0.5) == 1.5)
     }
 
+    @Test("a stream of many tasks is polled so that each poll sees about a batch of them end, and its tail half of what is left")
+    func batched() {
+        var s = PollSchedule(minInterval: 1, maxInterval: 60, growth: 1.5)
+        // 10 tasks end per second, 1,900 live: the interval doubles each step until a poll sees about 100 end.
+        var waits: [Double] = []
+        for _ in 0..<6 { waits.append(s.next(ended: Int(s.interval * 10), live: 1900, batch: 100, jitter: 0.5)) }
+        #expect(waits == [2, 4, 8, 10, 10, 10])
+        // Nothing ends: it grows as a quiet poll would.
+        #expect(s.next(ended: 0, live: 1900, batch: 100, jitter: 0.5) == 15)
+        // A burst: it shortens, by at most half a step.
+        #expect(s.next(ended: 3000, live: 1900, batch: 100, jitter: 0.5) == 7.5)
+        // Near the end, a poll should see half of those still live end (20 of 40).
+        #expect(s.next(ended: 5, live: 40, batch: 100, jitter: 0.5) == 15)
+        #expect(s.next(ended: 10, live: 4, batch: 100, jitter: 0.5) == 7.5, "two of 4, at most half a step quicker")
+        var small = PollSchedule(minInterval: 0.2, maxInterval: 60, growth: 1.5)
+        #expect(small.next(ended: 1, live: 2, batch: 100, jitter: 0.5) == 0.2, "a job of three is followed at the minimum")
+    }
+
     @Test func jitterSpreadsByTenPercent() {
         var a = PollSchedule(), b = PollSchedule()
         #expect(a.next(after: .changed, jitter: 0) == 0.9)

@@ -68,8 +68,12 @@ CONF
   echo "$SLURM_CONF"
 }
 
+# Whether a pid runs (a zombie does not: under a test runner that is a
+# child subreaper, the daemons' corpses wait for it to reap them).
+alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
+
 down() {
-  if [ -f "$D/slurmctld.pid" ] && kill -0 "$(cat "$D/slurmctld.pid")" 2>/dev/null; then
+  if [ -f "$D/slurmctld.pid" ] && alive "$(cat "$D/slurmctld.pid")"; then
     scancel -p debug 2>/dev/null || true
     for _ in $(seq 100); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.1; done
   fi
@@ -78,7 +82,7 @@ down() {
   done
   for p in slurmd slurmctld munged; do
     [ -f "$D/$p.pid" ] || continue
-    for _ in $(seq 100); do kill -0 "$(cat "$D/$p.pid")" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 100); do alive "$(cat "$D/$p.pid")" || break; sleep 0.1; done
     rm -f "$D/$p.pid"
   done
 }

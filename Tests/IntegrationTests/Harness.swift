@@ -320,3 +320,31 @@ final class NotifySocket: @unchecked Sendable {
 
     deinit { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
 }
+
+/// Waits (at most `timeout` seconds) until every path exists, woken by
+/// inotify on their directories rather than by polling; false on timeout.
+func waitForFiles(_ paths: [String], timeout: Double) async -> Bool {
+    let done = AsyncEvent<Void>()
+    let fd = inotify_init1(Int32(IN_CLOEXEC))
+    guard fd >= 0 else { return false }
+    var dirs = Set<String>()
+    for p in paths { dirs.insert((p as NSString).deletingLastPathComponent) }
+    for d in dirs {
+        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        _ = inotify_add_watch(fd, d, UInt32(IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE))
+    }
+    let all: @Sendable () -> Bool = { paths.allSatisfy { FileManager.default.fileExists(atPath: $0) } }
+    Thread.detachNewThread {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !all() {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 200) > 0 { _ = read(fd, &buffer, buffer.count) }
+            if done.value != nil { break }
+        }
+        close(fd)
+        done.fire(())
+    }
+    let ok = await done.wait(timeout: timeout) != nil && all()
+    done.fire(())
+    return ok
+}

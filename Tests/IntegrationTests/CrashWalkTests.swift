@@ -65,6 +65,10 @@ struct CrashWalkTests {
     func daemon(_ t: WalkTarget, debug: String) throws -> DaemonHarness {
         let d = try DaemonHarness(slots: 4, extra: "\(t.config)\ndebug:\n  \(debug)")
         d.executable = t.executable
+        // A backend's directory of its own under the daemon's root (Slurm's shared directory).
+        try String(contentsOfFile: d.config, encoding: .utf8).replacingOccurrences(of: "@ROOT@", with: d.root)
+            .write(toFile: d.config, atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: "\(d.root)/shared", withIntermediateDirectories: true)
         try write("shared line\n", "\(d.root)/job", "shared.txt")
         return d
     }
@@ -195,6 +199,22 @@ struct CrashWalkTests {
                 let pools = try await rig.batch.pools().compactMap { $0["id"] as? String }
                 if !pools.isEmpty { found.append("pools left: \(pools)") }
                 return found
+            }))
+    }
+}
+
+extension CrashWalkTests {
+    @Test("the Slurm backend (a real one-host cluster) survives a SIGKILL at every crash point")
+    func slurm() async throws {
+        let cluster = try SlurmTestCluster()
+        try await walk(WalkTarget(
+            backend: "slurm", executable: "batchd",
+            config: "slurm:\n  sharedDirectory: @ROOT@/shared\n  pollMinInterval: 0.2s\n  pollMaxInterval: 5s\n  missingGrace: 20s",
+            environment: { cluster.environment }, shell: true,
+            leftovers: { jobID, _ in
+                let out = try cluster.command("squeue", ["--noheader", "--format=%j|%T"]).output
+                let live = out.split(separator: "\n").filter { $0.hasPrefix("batchd-\(jobID)-") }
+                return live.isEmpty ? [] : ["arrays still in squeue: \(live)"]
             }))
     }
 }

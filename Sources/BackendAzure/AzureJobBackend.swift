@@ -14,7 +14,7 @@ public struct AzureJobBackend: JobBackend {
     public init(azure: AzureBackend) { self.azure = azure }
 
     /// A job whose wall-clock limit no SAS token may cover is refused.
-    public func refusal(_ spec: JobSpec) -> ManifestIssue? {
+    public func refusal(_ spec: JobSpec) async -> ManifestIssue? {
         do {
             _ = try SASLifetime.forJob(wallClock: spec.limits.wallClockSeconds, margin: azure.settings.tokenMargin,
                                        maximum: azure.settings.maxTokenLifetime)

@@ -14,6 +14,21 @@ public struct SlurmJobBackend: JobBackend {
 
     func job(_ handle: JobHandle) -> SlurmJob { SlurmJob(handle: handle, cluster: cluster) }
 
+    /// What the cluster would refuse is refused at intake: `sbatch
+    /// --test-only` with the job's options (partition, account, QoS, CPUs,
+    /// memory, time) submits nothing and says whether sbatch would take
+    /// them. A cluster that does not answer refuses nothing (the job meets
+    /// sbatch's refusal, with its words, when it is submitted).
+    public func refusal(_ spec: JobSpec) async -> ManifestIssue? {
+        let args = SlurmRules.testArguments(spec: spec, defaults: .init(partition: cluster.settings.partition,
+                                                                       account: cluster.settings.account, qos: cluster.settings.qos))
+        let out = await cluster.commands.run("sbatch", args)
+        guard !out.ok, !SlurmRules.isTransient(out.status, out.stderr) else { return nil }
+        let field = SlurmRules.refusedField(out.stderr)
+        return ManifestIssue(line: nil, column: nil, field: field, message: "the Slurm cluster refuses this job: \(out.why)",
+                             hint: "check pool.partition, pool.account, pool.qos, pool.cpusPerTask, pool.memory and timeout against `sinfo` and `sacctmgr show assoc`")
+    }
+
     public func stage(_ job: JobHandle) async -> StepResult { await job.stage(into: cluster.contents) }
     /// The cluster is there already; partitions are checked at intake.
     public func provision(_ job: JobHandle) async -> StepResult { .done }

@@ -107,3 +107,31 @@ extension SlurmRules {
                 "slurm_persist_conn", "communication connection failure", "resource temporarily unavailable"].contains { text.contains($0) }
     }
 }
+
+extension SlurmRules {
+    /// `sbatch --test-only` with the job's resource options and a script
+    /// that does nothing: it validates them and submits nothing.
+    public static func testArguments(spec: JobSpec, defaults: Defaults) -> [String] {
+        var args = ["--test-only", "--job-name=batchd-check", "--output=/dev/null"]
+        if let p = spec.pool.partition ?? defaults.partition { args.append("--partition=\(p)") }
+        if let a = spec.pool.account ?? defaults.account { args.append("--account=\(a)") }
+        if let q = spec.pool.qos ?? defaults.qos { args.append("--qos=\(q)") }
+        if let c = spec.pool.cpusPerTask { args.append("--cpus-per-task=\(c)") }
+        if let m = spec.pool.memoryMiB { args.append("--mem=\(m)M") }
+        if let t = spec.timeoutSeconds { args.append("--time=\(timeLimit(t))") }
+        args.append("--wrap=true")
+        return args
+    }
+
+    /// The manifest field sbatch's refusal is about, by its words.
+    public static func refusedField(_ stderr: String) -> String {
+        let text = stderr.lowercased()
+        if text.contains("account") { return "pool.account" }   // "Invalid account or account/partition combination"
+        if text.contains("qos") { return "pool.qos" }
+        if text.contains("partition") { return "pool.partition" }
+        if text.contains("memory") { return "pool.memory" }
+        if text.contains("time limit") { return "timeout" }
+        if text.contains("cpu") { return "pool.cpusPerTask" }
+        return "pool"
+    }
+}

@@ -15,7 +15,7 @@ import Logging
 /// looks up what a crash may have left before acting again.
 public protocol JobBackend: Sendable {
     /// Why this backend would not run a job, checked at intake (nil: it would).
-    func refusal(_ spec: JobSpec) -> ManifestIssue?
+    func refusal(_ spec: JobSpec) async -> ManifestIssue?
     /// Whether `batchctl retry` can run a failed job's failed tasks again here.
     var canRetry: Bool { get }
     /// Puts the job's inputs where its tasks will find them.
@@ -48,7 +48,7 @@ public protocol JobBackend: Sendable {
 }
 
 extension JobBackend {
-    public func refusal(_ spec: JobSpec) -> ManifestIssue? { nil }
+    public func refusal(_ spec: JobSpec) async -> ManifestIssue? { nil }
     public var canRetry: Bool { true }
     public func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? { nil }
     public var background: (@Sendable () async -> Void)? { nil }

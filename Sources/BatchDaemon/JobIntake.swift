@@ -214,7 +214,7 @@ struct JobIntake: Sendable {
             }
             let spec = JobSpec(manifest, backend: backend, baseDirectory: base, destination: destination, submitterUID: owner,
                                sharedInputs: expanded.sharedInputs)
-            if let issue = runner.refusal(spec) { throw ManifestError(file: original, issues: [issue]) }
+            if let issue = await runner.refusal(spec) { throw ManifestError(file: original, issues: [issue]) }
             let jobDir = "\(config.jobsDirectory)/\(jobID)"
             try FileOps.makeDirectory(jobDir)
             let ext = (original as NSString).pathExtension.lowercased() == "json" ? "json" : "yaml"

@@ -148,6 +148,28 @@ struct SlurmRulesTests {
         #expect(args.contains("--array=0-2%3"))
     }
 
+    @Test("intake asks sbatch --test-only with the job's options, and names the field sbatch refused")
+    func intakeCheck() {
+        let args = SlurmRules.testArguments(spec: spec { $0.pool.partition = "gpu"; $0.pool.memoryMiB = 512; $0.timeoutSeconds = 600 },
+                                            defaults: .init(account: "lab"))
+        #expect(args == ["--test-only", "--job-name=batchd-check", "--output=/dev/null", "--partition=gpu", "--account=lab", "--mem=512M",
+                         "--time=10", "--wrap=true"])
+        // Captured from sbatch --test-only on the test cluster.
+        #expect(SlurmRules.refusedField("sbatch: error: invalid partition specified: nope\nallocation failure: Invalid partition name specified\n") == "pool.partition")
+        #expect(SlurmRules.refusedField("allocation failure: Requested node configuration is not available\n") == "pool")
+        #expect(SlurmRules.refusedField("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified") == "pool.account")
+        #expect(SlurmRules.refusedField("sbatch: error: Batch job submission failed: Invalid qos specification") == "pool.qos")
+    }
+
+    @Test("which failed commands are worth repeating")
+    func transient() {
+        #expect(SlurmRules.isTransient(1, "squeue: error: Unable to contact slurm controller (connect failure)"))
+        #expect(SlurmRules.isTransient(1, "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"))
+        #expect(SlurmRules.isTransient(124, "squeue took longer than 60s"))
+        #expect(!SlurmRules.isTransient(1, "sbatch: error: Batch job submission failed: Invalid partition name specified"))
+        #expect(!SlurmRules.isTransient(1, "sbatch: error: invalid partition specified: nope"))
+    }
+
     @Test("time limits round up to whole minutes")
     func time() {
         #expect(SlurmRules.timeLimit(1) == "1" && SlurmRules.timeLimit(60) == "1" && SlurmRules.timeLimit(61) == "2" && SlurmRules.timeLimit(86400) == "1440")

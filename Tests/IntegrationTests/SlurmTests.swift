@@ -8,7 +8,8 @@ import Glibc
 #endif
 
 /// Wrappers in front of Slurm's commands on the daemon's PATH: each call is
-/// counted in `calls`, and squeue fails while the file `fail-squeue` exists.
+/// counted in `calls` (intake's `sbatch --test-only` as `sbatch-test`), and
+/// squeue fails while the file `fail-squeue` exists.
 struct SlurmShims {
     let directory: String
     init(_ root: String) throws {
@@ -18,7 +19,8 @@ struct SlurmShims {
             let fail = command == "squeue"
                 ? "if [ -e \(directory)/fail-squeue ]; then echo 'squeue: error: Unable to contact slurm controller (connect failure)' >&2; exit 1; fi\n"
                 : ""
-            try write("#!/bin/sh\necho \(command) >> \(directory)/calls\n\(fail)exec /usr/bin/\(command) \"$@\"\n", directory, command)
+            let name = "if [ \"$1\" = --test-only ]; then echo \(command)-test; else echo \(command); fi >> \(directory)/calls\n"
+            try write("#!/bin/sh\n\(name)\(fail)exec /usr/bin/\(command) \"$@\"\n", directory, command)
             chmod("\(directory)/\(command)", 0o755)
         }
     }
@@ -188,6 +190,20 @@ struct SlurmTests {
         let items = pools["items"] as? [[String: Any]] ?? []
         #expect(items.contains { $0["job"] as? String == "20991231-000000-deadbeef" && $0["orphan"] as? Bool == true }, "\(pools)")
         #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("a partition the cluster does not have is refused at intake, with sbatch's words, and nothing is submitted")
+    func unknownPartitionAtIntake() async throws {
+        let (cluster, d, shims) = try await started()
+        let from = d.log.mark
+        try write("name: nopart\nbackend: slurm\npool: {partition: nope}\ntasks: [{command: \"true\"}]\n", d.inbox, "nopart.yaml")
+        try await d.log.wait(from: from, timeout: 60, "the rejection") { $0.contains("manifest rejected") || $0.contains("rejected") }
+        let error = try #require(read("\(d.inbox)/rejected/nopart.yaml.error"))
+        #expect(error.contains("pool.partition") && error.contains("invalid partition"), "\(error)")
+        #expect(shims.calls("sbatch-test") == 1 && shims.calls("sbatch") == 0, "checked, and nothing submitted")
+        #expect(try await d.store().jobs(limit: 10).isEmpty)
+        #expect(await d.signal(SIGTERM) == 0)
+        _ = cluster
     }
 
     @Test("a failing squeue never fails a job: its states are unknown until squeue answers again")

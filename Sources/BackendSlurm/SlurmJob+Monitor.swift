@@ -149,7 +149,16 @@ extension SlurmJob {
     /// none of them live, then records the open tasks cancelled. A shutdown
     /// first leaves them open: the next start cancels again.
     func cancel() async {
-        guard let arrays = await arrays() else { return }
+        guard var arrays = await arrays() else { return }
+        // An array recorded without its id may have been submitted (a crash
+        // between sbatch and its record): found by name, it is cancelled too.
+        for (i, a) in arrays.enumerated() where a.id == nil {
+            guard let found = await find(a, until: handle.control.shutdown) else { return }
+            if let found {
+                arrays[i].id = found
+                _ = await save(arrays[i])
+            }
+        }
         let ids = arrays.compactMap(\.id).filter { !$0.isEmpty }
         var rounds = 0
         while !ids.isEmpty {

@@ -123,18 +123,30 @@ struct SlurmJob: Sendable {
     /// submitted now. Never submitted twice.
     func settle(_ record: ArrayRecord, tasks: [Int: TaskRecord], inputs: [String: String]) async -> StepResult {
         var a = record
-        var out = await cluster.commands.run("squeue", ["--noheader", "--states=all", "--user=\(cluster.user)", "--name=\(a.name)",
-                                                        "--format=\(SlurmOutput.queueFormat)"])
+        switch await find(a, until: handle.control.halt) {
+        case nil: return .interrupted
+        case .some(nil): return await sbatch(a, tasks: tasks, inputs: inputs)
+        case .some(let found?):
+            a.id = found
+            return await save(a) ? .done : .interrupted
+        }
+    }
+
+    /// Looks an array recorded without its id up by name: squeue, then
+    /// sacct, then its elements' pid files (it ran, its id forgotten: "").
+    /// `.some(nil)` when it was never submitted; nil when `until` fired
+    /// first (a lookup that fails is asked again: never submit blind).
+    func find(_ a: ArrayRecord, until: AsyncEvent<Void>) async -> String?? {
+        let args = ["--noheader", "--states=all", "--user=\(cluster.user)", "--name=\(a.name)", "--format=\(SlurmOutput.queueFormat)"]
+        var out = await cluster.commands.run("squeue", args)
         var attempt = 0
         while !out.ok {
-            // Never submitted blind: without an answer, ask again.
             log.warning("squeue failed while looking an array up; will retry", metadata: ["array": "\(a.name)", "error": "\(out.why)"])
             attempt += 1
-            if await handle.control.halt.wait(timeout: Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))) != nil {
-                return .interrupted
+            if await until.wait(timeout: Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))) != nil {
+                return nil
             }
-            out = await cluster.commands.run("squeue", ["--noheader", "--states=all", "--user=\(cluster.user)", "--name=\(a.name)",
-                                                        "--format=\(SlurmOutput.queueFormat)"])
+            out = await cluster.commands.run("squeue", args)
         }
         var found = SlurmOutput.queue(out.stdout).entries.first { $0.name == a.name }?.arrayID
         if found == nil, await cluster.usesAccounting() {
@@ -144,11 +156,9 @@ struct SlurmJob: Sendable {
         }
         if found == nil, a.elements.contains(where: { AttemptFiles.started(attemptDirectory($0)) }) { found = "" }
         if let found {
-            a.id = found
             log.notice("array found again after a restart", metadata: ["array": "\(a.name)", "slurm.id": "\(found.isEmpty ? "forgotten" : found)"])
-            return await save(a) ? .done : .interrupted
         }
-        return await sbatch(a, tasks: tasks, inputs: inputs)
+        return .some(found)
     }
 
     static func day(_ t: Double) -> String {

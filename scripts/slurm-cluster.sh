@@ -19,6 +19,10 @@ P=${3:-16817}
 ME=$(id -un)
 export SLURM_CONF=$D/slurm.conf
 
+# Whether a pid runs (a zombie does not: under a test runner that is a
+# child subreaper, the daemons' corpses wait for it to reap them).
+alive() { [ -n "$1" ] && [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
+
 up() {
   rm -rf "$D"; mkdir -p "$D"/{munge,state,spool,log}
   chmod 755 "$D" "$D/munge"              # munged wants o+x on its socket dir
@@ -63,14 +67,20 @@ CONF
   for _ in $(seq 50); do [ -S "$D/munge/munge.sock" ] && break; sleep 0.1; done
   slurmctld -D >"$D/log/slurmctld.out" 2>&1 & echo $! >"$D/slurmctld.pid"
   slurmd -D -N localhost >"$D/log/slurmd.out" 2>&1 & echo $! >"$D/slurmd.pid"
-  for _ in $(seq 300); do [ "$(sinfo -h -o %T 2>/dev/null)" = idle ] && break; sleep 0.1; done
-  [ "$(sinfo -h -o %T)" = idle ] || { echo "slurm-cluster: the node did not come up (see $D/log)" >&2; exit 1; }
+  # sinfo retries for long against a controller that is not there: ask
+  # with a deadline, and give up at once if slurmctld died (a port in use).
+  for _ in $(seq 300); do
+    alive "$(cat "$D/slurmctld.pid")" || break
+    [ "$(timeout 2 sinfo -h -o %T 2>/dev/null)" = idle ] && break
+    sleep 0.1
+  done
+  if [ "$(timeout 2 sinfo -h -o %T 2>/dev/null)" != idle ]; then
+    echo "slurm-cluster: the node did not come up: $(tail -1 "$D/log/slurmctld.log" 2>/dev/null)" >&2
+    down
+    exit 1
+  fi
   echo "$SLURM_CONF"
 }
-
-# Whether a pid runs (a zombie does not: under a test runner that is a
-# child subreaper, the daemons' corpses wait for it to reap them).
-alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
 
 down() {
   if [ -f "$D/slurmctld.pid" ] && alive "$(cat "$D/slurmctld.pid")"; then

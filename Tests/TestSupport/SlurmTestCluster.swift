@@ -12,7 +12,7 @@ public final class SlurmTestCluster: @unchecked Sendable {
     /// `SLURM_CONF` for every Slurm command.
     public var environment: [String: String] { ["SLURM_CONF": "\(directory)/slurm.conf"] }
     let script: String
-    let port: Int
+    private(set) var port = 0
 
     /// Starts the cluster: munged, slurmctld, slurmd, until the node is idle
     /// (about a second). `minJobAge` is how long squeue shows a finished job.
@@ -20,15 +20,43 @@ public final class SlurmTestCluster: @unchecked Sendable {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         script = root.appendingPathComponent("scripts/slurm-cluster.sh").path
         directory = NSTemporaryDirectory() + "batchd-slurm-\(UUID().uuidString.prefix(8))"
-        port = 2 * Int.random(in: 10_000...30_000)
-        let r = try Self.run(script, ["up", directory, String(port)],
-                             ["MIN_JOB_AGE": String(minJobAge), "MAX_ARRAY_SIZE": String(maxArraySize)])
-        guard r.status == 0 else {
-            throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "the Slurm test cluster did not start: \(r.output)"])
+        // Two free ports below the ephemeral range (another cluster, or a
+        // connection's local port, may hold one); a start that still meets
+        // a port in use fails fast and is tried on others.
+        var last = ""
+        for _ in 0..<5 {
+            let p = Self.freePortPair()
+            let r = try Self.run(script, ["up", directory, String(p)],
+                                 ["MIN_JOB_AGE": String(minJobAge), "MAX_ARRAY_SIZE": String(maxArraySize)])
+            if r.status == 0 { port = p; return }
+            last = r.output
         }
+        throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "the Slurm test cluster did not start: \(last)"])
     }
 
     deinit { _ = try? Self.run(script, ["down", directory], [:]) }
+
+    /// An even port P with P and P+1 free on loopback, from 10000-32000.
+    static func freePortPair() -> Int {
+        for _ in 0..<50 {
+            let p = 2 * Int.random(in: 5_000...16_000)
+            if canBind(p) && canBind(p + 1) { return p }
+        }
+        return 2 * Int.random(in: 5_000...16_000)
+    }
+
+    static func canBind(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = in_addr_t(0)   // INADDR_ANY, as slurmctld binds
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
 
     /// Runs a Slurm command against the cluster; its status and output.
     public func command(_ name: String, _ args: [String]) throws -> (status: Int32, output: String) {

@@ -16,28 +16,24 @@ PIP_PACKAGES=(jsonschema==4.26.0 PyYAML==6.0.3 pytest==9.0.3 azure-batch==15.1.0
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+# Installs the packages given that are not installed yet (extra apt-get
+# options first, then --, then the packages).
+install_missing() {
+  local options=() missing=()
+  while [ "$1" != -- ]; do options+=("$1"); shift; done; shift
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
   echo "setup: installing ${missing[*]}"
   sudo_if_needed apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq "${options[@]}" "${missing[@]}" >/dev/null
+}
+install_missing -- "${APT_PACKAGES[@]}"
 
 # Slurm for the Slurm backend's tests: a one-host cluster on loopback
 # (scripts/slurm-cluster.sh). Without recommends: no mail server, no X.
-SLURM_PACKAGES=(slurm-wlm munge)
-missing=()
-for p in "${SLURM_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
-  sudo_if_needed apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_missing --no-install-recommends -- slurm-wlm munge
 
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected Swift 6 at /opt/swift)" >&2; exit 1; }
 

@@ -186,15 +186,7 @@ extension SlurmJob {
     /// Deletes the tasks' work directories in the shared directory when the
     /// policy says so (their logs and status files stay for `batchctl logs`).
     func cleanup(_ verdict: Verdict) async {
-        let policy = handle.spec.cleanup
-        guard policy == .always || (policy == .onSuccess && verdict == .success) else { return }
-        let tasksDir = "\(jobDirectory)/tasks"
-        let fm = FileManager.default
-        for task in (try? fm.contentsOfDirectory(atPath: tasksDir)) ?? [] {
-            for attempt in (try? fm.contentsOfDirectory(atPath: "\(tasksDir)/\(task)")) ?? [] {
-                try? fm.removeItem(atPath: "\(tasksDir)/\(task)/\(attempt)/work")
-            }
-        }
+        AttemptFiles.removeWorkDirectories(under: "\(jobDirectory)/tasks", policy: handle.spec.cleanup, verdict: verdict)
         handle.crashPoint("cleanup.removed")
     }
 }

@@ -50,13 +50,21 @@ public enum SlurmRules {
                     + (throttle(spec.pool).map { "%\(min($0, count))" } ?? ""),
                     // Slurm's own log of the element; the task's stdout and stderr go to its attempt directory.
                     "--output=\(logDirectory)/slurm-%A_%a.out", "--no-requeue", "--export=NONE"]
+        args += resourceOptions(spec: spec, defaults: defaults)
+        args.append(script)
+        return args
+    }
+
+    /// Where and with what a job's tasks run: partition, account, QoS,
+    /// CPUs, memory and time limit, from its manifest or the defaults.
+    public static func resourceOptions(spec: JobSpec, defaults: Defaults) -> [String] {
+        var args: [String] = []
         if let p = spec.pool.partition ?? defaults.partition { args.append("--partition=\(p)") }
         if let a = spec.pool.account ?? defaults.account { args.append("--account=\(a)") }
         if let q = spec.pool.qos ?? defaults.qos { args.append("--qos=\(q)") }
         if let c = spec.pool.cpusPerTask { args.append("--cpus-per-task=\(c)") }
         if let m = spec.pool.memoryMiB { args.append("--mem=\(m)M") }
         if let t = spec.timeoutSeconds { args.append("--time=\(timeLimit(t))") }
-        args.append(script)
         return args
     }
 
@@ -112,15 +120,7 @@ extension SlurmRules {
     /// `sbatch --test-only` with the job's resource options and a script
     /// that does nothing: it validates them and submits nothing.
     public static func testArguments(spec: JobSpec, defaults: Defaults) -> [String] {
-        var args = ["--test-only", "--job-name=batchd-check", "--output=/dev/null"]
-        if let p = spec.pool.partition ?? defaults.partition { args.append("--partition=\(p)") }
-        if let a = spec.pool.account ?? defaults.account { args.append("--account=\(a)") }
-        if let q = spec.pool.qos ?? defaults.qos { args.append("--qos=\(q)") }
-        if let c = spec.pool.cpusPerTask { args.append("--cpus-per-task=\(c)") }
-        if let m = spec.pool.memoryMiB { args.append("--mem=\(m)M") }
-        if let t = spec.timeoutSeconds { args.append("--time=\(timeLimit(t))") }
-        args.append("--wrap=true")
-        return args
+        ["--test-only", "--job-name=batchd-check", "--output=/dev/null"] + resourceOptions(spec: spec, defaults: defaults) + ["--wrap=true"]
     }
 
     /// The manifest field sbatch's refusal is about, by its words.

@@ -72,6 +72,22 @@ extension JobHandle {
 }
 
 /// What batchd-exec leaves in an attempt directory.
+extension AttemptFiles {
+    /// Deletes the `work/` directory of every attempt under `tasksDirectory`
+    /// (`<task>/attempt-<n>/work`) when `policy` says so for `verdict`; the
+    /// logs and status files stay for `batchctl logs`.
+    public static func removeWorkDirectories(under tasksDirectory: String, policy: CleanupPolicy, verdict: Verdict) {
+        guard policy == .always || (policy == .onSuccess && verdict == .success) else { return }
+        let fm = FileManager.default
+        for task in (try? fm.contentsOfDirectory(atPath: tasksDirectory)) ?? [] {
+            for attempt in (try? fm.contentsOfDirectory(atPath: "\(tasksDirectory)/\(task)")) ?? [] {
+                try? fm.removeItem(atPath: "\(tasksDirectory)/\(task)/\(attempt)/work")
+            }
+        }
+    }
+}
+
+/// What batchd-exec leaves in an attempt directory.
 public enum AttemptFiles {
     /// How the command ended, from the `status` file ("exit N" or "signal
     /// N"); nil when there is none (yet).

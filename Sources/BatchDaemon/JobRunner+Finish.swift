@@ -22,15 +22,8 @@ extension JobRunner {
     /// Deletes the attempts' work directories when the policy says so; the
     /// logs (stdout, stderr, status) stay for `batchctl logs`.
     func cleanup(_ job: JobRecord, _ verdict: Verdict) {
-        let policy = job.spec?.cleanup ?? job.cleanup
-        guard policy == .always || (policy == .onSuccess && verdict == .success) else { return }
-        let tasksDir = "\(ctx.config.jobsDirectory)/\(jobID)/tasks"
-        let fm = FileManager.default
-        for task in (try? fm.contentsOfDirectory(atPath: tasksDir)) ?? [] {
-            for attempt in (try? fm.contentsOfDirectory(atPath: "\(tasksDir)/\(task)")) ?? [] {
-                try? fm.removeItem(atPath: "\(tasksDir)/\(task)/\(attempt)/work")
-            }
-        }
+        AttemptFiles.removeWorkDirectories(under: "\(ctx.config.jobsDirectory)/\(jobID)/tasks", policy: job.spec?.cleanup ?? job.cleanup,
+                                           verdict: verdict)
     }
 
     /// Writes `jobs/<id>/summary.json`.

@@ -170,9 +170,9 @@ public enum Daemon {
 
 /// This machine's host name.
 func hostName() -> String {
-    var buffer = [CChar](repeating: 0, count: 256)
+    var buffer = [UInt8](repeating: 0, count: 256)
     guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
-    return String(cString: buffer)
+    return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
 }
 
 /// A backend's background work (Azure's poller) as one of the daemon's

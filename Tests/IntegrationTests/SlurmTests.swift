@@ -220,6 +220,14 @@ struct SlurmTests {
         #expect(await d.signal(SIGTERM) == 0)
         _ = cluster
     }
+}
+
+/// Apart from the suite above so that its minute and a half of waiting for
+/// Slurm's time-limit check overlaps the 2,000-task job.
+@Suite("Slurm time limits")
+struct SlurmTimeLimitTests {
+    func started() async throws -> (SlurmTestCluster, DaemonHarness, SlurmShims) { try await SlurmTests().started() }
+    func submit(_ d: DaemonHarness, _ text: String, _ name: String) async throws -> String { try await SlurmTests().submit(d, text, name) }
 
     @Test("a task Slurm kills at its time limit ends as timedOut, with Slurm's reason in the log")
     func timeLimit() async throws {

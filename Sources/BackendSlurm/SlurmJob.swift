@@ -98,7 +98,18 @@ struct SlurmJob: Sendable {
         let todo = tasks.filter { $0.state.isOpen && !inFlight.contains($0.idx) }
             .map { ArrayRecord.Element(idx: $0.idx, task: $0.taskId, attempt: (lastAttempt[$0.idx] ?? 0) + 1) }
         guard !todo.isEmpty else { return .done }
-        guard let facts = await cluster.clusterFacts() else { return .interrupted }
+        // MaxArraySize comes from the controller: without it, ask again
+        // (never guess a size the cluster might refuse).
+        var facts = await cluster.clusterFacts()
+        var attempt = 0
+        while facts == nil {
+            attempt += 1
+            if await handle.control.halt.wait(timeout: Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))) != nil {
+                return .interrupted
+            }
+            facts = await cluster.clusterFacts()
+        }
+        guard let facts else { return .interrupted }
         var sequence = (arrays.last?.sequence ?? 0) + 1
         var submitted = 0
         for chunk in SlurmRules.arrays(todo, maxArraySize: facts.maxArraySize) {

@@ -55,12 +55,9 @@ extension AzureJob {
         while true {
             do { return .success(try await body()) } catch {
                 guard AzureRules.isTransient(error) else { return .failure(error) }
-                let delay = Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))
+                log.warning("azure step failed; will retry", metadata: ["step": "\(what)", "error": "\(error)", "attempt": "\(attempt + 1)"])
+                guard await handle.pauseBeforeRetry(attempt, until: until) else { return nil }
                 attempt += 1
-                log.warning("azure step failed; will retry", metadata: ["step": "\(what)", "error": "\(error)", "retry.in": "\(HumanDuration.format(delay))"])
-                if until.value != nil || Task.isCancelled { return nil }
-                _ = await until.wait(timeout: delay)
-                if until.value != nil || Task.isCancelled { return nil }
             }
         }
     }

@@ -7,7 +7,7 @@ import Glibc
 
 /// Runs Slurm's commands: each with its arguments as separate words (no
 /// shell), a deadline, and the daemon's environment (SLURM_CONF and PATH
-/// included). Counts the calls of each command, for the log and the tests.
+/// included).
 public final class SlurmCommands: Sendable {
     /// What a command printed and how it ended.
     public struct Output: Sendable {
@@ -24,15 +24,11 @@ public final class SlurmCommands: Sendable {
 
     let environment: [String: String]
     let timeout: Double
-    let calls = Mutex<[String: Int]>([:])
 
     public init(environment: [String: String], timeout: Double) {
         self.environment = environment
         self.timeout = timeout
     }
-
-    /// Calls made so far, by command.
-    public var counts: [String: Int] { calls.withLock { $0 } }
 
     /// The path of `command` on the daemon's PATH, nil if it is not there.
     public func find(_ command: String) -> String? {
@@ -46,7 +42,6 @@ public final class SlurmCommands: Sendable {
     /// Runs `command args...`; a command that cannot start or outlives the
     /// deadline ends with status 127 or 124 and says so in stderr.
     public func run(_ command: String, _ args: [String]) async -> Output {
-        calls.withLock { $0[command, default: 0] += 1 }
         guard let path = find(command) else {
             return Output(status: 127, stdout: "", stderr: "\(command) is not on the daemon's PATH")
         }

@@ -104,9 +104,7 @@ struct SlurmJob: Sendable {
         var attempt = 0
         while facts == nil {
             attempt += 1
-            if await handle.control.halt.wait(timeout: Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))) != nil {
-                return .interrupted
-            }
+            guard await handle.pauseBeforeRetry(attempt) else { return .interrupted }
             facts = await cluster.clusterFacts()
         }
         guard let facts else { return .interrupted }
@@ -154,9 +152,7 @@ struct SlurmJob: Sendable {
         while !out.ok {
             log.warning("squeue failed while looking an array up; will retry", metadata: ["array": "\(a.name)", "error": "\(out.why)"])
             attempt += 1
-            if await until.wait(timeout: Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))) != nil {
-                return nil
-            }
+            guard await handle.pauseBeforeRetry(attempt, until: until) else { return nil }
             out = await cluster.commands.run("squeue", args)
         }
         var found = SlurmOutput.queue(out.stdout).entries.first { $0.name == a.name }?.arrayID
@@ -204,9 +200,7 @@ struct SlurmJob: Sendable {
             }
             log.warning("sbatch failed; will retry", metadata: ["array": "\(a.name)", "error": "\(out.why)"])
             attempt += 1
-            if await handle.control.halt.wait(timeout: Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))) != nil {
-                return .interrupted
-            }
+            guard await handle.pauseBeforeRetry(attempt) else { return .interrupted }
         }
     }
 

@@ -31,8 +31,6 @@ public actor SlurmPoller {
     /// While this many elements are live, polls are spaced so that each
     /// sees about this many end (PollSchedule.next(ended:live:batch:)).
     static let batch = 100
-    /// Queries made.
-    public private(set) var polls = 0
 
     init(commands: SlurmCommands, user: String, schedule: PollSchedule, logger: Logger) {
         self.commands = commands
@@ -100,7 +98,6 @@ public actor SlurmPoller {
     }
 
     func poll() async -> Snapshot {
-        polls += 1
         let out = await commands.run("squeue", ["--noheader", "--states=all", "--user=\(user)", "--format=\(SlurmOutput.queueFormat)"])
         guard out.ok else {
             logger.warning("squeue failed; task states are unknown until it answers", metadata: ["error": "\(out.why)"])

@@ -63,6 +63,16 @@ public struct JobHandle: Sendable {
         await DatabaseRetry.run(what, log: log, control: control, body)
     }
 
+    /// Waits before attempt `attempt` of a step that failed for a transient
+    /// reason (1 s, doubling, at most a minute, with jitter); false when
+    /// `until` (the job's halt, unless given) fires first: stop, don't retry.
+    public func pauseBeforeRetry(_ attempt: Int, until: AsyncEvent<Void>? = nil) async -> Bool {
+        let event = until ?? control.halt
+        if event.value != nil || Task.isCancelled { return false }
+        let delay = Backoff(base: 1, factor: 2, cap: 60).delay(attempt: attempt, jitter: Double.random(in: 0...1))
+        return await event.wait(timeout: delay) == nil && !Task.isCancelled
+    }
+
     /// Every distinct input file of the job (shared and per task), sorted;
     /// nil on shutdown.
     public func inputSources() async -> [String]? {

@@ -393,34 +393,36 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
 }
 
 extension DaemonConfig {
+    /// A setting that takes effect only at the next start: its name in the
+    /// config file, whether two configs differ in it, and how to keep the old.
+    struct RestartOnly: Sendable {
+        let name: String
+        let differs: @Sendable (DaemonConfig, DaemonConfig) -> Bool
+        let keep: @Sendable (inout DaemonConfig, DaemonConfig) -> Void
+
+        init<T: Equatable & Sendable>(_ name: String, _ path: WritableKeyPath<DaemonConfig, T> & Sendable) {
+            self.name = name
+            differs = { $0[keyPath: path] != $1[keyPath: path] }
+            keep = { $0[keyPath: path] = $1[keyPath: path] }
+        }
+    }
+
+    static let restartOnly: [RestartOnly] = [
+        .init("stateDirectory", \.stateDirectory), .init("inbox", \.inbox), .init("runtimeDirectory", \.runtimeDirectory),
+        .init("defaultBackend", \.defaultBackend), .init("local.killGrace", \.local.killGrace), .init("local.exec", \.local.exec),
+        .init("local.passEnvironment", \.local.passEnvironment), .init("azure", \.azure), .init("slurm", \.slurm),
+    ]
+
     /// The settings that take effect only at the next start and differ in
     /// `self` from `old`, by their names in the config file.
     public func restartOnlyChanges(from old: DaemonConfig) -> [String] {
-        var names: [String] = []
-        if stateDirectory != old.stateDirectory { names.append("stateDirectory") }
-        if inbox != old.inbox { names.append("inbox") }
-        if runtimeDirectory != old.runtimeDirectory { names.append("runtimeDirectory") }
-        if defaultBackend != old.defaultBackend { names.append("defaultBackend") }
-        if local.killGrace != old.local.killGrace { names.append("local.killGrace") }
-        if local.exec != old.local.exec { names.append("local.exec") }
-        if local.passEnvironment != old.local.passEnvironment { names.append("local.passEnvironment") }
-        if azure != old.azure { names.append("azure") }
-        if slurm != old.slurm { names.append("slurm") }
-        return names
+        Self.restartOnly.filter { $0.differs(self, old) }.map(\.name)
     }
 
     /// `self` with the settings that need a restart kept as they are in `old`.
     public func keepingRestartOnlySettings(of old: DaemonConfig) -> DaemonConfig {
         var kept = self
-        kept.stateDirectory = old.stateDirectory
-        kept.inbox = old.inbox
-        kept.runtimeDirectory = old.runtimeDirectory
-        kept.defaultBackend = old.defaultBackend
-        kept.local.killGrace = old.local.killGrace
-        kept.local.exec = old.local.exec
-        kept.local.passEnvironment = old.local.passEnvironment
-        kept.azure = old.azure
-        kept.slurm = old.slurm
+        for setting in Self.restartOnly { setting.keep(&kept, old) }
         return kept
     }
 }

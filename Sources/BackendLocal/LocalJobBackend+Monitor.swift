@@ -10,6 +10,47 @@ import Logging
 import Glibc
 #endif
 
+/// The tasks a monitoring pass has yet to start: pending tasks in index
+/// order, read from the database a chunk at a time, then those to run again
+/// in the order they ended.
+struct PendingQueue {
+    let chunk: Int
+    let read: (_ after: Int, _ limit: Int) async -> [Int]?
+    var buffered: ArraySlice<Int> = []
+    var after = -1
+    var exhausted = false
+    var retries: [Int] = []
+    var nextRetry = 0
+
+    init(chunk: Int, read: @escaping (_ after: Int, _ limit: Int) async -> [Int]?) {
+        self.chunk = chunk
+        self.read = read
+    }
+
+    /// The next task to start, reading the next chunk when needed; nil when
+    /// none is left (or the daemon is stopping).
+    mutating func peek() async -> Int? {
+        if buffered.isEmpty && !exhausted {
+            guard let next = await read(after, chunk) else { exhausted = true; return nil }
+            buffered = next[...]
+            after = next.last ?? after
+            exhausted = next.count < chunk
+        }
+        if let first = buffered.first { return first }
+        return nextRetry < retries.count ? retries[nextRetry] : nil
+    }
+
+    /// Removes what `peek` returned.
+    mutating func take() {
+        if !buffered.isEmpty { buffered.removeFirst(); return }
+        nextRetry += 1
+        if nextRetry == retries.count { retries.removeAll(keepingCapacity: true); nextRetry = 0 }
+    }
+
+    /// A task to run again, after every task now waiting.
+    mutating func retry(_ idx: Int) { retries.append(idx) }
+}
+
 /// What the attempts of one monitoring pass share.
 struct MonitorScope: Sendable {
     let job: JobHandle
@@ -75,12 +116,15 @@ extension LocalJobBackend {
             }
             control.reconciled.fire(())
 
-            var queue = await job.retrying("read pending tasks", { try await job.store.pendingIndices(job.id) }) ?? []
-            queue.reverse()  // pop from the end: lowest index first
+            // The pending tasks, read a chunk at a time in index order (memory
+            // stays bounded by the chunk, not the job), then the retries.
+            var queue = PendingQueue(chunk: 1000) { after, limit in
+                await job.retrying("read pending tasks", { try await job.store.pendingIndices(job.id, after: after, limit: limit) })
+            }
             while true {
-                while let idx = queue.last, running < limit, !control.isHalted {
+                while running < limit, !control.isHalted, let idx = await queue.peek() {
                     guard await acquireSlot(control) else { break }
-                    queue.removeLast()
+                    queue.take()
                     running += 1
                     group.addTask {
                         defer { slots.release() }
@@ -90,7 +134,7 @@ extension LocalJobBackend {
                 if running == 0 { break }
                 if let result = await group.next() {
                     running -= 1
-                    if let idx = result ?? nil { queue.insert(idx, at: 0) }
+                    if let idx = result ?? nil { queue.retry(idx) }
                 }
             }
         }
@@ -114,8 +158,11 @@ extension LocalJobBackend {
     /// Runs one attempt of task `idx`; returns `idx` if it should run again.
     func attempt(_ idx: Int, _ scope: MonitorScope) async -> Int? {
         let job = scope.job
-        guard let task = await job.retrying("read a task", { try await job.store.task(job.id, idx: idx) }) ?? nil,
-              let number = await job.retrying("number the attempt", { try await job.store.nextAttemptNumber(job.id, idx: idx) }) else { return nil }
+        // Write-ahead: the attempt is on record before its process exists
+        // (with a strike, lifted once it runs: see the crash-loop breaker).
+        guard let (task, number) = await job.retrying("record the attempt", {
+            try await job.store.beginNextAttempt(job.id, idx: idx, directory: { job.attemptDirectory($0.taskId, $1) })
+        }) ?? nil else { return nil }
         let dir = job.attemptDirectory(task.taskId, number)
         let env = TaskEnvironment.variables(base: baseEnvironment, task: task.environment,
                                             job: job.id, name: job.spec.name, taskID: task.taskId, index: idx, attempt: number)
@@ -126,9 +173,6 @@ extension LocalJobBackend {
         }
         let spec = AttemptSpec(directory: dir, command: task.command, env: env, inputs: placed, timeout: job.spec.timeoutSeconds,
                                hide: hidden(for: job.spec))
-        // Write-ahead: the attempt is on record before its process exists
-        // (with a strike, lifted once it runs: see the crash-loop breaker).
-        guard await job.retrying("record the attempt", { try await job.store.beginAttempt(job.id, idx: idx, attempt: number, directory: dir) }) != nil else { return nil }
         job.crashPoint("task.begun")
         Debug.crashPoint("start", task.command)
         let outcome: TaskOutcome
@@ -167,6 +211,7 @@ extension LocalJobBackend {
         guard await job.recordTaskEnd(task, attempt: number, outcome: outcome, decision: decision, {
             try await job.store.finishAttempt(job.id, idx: task.idx, attempt: number, outcome: o, decision: decision, outputs: collected)
         }) else { return nil }
+        AttemptFiles.discardFinished(dir)
         return decision == .retry && !job.control.isHalted ? task.idx : nil
     }
 

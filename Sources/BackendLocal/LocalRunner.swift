@@ -55,8 +55,18 @@ public struct LocalRunner: Sendable {
     /// Creates the attempt directory and places the inputs in work/.
     public func prepare(_ spec: AttemptSpec) throws {
         let work = "\(spec.directory)/work"
-        try? FileManager.default.removeItem(atPath: spec.directory)
-        try FileOps.makeDirectory(work)
+        // Three mkdirs in the usual case (task, attempt, work); the whole
+        // path only when the job's directory is not there yet.
+        let task = (spec.directory as NSString).deletingLastPathComponent
+        if mkdir(task, 0o777) != 0 && errno != EEXIST {
+            try FileOps.makeDirectory(work)
+        } else if mkdir(spec.directory, 0o777) != 0 {
+            // Left by a daemon that died before recording this attempt.
+            try? FileManager.default.removeItem(atPath: spec.directory)
+            try FileOps.makeDirectory(work)
+        } else if mkdir(work, 0o777) != 0 {
+            throw FileOpError(work, "cannot create the directory: \(String(cString: strerror(errno)))")
+        }
         for input in spec.inputs {
             let parts = input.target.split(separator: "/")
             guard !input.target.hasPrefix("/"), !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else {
@@ -79,10 +89,7 @@ public struct LocalRunner: Sendable {
     public static func livePid(_ directory: String, recorded: Int?) -> pid_t? {
         var candidates: [pid_t] = []
         if let recorded { candidates.append(pid_t(recorded)) }
-        if let data = FileManager.default.contents(atPath: "\(directory)/pid"),
-           let p = pid_t(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) {
-            candidates.append(p)
-        }
+        if let p = AttemptFiles.recordedPid(directory) { candidates.append(p) }
         return candidates.first { ProcessControl.isSupervisor($0, of: directory) }
     }
 

@@ -1,6 +1,7 @@
 import BatchSupport
 import CLinux
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -61,19 +62,14 @@ public enum ProcessControl {
     }
 
     /// An event fired when process `pid` exits: it may be our child (it is
-    /// reaped) or a process adopted after a restart (watched through a pidfd).
+    /// reaped) or a process adopted after a restart. Every process is
+    /// watched through a pidfd by one thread for the whole daemon.
     public static func exitEvent(_ pid: pid_t) -> AsyncEvent<Void> {
         let event = AsyncEvent<Void>()
+        if ExitWatcher.shared.watch(pid, event) { return event }
+        // No pidfd (old kernel): a thread looks every 50 ms.
         let thread = Thread {
-            let fd = batchd_pidfd_open(pid)
-            if fd >= 0 {
-                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                while poll(&p, 1, -1) < 0 && errno == EINTR {}
-                close(fd)
-            } else {
-                // No pidfd (old kernel): look every 50 ms.
-                while isAlive(pid) && !isZombieReaped(pid) { usleep(50_000) }
-            }
+            while isAlive(pid) && !isZombieReaped(pid) { usleep(50_000) }
             var status: Int32 = 0
             _ = waitpid(pid, &status, WNOHANG)
             event.fire(())
@@ -94,5 +90,52 @@ public enum ProcessControl {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
         let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         return args.count >= 2 && args[0].hasSuffix("batchd-exec") && args[1] == directory
+    }
+}
+
+/// Watches processes for their exit: one epoll instance over their pidfds
+/// and one thread waiting on it, whatever the number of processes (a task
+/// costs no thread of its own).
+final class ExitWatcher: Sendable {
+    static let shared = ExitWatcher()
+    let epoll: Int32
+    let watched = Mutex<[Int32: (pid: pid_t, event: AsyncEvent<Void>)]>([:])
+
+    init() {
+        epoll = batchd_epoll_create()
+        guard epoll >= 0 else { return }
+        let thread = Thread { [self] in run() }
+        thread.name = "batchd-exits"
+        thread.start()
+    }
+
+    /// Starts watching `pid`; false if it cannot be (no pidfd or epoll).
+    func watch(_ pid: pid_t, _ event: AsyncEvent<Void>) -> Bool {
+        guard epoll >= 0 else { return false }
+        let fd = batchd_pidfd_open(pid)
+        guard fd >= 0 else { return false }
+        watched.withLock { $0[fd] = (pid, event) }
+        guard batchd_epoll_add(epoll, fd) == 0 else {
+            watched.withLock { _ = $0.removeValue(forKey: fd) }
+            close(fd)
+            return false
+        }
+        return true
+    }
+
+    func run() {
+        var ready = [Int32](repeating: -1, count: 64)
+        while true {
+            let n = batchd_epoll_wait(epoll, &ready, 64, -1)
+            if n < 0 { if errno == EINTR { continue }; usleep(10_000); continue }
+            for fd in ready.prefix(Int(n)) {
+                guard let entry = watched.withLock({ $0.removeValue(forKey: fd) }) else { continue }
+                batchd_epoll_remove(epoll, fd)
+                close(fd)
+                var status: Int32 = 0
+                _ = waitpid(entry.pid, &status, WNOHANG)
+                entry.event.fire(())
+            }
+        }
     }
 }

@@ -137,9 +137,11 @@ extension SlurmJob {
         let counted = task.countedAttempts + (outcome.countsAsAttempt ? 1 : 0)
         let decision = JobMachine.taskDecision(outcome, countedAttempts: counted, retries: handle.spec.retries, cancelled: handle.control.isCancelled)
         let (o, outs, dir, started) = (outcome, outputs, attemptDirectory(e), handle.clock())
-        _ = await handle.recordTaskEnd(task, attempt: e.attempt, outcome: outcome, decision: decision) {
+        if await handle.recordTaskEnd(task, attempt: e.attempt, outcome: outcome, decision: decision, {
             try await store.recordRemoteAttempt(id, idx: task.idx, attempt: e.attempt, directory: dir, startedAt: started,
                                                 outcome: o, decision: decision, outputs: outs)
+        }) {
+            AttemptFiles.discardFinished(dir)
         }
     }
 

@@ -87,23 +87,51 @@ extension AttemptFiles {
     }
 }
 
-/// What batchd-exec leaves in an attempt directory.
+/// What batchd-exec leaves in an attempt directory: `status` ("pid N" while
+/// the command runs, then "exit N" or "signal N", one fixed-width record
+/// rewritten in place), `stdout` and `stderr` only if the command wrote to
+/// them, and `work/`. (Attempts started by batchd-exec before 0.6 also have
+/// a `pid` file.)
 public enum AttemptFiles {
-    /// How the command ended, from the `status` file ("exit N" or "signal
-    /// N"); nil when there is none (yet).
-    public static func recordedOutcome(_ directory: String) -> TaskOutcome? {
+    static func record(_ directory: String) -> (word: Substring, n: Int32)? {
         guard let data = FileManager.default.contents(atPath: "\(directory)/status") else { return nil }
         let parts = String(decoding: data, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
         guard parts.count == 2, let n = Int32(parts[1]) else { return nil }
-        switch parts[0] {
-        case "exit": return .exited(code: n)
-        case "signal": return .signaled(signal: n)
+        return (parts[0], n)
+    }
+
+    /// How the command ended, from the `status` file; nil while it runs or
+    /// when there is no status (yet).
+    public static func recordedOutcome(_ directory: String) -> TaskOutcome? {
+        switch record(directory) {
+        case ("exit", let n)?: return .exited(code: n)
+        case ("signal", let n)?: return .signaled(signal: n)
         default: return nil
         }
     }
 
-    /// Whether batchd-exec started in the directory (it wrote its pid).
+    /// The pid batchd-exec recorded when it started (nil once the command
+    /// has ended, or if it never started).
+    public static func recordedPid(_ directory: String) -> pid_t? {
+        if case ("pid", let n)? = record(directory) { return n }
+        guard let data = FileManager.default.contents(atPath: "\(directory)/pid") else { return nil }
+        return pid_t(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Whether batchd-exec started in the directory (it wrote its status).
     public static func started(_ directory: String) -> Bool {
-        FileManager.default.fileExists(atPath: "\(directory)/pid")
+        access("\(directory)/status", F_OK) == 0 || access("\(directory)/pid", F_OK) == 0
+    }
+
+    /// Once an attempt's end is in the database, its status file says
+    /// nothing more: it is deleted, and so are the attempt's directory and
+    /// its task's directory if that leaves them empty (a task with no
+    /// output, no log and nothing left in `work/` then costs no file). What
+    /// is left follows the job's cleanup policy.
+    public static func discardFinished(_ directory: String) {
+        unlink("\(directory)/status")
+        unlink("\(directory)/pid")
+        rmdir("\(directory)/work")
+        if rmdir(directory) == 0 { rmdir((directory as NSString).deletingLastPathComponent) }
     }
 }

@@ -77,8 +77,10 @@ public struct JobHandle: Sendable {
     /// nil on shutdown.
     public func inputSources() async -> [String]? {
         var sources = Set(spec.sharedInputs.map(\.source))
-        guard let tasks = await retrying("read tasks", { try await store.tasks(job.id) }) else { return nil }
-        for task in tasks { for input in task.inputFiles { sources.insert(input.source) } }
+        guard let lists = await retrying("read tasks' inputs", { try await store.taskInputLists(job.id) }) else { return nil }
+        for list in lists {
+            for input in (try? JSONDecoder().decode([InputFile].self, from: Data(list.utf8))) ?? [] { sources.insert(input.source) }
+        }
         return sources.sorted()
     }
 
@@ -111,12 +113,14 @@ public struct JobHandle: Sendable {
 extension TaskRecord {
     /// The task's own input files (the shared ones are in the spec).
     public var inputFiles: [InputFile] {
-        (try? JSONDecoder().decode([InputFile].self, from: Data(inputs.utf8))) ?? []
+        if inputs == "[]" { return [] }
+        return (try? JSONDecoder().decode([InputFile].self, from: Data(inputs.utf8))) ?? []
     }
 
     /// The task's own environment variables.
     public var environment: [String: String] {
-        (try? JSONDecoder().decode([String: String].self, from: Data(env.utf8))) ?? [:]
+        if env == "{}" { return [:] }
+        return (try? JSONDecoder().decode([String: String].self, from: Data(env.utf8))) ?? [:]
     }
 }
 

@@ -66,16 +66,22 @@ public struct JobReport: Sendable {
         }.joined(separator: "\n")
     }
 
-    /// One job in detail.
-    public func show(_ job: JobRecord) async throws -> [String: Any] {
+    /// How many failed tasks and outputs `show` lists per page.
+    public static let pageSize = 100
+
+    /// One job in detail: its counts (one row, whatever the job's size), and
+    /// page `page` of its failed tasks and of its outputs.
+    public func show(_ job: JobRecord, page: Int = 1) async throws -> [String: Any] {
         let counts = try await store.counts(job.id)
-        let tasks = try await store.tasks(job.id)
-        let names = Dictionary(tasks.map { ($0.idx, $0.taskId) }, uniquingKeysWith: { a, _ in a })
-        let outputs = try await store.outputs(job.id)
-        let failed = tasks.filter { $0.state == .failed }.map { t -> [String: Any] in
+        let outputCount = try await store.outputCount(job.id)
+        let offset = (max(page, 1) - 1) * Self.pageSize
+        let failedPage = try await store.failedTasks(job.id, limit: Self.pageSize + 1, offset: offset)
+        let outputPage = try await store.outputs(job.id, limit: Self.pageSize + 1, offset: offset)
+        let failed = failedPage.prefix(Self.pageSize).map { t -> [String: Any] in
             ["id": t.taskId, "outcome": t.outcome?.rawValue ?? NSNull(), "exitCode": t.exitCode ?? NSNull(), "signal": t.signal ?? NSNull(),
              "detail": t.detail ?? NSNull(), "attempts": t.countedAttempts]
         }
+        let names = try await store.taskIDs(job.id, indices: Set(outputPage.map(\.idx)))
         var azure: Any = NSNull()
         if let az = (try? await store.azureJob(job.id)) ?? nil {   // a database from before v2-azure has no such table
             azure = ["batchJob": az.batchJobId, "pool": az.poolId.map { $0 as Any } ?? NSNull(), "autoPool": az.autoPool, "outputContainer": az.outputContainer,
@@ -87,21 +93,24 @@ public struct JobReport: Sendable {
             "createdAt": Self.iso(job.createdAt), "finishedAt": Self.iso(job.finishedAt), "manifest": job.manifestPath,
             "sourceFile": job.sourceFile, "cancelRequested": job.cancelRequested,
             "tasks": Self.countsObject(counts), "failedTasks": failed,
-            "outputs": ["destination": job.destination,
-                        "files": outputs.map { ["path": $0.path, "task": names[$0.idx] ?? "\($0.idx)", "size": $0.size, "sha256": $0.sha256] }],
+            "outputs": ["destination": job.destination, "count": outputCount,
+                        "files": outputPage.prefix(Self.pageSize).map {
+                            ["path": $0.path, "task": names[$0.idx] ?? "\($0.idx)", "size": $0.size, "sha256": $0.sha256]
+                        }],
+            "page": ["number": max(page, 1), "size": Self.pageSize, "more": failedPage.count > Self.pageSize || outputPage.count > Self.pageSize],
         ]
     }
 
-    /// One job in detail, for people.
-    public func showText(_ job: JobRecord) async throws -> String {
+    /// One job in detail, for people (page `page` of its failed tasks).
+    public func showText(_ job: JobRecord, page: Int = 1) async throws -> String {
         let c = try await store.counts(job.id)
-        let outputs = try await store.outputs(job.id)
+        let outputCount = try await store.outputCount(job.id)
         var lines = [
             "job        \(job.id)", "name       \(job.name)", "state      \(job.phase.rawValue)\(job.reason.map { " — \($0)" } ?? "")",
             "backend    \(job.backend.rawValue)", "created    \(Self.iso(job.createdAt))",
             "finished   \(job.finishedAt.map { "\(Self.iso($0))" } ?? "-")",
             "tasks      \(c.total) total: \(c.succeeded) succeeded, \(c.failed) failed, \(c.running) running, \(c.pending) pending, \(c.cancelled) cancelled",
-            "outputs    \(outputs.count) files in \(job.destination)",
+            "outputs    \(outputCount) files in \(job.destination)",
             "manifest   \(job.manifestPath)",
         ]
         if let az = (try? await store.azureJob(job.id)) ?? nil {   // a database from before v2-azure has no such table
@@ -111,14 +120,16 @@ public struct JobReport: Sendable {
                 + "\(Progress.bytes(az.bytesSkipped)) already stored")
             if let expiry = az.tokenExpiry { lines.append("tokens     SAS valid until \(Self.iso(expiry))") }
         }
-        let failed = try await store.tasks(job.id).filter { $0.state == .failed }
+        let offset = (max(page, 1) - 1) * Self.pageSize
+        let failed = try await store.failedTasks(job.id, limit: Self.pageSize, offset: offset)
         if !failed.isEmpty {
             lines.append("failed tasks (see `batchctl logs \(job.id) TASK`):")
-            for t in failed.prefix(20) {
+            for t in failed {
                 let how = t.exitCode.map { "exit code \($0)" } ?? t.signal.map { "signal \($0)" } ?? t.outcome?.rawValue ?? "?"
                 lines.append("  \(t.taskId): \(how)\(t.detail.map { " (\($0))" } ?? "")")
             }
-            if failed.count > 20 { lines.append("  … and \(failed.count - 20) more") }
+            let shown = offset + failed.count
+            if c.failed > shown { lines.append("  … and \(c.failed - shown) more (--page \(max(page, 1) + 1))") }
         }
         return lines.joined(separator: "\n")
     }

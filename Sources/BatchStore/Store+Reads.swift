@@ -51,21 +51,55 @@ extension Store {
         }
     }
 
-    /// Task counts by state.
+    /// Task counts by state: one row, kept as tasks change (schema v6).
     public func counts(_ jobID: String) async throws -> TaskCounts {
         try await db.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM job_counts WHERE job_id = ?", arguments: [jobID]) else { return TaskCounts() }
             var c = TaskCounts()
-            for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM tasks WHERE job_id = ? GROUP BY state", arguments: [jobID]) {
-                let n: Int = row["n"]
-                switch row["state"] as String {
-                case "pending": c.pending = n
-                case "running": c.running = n
-                case "succeeded": c.succeeded = n
-                case "failed": c.failed = n
-                default: c.cancelled = n
-                }
-            }
+            c.pending = row["pending"]
+            c.running = row["running"]
+            c.succeeded = row["succeeded"]
+            c.failed = row["failed"]
+            c.cancelled = row["cancelled"]
             return c
+        }
+    }
+
+    /// How many output files a job has collected (one row, schema v6).
+    public func outputCount(_ jobID: String) async throws -> Int {
+        try await db.read { db in try Int.fetchOne(db, sql: "SELECT outputs FROM job_counts WHERE job_id = ?", arguments: [jobID]) ?? 0 }
+    }
+
+    /// A page of a job's failed tasks, in order.
+    public func failedTasks(_ jobID: String, limit: Int, offset: Int) async throws -> [TaskRecord] {
+        try await db.read { db in
+            try TaskRecord.fetchAll(db, sql: "SELECT * FROM tasks WHERE job_id = ? AND state = 'failed' ORDER BY idx LIMIT ? OFFSET ?",
+                                    arguments: [jobID, limit, offset])
+        }
+    }
+
+    /// A page of a job's collected outputs, by path.
+    public func outputs(_ jobID: String, limit: Int, offset: Int) async throws -> [OutputRecord] {
+        try await db.read { db in
+            try OutputRecord.fetchAll(db, sql: "SELECT * FROM outputs WHERE job_id = ? ORDER BY path LIMIT ? OFFSET ?", arguments: [jobID, limit, offset])
+        }
+    }
+
+    /// The ids of some of a job's tasks, by index.
+    public func taskIDs(_ jobID: String, indices: Set<Int>) async throws -> [Int: String] {
+        try await db.read { db in
+            var out: [Int: String] = [:]
+            let stmt = try db.cachedStatement(sql: "SELECT task_id FROM tasks WHERE job_id = ? AND idx = ?")
+            for i in indices { out[i] = try String.fetchOne(stmt, arguments: [jobID, i]) }
+            return out
+        }
+    }
+
+    /// The distinct per-task input lists of a job (JSON arrays of
+    /// `InputFile`), read without holding its tasks in memory.
+    public func taskInputLists(_ jobID: String) async throws -> [String] {
+        try await db.read { db in
+            try String.fetchAll(db, sql: "SELECT DISTINCT inputs FROM tasks WHERE job_id = ? AND inputs != '[]'", arguments: [jobID])
         }
     }
 
@@ -134,6 +168,15 @@ extension Store {
     public func pendingIndices(_ jobID: String) async throws -> [Int] {
         try await db.read { db in
             try Int.fetchAll(db, sql: "SELECT idx FROM tasks WHERE job_id = ? AND state = 'pending' ORDER BY idx", arguments: [jobID])
+        }
+    }
+
+    /// Up to `limit` indices of a job's pending tasks after index `after`, in
+    /// order: the local backend reads its queue a chunk at a time.
+    public func pendingIndices(_ jobID: String, after: Int, limit: Int) async throws -> [Int] {
+        try await db.read { db in
+            try Int.fetchAll(db, sql: "SELECT idx FROM tasks WHERE job_id = ? AND idx > ? AND state = 'pending' ORDER BY idx LIMIT ?",
+                             arguments: [jobID, after, limit])
         }
     }
 }

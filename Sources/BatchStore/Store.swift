@@ -67,8 +67,8 @@ public final class Store: Sendable {
     }
 
     func event(_ db: Database, _ job: String, _ idx: Int?, _ kind: String, _ message: String, at: Double) throws {
-        let e = EventRecord(seq: nil, jobId: job, idx: idx, at: at, kind: kind, message: message)
-        try e.insert(db)
+        try db.cachedStatement(sql: "INSERT INTO events (job_id, idx, at, kind, message) VALUES (?, ?, ?, ?, ?)")
+            .execute(arguments: [job, idx, at, kind, message])
     }
 }
 
@@ -88,10 +88,11 @@ extension Store {
                 VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)
                 """)
             for t in tasks {
-                let env = String(decoding: try encoder.encode(t.env), as: UTF8.self)
-                let inputs = String(decoding: try encoder.encode(t.inputs), as: UTF8.self)
+                let env = t.env.isEmpty ? "{}" : String(decoding: try encoder.encode(t.env), as: UTF8.self)
+                let inputs = t.inputs.isEmpty ? "[]" : String(decoding: try encoder.encode(t.inputs), as: UTF8.self)
                 try stmt.execute(arguments: [job.id, t.index, t.id, t.command, env, inputs, now])
             }
+            try db.execute(sql: "INSERT INTO job_counts (job_id, pending) VALUES (?, ?)", arguments: [job.id, tasks.count])
             try self.event(db, job.id, nil, "accepted", "job accepted with \(tasks.count) tasks from \(job.sourceFile)", at: now)
         }
     }
@@ -156,23 +157,44 @@ extension Store {
     public func beginAttempt(_ jobID: String, idx: Int, attempt: Int, directory: String) async throws {
         let now = clock()
         try await db.write { db in
-            let a = AttemptRecord(jobId: jobID, idx: idx, attempt: attempt, state: .starting, pid: nil,
-                                  directory: directory, startedAt: now, finishedAt: nil, outcome: nil,
-                                  exitCode: nil, signal: nil, detail: nil, counted: nil)
-            try a.insert(db)
-            // A strike until the attempt is running: a daemon that dies while
-            // launching it leaves the strike (see the schema, v3).
-            try db.execute(sql: "UPDATE tasks SET state = 'running', strikes = strikes + 1, updated_at = ? WHERE job_id = ? AND idx = ?",
-                           arguments: [now, jobID, idx])
+            try self.beginAttempt(db, jobID, idx: idx, attempt: attempt, directory: directory, at: now)
         }
+    }
+
+    /// `beginAttempt` for the next attempt of a task, numbered here, in one
+    /// transaction that also reads the task: its record and the attempt's
+    /// number, or nil if there is no such task. `directory` names the
+    /// attempt's directory from its number.
+    public func beginNextAttempt(_ jobID: String, idx: Int,
+                                 directory: @escaping @Sendable (TaskRecord, Int) -> String) async throws -> (task: TaskRecord, attempt: Int)? {
+        let now = clock()
+        return try await db.write { db in
+            guard let task = try TaskRecord.fetchOne(
+                db.cachedStatement(sql: "SELECT * FROM tasks WHERE job_id = ? AND idx = ?"), arguments: [jobID, idx]) else { return nil }
+            let last = try Int.fetchOne(db.cachedStatement(sql: "SELECT MAX(attempt) FROM attempts WHERE job_id = ? AND idx = ?"),
+                                        arguments: [jobID, idx]) ?? 0
+            try self.beginAttempt(db, jobID, idx: idx, attempt: last + 1, directory: directory(task, last + 1), at: now)
+            return (task, last + 1)
+        }
+    }
+
+    func beginAttempt(_ db: Database, _ jobID: String, idx: Int, attempt: Int, directory: String, at now: Double) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO attempts (job_id, idx, attempt, state, directory, started_at) VALUES (?, ?, ?, 'starting', ?, ?)
+            """).execute(arguments: [jobID, idx, attempt, directory, now])
+        // A strike until the attempt is running: a daemon that dies while
+        // launching it leaves the strike (see the schema, v3).
+        try db.cachedStatement(sql: "UPDATE tasks SET state = 'running', strikes = strikes + 1, updated_at = ? WHERE job_id = ? AND idx = ?")
+            .execute(arguments: [now, jobID, idx])
+        guard db.changesCount == 1 else { throw StoreError(message: "no task \(idx) in job \(jobID)", path: path) }
     }
 
     /// Confirms that an attempt's process started, with its pid.
     public func attemptRunning(_ jobID: String, idx: Int, attempt: Int, pid: Int32) async throws {
         try await db.write { db in
-            try db.execute(sql: "UPDATE attempts SET state = 'running', pid = ? WHERE job_id = ? AND idx = ? AND attempt = ? AND state = 'starting'",
-                           arguments: [Int(pid), jobID, idx, attempt])
-            try db.execute(sql: "UPDATE tasks SET strikes = MAX(strikes - 1, 0) WHERE job_id = ? AND idx = ?", arguments: [jobID, idx])
+            try db.cachedStatement(sql: "UPDATE attempts SET state = 'running', pid = ? WHERE job_id = ? AND idx = ? AND attempt = ? AND state = 'starting'")
+                .execute(arguments: [Int(pid), jobID, idx, attempt])
+            try db.cachedStatement(sql: "UPDATE tasks SET strikes = MAX(strikes - 1, 0) WHERE job_id = ? AND idx = ?").execute(arguments: [jobID, idx])
         }
     }
 
@@ -190,23 +212,24 @@ extension Store {
     func finishAttempt(_ db: Database, _ jobID: String, idx: Int, attempt: Int, outcome: TaskOutcome,
                        decision: TaskDecision, outputs: [OutputRecord], at now: Double) throws {
         let (code, signal, detail) = Self.columns(of: outcome)
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             UPDATE attempts SET state = 'finished', finished_at = ?, outcome = ?, exit_code = ?, signal = ?,
               detail = ?, counted = ? WHERE job_id = ? AND idx = ? AND attempt = ?
-            """, arguments: [now, outcome.kind, code, signal, detail, outcome.countsAsAttempt, jobID, idx, attempt])
+            """).execute(arguments: [now, outcome.kind, code, signal, detail, outcome.countsAsAttempt, jobID, idx, attempt])
         let state: String = switch decision {
         case .succeeded: "succeeded"
         case .retry: "pending"
         case .failed: "failed"
         case .cancelled: "cancelled"
         }
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             UPDATE tasks SET state = ?, counted_attempts = counted_attempts + ?, outcome = ?, exit_code = ?,
               signal = ?, detail = ?, updated_at = ?, strikes = CASE WHEN ? = 'pending' THEN strikes ELSE 0 END
               WHERE job_id = ? AND idx = ?
-            """, arguments: [state, outcome.countsAsAttempt ? 1 : 0, outcome.kind, code, signal, detail, now, state, jobID, idx])
+            """).execute(arguments: [state, outcome.countsAsAttempt ? 1 : 0, outcome.kind, code, signal, detail, now, state, jobID, idx])
         for output in outputs { try output.upsert(db) }
-        let taskID = try String.fetchOne(db, sql: "SELECT task_id FROM tasks WHERE job_id = ? AND idx = ?", arguments: [jobID, idx]) ?? "\(idx)"
+        let taskID = try String.fetchOne(db.cachedStatement(sql: "SELECT task_id FROM tasks WHERE job_id = ? AND idx = ?"),
+                                         arguments: [jobID, idx]) ?? "\(idx)"
         let verb: String = switch decision {
         case .succeeded: "succeeded"
         case .retry: "will be retried"

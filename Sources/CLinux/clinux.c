@@ -34,6 +34,29 @@ int batchd_eventfd(void) {
     return eventfd(0, EFD_CLOEXEC);
 }
 
+#include <sys/epoll.h>
+
+int batchd_epoll_create(void) {
+    return epoll_create1(EPOLL_CLOEXEC);
+}
+
+int batchd_epoll_add(int ep, int fd) {
+    struct epoll_event ev = { .events = EPOLLIN, .data = { .fd = fd } };
+    return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int batchd_epoll_remove(int ep, int fd) {
+    return epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+}
+
+int batchd_epoll_wait(int ep, int *fds, int max, int timeout) {
+    struct epoll_event events[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(ep, events, max, timeout);
+    for (int i = 0; i < n; i++) fds[i] = events[i].data.fd;
+    return n;
+}
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>

@@ -70,13 +70,19 @@ struct Show: AsyncParsableCommand {
     @OptionGroup var global: Global
     @Argument(help: "Job id or name (a name means its latest job).") var job: String
     @Flag(help: "Print JSON.") var json = false
+    @Option(help: ArgumentHelp("Which page of the failed tasks and outputs to list (\(JobReport.pageSize) of each per page).", valueName: "N"))
+    var page = 1
+
+    func validate() throws {
+        guard (1...1_000_000).contains(page) else { throw ValidationError("--page must be between 1 and 1000000") }
+    }
 
     func run() async throws {
         try await guarded {
             let store = try global.store()
             let record = try await global.job(store, job)
             let report = JobReport(store: store)
-            say(json ? JobReport.json(try await report.show(record)) : try await report.showText(record))
+            say(json ? JobReport.json(try await report.show(record, page: page)) : try await report.showText(record, page: page))
         }
     }
 }

@@ -13,6 +13,15 @@ void batchd_close_from(int first);
 /// A close-on-exec eventfd, for waking a thread blocked in poll(2).
 int batchd_eventfd(void);
 
+/// epoll(7), without the packed struct Swift cannot import: a close-on-exec
+/// epoll instance; watching `fd` for input; no longer watching it; and
+/// waiting up to `timeout` ms (-1: forever) for at most `max` (≤ 64) ready
+/// descriptors, written to `fds`. Each returns what its syscall does.
+int batchd_epoll_create(void);
+int batchd_epoll_add(int ep, int fd);
+int batchd_epoll_remove(int ep, int fd);
+int batchd_epoll_wait(int ep, int *fds, int max, int timeout);
+
 /// O_PATH, which Glibc's Swift module hides (it needs _GNU_SOURCE).
 extern const int batchd_O_PATH;
 

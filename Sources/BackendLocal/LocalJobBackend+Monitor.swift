@@ -75,7 +75,13 @@ extension LocalJobBackend {
         }
         let limit = job.job.maxParallel ?? Int.max
 
-        await withTaskGroup(of: Int?.self) { group in
+        // Each attempt reports its end through `ended`; the group discards a
+        // finished attempt's task at once (a task group that keeps results
+        // for `next()` held every finished attempt's memory until the job
+        // ended: about 10 KB a task).
+        let (ended, report) = AsyncStream<Int?>.makeStream()
+        var endings = ended.makeAsyncIterator()
+        await withDiscardingTaskGroup { group in
             var running = 0
             // Reconcile what a crash left: finished while we were away, still
             // running (adopt it), or gone without a word (run it again, free).
@@ -107,7 +113,7 @@ extension LocalJobBackend {
                         defer { slots.release() }
                         let spec = AttemptSpec(directory: attempt.directory, command: task.command, env: [:], inputs: [], timeout: job.spec.timeoutSeconds)
                         let outcome = await runner.wait(pid: pid, spec: spec, remaining: remaining, stop: control.stop)
-                        return await finish(task, attempt.attempt, attempt.directory, outcome, scope)
+                        report.yield(await finish(task, attempt.attempt, attempt.directory, outcome, scope))
                     }
                     running += 1
                 case .lost:
@@ -128,14 +134,13 @@ extension LocalJobBackend {
                     running += 1
                     group.addTask {
                         defer { slots.release() }
-                        return await attempt(idx, scope)
+                        report.yield(await attempt(idx, scope))
                     }
                 }
                 if running == 0 { break }
-                if let result = await group.next() {
-                    running -= 1
-                    if let idx = result ?? nil { queue.retry(idx) }
-                }
+                guard let result = await endings.next() else { break }
+                running -= 1
+                if let idx = result { queue.retry(idx) }
             }
         }
         return control.isHalted ? .interrupted : .done

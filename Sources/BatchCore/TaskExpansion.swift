@@ -75,8 +75,10 @@ public struct TaskExpander: Sendable {
         self.revealFileContent = revealFileContent
     }
 
-    /// Expands the manifest. Errors name the field and say what to change.
-    public func expand(_ m: Manifest, base: String, jobID: String, file: String) throws(ManifestError) -> ExpandedJob {
+    /// Reads the manifest's task source (globs, row files) and checks what
+    /// can be checked before any task is made: the shared inputs, the count,
+    /// the command templates. Errors name the field and say what to change.
+    public func plan(_ m: Manifest, base: String, jobID: String, file: String) throws(ManifestError) -> TaskPlan {
         func fail(_ field: String, _ message: String, _ hint: String? = nil) -> ManifestError {
             ManifestError(file: file, issues: [ManifestIssue(line: nil, column: nil, field: field, message: message, hint: hint)])
         }
@@ -97,7 +99,9 @@ public struct TaskExpander: Sendable {
             shared += try files(pattern, "inputs.shared[\(i)]")
         }
         // Per-task placeholder values and inputs, before ids and commands.
-        var rows: [(values: [String: String], inputs: [InputFile], entry: Int?)] = []
+        var rows: [TaskPlan.Row] = []
+        // forEachInteger: made one at a time as tasks are made, not held.
+        var integers: (from: Int, step: Int, count: Int)?
         var idTemplate: String?
         var entries: [TaskEntry] = []
         switch m.tasks {
@@ -106,18 +110,18 @@ public struct TaskExpander: Sendable {
             for (i, entry) in list.enumerated() {
                 var inputs: [InputFile] = []
                 for (k, pattern) in entry.inputs.enumerated() { inputs += try files(pattern, "tasks[\(i)].inputs[\(k)]") }
-                rows.append(([:], inputs, i))
+                rows.append(TaskPlan.Row(values: [:], inputs: inputs, entry: i))
             }
         case .forEachFile(let pattern, let id):
             idTemplate = id
             for f in try files(pattern, "tasks.forEachFile") {
                 let name = (f.target as NSString).lastPathComponent
                 let stem = (name as NSString).deletingPathExtension
-                rows.append((["file": f.target, "name": name, "stem": stem], [f], nil))
+                rows.append(TaskPlan.Row(values: ["file": f.target, "name": name, "stem": stem], inputs: [f], entry: nil))
             }
         case .forEachInteger(let from, let to, let step, let id):
             idTemplate = id
-            for i in stride(from: from, through: to, by: step) { rows.append((["i": String(i)], [], nil)) }
+            integers = (from, step, to < from ? 0 : (to - from) / step + 1)
         case .forEachRow(let path, let format, let id):
             idTemplate = id
             let absolute = path.hasPrefix("/") ? path : (base as NSString).appendingPathComponent(path)
@@ -136,10 +140,11 @@ public struct TaskExpander: Sendable {
                     throw fail("command", "{row.\(column)}: \(Printable.quote(path)) has no column '\(column)'", hint)
                 }
             }
-            for row in parsed { rows.append((Dictionary(uniqueKeysWithValues: row.map { ("row.\($0.key)", $0.value) }), [], nil)) }
+            for row in parsed { rows.append(TaskPlan.Row(values: Dictionary(uniqueKeysWithValues: row.map { ("row.\($0.key)", $0.value) }), inputs: [], entry: nil)) }
         }
-        if rows.isEmpty { throw fail("tasks", "no tasks", "the task source produced nothing") }
-        if rows.count > Self.maxTasks { throw fail("tasks", "\(rows.count) tasks is more than the limit of \(Self.maxTasks)") }
+        let count = integers?.count ?? rows.count
+        if count == 0 { throw fail("tasks", "no tasks", "the task source produced nothing") }
+        if count > Self.maxTasks { throw fail("tasks", "\(count) tasks is more than the limit of \(Self.maxTasks)") }
 
         // Each command template is read once (its placeholders' quoting contexts).
         func shell(_ text: String, _ field: String) throws(ManifestError) -> ShellTemplate {
@@ -149,60 +154,19 @@ public struct TaskExpander: Sendable {
         var entryCommands: [Int: ShellTemplate] = [:]
         for (i, e) in entries.enumerated() { if let c = e.command { entryCommands[i] = try shell(c, "tasks[\(i)].command") } }
 
+        return TaskPlan(sharedInputs: shared, count: count, rows: rows, integers: integers, idTemplate: idTemplate, entries: entries,
+                        mainCommand: mainCommand, entryCommands: entryCommands, env: m.env, jobID: jobID, file: file,
+                        revealFileContent: revealFileContent)
+    }
+
+    /// Expands the manifest into every task at once (for `batchctl plan`
+    /// and tests; the daemon streams a `plan` into the database instead).
+    public func expand(_ m: Manifest, base: String, jobID: String, file: String) throws(ManifestError) -> ExpandedJob {
+        let plan = try plan(m, base: base, jobID: jobID, file: file)
         var tasks: [TaskSpec] = []
-        tasks.reserveCapacity(rows.count)
-        var seen: [String: Int] = [:]
-        var total = 0
-        for (index, row) in rows.enumerated() {
-            var values = row.values
-            values["index"] = String(index)
-            values["job"] = jobID
-            let entry = row.entry.map { entries[$0] }
-            var id = entry?.id ?? String(index)
-            if entry == nil, let idTemplate {
-                do { id = try Template.render(idTemplate, values: values) } catch { throw fail("tasks.id", error.message) }
-            }
-            guard Template.isIdentifier(id, max: 64) else {
-                let shown = revealFileContent ? " \(Printable.quote(id))" : ""
-                throw fail("tasks.id", "task \(index) would get the id\(shown), which is not valid", "ids use 1-64 letters, digits, '-' and '_'")
-            }
-            if let other = seen[id] { throw fail("tasks.id", "tasks \(other) and \(index) would both get the id '\(id)'", "make the id template unique, e.g. add {index}") }
-            seen[id] = index
-            values["task"] = id
-            let template = row.entry.flatMap { entryCommands[$0] } ?? mainCommand
-            let command: String
-            var env: [String: String] = [:]
-            do throws(TemplateError) {
-                command = try template.render(values)
-                for (k, v) in m.env.merging(entry?.env ?? [:], uniquingKeysWith: { $1 }) {
-                    let value = try Template.render(v, values: values)
-                    if value.utf8.contains(0) { throw TemplateError(message: "env.\(k) would contain a NUL byte, which no environment can carry", hint: nil) }
-                    env[k] = value
-                }
-            } catch { throw fail("command", "task \(id): \(error.message)") }
-            var size = command.utf8.count + 1
-            if command.utf8.count > Bounds.commandBytes {
-                throw fail("command", "task \(id): the command comes to \(command.utf8.count) bytes with its values filled in; at most \(Bounds.commandBytes) can be run",
-                           "pass large values in a file, or through env")
-            }
-            for (k, v) in env {
-                let entryBytes = k.utf8.count + 1 + v.utf8.count
-                if entryBytes > Bounds.envEntryBytes {
-                    throw fail("env.\(k)", "task \(id): \(entryBytes) bytes with its values filled in; one variable may have at most \(Bounds.envEntryBytes)")
-                }
-                size += entryBytes + 1
-            }
-            if size > Bounds.execBytes {
-                throw fail("env", "task \(id): command and environment come to \(size) bytes; at most \(Bounds.execBytes) (1 MiB) fit", "pass large values in a file")
-            }
-            total += size + id.utf8.count + row.inputs.reduce(0) { $0 + $1.source.utf8.count + $1.target.utf8.count }
-            if total > Bounds.expandedBytes {
-                throw fail("tasks", "the job's tasks come to more than \(Bounds.expandedBytes >> 20) MiB of commands and environment",
-                           "make commands shorter, or pass per-task data in files")
-            }
-            tasks.append(TaskSpec(index: index, id: id, command: command, env: env, inputs: row.inputs))
-        }
-        return ExpandedJob(sharedInputs: shared, tasks: tasks)
+        tasks.reserveCapacity(plan.count)
+        do { try plan.forEach { tasks.append($0) } } catch let e as ManifestError { throw e } catch { preconditionFailure("\(error)") }
+        return ExpandedJob(sharedInputs: plan.sharedInputs, tasks: tasks)
     }
 
     /// Where a source file lands in the task's directory: its path relative to
@@ -260,6 +224,96 @@ public struct TaskExpander: Sendable {
                 out.append(row)
             }
             return out
+        }
+    }
+}
+
+/// A job's tasks, ready to be made one at a time: `forEach` renders each in
+/// order, so a job of a million tasks need not be held in memory at once.
+public struct TaskPlan: Sendable {
+    /// One task's placeholder values, own inputs and `tasks:` entry.
+    struct Row: Sendable { var values: [String: String]; var inputs: [InputFile]; var entry: Int? }
+
+    /// Files staged into every task.
+    public let sharedInputs: [InputFile]
+    /// How many tasks `forEach` makes.
+    public let count: Int
+    let rows: [Row]
+    let integers: (from: Int, step: Int, count: Int)?
+    let idTemplate: String?
+    let entries: [TaskEntry]
+    let mainCommand: ShellTemplate
+    let entryCommands: [Int: ShellTemplate]
+    let env: [String: String]
+    let jobID: String
+    let file: String
+    let revealFileContent: Bool
+
+    func fail(_ field: String, _ message: String, _ hint: String? = nil) -> ManifestError {
+        ManifestError(file: file, issues: [ManifestIssue(line: nil, column: nil, field: field, message: message, hint: hint)])
+    }
+
+    /// Makes each task in order and hands it to `body`; throws the first
+    /// `ManifestError` (an invalid or repeated id, a command too long), or
+    /// what `body` throws.
+    public func forEach(_ body: (TaskSpec) throws -> Void) throws {
+        // Ids need checking for repeats only when a template or the list makes them.
+        var seen: [String: Int]? = integers != nil && idTemplate == nil ? nil : [:]
+        var total = 0
+        for index in 0..<count {
+            let row: Row
+            if let integers {
+                row = Row(values: ["i": String(integers.from + index * integers.step)], inputs: [], entry: nil)
+            } else {
+                row = rows[index]
+            }
+            var values = row.values
+            values["index"] = String(index)
+            values["job"] = jobID
+            let entry = row.entry.map { entries[$0] }
+            var id = entry?.id ?? String(index)
+            if entry == nil, let idTemplate {
+                do { id = try Template.render(idTemplate, values: values) } catch { throw fail("tasks.id", error.message) }
+            }
+            guard Template.isIdentifier(id, max: 64) else {
+                let shown = revealFileContent ? " \(Printable.quote(id))" : ""
+                throw fail("tasks.id", "task \(index) would get the id\(shown), which is not valid", "ids use 1-64 letters, digits, '-' and '_'")
+            }
+            if let other = seen?[id] { throw fail("tasks.id", "tasks \(other) and \(index) would both get the id '\(id)'", "make the id template unique, e.g. add {index}") }
+            seen?[id] = index
+            values["task"] = id
+            let template = row.entry.flatMap { entryCommands[$0] } ?? mainCommand
+            let command: String
+            var env: [String: String] = [:]
+            do throws(TemplateError) {
+                command = try template.render(values)
+                for (k, v) in self.env.merging(entry?.env ?? [:], uniquingKeysWith: { $1 }) {
+                    let value = try Template.render(v, values: values)
+                    if value.utf8.contains(0) { throw TemplateError(message: "env.\(k) would contain a NUL byte, which no environment can carry", hint: nil) }
+                    env[k] = value
+                }
+            } catch { throw fail("command", "task \(id): \(error.message)") }
+            var size = command.utf8.count + 1
+            if command.utf8.count > Bounds.commandBytes {
+                throw fail("command", "task \(id): the command comes to \(command.utf8.count) bytes with its values filled in; at most \(Bounds.commandBytes) can be run",
+                           "pass large values in a file, or through env")
+            }
+            for (k, v) in env {
+                let entryBytes = k.utf8.count + 1 + v.utf8.count
+                if entryBytes > Bounds.envEntryBytes {
+                    throw fail("env.\(k)", "task \(id): \(entryBytes) bytes with its values filled in; one variable may have at most \(Bounds.envEntryBytes)")
+                }
+                size += entryBytes + 1
+            }
+            if size > Bounds.execBytes {
+                throw fail("env", "task \(id): command and environment come to \(size) bytes; at most \(Bounds.execBytes) (1 MiB) fit", "pass large values in a file")
+            }
+            total += size + id.utf8.count + row.inputs.reduce(0) { $0 + $1.source.utf8.count + $1.target.utf8.count }
+            if total > Bounds.expandedBytes {
+                throw fail("tasks", "the job's tasks come to more than \(Bounds.expandedBytes >> 20) MiB of commands and environment",
+                           "make commands shorter, or pass per-task data in files")
+            }
+            try body(TaskSpec(index: index, id: id, command: command, env: env, inputs: row.inputs))
         }
     }
 }

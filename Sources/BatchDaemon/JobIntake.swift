@@ -202,7 +202,7 @@ struct JobIntake: Sendable {
             let policy = AccessPolicy(submitter: Submitter.lookup(uid: owner), protected: protected)
             let base = manifest.baseDirectory ?? config.inboxDirectory
             let expanded = try TaskExpander(fs: LocalFileSystem(policy: policy), revealFileContent: false)
-                .expand(manifest, base: base, jobID: jobID, file: original)
+                .plan(manifest, base: base, jobID: jobID, file: original)
             let destination = manifest.outputs.destination.hasPrefix("/")
                 ? URL(fileURLWithPath: manifest.outputs.destination).standardizedFileURL.path
                 : URL(fileURLWithPath: "\(base)/\(manifest.outputs.destination)").standardizedFileURL.path
@@ -229,12 +229,15 @@ struct JobIntake: Sendable {
                 maxParallel: manifest.pool.slotsPerNode,
                 outputPatterns: String(decoding: try encoder.encode(manifest.outputs.patterns), as: UTF8.self),
                 sharedInputs: String(decoding: try encoder.encode(expanded.sharedInputs), as: UTF8.self),
-                taskCount: expanded.tasks.count, cancelRequested: false, createdAt: now, updatedAt: now, finishedAt: nil,
+                taskCount: expanded.count, cancelRequested: false, createdAt: now, updatedAt: now, finishedAt: nil,
                 spec: spec)
-            try await store.insertJob(record, tasks: expanded.tasks, claimed: fileName)
+            // The tasks are made as they are recorded: a task that cannot be
+            // made (a repeated id, a command too long) rejects the job, and
+            // the transaction leaves nothing behind.
+            try await store.insertJob(record, claimed: fileName) { emit in try expanded.forEach(emit) }
             rename(claimed, manifestPath)
             FileOps.syncDirectory(jobDir)
-            log.notice("job accepted", metadata: ["job.name": "\(manifest.name)", "tasks": "\(expanded.tasks.count)", "backend": "\(backend.rawValue)",
+            log.notice("job accepted", metadata: ["job.name": "\(manifest.name)", "tasks": "\(expanded.count)", "backend": "\(backend.rawValue)",
                                                   "submitter": "\(policy.submitter)", "message.id": "\(MessageID.jobAccepted)"])
             return jobID
         } catch let error as ManifestError {

@@ -77,6 +77,14 @@ public final class Store: Sendable {
 extension Store {
     /// Records an accepted job and all its tasks (state pending) in one transaction.
     public func insertJob(_ job: JobRecord, tasks: [TaskSpec], claimed: String? = nil) async throws {
+        try await insertJob(job, claimed: claimed) { emit in for t in tasks { try emit(t) } }
+    }
+
+    /// Records an accepted job and the tasks `produce` hands to `emit`, one
+    /// at a time (state pending), in one transaction: nothing is recorded
+    /// if `produce` throws, and no task list is held in memory.
+    public func insertJob(_ job: JobRecord, claimed: String? = nil,
+                          tasks produce: @escaping @Sendable (_ emit: (TaskSpec) throws -> Void) throws -> Void) async throws {
         let now = clock()
         try await db.write { db in
             try job.insert(db)
@@ -87,13 +95,15 @@ extension Store {
                 INSERT INTO tasks (job_id, idx, task_id, command, env, inputs, state, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)
                 """)
-            for t in tasks {
+            var count = 0
+            try produce { t in
                 let env = t.env.isEmpty ? "{}" : String(decoding: try encoder.encode(t.env), as: UTF8.self)
                 let inputs = t.inputs.isEmpty ? "[]" : String(decoding: try encoder.encode(t.inputs), as: UTF8.self)
                 try stmt.execute(arguments: [job.id, t.index, t.id, t.command, env, inputs, now])
+                count += 1
             }
-            try db.execute(sql: "INSERT INTO job_counts (job_id, pending) VALUES (?, ?)", arguments: [job.id, tasks.count])
-            try self.event(db, job.id, nil, "accepted", "job accepted with \(tasks.count) tasks from \(job.sourceFile)", at: now)
+            try db.execute(sql: "INSERT INTO job_counts (job_id, pending) VALUES (?, ?)", arguments: [job.id, count])
+            try self.event(db, job.id, nil, "accepted", "job accepted with \(count) tasks from \(job.sourceFile)", at: now)
         }
     }
 

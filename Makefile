@@ -2,7 +2,10 @@
 #   make run    install what is missing, build, run the daemon on the local backend
 #               (development config: state and inbox under .run/)
 #   make test   install what is missing, run every test
-#   make bench  time whole jobs on the local backend (scripts/bench-local.sh)
+#   make bench  the benchmark suite (bench/run.py): every row beside its peer,
+#               release build, 3 runs each; writes bench/results.json,
+#               BENCHMARKS.md and bench/ratios.png
+#   make bench-quick  the same rows at small sizes, once, into /tmp (make test runs it)
 #   make bench-azure  2,000 tasks through the Azure emulator: wall time and API calls per task
 #   make fuzz   fuzz manifest intake with libFuzzer for FUZZ_SECONDS (default 600; make test runs 60)
 #   make crashwalk  the full crash-point walk: every point's first, second and last
@@ -32,7 +35,7 @@ CONFDIR := $(DESTDIR)$(SYSCONFDIR)/batchd
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: all setup build run test bench bench-azure fuzz crashwalk install install-user clean
+.PHONY: all setup build run test bench bench-quick bench-azure fuzz crashwalk install install-user clean
 
 all: build
 
@@ -53,8 +56,14 @@ test: build
 	swift build --build-tests
 	scripts/test.sh
 
-bench: build
-	scripts/bench-local.sh
+bench: setup
+	scripts/setup.sh bench
+	swift build -c release
+	.venv/bin/python bench/run.py
+
+bench-quick: build
+	scripts/setup.sh bench
+	BATCHD_BIN="$$(swift build --show-bin-path)" .venv/bin/python bench/run.py --quick
 
 fuzz: setup
 	scripts/fuzz.sh $(FUZZ_SECONDS)

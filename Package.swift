@@ -159,7 +159,7 @@ let package = Package(
         .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchBackend", "BatchControl", "BatchCore", "BatchSupport", "BackendLocal"]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore"]),
         .testTarget(name: "BackendSlurmTests", dependencies: ["BackendSlurm", "BatchCore"]),
-        .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchAccess", "BatchCore", "BatchSupport"]),
+        .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchAccess", "BatchBackend", "BatchCore", "BatchSupport"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["BatchStore", "BatchCore", "BatchSupport", "BatchAccess", "BackendLocal", "BatchControl", "BatchDaemon", "BackendAzure", "BatchHTTP", "TestSupport"]

@@ -43,3 +43,13 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import jsonschema, yaml, 
   python3 -m venv .venv
   .venv/bin/pip install -q "${PIP_PACKAGES[@]}"
 fi
+
+# The benchmark suite's peer and chart (make bench, make bench-quick):
+# GNU parallel beside xargs, and matplotlib for bench/ratios.png.
+if [ "${1:-}" = bench ]; then
+  install_missing -- parallel
+  if ! .venv/bin/python -c 'import matplotlib' 2>/dev/null; then
+    echo "setup: installing matplotlib into .venv"
+    .venv/bin/pip install -q matplotlib==3.10.7
+  fi
+fi

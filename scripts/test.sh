@@ -40,6 +40,18 @@ else
   echo "links: batchctl links neither libcurl nor libsystemd"; links_rc=0
 fi
 
+# batchd-exec starts once per task and runs on cluster nodes without Swift:
+# it must stay a static executable.
+if ldd "$BATCHD_BIN/batchd-exec" 2>&1 | grep -q "not a dynamic executable"; then
+  echo "links: batchd-exec is static"
+else
+  echo "links: batchd-exec is dynamically linked"; links_rc=1
+fi
+
+# The benchmark suite at small sizes, so it cannot rot (no time is asserted).
+scripts/setup.sh bench && .venv/bin/python bench/run.py --quick
+bench_rc=$?
+
 # Manifest intake under libFuzzer: every input that ever crashed it and the
 # seed corpus replayed, then a bounded run (make fuzz runs longer).
 "$BATCHD_BIN/batchd-fuzz" Tests/Fuzz/corpus Tests/Fuzz/FailCases
@@ -53,4 +65,4 @@ passed=$(( $(count "$log" || echo 0) + $(count "$slurm_log" || echo 0) ))
 failed=$(( $(grep -cE '^✘ Test .* failed' "$log") + $(grep -cE '^✘ Test .* failed' "$slurm_log") ))
 echo "swift: ${passed:-0} passed, ${failed:-0} failed"
 [ "$swift_rc" -eq 0 ] && [ "$slurm_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ] && [ "$units_rc" -eq 0 ] && [ "$emulator_rc" -eq 0 ] \
-  && [ "$replay_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$links_rc" -eq 0 ]
+  && [ "$replay_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$links_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]

@@ -110,10 +110,11 @@ extension LocalJobBackend {
                     let remaining = job.spec.timeoutSeconds.map { $0 - (job.clock() - attempt.startedAt) }
                     _ = await job.retrying("note the adoption", { try await job.store.unstrike(job.id, idx: task.idx) })
                     group.addTask {
-                        defer { slots.release() }
                         let spec = AttemptSpec(directory: attempt.directory, command: task.command, env: [:], inputs: [], timeout: job.spec.timeoutSeconds)
                         let outcome = await runner.wait(pid: pid, spec: spec, remaining: remaining, stop: control.stop)
-                        report.yield(await finish(task, attempt.attempt, attempt.directory, outcome, scope))
+                        let again = await finish(task, attempt.attempt, attempt.directory, outcome, scope)
+                        slots.release()  // before the report, so the next task finds the slot free
+                        report.yield(again)
                     }
                     running += 1
                 case .lost:
@@ -133,8 +134,9 @@ extension LocalJobBackend {
                     queue.take()
                     running += 1
                     group.addTask {
-                        defer { slots.release() }
-                        report.yield(await attempt(idx, scope))
+                        let again = await attempt(idx, scope)
+                        slots.release()  // before the report, so the next task finds the slot free
+                        report.yield(again)
                     }
                 }
                 if running == 0 { break }
@@ -148,7 +150,11 @@ extension LocalJobBackend {
 
     /// Waits for a local slot; false if the job is halted first.
     func acquireSlot(_ control: JobControl) async -> Bool {
-        await withTaskGroup(of: Bool?.self) { group in
+        if slots.tryAcquire() {
+            if control.isHalted { slots.release(); return false }
+            return true
+        }
+        return await withTaskGroup(of: Bool?.self) { group in
             group.addTask { await slots.acquire() }
             group.addTask { await control.halt.wait(); return nil }
             let first = await group.next() ?? nil

@@ -98,23 +98,22 @@ public struct LocalRunner: Sendable {
     /// - Parameter remaining: seconds left of the timeout, nil for none.
     public func wait(pid: pid_t, spec: AttemptSpec, remaining: Double?, stop: AsyncEvent<StopReason>) async -> TaskOutcome {
         enum Ending: Sendable { case exited, timedOut, stopped(StopReason) }
+        // The first of: the process exits, the time runs out, the job is
+        // stopped. One continuation, no task per event.
+        let first = AsyncEvent<Ending>()
         let exit = ProcessControl.exitEvent(pid)
-        let ending: Ending = await withTaskGroup(of: Ending?.self) { group in
-            group.addTask { await exit.wait().map { .exited } }
-            if let remaining {
-                group.addTask {
-                    try? await Task.sleep(for: .seconds(max(0, remaining)))
-                    return Task.isCancelled ? nil : .timedOut
-                }
+        let exitToken = exit.observe { _ in first.fire(.exited) }
+        let stopToken = stop.observe { first.fire(.stopped($0)) }
+        let timer = remaining.map { remaining in
+            Task {
+                try? await Task.sleep(for: .seconds(max(0, remaining)))
+                if !Task.isCancelled { first.fire(.timedOut) }
             }
-            group.addTask { await stop.wait().map { .stopped($0) } }
-            var first: Ending = .exited
-            while let next = await group.next() {
-                if let next { first = next; break }
-            }
-            group.cancelAll()
-            return first
         }
+        let ending = await first.wait() ?? .exited
+        timer?.cancel()
+        exit.unobserve(exitToken)
+        stop.unobserve(stopToken)
         switch ending {
         case .exited:
             ProcessControl.signalGroup(pid, SIGKILL)  // leftovers the command started in the background

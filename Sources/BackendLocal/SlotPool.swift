@@ -41,6 +41,15 @@ public final class SlotPool: Sendable {
         }
     }
 
+    /// Takes a slot if one is free and nobody waits; false otherwise.
+    public func tryAcquire() -> Bool {
+        state.withLock { s in
+            guard s.used < s.limit && s.waiters.isEmpty else { return false }
+            s.used += 1
+            return true
+        }
+    }
+
     /// Takes a slot without waiting (for processes that already run, adopted
     /// after a restart); the pool may go over its limit until they end.
     public func take() { state.withLock { $0.used += 1 } }

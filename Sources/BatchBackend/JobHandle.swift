@@ -98,7 +98,16 @@ public struct JobHandle: Sendable {
         crashPoint("task.collected")
         guard await retrying("record the attempt's end", save) != nil else { return false }
         crashPoint("task.recorded")
-        log.log(level: decision == .failed ? .warning : .info, "task finished", metadata: [
+        // A task that ends as expected is a debug line: a million-task job
+        // must not write a million lines to the journal (its rate limit would
+        // drop the ones that matter). Failures and retries stay visible; the
+        // job's history (`batchctl logs JOB`) has every task's end.
+        let level: Logger.Level = switch decision {
+        case .failed: .warning
+        case .retry: .info
+        case .succeeded, .cancelled: .debug
+        }
+        log.log(level: level, "task finished", metadata: [
             "task.id": "\(task.taskId)", "attempt": "\(attempt)", "outcome": "\(outcome.summary)", "decision": "\(decision)",
         ])
         return true

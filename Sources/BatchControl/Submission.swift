@@ -46,7 +46,10 @@ public enum Submission {
         }
         let base = manifest.baseDirectory ?? (absolute as NSString).deletingLastPathComponent
         let policy = policy(config)
-        let expanded = try TaskExpander(fs: LocalFileSystem(policy: policy)).expand(manifest, base: base, jobID: "check", file: name)
+        // Every task is made once, to report here what the daemon would
+        // reject, and none is kept: a million-task job costs no memory here.
+        let expanded = try TaskExpander(fs: LocalFileSystem(policy: policy)).plan(manifest, base: base, jobID: "check", file: name)
+        do { try expanded.forEach { _ in } } catch let e as ManifestError { throw e }
         if !manifest.outputs.patterns.isEmpty {
             let d = manifest.outputs.destination
             let destination = URL(fileURLWithPath: d.hasPrefix("/") ? d : "\(base)/\(d)").standardizedFileURL.path
@@ -77,7 +80,7 @@ public enum Submission {
             ext = "json"
         }
         manifest = try ManifestParser.parse(out, file: name)
-        return Prepared(text: out, manifest: manifest, taskCount: expanded.tasks.count, fileExtension: ext)
+        return Prepared(text: out, manifest: manifest, taskCount: expanded.count, fileExtension: ext)
     }
 
     /// Adds or replaces top-level keys of a block mapping line by line, so the

@@ -6,6 +6,7 @@ public final class AsyncEvent<Value: Sendable>: Sendable {
     struct State {
         var value: Value?
         var waiters: [Int: CheckedContinuation<Value?, Never>] = [:]
+        var observers: [Int: @Sendable (Value) -> Void] = [:]
         var next = 0
     }
     let state = Mutex(State())
@@ -15,13 +16,35 @@ public final class AsyncEvent<Value: Sendable>: Sendable {
 
     /// Fires the event (only the first call counts).
     public func fire(_ value: Value) {
-        let waiters: [CheckedContinuation<Value?, Never>] = state.withLock { s in
-            guard s.value == nil else { return [] }
+        let (waiters, observers) = state.withLock { s -> ([CheckedContinuation<Value?, Never>], [@Sendable (Value) -> Void]) in
+            guard s.value == nil else { return ([], []) }
             s.value = value
-            defer { s.waiters = [:] }
-            return Array(s.waiters.values)
+            defer { s.waiters = [:]; s.observers = [:] }
+            return (Array(s.waiters.values), Array(s.observers.values))
         }
         for w in waiters { w.resume(returning: value) }
+        for o in observers { o(value) }
+    }
+
+    /// Calls `callback` when the event fires (at once, on this thread, if it
+    /// has): a way to wait for the first of several events without a task
+    /// per event. Returns a token for `unobserve`, nil if it was called at once.
+    @discardableResult
+    public func observe(_ callback: @escaping @Sendable (Value) -> Void) -> Int? {
+        let (token, fired) = state.withLock { s -> (Int?, Value?) in
+            if let v = s.value { return (nil, v) }
+            s.next += 1
+            s.observers[s.next] = callback
+            return (s.next, nil)
+        }
+        if let fired { callback(fired) }
+        return token
+    }
+
+    /// Stops observing (the token `observe` returned).
+    public func unobserve(_ token: Int?) {
+        guard let token else { return }
+        _ = state.withLock { $0.observers.removeValue(forKey: token) }
     }
 
     /// The value, if fired.

@@ -1,5 +1,6 @@
 import BatchAccess
 import BackendLocal
+import BatchBackend
 import BatchCore
 import BatchSupport
 import Foundation
@@ -38,6 +39,25 @@ struct LocalRunnerTests {
         #expect(read("\(s.directory)/stdout") == "hi from \(s.directory)/work\n")
         #expect(read("\(s.directory)/stderr") == "oops\n")
         #expect(LocalRunner.recordedOutcome(s.directory) == .exited(code: 3))
+    }
+
+    @Test("a log the command leaves empty is no file; a large one is kept whole; the finished attempt's leftovers go")
+    func logFiles() async throws {
+        let quiet = spec("true", name: "quiet")
+        #expect(try await run(quiet) == .exited(code: 0))
+        let left = try FileManager.default.contentsOfDirectory(atPath: quiet.directory).sorted()
+        #expect(left == ["status", "work"])
+        AttemptFiles.discardFinished(quiet.directory)
+        #expect(!FileManager.default.fileExists(atPath: quiet.directory))
+
+        let loud = spec("head -c 3000000 /dev/zero; echo done >&2", name: "loud")
+        #expect(try await run(loud) == .exited(code: 0))
+        let size = try FileManager.default.attributesOfItem(atPath: "\(loud.directory)/stdout")[.size] as? Int
+        #expect(size == 3_000_000)
+        #expect(read("\(loud.directory)/stderr") == "done\n")
+        AttemptFiles.discardFinished(loud.directory)
+        // Logs stay for `batchctl logs`; the status file (in the database now) goes.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: loud.directory).sorted() == ["stderr", "stdout"])
     }
 
     @Test func killedBySignal() async throws {

@@ -93,6 +93,47 @@ struct StoreTests {
         #expect(try await store.liveAttempts("J1").isEmpty)
     }
 
+    @Test("a job's counts are kept through every change of its tasks, the same as counting them")
+    func countsAreKept() async throws {
+        try await job(tasks: 5)
+        let recount: @Sendable () async throws -> TaskCounts = {
+            var c = TaskCounts()
+            for t in try await store.tasks("J1") {
+                switch t.state {
+                case .pending: c.pending += 1
+                case .running: c.running += 1
+                case .succeeded: c.succeeded += 1
+                case .failed: c.failed += 1
+                case .cancelled: c.cancelled += 1
+                }
+            }
+            return c
+        }
+        let first = try #require(try await store.beginNextAttempt("J1", idx: 0, directory: { "/a/\($0.taskId)/\($1)" }))
+        #expect(first.attempt == 1)
+        _ = try await store.beginNextAttempt("J1", idx: 1, directory: { _, _ in "/b" })
+        #expect(try await store.counts("J1") == TaskCounts(pending: 3, running: 2))
+        try await store.finishAttempt("J1", idx: 0, attempt: 1, outcome: .exited(code: 1), decision: .retry, outputs: [])
+        try await store.finishAttempt("J1", idx: 1, attempt: 1, outcome: .exited(code: 0), decision: .succeeded,
+                                      outputs: [OutputRecord(jobId: "J1", path: "x", idx: 1, size: 1, sha256: "s")])
+        #expect(try await store.counts("J1") == recount())
+        let second = try #require(try await store.beginNextAttempt("J1", idx: 0, directory: { _, _ in "/a2" }))
+        #expect(second.attempt == 2)
+        try await store.finishAttempt("J1", idx: 0, attempt: 2, outcome: .exited(code: 1), decision: .failed, outputs: [])
+        #expect(try await store.counts("J1") == TaskCounts(pending: 3, succeeded: 1, failed: 1))
+        #expect(try await store.outputCount("J1") == 1)
+        #expect(try await store.failedTasks("J1", limit: 10, offset: 0).map(\.idx) == [0])
+        #expect(try await store.reopenFailedTasks("J1", JobState(phase: .running, verdict: nil)) == 1)
+        #expect(try await store.counts("J1") == recount())
+        try await store.cancelPendingTasks("J1")
+        #expect(try await store.counts("J1") == TaskCounts(succeeded: 1, cancelled: 4))
+        #expect(try await store.counts("J1") == recount())
+        // The pending queue is read a chunk at a time, after an index.
+        try await job("J2", tasks: 5)
+        #expect(try await store.pendingIndices("J2", after: -1, limit: 2) == [0, 1])
+        #expect(try await store.pendingIndices("J2", after: 1, limit: 10) == [2, 3, 4])
+    }
+
     @Test("the schema refuses a second live attempt of one task")
     func oneLiveAttempt() async throws {
         try await job()

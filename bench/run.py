@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""batchd's benchmark suite: every row beside its peer, in one run.
+
+    bench/run.py [--quick] [--runs N] [--rows a,b] [--out DIR]
+
+Each row starts its own daemon (the release build) on a fresh state
+directory under /tmp, runs the workload `--runs` times (default 3; 1 with
+--quick) and records the median with its spread (min, max). Peers run in the
+same invocation, alternating with batchd, so both see the same machine.
+Writes bench/results.json, BENCHMARKS.md and bench/ratios.png (with --quick
+into --out, default /tmp/batchd-bench-quick, so CI never rewrites the
+committed results). No row asserts a time: the targets are reported, not
+tested (docs/testing.md).
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("BATCHD_BIN") or os.path.join(ROOT, ".build", "release")
+
+
+def median_spread(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+
+
+class Daemon:
+    """A batchd on its own state directory; READY=1 arrives on a notify socket."""
+
+    def __init__(self, slots=None, state=None):
+        self.dir = state or tempfile.mkdtemp(prefix="batchd-bench.")
+        self.config = os.path.join(self.dir, "batchd.yaml")
+        with open(self.config, "w") as f:
+            f.write(f"stateDirectory: {self.dir}/state\nruntimeDirectory: {self.dir}/run\n")
+            f.write(f"local: {{slots: {slots or os.cpu_count()}}}\n")
+        self.proc = None
+
+    def start(self, timeout=120):
+        """Starts the daemon; returns seconds from exec to READY=1."""
+        path = os.path.join(self.dir, "notify")
+        if os.path.exists(path):
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(timeout)
+        env = dict(os.environ, NOTIFY_SOCKET=path)
+        log = open(os.path.join(self.dir, "daemon.log"), "ab")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen([f"{BIN}/batchd", "--config", self.config], env=env, stdout=log, stderr=log)
+        try:
+            while True:
+                msg = sock.recv(4096)
+                if b"READY=1" in msg.split(b"\n"):
+                    return time.monotonic() - t0
+        except socket.timeout:
+            raise SystemExit(f"bench: the daemon did not become ready in {timeout} s; see {self.dir}/daemon.log")
+        finally:
+            sock.close()
+
+    def status(self, key):
+        """A /proc/<pid>/status value in KiB (VmRSS, VmHWM)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def ctl(self, *args, check=True):
+        return subprocess.run([f"{BIN}/batchctl", "--config", self.config, *args], capture_output=True, text=True, check=check)
+
+    def show(self, job):
+        r = self.ctl("show", job, "--json", check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def kill(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait()
+
+    def close(self):
+        self.kill()
+        # Tasks left running by a SIGKILLed daemon, then the directory.
+        subprocess.run(["pkill", "-KILL", "-f", f"batchd-exec {self.dir}/"], check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def manifest(d, name, n, command="true"):
+    path = os.path.join(d.dir, f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write(f"name: {name}\ntasks: {{forEachInteger: {{from: 1, to: {n}}}}}\ncommand: {json.dumps(command)}\n")
+    return path
+
+
+def wait_for(predicate, timeout, every=0.02):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise SystemExit("bench: gave up waiting")
+
+
+def timed(cmd, **kw):
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True, **kw)
+    return time.monotonic() - t0
+
+
+# ---------------------------------------------------------------- rows
+
+def row_local_true(runs, quick):
+    n = 500 if quick else 5000
+    p = os.cpu_count()
+    seq = "\n".join(str(i) for i in range(1, n + 1)) + "\n"
+    batchd, xargs_sh, xargs_true, parallel = [], [], [], []
+    for _ in range(runs):
+        d = Daemon()
+        try:
+            d.start()
+            path = manifest(d, "true", n)
+            batchd.append(timed([f"{BIN}/batchctl", "--config", d.config, "submit", path, "--wait"], capture_output=True))
+        finally:
+            d.close()
+        xargs_sh.append(timed(["xargs", "-P", str(p), "-I{}", "sh", "-c", "true"], input=seq, text=True))
+        xargs_true.append(timed(["xargs", "-P", str(p), "-n", "1", "true"], input=seq, text=True, stdout=subprocess.DEVNULL))
+        if shutil.which("parallel"):
+            parallel.append(timed(["parallel", "-j", str(p), "true"], input=seq, text=True, stdout=subprocess.DEVNULL))
+    b, x = median_spread(batchd), median_spread(xargs_sh)
+    return {
+        "title": f"{n:,} local tasks of `true`, {p} slots",
+        "measures": {"batchd wall s": b, "xargs -P sh -c true wall s": x, "xargs -P true wall s": median_spread(xargs_true),
+                     **({"GNU parallel wall s": median_spread(parallel)} if parallel else {})},
+        "ratio": {"name": "batchd / xargs (sh -c)", "value": b["median"] / x["median"], "target": 1.5},
+    }
+
+
+def row_local_big(runs, quick):
+    n = 5000 if quick else 100_000
+    peaks, shows = [], []
+    for _ in range(runs):
+        d = Daemon()
+        try:
+            d.start()
+            d.ctl("submit", manifest(d, "big", n))
+            wait_for(lambda: (d.show("big") or {}).get("tasks", {}).get("succeeded", 0) > 0, 120)
+            for _ in range(10):
+                t0 = time.monotonic()
+                d.ctl("show", "big")
+                shows.append(time.monotonic() - t0)
+                time.sleep(0.2)
+            wait_for(lambda: (d.show("big") or {}).get("state") in ("succeeded", "failed"), 3600, every=1)
+            peaks.append(d.status("VmHWM") / 1024)
+        finally:
+            d.close()
+    rss, show = median_spread(peaks), median_spread(shows)
+    return {
+        "title": f"{n:,}-task local job",
+        "measures": {"peak RSS MiB": rss, "batchctl show s (while running)": show},
+        "checks": [{"name": "peak RSS MiB", "value": rss["median"], "target": 150},
+                   {"name": "show ms", "value": show["median"] * 1000, "target": 100}],
+    }
+
+
+def row_million(runs, quick):
+    n = 50_000 if quick else 1_000_000
+    accepts, peaks, shows, cancels = [], [], [], []
+    for _ in range(runs):
+        d = Daemon()
+        try:
+            d.start()
+            t0 = time.monotonic()
+            d.ctl("submit", manifest(d, "million", n))
+            wait_for(lambda: d.show("million"), 600, every=0.05)
+            accepts.append(time.monotonic() - t0)
+            for _ in range(5):
+                t1 = time.monotonic()
+                d.ctl("show", "million")
+                shows.append(time.monotonic() - t1)
+            t2 = time.monotonic()
+            d.ctl("cancel", "million")
+            wait_for(lambda: (d.show("million") or {}).get("state") == "cancelled", 600, every=0.05)
+            cancels.append(time.monotonic() - t2)
+            peaks.append(d.status("VmHWM") / 1024)
+        finally:
+            d.close()
+    a, r, s, c = median_spread(accepts), median_spread(peaks), median_spread(shows), median_spread(cancels)
+    return {
+        "title": f"{n:,}-task job: accept, show, cancel",
+        "measures": {"accepted s (submit → visible)": a, "peak RSS MiB": r, "show s": s, "cancel s (request → cancelled)": c},
+        "checks": [{"name": "accept s", "value": a["median"], "target": 10}, {"name": "peak RSS MiB", "value": r["median"], "target": 300},
+                   {"name": "show ms", "value": s["median"] * 1000, "target": 100}, {"name": "cancel s", "value": c["median"], "target": 5}],
+    }
+
+
+def row_idle(runs, quick):
+    rss = []
+    for _ in range(runs):
+        d = Daemon()
+        try:
+            d.start()
+            time.sleep(2)
+            rss.append(d.status("VmRSS") / 1024)
+            with open(f"/proc/{d.proc.pid}/smaps_rollup") as f:
+                rollup = {l.split(":")[0]: int(l.split()[1]) for l in f if l.split()[-1] == "kB"}
+        finally:
+            d.close()
+    m = median_spread(rss)
+    return {
+        "title": "idle daemon",
+        "measures": {"RSS MiB": m, "of which file-backed (libraries) MiB": median_spread([rollup.get("Rss", 0) / 1024 - rollup.get("Anonymous", 0) / 1024]),
+                     "of which anonymous MiB": median_spread([rollup.get("Anonymous", 0) / 1024])},
+        "checks": [{"name": "RSS MiB", "value": m["median"], "target": 30}],
+    }
+
+
+def row_ready(runs, quick):
+    n = 5000 if quick else 100_000
+    readies = []
+    for _ in range(runs):
+        d = Daemon()
+        try:
+            d.start()
+            d.ctl("submit", manifest(d, "running", n, "sleep 0.05"))
+            wait_for(lambda: (d.show("running") or {}).get("tasks", {}).get("succeeded", 0) > 10, 120)
+            d.kill(signal.SIGKILL)
+            readies.append(d.start())
+        finally:
+            d.close()
+    m = median_spread(readies)
+    return {
+        "title": f"start → READY with a {n:,}-task job running (after kill -9)",
+        "measures": {"start → READY s": m},
+        "checks": [{"name": "READY s", "value": m["median"], "target": 2}],
+    }
+
+
+ROWS = {"local-true": row_local_true, "local-big": row_local_big, "million": row_million, "idle": row_idle, "ready": row_ready}
+
+# Rows of the issue not measured yet, shown as such rather than left out.
+PENDING = {
+    "azure-add": "10,000 tasks added to one Azure job (emulator) beside azure-batch create_tasks",
+    "azure-upload": "upload 500 × 64 KiB and 1 × 512 MiB beside azure-storage-blob and curl",
+    "azure-poll": "polling a 2,000-task Azure job beside the tutorial's loop (make bench-azure measures batchd's side today)",
+    "azure-blob-per-task": "Blob requests per completed task",
+}
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    fs = subprocess.run(["stat", "-f", "-c", "%T", tempfile.gettempdir()], capture_output=True, text=True).stdout.strip()
+    swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.splitlines()
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memoryMiB": mem, "kernel": platform.release(), "tmpFilesystem": fs,
+            "swift": swift[0] if swift else "?", "date": time.strftime("%Y-%m-%d")}
+
+
+def write_markdown(path, results):
+    m = results["machine"]
+    out = ["# Benchmarks", "",
+           f"Measured by `make bench` ({'quick sizes' if results['quick'] else 'full sizes'}, {results['runs']} runs per row, median with "
+           "min–max) on " + f"{m['cpus']} × {m['cpu']}, {m['memoryMiB']:,} MiB, Linux {m['kernel']}, /tmp on {m['tmpFilesystem']}, "
+           f"{m['swift']}, {m['date']}. Peers ran in the same invocation. The chart is `bench/ratios.png`.", "",
+           "| row | measure | median | min–max | target | met |", "|---|---|---|---|---|---|"]
+    for key, row in results["rows"].items():
+        targets = {c["name"]: c for c in row.get("checks", [])}
+        first = True
+        for name, v in row["measures"].items():
+            out.append(f"| {row['title'] if first else ''} | {name} | {v['median']:.3f} | {v['min']:.3f}–{v['max']:.3f} | | |")
+            first = False
+        if "ratio" in row:
+            r = row["ratio"]
+            out.append(f"| | **{r['name']}** | **{r['value']:.2f}** | | ≤ {r['target']} | {'yes' if r['value'] <= r['target'] else '**no**'} |")
+        for c in targets.values():
+            out.append(f"| | **{c['name']}** | **{c['value']:.3g}** | | < {c['target']} | {'yes' if c['value'] < c['target'] else '**no**'} |")
+    out += ["", "Not measured yet (issue 13 is open for them):", ""] + [f"- {v}" for v in PENDING.values()]
+    out += ["", "Where a target is not met, docs/architecture.md (\"Cost per task\") shows what the time or memory goes to.", ""]
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def write_chart(path, results):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("bench: matplotlib is missing (make bench installs it); no chart", file=sys.stderr)
+        return
+    labels, values = [], []
+    for row in results["rows"].values():
+        if "ratio" in row:
+            labels.append(row["ratio"]["name"])
+            values.append(row["ratio"]["value"] / row["ratio"]["target"])
+        for c in row.get("checks", []):
+            labels.append(f"{row['title'][:38]}: {c['name']}")
+            values.append(c["value"] / c["target"])
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.2))
+    ax.barh(labels, values, color=["#3a7" if v <= 1 else "#c44" for v in values])
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("measured / target (left of the line: target met)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    runs = args.runs or (1 if args.quick else 3)
+    out = args.out or ("/tmp/batchd-bench-quick" if args.quick else ROOT)
+    os.makedirs(os.path.join(out, "bench"), exist_ok=True)
+    for tool in ("batchd", "batchctl", "batchd-exec"):
+        if not os.access(f"{BIN}/{tool}", os.X_OK):
+            raise SystemExit(f"bench: {BIN}/{tool} is missing; run `swift build -c release` (make bench does)")
+    results = {"quick": args.quick, "runs": runs, "machine": machine(), "rows": {}, "pending": PENDING}
+    for key in args.rows.split(","):
+        print(f"bench: {key} …", file=sys.stderr, flush=True)
+        results["rows"][key] = ROWS[key](runs, args.quick)
+        print(json.dumps(results["rows"][key], indent=1), file=sys.stderr)
+    with open(os.path.join(out, "bench", "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    write_markdown(os.path.join(out, "BENCHMARKS.md"), results)
+    write_chart(os.path.join(out, "bench", "ratios.png"), results)
+    print(f"bench: wrote {out}/bench/results.json, {out}/BENCHMARKS.md, {out}/bench/ratios.png", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

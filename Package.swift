@@ -38,6 +38,8 @@ let package = Package(
             dependencies: [
                 "BatchCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // SQLite's C API, for binding a million tasks' values without boxing each.
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
         // libcurl, directly: the HTTP transport of the cloud backends.

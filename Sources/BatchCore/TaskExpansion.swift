@@ -260,7 +260,24 @@ public struct TaskPlan: Sendable {
         // Ids need checking for repeats only when a template or the list makes them.
         var seen: [String: Int]? = integers != nil && idTemplate == nil ? nil : [:]
         var total = 0
+        // forEachInteger with a fixed command and no id template or env (a
+        // sweep whose command reads BATCHD_TASK_INDEX) needs no placeholder
+        // values: each task is its index and the command.
+        let fixed: String? = integers != nil && idTemplate == nil && env.isEmpty && mainCommand.placeholders.isEmpty
+            ? try? mainCommand.render([:]) : nil
         for index in 0..<count {
+            if let fixed {
+                total += fixed.utf8.count + 1 + String(index).utf8.count
+                if fixed.utf8.count > Bounds.commandBytes {
+                    throw fail("command", "task \(index): the command is \(fixed.utf8.count) bytes; at most \(Bounds.commandBytes) can be run")
+                }
+                if total > Bounds.expandedBytes {
+                    throw fail("tasks", "the job's tasks come to more than \(Bounds.expandedBytes >> 20) MiB of commands and environment",
+                               "make commands shorter, or pass per-task data in files")
+                }
+                try body(TaskSpec(index: index, id: String(index), command: fixed, env: [:], inputs: []))
+                continue
+            }
             let row: Row
             if let integers {
                 row = Row(values: ["i": String(integers.from + index * integers.step)], inputs: [], entry: nil)

@@ -117,7 +117,9 @@ struct SystemdTests {
         #expect(task["BATCHD_TASK"] as? String == "alpha")
         #expect(task["BATCHD_ATTEMPT"] as? String == "1")
         #expect(task["BATCHD_BACKEND"] as? String == "local")
-        #expect(task["PRIORITY"] as? String == "6")
+        // A task that ends as expected is a debug line (a million-task job
+        // must not flood the journal); failures are warnings.
+        #expect(task["PRIORITY"] as? String == "7")
         #expect((task["CODE_FILE"] as? String)?.hasSuffix(".swift") == true)
         #expect(task["CODE_LINE"] != nil && task["CODE_FUNC"] != nil)
         #expect(await d.signal(SIGTERM) == 0)

@@ -28,14 +28,17 @@ extension AzureJob {
             let gone = await withTaskGroup(of: Bool?.self) { group in
                 group.addTask {
                     var remaining = open
+                    var ended = tasks.count - open.count
                     for await batch in updates {
                         let running = batch.filter { $0.state == "running" || $0.state == "preparing" }.map(\.id).filter { remaining[$0] != nil }
                         _ = await retrying("mark tasks running", { try await store.markRunning(jobID, taskIDs: running) })
                         var fresh = Set<String>()
                         let done = batch.filter { $0.state == "completed" && fresh.insert($0.id).inserted }
                             .compactMap { s in remaining[s.id].map { (s, $0) } }
+                        ended += done.count
+                        let listing = await outputListing(record.outputContainer, ended: ended, batch: done.count)
                         await forEachConcurrently(done, width: az.settings.concurrency) { snapshot, task in
-                            await finish(task, snapshot, record, sink)
+                            await finish(task, snapshot, record, sink, listing: listing)
                         }
                         for (s, _) in done { remaining[s.id] = nil }
                         if remaining.isEmpty || control.isHalted { return false }
@@ -68,31 +71,59 @@ extension AzureJob {
         }
     }
 
+    /// What the output container holds, for a batch of `batch` completed
+    /// tasks with `ended` ended so far: one listing of the whole container
+    /// when that takes fewer requests than a listing per task (about two
+    /// blobs per ended task, 5,000 a page), else nil and each task lists its
+    /// own prefix. Either way no blob costs a HEAD, and an empty log no GET.
+    func outputListing(_ container: String, ended: Int, batch: Int) async -> [String: BlobProperties]? {
+        let pages = (2 * ended + 4999) / 5000
+        guard batch > 1, pages < batch else { return nil }
+        switch await azureStep("list the output container", { try await az.blob.listProperties(container) }) {
+        case .success(let all)?: return all
+        default: return nil
+        }
+    }
+
     /// Downloads a completed task's logs and (on success) its outputs, then
     /// records the attempt, the task's final state and the outputs at once.
-    func finish(_ task: TaskRecord, _ s: TaskSnapshot, _ record: AzureJobRecord, _ sink: OutputSink) async {
+    /// `listing` is the output container's listing when the batch made one.
+    func finish(_ task: TaskRecord, _ s: TaskSnapshot, _ record: AzureJobRecord, _ sink: OutputSink,
+                listing: [String: BlobProperties]?) async {
         let number = s.retryCount + 1
         let dir = handle.attemptDirectory(task.taskId, number)
         var outcome = AzureRules.outcome(s, timeout: handle.spec.timeoutSeconds, cancelled: control.isCancelled)
         let container = record.outputContainer
+        let prefix = "\(task.taskId)/"
+        let blobs: [String: BlobProperties]
+        if let listing {
+            blobs = listing.filter { $0.key.hasPrefix(prefix) }
+        } else {
+            switch await azureStep("list the blobs of \(task.taskId)", { try await az.blob.listProperties(container, prefix: prefix) }) {
+            case nil: return   // shutdown: recorded at the next start
+            case .failure(let e)?:
+                log.warning("cannot list a task's blobs; its logs are not kept", metadata: ["task.id": "\(task.taskId)", "error": "\(e)"])
+                blobs = [:]
+                if outcome.isSuccess, !sink.patterns.isEmpty { outcome = .outputsFailed(reason: "cannot list outputs: \(e)") }
+            case .success(let found)?: blobs = found
+            }
+        }
         for name in ["stdout", "stderr"] {
+            // A task that never started has no log; an empty one costs no request and no file.
             let blob = BatchBodies.logPrefix(task.taskId) + "\(name).txt"
+            guard let props = blobs[blob], props.size > 0 else { continue }
             let result = await azureStep("download the \(name) of \(task.taskId)") { () -> Bool in
-                do { try await az.blob.download(container, blob, to: "\(dir)/\(name)"); return true } catch let e as BlobError where e.status == 404 {
-                    return false   // a task that never started has none
+                do { try await az.blob.download(container, blob, to: "\(dir)/\(name)", known: props); return true } catch let e as BlobError where e.status == 404 {
+                    return false
                 }
             }
             if result == nil { return }   // shutdown: recorded at the next start
         }
         var collected: [OutputRecord] = []
         if outcome.isSuccess, !sink.patterns.isEmpty {
-            let prefix = "\(task.taskId)/"
-            let listed = await azureStep("list the outputs of \(task.taskId)") { try await az.blob.list(container, prefix: prefix) }
-            switch listed {
-            case nil: return
-            case .failure(let e)?: outcome = .outputsFailed(reason: "cannot list outputs: \(e)")
-            case .success(let names)?:
-                for name in names where !name.hasPrefix(BatchBodies.logPrefix(task.taskId)) {
+            do {
+                for name in blobs.keys.sorted() where !name.hasPrefix(BatchBodies.logPrefix(task.taskId)) {
+                    let props = blobs[name]
                     let rel = String(name.dropFirst(prefix.count))
                     if let other = sink.claim(rel, for: task.idx) {
                         outcome = .outputsFailed(reason: "output \(rel) is also produced by task \(other); make output names unique, e.g. with {task}")
@@ -106,7 +137,7 @@ extension AzureJob {
                     // written into the destination as the submitter may.
                     let staged = "\(dir)/outputs/\(rel)"
                     let got = await azureStep("download output \(Printable.escape(rel))") { () -> OutputRecord in
-                        try await az.blob.download(container, name, to: staged)
+                        try await az.blob.download(container, name, to: staged, known: props)
                         let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
                         guard fd >= 0 else { throw DaemonError("cannot read \(Printable.escape(staged)): \(FileOps.plain(errno))") }
                         defer { close(fd); unlink(staged) }

@@ -105,6 +105,31 @@ public struct BlobClient: Sendable {
         return BlobProperties(size: Int64(r.header("content-length") ?? "") ?? 0, md5: r.header("content-md5"), etag: r.header("etag") ?? "")
     }
 
+    /// Blobs under a prefix with their properties (size, MD5, ETag), by
+    /// name, following every page: one request per 5,000 blobs tells what a
+    /// HEAD per blob would.
+    public func listProperties(_ container: String, prefix: String = "", pageSize: Int = 5000) async throws -> [String: BlobProperties] {
+        var out: [String: BlobProperties] = [:]
+        var marker = ""
+        repeat {
+            var q = "restype=container&comp=list&maxresults=\(pageSize)"
+            if !prefix.isEmpty { q += "&prefix=\(ServiceSAS.encode(prefix))" }
+            if !marker.isEmpty { q += "&marker=\(ServiceSAS.encode(marker))" }
+            let r = try await send("list", "GET", url(container, nil, q))
+            try expect(r, [200], "list \(container)")
+            let xml = XMLNames(data: r.body)
+            for blob in xml.records(of: "Blob") {
+                guard let name = blob["Name"], let size = blob["Content-Length"].flatMap({ Int64($0) }) else { continue }
+                let md5 = blob["Content-MD5"].flatMap { $0.isEmpty ? nil : $0 }
+                // A listing gives the ETag bare; the header (and If-Match) quoted.
+                let etag = blob["Etag"].map { $0.hasPrefix("\"") ? $0 : "\"\($0)\"" } ?? ""
+                out[name] = BlobProperties(size: size, md5: md5, etag: etag)
+            }
+            marker = xml.values(of: "NextMarker", inside: nil).first ?? ""
+        } while !marker.isEmpty
+        return out
+    }
+
     /// Blob names under a prefix, following every page.
     public func list(_ container: String, prefix: String = "", pageSize: Int = 5000) async throws -> [String] {
         var names: [String] = []
@@ -219,8 +244,11 @@ public struct BlobClient: Sendable {
     /// by an error or a crash fetches only the ranges not noted, as long as
     /// the blob has not changed (ranges are read with If-Match, so a blob
     /// replaced midway starts over instead of mixing two versions).
-    public func download(_ container: String, _ blob: String, to path: String) async throws {
-        guard let props = try await properties(container, blob) else {
+    /// `known`: the blob's properties from a listing, which saves the HEAD.
+    public func download(_ container: String, _ blob: String, to path: String, known: BlobProperties? = nil) async throws {
+        let found: BlobProperties?
+        if let known { found = known } else { found = try await properties(container, blob) }
+        guard let props = found else {
             throw BlobError(status: 404, code: "BlobNotFound", operation: "download \(container)/\(blob)")
         }
         let dir = (path as NSString).deletingLastPathComponent
@@ -354,6 +382,33 @@ struct XMLNames {
         let p = XMLParser(data: data)
         p.delegate = c
         _ = p.parse()   // a listing cut short yields the names read so far; the caller checks what it needs
+        return c.out
+    }
+
+    /// For each `<element>`, the texts of the elements inside it (at any
+    /// depth) by name, in order.
+    func records(of element: String) -> [[String: String]] {
+        final class Collector: NSObject, XMLParserDelegate {
+            let element: String
+            var inside = false
+            var text = ""
+            var current: [String: String] = [:]
+            var out: [[String: String]] = []
+            init(_ element: String) { self.element = element }
+            func parser(_ p: XMLParser, didStartElement e: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+                if e == element { inside = true; current = [:] }
+                text = ""
+            }
+            func parser(_ p: XMLParser, foundCharacters s: String) { text += s }
+            func parser(_ p: XMLParser, didEndElement e: String, namespaceURI: String?, qualifiedName: String?) {
+                if e == element { out.append(current); inside = false } else if inside { current[e] = text }
+                text = ""
+            }
+        }
+        let c = Collector(element)
+        let p = XMLParser(data: data)
+        p.delegate = c
+        _ = p.parse()
         return c.out
     }
 }

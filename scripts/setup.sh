@@ -45,9 +45,10 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import jsonschema, yaml, 
 fi
 
 # The benchmark suite's peer and chart (make bench, make bench-quick):
-# GNU parallel beside xargs, and matplotlib for bench/ratios.png.
+# GNU parallel beside xargs, curl beside the Blob uploads, and matplotlib
+# for bench/ratios.png.
 if [ "${1:-}" = bench ]; then
-  install_missing -- parallel
+  install_missing -- parallel curl
   if ! .venv/bin/python -c 'import matplotlib' 2>/dev/null; then
     echo "setup: installing matplotlib into .venv"
     .venv/bin/pip install -q matplotlib==3.10.7

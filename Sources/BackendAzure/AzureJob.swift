@@ -226,7 +226,7 @@ extension AzureJob {
             let now = Date()
             let outURL = try az.writeURL(container: rec.outputContainer, seconds: lifetime.tokenSeconds, now: now)
             var urls: [String: String] = [:]
-            var bodies: [[String: Any]] = []
+            var bodies: [Data] = []
             for task in tasks where task.state.isOpen {
                 var placed: [(url: String, target: String)] = []
                 for input in shared + task.inputFiles {
@@ -238,11 +238,11 @@ extension AzureJob {
                 }
                 let env = TaskEnvironment.variables(task: task.environment,
                                                     job: jobID, name: job.name, taskID: task.taskId, index: task.idx, attempt: nil)
-                bodies.append(BatchBodies.task(BatchBodies.TaskParts(
+                bodies.append(try BatchBodies.taskJSON(BatchBodies.TaskParts(
                     id: task.taskId, command: task.command, env: env, inputs: placed, patterns: patterns, outputContainerURL: outURL,
                     timeoutSeconds: job.timeoutSeconds, retries: job.retries)))
             }
-            let results = try await az.batch.addTasks(rec.batchJobId, bodies, added: { handle.crashPoint("submit.collection") })
+            let results = try await az.batch.addTasks(rec.batchJobId, encoded: bodies, added: { handle.crashPoint("submit.collection") })
             if let bad = results.first(where: { !$0.added }) {
                 let n = results.filter { !$0.added }.count
                 return ("\(n) task(s) could not be added to Batch job \(rec.batchJobId); the first, \(bad.taskID): \(bad.error ?? "error")", 0, false)

@@ -171,7 +171,11 @@ public struct BatchClient: Sendable {
     /// `added` runs after each collection is answered (the crash-point walk's
     /// `submit.collection`).
     public func addTasks(_ jobID: String, _ tasks: [[String: Any]], added: @Sendable () -> Void = {}) async throws -> [TaskAddResult] {
-        let pieces = try tasks.map { try JSONSerialization.data(withJSONObject: $0) }
+        try await addTasks(jobID, encoded: tasks.map { try JSONSerialization.data(withJSONObject: $0) }, added: added)
+    }
+
+    /// `addTasks` for task bodies already encoded as JSON.
+    public func addTasks(_ jobID: String, encoded pieces: [Data], added: @Sendable () -> Void = {}) async throws -> [TaskAddResult] {
         let chunks = Self.chunks(pieces)
         var results: [TaskAddResult] = []
         try await withThrowingTaskGroup(of: [TaskAddResult].self) { group in

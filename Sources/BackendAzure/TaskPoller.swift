@@ -51,6 +51,13 @@ public actor TaskPoller {
     /// (the counts are documented as possibly lagging).
     let confirmEvery = 5
     static let fields = ["id", "state", "stateTransitionTime", "executionInfo"]
+    /// Tasks the last round saw end, and tasks still active or running, over
+    /// every watched job: the schedule follows the rate at which tasks end.
+    var roundEnded = 0
+    var roundLive = 0
+    /// About this many tasks should end between two polls while many are
+    /// live (Slurm's poller uses the same rule).
+    static let batch = 100
 
     /// A poller for one account.
     public init(client: BatchClient, schedule: PollSchedule = PollSchedule(), logger: Logger) {
@@ -78,6 +85,7 @@ public actor TaskPoller {
     /// Polls every watched job once; returns what the round found.
     public func pollOnce() async -> PollSchedule.Result {
         var result = PollSchedule.Result.quiet
+        (roundEnded, roundLive) = (0, 0)
         for jobID in watches.keys.sorted() {
             switch await poll(jobID) {
             case .changed: if case .quiet = result { result = .changed }
@@ -93,7 +101,14 @@ public actor TaskPoller {
     public func run(sleep: @Sendable (Double) async throws -> Void = { try await Task.sleep(for: .seconds($0)) }) async {
         while !Task.isCancelled {
             let result = await pollOnce()
-            let wait = schedule.next(after: result, jitter: Double.random(in: 0...1))
+            // While tasks end, the next poll comes when about `batch` more
+            // should have (half the live ones near the end); otherwise the
+            // plain schedule (back off when quiet, obey throttling).
+            let wait = if case .changed = result, roundEnded > 0 {
+                schedule.next(ended: roundEnded, live: roundLive, batch: Self.batch, jitter: Double.random(in: 0...1))
+            } else {
+                schedule.next(after: result, jitter: Double.random(in: 0...1))
+            }
             do { try await sleep(wait) } catch { return }
         }
     }
@@ -105,6 +120,8 @@ public actor TaskPoller {
             return classify(error, jobID, w.generation)
         }
         let moved = counts != w.counts
+        if let before = w.counts["completed"] { roundEnded += max(0, (counts["completed"] ?? 0) - before) }
+        roundLive += (counts["active"] ?? 0) + (counts["running"] ?? 0)
         w.quietPolls = moved ? 0 : w.quietPolls + 1
         guard moved || w.quietPolls % confirmEvery == 0 else {
             if watches[jobID]?.generation == w.generation { watches[jobID]?.quietPolls = w.quietPolls }

@@ -313,18 +313,19 @@ def write_chart(path, results):
         print("bench: matplotlib is missing (make bench installs it); no chart", file=sys.stderr)
         return
     labels, values = [], []
-    for row in results["rows"].values():
+    for key, row in results["rows"].items():
         if "ratio" in row:
-            labels.append(row["ratio"]["name"])
+            labels.append(f"{key}: {row['ratio']['name']}")
             values.append(row["ratio"]["value"] / row["ratio"]["target"])
         for c in row.get("checks", []):
-            labels.append(f"{row['title'][:38]}: {c['name']}")
+            labels.append(f"{key}: {c['name']}")
             values.append(c["value"] / c["target"])
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.2))
     ax.barh(labels, values, color=["#3a7" if v <= 1 else "#c44" for v in values])
     ax.axvline(1.0, color="black", linewidth=1)
     ax.set_xscale("log")
-    ax.set_xlabel("measured / target (left of the line: target met)")
+    ax.set_xlabel("measured / target (left of the line: target met; log scale)")
+    ax.set_title("batchd against its targets (BENCHMARKS.md)")
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -336,9 +337,16 @@ def main():
     ap.add_argument("--runs", type=int)
     ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated; the other rows keep their last results")
     ap.add_argument("--out")
+    ap.add_argument("--render", action="store_true", help="only write BENCHMARKS.md and the chart again from results.json")
     args = ap.parse_args()
     runs = args.runs or (1 if args.quick else 3)
     out = args.out or ("/tmp/batchd-bench-quick" if args.quick else ROOT)
+    if args.render:
+        with open(os.path.join(out, "bench", "results.json")) as f:
+            results = json.load(f)
+        write_markdown(os.path.join(out, "BENCHMARKS.md"), results)
+        write_chart(os.path.join(out, "bench", "ratios.png"), results)
+        return
     os.makedirs(os.path.join(out, "bench"), exist_ok=True)
     for tool in ("batchd", "batchctl", "batchd-exec"):
         if not os.access(f"{BIN}/{tool}", os.X_OK):

@@ -130,21 +130,9 @@ public struct BlobClient: Sendable {
         return out
     }
 
-    /// Blob names under a prefix, following every page.
+    /// Blob names under a prefix, in name order, following every page.
     public func list(_ container: String, prefix: String = "", pageSize: Int = 5000) async throws -> [String] {
-        var names: [String] = []
-        var marker = ""
-        repeat {
-            var q = "restype=container&comp=list&maxresults=\(pageSize)"
-            if !prefix.isEmpty { q += "&prefix=\(ServiceSAS.encode(prefix))" }
-            if !marker.isEmpty { q += "&marker=\(ServiceSAS.encode(marker))" }
-            let r = try await send("list", "GET", url(container, nil, q))
-            try expect(r, [200], "list \(container)")
-            let xml = XMLNames(data: r.body)
-            names += xml.values(of: "Name", inside: "Blob")
-            marker = xml.values(of: "NextMarker", inside: nil).first ?? ""
-        } while !marker.isEmpty
-        return names
+        try await listProperties(container, prefix: prefix, pageSize: pageSize).keys.sorted()
     }
 
     /// A file's size in bytes (through symlinks, so `/proc/self/fd/N` names

@@ -42,7 +42,8 @@ fi
 
 # batchd-exec starts once per task and runs on cluster nodes without Swift:
 # it must stay a static executable.
-if ldd "$BATCHD_BIN/batchd-exec" 2>&1 | grep -q "not a dynamic executable"; then
+# (ldd exits 1 for a static executable; pipefail must not read that as a failure)
+if { ldd "$BATCHD_BIN/batchd-exec" 2>&1 || true; } | grep -q "not a dynamic executable"; then
   echo "links: batchd-exec is static"
 else
   echo "links: batchd-exec is dynamically linked"; links_rc=1

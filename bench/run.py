@@ -272,7 +272,8 @@ def machine():
     fs = subprocess.run(["stat", "-f", "-c", "%T", tempfile.gettempdir()], capture_output=True, text=True).stdout.strip()
     swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.splitlines()
     return {"cpus": os.cpu_count(), "cpu": cpu, "memoryMiB": mem, "kernel": platform.release(), "tmpFilesystem": fs,
-            "swift": swift[0] if swift else "?", "date": time.strftime("%Y-%m-%d")}
+            "swift": swift[0] if swift else "?", "date": time.strftime("%Y-%m-%d"),
+            "build": "debug" if "/debug" in os.path.realpath(BIN) else "release"}
 
 
 def write_markdown(path, results):
@@ -280,7 +281,8 @@ def write_markdown(path, results):
     out = ["# Benchmarks", "",
            f"Measured by `make bench` ({'quick sizes' if results['quick'] else 'full sizes'}, {results['runs']} runs per row, median with "
            "min–max) on " + f"{m['cpus']} × {m['cpu']}, {m['memoryMiB']:,} MiB, Linux {m['kernel']}, /tmp on {m['tmpFilesystem']}, "
-           f"{m['swift']}, {m['date']}. Peers ran in the same invocation. The chart is `bench/ratios.png`.", "",
+           f"{m['swift']}, {m.get('build', 'release')} build, {m['date']}. Peers ran in the same invocation. "
+           "The chart is `bench/ratios.png`.", "",
            "| row | measure | median | min–max | target | met |", "|---|---|---|---|---|---|"]
     for key, row in results["rows"].items():
         targets = {c["name"]: c for c in row.get("checks", [])}

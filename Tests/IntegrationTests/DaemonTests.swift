@@ -241,8 +241,9 @@ struct DaemonTests {
         #expect(interrupted.allSatisfy { $0.counted == false })
         #expect(try await store.counts(job.id).pending == 2)
         // With retries: 0 the tasks still run again: an interruption is not the task's fault.
-        try await d.start()
+        // Marked before the start: the tasks may start before start() returns.
         let from2 = d.log.mark
+        try await d.start()
         try await d.log.wait(from: from2, count: 2, "two tasks restarted") { $0.contains("task started") }
         #expect(try await d.batchctl(["cancel", "slow"]).code == 0)
         #expect(try await d.batchctl(["wait", "slow", "--timeout", "60"]).code == 1)

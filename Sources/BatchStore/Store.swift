@@ -193,16 +193,19 @@ extension Store {
         }
     }
 
-    /// `beginAttempt` for the next attempt of a task, numbered here, in one
-    /// transaction that also reads the task: its record and the attempt's
-    /// number, or nil if there is no such task. `directory` names the
+    /// `beginAttempt` for the next attempt of a pending task, numbered here,
+    /// in one transaction that also reads the task: its record and the
+    /// attempt's number, or nil if there is no such task or it is not
+    /// pending (so a task queued twice, say once as a retry and once read
+    /// again from the database, still runs once). `directory` names the
     /// attempt's directory from its number.
     public func beginNextAttempt(_ jobID: String, idx: Int,
                                  directory: @escaping @Sendable (TaskRecord, Int) -> String) async throws -> (task: TaskRecord, attempt: Int)? {
         let now = clock()
         return try await db.write { db in
             guard let task = try TaskRecord.fetchOne(
-                db.cachedStatement(sql: "SELECT * FROM tasks WHERE job_id = ? AND idx = ?"), arguments: [jobID, idx]) else { return nil }
+                db.cachedStatement(sql: "SELECT * FROM tasks WHERE job_id = ? AND idx = ?"), arguments: [jobID, idx]),
+                task.state == .pending else { return nil }
             let last = try Int.fetchOne(db.cachedStatement(sql: "SELECT MAX(attempt) FROM attempts WHERE job_id = ? AND idx = ?"),
                                         arguments: [jobID, idx]) ?? 0
             try self.beginAttempt(db, jobID, idx: idx, attempt: last + 1, directory: directory(task, last + 1), at: now)

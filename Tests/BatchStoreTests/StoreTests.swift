@@ -119,6 +119,9 @@ struct StoreTests {
         #expect(try await store.counts("J1") == recount())
         let second = try #require(try await store.beginNextAttempt("J1", idx: 0, directory: { _, _ in "/a2" }))
         #expect(second.attempt == 2)
+        // A task already running (or done) is not begun again, however often it was queued.
+        #expect(try await store.beginNextAttempt("J1", idx: 0, directory: { _, _ in "/a3" }) == nil)
+        #expect(try await store.beginNextAttempt("J1", idx: 1, directory: { _, _ in "/b2" }) == nil)
         try await store.finishAttempt("J1", idx: 0, attempt: 2, outcome: .exited(code: 1), decision: .failed, outputs: [])
         #expect(try await store.counts("J1") == TaskCounts(pending: 3, succeeded: 1, failed: 1))
         #expect(try await store.outputCount("J1") == 1)

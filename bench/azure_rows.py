@@ -5,26 +5,11 @@ run. Request counts come from the emulator's own counters."""
 import math
 import os
 import resource
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "Tests", "AzureEmulator", "tests"))
+from common import Daemon, manifest, median_spread, timed
 
-import conftest  # noqa: E402  (the emulator launcher and SDK clients of the conformance suite)
-
-
-def azure_env(url):
-    return {
-        "AZURE_BATCH_ACCOUNT": conftest.ACCOUNT, "AZURE_BATCH_ACCESS_KEY": conftest.KEY, "AZURE_BATCH_ENDPOINT": url,
-        "AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName={conftest.STORAGE};"
-                                           f"AccountKey={conftest.STORAGE_KEY};BlobEndpoint={url}/{conftest.STORAGE}",
-    }
-
-
-def median_spread(values):
-    import statistics
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+import conftest  # noqa: E402  (on the path through common: the emulator launcher and SDK clients)
 
 
 def stats(em):
@@ -56,7 +41,7 @@ def sdk_tasks(n, command="/bin/sh -c true"):
     return [bm.BatchTaskCreateOptions(id=f"t{i}", command_line=command) for i in range(n)]
 
 
-def row_azure_poll(runs, quick, Daemon, manifest):
+def row_azure_poll(runs, quick):
     """Polling a job to its end: batchd's shared poller against the Azure
     Batch tutorial's loop (list every task once a second); and the Blob
     requests batchd makes per completed task. Tasks sleep half a second, so
@@ -101,7 +86,7 @@ def row_azure_poll(runs, quick, Daemon, manifest):
     }
 
 
-def row_azure_add(runs, quick, Daemon, manifest):
+def row_azure_add(runs, quick):
     """Adding tasks to one job on a pool of no nodes (so nothing runs):
     batchd from `batchctl submit` to its last task collection (intake
     included) against azure-batch's create_tasks, at its default
@@ -155,7 +140,7 @@ def row_azure_add(runs, quick, Daemon, manifest):
     }
 
 
-def row_azure_upload(runs, quick, Daemon, manifest):
+def row_azure_upload(runs, quick):
     """Staging inputs to Blob: batchd (hashing included, from `batchctl
     submit` to the end of staging) against azure-storage-blob's upload_blob
     (small files in 8 threads, the large one with max_concurrency=8) and,
@@ -164,7 +149,6 @@ def row_azure_upload(runs, quick, Daemon, manifest):
     import datetime
     import json
     import shutil
-    import subprocess
     import tempfile
     from azure.storage.blob import BlobSasPermissions, generate_blob_sas
     small_n, small_size = (50, 64 << 10) if quick else (500, 64 << 10)
@@ -201,9 +185,9 @@ def row_azure_upload(runs, quick, Daemon, manifest):
                 sas = generate_blob_sas(conftest.STORAGE, "sdk", "curl.bin", account_key=conftest.STORAGE_KEY,
                                         permission=BlobSasPermissions(write=True, create=True),
                                         expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
-                results["curl"].append(_timed(["curl", "-sS", "-f", "-o", "/dev/null", "-X", "PUT", "-T", f"{data}/large.bin",
+                results["curl"].append(timed(["curl", "-sS", "-f", "-o", "/dev/null", "-X", "PUT", "-T", f"{data}/large.bin",
                                                "-H", "x-ms-blob-type: BlockBlob", "-H", "x-ms-version: 2021-08-06",
-                                               f"{em.url}/{conftest.STORAGE}/sdk/curl.bin?{sas}"]))
+                                              f"{em.url}/{conftest.STORAGE}/sdk/curl.bin?{sas}"]))
                 # batchd: a job per set of inputs, timed to the end of staging.
                 for key, inputs in (("s", f"{data}/small/*.bin"), ("l", f"{data}/large.bin")):
                     d = Daemon(azure=em.url)
@@ -240,9 +224,3 @@ def row_azure_upload(runs, quick, Daemon, manifest):
                    {"name": "large file wall, batchd / curl", "value": m["bl"]["median"] / m["curl"]["median"], "target": 1.25}],
     }
 
-
-def _timed(cmd):
-    import subprocess
-    t0 = time.monotonic()
-    subprocess.run(cmd, check=True)
-    return time.monotonic() - t0

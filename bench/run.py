@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """batchd's benchmark suite: every row beside its peer, in one run.
 
-    bench/run.py [--quick] [--runs N] [--rows a,b] [--out DIR]
+    bench/run.py [--quick] [--runs N] [--rows a,b] [--out DIR] [--render]
 
-Each row starts its own daemon (the release build) on a fresh state
+Each row starts its own daemon (the release build, or $BATCHD_BIN) on a fresh state
 directory under /tmp, runs the workload `--runs` times (default 3; 1 with
 --quick) and records the median with its spread (min, max). Peers run in the
 same invocation, alternating with batchd, so both see the same machine.
@@ -18,113 +18,13 @@ import os
 import platform
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-BIN = os.environ.get("BATCHD_BIN") or os.path.join(ROOT, ".build", "release")
-
-
-def median_spread(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
-
-
-class Daemon:
-    """A batchd on its own state directory; READY=1 arrives on a notify socket."""
-
-    def __init__(self, slots=None, state=None, azure=None):
-        self.dir = state or tempfile.mkdtemp(prefix="batchd-bench.")
-        self.config = os.path.join(self.dir, "batchd.yaml")
-        with open(self.config, "w") as f:
-            f.write(f"stateDirectory: {self.dir}/state\nruntimeDirectory: {self.dir}/run\n")
-            f.write(f"local: {{slots: {slots or os.cpu_count()}}}\n")
-            if azure:
-                f.write("azure: {pollMinInterval: 1s}\n")
-        # The emulator's account (azure_rows.EMULATOR_ENV), when given.
-        self.env = dict(azure_env(azure)) if azure else {}
-        self.proc = None
-
-    def start(self, timeout=120):
-        """Starts the daemon; returns seconds from exec to READY=1."""
-        path = os.path.join(self.dir, "notify")
-        if os.path.exists(path):
-            os.unlink(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(path)
-        sock.settimeout(timeout)
-        env = dict(os.environ, NOTIFY_SOCKET=path, **self.env)
-        log = open(os.path.join(self.dir, "daemon.log"), "ab")
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen([f"{BIN}/batchd", "--config", self.config], env=env, stdout=log, stderr=log)
-        try:
-            while True:
-                msg = sock.recv(4096)
-                if b"READY=1" in msg.split(b"\n"):
-                    return time.monotonic() - t0
-        except socket.timeout:
-            raise SystemExit(f"bench: the daemon did not become ready in {timeout} s; see {self.dir}/daemon.log")
-        finally:
-            sock.close()
-
-    def cpu_seconds(self):
-        """The daemon's user + system CPU so far."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def status(self, key):
-        """A /proc/<pid>/status value in KiB (VmRSS, VmHWM)."""
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        return 0
-
-    def ctl(self, *args, check=True):
-        return subprocess.run([f"{BIN}/batchctl", "--config", self.config, *args], capture_output=True, text=True, check=check)
-
-    def show(self, job):
-        r = self.ctl("show", job, "--json", check=False)
-        return json.loads(r.stdout) if r.returncode == 0 else None
-
-    def kill(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait()
-
-    def close(self):
-        self.kill()
-        # Tasks left running by a SIGKILLed daemon, then the directory.
-        subprocess.run(["pkill", "-KILL", "-f", f"batchd-exec {self.dir}/"], check=False)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def manifest(d, name, n, command="true", extra=""):
-    path = os.path.join(d.dir, f"{name}.yaml")
-    with open(path, "w") as f:
-        f.write(f"name: {name}\ntasks: {{forEachInteger: {{from: 1, to: {n}}}}}\ncommand: {json.dumps(command)}\n{extra}")
-    return path
-
-
-def wait_for(predicate, timeout, every=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise SystemExit("bench: gave up waiting")
-
-
-def timed(cmd, **kw):
-    t0 = time.monotonic()
-    subprocess.run(cmd, check=True, **kw)
-    return time.monotonic() - t0
+from common import BIN, ROOT, Daemon, manifest, median_spread, timed, wait_for  # noqa: E402
 
 
 # ---------------------------------------------------------------- rows
@@ -214,7 +114,7 @@ def row_million(runs, quick):
 
 
 def row_idle(runs, quick):
-    rss = []
+    rss, files, anon = [], [], []
     for _ in range(runs):
         d = Daemon()
         try:
@@ -223,13 +123,14 @@ def row_idle(runs, quick):
             rss.append(d.status("VmRSS") / 1024)
             with open(f"/proc/{d.proc.pid}/smaps_rollup") as f:
                 rollup = {l.split(":")[0]: int(l.split()[1]) for l in f if l.split()[-1] == "kB"}
+            anon.append(rollup.get("Anonymous", 0) / 1024)
+            files.append(rollup.get("Rss", 0) / 1024 - anon[-1])
         finally:
             d.close()
     m = median_spread(rss)
     return {
         "title": "idle daemon",
-        "measures": {"RSS MiB": m, "of which file-backed (libraries) MiB": median_spread([rollup.get("Rss", 0) / 1024 - rollup.get("Anonymous", 0) / 1024]),
-                     "of which anonymous MiB": median_spread([rollup.get("Anonymous", 0) / 1024])},
+        "measures": {"RSS MiB": m, "of which file-backed (libraries) MiB": median_spread(files), "of which anonymous MiB": median_spread(anon)},
         "checks": [{"name": "RSS MiB", "value": m["median"], "target": 30}],
     }
 
@@ -255,12 +156,10 @@ def row_ready(runs, quick):
     }
 
 
-from azure_rows import azure_env, row_azure_add, row_azure_poll, row_azure_upload  # noqa: E402
+from azure_rows import row_azure_add, row_azure_poll, row_azure_upload  # noqa: E402
 
 ROWS = {"local-true": row_local_true, "local-big": row_local_big, "million": row_million, "idle": row_idle, "ready": row_ready,
-        "azure-poll": lambda runs, quick: row_azure_poll(runs, quick, Daemon, manifest),
-        "azure-add": lambda runs, quick: row_azure_add(runs, quick, Daemon, manifest),
-        "azure-upload": lambda runs, quick: row_azure_upload(runs, quick, Daemon, manifest)}
+        "azure-poll": row_azure_poll, "azure-add": row_azure_add, "azure-upload": row_azure_upload}
 
 # Rows of the issue not measured yet, shown as such rather than left out.
 PENDING = {}

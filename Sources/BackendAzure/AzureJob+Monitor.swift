@@ -121,36 +121,34 @@ extension AzureJob {
         }
         var collected: [OutputRecord] = []
         if outcome.isSuccess, !sink.patterns.isEmpty {
-            do {
-                for name in blobs.keys.sorted() where !name.hasPrefix(BatchBodies.logPrefix(task.taskId)) {
-                    let props = blobs[name]
-                    let rel = String(name.dropFirst(prefix.count))
-                    if let other = sink.claim(rel, for: task.idx) {
-                        outcome = .outputsFailed(reason: "output \(rel) is also produced by task \(other); make output names unique, e.g. with {task}")
-                        break
-                    }
-                    guard OutputCollector.isSafeRelative(rel) else {
-                        outcome = .outputsFailed(reason: "an output blob is named \(Printable.quote(rel)), which would land outside the destination")
-                        break
-                    }
-                    // Downloaded into the attempt's directory first, then
-                    // written into the destination as the submitter may.
-                    let staged = "\(dir)/outputs/\(rel)"
-                    let got = await azureStep("download output \(Printable.escape(rel))") { () -> OutputRecord in
-                        try await az.blob.download(container, name, to: staged, known: props)
-                        let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                        guard fd >= 0 else { throw DaemonError("cannot read \(Printable.escape(staged)): \(FileOps.plain(errno))") }
-                        defer { close(fd); unlink(staged) }
-                        let (sha, size) = try sink.destination().write(rel, from: fd)
-                        return OutputRecord(jobId: jobID, path: rel, idx: task.idx, size: Int(size), sha256: sha)
-                    }
-                    switch got {
-                    case nil: return
-                    case .failure(let e)?: outcome = .outputsFailed(reason: "cannot download \(rel): \(e)")
-                    case .success(let o)?: collected.append(o)
-                    }
-                    if !outcome.isSuccess { break }
+            for name in blobs.keys.sorted() where !name.hasPrefix(BatchBodies.logPrefix(task.taskId)) {
+                let props = blobs[name]
+                let rel = String(name.dropFirst(prefix.count))
+                if let other = sink.claim(rel, for: task.idx) {
+                    outcome = .outputsFailed(reason: "output \(rel) is also produced by task \(other); make output names unique, e.g. with {task}")
+                    break
                 }
+                guard OutputCollector.isSafeRelative(rel) else {
+                    outcome = .outputsFailed(reason: "an output blob is named \(Printable.quote(rel)), which would land outside the destination")
+                    break
+                }
+                // Downloaded into the attempt's directory first, then
+                // written into the destination as the submitter may.
+                let staged = "\(dir)/outputs/\(rel)"
+                let got = await azureStep("download output \(Printable.escape(rel))") { () -> OutputRecord in
+                    try await az.blob.download(container, name, to: staged, known: props)
+                    let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                    guard fd >= 0 else { throw DaemonError("cannot read \(Printable.escape(staged)): \(FileOps.plain(errno))") }
+                    defer { close(fd); unlink(staged) }
+                    let (sha, size) = try sink.destination().write(rel, from: fd)
+                    return OutputRecord(jobId: jobID, path: rel, idx: task.idx, size: Int(size), sha256: sha)
+                }
+                switch got {
+                case nil: return
+                case .failure(let e)?: outcome = .outputsFailed(reason: "cannot download \(rel): \(e)")
+                case .success(let o)?: collected.append(o)
+                }
+                if !outcome.isSuccess { break }
             }
         }
         // Batch retried the task already (maxTaskRetryCount): this is its end.

@@ -55,9 +55,6 @@ public actor TaskPoller {
     /// every watched job: the schedule follows the rate at which tasks end.
     var roundEnded = 0
     var roundLive = 0
-    /// About this many tasks should end between two polls while many are
-    /// live (Slurm's poller uses the same rule).
-    static let batch = 100
 
     /// A poller for one account.
     public init(client: BatchClient, schedule: PollSchedule = PollSchedule(), logger: Logger) {
@@ -101,11 +98,11 @@ public actor TaskPoller {
     public func run(sleep: @Sendable (Double) async throws -> Void = { try await Task.sleep(for: .seconds($0)) }) async {
         while !Task.isCancelled {
             let result = await pollOnce()
-            // While tasks end, the next poll comes when about `batch` more
-            // should have (half the live ones near the end); otherwise the
+            // While tasks end, the next poll comes when about 100 more should
+            // have (half the live ones near the end); otherwise the
             // plain schedule (back off when quiet, obey throttling).
             let wait = if case .changed = result, roundEnded > 0 {
-                schedule.next(ended: roundEnded, live: roundLive, batch: Self.batch, jitter: Double.random(in: 0...1))
+                schedule.next(ended: roundEnded, live: roundLive, jitter: Double.random(in: 0...1))
             } else {
                 schedule.next(after: result, jitter: Double.random(in: 0...1))
             }

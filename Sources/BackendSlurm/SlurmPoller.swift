@@ -28,9 +28,6 @@ public actor SlurmPoller {
     /// The live elements of the answer before, to count those that ended.
     var previousLive = Set<Element>()
     struct Element: Hashable { var array: String; var index: Int }
-    /// While this many elements are live, polls are spaced so that each
-    /// sees about this many end (PollSchedule.next(ended:live:batch:)).
-    static let batch = 100
 
     init(commands: SlurmCommands, user: String, schedule: PollSchedule, logger: Logger) {
         self.commands = commands
@@ -76,7 +73,7 @@ public actor SlurmPoller {
                 }
                 let ended = previousLive.subtracting(live).count
                 previousLive = live
-                interval = schedule.next(ended: ended, live: live.count, batch: Self.batch, jitter: Double.random(in: 0...1))
+                interval = schedule.next(ended: ended, live: live.count, jitter: Double.random(in: 0...1))
                 logger.debug("squeue", metadata: ["elements.live": "\(live.count)", "elements.ended": "\(ended)",
                                                   "next.in": "\(HumanDuration.format(interval))"])
             } else {

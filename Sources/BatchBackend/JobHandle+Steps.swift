@@ -71,11 +71,11 @@ extension JobHandle {
     }
 }
 
-/// What batchd-exec leaves in an attempt directory.
+/// The cleanup policy, for the attempt directories a job leaves.
 extension AttemptFiles {
     /// Deletes the `work/` directory of every attempt under `tasksDirectory`
     /// (`<task>/attempt-<n>/work`) when `policy` says so for `verdict`; the
-    /// logs and status files stay for `batchctl logs`.
+    /// logs stay for `batchctl logs`.
     public static func removeWorkDirectories(under tasksDirectory: String, policy: CleanupPolicy, verdict: Verdict) {
         guard policy == .always || (policy == .onSuccess && verdict == .success) else { return }
         let fm = FileManager.default
@@ -90,8 +90,8 @@ extension AttemptFiles {
 /// What batchd-exec leaves in an attempt directory: `status` ("pid N" while
 /// the command runs, then "exit N" or "signal N", one fixed-width record
 /// rewritten in place), `stdout` and `stderr` only if the command wrote to
-/// them, and `work/`. (Attempts started by batchd-exec before 0.6 also have
-/// a `pid` file.)
+/// them, and `work/`. (An older batchd-exec wrote the pid to a `pid` file;
+/// attempts it started are still read after an upgrade.)
 public enum AttemptFiles {
     static func record(_ directory: String) -> (word: Substring, n: Int32)? {
         guard let data = FileManager.default.contents(atPath: "\(directory)/status") else { return nil }

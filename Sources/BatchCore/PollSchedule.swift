@@ -53,6 +53,10 @@ public struct PollSchedule: Sendable, Equatable {
 }
 
 extension PollSchedule {
+    /// How many tasks should end between two polls of a queue while many are
+    /// live (Slurm's and Azure's pollers).
+    public static let endedPerPoll = 100
+
     /// For a stream of many tasks (a cluster queue polled for all at once):
     /// the interval follows the rate at which tasks end, so that a poll sees
     /// about `batch` of them end while many are live, and half of those
@@ -62,7 +66,7 @@ extension PollSchedule {
     /// last tasks of a job are seen soon after they end. `ended` is how many
     /// tasks the poll found ended since the one before, `live` how many are
     /// still queued or running.
-    public mutating func next(ended: Int, live: Int, batch: Int, jitter: Double) -> Double {
+    public mutating func next(ended: Int, live: Int, batch: Int = PollSchedule.endedPerPoll, jitter: Double) -> Double {
         if ended == 0 {
             interval = min(maxInterval, interval * growth)
         } else {

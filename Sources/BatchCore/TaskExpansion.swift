@@ -266,50 +266,43 @@ public struct TaskPlan: Sendable {
         let fixed: String? = integers != nil && idTemplate == nil && env.isEmpty && mainCommand.placeholders.isEmpty
             ? try? mainCommand.render([:]) : nil
         for index in 0..<count {
+            let id: String, command: String, env: [String: String], inputs: [InputFile]
             if let fixed {
-                total += fixed.utf8.count + 1 + String(index).utf8.count
-                if fixed.utf8.count > Bounds.commandBytes {
-                    throw fail("command", "task \(index): the command is \(fixed.utf8.count) bytes; at most \(Bounds.commandBytes) can be run")
-                }
-                if total > Bounds.expandedBytes {
-                    throw fail("tasks", "the job's tasks come to more than \(Bounds.expandedBytes >> 20) MiB of commands and environment",
-                               "make commands shorter, or pass per-task data in files")
-                }
-                try body(TaskSpec(index: index, id: String(index), command: fixed, env: [:], inputs: []))
-                continue
-            }
-            let row: Row
-            if let integers {
-                row = Row(values: ["i": String(integers.from + index * integers.step)], inputs: [], entry: nil)
+                (id, command, env, inputs) = (String(index), fixed, [:], [])
             } else {
-                row = rows[index]
-            }
-            var values = row.values
-            values["index"] = String(index)
-            values["job"] = jobID
-            let entry = row.entry.map { entries[$0] }
-            var id = entry?.id ?? String(index)
-            if entry == nil, let idTemplate {
-                do { id = try Template.render(idTemplate, values: values) } catch { throw fail("tasks.id", error.message) }
-            }
-            guard Template.isIdentifier(id, max: 64) else {
-                let shown = revealFileContent ? " \(Printable.quote(id))" : ""
-                throw fail("tasks.id", "task \(index) would get the id\(shown), which is not valid", "ids use 1-64 letters, digits, '-' and '_'")
-            }
-            if let other = seen?[id] { throw fail("tasks.id", "tasks \(other) and \(index) would both get the id '\(id)'", "make the id template unique, e.g. add {index}") }
-            seen?[id] = index
-            values["task"] = id
-            let template = row.entry.flatMap { entryCommands[$0] } ?? mainCommand
-            let command: String
-            var env: [String: String] = [:]
-            do throws(TemplateError) {
-                command = try template.render(values)
-                for (k, v) in self.env.merging(entry?.env ?? [:], uniquingKeysWith: { $1 }) {
-                    let value = try Template.render(v, values: values)
-                    if value.utf8.contains(0) { throw TemplateError(message: "env.\(k) would contain a NUL byte, which no environment can carry", hint: nil) }
-                    env[k] = value
+                let row: Row
+                if let integers {
+                    row = Row(values: ["i": String(integers.from + index * integers.step)], inputs: [], entry: nil)
+                } else {
+                    row = rows[index]
                 }
-            } catch { throw fail("command", "task \(id): \(error.message)") }
+                var values = row.values
+                values["index"] = String(index)
+                values["job"] = jobID
+                let entry = row.entry.map { entries[$0] }
+                var made = entry?.id ?? String(index)
+                if entry == nil, let idTemplate {
+                    do { made = try Template.render(idTemplate, values: values) } catch { throw fail("tasks.id", error.message) }
+                }
+                guard Template.isIdentifier(made, max: 64) else {
+                    let shown = revealFileContent ? " \(Printable.quote(made))" : ""
+                    throw fail("tasks.id", "task \(index) would get the id\(shown), which is not valid", "ids use 1-64 letters, digits, '-' and '_'")
+                }
+                if let other = seen?[made] { throw fail("tasks.id", "tasks \(other) and \(index) would both get the id '\(made)'", "make the id template unique, e.g. add {index}") }
+                seen?[made] = index
+                values["task"] = made
+                let template = row.entry.flatMap { entryCommands[$0] } ?? mainCommand
+                var rendered: [String: String] = [:]
+                do throws(TemplateError) {
+                    command = try template.render(values)
+                    for (k, v) in self.env.merging(entry?.env ?? [:], uniquingKeysWith: { $1 }) {
+                        let value = try Template.render(v, values: values)
+                        if value.utf8.contains(0) { throw TemplateError(message: "env.\(k) would contain a NUL byte, which no environment can carry", hint: nil) }
+                        rendered[k] = value
+                    }
+                } catch { throw fail("command", "task \(made): \(error.message)") }
+                (id, env, inputs) = (made, rendered, row.inputs)
+            }
             var size = command.utf8.count + 1
             if command.utf8.count > Bounds.commandBytes {
                 throw fail("command", "task \(id): the command comes to \(command.utf8.count) bytes with its values filled in; at most \(Bounds.commandBytes) can be run",
@@ -325,12 +318,12 @@ public struct TaskPlan: Sendable {
             if size > Bounds.execBytes {
                 throw fail("env", "task \(id): command and environment come to \(size) bytes; at most \(Bounds.execBytes) (1 MiB) fit", "pass large values in a file")
             }
-            total += size + id.utf8.count + row.inputs.reduce(0) { $0 + $1.source.utf8.count + $1.target.utf8.count }
+            total += size + id.utf8.count + inputs.reduce(0) { $0 + $1.source.utf8.count + $1.target.utf8.count }
             if total > Bounds.expandedBytes {
                 throw fail("tasks", "the job's tasks come to more than \(Bounds.expandedBytes >> 20) MiB of commands and environment",
                            "make commands shorter, or pass per-task data in files")
             }
-            try body(TaskSpec(index: index, id: id, command: command, env: env, inputs: row.inputs))
+            try body(TaskSpec(index: index, id: id, command: command, env: env, inputs: inputs))
         }
     }
 }

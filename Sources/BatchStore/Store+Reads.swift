@@ -146,14 +146,6 @@ extension Store {
     public func cachedHash(path: String) async throws -> FileHashRecord? {
         try await db.read { db in try FileHashRecord.fetchOne(db, key: path) }
     }
-
-
-    /// The number of the next attempt of a task.
-    public func nextAttemptNumber(_ jobID: String, idx: Int) async throws -> Int {
-        try await db.read { db in
-            (try Int.fetchOne(db, sql: "SELECT MAX(attempt) FROM attempts WHERE job_id = ? AND idx = ?", arguments: [jobID, idx]) ?? 0) + 1
-        }
-    }
 }
 
 extension Store {
@@ -161,13 +153,6 @@ extension Store {
     public func task(_ jobID: String, idx: Int) async throws -> TaskRecord? {
         try await db.read { db in
             try TaskRecord.fetchOne(db, sql: "SELECT * FROM tasks WHERE job_id = ? AND idx = ?", arguments: [jobID, idx])
-        }
-    }
-
-    /// Indices of a job's pending tasks, in order.
-    public func pendingIndices(_ jobID: String) async throws -> [Int] {
-        try await db.read { db in
-            try Int.fetchAll(db, sql: "SELECT idx FROM tasks WHERE job_id = ? AND state = 'pending' ORDER BY idx", arguments: [jobID])
         }
     }
 

@@ -147,15 +147,12 @@ int main(int argc, char **argv) {
     char **program = argv + at + 1;
     dir = argv[1];
 
+    // Descriptors the daemon may have leaked are not the task's business.
+    batchd_close_from(3);
     char *status = join(dir, "status");
     status_fd = open(status, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (status_fd < 0) { say("cannot write %s: %s", status, strerror(errno)); return 127; }
     record("pid", (long)getpid());
-    // Descriptors the daemon may have leaked are not the task's business.
-    batchd_close_from(3);
-    // (close_from closed the status file too.)
-    status_fd = open(status, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (status_fd < 0) { say("cannot write %s: %s", status, strerror(errno)); return 127; }
     char *work = join(dir, "work");
     if (chdir(work) != 0) { say("cannot enter %s: %s", work, strerror(errno)); finish("exit", 127, 127); }
 
@@ -208,14 +205,16 @@ int main(int argc, char **argv) {
 
     // Copy the logs until the command ends; then what is left in the pipes
     // (a background process still holding them open is not waited for).
+    // Without a pidfd (a kernel before 5.3) the pipes are polled at most
+    // 100 ms at a time and the child is looked for in between.
     int exited = batchd_pidfd_open(child);
-    int open_pipes = 2;
+    int open_pipes = 2, wstatus = 0, reaped = 0;
     while (open_pipes > 0) {
         struct pollfd p[3];
         int n = 0;
         for (int i = 0; i < 2; i++) if (sinks[i].pipe >= 0) p[n++] = (struct pollfd){sinks[i].pipe, POLLIN, 0};
         if (exited >= 0) p[n++] = (struct pollfd){exited, POLLIN, 0};
-        if (poll(p, (nfds_t)n, -1) < 0) {
+        if (poll(p, (nfds_t)n, exited >= 0 ? -1 : 100) < 0) {
             if (errno == EINTR) continue;
             break;
         }
@@ -224,9 +223,9 @@ int main(int argc, char **argv) {
             if (sinks[i].pipe < 0) continue;
             if (!pump(&sinks[i])) { close(sinks[i].pipe); sinks[i].pipe = -1; open_pipes--; }
         }
+        if (exited < 0 && waitpid(child, &wstatus, WNOHANG) == child) { reaped = 1; break; }
     }
-    int wstatus = 0;
-    while (waitpid(child, &wstatus, 0) < 0) {
+    while (!reaped && waitpid(child, &wstatus, 0) < 0) {
         if (errno != EINTR) { say("waitpid: %s%s", strerror(errno), NULL); finish("exit", 127, 127); }
     }
     for (int i = 0; i < 2; i++) if (sinks[i].pipe >= 0) pump(&sinks[i]);
@@ -237,7 +236,7 @@ int main(int argc, char **argv) {
 // SwiftPM links every executable through swiftc, which adds swiftrt.o: a
 // constructor registering the image with the Swift runtime, and a reference
 // to the backtracer. This program has no Swift in it, so both are satisfied
-// here, and with --as-needed (Package.swift) libswiftCore is not loaded at
-// all: `ldd batchd-exec` shows libc alone.
+// here, and the static link (-static-executable, Package.swift) takes nothing
+// of libswiftCore: `ldd batchd-exec` says it is not a dynamic executable.
 void swift_addNewDSOImage(const void *header) { (void)header; }
 int _swift_backtrace_isThunkFunction(const char *name) { (void)name; return 0; }

@@ -85,8 +85,7 @@ struct StoreTests {
         try await store.finishAttempt("J1", idx: 0, attempt: 2, outcome: .lost, decision: .retry, outputs: [])
         task = try #require(try await store.task("J1", idx: 0))
         #expect(task.countedAttempts == 1)
-        #expect(try await store.nextAttemptNumber("J1", idx: 0) == 3)
-        try await store.beginAttempt("J1", idx: 0, attempt: 3, directory: "/a3")
+        #expect(try await store.beginNextAttempt("J1", idx: 0, directory: { _, _ in "/a3" })?.attempt == 3)
         try await store.finishAttempt("J1", idx: 0, attempt: 3, outcome: .exited(code: 0), decision: .succeeded,
                                       outputs: [OutputRecord(jobId: "J1", path: "o.txt", idx: 0, size: 3, sha256: "abc")])
         #expect(try await store.outputs("J1").map(\.path) == ["o.txt"])

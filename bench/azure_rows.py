@@ -194,14 +194,11 @@ def row_azure_upload(runs, quick):
                     try:
                         d.start()
                         c0 = d.cpu_seconds()
+                        since = d.log_size()
                         t0 = time.monotonic()
                         d.ctl("submit", "--backend", "azure",
                               manifest(d, "stage", 1, extra=f"inputs: {{shared: [{json.dumps(inputs)}]}}\npool: {{dedicatedNodes: 0}}\n"))
-                        while True:
-                            shown = d.show("stage") or {}
-                            if shown.get("state") not in (None, "accepted", "staging"):
-                                break
-                            time.sleep(0.02)
+                        d.wait_log("inputs staged", since)
                         results[f"b{key}"].append(time.monotonic() - t0)
                         results[f"b{key}c"].append(d.cpu_seconds() - c0)
                     finally:

@@ -94,6 +94,22 @@ class Daemon:
             self.proc.send_signal(sig)
             self.proc.wait()
 
+    def log_size(self):
+        return os.path.getsize(os.path.join(self.dir, "daemon.log"))
+
+    def wait_log(self, text, since=0, timeout=600):
+        """Waits for `text` in the daemon's log after byte `since`: reading
+        a file costs the machine less than asking batchctl over and over,
+        so the wait does not slow what it times."""
+        path = os.path.join(self.dir, "daemon.log")
+        needle = text.encode()
+
+        def seen():
+            with open(path, "rb") as f:
+                f.seek(since)
+                return needle in f.read()
+        return wait_for(seen, timeout, every=0.002)
+
     def close(self):
         self.kill()
         # Tasks left running by a SIGKILLed daemon, then the directory.

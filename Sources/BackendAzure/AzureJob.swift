@@ -64,11 +64,30 @@ extension AzureJob {
 
     // MARK: stage
 
+    /// One input as staging sees it: its size and identity when first
+    /// opened, and its hashes when the cache still describes it.
+    struct InputFile: Sendable {
+        var source: String
+        var identity: (device: Int64, inode: Int64, size: Int64, mtimeNs: Int64)
+        var cached: (sha256: String, md5: String)?
+    }
+
+    /// What staging one input did.
+    struct StagedInput: Sendable {
+        var blob: String
+        var sha256: String
+        var uploaded: Int64
+        /// A hash computed now, for the cache.
+        var hashed: FileHashRecord?
+    }
+
     /// Hashes every input (MD5 for Blob, SHA-256 for the record; cached by
     /// device, inode, size and mtime) and uploads what the input container
-    /// lacks. Progress in bytes goes to the database for `batchctl show`.
+    /// lacks, `2 × azure.concurrency` files at a time, each hashed just
+    /// before it is sent. Progress in bytes goes to the database for
+    /// `batchctl show`, at most once a second.
     func stage() async -> StepResult {
-                let spec: JobSpec
+        let spec: JobSpec
         let lifetime: SASLifetime
         do { (spec, lifetime) = try azurePlan() } catch { return .failed(reason: "\(error)") }
         guard var record = await retrying("read the azure record", { try await store.azureJob(jobID) }) else { return .interrupted }
@@ -79,73 +98,108 @@ extension AzureJob {
             record = fresh
         }
         guard let sources = await handle.inputSources() else { return .interrupted }
+        guard let cache = await retrying("read the hash cache", { try await store.cachedHashes(paths: sources) }) else { return .interrupted }
 
-        // Hash first (cheap when cached), so the total is known before sending.
-        var hashed: [(source: String, sha256: String, md5: String, size: Int64)] = []
+        // Every input opened first, as the submitter would (what they could
+        // not read is never uploaded), so the total is known before sending.
         let policy = handle.policy
+        var files: [InputFile] = []
         for source in sources {
             do {
-                // Opened as the submitter would: what they could not read is never uploaded.
                 let file = try policy.openForReading(source)
                 defer { close(file.fd) }
                 let id = FileOps.identity(file.st)
-                if let c = try await store.cachedHash(path: source),
-                   c.describes(device: id.device, inode: id.inode, size: id.size, mtimeNs: id.mtimeNs), let md5 = c.md5 {
-                    hashed.append((source, c.sha256, md5, id.size))
-                    continue
+                var input = InputFile(source: source, identity: id)
+                if let c = cache[source], c.describes(device: id.device, inode: id.inode, size: id.size, mtimeNs: id.mtimeNs), let md5 = c.md5 {
+                    input.cached = (c.sha256, md5)
                 }
-                let (md5, sha) = try BlobClient.digests(ofFile: "/proc/self/fd/\(file.fd)")
-                try await store.saveHash(FileHashRecord(path: source, device: id.device, inode: id.inode, size: id.size,
-                                                            mtimeNs: id.mtimeNs, sha256: sha, md5: md5))
-                hashed.append((source, sha, md5, id.size))
+                files.append(input)
             } catch {
                 return .failed(reason: "input \(Printable.escape(source)) could not be read: \(error)")
             }
         }
-        let total = Int(hashed.reduce(Int64(0)) { $0 + $1.size })
+        let total = Int(files.reduce(Int64(0)) { $0 + $1.identity.size })
         let container = az.inputs.container
         switch await azureStep("create the input container", { try await az.blob.createContainer(container) }) {
         case nil: return .interrupted
         case .failure(let e)?: return .failed(reason: "cannot create the input container \(container): \(e)")
         case .success?: break
         }
+
         var uploaded = 0, skipped = 0
-        var records: [InputRecord] = []
-        for group in stride(from: 0, to: hashed.count, by: max(1, az.settings.concurrency)).map({ Array(hashed[$0..<min(hashed.count, $0 + az.settings.concurrency)]) }) {
-            let results = await withTaskGroup(of: (Int, Result<(name: String, uploaded: Int64), Error>?).self) { g in
-                for (i, h) in group.enumerated() {
-                    g.addTask {
-                        (i, await azureStep("upload \(Printable.escape(h.source))", {
-                            let file = try policy.openForReading(h.source)
-                            defer { close(file.fd) }
-                            guard Int64(file.st.st_size) == h.size else { throw DaemonError("\(Printable.escape(h.source)) changed while the job was staged") }
-                            return try await az.inputs.put("/proc/self/fd/\(file.fd)", md5: h.md5)
-                        }))
+        var records = [InputRecord?](repeating: nil, count: files.count)
+        var hashes: [FileHashRecord] = []
+        var lastProgress = ContinuousClock.now
+        let width = max(1, 2 * az.settings.concurrency)
+        let failure = await withTaskGroup(of: (Int, Result<StagedInput, Error>?).self, returning: StepResult?.self) { g in
+            var next = 0
+            func add() {
+                let i = next, input = files[i], az = az
+                next += 1
+                g.addTask {
+                    (i, await azureStep("upload \(Printable.escape(input.source))") { try await Self.stageOne(input, policy: policy, az: az) })
+                }
+            }
+            while next < files.count && next < width { add() }
+            while let (i, result) = await g.next() {
+                let input = files[i]
+                switch result {
+                case nil:
+                    g.cancelAll()
+                    return .interrupted
+                case .failure(let e)?:
+                    g.cancelAll()
+                    return .failed(reason: "input \(Printable.escape(input.source)) could not be uploaded: \(e)")
+                case .success(let put)?:
+                    if put.uploaded > 0 { uploaded += Int(put.uploaded) } else { skipped += Int(input.identity.size) }
+                    records[i] = InputRecord(jobId: jobID, source: input.source, sha256: put.sha256, size: Int(input.identity.size), blob: put.blob)
+                    if let h = put.hashed { hashes.append(h) }
+                }
+                if next < files.count { add() }
+                if ContinuousClock.now - lastProgress >= .seconds(1) || next == files.count && g.isEmpty {
+                    lastProgress = ContinuousClock.now
+                    let (t, u, s, fresh) = (total, uploaded, skipped, hashes)
+                    hashes = []
+                    guard await retrying("record staging progress", { () async throws -> Bool in
+                        try await store.saveHashes(fresh)
+                        try await store.azureStaging(jobID, total: t, uploaded: u, skipped: s)
+                        return true
+                    }) != nil else {
+                        g.cancelAll()
+                        return .interrupted
                     }
                 }
-                var out: [(Int, Result<(name: String, uploaded: Int64), Error>?)] = []
-                for await r in g { out.append(r) }
-                return out.sorted { $0.0 < $1.0 }
             }
-            for (i, result) in results {
-                let h = group[i]
-                switch result {
-                case nil: return .interrupted
-                case .failure(let e)?: return .failed(reason: "input \(h.source) could not be uploaded: \(e)")
-                case .success(let put)?:
-                    if put.uploaded > 0 { uploaded += Int(put.uploaded) } else { skipped += Int(h.size) }
-                    records.append(InputRecord(jobId: jobID, source: h.source, sha256: h.sha256, size: Int(h.size), blob: put.name))
-                }
-            }
-            let (t, u, s) = (total, uploaded, skipped)
-            _ = await retrying("record staging progress", { try await store.azureStaging(jobID, total: t, uploaded: u, skipped: s) })
+            return nil
         }
+        if let failure { return failure }
         handle.crashPoint("stage.uploaded")
-        let staged = records
+        let staged = records.compactMap { $0 }
         guard await retrying("record inputs", { try await store.recordInputs(jobID, staged) }) != nil else { return .interrupted }
-        log.info("inputs staged", metadata: ["inputs": "\(records.count)", "bytes.uploaded": "\(uploaded)", "bytes.already.stored": "\(skipped)",
+        log.info("inputs staged", metadata: ["inputs": "\(staged.count)", "bytes.uploaded": "\(uploaded)", "bytes.already.stored": "\(skipped)",
                                              "container": "\(container)"])
         return .done
+    }
+
+    /// Stages one input: opened again as the submitter, refused if it changed
+    /// since it was first opened, hashed unless the cache had it, and put
+    /// into the content-addressed store.
+    static func stageOne(_ input: InputFile, policy: AccessPolicy, az: AzureBackend) async throws -> StagedInput {
+        let file = try policy.openForReading(input.source)
+        defer { close(file.fd) }
+        let id = FileOps.identity(file.st)
+        guard id == input.identity else { throw DaemonError("\(Printable.escape(input.source)) changed while the job was staged") }
+        var hashed: FileHashRecord?
+        let sha256: String, md5: String
+        if let c = input.cached {
+            (sha256, md5) = c
+        } else {
+            (md5, sha256) = try await BlobClient.digests(fd: file.fd, size: id.size)
+            hashed = FileHashRecord(path: input.source, device: id.device, inode: id.inode, size: id.size, mtimeNs: id.mtimeNs,
+                                    sha256: sha256, md5: md5)
+        }
+        let put = try await az.inputs.put("/proc/self/fd/\(file.fd)", size: id.size, md5: md5, likelyStored: input.cached != nil)
+        return StagedInput(blob: put.name, sha256: sha256, uploaded: put.uploaded, hashed: hashed)
     }
 
     // MARK: provision

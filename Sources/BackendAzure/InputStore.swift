@@ -50,14 +50,20 @@ public struct InputStore: Sendable {
 
     /// The blob name of content with this MD5 (base64).
     public static func name(md5: String) -> String {
-        "md5/" + (Data(base64Encoded: md5) ?? Data()).map { String(format: "%02x", $0) }.joined()
+        "md5/" + BlobClient.hex(Data(base64Encoded: md5) ?? Data())
     }
 
     /// Makes sure the content of `path` (with this MD5) is stored; returns the
     /// blob name and the bytes actually sent (0 when it was there already).
-    public func put(_ path: String, md5: String) async throws -> (name: String, uploaded: Int64) {
+    /// `likelyStored`: the file was seen before (its hash came from the
+    /// cache), so its blob is probably there and is asked about first (a
+    /// HEAD, no bytes sent). A file seen for the first time is most likely
+    /// absent: one that fits a single put goes in one conditional request.
+    public func put(_ path: String, size: Int64, md5: String, likelyStored: Bool = true) async throws -> (name: String, uploaded: Int64) {
         let name = Self.name(md5: md5)
-        let size = BlobClient.fileSize(path) ?? -1
+        if !likelyStored && size <= blob.singlePutLimit {
+            return (name, try await blob.putIfAbsent(path, size: size, to: container, as: name, md5: md5) ? size : 0)
+        }
         if let props = try await blob.properties(container, name), props.md5 == md5, props.size == size {
             return (name, 0)
         }

@@ -16,6 +16,7 @@ extension JobHandle {
     /// staging goes to the state directory's store, Slurm's to the shared one.
     public func stage(into contents: ContentStore) async -> StepResult {
         guard let sources = await inputSources() else { return .interrupted }
+        guard let cache = await retrying("read the hash cache", { try await store.cachedHashes(paths: sources) }) else { return .interrupted }
         var records: [InputRecord] = []
         var copied = 0
         var bytes: Int64 = 0
@@ -24,7 +25,7 @@ extension JobHandle {
                 let file = try policy.openForReading(source)
                 defer { close(file.fd) }
                 let id = FileOps.identity(file.st)
-                if let cached = try await store.cachedHash(path: source),
+                if let cached = cache[source],
                    cached.describes(device: id.device, inode: id.inode, size: id.size, mtimeNs: id.mtimeNs), contents.contains(cached.sha256) {
                     records.append(InputRecord(jobId: job.id, source: source, sha256: cached.sha256, size: Int(cached.size)))
                     continue

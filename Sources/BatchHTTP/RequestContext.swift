@@ -148,8 +148,12 @@ final class RequestContext: @unchecked Sendable {
         }
         guard let colon = line.firstIndex(of: ":") else { return }
         let name = line[..<colon].lowercased()
-        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
-        headers[name] = value
+        // Optional whitespace around a field value (RFC 9110 5.5), and the line's CR LF.
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" || $0 == "\r\n" }
+        let rest = line[line.index(after: colon)...]
+        let start = rest.firstIndex { !blank($0) } ?? rest.endIndex
+        let end = rest.lastIndex { !blank($0) }.map { rest.index(after: $0) } ?? start
+        headers[name] = String(rest[start..<max(start, end)])
     }
 
     func readBody(_ ptr: UnsafeMutablePointer<CChar>, _ capacity: Int) -> Int {

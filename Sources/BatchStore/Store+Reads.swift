@@ -146,6 +146,17 @@ extension Store {
     public func cachedHash(path: String) async throws -> FileHashRecord? {
         try await db.read { db in try FileHashRecord.fetchOne(db, key: path) }
     }
+
+    /// The cached hashes of many paths in one read (a job's inputs), by path.
+    public func cachedHashes(paths: [String]) async throws -> [String: FileHashRecord] {
+        try await db.read { db in
+            var out: [String: FileHashRecord] = [:]
+            for chunk in stride(from: 0, to: paths.count, by: 500).map({ paths[$0..<min(paths.count, $0 + 500)] }) {
+                for r in try FileHashRecord.fetchAll(db, keys: Array(chunk)) { out[r.path] = r }
+            }
+            return out
+        }
+    }
 }
 
 extension Store {

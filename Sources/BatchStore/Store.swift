@@ -294,6 +294,12 @@ extension Store {
         try await db.write { db in try record.upsert(db) }
     }
 
+    /// Caches many hashes in one transaction.
+    public func saveHashes(_ records: [FileHashRecord]) async throws {
+        guard !records.isEmpty else { return }
+        try await db.write { db in for r in records { try r.upsert(db) } }
+    }
+
     static func columns(of outcome: TaskOutcome) -> (Int?, Int?, String?) {
         switch outcome {
         case .exited(let c): return (Int(c), nil, nil)

@@ -21,20 +21,30 @@ struct InputStoreTests {
         try "same bytes".write(toFile: "\(dir)/copy-of-a.txt", atomically: true, encoding: .utf8)
         try "other bytes".write(toFile: "\(dir)/b.txt", atomically: true, encoding: .utf8)
 
+        func requests() async throws -> [String: Int] {
+            let r = try await transport.send(HTTPRequest(method: "GET", url: "\(emulator.url)/_emulator/stats"))
+            return (try JSONSerialization.jsonObject(with: r.body) as? [String: Any])?["requests"] as? [String: Int] ?? [:]
+        }
+        // Files seen for the first time go in one conditional put each, the
+        // copy included; "a later job", whose hash came from the cache, asks
+        // first and sends nothing.
         var uploaded: [Int64] = []
         var names: [String] = []
-        for f in ["a.txt", "copy-of-a.txt", "b.txt", "a.txt"] {   // the last one: "a later job"
-            let md5 = try BlobClient.md5(ofFile: "\(dir)/\(f)")
-            let (name, sent) = try await store.put("\(dir)/\(f)", md5: md5)
+        for (f, seen) in [("a.txt", false), ("copy-of-a.txt", false), ("b.txt", false), ("a.txt", true)] {
+            let path = "\(dir)/\(f)"
+            let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? -1
+            let (name, sent) = try await store.put(path, size: size, md5: try BlobClient.md5(ofFile: path), likelyStored: seen)
             uploaded.append(sent)
             names.append(name)
         }
         #expect(uploaded == [10, 0, 11, 0])
         #expect(names[0] == names[1] && names[0] == names[3] && names[0] != names[2])
         #expect(names[0] == "md5/" + md5Hex("same bytes"))
-        let r = try await transport.send(HTTPRequest(method: "GET", url: "\(emulator.url)/_emulator/stats"))
-        let requests = (try JSONSerialization.jsonObject(with: r.body) as? [String: Any])?["requests"] as? [String: Int]
-        #expect(requests?["put.blob"] == 2)
+        let counts = try await requests()
+        #expect(counts["put.blob"] == 3 && counts["blob.properties"] == 1)
+        let read0 = try await transport.send(HTTPRequest(method: "GET", url: try store.readURL(names[0], sas: ServiceSAS(account: "store", key: Secret(AzureEmulatorProcess.key)),
+                                                                                               lifetime: try SASLifetime.forJob(wallClock: 7200))))
+        #expect(String(decoding: read0.body, as: UTF8.self) == "same bytes")
 
         let sas = ServiceSAS(account: "store", key: Secret(AzureEmulatorProcess.key))
         let url = try store.readURL(names[2], sas: sas, lifetime: try SASLifetime.forJob(wallClock: 7200))

@@ -1,10 +1,11 @@
 """Blob behaviour the daemon relies on, through azure-storage-blob."""
+import base64
 import hashlib
 import os
 
 import pytest
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError
 
 from conftest import blob_service
 
@@ -15,6 +16,44 @@ def test_create_twice_is_resource_exists(emulator):
     with pytest.raises(ResourceExistsError) as e:
         blobs.create_container("dup")
     assert e.value.error_code == "ContainerAlreadyExists"
+
+
+def test_upload_without_overwrite_is_refused_when_the_blob_exists(emulator):
+    # upload_blob(overwrite=False) sends If-None-Match: *, which batchd uses
+    # to put a new input in one request.
+    blobs = blob_service(emulator.url)
+    blobs.create_container("once")
+    client = blobs.get_blob_client("once", "a.txt")
+    client.upload_blob(b"first")
+    with pytest.raises(ResourceExistsError) as e:
+        client.upload_blob(b"second")
+    assert e.value.error_code == "BlobAlreadyExists"
+    assert client.download_blob().readall() == b"first"
+    big = blobs.get_blob_client("once", "big.bin")
+    big._config.max_single_put_size = 1024
+    big._config.max_block_size = 1024
+    big.upload_blob(b"x" * 3000)
+    with pytest.raises(ResourceExistsError):
+        big.upload_blob(b"y" * 3000)
+    etag = client.get_blob_properties().etag
+    with pytest.raises(ResourceModifiedError):
+        client.upload_blob(b"third", overwrite=True, etag="\"not-it\"", match_condition=MatchConditions.IfNotModified)
+    client.upload_blob(b"third", overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified)
+    assert client.download_blob().readall() == b"third"
+
+
+def test_blocks_sent_with_content_md5_are_checked(emulator):
+    blobs = blob_service(emulator.url)
+    blobs.create_container("checked")
+    client = blobs.get_blob_client("checked", "data.bin")
+    client._config.max_single_put_size = 1024
+    client._config.max_block_size = 1024
+    data = os.urandom(2500)
+    client.upload_blob(data, validate_content=True)   # each Put Block carries its Content-MD5
+    assert client.download_blob().readall() == data
+    with pytest.raises(HttpResponseError) as e:
+        client.stage_block("YmxvY2stMDAwMDAx", b"payload", headers={"Content-MD5": base64.b64encode(hashlib.md5(b"other").digest()).decode()})
+    assert e.value.error_code == "Md5Mismatch"
 
 
 def test_large_upload_in_blocks_and_ranged_download(emulator):

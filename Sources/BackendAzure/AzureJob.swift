@@ -247,6 +247,9 @@ extension AzureJob {
 
     // MARK: submit
 
+    /// Tasks read and added per page in `submit`.
+    static let submitPage = 1000
+
     /// Creates the output container and the Batch job (noaction), adds every
     /// task with its deterministic id, then switches the job to terminatejob.
     /// Repeating it after a crash adds nothing twice: TaskExists is success.
@@ -258,8 +261,7 @@ extension AzureJob {
         let spec: JobSpec
         let lifetime: SASLifetime
         do { (spec, lifetime) = try azurePlan() } catch { return .failed(reason: "\(error)") }
-        guard let tasks = await retrying("read tasks", { try await store.tasks(jobID) }),
-              let inputs = await retrying("read inputs", { try await store.inputs(jobID) }) else { return .interrupted }
+        guard let inputs = await retrying("read inputs", { try await store.inputs(jobID) }) else { return .interrupted }
         let blobs = Dictionary(inputs.compactMap { i in i.blob.map { (i.source, $0) } }, uniquingKeysWith: { a, _ in a })
         let patterns = handle.spec.outputPatterns
         let shared = handle.spec.sharedInputs
@@ -280,29 +282,39 @@ extension AzureJob {
             let now = Date()
             let outURL = try az.writeURL(container: rec.outputContainer, seconds: lifetime.tokenSeconds, now: now)
             var urls: [String: String] = [:]
-            var bodies: [Data] = []
-            for task in tasks where task.state.isOpen {
-                var placed: [(url: String, target: String)] = []
-                for input in shared + task.inputFiles {
-                    guard let name = blobs[input.source] else { return ("input \(input.source) was not staged", 0, false) }
-                    if urls[name] == nil {
-                        urls[name] = try az.inputs.readURL(name, sas: az.sas, lifetime: lifetime, now: now, httpsOnly: az.httpsOnly)
+            var added = 0
+            // A page of tasks at a time (ten collections per page, sent
+            // `azure.concurrency` at once), so memory does not grow with the job.
+            var after = -1
+            while true {
+                let page = try await store.tasks(jobID, after: after, limit: Self.submitPage)
+                guard let last = page.last else { break }
+                after = last.idx
+                var bodies: [Data] = []
+                for task in page where task.state.isOpen {
+                    var placed: [(url: String, target: String)] = []
+                    for input in shared + task.inputFiles {
+                        guard let name = blobs[input.source] else { return ("input \(input.source) was not staged", 0, false) }
+                        if urls[name] == nil {
+                            urls[name] = try az.inputs.readURL(name, sas: az.sas, lifetime: lifetime, now: now, httpsOnly: az.httpsOnly)
+                        }
+                        placed.append((urls[name]!, input.target))
                     }
-                    placed.append((urls[name]!, input.target))
+                    let env = TaskEnvironment.variables(task: task.environment,
+                                                        job: jobID, name: job.name, taskID: task.taskId, index: task.idx, attempt: nil)
+                    bodies.append(BatchBodies.taskJSON(BatchBodies.TaskParts(
+                        id: task.taskId, command: task.command, env: env, inputs: placed, patterns: patterns, outputContainerURL: outURL,
+                        timeoutSeconds: job.timeoutSeconds, retries: job.retries)))
                 }
-                let env = TaskEnvironment.variables(task: task.environment,
-                                                    job: jobID, name: job.name, taskID: task.taskId, index: task.idx, attempt: nil)
-                bodies.append(try BatchBodies.taskJSON(BatchBodies.TaskParts(
-                    id: task.taskId, command: task.command, env: env, inputs: placed, patterns: patterns, outputContainerURL: outURL,
-                    timeoutSeconds: job.timeoutSeconds, retries: job.retries)))
-            }
-            let results = try await az.batch.addTasks(rec.batchJobId, encoded: bodies, added: { handle.crashPoint("submit.collection") })
-            if let bad = results.first(where: { !$0.added }) {
-                let n = results.filter { !$0.added }.count
-                return ("\(n) task(s) could not be added to Batch job \(rec.batchJobId); the first, \(bad.taskID): \(bad.error ?? "error")", 0, false)
+                let refused = try await az.batch.addTasks(rec.batchJobId, encoded: bodies, added: { handle.crashPoint("submit.collection") })
+                if let bad = refused.first {
+                    let n = refused.count
+                    return ("\(n) task(s) could not be added to Batch job \(rec.batchJobId); the first, \(bad.taskID): \(bad.error ?? "error")", 0, false)
+                }
+                added += bodies.count
             }
             try await az.batch.updateJob(rec.batchJobId, BatchBodies.terminateWhenDone)
-            return (nil, bodies.count, false)
+            return (nil, added, false)
         }
         switch outcome {
         case nil: return .interrupted

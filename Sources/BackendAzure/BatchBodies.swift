@@ -1,4 +1,5 @@
 import BatchCore
+import BatchSupport
 import Foundation
 
 /// The request bodies batchd sends to Batch, built from a manifest's fields.
@@ -121,63 +122,59 @@ public enum BatchBodies {
     /// Where a task's logs go in the output container.
     public static func logPrefix(_ taskID: String) -> String { "\(taskID)/.batchd/" }
 
-    /// A task's add body, typed: encoding it costs a tenth of building a
-    /// dictionary and serializing it with JSONSerialization, which took 73%
-    /// of the daemon's CPU when adding 5,000 tasks (docs/architecture.md).
-    struct TaskBody: Encodable {
-        struct Resource: Encodable { let httpUrl: String; let filePath: String }
-        struct Setting: Encodable { let name: String; let value: String }
-        struct Output: Encodable {
-            struct Destination: Encodable {
-                struct Container: Encodable { let containerUrl: String; let path: String }
-                let container: Container
-            }
-            struct Options: Encodable { let uploadCondition: String }
-            let filePattern: String
-            let destination: Destination
-            let uploadOptions: Options
-        }
-        struct Constraints: Encodable { let maxTaskRetryCount: Int; let maxWallClockTime: String? }
-        let id: String
-        let commandLine: String
-        let resourceFiles: [Resource]
-        let environmentSettings: [Setting]
-        let outputFiles: [Output]
-        let constraints: Constraints
-    }
-
     /// A task's add body as JSON. Outputs land at `<task id>/<path>` in the
     /// output container (so two tasks never overwrite each other there),
     /// stdout and stderr at `<task id>/.batchd/` whatever the outcome.
-    public static func taskJSON(_ t: TaskParts) throws -> Data {
-        func upload(_ pattern: String, _ path: String, _ condition: String) -> TaskBody.Output {
-            TaskBody.Output(filePattern: pattern, destination: .init(container: .init(containerUrl: t.outputContainerURL, path: path)),
-                            uploadOptions: .init(uploadCondition: condition))
+    /// Written with `JSONText`: the body is a fixed shape, and encoding it
+    /// through JSONSerialization (73% of the daemon's CPU adding 5,000
+    /// tasks) and then JSONEncoder (43% adding 10,000) cost more than the
+    /// rest of the submission (docs/architecture.md).
+    public static func taskJSON(_ t: TaskParts) -> Data {
+        var j = JSONText(capacity: 1024)
+        j.raw("{"); j.key("id"); j.string(t.id)
+        j.raw(","); j.key("commandLine"); j.string(shellCommand(t.command))
+        j.raw(","); j.key("resourceFiles"); j.raw("[")
+        for (i, input) in t.inputs.enumerated() {
+            if i > 0 { j.raw(",") }
+            j.raw("{"); j.key("httpUrl"); j.string(input.url); j.raw(","); j.key("filePath"); j.string(input.target); j.raw("}")
         }
-        var outputs = t.patterns.map { p in
+        j.raw("],"); j.key("environmentSettings"); j.raw("[")
+        for (i, setting) in t.env.sorted(by: { $0.key < $1.key }).enumerated() {
+            if i > 0 { j.raw(",") }
+            j.raw("{"); j.key("name"); j.string(setting.key); j.raw(","); j.key("value"); j.string(setting.value); j.raw("}")
+        }
+        j.raw("],"); j.key("outputFiles"); j.raw("[")
+        func upload(_ pattern: String, _ path: String, _ condition: StaticString) {
+            j.raw("{"); j.key("filePattern"); j.string(pattern)
+            j.raw(","); j.key("destination"); j.raw("{"); j.key("container")
+            j.raw("{"); j.key("containerUrl"); j.string(t.outputContainerURL); j.raw(","); j.key("path"); j.string(path); j.raw("}}")
+            j.raw(","); j.key("uploadOptions"); j.raw("{"); j.key("uploadCondition"); j.raw("\""); j.raw(condition); j.raw("\"}}")
+        }
+        for p in t.patterns {
             upload(p, p.contains(where: { "*?[".contains($0) }) ? t.id : "\(t.id)/\(p)", "tasksuccess")
+            j.raw(",")
         }
-        outputs.append(upload("../stdout.txt", logPrefix(t.id) + "stdout.txt", "taskcompletion"))
-        outputs.append(upload("../stderr.txt", logPrefix(t.id) + "stderr.txt", "taskcompletion"))
-        let body = TaskBody(
-            id: t.id, commandLine: shellCommand(t.command),
-            resourceFiles: t.inputs.map { .init(httpUrl: $0.url, filePath: $0.target) },
-            environmentSettings: t.env.sorted(by: { $0.key < $1.key }).map { .init(name: $0.key, value: $0.value) },
-            outputFiles: outputs,
-            constraints: .init(maxTaskRetryCount: t.retries, maxWallClockTime: t.timeoutSeconds.map(duration)))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .withoutEscapingSlashes
-        return try encoder.encode(body)
+        upload("../stdout.txt", logPrefix(t.id) + "stdout.txt", "taskcompletion")
+        j.raw(",")
+        upload("../stderr.txt", logPrefix(t.id) + "stderr.txt", "taskcompletion")
+        j.raw("],"); j.key("constraints"); j.raw("{"); j.key("maxTaskRetryCount"); j.int(t.retries)
+        if let timeout = t.timeoutSeconds { j.raw(","); j.key("maxWallClockTime"); j.string(duration(timeout)) }
+        j.raw("}}")
+        return Data(j.bytes)
     }
 
     /// A task's add body as a dictionary (the same as `taskJSON`).
     public static func task(_ t: TaskParts) -> [String: Any] {
-        (try? taskJSON(t)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+        (try? JSONSerialization.jsonObject(with: taskJSON(t)) as? [String: Any]) ?? [:]
     }
 
     /// `/bin/sh -c '<command>'`: Batch runs a command line without a shell.
     public static func shellCommand(_ command: String) -> String {
-        "/bin/sh -c '" + command.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        var out = "/bin/sh -c '"
+        for c in command.unicodeScalars {
+            if c == "'" { out += "'\\''" } else { out.unicodeScalars.append(c) }
+        }
+        return out + "'"
     }
 
     /// A metadata list (`[{name, value}]`) as a dictionary.

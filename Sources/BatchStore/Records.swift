@@ -129,6 +129,39 @@ public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
         self.updatedAt = updatedAt
         self.strikes = strikes
     }
+
+    /// Reads a row by column name. Written out because the backends read
+    /// every task of a job at once, and GRDB's Codable decoding (with its
+    /// snake_case key conversion) took a quarter of the CPU of adding
+    /// 10,000 tasks to an Azure job.
+    public init(row: Row) throws {
+        jobId = row["job_id"]
+        idx = row["idx"]
+        taskId = row["task_id"]
+        command = row["command"]
+        env = row["env"]
+        inputs = row["inputs"]
+        let stateName: String = row["state"]
+        guard let state = TaskState(rawValue: stateName) else {
+            throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "task \(taskId) has an unknown state '\(stateName)'")
+        }
+        self.state = state
+        countedAttempts = row["counted_attempts"]
+        let outcomeName: String? = row["outcome"]
+        if let outcomeName {
+            guard let outcome = OutcomeKind(rawValue: outcomeName) else {
+                throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "task \(taskId) has an unknown outcome '\(outcomeName)'")
+            }
+            self.outcome = outcome
+        } else {
+            outcome = nil
+        }
+        exitCode = row["exit_code"]
+        signal = row["signal"]
+        detail = row["detail"]
+        updatedAt = row["updated_at"]
+        strikes = row["strikes"]
+    }
 }
 
 /// An attempt row: one run of a task.

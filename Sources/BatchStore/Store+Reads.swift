@@ -40,6 +40,15 @@ extension Store {
         }
     }
 
+    /// Up to `limit` tasks of a job with an index above `after`, in order:
+    /// a job's tasks read a page at a time, so a million-task job is never
+    /// in memory at once.
+    public func tasks(_ jobID: String, after: Int, limit: Int) async throws -> [TaskRecord] {
+        try await db.read { db in
+            try TaskRecord.fetchAll(db, sql: "SELECT * FROM tasks WHERE job_id = ? AND idx > ? ORDER BY idx LIMIT ?", arguments: [jobID, after, limit])
+        }
+    }
+
     /// One task by id or index.
     public func task(_ jobID: String, _ idOrIndex: String) async throws -> TaskRecord? {
         try await db.read { db in

@@ -94,4 +94,14 @@ struct AzureRulesTests {
         #expect(!AzureRules.isTransient(BlobError(status: 403, code: "AuthenticationFailed", operation: "put blob")))
         #expect(!AzureRules.isTransient(CocoaError(.fileNoSuchFile)))
     }
+
+    @Test("an add-collection answer is counted as all added only when each task says success, however it is spaced")
+    func addAnswerCounting() {
+        func count(_ s: String) -> Int { BatchClient.successes(in: Data(s.utf8)) }
+        #expect(count(#"{"value":[{"status":"success","taskId":"a"},{"status":"success","taskId":"b"}]}"#) == 2)
+        #expect(count("{\"value\": [{\"status\" :\n \"success\", \"taskId\": \"a\"}]}") == 1)
+        #expect(count(#"{"value":[{"status":"clienterror","taskId":"a","error":{"message":{"value":"\"status\":\"success\""}}}]}"#) == 0,
+                "a message quoting the words is not a success")
+        #expect(count(#"{"value":[{"taskId":"status","status":"servererror"}]}"#) == 0, "a value that reads status is not a key")
+    }
 }

@@ -54,4 +54,23 @@ struct BatchBodiesTests {
         #expect(path(3) == "t7/.batchd/stderr.txt" && condition(3) == "taskcompletion")
         #expect((body["constraints"] as? [String: Any])?["maxWallClockTime"] as? String == "PT90S")
     }
+
+    @Test("a task body is valid JSON whatever its strings hold, and gives them back unchanged")
+    func taskBodyEscapesEverything() throws {
+        let hostile = "q\"b\\s/\n\r\t\u{0}\u{1}\u{1f}\u{7f} é 漢 😀 \u{2028}{\"x\":1}"
+        let data = BatchBodies.taskJSON(BatchBodies.TaskParts(
+            id: "t1", command: hostile, env: ["V": hostile], inputs: [(hostile, hostile)], patterns: [hostile],
+            outputContainerURL: "https://x/c?sig=a/b+c", timeoutSeconds: nil, retries: 3))
+        let body = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(Set(body.keys) == ["id", "commandLine", "resourceFiles", "environmentSettings", "outputFiles", "constraints"])
+        #expect(body["commandLine"] as? String == BatchBodies.shellCommand(hostile))
+        #expect((body["environmentSettings"] as? [[String: String]]) == [["name": "V", "value": hostile]])
+        #expect((body["resourceFiles"] as? [[String: String]]) == [["httpUrl": hostile, "filePath": hostile]])
+        let outputs = try #require(body["outputFiles"] as? [[String: Any]])
+        #expect(outputs.count == 3 && outputs[0]["filePattern"] as? String == hostile)
+        #expect(((outputs[0]["destination"] as? [String: Any])?["container"] as? [String: Any])?["containerUrl"] as? String == "https://x/c?sig=a/b+c")
+        let constraints = try #require(body["constraints"] as? [String: Any])
+        #expect(constraints["maxTaskRetryCount"] as? Int == 3 && constraints["maxWallClockTime"] == nil, "no limit, no maxWallClockTime")
+        #expect(!data.contains(0x0A) && !data.contains(0x00), "control characters are escaped, never raw")
+    }
 }

@@ -40,14 +40,16 @@ struct BatchClientTests {
         try await setUp()
         let tasks: [[String: Any]] = (0..<250).map { ["id": String(format: "t%04d", $0), "commandLine": "/bin/true"] }
         let first = try await client.addTasks("j", tasks)
-        #expect(first.count == 250 && first.allSatisfy { $0.added && $0.error == nil })
+        #expect(first.isEmpty, "every task added")
         #expect(try await requests()["batch.add_task_collection"] == 3)
         let again = try await client.addTasks("j", tasks)   // as after a crash: TaskExists is success
-        #expect(again.allSatisfy { $0.added })
+        #expect(again.isEmpty)
+        let mixed = try await client.addTasks("j", [["id": "fine", "commandLine": "/bin/true"], ["id": "not ok!", "commandLine": "/bin/true"]])
+        #expect(mixed.map(\.taskID) == ["not ok!"] && mixed.first?.error == "InvalidPropertyValue", "only the refused task is returned, with the reason")
         let listed = try await client.tasks("j", select: ["id", "state"], pageSize: 100)
-        #expect(listed.count == 250 && Set(listed.compactMap { $0["id"] as? String }).count == 250)
+        #expect(listed.count == 251 && Set(listed.compactMap { $0["id"] as? String }).count == 251)
         #expect(listed.allSatisfy { Set($0.keys) == ["id", "state"] })
-        #expect(try await requests()["batch.list_tasks"] == 3)
+        #expect(try await requests()["batch.list_tasks"] == 3)   // 251 tasks, 100 a page
         let pool = try await client.pool("p")
         #expect(pool?["taskSlotsPerNode"] as? Int == 4)
     }
@@ -57,8 +59,8 @@ struct BatchClientTests {
         try await setUp()
         let pad = String(repeating: "x", count: 30_000)
         let tasks: [[String: Any]] = (0..<60).map { ["id": "b\($0)", "commandLine": "/bin/true", "environmentSettings": [["name": "PAD", "value": pad]]] }
-        let results = try await client.addTasks("j", tasks)
-        #expect(results.count == 60 && results.allSatisfy { $0.added })
+        let refused = try await client.addTasks("j", tasks)
+        #expect(refused.isEmpty)
         // Split before sending: never refused as too large, and at least two calls went through.
         let stats = try await admin("stats")
         let answers = (stats["statuses"] as? [String: [String: Int]])?["batch.add_task_collection"] ?? [:]
@@ -72,8 +74,8 @@ struct BatchClientTests {
         try await setUp()
         _ = try await admin("faults", #"{"addcollection_timeout": 1}"#)
         let tasks: [[String: Any]] = (0..<5).map { ["id": "r\($0)", "commandLine": "/bin/true"] }
-        let results = try await client.addTasks("j", tasks)
-        #expect(results.allSatisfy { $0.added })
+        let refused = try await client.addTasks("j", tasks)
+        #expect(refused.isEmpty)
         let listed = try await client.tasks("j")
         #expect(listed.count == 5)
         #expect(try await requests()["batch.add_task_collection"] == 2)

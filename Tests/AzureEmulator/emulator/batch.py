@@ -329,10 +329,11 @@ class BatchService:
         if not body.get("commandLine"):
             raise BatchError(400, "MissingRequiredProperty", "A required property was not specified in the request body.",
                              [{"key": "PropertyName", "value": "commandLine"}])
-        if body["id"].lower() in (k.lower() for k in j.tasks):
+        if body["id"].lower() in j.task_ids:   # ids are unique regardless of case
             raise BatchError(409, "TaskExists", "The specified task already exists.")
         task = Task(body, j)
         j.tasks[task.id] = task
+        j.task_ids.add(task.id.lower())
         return task
 
     def add_task(self, req, body, job):
@@ -375,6 +376,8 @@ class BatchService:
     def delete_task(self, req, body, job, task):
         j = self._job(job)
         t = j.tasks.pop(task, None)
+        if t is not None:
+            j.task_ids.discard(t.id.lower())
         if t is None:
             raise BatchError(404, "TaskNotFound", "The specified task does not exist.")
         t.stop_reason = "deleted"

@@ -96,6 +96,7 @@ class Job:
         self.etag = new_etag()
         self.modified = self.created
         self.tasks = {}
+        self.task_ids = set()   # lower-cased, for the case-blind uniqueness check
         self.terminate_reason = None
         self.end_time = None
         self.on_all_complete = (body.get("onAllTasksComplete") or "noaction").lower()

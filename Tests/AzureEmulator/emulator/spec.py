@@ -19,6 +19,7 @@ class Spec:
             doc = json.load(f)
         self.version = doc["info"]["version"]
         self.definitions = doc["definitions"]
+        self._merged = {}
         self.operations = []   # (method, regex, body schema)
         for template, item in doc["paths"].items():
             regex = re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", re.escape(template).replace(r"\{", "{").replace(r"\}", "}")) + "$")
@@ -40,6 +41,14 @@ class Spec:
         return schema
 
     def properties(self, schema):
+        # Merged once per schema (the spec's dicts live as long as the Spec):
+        # a task collection checks the same few schemas thousands of times.
+        key = id(schema)
+        if key not in self._merged:
+            self._merged[key] = self._merge(schema)
+        return self._merged[key]
+
+    def _merge(self, schema):
         schema = self.resolve(schema)
         props = dict(schema.get("properties", {}))
         required = set(schema.get("required", []))

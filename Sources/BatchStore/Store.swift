@@ -180,7 +180,13 @@ extension Store {
     /// Records the staged inputs of a job.
     public func recordInputs(_ jobID: String, _ inputs: [InputRecord]) async throws {
         try await db.write { db in
-            for input in inputs { try input.upsert(db) }
+            // One cached statement (GRDB's Codable upsert per row was a tenth
+            // of the CPU of staging 500 small inputs).
+            let insert = try db.cachedStatement(sql: """
+                INSERT INTO inputs (job_id, source, sha256, size, blob) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (job_id, source) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, blob = excluded.blob
+                """)
+            for i in inputs { try insert.execute(arguments: [i.jobId, i.source, i.sha256, i.size, i.blob]) }
         }
     }
 
@@ -297,7 +303,14 @@ extension Store {
     /// Caches many hashes in one transaction.
     public func saveHashes(_ records: [FileHashRecord]) async throws {
         guard !records.isEmpty else { return }
-        try await db.write { db in for r in records { try r.upsert(db) } }
+        try await db.write { db in
+            let insert = try db.cachedStatement(sql: """
+                INSERT INTO file_hashes (path, device, inode, size, mtime_ns, sha256, md5) VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (path) DO UPDATE SET device = excluded.device, inode = excluded.inode, size = excluded.size,
+                  mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, md5 = excluded.md5
+                """)
+            for r in records { try insert.execute(arguments: [r.path, r.device, r.inode, r.size, r.mtimeNs, r.sha256, r.md5]) }
+        }
     }
 
     static func columns(of outcome: TaskOutcome) -> (Int?, Int?, String?) {

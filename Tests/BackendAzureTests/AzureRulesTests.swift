@@ -104,4 +104,14 @@ struct AzureRulesTests {
                 "a message quoting the words is not a success")
         #expect(count(#"{"value":[{"taskId":"status","status":"servererror"}]}"#) == 0, "a value that reads status is not a key")
     }
+
+    @Test("SAS times are ISO 8601 in UTC, as a formatter writes them")
+    func sasDates() {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        for t in [0.0, 951_782_400.5, 1_796_272_344, 4_102_444_799] {
+            let date = Date(timeIntervalSince1970: t)
+            #expect(ServiceSAS.isoDate(date) == f.string(from: date))
+        }
+    }
 }

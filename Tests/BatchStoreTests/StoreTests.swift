@@ -22,6 +22,24 @@ struct StoreTests {
         try await store.insertJob(record, tasks: (0..<tasks).map { TaskSpec(index: $0, id: "t\($0)", command: "true", env: [:], inputs: []) })
     }
 
+    @Test("hashes and inputs are written in bulk, a second write of a key replacing the first; many paths read in one call")
+    func bulkHashesAndInputs() async throws {
+        try await job()
+        let hashes = (0..<1200).map { FileHashRecord(path: "/in/f\($0)", device: 1, inode: Int64($0), size: 10, mtimeNs: 5, sha256: "s\($0)", md5: nil) }
+        try await store.saveHashes(hashes)
+        try await store.saveHashes([FileHashRecord(path: "/in/f7", device: 2, inode: 70, size: 11, mtimeNs: 6, sha256: "new", md5: "m")])
+        let read = try await store.cachedHashes(paths: hashes.map(\.path) + ["/not/there"])
+        #expect(read.count == 1200, "paths beyond one query's worth are read too")
+        #expect(read["/in/f7"] == FileHashRecord(path: "/in/f7", device: 2, inode: 70, size: 11, mtimeNs: 6, sha256: "new", md5: "m"))
+        #expect(read["/in/f1199"]?.sha256 == "s1199" && read["/not/there"] == nil)
+
+        try await store.recordInputs("J1", [InputRecord(jobId: "J1", source: "/in/a", sha256: "x", size: 1, blob: nil),
+                                            InputRecord(jobId: "J1", source: "/in/b", sha256: "y", size: 2, blob: "md5/b")])
+        try await store.recordInputs("J1", [InputRecord(jobId: "J1", source: "/in/a", sha256: "z", size: 3, blob: "md5/a")])
+        #expect(try await store.inputs("J1") == [InputRecord(jobId: "J1", source: "/in/a", sha256: "z", size: 3, blob: "md5/a"),
+                                                 InputRecord(jobId: "J1", source: "/in/b", sha256: "y", size: 2, blob: "md5/b")])
+    }
+
     @Test("a job's spec is stored once and read back as the type; an older job's is filled in once")
     func specRoundTrip() async throws {
         try await job()

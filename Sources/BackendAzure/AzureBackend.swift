@@ -60,7 +60,9 @@ public final class AzureBackend: Sendable {
         // asks); past that the job's own step retries, with longer backoff,
         // take over: those stop at once on cancel or shutdown, a request's
         // retries do not.
-        let http = HTTPClient(transport: CurlTransport(configuration: transportConfig), policy: HTTPRetryPolicy(maxAttempts: 4))
+        var http = HTTPClient(transport: CurlTransport(configuration: transportConfig), policy: HTTPRetryPolicy(maxAttempts: 4))
+        // At debug level (batchd --log-level debug), every request, redacted.
+        http.trace = logger
         let batchAuth: Authorizer
         if let key = creds.batchKey {
             batchAuth = .sharedKey(RequestSigner(service: .batch, account: creds.batchAccount, key: key))

@@ -155,13 +155,21 @@ public struct JobReport: Sendable {
             throw DaemonError("job \(job.id) has no task '\(task)'")
         }
         let attempts = try await store.attempts(job.id, idx: t.idx)
+        // A backend that retries a task itself (Azure Batch) leaves only the
+        // last attempt, numbered as the service counted it: "attempt 3 of 3",
+        // and attempts 1 and 2 are said to be gone rather than never made.
+        let total = max(attempts.count, attempts.map(\.attempt).max() ?? 0)
         guard let a = attempt.map({ n in attempts.first { $0.attempt == n } }) ?? attempts.last else {
-            throw DaemonError("task \(t.taskId) has \(attempts.isEmpty ? "not run yet" : "no attempt \(attempt!)")")
+            if let n = attempt, n >= 1, n <= total {
+                throw DaemonError("task \(t.taskId) attempt \(n) ran on the backend, which retried the task itself; "
+                    + "only its last attempt (\(total)) is kept: leave out --attempt")
+            }
+            throw DaemonError("task \(t.taskId) has \(attempts.isEmpty ? "not run yet" : "no attempt \(attempt!) (it has \(total))")")
         }
         func read(_ name: String) -> String {
             Self.readLog("\(a.directory)/\(name)")
         }
-        return ["job": job.id, "task": t.taskId, "attempt": a.attempt, "attempts": attempts.count, "state": t.state.rawValue,
+        return ["job": job.id, "task": t.taskId, "attempt": a.attempt, "attempts": total, "state": t.state.rawValue,
                 "outcome": a.outcome?.rawValue ?? NSNull(), "exitCode": a.exitCode ?? NSNull(), "signal": a.signal ?? NSNull(),
                 "detail": a.detail ?? NSNull(), "directory": a.directory, "stdout": read("stdout"), "stderr": read("stderr")]
     }

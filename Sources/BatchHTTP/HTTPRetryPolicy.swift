@@ -1,5 +1,6 @@
 import BatchCore
 import Foundation
+import Logging
 
 /// When a request is tried again, and after how long.
 ///
@@ -73,6 +74,10 @@ public struct HTTPClient: Sendable {
     public var policy: HTTPRetryPolicy
     let sleep: @Sendable (Double) async throws -> Void
     let jitter: @Sendable () -> Double
+    /// Where each request is traced at debug level (method, URL with its
+    /// secrets redacted, status, duration, the service's request id), as
+    /// the Azure SDKs' `logging_enable` does; nil for none.
+    public var trace: Logger?
 
     /// A client; `sleep` defaults to Task.sleep, `jitter` to a uniform draw.
     public init(transport: CurlTransport, policy: HTTPRetryPolicy = HTTPRetryPolicy(),
@@ -95,6 +100,7 @@ public struct HTTPClient: Sendable {
             attempt += 1
             var response: HTTPResponse?
             var failure: HTTPError?
+            let started = ContinuousClock.now
             do {
                 if let sinkPath {
                     response = try await transport.download(request, to: sinkPath)
@@ -105,6 +111,19 @@ public struct HTTPClient: Sendable {
                 if e.kind == .cancelled { throw CancellationError() }
                 failure = e
             }
+            if let trace, trace.logLevel <= .debug {
+                let d = ContinuousClock.now - started
+                let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+                var meta: Logger.Metadata = ["http.method": "\(request.method)", "http.url": "\(HTTPTrace.redacted(request.url))",
+                                             "http.ms": "\(Int(ms.rounded()))", "http.try": "\(attempt)"]
+                if let response {
+                    meta["http.status"] = "\(response.status)"
+                    if let id = response.header("x-ms-request-id") ?? response.header("request-id") { meta["http.request.id"] = "\(id)" }
+                } else if let failure {
+                    meta["http.error"] = "\(failure)"
+                }
+                trace.debug("http request", metadata: meta)
+            }
             guard let wait = policy.delay(method: request.method, idempotent: idempotent, attempt: attempt, status: response?.status,
                                           headers: response?.headers ?? [:], error: failure, jitter: jitter(), now: Date()) else {
                 if let response { return response }
@@ -112,5 +131,31 @@ public struct HTTPClient: Sendable {
             }
             try await sleep(wait)
         }
+    }
+}
+
+/// What a traced URL may show.
+public enum HTTPTrace {
+    /// The URL with the value of every query parameter that can carry a
+    /// secret (a SAS signature, a token, a key, a code) replaced by
+    /// `REDACTED`, and any user information dropped.
+    public static func redacted(_ url: String) -> String {
+        var base = url, query = ""
+        if let q = url.firstIndex(of: "?") {
+            base = String(url[..<q])
+            query = String(url[url.index(after: q)...])
+        }
+        if let scheme = base.range(of: "://"), let at = base[scheme.upperBound...].firstIndex(of: "@"),
+           base[scheme.upperBound..<at].firstIndex(of: "/") == nil {
+            base = String(base[..<scheme.upperBound]) + String(base[base.index(after: at)...])
+        }
+        guard !query.isEmpty else { return base }
+        let secret = ["sig", "signature", "token", "secret", "key", "code", "password", "assertion", "skoid", "sktid"]
+        let parts = query.split(separator: "&", omittingEmptySubsequences: false).map { item -> String in
+            let name = item.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
+            let lower = name.lowercased()
+            return secret.contains(where: { lower == $0 || lower.contains($0) }) ? "\(name)=REDACTED" : String(item)
+        }
+        return base + "?" + parts.joined(separator: "&")
     }
 }

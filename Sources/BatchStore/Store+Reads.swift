@@ -9,16 +9,21 @@ extension Store {
         }
     }
 
-    /// A job by id, or the latest job with that name.
+    /// A job by id, or the latest job with that name, or the job made from
+    /// the inbox file of that name.
     public func job(_ idOrName: String) async throws -> JobRecord? {
         try await db.read { db in
             if let j = try JobRecord.fetchOne(db, key: idOrName) { return j }
-            return try JobRecord.fetchOne(db, sql: "SELECT * FROM jobs WHERE name = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+            if let j = try JobRecord.fetchOne(db, sql: "SELECT * FROM jobs WHERE name = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+                                              arguments: [idOrName]) { return j }
+            // The inbox file it came from, as `batchctl submit` prints it.
+            return try JobRecord.fetchOne(db, sql: "SELECT * FROM jobs WHERE source_file = ? ORDER BY created_at DESC, id DESC LIMIT 1",
                                           arguments: [idOrName])
         }
     }
 
-    /// The job created from an inbox file of this name, if any.
+    /// The job created from an inbox file of this name, if any (`job(_:)`
+    /// falls back to it too, after the id and the name).
     public func job(sourceFile: String) async throws -> JobRecord? {
         try await db.read { db in
             try JobRecord.fetchOne(db, sql: "SELECT * FROM jobs WHERE source_file = ? ORDER BY created_at DESC LIMIT 1", arguments: [sourceFile])

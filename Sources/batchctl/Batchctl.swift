@@ -53,9 +53,20 @@ struct Global: ParsableArguments {
         return answer
     }
 
+    /// A job by id, name, or the inbox file `submit` printed; a submission
+    /// not accepted yet is told apart from one that never was.
     func job(_ store: Store, _ idOrName: String) async throws -> JobRecord {
-        guard let job = try await store.job(idOrName) else { throw CLIError(4, "no job with id or name '\(idOrName)'") }
-        return job
+        if let job = try await store.job(idOrName) { return job }
+        let config = try load()
+        if !idOrName.contains("/"), !idOrName.hasPrefix(".") {
+            if FileManager.default.fileExists(atPath: "\(config.inboxDirectory)/\(idOrName)") {
+                throw CLIError(4, "\(idOrName) is still in the inbox: the daemon has not accepted it yet (is it running? systemctl status batchd)")
+            }
+            if FileManager.default.fileExists(atPath: "\(config.rejectedDirectory)/\(idOrName).error") {
+                throw CLIError(4, "\(idOrName) was rejected; the reason is in \(config.rejectedDirectory)/\(idOrName).error")
+            }
+        }
+        throw CLIError(4, "no job with id or name '\(idOrName)'")
     }
 }
 

@@ -26,7 +26,11 @@ struct Submit: AsyncParsableCommand {
             let name = try Submission.write(prepared, inbox: config.inboxDirectory)
             if !json { say("submitted \(prepared.manifest.name) (\(prepared.taskCount) tasks) as \(config.inboxDirectory)/\(name)") }
             guard wait else {
-                if json { say(JobReport.json(["submitted": name, "inbox": config.inboxDirectory, "tasks": prepared.taskCount])) }
+                // `job`: what show, watch, wait, logs and cancel accept for
+                // this submission (the inbox file's name, until and after the
+                // daemon gives the job its id).
+                if json { say(JobReport.json(["submitted": name, "job": name, "inbox": config.inboxDirectory, "tasks": prepared.taskCount])) }
+                else { say("follow it with: batchctl watch \(name)") }
                 return
             }
             let job = try await Waiter(config: config, json: json).forSubmission(name, timeout: timeout)

@@ -45,4 +45,15 @@ struct HTTPRetryPolicyTests {
         #expect(delay("GET", error: HTTPError(.invalid, "bad url")) == nil)
         #expect(delay("GET", error: HTTPError(.io, "disk full")) == nil)
     }
+
+    @Test("a traced URL keeps its path and harmless parameters and loses every secret")
+    func traceRedaction() {
+        #expect(HTTPTrace.redacted("https://acct.blob.core.windows.net/c/b?sv=2022-11-02&sr=b&sp=r&se=2026-12-03T00%3A00%3A00Z&sig=abc%2Bdef")
+                == "https://acct.blob.core.windows.net/c/b?sv=2022-11-02&sr=b&sp=r&se=2026-12-03T00%3A00%3A00Z&sig=REDACTED")
+        #expect(HTTPTrace.redacted("https://user:pw@host/p?api-version=2024-07-01&client_secret=s&access_token=t&code=c&SIG=x")
+                == "https://host/p?api-version=2024-07-01&client_secret=REDACTED&access_token=REDACTED&code=REDACTED&SIG=REDACTED")
+        #expect(HTTPTrace.redacted("http://127.0.0.1:1/jobs/j/tasks?$filter=state%20eq%20'completed'&$select=id")
+                == "http://127.0.0.1:1/jobs/j/tasks?$filter=state%20eq%20'completed'&$select=id")
+        #expect(HTTPTrace.redacted("http://h/a@b/c") == "http://h/a@b/c", "an @ in the path is not user information")
+    }
 }

@@ -140,6 +140,28 @@ struct AzureTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
+    @Test("a task Batch retried itself shows as its last attempt of all it had, and an earlier attempt is said to be gone")
+    func retriedOnBatch() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")   // the rig (the emulator) lives as long as it is held
+        let manifest = try write("""
+            version: 1
+            name: flaky-once
+            pool: {dedicatedNodes: 1}
+            retries: 2
+            tasks: [{id: t0, command: "echo tried; exit 3"}]
+            """, "\(d.root)/retried", "job.yaml")
+        let r = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", manifest], timeout: 150)
+        #expect(r.code == 1, "the task fails every time: \(r.out) \(r.err)")
+        let job = try #require(try await d.store().jobs(limit: 1).first)
+        let logs = try await d.batchctl(["logs", job.id, "t0"])
+        #expect(logs.out.contains("attempt 3 of 3: exit code 3"), "\(logs.out)\n\(logs.err)")
+        #expect(logs.out.contains("tried"))
+        let first = try await d.batchctl(["logs", job.id, "t0", "--attempt", "1"])
+        #expect(first.code == 4 && first.err.contains("retried the task itself") && first.err.contains("only its last attempt (3)"), "\(first.err)")
+        #expect(await d.signal(SIGTERM) == 0)
+        withExtendedLifetime(rig) {}
+    }
+
     @Test("with 20% of requests answered 503/429 + Retry-After, wordcount succeeds and nothing is marked failed")
     func transientErrors() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
@@ -305,7 +327,8 @@ struct AzureTests {
         for secret in [AzureEmulatorProcess.key, AzureRig.clientSecret, wrong] {
             #expect(!text.contains(secret), "a credential leaked")
         }
-        #expect(!text.contains("sig="), "a SAS signature leaked")
+        #expect(text.contains("http request") && text.contains("http.status"), "the daemon ran at debug level, where every request is traced")
+        #expect(text.range(of: #"sig=(?!REDACTED)"#, options: .regularExpression) == nil, "a SAS signature leaked")
     }
 
     @Test("a named pool is made once with batchd's tag and reused; a foreign pool is refused; orphans are listed, then deleted when asked")

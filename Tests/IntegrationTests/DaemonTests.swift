@@ -202,20 +202,29 @@ struct DaemonTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
-    @Test("submit works while the daemon is down; the job runs when it starts")
+    @Test("submit works while the daemon is down; the job runs when it starts, and the name submit printed finds it")
     func submitWhileDown() async throws {
         let d = try DaemonHarness()
         try await d.start()
         await d.signal(SIGTERM)
         let work = "\(d.root)/later"
         try write("name: later\ntasks: [{command: 'echo hello > hello.txt'}]\noutputs: [hello.txt]\n", work, "job.yaml")
-        #expect(try await d.batchctl(["submit", "\(work)/job.yaml"]).code == 0)
+        // --json names the submission in a way every command takes, before
+        // the job has an id and after.
+        let submitted = try await d.batchctl(["submit", "--json", "\(work)/job.yaml"])
+        #expect(submitted.code == 0)
+        let ref = try #require((try JSONSerialization.jsonObject(with: Data(submitted.out.utf8)) as? [String: Any])?["job"] as? String)
+        let early = try await d.batchctl(["show", ref])
+        #expect(early.code == 4 && early.err.contains("still in the inbox"), "\(early.err)")
         let from = d.log.mark
         try await d.start()
         // The inbox's backlog is read once the daemon is ready: wait for the job to exist.
         try await d.log.wait(from: from, "job later accepted") { $0.contains("job accepted") && $0.contains("job.name=later") }
-        #expect(try await d.batchctl(["wait", "later", "--timeout", "60"]).code == 0)
+        #expect(try await d.batchctl(["wait", ref, "--timeout", "60"]).code == 0)
         #expect(read("\(work)/output/hello.txt") == "hello\n")
+        let shown = try await d.batchctl(["show", ref, "--json"])
+        let job = try #require(try await d.store().jobs(limit: 1).first)
+        #expect((try JSONSerialization.jsonObject(with: Data(shown.out.utf8)) as? [String: Any])?["id"] as? String == job.id)
         #expect(await d.signal(SIGTERM) == 0)
     }
 

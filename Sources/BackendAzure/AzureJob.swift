@@ -53,10 +53,21 @@ extension AzureJob {
         let until = persistent ? control.shutdown : control.halt
         var attempt = 0
         while true {
-            do { return .success(try await body()) } catch {
-                guard AzureRules.isTransient(error) else { return .failure(error) }
+            do {
+                let value = try await body()
+                if attempt > 0 { await handle.clearRetrying(what) }
+                return .success(value)
+            } catch {
+                guard AzureRules.isTransient(error) else {
+                    if attempt > 0 { await handle.clearRetrying(what) }
+                    return .failure(error)
+                }
                 log.warning("azure step failed; will retry", metadata: ["step": "\(what)", "error": "\(error)", "attempt": "\(attempt + 1)"])
-                guard await handle.pauseBeforeRetry(attempt, until: until) else { return nil }
+                await handle.noteRetrying(what, AzureRules.plainWords(error))
+                guard await handle.pauseBeforeRetry(attempt, until: until) else {
+                    await handle.clearRetrying(what)
+                    return nil
+                }
                 attempt += 1
             }
         }

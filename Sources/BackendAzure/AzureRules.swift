@@ -16,6 +16,43 @@ public enum AzureRules {
         return false
     }
 
+    /// Why a step failed, in words for `batchctl show`: what happened, not
+    /// the error's type. Never holds a secret (errors never carry one).
+    public static func plainWords(_ error: Error) -> String {
+        func status(_ code: Int, _ name: String, _ what: String) -> String {
+            switch code {
+            case 429: return "Azure is throttling this account's requests (HTTP 429\(name.isEmpty ? "" : " \(name)")) while trying to \(what)"
+            case 503: return "the service is busy (HTTP 503\(name.isEmpty ? "" : " \(name)")) while trying to \(what)"
+            case 408: return "the service gave up waiting for the request (HTTP 408) while trying to \(what)"
+            case 500...: return "the service failed (HTTP \(code)\(name.isEmpty ? "" : " \(name)")) while trying to \(what)"
+            default: return "HTTP \(code)\(name.isEmpty ? "" : " \(name)") while trying to \(what)"
+            }
+        }
+        switch error {
+        case let e as HTTPError:
+            switch e.kind {
+            case .connect: return "cannot connect to Azure (\(e.message)): the network, a proxy or a firewall is in the way"
+            case .timeout: return "Azure did not answer in time (\(e.message))"
+            case .transfer: return "the connection broke in the middle of a request (\(e.message))"
+            default: return e.message
+            }
+        case let e as BlobError:
+            switch e.code {
+            case "Md5Mismatch":
+                return "what arrived for \(e.operation) does not match the blob's MD5: something between here and Azure "
+                    + "(a proxy, a broken network card) changes the bytes"
+            case "SizeMismatch", "ShortRange":
+                return "\(e.operation) came back shorter than the blob: the connection was cut, or a proxy truncates"
+            case "BlobChanged": return "the blob changed while it was read (\(e.operation)); it is read again from the start"
+            default: return status(e.status, e.code, e.operation)
+            }
+        case let e as BatchServiceError:
+            return status(e.status, e.code, e.operation) + (e.message.isEmpty ? "" : ": \(e.message)")
+        default:
+            return "\(error)"
+        }
+    }
+
     /// What a completed task's state on the service means here. A task the
     /// service ended because the job was terminated counts as cancelled only
     /// when the job was cancelled; otherwise the Batch job ended first (its

@@ -102,11 +102,14 @@ struct SlurmJob: Sendable {
         // (never guess a size the cluster might refuse).
         var facts = await cluster.clusterFacts()
         var attempt = 0
+        let asking = "ask the controller for MaxArraySize"
         while facts == nil {
+            await handle.noteRetrying(asking, "scontrol show config did not answer: is slurmctld up?")
             attempt += 1
-            guard await handle.pauseBeforeRetry(attempt) else { return .interrupted }
+            guard await handle.pauseBeforeRetry(attempt) else { await handle.clearRetrying(asking); return .interrupted }
             facts = await cluster.clusterFacts()
         }
+        if attempt > 0 { await handle.clearRetrying(asking) }
         guard let facts else { return .interrupted }
         var sequence = (arrays.last?.sequence ?? 0) + 1
         var submitted = 0
@@ -149,12 +152,15 @@ struct SlurmJob: Sendable {
         let args = ["--noheader", "--states=all", "--user=\(cluster.user)", "--name=\(a.name)", "--format=\(SlurmOutput.queueFormat)"]
         var out = await cluster.commands.run("squeue", args)
         var attempt = 0
+        let step = "look array \(a.name) up in squeue"
         while !out.ok {
             log.warning("squeue failed while looking an array up; will retry", metadata: ["array": "\(a.name)", "error": "\(out.why)"])
+            await handle.noteRetrying(step, "squeue failed: \(out.why)")
             attempt += 1
-            guard await handle.pauseBeforeRetry(attempt, until: until) else { return nil }
+            guard await handle.pauseBeforeRetry(attempt, until: until) else { await handle.clearRetrying(step); return nil }
             out = await cluster.commands.run("squeue", args)
         }
+        if attempt > 0 { await handle.clearRetrying(step) }
         var found = SlurmOutput.queue(out.stdout).entries.first { $0.name == a.name }?.arrayID
         if found == nil, await cluster.usesAccounting() {
             let acct = await cluster.commands.run("sacct", ["-X", "--noheader", "--parsable2", "--name=\(a.name)",
@@ -188,6 +194,7 @@ struct SlurmJob: Sendable {
         var attempt = 0
         while true {
             let out = await cluster.commands.run("sbatch", args)
+            if attempt > 0, out.ok || !SlurmRules.isTransient(out.status, out.stderr) { await handle.clearRetrying("submit array \(a.name)") }
             if out.ok, let slurmID = SlurmOutput.submittedID(out.stdout) {
                 handle.crashPoint("submit.sbatched")
                 a.id = slurmID
@@ -199,8 +206,9 @@ struct SlurmJob: Sendable {
                 return .failed(reason: "sbatch refused array \(a.name): \(out.why)")
             }
             log.warning("sbatch failed; will retry", metadata: ["array": "\(a.name)", "error": "\(out.why)"])
+            await handle.noteRetrying("submit array \(a.name)", "sbatch failed: \(out.why)")
             attempt += 1
-            guard await handle.pauseBeforeRetry(attempt) else { return .interrupted }
+            guard await handle.pauseBeforeRetry(attempt) else { await handle.clearRetrying("submit array \(a.name)"); return .interrupted }
         }
     }
 

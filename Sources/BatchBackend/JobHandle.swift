@@ -63,6 +63,18 @@ public struct JobHandle: Sendable {
         await DatabaseRetry.run(what, log: log, control: control, body)
     }
 
+    /// Notes that `step` failed for a transient reason (`reason`, in plain
+    /// words) and is being tried again, for `show` and `watch`. Best effort:
+    /// a database that cannot take the note does not hold the step up.
+    public func noteRetrying(_ step: String, _ reason: String) async {
+        try? await store.noteRetrying(job.id, step: step, reason: reason)
+    }
+
+    /// `step` is no longer being retried.
+    public func clearRetrying(_ step: String) async {
+        try? await store.clearRetrying(job.id, step: step)
+    }
+
     /// Waits before attempt `attempt` of a step that failed for a transient
     /// reason (1 s, doubling, at most a minute, with jitter); false when
     /// `until` (the job's halt, unless given) fires first: stop, don't retry.

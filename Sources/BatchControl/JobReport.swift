@@ -88,8 +88,13 @@ public struct JobReport: Sendable {
                      "submitted": az.submitted, "tokenExpiry": Self.iso(az.tokenExpiry),
                      "inputs": ["bytesTotal": az.bytesTotal, "bytesUploaded": az.bytesUploaded, "bytesAlreadyStored": az.bytesSkipped]]
         }
+        // A database from before v7 (a daemon not restarted since the upgrade) has no such table.
+        let retrying = ((try? await store.retrying(job.id)) ?? []).map { r -> [String: Any] in
+            ["step": r.step, "reason": r.reason, "tries": r.tries, "since": Self.iso(r.since), "last": Self.iso(r.last)]
+        }
         return [
             "id": job.id, "name": job.name, "state": job.phase.rawValue, "reason": job.reason ?? NSNull(), "backend": job.backend.rawValue, "azure": azure,
+            "retrying": retrying,
             "createdAt": Self.iso(job.createdAt), "finishedAt": Self.iso(job.finishedAt), "manifest": job.manifestPath,
             "sourceFile": job.sourceFile, "cancelRequested": job.cancelRequested,
             "tasks": Self.countsObject(counts), "failedTasks": failed,
@@ -99,6 +104,12 @@ public struct JobReport: Sendable {
                         }],
             "page": ["number": max(page, 1), "size": Self.pageSize, "more": failedPage.count > Self.pageSize || outputPage.count > Self.pageSize],
         ]
+    }
+
+    /// A step being retried, for people: what, why, how often, since when.
+    public static func retryingText(_ r: RetryingRecord, now: Double = Date().timeIntervalSince1970) -> String {
+        let ago = max(0, Int((now - r.last).rounded()))
+        return "\(r.step): \(r.reason) — \(r.tries) \(r.tries == 1 ? "try" : "tries") since \(iso(r.since)), the last \(ago) s ago"
     }
 
     /// One job in detail, for people (page `page` of its failed tasks).
@@ -119,6 +130,9 @@ public struct JobReport: Sendable {
             lines.append("inputs     \(Progress.bytes(az.bytesTotal)): \(Progress.bytes(az.bytesUploaded)) uploaded, "
                 + "\(Progress.bytes(az.bytesSkipped)) already stored")
             if let expiry = az.tokenExpiry { lines.append("tokens     SAS valid until \(Self.iso(expiry))") }
+        }
+        for r in (try? await store.retrying(job.id)) ?? [] {
+            lines.append("retrying   \(Self.retryingText(r))")
         }
         let offset = (max(page, 1) - 1) * Self.pageSize
         let failed = try await store.failedTasks(job.id, limit: Self.pageSize, offset: offset)

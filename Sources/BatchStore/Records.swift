@@ -420,3 +420,25 @@ public struct InboxProblemRecord: Codable, Sendable, Equatable, FetchableRecord,
         self.at = at
     }
 }
+
+/// A step of a job that is being tried again after transient failures.
+public struct RetryingRecord: Sendable, Equatable {
+    /// What is retried, e.g. "download the outputs of t3".
+    public var step: String
+    /// Why, in plain words (the last failure).
+    public var reason: String
+    /// Failures so far.
+    public var tries: Int
+    /// The first failure and the last (seconds since 1970).
+    public var since: Double
+    public var last: Double
+
+    /// A record.
+    public init(step: String, reason: String, tries: Int, since: Double, last: Double) {
+        self.step = step
+        self.reason = reason
+        self.tries = tries
+        self.since = since
+        self.last = last
+    }
+}

@@ -223,6 +223,23 @@ enum Schema {
                 DROP INDEX tasks_by_state;
                 """)
         }
+        m.registerMigration("v7-retrying") { db in
+            try db.execute(sql: """
+                -- A step of a job that keeps failing for a transient reason
+                -- and is being tried again: what, why in plain words, how
+                -- often and since when, for `show` and `watch`. A row goes
+                -- when its step ends, one way or the other.
+                CREATE TABLE retrying (
+                  job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+                  step TEXT NOT NULL,
+                  reason TEXT NOT NULL,
+                  tries INTEGER NOT NULL CHECK (tries >= 1),
+                  since REAL NOT NULL,
+                  last REAL NOT NULL,
+                  PRIMARY KEY (job_id, step)
+                );
+                """)
+        }
         return m
     }
 }

@@ -54,6 +54,16 @@ extension Store {
         }
     }
 
+    /// The steps of a job being retried, the longest-failing first.
+    public func retrying(_ jobID: String) async throws -> [RetryingRecord] {
+        try await db.read { db in
+            try Row.fetchAll(db, sql: "SELECT step, reason, tries, since, last FROM retrying WHERE job_id = ? ORDER BY since, step LIMIT 20",
+                             arguments: [jobID]).map {
+                RetryingRecord(step: $0["step"], reason: $0["reason"], tries: $0["tries"], since: $0["since"], last: $0["last"])
+            }
+        }
+    }
+
     /// One task by id or index.
     public func task(_ jobID: String, _ idOrIndex: String) async throws -> TaskRecord? {
         try await db.read { db in

@@ -144,6 +144,8 @@ extension Store {
                   finished_at = CASE WHEN ? THEN ? ELSE NULL END WHERE id = ?
                 """, arguments: [state.phase.rawValue, verdict, state.verdict?.reason, now,
                                  state.phase.isTerminal, now, jobID])
+            // A job that has ended retries nothing.
+            if state.phase.isTerminal { try db.execute(sql: "DELETE FROM retrying WHERE job_id = ?", arguments: [jobID]) }
             try self.event(db, jobID, nil, state.phase.rawValue, message ?? "job \(state.phase.rawValue)", at: now)
         }
     }
@@ -293,6 +295,25 @@ extension Store {
     public func note(_ jobID: String, idx: Int? = nil, kind: String, _ message: String) async throws {
         let now = clock()
         try await db.write { db in try self.event(db, jobID, idx, kind, message, at: now) }
+    }
+
+    /// Notes that a job's step failed for a transient reason and will be
+    /// tried again: its tries counted, `since` kept from the first.
+    public func noteRetrying(_ jobID: String, step: String, reason: String) async throws {
+        let now = clock()
+        try await db.write { db in
+            try db.cachedStatement(sql: """
+                INSERT INTO retrying (job_id, step, reason, tries, since, last) VALUES (?, ?, ?, 1, ?, ?)
+                ON CONFLICT (job_id, step) DO UPDATE SET reason = excluded.reason, tries = tries + 1, last = excluded.last
+                """).execute(arguments: [jobID, step, reason, now, now])
+        }
+    }
+
+    /// The step is over (it worked, failed for good, or was stopped).
+    public func clearRetrying(_ jobID: String, step: String) async throws {
+        try await db.write { db in
+            try db.cachedStatement(sql: "DELETE FROM retrying WHERE job_id = ? AND step = ?").execute(arguments: [jobID, step])
+        }
     }
 
     /// Caches a file's hash.

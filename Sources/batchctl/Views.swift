@@ -33,7 +33,7 @@ struct Watcher {
 
     func run() async throws {
         var samples: [(t: ContinuousClock.Instant, done: Int)] = []
-        var last = ""
+        var last = "", lastRetry = ""
         while true {
             guard let job = try await store.job(jobID) else { throw CLIError(4, "job \(jobID) is gone") }
             let counts = try await store.counts(jobID)
@@ -49,18 +49,30 @@ struct Watcher {
                 let dt = Double((now - first.t).components.seconds) + Double((now - first.t).components.attoseconds) / 1e18
                 p.rate = Double(p.done - first.done) / dt
             }
+            // A step that keeps failing and is retried: said once per new
+            // failure (at most one a minute, by the retries' backoff).
+            let retrying = job.phase.isTerminal ? [] : (try? await store.retrying(jobID)) ?? []
+            let retryKey = retrying.map { "\($0.step) \($0.tries)" }.joined(separator: "; ")
             if json {
                 let line = JobReport.json(["id": jobID, "state": job.phase.rawValue, "done": p.done, "total": counts.total, "running": counts.running,
-                                           "failed": counts.failed, "percent": p.percent]).replacingOccurrences(of: "\n", with: "")
+                                           "failed": counts.failed, "percent": p.percent,
+                                           "retrying": retrying.map { ["step": $0.step, "reason": $0.reason, "tries": $0.tries] }])
+                    .replacingOccurrences(of: "\n", with: "")
                 if line != last { say(line); last = line }
             } else if tty {
+                if retryKey != lastRetry, !retrying.isEmpty {
+                    FileHandle.standardOutput.write(Data("\r\u{1B}[2K".utf8))
+                    for r in retrying { say("\(name) retrying \(JobReport.retryingText(r))") }
+                }
                 FileHandle.standardOutput.write(Data("\r\u{1B}[2K\(name) \(p.bar(width: barWidth()))".utf8))
             } else {
+                if retryKey != lastRetry { for r in retrying { say("\(name) retrying \(JobReport.retryingText(r))") } }
                 let line = "\(name) \(p.percent)% \(p.details)"
                 // The rate and ETA move every sample; a new line is for a change in the counts or phase.
                 let key = "\(p.done) \(counts.running) \(counts.failed) \(job.phase.rawValue) \(p.stagedBytes ?? 0)"
                 if key != last { say(line); last = key }
             }
+            lastRetry = retryKey
             if job.phase.isTerminal {
                 if tty && !json { say("") }
                 if job.phase != .succeeded { throw CLIError(1, "job \(jobID) \(job.phase.rawValue)\(job.reason.map { ": \($0)" } ?? "")") }

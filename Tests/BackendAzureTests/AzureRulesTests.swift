@@ -114,4 +114,14 @@ struct AzureRulesTests {
             #expect(ServiceSAS.isoDate(date) == f.string(from: date))
         }
     }
+
+    @Test("why a step is retried, in words a user can act on")
+    func plainWords() {
+        #expect(AzureRules.plainWords(BlobError(status: 0, code: "Md5Mismatch", operation: "download c/t3/out.txt"))
+                .contains("does not match the blob's MD5: something between here and Azure"))
+        #expect(AzureRules.plainWords(BatchServiceError(status: 503, code: "ServerBusy", message: "The server is busy.", operation: "list tasks"))
+                == "the service is busy (HTTP 503 ServerBusy) while trying to list tasks: The server is busy.")
+        #expect(AzureRules.plainWords(BlobError(status: 429, code: "", operation: "upload c/b")).hasPrefix("Azure is throttling"))
+        #expect(AzureRules.plainWords(HTTPError(.connect, "Couldn't connect to server")).hasPrefix("cannot connect to Azure"))
+    }
 }

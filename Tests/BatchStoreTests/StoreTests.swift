@@ -1,6 +1,7 @@
 import BatchCore
 import BatchStore
 import Foundation
+import Synchronization
 import Testing
 
 @Suite("SQLite store")
@@ -20,6 +21,27 @@ struct StoreTests {
                                cleanup: .onSuccess, maxParallel: nil, outputPatterns: "[]", sharedInputs: "[]", taskCount: tasks,
                                cancelRequested: false, createdAt: 1, updatedAt: 1, finishedAt: nil)
         try await store.insertJob(record, tasks: (0..<tasks).map { TaskSpec(index: $0, id: "t\($0)", command: "true", env: [:], inputs: []) })
+    }
+
+    @Test("a retried step is counted from its first failure, replaced by its latest reason, and gone when it ends or the job does")
+    func retryingSteps() async throws {
+        let now = Mutex(1000.0)
+        let clocked = try Store(path: "\(dir)/clocked.db", clock: { now.withLock { $0 } })
+        let record = JobRecord(id: "J1", name: "n", backend: .local, phase: .accepted, verdict: nil, reason: nil, sourceFile: "n.yaml",
+                               manifestPath: "/m", baseDirectory: "/b", destination: "/d", retries: 1, timeoutSeconds: nil,
+                               cleanup: .onSuccess, maxParallel: nil, outputPatterns: "[]", sharedInputs: "[]", taskCount: 1,
+                               cancelRequested: false, createdAt: 1, updatedAt: 1, finishedAt: nil)
+        try await clocked.insertJob(record, tasks: [TaskSpec(index: 0, id: "t0", command: "true", env: [:], inputs: [])])
+        try await clocked.noteRetrying("J1", step: "download t0", reason: "first")
+        now.withLock { $0 = 1010 }
+        try await clocked.noteRetrying("J1", step: "download t0", reason: "second")
+        try await clocked.noteRetrying("J1", step: "upload", reason: "busy")
+        #expect(try await clocked.retrying("J1") == [RetryingRecord(step: "download t0", reason: "second", tries: 2, since: 1000, last: 1010),
+                                                    RetryingRecord(step: "upload", reason: "busy", tries: 1, since: 1010, last: 1010)])
+        try await clocked.clearRetrying("J1", step: "download t0")
+        #expect(try await clocked.retrying("J1").map(\.step) == ["upload"])
+        try await clocked.setPhase("J1", JobState(phase: .failed, verdict: .failure(reason: "x")))
+        #expect(try await clocked.retrying("J1").isEmpty, "an ended job retries nothing")
     }
 
     @Test("hashes and inputs are written in bulk, a second write of a key replacing the first; many paths read in one call")

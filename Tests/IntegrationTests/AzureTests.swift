@@ -268,6 +268,38 @@ struct AzureTests {
         try await expectCancelledAndNothingLeft(rig, d, job.id)
     }
 
+    @Test("a step retried through an outage shows in show and watch: what, why in plain words, how often, since when; and goes when it works")
+    func retryingShows() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+        _ = try await rig.admin("faults", ["outage_after": 0, "retry_after": 0.05, "error_status": 503])
+        let dir = try copyExample(d, "wc")
+        let from = d.log.mark
+        #expect(try await d.batchctl(["submit", "--backend", "azure", "\(dir)/job.yaml"]).code == 0)
+        try await d.log.wait(from: from, count: 2, timeout: 120, "the staging step retried twice") {
+            $0.contains("azure step failed; will retry") && $0.contains("create the input container")
+        }
+        let shown = try await d.batchctl(["show", "wordcount"])
+        #expect(shown.out.contains("retrying   create the input container: the service is busy (HTTP 503"), "\(shown.out)")
+        #expect(shown.out.range(of: #"— [2-9]\d* tries since 20\d\d-"#, options: .regularExpression) != nil, "how often and since when: \(shown.out)")
+        let json = try JSONSerialization.jsonObject(with: Data(try await d.batchctl(["show", "wordcount", "--json"]).out.utf8)) as? [String: Any]
+        let retrying = try #require(json?["retrying"] as? [[String: Any]])
+        #expect(retrying.count == 1 && retrying[0]["step"] as? String == "create the input container" && (retrying[0]["tries"] as? Int ?? 0) >= 2)
+        // watch samples at once when it starts; one more failed try (at least
+        // a second later) means it has seen the step retrying.
+        let mark = d.log.mark
+        async let watching = d.batchctl(["watch", "wordcount", "--json"], timeout: 300)
+        try await d.log.wait(from: mark, timeout: 120, "one more retry") { $0.contains("azure step failed; will retry") }
+        _ = try await rig.admin("faults", ["outage_after": -1])
+        let watched = try await watching
+        #expect(watched.code == 0, "the job succeeds once the outage ends: \(watched.err)")
+        let samples = watched.out.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let seen = samples.compactMap { ($0["retrying"] as? [[String: Any]])?.first?["step"] as? String }
+        #expect(seen.contains("create the input container"), "\(watched.out)")
+        let after = try await d.batchctl(["show", "wordcount", "--json"])
+        #expect(((try JSONSerialization.jsonObject(with: Data(after.out.utf8)) as? [String: Any])?["retrying"] as? [Any])?.isEmpty == true)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
     @Test("a cancel cut short by an Azure outage and a shutdown is finished at the next start: no active job, no pool")
     func cancelThroughOutageAndRestart() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")

@@ -56,6 +56,8 @@ struct MonitorScope: Sendable {
     let job: JobHandle
     let sha: [String: String]
     let outputs: OutputSink
+    /// Stops running attempts: the job's own stop, or its wall clock running out.
+    let stop: AsyncEvent<StopReason>
 }
 
 extension LocalJobBackend {
@@ -65,9 +67,27 @@ extension LocalJobBackend {
         guard let inputs = await job.retrying("read inputs", { try await job.store.inputs(job.id) }),
               let sink = await job.outputSink(),
               let live = await job.retrying("read live attempts", { try await job.store.liveAttempts(job.id) }) else { return .interrupted }
-        let scope = MonitorScope(job: job, sha: Dictionary(inputs.map { ($0.source, $0.sha256) }, uniquingKeysWith: { a, _ in a }),
-                                 outputs: sink)
+        guard let used = await job.retrying("read the core time used", { try await job.store.coreSecondsUsed(job.id) }) else { return .interrupted }
+        var limits = JobLimits(job.spec.limits, acceptedAt: job.job.createdAt, used: used)
+        if let refusal = limits.refusal(at: job.clock()) {
+            // Past a limit already (the daemon was down when it ran out):
+            // the job's stop (cancelTasks) ends what is still running.
+            return .failed(reason: refusal)
+        }
         let control = job.control
+        let stop = AsyncEvent<StopReason>()
+        let forward = control.stop.observe { stop.fire($0) }
+        defer { control.stop.unobserve(forward) }
+        // The wall clock: when it runs out, running attempts are stopped too.
+        let wallClock = limits.wallClockLeft(at: job.clock()).map { left in
+            Task {
+                try? await Task.sleep(for: .seconds(left))
+                if !Task.isCancelled { stop.fire(.cancel) }
+            }
+        }
+        defer { wallClock?.cancel() }
+        let scope = MonitorScope(job: job, sha: Dictionary(inputs.map { ($0.source, $0.sha256) }, uniquingKeysWith: { a, _ in a }),
+                                 outputs: sink, stop: stop)
         if !live.isEmpty {
             // A daemon killed while copying an output left its temp file.
             let removed = Destination.sweep(job.job.destination, jobID: job.id)
@@ -79,8 +99,9 @@ extension LocalJobBackend {
         // finished attempt's task at once (a task group that keeps results
         // for `next()` held every finished attempt's memory until the job
         // ended: about 10 KB a task).
-        let (ended, report) = AsyncStream<Int?>.makeStream()
+        let (ended, report) = AsyncStream<(idx: Int, again: Bool)>.makeStream()
         var endings = ended.makeAsyncIterator()
+        var refusal: String?
         await withDiscardingTaskGroup { group in
             var running = 0
             // Reconcile what a crash left: finished while we were away, still
@@ -109,12 +130,13 @@ extension LocalJobBackend {
                     slots.take()
                     let remaining = job.spec.timeoutSeconds.map { $0 - (job.clock() - attempt.startedAt) }
                     _ = await job.retrying("note the adoption", { try await job.store.unstrike(job.id, idx: task.idx) })
+                    limits.started(task.idx, at: attempt.startedAt)
                     group.addTask {
                         let spec = AttemptSpec(directory: attempt.directory, command: task.command, env: [:], inputs: [], timeout: job.spec.timeoutSeconds)
-                        let outcome = await runner.wait(pid: pid, spec: spec, remaining: remaining, stop: control.stop)
+                        let outcome = await runner.wait(pid: pid, spec: spec, remaining: remaining, stop: stop)
                         let again = await finish(task, attempt.attempt, attempt.directory, outcome, scope)
                         slots.release()  // before the report, so the next task finds the slot free
-                        report.yield(again)
+                        report.yield((task.idx, again != nil))
                     }
                     running += 1
                 case .lost:
@@ -129,23 +151,38 @@ extension LocalJobBackend {
                 await job.retrying("read pending tasks", { try await job.store.pendingIndices(job.id, after: after, limit: limit) })
             }
             while true {
-                while running < limit, !control.isHalted, let idx = await queue.peek() {
+                while running < limit, !control.isHalted, refusal == nil, let idx = await queue.peek() {
                     guard await acquireSlot(control) else { break }
+                    // The job's limits, checked before each start.
+                    if let why = limits.refusal(at: job.clock()) {
+                        slots.release()
+                        refusal = why
+                        break
+                    }
                     queue.take()
                     running += 1
+                    limits.started(idx, at: job.clock())
                     group.addTask {
                         let again = await attempt(idx, scope)
                         slots.release()  // before the report, so the next task finds the slot free
-                        report.yield(again)
+                        report.yield((idx, again != nil))
                     }
                 }
                 if running == 0 { break }
                 guard let result = await endings.next() else { break }
                 running -= 1
-                if let idx = result { queue.retry(idx) }
+                limits.ended(result.idx, at: job.clock())
+                if result.again { queue.retry(result.idx) }
+                // The wall clock ran out: what was running is being stopped.
+                if refusal == nil, stop.value != nil, !control.isHalted { refusal = limits.wallClockReason }
             }
         }
-        return control.isHalted ? .interrupted : .done
+        if control.isHalted { return .interrupted }
+        if let refusal {
+            job.log.warning("job stopped by its limits", metadata: ["reason": "\(refusal)"])
+            return .failed(reason: refusal)
+        }
+        return .done
     }
 
     /// Waits for a local slot; false if the job is halted first.
@@ -194,7 +231,7 @@ extension LocalJobBackend {
             job.crashPoint("task.spawned")
             _ = await job.retrying("record the pid", { try await job.store.attemptRunning(job.id, idx: idx, attempt: number, pid: pid) })
             job.log.debug("task started", metadata: ["task.id": "\(task.taskId)", "attempt": "\(number)", "pid": "\(pid)"])
-            outcome = await runner.wait(pid: pid, spec: spec, remaining: job.spec.timeoutSeconds, stop: job.control.stop)
+            outcome = await runner.wait(pid: pid, spec: spec, remaining: job.spec.timeoutSeconds, stop: scope.stop)
         } catch {
             outcome = .launchFailed(reason: "\(error)")
         }

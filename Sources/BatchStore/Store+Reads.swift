@@ -54,6 +54,17 @@ extension Store {
         }
     }
 
+    /// Seconds its ended attempts ran, summed: the core time a job used on a
+    /// backend where an attempt holds one core (`limits.coreHours`).
+    public func coreSecondsUsed(_ jobID: String) async throws -> Double {
+        try await db.read { db in
+            try Double.fetchOne(db, sql: """
+                SELECT COALESCE(SUM(MAX(finished_at - started_at, 0)), 0) FROM attempts
+                WHERE job_id = ? AND finished_at IS NOT NULL
+                """, arguments: [jobID]) ?? 0
+        }
+    }
+
     /// The steps of a job being retried, the longest-failing first.
     public func retrying(_ jobID: String) async throws -> [RetryingRecord] {
         try await db.read { db in

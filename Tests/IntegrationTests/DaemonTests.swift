@@ -202,6 +202,43 @@ struct DaemonTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
+    @Test("limits.wallClock stops a local job, running tasks included, and it fails with that reason")
+    func wallClockLimit() async throws {
+        let d = try DaemonHarness(slots: 2)
+        try await d.start()
+        let work = "\(d.root)/walled"
+        try write("name: walled\ntasks: {forEachInteger: {from: 1, to: 6}}\ncommand: sleep 300\nlimits: {wallClock: 3s}\n", work, "job.yaml")
+        let w = try await d.batchctl(["submit", "\(work)/job.yaml", "--wait", "--timeout", "120"])
+        #expect(w.code == 1, "\(w.out)\n\(w.err)")
+        let store = try d.store()
+        let job = try #require(try await store.job("walled"))
+        #expect(job.phase == .failed && job.reason == "limits.wallClock (3s) reached: the job was stopped", "\(job.reason ?? "")")
+        let counts = try await store.counts(job.id)
+        #expect(counts.cancelled == 6 && counts.succeeded == 0, "\(counts)")
+        let attempts = try await store.attempts(job.id)
+        #expect(attempts.count == 2 && attempts.allSatisfy { $0.outcome == .cancelled }, "the two running were stopped, no other started")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("limits.coreHours: once the job's core time is used up no task starts; those running finish; the job fails with that reason")
+    func coreHoursLimit() async throws {
+        let d = try DaemonHarness(slots: 1)
+        try await d.start()
+        let work = "\(d.root)/budget"
+        // 0.0003 core-hours = 1.08 core-seconds: two or three tasks of 0.5 s on one slot.
+        try write("name: budget\ntasks: {forEachInteger: {from: 1, to: 10}}\ncommand: sleep 0.5\nlimits: {coreHours: 0.0003}\n", work, "job.yaml")
+        let w = try await d.batchctl(["submit", "\(work)/job.yaml", "--wait", "--timeout", "120"])
+        #expect(w.code == 1, "\(w.out)\n\(w.err)")
+        let store = try d.store()
+        let job = try #require(try await store.job("budget"))
+        #expect(job.phase == .failed && job.reason?.hasPrefix("limits.coreHours (0.0003 h) used up") == true, "\(job.reason ?? "")")
+        let counts = try await store.counts(job.id)
+        #expect(counts.succeeded >= 2 && counts.succeeded <= 4 && counts.succeeded + counts.cancelled == 10, "\(counts)")
+        let attempts = try await store.attempts(job.id)
+        #expect(attempts.allSatisfy { $0.outcome == .exited && $0.exitCode == 0 }, "what started ran to its end")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
     @Test("submit works while the daemon is down; the job runs when it starts, and the name submit printed finds it")
     func submitWhileDown() async throws {
         let d = try DaemonHarness()

@@ -14,6 +14,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var runtimeDirectory = "/run/batchd"
     /// Backend for manifests that name none.
     public var defaultBackend = "local"
+    /// Job types (`NAME.yaml`); default `types/` beside the config file.
+    public var typesDirectory = "/etc/batchd/types"
     /// How long running tasks may go on finishing after SIGTERM before they are stopped.
     public var shutdownGrace: Double = 30
     /// Local backend settings.
@@ -128,6 +130,9 @@ public struct DaemonConfig: Sendable, Equatable {
 
     /// The inbox directory.
     public var inboxDirectory: String { inbox ?? "\(stateDirectory)/inbox" }
+
+    /// The job types manifests may name.
+    public var jobTypes: JobTypes { JobTypes(directory: typesDirectory) }
     /// Rejected manifests and their `.error` files.
     public var rejectedDirectory: String { "\(inboxDirectory)/rejected" }
     /// The SQLite database.
@@ -155,7 +160,7 @@ public struct DaemonConfig: Sendable, Equatable {
     /// Backends this build can run.
     public static let availableBackends = ["local", "azure", "slurm"]
 
-    static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "local", "azure", "slurm", "debug"]
+    static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "local", "azure", "slurm", "debug", "types"]
     static let slurmKeys = ["sharedDirectory", "partition", "account", "qos", "owner", "pollMinInterval", "pollMaxInterval",
                             "missingGrace", "accounting", "cancelOrphans", "commandTimeout"]
     static let localKeys = ["slots", "killGrace", "exec", "passEnvironment"]
@@ -174,6 +179,7 @@ public struct DaemonConfig: Sendable, Equatable {
     /// Parses config text.
     public static func parse(_ text: String, file: String, directory: String) throws -> DaemonConfig {
         var c = DaemonConfig()
+        c.typesDirectory = "\(directory)/types"
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch {
             throw ConfigError(file: file, message: "not valid YAML: \(error)", hint: nil)
@@ -202,6 +208,7 @@ public struct DaemonConfig: Sendable, Equatable {
             switch name {
             case "stateDirectory": c.stateDirectory = try path(value, name)
             case "inbox": c.inbox = try path(value, name)
+            case "types": c.typesDirectory = try path(value, name)
             case "runtimeDirectory": c.runtimeDirectory = try path(value, name)
             case "defaultBackend":
                 c.defaultBackend = try str(value, name)

@@ -7,8 +7,9 @@ import Foundation
 /// `batchctl plan FILE`: what a manifest would do, without doing it.
 public enum Plan {
     /// Builds the plan as an object (for --json) and as text.
-    public static func make(path: String, backend: String?, config: DaemonConfig, cores: Int) async throws -> (object: [String: Any], text: String) {
-        let prepared = try Submission.prepare(path: path, backend: backend, config: config)
+    public static func make(path: String, backend: String?, config: DaemonConfig, cores: Int,
+                            set: [String: String] = [:]) async throws -> (object: [String: Any], text: String) {
+        let prepared = try Submission.prepare(path: path, backend: backend, config: config, set: set)
         let m = prepared.manifest
         let base = m.baseDirectory ?? (URL(fileURLWithPath: path).standardizedFileURL.path as NSString).deletingLastPathComponent
         let policy = Submission.policy(config)

@@ -32,7 +32,9 @@ public enum Submission {
     }
 
     /// Validates `path` and returns the text to submit.
-    public static func prepare(path: String, backend: String?, config: DaemonConfig) throws -> Prepared {
+    /// `set`: parameter values (`--set NAME=VALUE`), written into the
+    /// manifest's `parameters:` so the daemon sees them.
+    public static func prepare(path: String, backend: String?, config: DaemonConfig, set: [String: String] = [:]) throws -> Prepared {
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
         let name = (path as NSString).lastPathComponent
         let bytes: [UInt8]
@@ -40,7 +42,7 @@ public enum Submission {
             throw DaemonError("\(Printable.escape(path)): \(error)")
         }
         let text = try ManifestParser.text(of: bytes, file: name)
-        var manifest = try ManifestParser.parse(text, file: name)
+        var manifest = try ManifestParser.parse(text, file: name, types: config.jobTypes, set: set)
         if let backend, !ManifestKeys.backends.contains(backend) {
             throw DaemonError("--backend \(backend): unknown backend (one of: \(ManifestKeys.backends.joined(separator: ", ")))")
         }
@@ -58,11 +60,19 @@ public enum Submission {
             }
         }
 
-        var additions: [(String, String)] = []
+        var additions: [(String, Any)] = []
         if manifest.baseDirectory == nil { additions.append(("baseDirectory", base)) }
         if let backend { additions.append(("backend", backend)) }
         let isJSON = name.lowercased().hasSuffix(".json")
         let source = isJSON ? text.replacingOccurrences(of: "\t", with: " ") : text
+        if !set.isEmpty {
+            // The manifest's own parameters, with the --set values over them.
+            var own: [String: String] = [:]
+            for (k, v) in (try? Yams.compose(yaml: source))??.mapping?["parameters"]?.mapping ?? [:] {
+                if let k = k.string, let v = v.scalar?.string { own[k] = v }
+            }
+            additions.append(("parameters", own.merging(set) { $1 }))
+        }
         var out = text
         var ext = isJSON ? "json" : "yaml"
         // libyaml reports a block mapping's style as `any`; only `flow` ({...}, JSON) is not block.
@@ -79,17 +89,25 @@ public enum Submission {
             out = String(decoding: json, as: UTF8.self) + "\n"
             ext = "json"
         }
-        manifest = try ManifestParser.parse(out, file: name)
+        manifest = try ManifestParser.parse(out, file: name, types: config.jobTypes)
         return Prepared(text: out, manifest: manifest, taskCount: expanded.count, fileExtension: ext)
     }
 
     /// Adds or replaces top-level keys of a block mapping line by line, so the
     /// user's comments and layout stay. Nil when a key to replace spans lines.
-    static func editBlock(_ text: String, _ map: Node.Mapping, _ additions: [(String, String)]) -> String? {
+    static func editBlock(_ text: String, _ map: Node.Mapping, _ additions: [(String, Any)]) -> String? {
         var lines = text.components(separatedBy: "\n")
         if lines.last == "" { lines.removeLast() }
         for (key, value) in additions {
-            let line = "\(key): \(quote(value))"
+            let written: String
+            if let s = value as? String {
+                written = quote(s)
+            } else if let d = value as? [String: String] {
+                written = "{" + d.keys.sorted().map { "\(quote($0)): \(quote(d[$0]!))" }.joined(separator: ", ") + "}"
+            } else {
+                return nil
+            }
+            let line = "\(key): \(written)"
             if let (k, v) = map.first(where: { $0.key.string == key }) {
                 guard let kl = k.mark?.line, v.mark?.line == kl, v.scalar != nil, kl - 1 < lines.count else { return nil }
                 lines[kl - 1] = line

@@ -28,6 +28,14 @@ public enum Bounds {
     public static let minDurationSeconds: Double = 0.001
     /// Largest `limits.coreHours`.
     public static let coreHours: Double = 1_000_000_000
+    /// Most parameters a job (with its type) may have.
+    public static let parameters = 64
+    /// Longest parameter value in bytes.
+    public static let parameterBytes = 4096
+    /// Most job type files read from the types directory.
+    public static let jobTypes = 256
+    /// Largest job type file.
+    public static let jobTypeBytes = 1 << 20
     /// Most dedicated or spot nodes in a pool.
     public static let nodes = 10_000
     /// Most task slots per node (Azure Batch's own maximum).

@@ -23,6 +23,11 @@ public struct Manifest: Sendable, Equatable {
     public var command: String?
     /// Environment added to every task.
     public var env: [String: String] = [:]
+    /// The job type it was made from (`type:`), if any.
+    public var type: String?
+    /// The parameters, for `{param.NAME}`: the type's defaults, then the
+    /// manifest's, then `batchctl submit --set`.
+    public var parameters: [String: String] = [:]
     /// How many times a failed task is tried again.
     public var retries: Int = 0
     /// Per-attempt time limit in seconds; nil means none.

@@ -10,14 +10,18 @@ public struct ManifestIssue: Sendable, Equatable, CustomStringConvertible {
     public var message: String
     /// How to fix it, when there is a clear fix.
     public var hint: String?
+    /// The file the line is in, when it is not the manifest's own (a job
+    /// type's file, whose fields the manifest took).
+    public var file: String?
 
     /// Creates an issue.
-    public init(line: Int?, column: Int?, field: String, message: String, hint: String? = nil) {
+    public init(line: Int?, column: Int?, field: String, message: String, hint: String? = nil, file: String? = nil) {
         self.line = line
         self.column = column
         self.field = field
         self.message = message
         self.hint = hint
+        self.file = file
     }
 
     /// `LINE:COL: FIELD: MESSAGE (HINT)`, without the file name.
@@ -47,7 +51,8 @@ public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible
     /// format compilers use, so editors can jump to the place.
     public var description: String {
         issues.map { issue in
-            issue.line == nil ? "\(file): \(issue)" : "\(file):\(issue)"
+            let where_ = issue.file ?? file
+            return issue.line == nil ? "\(where_): \(issue)" : "\(where_):\(issue)"
         }.joined(separator: "\n")
     }
 }

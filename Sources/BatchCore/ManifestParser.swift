@@ -14,8 +14,11 @@ public enum ManifestParser {
     ///   - file: the name to put in error messages.
     /// `backends` are the names a manifest may give (a daemon passes the
     /// ones it has registered as well as the standard ones).
-    public static func parse(bytes: [UInt8], file: String, backends: [String] = ManifestKeys.backends) throws(ManifestError) -> Manifest {
-        try parse(try text(of: bytes, file: file), file: file, backends: backends)
+    /// `types`: where `type:` names are looked up (nil: no job types);
+    /// `set`: parameter values that override the manifest's and its type's.
+    public static func parse(bytes: [UInt8], file: String, backends: [String] = ManifestKeys.backends,
+                             types: JobTypes? = nil, set: [String: String] = [:]) throws(ManifestError) -> Manifest {
+        try parse(try text(of: bytes, file: file), file: file, backends: backends, types: types, set: set)
     }
 
     /// The text of a manifest file: UTF-8 (a byte-order mark is dropped;
@@ -50,7 +53,10 @@ public enum ManifestParser {
     /// - Parameters:
     ///   - text: the file's contents.
     ///   - file: the name to put in error messages.
-    public static func parse(_ text: String, file: String, backends: [String] = ManifestKeys.backends) throws(ManifestError) -> Manifest {
+    ///   - types: where `type:` names are looked up (nil: no job types).
+    ///   - set: parameter values that override the manifest's and its type's.
+    public static func parse(_ text: String, file: String, backends: [String] = ManifestKeys.backends,
+                             types: JobTypes? = nil, set: [String: String] = [:]) throws(ManifestError) -> Manifest {
         try checkLines(text, file: file)
         // JSON allows tabs between tokens where YAML does not; outside strings
         // (where JSON forbids raw tabs) a space means the same.
@@ -80,11 +86,26 @@ public enum ManifestParser {
         case nil:
             break
         }
+        var resolved = JobTypes.Resolved(root: root, typeFile: nil, fromType: [])
+        if let types {
+            resolved = try types.resolve(root, file: file, set: set)
+        } else if !set.isEmpty {
+            resolved = try JobTypes.applySet(resolved, set: set, file: file)
+        }
         let reader = NodeReader()
         reader.backends = backends
-        let manifest = reader.manifest(root)
+        let manifest = reader.manifest(resolved.root)
         if !reader.issues.isEmpty || manifest == nil {
-            var sorted = reader.issues.sorted { ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0) }
+            // A problem in a field the type gave is the type file's.
+            if let typeFile = resolved.typeFile {
+                for i in reader.issues.indices {
+                    let f = reader.issues[i].field
+                    if resolved.fromType.contains(where: { f == $0 || f.hasPrefix($0 + ".") || f.hasPrefix($0 + "[") }) {
+                        reader.issues[i].file = typeFile
+                    }
+                }
+            }
+            var sorted = reader.issues.sorted { ($0.file ?? "", $0.line ?? 0, $0.column ?? 0) < ($1.file ?? "", $1.line ?? 0, $1.column ?? 0) }
             if sorted.count > Bounds.reportedIssues {
                 let more = sorted.count - Bounds.reportedIssues
                 sorted = Array(sorted.prefix(Bounds.reportedIssues))
@@ -181,6 +202,8 @@ final class NodeReader {
     var issues: [ManifestIssue] = []
     /// The backend names a manifest may give.
     var backends = ManifestKeys.backends
+    /// The job's parameter names, once read: `{param.NAME}` may use them.
+    var params: [String] = []
 
     func fail(_ node: Node?, _ field: String, _ message: String, hint: String? = nil) {
         issues.append(ManifestIssue(line: node?.mark?.line, column: node?.mark?.column,

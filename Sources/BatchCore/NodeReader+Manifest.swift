@@ -31,10 +31,19 @@ extension NodeReader {
                 fail(node, "baseDirectory", "must be an absolute path", hint: "batchctl submit sets it for you")
             }
         }
+        var type: String?
+        if let node = top["type"], let t = string(node, "type") {
+            if Template.isIdentifier(t, max: 64) { type = t } else {
+                fail(node, "type", "\(Printable.quote(t)) is not a job type name", hint: "use 1-64 letters, digits, '-' and '_'")
+            }
+        }
+        let parameters = parameters(top["parameters"])
+        params = Array(parameters.keys)
         let source = tasks(top["tasks"])
         // Without a valid task source its placeholders are unknown: allow them all.
-        let scope = source.map { TemplateScope(for: $0) }
+        var scope = source.map { TemplateScope(for: $0) }
             ?? TemplateScope(names: TemplateScope.common + ["file", "name", "stem", "i"], rowColumns: true)
+        scope.params = Array(parameters.keys)
         let command = top["command"].flatMap { node -> String? in
             guard let c = string(node, "command", required: true, multiline: true, max: Bounds.commandBytes) else { return nil }
             template(c, node, "command", scope: scope, shell: true)
@@ -54,6 +63,8 @@ extension NodeReader {
         manifest.baseDirectory = baseDirectory
         manifest.command = command
         manifest.env = env
+        manifest.type = type
+        manifest.parameters = parameters
         manifest.retries = int(top["retries"], "retries", range: 0...Bounds.retries) ?? 0
         manifest.timeoutSeconds = duration(top["timeout"], "timeout")
         if let node = top["pool"] { manifest.pool = pool(node) }
@@ -72,6 +83,29 @@ extension NodeReader {
         }
         checkExecSize(manifest, top)
         return manifest
+    }
+
+    /// `parameters:`: names (identifiers) to scalar values, read as text.
+    func parameters(_ node: Node?) -> [String: String] {
+        guard let node else { return [:] }
+        guard let map = node.mapping else {
+            fail(node, "parameters", "expected a mapping of parameter names to values, found \(kind(node))")
+            return [:]
+        }
+        if map.count > Bounds.parameters {
+            fail(node, "parameters", "\(map.count) parameters; at most \(Bounds.parameters) are allowed")
+            return [:]
+        }
+        var out: [String: String] = [:]
+        for (key, value) in map {
+            guard let name = keyName(key, "parameters") else { continue }
+            guard Template.isIdentifier(name, max: 64), let first = name.unicodeScalars.first, !("0"..."9").contains(first) else {
+                fail(key, "parameters", "\(Printable.quote(name)) is not a valid parameter name", hint: "use 1-64 letters, digits, '-' and '_', starting with a letter")
+                continue
+            }
+            if let v = string(value, "parameters.\(name)", multiline: true, max: Bounds.parameterBytes) { out[name] = v }
+        }
+        return out
     }
 
     /// A task's command and environment must fit what Linux lets a process
@@ -182,7 +216,7 @@ extension NodeReader {
             if seq.count > Bounds.tasks { fail(node, "tasks", "\(seq.count) tasks; at most \(Bounds.tasks) are allowed"); return nil }
             var entries: [TaskEntry] = []
             var seen: [String: Int] = [:]
-            let scope = TemplateScope(names: TemplateScope.common, rowColumns: false)
+            let scope = TemplateScope(names: TemplateScope.common, rowColumns: false, params: params)
             for (i, item) in seq.enumerated() {
                 let field = "tasks[\(i)]"
                 guard let map = mapping(item, field, allowed: ManifestKeys.taskEntry) else { continue }
@@ -267,7 +301,11 @@ extension NodeReader {
             }
             source = .forEachRow(file: file, format: chosen, id: id)
         }
-        if let id, let idNode = map["id"] { template(id, idNode, "tasks.id", scope: TemplateScope(for: source)) }
+        if let id, let idNode = map["id"] {
+            var scope = TemplateScope(for: source)
+            scope.params = params
+            template(id, idNode, "tasks.id", scope: scope)
+        }
         return source
     }
 

@@ -155,7 +155,8 @@ public struct TaskExpander: Sendable {
         for (i, e) in entries.enumerated() { if let c = e.command { entryCommands[i] = try shell(c, "tasks[\(i)].command") } }
 
         return TaskPlan(sharedInputs: shared, count: count, rows: rows, integers: integers, idTemplate: idTemplate, entries: entries,
-                        mainCommand: mainCommand, entryCommands: entryCommands, env: m.env, jobID: jobID, file: file,
+                        mainCommand: mainCommand, entryCommands: entryCommands, env: m.env,
+                        params: Dictionary(uniqueKeysWithValues: m.parameters.map { ("param.\($0.key)", $0.value) }), jobID: jobID, file: file,
                         revealFileContent: revealFileContent)
     }
 
@@ -245,6 +246,8 @@ public struct TaskPlan: Sendable {
     let mainCommand: ShellTemplate
     let entryCommands: [Int: ShellTemplate]
     let env: [String: String]
+    /// `param.NAME` → value, the same for every task.
+    let params: [String: String]
     let jobID: String
     let file: String
     let revealFileContent: Bool
@@ -277,6 +280,7 @@ public struct TaskPlan: Sendable {
                     row = rows[index]
                 }
                 var values = row.values
+                if !params.isEmpty { values.merge(params) { row, _ in row } }
                 values["index"] = String(index)
                 values["job"] = jobID
                 let entry = row.entry.map { entries[$0] }

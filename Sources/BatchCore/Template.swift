@@ -6,11 +6,14 @@ public struct TemplateScope: Sendable, Equatable {
     public var names: [String]
     /// Whether `{row.COLUMN}` is allowed (the columns are checked at expansion).
     public var rowColumns: Bool
+    /// The job's parameters, for `{param.NAME}`.
+    public var params: [String] = []
 
     /// A scope of the given names.
-    public init(names: [String], rowColumns: Bool) {
+    public init(names: [String], rowColumns: Bool, params: [String] = []) {
         self.names = names
         self.rowColumns = rowColumns
+        self.params = params
     }
 
     /// The placeholders a task source provides.
@@ -34,7 +37,7 @@ public struct TemplateError: Error, Sendable, Equatable {
 
 /// `{name}` placeholders in commands, environment values and task ids.
 ///
-/// Only `{identifier}` and `{row.identifier}` are placeholders, so shell text
+/// Only `{identifier}`, `{row.identifier}` and `{param.identifier}` are placeholders, so shell text
 /// such as `${HOME}` or awk's `{print $1}` passes through unchanged; `{{` and
 /// `}}` write a literal brace.
 public enum Template {
@@ -80,7 +83,7 @@ public enum Template {
     static func isPlaceholderName(_ name: String) -> Bool {
         let parts = name.split(separator: ".", omittingEmptySubsequences: false)
         guard (1...2).contains(parts.count) else { return false }
-        if parts.count == 2, parts[0] != "row" { return false }
+        if parts.count == 2, parts[0] != "row", parts[0] != "param" { return false }
         return parts.allSatisfy { part in
             guard let first = part.unicodeScalars.first, !("0"..."9").contains(first) else { return false }
             return part.unicodeScalars.allSatisfy { $0 == "_" || $0 == "-" || ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) }
@@ -98,6 +101,13 @@ public enum Template {
             if name.hasPrefix("row.") {
                 if scope.rowColumns { continue }
                 throw TemplateError(message: "{\(name)} is only available with tasks.forEachRow", hint: nil)
+            }
+            if name.hasPrefix("param.") {
+                let param = String(name.dropFirst(6))
+                if scope.params.contains(param) { continue }
+                let hint = Suggest.nearest(to: param, in: scope.params).map { "did you mean {param.\($0)}?" }
+                    ?? "declare it under 'parameters:' (in the manifest or its job type)"
+                throw TemplateError(message: "unknown parameter {\(name)}", hint: hint)
             }
             if !scope.names.contains(name) {
                 let all = scope.names + (scope.rowColumns ? ["row.COLUMN"] : [])

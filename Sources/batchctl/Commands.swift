@@ -1,5 +1,6 @@
 import ArgumentParser
 import BatchControl
+import BatchCore
 import BatchStore
 import Foundation
 
@@ -13,12 +14,18 @@ struct Submit: AsyncParsableCommand {
     @Flag(help: "Wait until the job ends; exit 0 only if it succeeded.") var wait = false
     @Option(help: "With --wait: give up after this many seconds (exit 5).") var timeout: Double?
     @Flag(help: "Print JSON.") var json = false
+    @Option(name: .customLong("set"), help: ArgumentHelp("Set a parameter of the job (or of its type); repeat for more.", valueName: "NAME=VALUE"))
+    var set: [String] = []
+
+    func validate() throws { _ = try parameterValues(set) }
 
     func run() async throws {
         try await guarded {
             let config = try global.load()
             let prepared: Submission.Prepared
-            do { prepared = try Submission.prepare(path: file, backend: backend, config: config) } catch { throw CLIError(2, "\(error)") }
+            do { prepared = try Submission.prepare(path: file, backend: backend, config: config, set: try parameterValues(set)) } catch {
+                throw CLIError(2, "\(error)")
+            }
             let chosen = prepared.manifest.backend ?? config.defaultBackend
             guard DaemonConfig.availableBackends.contains(chosen) else {
                 throw CLIError(2, "\(file): backend '\(chosen)' is not available in this batchd (available: \(DaemonConfig.availableBackends.joined(separator: ", ")))")
@@ -171,6 +178,47 @@ struct Pools: AsyncParsableCommand {
                 [i.kind, i.id, i.state, i.nodes.map(String.init) ?? "-", i.job ?? "-", i.orphan ? "ORPHAN" : ""]
             }
             say(JobReport.table([["KIND", "ID", "STATE", "NODES", "BATCHD JOB", ""]] + rows))
+        }
+    }
+}
+
+/// `--set NAME=VALUE` options as a dictionary; the last of a name wins.
+func parameterValues(_ options: [String]) throws -> [String: String] {
+    var out: [String: String] = [:]
+    for option in options {
+        guard let eq = option.firstIndex(of: "="), eq != option.startIndex else {
+            throw ValidationError("--set \(option): expected NAME=VALUE")
+        }
+        out[String(option[..<eq])] = String(option[option.index(after: eq)...])
+    }
+    return out
+}
+
+struct Types: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the job types manifests may name (type: NAME), with their parameters and defaults.")
+    @OptionGroup var global: Global
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            let config = try global.load()
+            let types = config.jobTypes.list()
+            if json {
+                say(JobReport.json(["directory": config.typesDirectory, "types": types.map { t -> [String: Any] in
+                    ["name": t.name, "default": t.isDefault, "parameters": t.parameters, "problem": t.problem as Any? ?? NSNull()]
+                }]))
+                return
+            }
+            guard !types.isEmpty else {
+                say("no job types in \(config.typesDirectory) (a type is a partial manifest there, NAME.yaml: docs/manifest.md, \"Job types\")")
+                return
+            }
+            for t in types {
+                say("\(t.name)\(t.isDefault ? " (default)" : "")")
+                if let problem = t.problem { say("  cannot be used: \(problem)") }
+                for name in t.parameters.keys.sorted() { say("  {param.\(name)} = \(Printable.quote(t.parameters[name]!))") }
+            }
         }
     }
 }

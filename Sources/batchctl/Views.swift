@@ -113,6 +113,8 @@ struct PlanCommand: AsyncParsableCommand {
     @OptionGroup var global: Global
     @Argument(help: "The manifest.") var file: String
     @Option(help: "Plan for this backend instead of the manifest's.") var backend: String?
+    @Option(name: .customLong("set"), help: ArgumentHelp("Set a parameter of the job (or of its type); repeat for more.", valueName: "NAME=VALUE"))
+    var set: [String] = []
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
@@ -120,7 +122,8 @@ struct PlanCommand: AsyncParsableCommand {
             let config = try global.load()
             let plan: (object: [String: Any], text: String)
             do {
-                plan = try await Plan.make(path: file, backend: backend, config: config, cores: ProcessInfo.processInfo.activeProcessorCount)
+                plan = try await Plan.make(path: file, backend: backend, config: config, cores: ProcessInfo.processInfo.activeProcessorCount,
+                                           set: try parameterValues(set))
             } catch { throw CLIError(2, "\(error)") }
             say(json ? JobReport.json(plan.object) : plan.text)
         }

@@ -202,6 +202,41 @@ struct DaemonTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
+    @Test("a job type with two parameters: one set by --set, one by the manifest; a typo in a type is reported with the type file's line")
+    func jobTypes() async throws {
+        let d = try DaemonHarness()
+        try await d.start()
+        try write("""
+            # Renders frames; the defaults below apply unless a job says otherwise.
+            parameters:
+              quality: 10
+              scene: main
+            command: echo quality={param.quality} scene={param.scene} frame={i} > frame-{i}.txt
+            outputs: [frame-*.txt]
+            """, "\(d.root)/types", "render.yaml")
+        try write("parameters: {q: 1}\ncommand: run {param.q}\nretires: 2\n", "\(d.root)/types", "typo.yaml")
+        let listed = try await d.batchctl(["types"])
+        #expect(listed.out.contains("render\n  {param.quality} = '10'\n  {param.scene} = 'main'"), "\(listed.out)")
+        #expect(listed.out.contains("typo\n  cannot be used: types/typo.yaml:3:1: retires: unknown key 'retires'"), "\(listed.out)")
+
+        let work = "\(d.root)/hall"
+        try write("name: hall\ntype: render\nparameters: {scene: hall}\ntasks: {forEachInteger: {from: 1, to: 2}}\n", work, "job.yaml")
+        let r = try await d.batchctl(["submit", "\(work)/job.yaml", "--set", "quality=20", "--wait", "--timeout", "60"])
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        let job = try #require(try await d.store().job("hall"))
+        #expect(try await d.store().tasks(job.id).map(\.command) == ["echo quality=20 scene=hall frame=1 > frame-1.txt",
+                                                                     "echo quality=20 scene=hall frame=2 > frame-2.txt"])
+        #expect(read("\(work)/output/frame-2.txt") == "quality=20 scene=hall frame=2\n")
+
+        try write("name: broken\ntype: typo\ntasks: [{id: a}]\n", "\(d.root)/broken", "job.yaml")
+        let bad = try await d.batchctl(["submit", "\(d.root)/broken/job.yaml"])
+        #expect(bad.code == 2 && bad.err.contains("types/typo.yaml:3:1: retires: unknown key 'retires'") && bad.err.contains("did you mean 'retries'?"),
+                "\(bad.err)")
+        let unknown = try await d.batchctl(["submit", "\(work)/job.yaml", "--set", "qualty=1"])
+        #expect(unknown.code == 2 && unknown.err.contains("did you mean 'quality'?"), "\(unknown.err)")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
     @Test("limits.wallClock stops a local job, running tasks included, and it fails with that reason")
     func wallClockLimit() async throws {
         let d = try DaemonHarness(slots: 2)

@@ -186,6 +186,7 @@ struct HostileTests {
         #expect(read("\(work)/out-q06/out-0.txt") == "x; touch PWNED\n")
         #expect(read("\(work)/out-q06/out-1.txt") == "$(touch PWNED2)\n")
         #expect(read("\(work)/out-q07/a;echo INJECTED >x;.count")?.hasPrefix("6 ") == true)
+        #expect(read("\(work)/out-t20/out.txt") == "x'; touch PWNED; echo '\n", "a parameter's value reached the task as text")
         #expect(!FileManager.default.fileExists(atPath: "\(work)/out-k01/passwd"))
         #expect(Self.files(under: "\(work)/out-k02") == ["mine.txt"])
         #expect(Self.files(under: "\(work)/out-k03") == ["mine.txt"])

@@ -13,7 +13,8 @@
 #               (make test walks every point's first passing with 4 tasks)
 #   make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc] [BUILD=release]
 #               binaries, system and user units, sysusers file, config (kept if
-#               present), journald catalog, manifest schema, docs, completions
+#               present), journald catalog, manifest schema, docs, completions,
+#               man pages (batchctl(1), batchd(8), batchd.yaml(5), batchd-manifest(5))
 #   make install-user   the same for one user under ~/.local, unit in ~/.config/systemd/user
 SHELL := /bin/bash
 DEV_CONFIG := etc/batchd/dev.yaml
@@ -32,6 +33,7 @@ SYSUSERSDIR := $(DESTDIR)$(PREFIX)/lib/sysusers.d
 SHAREDIR := $(DESTDIR)$(PREFIX)/share/batchd
 DOCDIR := $(DESTDIR)$(PREFIX)/share/doc/batchd
 CONFDIR := $(DESTDIR)$(SYSCONFDIR)/batchd
+MANDIR := $(DESTDIR)$(PREFIX)/share/man
 
 FUZZ_SECONDS ?= 600
 
@@ -98,6 +100,12 @@ install: setup
 	$(BIN)/batchctl --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/batchctl
 	$(BIN)/batchctl --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_batchctl
 	$(BIN)/batchctl --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/batchctl.fish
+	swift build -c $(BUILD) --product generate-manual
+	rm -rf .build/man && scripts/man.sh .build/man $(BIN)
+	install -d $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man8
+	install -m 644 .build/man/man1/batchctl.1 $(MANDIR)/man1/
+	install -m 644 .build/man/man8/batchd.8 $(MANDIR)/man8/
+	install -m 644 .build/man/man5/batchd-manifest.5 .build/man/man5/batchd.yaml.5 $(MANDIR)/man5/
 	@echo "installed under $(DESTDIR)$(PREFIX); next: docs/operations.md"
 
 install-user:

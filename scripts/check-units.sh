@@ -38,10 +38,13 @@ check "ExecStart names the installed binary" grep -q "^ExecStart=$tmp/usr/bin/ba
 for f in usr/bin/batchd usr/bin/batchctl usr/lib/batchd/batchd-exec usr/lib/systemd/catalog/batchd.catalog \
          usr/lib/sysusers.d/batchd.conf usr/share/batchd/manifest.schema.json etc/batchd/batchd.yaml \
          usr/share/bash-completion/completions/batchctl usr/share/zsh/site-functions/_batchctl \
-         usr/share/fish/vendor_completions.d/batchctl.fish usr/share/doc/batchd/operations.md; do
+         usr/share/fish/vendor_completions.d/batchctl.fish usr/share/doc/batchd/operations.md \
+         usr/share/man/man1/batchctl.1 usr/share/man/man8/batchd.8 usr/share/man/man5/batchd-manifest.5 \
+         usr/share/man/man5/batchd.yaml.5; do
   check "installed $f" test -s "$tmp/$f"
 done
 check "bash completion knows the subcommands" grep -q "submit" "$tmp/usr/share/bash-completion/completions/batchctl"
+check "man finds the installed pages" env MANPATH="$tmp/usr/share/man" man -w batchctl batchd batchd.yaml batchd-manifest
 # The installed daemon finds batchd-exec in PREFIX/lib/batchd: it starts,
 # says "daemon ready" (read from its stderr as it comes), and stops on SIGTERM.
 printf 'stateDirectory: %s/state\nruntimeDirectory: %s/run\n' "$tmp" "$tmp" > "$tmp/c.yaml"

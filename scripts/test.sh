@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the Swift suites (unit and integration, against the real
 # binaries), the schema check of the examples, the installed units
-# (systemd-analyze verify and security), the Azure emulator's conformance
+# (systemd-analyze verify and security), the manual pages, the Azure emulator's conformance
 # suite, and manifest intake under libFuzzer (a corpus replay and a bounded
 # run). Ends with one summary line.
 set -uo pipefail
@@ -49,6 +49,10 @@ else
   echo "links: batchd-exec is dynamically linked"; links_rc=1
 fi
 
+# The manual pages build, render without warnings and cover every command.
+scripts/check-man.sh
+man_rc=$?
+
 # The benchmark suite at small sizes, so it cannot rot (no time is asserted).
 scripts/setup.sh bench && .venv/bin/python bench/run.py --quick
 bench_rc=$?
@@ -66,4 +70,4 @@ passed=$(( $(count "$log" || echo 0) + $(count "$slurm_log" || echo 0) ))
 failed=$(( $(grep -cE '^✘ Test .* failed' "$log") + $(grep -cE '^✘ Test .* failed' "$slurm_log") ))
 echo "swift: ${passed:-0} passed, ${failed:-0} failed"
 [ "$swift_rc" -eq 0 ] && [ "$slurm_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ] && [ "$units_rc" -eq 0 ] && [ "$emulator_rc" -eq 0 ] \
-  && [ "$replay_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$links_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+  && [ "$replay_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$links_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$man_rc" -eq 0 ]

@@ -106,6 +106,47 @@ public struct JobReport: Sendable {
         ]
     }
 
+    /// Each task's collected files (the artifacts by task index), a page of
+    /// `pageSize` files at a time; one task's when `task` is given.
+    public func outputs(_ job: JobRecord, task: String?, page: Int = 1) async throws -> [String: Any] {
+        var idx: Int?
+        if let task {
+            guard let t = try await store.task(job.id, task) else { throw DaemonError("job \(job.id) has no task '\(task)'") }
+            idx = t.idx
+        }
+        let offset = (max(page, 1) - 1) * Self.pageSize
+        let rows = try await store.outputsByTask(job.id, idx: idx, limit: Self.pageSize + 1, offset: offset)
+        let shown = Array(rows.prefix(Self.pageSize))
+        let names = try await store.taskIDs(job.id, indices: Set(shown.map(\.idx)))
+        var tasks: [[String: Any]] = []
+        for r in shown {
+            let file: [String: Any] = ["path": r.path, "size": r.size, "sha256": r.sha256]
+            if let last = tasks.last, last["index"] as? Int == r.idx {
+                tasks[tasks.count - 1]["files"] = (last["files"] as? [[String: Any]] ?? []) + [file]
+            } else {
+                tasks.append(["task": names[r.idx] ?? "\(r.idx)", "index": r.idx, "files": [file]])
+            }
+        }
+        return ["job": job.id, "destination": job.destination, "count": try await store.outputCount(job.id), "tasks": tasks,
+                "page": ["number": max(page, 1), "size": Self.pageSize, "more": rows.count > Self.pageSize]]
+    }
+
+    /// `outputs` for people: one block per task, in task order.
+    public func outputsText(_ job: JobRecord, task: String?, page: Int = 1) async throws -> String {
+        let o = try await outputs(job, task: task, page: page)
+        let tasks = o["tasks"] as? [[String: Any]] ?? []
+        guard !tasks.isEmpty else { return task == nil ? "job \(job.id) has collected no files" : "task \(task!) of job \(job.id) has collected no files" }
+        var lines = ["files in \(job.destination)"]
+        for t in tasks {
+            lines.append("task \(t["task"]!) (index \(t["index"]!)):")
+            for f in t["files"] as? [[String: Any]] ?? [] {
+                lines.append("  \(f["path"]!)  \(Progress.bytes(f["size"] as? Int ?? 0))  sha256 \(String((f["sha256"] as? String ?? "").prefix(12)))")
+            }
+        }
+        if (o["page"] as? [String: Any])?["more"] as? Bool == true { lines.append("… more with --page \(max(page, 1) + 1)") }
+        return lines.joined(separator: "\n")
+    }
+
     /// A step being retried, for people: what, why, how often, since when.
     public static func retryingText(_ r: RetryingRecord, now: Double = Date().timeIntervalSince1970) -> String {
         let ago = max(0, Int((now - r.last).rounded()))

@@ -240,6 +240,10 @@ enum Schema {
                 );
                 """)
         }
+        m.registerMigration("v8-outputs-by-task") { db in
+            // `batchctl outputs JOB [TASK]` lists a job's files by task.
+            try db.execute(sql: "CREATE INDEX outputs_by_task ON outputs(job_id, idx, path)")
+        }
         return m
     }
 }

@@ -120,6 +120,19 @@ extension Store {
         }
     }
 
+    /// A page of a job's collected files in task order (by index, then
+    /// path), or of one task's.
+    public func outputsByTask(_ jobID: String, idx: Int? = nil, limit: Int, offset: Int) async throws -> [OutputRecord] {
+        try await db.read { db in
+            if let idx {
+                return try OutputRecord.fetchAll(db, sql: "SELECT * FROM outputs WHERE job_id = ? AND idx = ? ORDER BY path LIMIT ? OFFSET ?",
+                                                 arguments: [jobID, idx, limit, offset])
+            }
+            return try OutputRecord.fetchAll(db, sql: "SELECT * FROM outputs WHERE job_id = ? ORDER BY idx, path LIMIT ? OFFSET ?",
+                                             arguments: [jobID, limit, offset])
+        }
+    }
+
     /// The ids of some of a job's tasks, by index.
     public func taskIDs(_ jobID: String, indices: Set<Int>) async throws -> [Int: String] {
         try await db.read { db in

@@ -222,3 +222,31 @@ struct Types: AsyncParsableCommand {
         }
     }
 }
+
+struct Outputs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The files collected from each task, in task order (or one task's), where the destination keeps them.")
+    @OptionGroup var global: Global
+    @Argument(help: "Job id or name.") var job: String
+    @Argument(help: "A task id or index (default: every task).") var task: String?
+    @Flag(help: "Print JSON.") var json = false
+    @Option(help: ArgumentHelp("Which page of files to list (\(JobReport.pageSize) per page).", valueName: "N")) var page = 1
+
+    func validate() throws {
+        guard (1...1_000_000).contains(page) else { throw ValidationError("--page must be between 1 and 1000000") }
+    }
+
+    func run() async throws {
+        try await guarded {
+            let store = try global.store()
+            let record = try await global.job(store, job)
+            let report = JobReport(store: store)
+            do {
+                say(json ? JobReport.json(try await report.outputs(record, task: task, page: page))
+                         : try await report.outputsText(record, task: task, page: page))
+            } catch let e as DaemonError {
+                throw CLIError(4, "\(e)")
+            }
+        }
+    }
+}

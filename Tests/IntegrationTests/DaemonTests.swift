@@ -227,6 +227,13 @@ struct DaemonTests {
         #expect(try await d.store().tasks(job.id).map(\.command) == ["echo quality=20 scene=hall frame=1 > frame-1.txt",
                                                                      "echo quality=20 scene=hall frame=2 > frame-2.txt"])
         #expect(read("\(work)/output/frame-2.txt") == "quality=20 scene=hall frame=2\n")
+        // Each task's collected files, in task order, or one task's.
+        let all = try await d.batchctl(["outputs", "hall"])
+        #expect(all.out.contains("task 0 (index 0):\n  frame-1.txt  ") && all.out.contains("task 1 (index 1):\n  frame-2.txt  "), "\(all.out)")
+        let one = try JSONSerialization.jsonObject(with: Data(try await d.batchctl(["outputs", "hall", "1", "--json"]).out.utf8)) as? [String: Any]
+        let files = (one?["tasks"] as? [[String: Any]])?.flatMap { ($0["files"] as? [[String: Any]] ?? []).compactMap { $0["path"] as? String } }
+        #expect(files == ["frame-2.txt"] && one?["count"] as? Int == 2)
+        #expect(try await d.batchctl(["outputs", "hall", "nosuch"]).code == 4)
 
         try write("name: broken\ntype: typo\ntasks: [{id: a}]\n", "\(d.root)/broken", "job.yaml")
         let bad = try await d.batchctl(["submit", "\(d.root)/broken/job.yaml"])

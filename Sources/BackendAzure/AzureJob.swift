@@ -7,6 +7,7 @@ import BatchStore
 import BatchSupport
 import Foundation
 import Logging
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -83,6 +84,28 @@ extension AzureJob {
         var cached: (sha256: String, md5: String)?
     }
 
+    /// Staging's bytes so far: files done (sent, or found stored) and the
+    /// blocks stored of files still being sent.
+    final class StagingBytes: Sendable {
+        struct Counts { var uploaded: Int64 = 0; var skipped: Int64 = 0; var partial: [Int: Int64] = [:] }
+        let counts = Mutex(Counts())
+
+        /// File `i` is (again) being sent: what an earlier try of it counted goes.
+        func begin(_ i: Int) { counts.withLock { _ = $0.partial.removeValue(forKey: i) } }
+        func add(_ i: Int, _ n: Int64) { counts.withLock { $0.partial[i, default: 0] += n } }
+        func finish(_ i: Int, uploaded: Int64, skipped: Int64) {
+            counts.withLock { c in
+                c.partial[i] = nil
+                c.uploaded += uploaded
+                c.skipped += skipped
+            }
+        }
+        /// Uploaded (partial blocks included) and skipped bytes.
+        func snapshot() -> (uploaded: Int64, skipped: Int64) {
+            counts.withLock { c in (c.uploaded + c.partial.values.reduce(0, +), c.skipped) }
+        }
+    }
+
     /// What staging one input did.
     struct StagedInput: Sendable {
         var blob: String
@@ -137,18 +160,34 @@ extension AzureJob {
         case .success?: break
         }
 
-        var uploaded = 0, skipped = 0
         var records = [InputRecord?](repeating: nil, count: files.count)
         var hashes: [FileHashRecord] = []
-        var lastProgress = ContinuousClock.now
+        var lastSave = ContinuousClock.now
         let width = max(1, 2 * az.settings.concurrency)
+        // Bytes so far, block by block for large files, written for `show`
+        // and `watch` once a second while anything changes.
+        let bytes = StagingBytes()
+        let ticker = Task {
+            var last: (Int64, Int64) = (-1, -1)
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let now = bytes.snapshot()
+                if now != last, !Task.isCancelled {
+                    try? await store.azureStaging(jobID, total: total, uploaded: Int(now.uploaded), skipped: Int(now.skipped))
+                    last = now
+                }
+            }
+        }
         let failure = await withTaskGroup(of: (Int, Result<StagedInput, Error>?).self, returning: StepResult?.self) { g in
             var next = 0
             func add() {
                 let i = next, input = files[i], az = az
                 next += 1
                 g.addTask {
-                    (i, await azureStep("upload \(Printable.escape(input.source))") { try await Self.stageOne(input, policy: policy, az: az) })
+                    (i, await azureStep("upload \(Printable.escape(input.source))") {
+                        bytes.begin(i)
+                        return try await Self.stageOne(input, policy: policy, az: az, progress: { bytes.add(i, $0) })
+                    })
                 }
             }
             while next < files.count && next < width { add() }
@@ -162,20 +201,17 @@ extension AzureJob {
                     g.cancelAll()
                     return .failed(reason: "input \(Printable.escape(input.source)) could not be uploaded: \(e)")
                 case .success(let put)?:
-                    if put.uploaded > 0 { uploaded += Int(put.uploaded) } else { skipped += Int(input.identity.size) }
+                    bytes.finish(i, uploaded: put.uploaded, skipped: put.uploaded > 0 ? 0 : input.identity.size)
                     records[i] = InputRecord(jobId: jobID, source: input.source, sha256: put.sha256, size: Int(input.identity.size), blob: put.blob)
                     if let h = put.hashed { hashes.append(h) }
                 }
                 if next < files.count { add() }
-                if ContinuousClock.now - lastProgress >= .seconds(1) || next == files.count && g.isEmpty {
-                    lastProgress = ContinuousClock.now
-                    let (t, u, s, fresh) = (total, uploaded, skipped, hashes)
+                // New hashes go to the cache at most once a second, and at the end.
+                if !hashes.isEmpty, ContinuousClock.now - lastSave >= .seconds(1) || next == files.count && g.isEmpty {
+                    lastSave = ContinuousClock.now
+                    let fresh = hashes
                     hashes = []
-                    guard await retrying("record staging progress", { () async throws -> Bool in
-                        try await store.saveHashes(fresh)
-                        try await store.azureStaging(jobID, total: t, uploaded: u, skipped: s)
-                        return true
-                    }) != nil else {
+                    guard await retrying("cache the inputs' hashes", { try await store.saveHashes(fresh) }) != nil else {
                         g.cancelAll()
                         return .interrupted
                     }
@@ -183,7 +219,13 @@ extension AzureJob {
             }
             return nil
         }
+        ticker.cancel()
+        await ticker.value   // no late progress write after the last one below
         if let failure { return failure }
+        let done = bytes.snapshot()
+        let (uploaded, skipped) = (Int(done.uploaded), Int(done.skipped))
+        guard await retrying("record staging progress", { try await store.azureStaging(jobID, total: total, uploaded: uploaded, skipped: skipped) })
+            != nil else { return .interrupted }
         handle.crashPoint("stage.uploaded")
         let staged = records.compactMap { $0 }
         guard await retrying("record inputs", { try await store.recordInputs(jobID, staged) }) != nil else { return .interrupted }
@@ -195,7 +237,8 @@ extension AzureJob {
     /// Stages one input: opened again as the submitter, refused if it changed
     /// since it was first opened, hashed unless the cache had it, and put
     /// into the content-addressed store.
-    static func stageOne(_ input: InputFile, policy: AccessPolicy, az: AzureBackend) async throws -> StagedInput {
+    static func stageOne(_ input: InputFile, policy: AccessPolicy, az: AzureBackend,
+                         progress: @escaping @Sendable (Int64) -> Void) async throws -> StagedInput {
         let file = try policy.openForReading(input.source)
         defer { close(file.fd) }
         let id = FileOps.identity(file.st)
@@ -209,7 +252,7 @@ extension AzureJob {
             hashed = FileHashRecord(path: input.source, device: id.device, inode: id.inode, size: id.size, mtimeNs: id.mtimeNs,
                                     sha256: sha256, md5: md5)
         }
-        let put = try await az.inputs.put("/proc/self/fd/\(file.fd)", size: id.size, md5: md5, likelyStored: input.cached != nil)
+        let put = try await az.inputs.put("/proc/self/fd/\(file.fd)", size: id.size, md5: md5, likelyStored: input.cached != nil, progress: progress)
         return StagedInput(blob: put.name, sha256: sha256, uploaded: put.uploaded, hashed: hashed)
     }
 

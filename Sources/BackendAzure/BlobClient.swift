@@ -219,7 +219,11 @@ public struct BlobClient: Sendable {
     /// (listed as uncommitted, with the right size) are not sent again.
     /// Returns the number of bytes actually sent.
     @discardableResult
-    public func upload(_ path: String, to container: String, as blob: String, md5: String) async throws -> Int64 {
+    /// `progress` is told the bytes of each block as it is stored (blocks a
+    /// crashed upload left are told at once), so a large file's upload
+    /// shows while it lasts.
+    public func upload(_ path: String, to container: String, as blob: String, md5: String,
+                       progress: (@Sendable (Int64) -> Void)? = nil) async throws -> Int64 {
         guard let size = Self.fileSize(path) else { throw BlobError(status: 0, code: "CannotRead", operation: "read \(path)") }
         let common: [(name: String, value: String)] = [("x-ms-blob-type", "BlockBlob"), ("x-ms-blob-content-md5", md5)]
         if size <= singlePutLimit {
@@ -235,6 +239,8 @@ public struct BlobClient: Sendable {
             let length = min(blockSize, size - Int64(i) * blockSize)
             return staged[ids[i]] != length
         }
+        let already = (0..<count).filter { !todo.contains($0) }.reduce(Int64(0)) { $0 + min(blockSize, size - Int64($1) * blockSize) }
+        if already > 0 { progress?(already) }
         var sent: Int64 = 0
         try await withThrowingTaskGroup(of: Int64.self) { group in
             var next = 0
@@ -253,6 +259,7 @@ public struct BlobClient: Sendable {
             while next < todo.count && next < concurrency { add() }
             while let n = try await group.next() {
                 sent += n
+                progress?(n)
                 if next < todo.count { add() }
             }
         }

@@ -59,7 +59,9 @@ public struct InputStore: Sendable {
     /// cache), so its blob is probably there and is asked about first (a
     /// HEAD, no bytes sent). A file seen for the first time is most likely
     /// absent: one that fits a single put goes in one conditional request.
-    public func put(_ path: String, size: Int64, md5: String, likelyStored: Bool = true) async throws -> (name: String, uploaded: Int64) {
+    /// `progress`: bytes of a large file's blocks as they are stored.
+    public func put(_ path: String, size: Int64, md5: String, likelyStored: Bool = true,
+                    progress: (@Sendable (Int64) -> Void)? = nil) async throws -> (name: String, uploaded: Int64) {
         let name = Self.name(md5: md5)
         if !likelyStored && size <= blob.singlePutLimit {
             return (name, try await blob.putIfAbsent(path, size: size, to: container, as: name, md5: md5) ? size : 0)
@@ -67,7 +69,7 @@ public struct InputStore: Sendable {
         if let props = try await blob.properties(container, name), props.md5 == md5, props.size == size {
             return (name, 0)
         }
-        return (name, try await blob.upload(path, to: container, as: name, md5: md5))
+        return (name, try await blob.upload(path, to: container, as: name, md5: md5, progress: progress))
     }
 
     /// A URL tasks can read the blob with, valid for `lifetime`.

@@ -56,6 +56,7 @@ struct Watcher {
             if json {
                 let line = JobReport.json(["id": jobID, "state": job.phase.rawValue, "done": p.done, "total": counts.total, "running": counts.running,
                                            "failed": counts.failed, "percent": p.percent,
+                                           "inputBytes": p.totalBytes.map { ["staged": p.stagedBytes ?? 0, "total": $0] as [String: Any] } as Any? ?? NSNull(),
                                            "retrying": retrying.map { ["step": $0.step, "reason": $0.reason, "tries": $0.tries] }])
                     .replacingOccurrences(of: "\n", with: "")
                 if line != last { say(line); last = line }

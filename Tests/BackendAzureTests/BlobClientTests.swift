@@ -2,6 +2,7 @@ import BackendAzure
 import BatchHTTP
 import Crypto
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 
@@ -45,7 +46,9 @@ struct BlobClientTests {
         try await client.createContainer("data")
         let path = try file(1_000_000)
         let md5 = try BlobClient.md5(ofFile: path)
-        #expect(try await client.upload(path, to: "data", as: "dir/big file.bin", md5: md5) == 1_000_000)
+        let told = Mutex<[Int64]>([])
+        #expect(try await client.upload(path, to: "data", as: "dir/big file.bin", md5: md5, progress: { n in told.withLock { $0.append(n) } }) == 1_000_000)
+        #expect(told.withLock { $0.count == 4 && $0.reduce(0, +) == 1_000_000 }, "each block's bytes are told as it is stored")
         let s = try await stats()
         #expect(s["put.block"] == 4 && s["put.blocklist"] == 1)
         #expect(try await client.properties("data", "dir/big file.bin")?.md5 == md5)

@@ -300,6 +300,33 @@ struct AzureTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
+    @Test("a large input's upload shows its bytes in show while it lasts, block by block")
+    func uploadProgress() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  blockSize: 1MiB\n  concurrency: 1")
+        let dir = "\(d.root)/big"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: "\(dir)/big.bin", contents: Data((0..<(12 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }))
+        let manifest = try write("name: big\ninputs: [big.bin]\ntasks: [{id: a, command: 'wc -c big.bin'}]\n", dir, "job.yaml")
+        // 12 blocks of 1 MiB, one at a time, each answered after 0.3 s: the
+        // upload lasts about 4 s, and watch samples twice a second.
+        _ = try await rig.admin("faults", ["latency": 0.3])
+        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
+        let watched = try await d.batchctl(["watch", "big", "--json"], timeout: 300)
+        #expect(watched.code == 0, "\(watched.err)")
+        let staged = watched.out.split(separator: "\n").compactMap { line -> (Int, Int)? in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  o["state"] as? String == "staging", let b = o["inputBytes"] as? [String: Any],
+                  let staged = b["staged"] as? Int, let total = b["total"] as? Int else { return nil }
+            return (staged, total)
+        }
+        let partial = staged.filter { $0.0 > 0 && $0.0 < $0.1 }
+        #expect(!partial.isEmpty, "a partial upload was shown: \(staged)")
+        #expect(partial.allSatisfy { $0.1 == 12 << 20 && $0.0 % (1 << 20) == 0 }, "whole blocks of the whole: \(partial)")
+        let shown = try JSONSerialization.jsonObject(with: Data(try await d.batchctl(["show", "big", "--json"]).out.utf8)) as? [String: Any]
+        #expect(((shown?["azure"] as? [String: Any])?["inputs"] as? [String: Any])?["bytesUploaded"] as? Int == 12 << 20)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
     @Test("a cancel cut short by an Azure outage and a shutdown is finished at the next start: no active job, no pool")
     func cancelThroughOutageAndRestart() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")

@@ -15,7 +15,8 @@ public final class AzureBackend: Sendable {
     let batch: BatchClient
     let blob: BlobClient
     let inputs: InputStore
-    let sas: ServiceSAS
+    /// What signs the SAS tokens tasks get.
+    let sasKeys: SASKeys
     let poller: TaskPoller
     /// SAS tokens allow https only, unless the blob endpoint is plain http (the emulator).
     let httpsOnly: Bool
@@ -24,7 +25,7 @@ public final class AzureBackend: Sendable {
     let store: Store
     let logger: Logger
 
-    init(settings: DaemonConfig.Azure, owner: String, batch: BatchClient, blob: BlobClient, sas: ServiceSAS, httpsOnly: Bool,
+    init(settings: DaemonConfig.Azure, owner: String, batch: BatchClient, blob: BlobClient, sasKeys: SASKeys, httpsOnly: Bool,
          store: Store, logger: Logger) {
         self.store = store
         self.logger = logger
@@ -32,7 +33,7 @@ public final class AzureBackend: Sendable {
         self.owner = owner
         self.batch = batch
         self.blob = blob
-        self.sas = sas
+        self.sasKeys = sasKeys
         self.httpsOnly = httpsOnly
         inputs = InputStore(blob: blob, container: settings.inputContainer)
         poller = TaskPoller(client: batch, schedule: PollSchedule(minInterval: settings.pollMinInterval, maxInterval: settings.pollMaxInterval),
@@ -48,11 +49,6 @@ public final class AzureBackend: Sendable {
         let creds = try AzureCredentials.load(environment: variables) { name in
             guard let dir = credentialsDirectory, let data = FileManager.default.contents(atPath: "\(dir)/\(name)") else { return nil }
             return String(decoding: data, as: UTF8.self)
-        }
-        guard let storageKey = creds.storageKey else {
-            throw AzureError.badCredentials(
-                "tasks read inputs and write outputs through service SAS tokens, which are signed with the storage account key: "
-                    + "set AZURE_STORAGE_KEY or a connection string with AccountKey (Entra ID alone can sign requests, not these tokens)")
         }
         var transportConfig = TransportConfiguration()
         transportConfig.maxConnectionsPerHost = max(4, settings.concurrency * 2)
@@ -73,16 +69,26 @@ public final class AzureBackend: Sendable {
         }
         var batch = BatchClient(http: http, endpoint: creds.batchEndpoint, authorizer: batchAuth)
         batch.concurrency = settings.concurrency
-        var blob = BlobClient(http: http, endpoint: creds.blobEndpoint, account: creds.storageAccount, key: storageKey)
+        // Blob with the storage key when there is one; else with Entra ID
+        // tokens, and SAS tokens signed with user delegation keys.
+        let blobAuth: Authorizer
+        if let key = creds.storageKey {
+            blobAuth = .sharedKey(RequestSigner(service: .blob, account: creds.storageAccount, key: key))
+        } else {
+            blobAuth = .bearer(TokenProvider(http: http, authorityHost: creds.authorityHost, tenant: creds.tenantID ?? "", clientID: creds.clientID ?? "",
+                                             secret: creds.clientSecret ?? Secret(""), scope: TokenProvider.storageScope), .blob)
+        }
+        var blob = BlobClient(http: http, endpoint: creds.blobEndpoint, authorizer: blobAuth)
         blob.blockSize = Int64(settings.blockSize)
         blob.concurrency = settings.concurrency
         let owner = settings.owner.isEmpty ? "batchd@\(hostName)" : settings.owner
         logger.info("azure backend configured", metadata: [
             "batch.account": "\(creds.batchAccount)", "batch.endpoint": "\(creds.batchEndpoint)", "storage.account": "\(creds.storageAccount)",
             "auth": "\(creds.batchKey == nil ? "entra-id" : "shared-key")", "owner": "\(owner)",
+            "storage.auth": "\(creds.storageKey == nil ? "entra-id, user delegation SAS" : "shared-key")",
         ])
         return AzureBackend(settings: settings, owner: owner, batch: batch, blob: blob,
-                            sas: ServiceSAS(account: creds.storageAccount, key: storageKey),
+                            sasKeys: SASKeys(account: creds.storageAccount, blob: blob, accountKey: creds.storageKey),
                             httpsOnly: !creds.blobEndpoint.lowercased().hasPrefix("http:"), store: store, logger: logger)
     }
 
@@ -90,10 +96,16 @@ public final class AzureBackend: Sendable {
     public func shutdown() { batch.http.transport.shutdown() }
 
     /// A SAS URL of a container for tasks to write (`c`, `w`) into, valid `seconds`.
-    func writeURL(container: String, seconds: Double, now: Date = Date()) throws -> String {
+    func writeURL(container: String, seconds: Double, sas: ServiceSAS, now: Date = Date()) throws -> String {
         let token = try sas.token(container: container, permissions: "cw", start: now.addingTimeInterval(-300),
                                   expiry: now.addingTimeInterval(seconds), httpsOnly: httpsOnly)
         return "\(blob.url(container))?\(token)"
+    }
+
+    /// The longest a job's tokens may live: the config's, and with user
+    /// delegation keys (which live at most 7 days) a quarter of an hour less.
+    var maxTokenLifetime: Double {
+        sasKeys.usesDelegation ? min(settings.maxTokenLifetime, SASKeys.maxKeySeconds - 900) : settings.maxTokenLifetime
     }
 
     /// The pool a Batch job runs on (its auto-pool's id, once the service made it).
@@ -171,5 +183,43 @@ extension AzureBackend {
             logger.warning("could not list pools and jobs to look for orphans", metadata: ["error": "\(error)"])
         }
         await poller.run()
+    }
+}
+
+/// What signs SAS tokens: the storage account key, or user delegation keys
+/// asked for with Entra ID, each kept until a token would outlive it.
+public actor SASKeys {
+    let account: String
+    let blob: BlobClient
+    let accountKey: Secret?
+    var cached: UserDelegationKey?
+    /// Whether tokens are user delegation SAS (no account key).
+    public nonisolated let usesDelegation: Bool
+
+    /// The longest a user delegation key lives.
+    public static let maxKeySeconds: Double = 7 * 86400
+
+    /// Signing with `accountKey`, or, without one, with user delegation keys from `blob`.
+    public init(account: String, blob: BlobClient, accountKey: Secret?) {
+        self.account = account
+        self.blob = blob
+        self.accountKey = accountKey
+        usesDelegation = accountKey == nil
+    }
+
+    /// A signer whose tokens may live until `expiry`.
+    public func signer(until expiry: Date, now: Date = Date()) async throws -> ServiceSAS {
+        if let accountKey { return ServiceSAS(account: account, key: accountKey) }
+        if let key = cached, key.expiryDate >= expiry { return ServiceSAS(account: account, delegation: key) }
+        // As long as a key may live (from five minutes ago, for clocks a
+        // little apart), so one key serves every job of the week.
+        let start = now.addingTimeInterval(-300)
+        let end = start.addingTimeInterval(Self.maxKeySeconds - 300)
+        guard end >= expiry else {
+            throw AzureError.tokenTooShort("tokens until \(ServiceSAS.isoDate(expiry)) would outlive a user delegation key (7 days at most)")
+        }
+        let key = try await blob.userDelegationKey(start: start, expiry: end)
+        cached = key
+        return ServiceSAS(account: account, delegation: key)
     }
 }

@@ -37,7 +37,7 @@ struct AzureJob: Sendable {
     func azurePlan() throws -> (JobSpec, SASLifetime) {
         let spec = handle.spec
         let lifetime = try SASLifetime.forJob(wallClock: spec.limits.wallClockSeconds, margin: az.settings.tokenMargin,
-                                              maximum: az.settings.maxTokenLifetime)
+                                              maximum: az.maxTokenLifetime)
         return (spec, lifetime)
     }
 }
@@ -334,7 +334,8 @@ extension AzureJob {
                 if (existing["onAllTasksComplete"] as? String)?.lowercased() == "terminatejob" { return (nil, 0, true) }
             }
             let now = Date()
-            let outURL = try az.writeURL(container: rec.outputContainer, seconds: lifetime.tokenSeconds, now: now)
+            let sas = try await az.sasKeys.signer(until: now.addingTimeInterval(lifetime.tokenSeconds), now: now)
+            let outURL = try az.writeURL(container: rec.outputContainer, seconds: lifetime.tokenSeconds, sas: sas, now: now)
             var urls: [String: String] = [:]
             var added = 0
             // A page of tasks at a time (ten collections per page, sent
@@ -350,7 +351,7 @@ extension AzureJob {
                     for input in shared + task.inputFiles {
                         guard let name = blobs[input.source] else { return ("input \(input.source) was not staged", 0, false) }
                         if urls[name] == nil {
-                            urls[name] = try az.inputs.readURL(name, sas: az.sas, lifetime: lifetime, now: now, httpsOnly: az.httpsOnly)
+                            urls[name] = try az.inputs.readURL(name, sas: sas, lifetime: lifetime, now: now, httpsOnly: az.httpsOnly)
                         }
                         placed.append((urls[name]!, input.target))
                     }

@@ -17,7 +17,7 @@ public struct AzureJobBackend: JobBackend {
     public func refusal(_ spec: JobSpec) async -> ManifestIssue? {
         do {
             _ = try SASLifetime.forJob(wallClock: spec.limits.wallClockSeconds, margin: azure.settings.tokenMargin,
-                                       maximum: azure.settings.maxTokenLifetime)
+                                       maximum: azure.maxTokenLifetime)
             return nil
         } catch {
             return ManifestIssue(line: nil, column: nil, field: "limits.wallClock", message: "\(error)", hint: nil)

@@ -199,6 +199,25 @@ public struct BlobClient: Sendable {
         }
     }
 
+    /// Get User Delegation Key: a key valid from `start` to `expiry` (at most
+    /// 7 days ahead) for signing SAS tokens, asked for with an Entra ID token
+    /// (the service takes no other authorization for it).
+    public func userDelegationKey(start: Date, expiry: Date) async throws -> UserDelegationKey {
+        let (st, se) = (ServiceSAS.isoDate(start), ServiceSAS.isoDate(expiry))
+        let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><KeyInfo><Start>\(st)</Start><Expiry>\(se)</Expiry></KeyInfo>"
+        let r = try await send("get user delegation key", "POST", "\(endpoint)/?restype=service&comp=userdelegationkey",
+                               headers: [("Content-Type", "application/xml")], body: .data(Data(body.utf8)))
+        try expect(r, [200], "get a user delegation key")
+        let xml = XMLNames(data: r.body)
+        func one(_ name: String) -> String { xml.values(of: name, inside: "UserDelegationKey").first ?? "" }
+        let value = one("Value")
+        guard !value.isEmpty, Data(base64Encoded: value) != nil else {
+            throw BlobError(status: 502, code: "NoDelegationKey", operation: "get a user delegation key")
+        }
+        return UserDelegationKey(oid: one("SignedOid"), tid: one("SignedTid"), start: one("SignedStart"), expiry: one("SignedExpiry"),
+                                 expiryDate: expiry, service: one("SignedService"), version: one("SignedVersion"), value: Secret(value))
+    }
+
     /// Puts a file of at most `singlePutLimit` bytes as one blob unless a
     /// blob of that name exists (If-None-Match: *): one request either way.
     /// True if it was written, false if the name was taken (409

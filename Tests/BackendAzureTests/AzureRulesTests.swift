@@ -124,4 +124,17 @@ struct AzureRulesTests {
         #expect(AzureRules.plainWords(BlobError(status: 429, code: "", operation: "upload c/b")).hasPrefix("Azure is throttling"))
         #expect(AzureRules.plainWords(HTTPError(.connect, "Couldn't connect to server")).hasPrefix("cannot connect to Azure"))
     }
+
+    @Test("a user delegation SAS carries the key's fields and never outlives the key")
+    func delegationTokens() throws {
+        let keyExpiry = Date(timeIntervalSince1970: 1_800_000_000)
+        let key = UserDelegationKey(oid: "app-1", tid: "tenant-1", start: "2027-01-08T00:00:00Z", expiry: ServiceSAS.isoDate(keyExpiry),
+                                    expiryDate: keyExpiry, service: "b", version: "2026-10-06", value: Secret("a2V5LWtleS1rZXk="))
+        let sas = ServiceSAS(account: "store", delegation: key)
+        let token = try sas.token(container: "c", blob: "b", permissions: "r", start: nil, expiry: keyExpiry.addingTimeInterval(-60))
+        for field in ["skoid=app-1", "sktid=tenant-1", "skt=2027-01-08T00%3A00%3A00Z", "sks=b", "skv=2026-10-06", "sig="] {
+            #expect(token.contains(field), "\(field) in \(token)")
+        }
+        #expect(throws: AzureError.self) { try sas.token(container: "c", permissions: "r", start: nil, expiry: keyExpiry.addingTimeInterval(60)) }
+    }
 }

@@ -268,6 +268,26 @@ struct AzureTests {
         try await expectCancelledAndNothingLeft(rig, d, job.id)
     }
 
+    @Test("with only Entra ID and the storage account's name (no key), wordcount succeeds: Blob through tokens, task SAS from user delegation keys")
+    func noStorageKey() async throws {
+        let rig = try AzureRig()
+        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.2s")
+        var env = rig.environment(entra: true)
+        // The account and where Blob is; no AccountKey, no AZURE_STORAGE_KEY.
+        env["AZURE_STORAGE_CONNECTION_STRING"] = "DefaultEndpointsProtocol=http;AccountName=store;BlobEndpoint=\(rig.emulator.url)/store"
+        try await d.start(environment: env)
+        let dir = try copyExample(d, "wc")
+        let r = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", "\(dir)/job.yaml"], timeout: 150)
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        #expect(tree("\(dir)/output").count == 3, "every output came back")
+        let stats = try await rig.admin("stats")
+        let requests = stats["requests"] as? [String: Int] ?? [:]
+        #expect(requests["user.delegation.key"] == 1, "one key served the job's tokens: \(requests)")
+        #expect(d.log.lines.contains { $0.contains("storage.auth=\"entra-id, user delegation SAS\"") })
+        #expect(await d.signal(SIGTERM) == 0)
+        withExtendedLifetime(rig) {}
+    }
+
     @Test("a step retried through an outage shows in show and watch: what, why in plain words, how often, since when; and goes when it works")
     func retryingShows() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")

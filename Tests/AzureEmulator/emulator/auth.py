@@ -102,9 +102,28 @@ def _parse_time(text):
     raise AuthError(f"the SAS time '{text}' is not in a valid format")
 
 
+# A user delegation SAS (signed with a key from Get User Delegation Key, not
+# the account key): its fields in signing order, before and from the version
+# that added the delegated user and the signed request headers and query.
+DELEGATION_FIELDS = ["sp", "st", "se", "canonicalizedresource", "skoid", "sktid", "skt", "ske", "sks", "skv",
+                     "saoid", "suoid", "scid", "sip", "spr", "sv", "sr", "snapshot", "ses",
+                     "rscc", "rscd", "rsce", "rscl", "rsct"]
+DELEGATION_FIELDS_2025 = ["sp", "st", "se", "canonicalizedresource", "skoid", "sktid", "skt", "ske", "sks", "skv",
+                          "saoid", "suoid", "scid", "skdutid", "sduoid", "sip", "spr", "sv", "sr", "snapshot", "ses",
+                          "srh", "srq", "rscc", "rscd", "rsce", "rscl", "rsct"]
+MAX_DELEGATION_SECONDS = 7 * 86400
+
+
+def delegation_key(account_key, oid, tid, start, expiry):
+    """The user delegation key's value for these fields: derived from the
+    account key, so a token can be checked without remembering keys."""
+    return _hmac(account_key, f"user-delegation|{oid}|{tid}|{start}|{expiry}")
+
+
 def check_sas(params, account, key, container, blob, needed, now=None):
-    """Checks a service SAS (sv 2020-12-06+) for an operation needing the
-    permission letters in `needed` (any one of them, e.g. "r" or "rl")."""
+    """Checks a service SAS (sv 2020-12-06+), signed with the account key or
+    with a user delegation key, for an operation needing the permission
+    letters in `needed` (any one of them, e.g. "r" or "rl")."""
     now = now or time.time()
     sr = params.get("sr")
     if sr not in ("b", "c"):
@@ -114,8 +133,19 @@ def check_sas(params, account, key, container, blob, needed, now=None):
     resource = f"/blob/{account}/{container}" + (f"/{blob}" if sr == "b" else "")
     values = dict(params)
     values["canonicalizedresource"] = resource
-    fields = [values.get(f, "") for f in SAS_FIELDS]
-    if not hmac.compare_digest(_hmac(key, "\n".join(fields)), params.get("sig", "")):
+    if "skoid" in params:
+        for f in ("sktid", "skt", "ske", "sks", "skv"):
+            if f not in params:
+                raise AuthError(f"the user delegation SAS lacks {f}")
+        if now > _parse_time(params["ske"]):
+            raise AuthError("the user delegation key of this SAS has expired")
+        signing_key = delegation_key(key, params["skoid"], params["sktid"], params["skt"], params["ske"])
+        order = DELEGATION_FIELDS_2025 if params.get("sv", "") >= "2025-07-05" else DELEGATION_FIELDS
+        fields = [values.get(f, "") for f in order]
+    else:
+        signing_key = key
+        fields = [values.get(f, "") for f in SAS_FIELDS]
+    if not hmac.compare_digest(_hmac(signing_key, "\n".join(fields)), params.get("sig", "")):
         raise AuthError("the SAS signature does not match")
     if "se" not in params:
         raise AuthError("the SAS has no expiry")
@@ -153,7 +183,7 @@ class TokenIssuer:
         audience = scope[: -len("/.default")] if scope.endswith("/.default") else scope
         token = secrets.token_urlsafe(32)
         with self.lock:
-            self.tokens[token] = (audience.rstrip("/"), time.time() + self.lifetime)
+            self.tokens[token] = (audience.rstrip("/"), time.time() + self.lifetime, tenant, form.get("client_id", ""))
         return 200, {"token_type": "Bearer", "expires_in": self.lifetime, "ext_expires_in": self.lifetime, "access_token": token}
 
     def check(self, header, audience):
@@ -163,8 +193,9 @@ class TokenIssuer:
             entry = self.tokens.get(header[len("Bearer "):])
         if entry is None:
             raise AuthError("the access token is not valid")
-        aud, expiry = entry
+        aud, expiry, tenant, client_id = entry
         if time.time() > expiry:
             raise AuthError("the access token has expired")
         if aud != audience.rstrip("/"):
             raise AuthError(f"the access token is for {aud}, not {audience}")
+        return tenant, client_id   # the principal (its object id is the client id here)

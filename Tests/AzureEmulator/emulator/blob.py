@@ -70,14 +70,20 @@ class BlobService:
     # -- auth --------------------------------------------------------------
     def authorize(self, req, container, blob, needed):
         sas = {k: v for k, v in req.query.items() if k in ("sv", "sr", "sp", "st", "se", "sig", "spr", "si", "sip",
-                                                             "ses", "rscc", "rscd", "rsce", "rscl", "rsct", "snapshot")}
+                                                             "ses", "rscc", "rscd", "rsce", "rscl", "rsct", "snapshot",
+                                                             "skoid", "sktid", "skt", "ske", "sks", "skv", "saoid", "suoid",
+                                                             "scid", "skdutid", "sduoid", "srh", "srq")}
         if "sig" in sas:
+            if needed == "":   # Get User Delegation Key takes Entra ID only
+                raise AuthError("this operation must be authorized with Microsoft Entra ID")
             check_sas(sas, self.account, self.key, container, blob, needed)
             return
         header = req.headers.get("authorization", "")
         if header.startswith("Bearer "):
-            self.tokens.check(header, "https://storage.azure.com")
+            req.principal = self.tokens.check(header, "https://storage.azure.com")
             return
+        if needed == "":
+            raise AuthError("this operation must be authorized with Microsoft Entra ID")
         if not header:
             raise AuthError("no Authorization header and no SAS")
         check_shared_key(header, self.account, self.key,
@@ -118,6 +124,8 @@ class BlobService:
                 return "list.containers", "l"
             if method in ("GET", "HEAD") and restype == "service" and comp == "properties":
                 return "service.properties", "r"
+            if method == "POST" and restype == "service" and comp == "userdelegationkey":
+                return "user.delegation.key", ""
             return None, ""
         if blob is None:
             if restype == "container":
@@ -253,6 +261,29 @@ class BlobService:
         h = {"ETag": b.etag, "Last-Modified": http_date(b.modified), "x-ms-request-server-encrypted": "true"}
         h.update(extra or {})
         return Response(201, h)
+
+    def user_delegation_key(self, req, container, blob):
+        """Get User Delegation Key: a key for signing SAS tokens, valid
+        between Start and Expiry (at most 7 days ahead), for the principal
+        of the Bearer token."""
+        import xml.etree.ElementTree as ET
+        from .auth import MAX_DELEGATION_SECONDS, delegation_key, _parse_time
+        try:
+            root = ET.fromstring(req.body)
+            start, expiry = root.findtext("Start") or "", root.findtext("Expiry") or ""
+            t0, t1 = (_parse_time(start) if start else time.time()), _parse_time(expiry)
+        except Exception:
+            return error(400, "InvalidXmlDocument", "XML specified is not syntactically valid.")
+        if t1 <= t0 or t1 > time.time() + MAX_DELEGATION_SECONDS + 60:
+            return error(400, "InvalidQueryParameterValue",
+                         "The value for one of the XML nodes is not in the correct format (Expiry: after Start, at most 7 days ahead).")
+        tid, oid = getattr(req, "principal", ("", ""))
+        start = start or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))
+        value = delegation_key(self.key, oid, tid, start, expiry)
+        body = (f'<?xml version="1.0" encoding="utf-8"?><UserDelegationKey><SignedOid>{escape(oid)}</SignedOid>'
+                f"<SignedTid>{escape(tid)}</SignedTid><SignedStart>{escape(start)}</SignedStart><SignedExpiry>{escape(expiry)}</SignedExpiry>"
+                f"<SignedService>b</SignedService><SignedVersion>{VERSION}</SignedVersion><Value>{value}</Value></UserDelegationKey>")
+        return Response(200, {"Content-Type": "application/xml"}, body.encode())
 
     def put_blob(self, req, container, blob):
         c = self._container(container)

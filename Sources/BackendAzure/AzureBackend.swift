@@ -182,7 +182,18 @@ extension AzureBackend {
         } catch {
             logger.warning("could not list pools and jobs to look for orphans", metadata: ["error": "\(error)"])
         }
-        await poller.run()
+        // Idle named pools, looked for every azure.poolIdleCheck beside the poller.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.poller.run() }
+            group.addTask {
+                while !Task.isCancelled {
+                    await self.resizeIdlePools(store: self.store)
+                    try? await Task.sleep(for: .seconds(self.settings.poolIdleCheck))
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
     }
 }
 

@@ -40,6 +40,11 @@ public struct AzureJobBackend: JobBackend {
         return (azure.owner, items.map { .init(kind: $0.kind, id: $0.id, state: $0.state, job: $0.job, nodes: $0.nodes, orphan: $0.orphan) })
     }
 
+    /// `batchctl pool create | resize | delete`.
+    public func managePool(_ change: ControlRequest, store: Store) async throws -> String? {
+        try await azure.managePool(change, store: store)
+    }
+
     /// The account's task poller, after one look for orphans (deleted when
     /// `azure.deleteOrphans` says so).
     public var background: (@Sendable () async -> Void)? {

@@ -6,6 +6,8 @@ import Foundation
 /// Pure functions, so what goes on the wire can be tested without a service.
 public enum BatchBodies {
     /// Metadata key naming the daemon that owns a pool or job.
+    /// Pool metadata: its idle timeout in seconds (`pool.idleTimeout`).
+    public static let idleKey = "batchd.idleTimeout"
     public static let ownerKey = "batchd.owner"
     /// Metadata key naming the batchd job a Batch job or auto-pool belongs to.
     public static let jobKey = "batchd.job"
@@ -50,7 +52,10 @@ public enum BatchBodies {
 
     /// A named pool's create body.
     public static func pool(id: String, _ spec: PoolSpec, defaults: PoolDefaults, owner: String) -> [String: Any] {
-        var body = poolProperties(spec, defaults: defaults, metadata: [ownerKey: owner])
+        var metadata = [ownerKey: owner]
+        // The idle rule reads it back (azure.poolIdleTimeout otherwise).
+        if let idle = spec.idleTimeoutSeconds { metadata[idleKey] = String(Int(idle.rounded(.up))) }
+        var body = poolProperties(spec, defaults: defaults, metadata: metadata)
         body["id"] = id
         return body
     }

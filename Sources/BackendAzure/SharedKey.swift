@@ -76,12 +76,14 @@ public enum AzureError: Error, Sendable, CustomStringConvertible, Equatable {
     case badCredentials(String)
     /// A SAS would expire before the job's limit.
     case tokenTooShort(String)
+    /// A request the daemon refuses, with the reason.
+    case badRequest(String)
 
     /// The message.
     public var description: String {
         switch self {
         case .badCredentials(let m): return "Azure credentials: \(m)"
-        case .tokenTooShort(let m): return m
+        case .tokenTooShort(let m), .badRequest(let m): return m
         }
     }
 }

@@ -39,6 +39,10 @@ public protocol JobBackend: Sendable {
     /// What this backend holds that is tagged as this daemon's (`batchctl
     /// pools`); nil when it keeps nothing of the kind.
     func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])?
+    /// Creates, resizes or deletes a pool outside any job (`batchctl pool`);
+    /// what was done, or nil when this backend keeps no pools. Throws the
+    /// reason a change is refused (a pool another owner made, one a job uses).
+    func managePool(_ change: ControlRequest, store: Store) async throws -> String?
     /// Work the backend does for every job at once while the daemon runs
     /// (Azure's account-wide task poller); nil when it has none. It returns
     /// when its task is cancelled.
@@ -51,6 +55,7 @@ extension JobBackend {
     public func refusal(_ spec: JobSpec) async -> ManifestIssue? { nil }
     public var canRetry: Bool { true }
     public func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? { nil }
+    public func managePool(_ change: ControlRequest, store: Store) async throws -> String? { nil }
     public var background: (@Sendable () async -> Void)? { nil }
     public func shutdown() {}
 }

@@ -1,3 +1,5 @@
+import BatchCore
+
 /// A request on the control socket. On the wire: one JSON object per line,
 /// `{"op": "cancel", "job": "ID-OR-NAME"}`; one request per connection.
 public enum ControlRequest: Sendable, Equatable, Codable {
@@ -11,10 +13,16 @@ public enum ControlRequest: Sendable, Equatable, Codable {
     case retry(job: String)
     /// Azure pools and jobs of this daemon's owner, orphans marked.
     case pools
+    /// Creates a named pool tagged as this daemon's (`pool.id` names it).
+    case poolCreate(pool: PoolSpec)
+    /// Asks for this many dedicated and spot nodes in a pool this daemon owns.
+    case poolResize(id: String, dedicated: Int, spot: Int)
+    /// Deletes a pool this daemon owns and no unfinished job uses.
+    case poolDelete(id: String)
     /// Test hook (config `debug.allowStall`): block the supervisor.
     case stall(seconds: Double)
 
-    enum Key: String, CodingKey { case op, job, seconds }
+    enum Key: String, CodingKey { case op, job, seconds, pool, id, dedicated, spot }
 
     /// The request's name on the wire.
     public var op: String {
@@ -24,6 +32,9 @@ public enum ControlRequest: Sendable, Equatable, Codable {
         case .cancel: "cancel"
         case .retry: "retry"
         case .pools: "pools"
+        case .poolCreate: "pool.create"
+        case .poolResize: "pool.resize"
+        case .poolDelete: "pool.delete"
         case .stall: "stall"
         }
     }
@@ -38,6 +49,11 @@ public enum ControlRequest: Sendable, Equatable, Codable {
         case "cancel": self = .cancel(job: try c.decode(String.self, forKey: .job))
         case "retry": self = .retry(job: try c.decode(String.self, forKey: .job))
         case "pools": self = .pools
+        case "pool.create": self = .poolCreate(pool: try c.decode(PoolSpec.self, forKey: .pool))
+        case "pool.resize":
+            self = .poolResize(id: try c.decode(String.self, forKey: .id), dedicated: try c.decode(Int.self, forKey: .dedicated),
+                               spot: (try? c.decode(Int.self, forKey: .spot)) ?? 0)
+        case "pool.delete": self = .poolDelete(id: try c.decode(String.self, forKey: .id))
         case "stall":
             // Older clients sent the seconds as text.
             let seconds = (try? c.decode(Double.self, forKey: .seconds)) ?? (try? c.decode(String.self, forKey: .seconds)).flatMap(Double.init)
@@ -54,6 +70,12 @@ public enum ControlRequest: Sendable, Equatable, Codable {
         switch self {
         case .cancel(let job), .retry(let job): try c.encode(job, forKey: .job)
         case .stall(let seconds): try c.encode(seconds, forKey: .seconds)
+        case .poolCreate(let pool): try c.encode(pool, forKey: .pool)
+        case .poolResize(let id, let dedicated, let spot):
+            try c.encode(id, forKey: .id)
+            try c.encode(dedicated, forKey: .dedicated)
+            try c.encode(spot, forKey: .spot)
+        case .poolDelete(let id): try c.encode(id, forKey: .id)
         case .ping, .status, .pools: break
         }
     }
@@ -78,6 +100,8 @@ public struct ControlReply: Sendable, Equatable, Codable {
     public var slots: Slots?
     /// pools: the owner tag of this daemon.
     public var owner: String?
+    /// pool.create, pool.resize, pool.delete: what was done.
+    public var detail: String?
     /// pools: what is there.
     public var items: [PoolItem]?
 
@@ -114,7 +138,8 @@ public struct ControlReply: Sendable, Equatable, Codable {
 
     /// An answer.
     public init(ok: Bool, error: String? = nil, pid: Int? = nil, job: String? = nil, tasks: Int? = nil, jobs: [String]? = nil,
-                slots: Slots? = nil, owner: String? = nil, items: [PoolItem]? = nil) {
+                slots: Slots? = nil, owner: String? = nil, items: [PoolItem]? = nil, detail: String? = nil) {
+        self.detail = detail
         self.ok = ok
         self.error = error
         self.pid = pid

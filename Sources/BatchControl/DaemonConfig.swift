@@ -89,6 +89,11 @@ public struct DaemonConfig: Sendable, Equatable {
         /// Delete, at start, pools and jobs of this owner that no job in the
         /// database knows (otherwise they are only reported).
         public var deleteOrphans = false
+        /// A named pool of this daemon that no job has used for this long is
+        /// resized to zero nodes (its own `pool.idleTimeout` wins); 0: never.
+        public var poolIdleTimeout: Double = 3600
+        /// How often idle pools are looked for.
+        public var poolIdleCheck: Double = 300
     }
 
     /// Slurm backend settings (docs/slurm.md).
@@ -165,7 +170,8 @@ public struct DaemonConfig: Sendable, Equatable {
                             "missingGrace", "accounting", "cancelOrphans", "commandTimeout"]
     static let localKeys = ["slots", "killGrace", "exec", "passEnvironment"]
     static let azureKeys = ["owner", "vmSize", "image", "nodeAgentSku", "dedicatedNodes", "inputContainer", "blockSize", "concurrency",
-                            "tokenMargin", "maxTokenLifetime", "pollMinInterval", "pollMaxInterval", "deleteOrphans"]
+                            "tokenMargin", "maxTokenLifetime", "pollMinInterval", "pollMaxInterval", "deleteOrphans",
+                            "poolIdleTimeout", "poolIdleCheck"]
 
     /// Reads a config file. Relative paths in it are relative to the file's directory.
     public static func load(path: String) throws -> DaemonConfig {
@@ -271,6 +277,10 @@ public struct DaemonConfig: Sendable, Equatable {
                     case "deleteOrphans":
                         guard let b = v.bool else { throw fail(v, field, "expected true or false") }
                         c.azure.deleteOrphans = b
+                    case "poolIdleTimeout": c.azure.poolIdleTimeout = try seconds(v, field)
+                    case "poolIdleCheck":
+                        c.azure.poolIdleCheck = try seconds(v, field)
+                        guard c.azure.poolIdleCheck >= 0.1 else { throw fail(v, field, "must be at least 100ms") }
                     default:
                         throw fail(k, field, "unknown key '\(k.string ?? "")'",
                                    Suggest.nearest(to: k.string ?? "", in: azureKeys).map { "did you mean '\($0)'?" })

@@ -168,6 +168,15 @@ struct ControlServer: Service {
                 return .refused("no backend of this daemon keeps pools or jobs: \(supervisor.ctx.backends.missingReasons.joined(separator: "; "))")
             }
             return ControlReply(ok: true, owner: owner, items: items)
+        case .poolCreate, .poolResize, .poolDelete:
+            do {
+                for backend in supervisor.ctx.backends.all {
+                    if let done = try await backend.managePool(request, store: supervisor.ctx.store) { return ControlReply(ok: true, detail: done) }
+                }
+            } catch {
+                return .refused("\(error)")
+            }
+            return .refused("no backend of this daemon keeps pools: \(supervisor.ctx.backends.missingReasons.joined(separator: "; "))")
         case .stall(let seconds):
             guard await supervisor.allowsStall else { return .refused("stall is a test hook; set debug.allowStall in the config") }
             await supervisor.stall(seconds: seconds)

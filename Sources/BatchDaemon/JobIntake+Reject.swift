@@ -1,3 +1,4 @@
+import BatchBackend
 import BatchControl
 import BatchAccess
 import BatchCore

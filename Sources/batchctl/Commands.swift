@@ -250,3 +250,97 @@ struct Outputs: AsyncParsableCommand {
         }
     }
 }
+
+struct PoolCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pool",
+        abstract: "Pools kept outside jobs (Azure): list, create, resize, delete. Jobs use one with pool.id.",
+        subcommands: [PoolList.self, PoolCreate.self, PoolResize.self, PoolDelete.self], defaultSubcommand: PoolList.self)
+}
+
+struct PoolList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "The pools and jobs tagged as this daemon's (as `batchctl pools`).")
+    @OptionGroup var global: Global
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        var pools = Pools()
+        pools.global = global
+        pools.json = json
+        try await pools.run()
+    }
+}
+
+struct PoolCreate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create", abstract: "Create a named pool tagged as this daemon's; a manifest then uses it with pool.id.")
+    @OptionGroup var global: Global
+    @Argument(help: "The pool's id (1-64 letters, digits, '-', '_').") var id: String
+    @Option(help: "VM size (default: the config's azure.vmSize).") var vmSize: String?
+    @Option(help: "Dedicated nodes.") var dedicated: Int?
+    @Option(help: "Spot (low-priority) nodes.") var spot: Int?
+    @Option(help: "Image, publisher:offer:sku[:version].") var image: String?
+    @Option(help: "The image's node agent SKU.") var nodeAgentSku: String?
+    @Option(help: "A command every node runs when it joins.") var startTask: String?
+    @Option(help: "Task slots per node.") var slotsPerNode: Int?
+    @Option(help: "Resize to zero nodes when no job has used it this long (e.g. 30m; default: azure.poolIdleTimeout).") var idleTimeout: String?
+
+    func run() async throws {
+        try await guarded {
+            // Checked by the manifest's own rules, so a pool made here is one a manifest could ask for.
+            var fields: [(String, Any)] = [("id", id)]
+            if let vmSize { fields.append(("vmSize", vmSize)) }
+            if let dedicated { fields.append(("dedicatedNodes", dedicated)) }
+            if let spot { fields.append(("spotNodes", spot)) }
+            if let image { fields.append(("image", image)) }
+            if let nodeAgentSku { fields.append(("nodeAgentSku", nodeAgentSku)) }
+            if let startTask { fields.append(("startTask", startTask)) }
+            if let slotsPerNode { fields.append(("slotsPerNode", slotsPerNode)) }
+            if let idleTimeout { fields.append(("idleTimeout", idleTimeout)) }
+            let pool = fields.map { key, value -> String in
+                let json = (try? JSONSerialization.data(withJSONObject: [value], options: [.withoutEscapingSlashes])).map { String(decoding: $0, as: UTF8.self) } ?? "[null]"
+                return "\(key): \(json.dropFirst().dropLast())"
+            }.joined(separator: ", ")
+            let spec: PoolSpec
+            do {
+                spec = try ManifestParser.parse("name: pool\ntasks: [{command: 'true'}]\npool: {\(pool)}\n", file: "batchctl pool create").pool
+            } catch {
+                throw CLIError(2, "\(error)")
+            }
+            let answer = try global.control(.poolCreate(pool: spec))
+            say(answer.detail ?? "created pool \(id)")
+        }
+    }
+}
+
+struct PoolResize: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resize", abstract: "Ask for a number of nodes in a pool this daemon made.")
+    @OptionGroup var global: Global
+    @Argument(help: "The pool's id.") var id: String
+    @Option(help: "Dedicated nodes.") var dedicated: Int
+    @Option(help: "Spot (low-priority) nodes.") var spot = 0
+
+    func validate() throws {
+        guard (0...Bounds.nodes).contains(dedicated), (0...Bounds.nodes).contains(spot) else {
+            throw ValidationError("--dedicated and --spot are 0 to \(Bounds.nodes)")
+        }
+    }
+
+    func run() async throws {
+        try await guarded {
+            say(try global.control(.poolResize(id: id, dedicated: dedicated, spot: spot)).detail ?? "resizing \(id)")
+        }
+    }
+}
+
+struct PoolDelete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete a pool this daemon made and no unfinished job uses.")
+    @OptionGroup var global: Global
+    @Argument(help: "The pool's id.") var id: String
+
+    func run() async throws {
+        try await guarded {
+            say(try global.control(.poolDelete(id: id)).detail ?? "deleting \(id)")
+        }
+    }
+}

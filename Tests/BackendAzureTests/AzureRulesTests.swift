@@ -137,4 +137,11 @@ struct AzureRulesTests {
         }
         #expect(throws: AzureError.self) { try sas.token(container: "c", permissions: "r", start: nil, expiry: keyExpiry.addingTimeInterval(60)) }
     }
+
+    @Test("the service's times, with any number of fractional digits")
+    func serviceTimes() {
+        #expect(AzureBackend.parseISO("2026-12-03T03:52:52.0139513Z")?.timeIntervalSince1970 == 1_796_269_972)
+        #expect(AzureBackend.parseISO("2026-12-03T03:52:52Z")?.timeIntervalSince1970 == 1_796_269_972)
+        #expect(AzureBackend.parseISO("2026-12-03 03:52:52") == nil && AzureBackend.parseISO("") == nil)
+    }
 }

@@ -1,5 +1,6 @@
 import BatchControl
 import BackendAzure
+import BatchBackend
 import BatchCore
 import BatchHTTP
 import BatchStore
@@ -266,6 +267,47 @@ struct AzureTests {
         #expect(c.code == 0, "\(c.err)")
         let job = try #require(try await d.store().jobs(limit: 1).first)
         try await expectCancelledAndNothingLeft(rig, d, job.id)
+    }
+
+    @Test("pools outside jobs: create, resize up and down and delete show on the emulator; a foreign pool is refused; an idle named pool goes to zero")
+    func poolManagement() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  poolIdleCheck: 0.2s\n  owner: it-pools")
+        func steady(_ id: String) async throws -> [String: Any] {
+            let r = try await rig.admin("wait", ["pool": id, "allocation": "steady", "timeout": 30])
+            #expect(r["reached"] as? Bool == true, "\(id) reached steady: \(r)")
+            return r
+        }
+        let created = try await d.batchctl(["pool", "create", "render", "--dedicated", "1", "--vm-size", "STANDARD_D4S_V3"])
+        #expect(created.code == 0 && created.out.contains("created pool render"), "\(created.err)")
+        let pool = try #require(try await rig.batch.pool("render"))
+        #expect(BatchBodies.metadata(pool)["batchd.owner"] == "it-pools" && pool["vmSize"] as? String == "STANDARD_D4S_V3")
+        #expect(try await steady("render")["dedicated"] as? Int == 1)
+        #expect(try await d.batchctl(["pool", "resize", "render", "--dedicated", "3"]).code == 0)
+        #expect(try await steady("render")["dedicated"] as? Int == 3, "resized up")
+        #expect(try await d.batchctl(["pool", "resize", "render", "--dedicated", "0"]).code == 0)
+        #expect(try await steady("render")["dedicated"] as? Int == 0, "resized down")
+        let listed = try await d.batchctl(["pool", "list", "--json"])
+        let items = (try JSONSerialization.jsonObject(with: Data(listed.out.utf8)) as? [String: Any])?["items"] as? [[String: Any]] ?? []
+        #expect(items.contains { $0["id"] as? String == "render" && $0["kind"] as? String == "pool" }, "\(listed.out)")
+        #expect(try await d.batchctl(["pool", "delete", "render"]).code == 0)
+        #expect(try await rig.batch.pool("render") == nil, "deleted")
+
+        // A pool another owner made is not touched, and its id is not taken.
+        _ = try await rig.batch.createPool(BatchBodies.pool(id: "theirs", PoolSpec(), defaults: BatchBodies.PoolDefaults(), owner: "someone-else"))
+        for args in [["pool", "resize", "theirs", "--dedicated", "0"], ["pool", "delete", "theirs"], ["pool", "create", "theirs"]] {
+            let r = try await d.batchctl(args)
+            #expect(r.code == 1 && r.err.contains("not this batchd's") && r.err.contains("'someone-else'"), "\(args): \(r.err)")
+        }
+        #expect(try await rig.batch.pool("theirs") != nil)
+
+        // Idle past its own timeout: resized to zero (in the journal with MESSAGE_ID poolResized).
+        let mark = d.log.mark
+        #expect(try await d.batchctl(["pool", "create", "idle", "--dedicated", "1", "--idle-timeout", "1s"]).code == 0)
+        try await d.log.wait(from: mark, timeout: 60, "the idle pool resized") {
+            $0.contains("pool resized") && $0.contains("pool.id=idle") && $0.contains("reason=\"idle for")
+        }
+        #expect(try await steady("idle")["dedicated"] as? Int == 0)
+        #expect(await d.signal(SIGTERM) == 0)
     }
 
     @Test("with only Entra ID and the storage account's name (no key), wordcount succeeds: Blob through tokens, task SAS from user delegation keys")

@@ -1,3 +1,4 @@
+import BatchBackend
 import BatchDaemon
 import Foundation
 import Testing

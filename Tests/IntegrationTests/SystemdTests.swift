@@ -1,6 +1,7 @@
 import BatchControl
 import BackendLocal
 import BatchAccess
+import BatchBackend
 import BatchDaemon
 import BatchStore
 import Foundation

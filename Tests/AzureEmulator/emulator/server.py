@@ -156,6 +156,23 @@ class Emulator:
             pool, node = nodes[0]
             self.batch.runner.preempt(pool, node)
             return self.json({"preempted": node.id, "pool": pool.id})
+        if name == "wait" and req.method == "POST":
+            # Blocks until a pool reaches an allocation state (a test waits on
+            # the emulator's own condition instead of polling it).
+            pool_id, want, deadline = body.get("pool"), body.get("allocation", "steady"), time.time() + float(body.get("timeout", 10))
+            with self.batch.runner.wake:
+                while True:
+                    p = self.batch.pools.get(pool_id)
+                    if p is not None and p.allocation == want:
+                        break
+                    left = deadline - time.time()
+                    if left <= 0:
+                        break
+                    self.batch.runner.wake.wait(left)
+                found = p is not None and p.allocation == want
+                return self.json({"reached": found, "allocation": p.allocation if p else None,
+                                  "dedicated": sum(1 for n in p.nodes if not n.low_priority) if p else None,
+                                  "spot": sum(1 for n in p.nodes if n.low_priority) if p else None})
         if name == "clients" and req.method == "POST":
             self.tokens.register(body["tenant"], body["client_id"], body["client_secret"])
             return self.json({"registered": body["client_id"]})

@@ -9,6 +9,7 @@ public enum MessageID {
     public static let jobCancelled = "84ce923c81ae4896bff256ec9b4bda89"
     public static let poolCreated = "772389298dd74dc9915e476dfe5c3e21"
     public static let poolDeleted = "31e95b9213d143bd88bc40678e92acc6"
+    public static let poolResized = "5bbc8aab21a4425590a6b79ae0f5701c"
     public static let daemonReady = "d89b44c3056c44c39296fa473f73e349"
     public static let daemonStopping = "bd55653017d34299bf3d8ad372bf956a"
     public static let daemonReloaded = "0b0760b2ab9d417eaa022de3c3f32af0"
@@ -17,7 +18,7 @@ public enum MessageID {
     public static let all: [(String, String)] = [
         ("jobAccepted", jobAccepted), ("jobRejected", jobRejected), ("jobSucceeded", jobSucceeded),
         ("jobFailed", jobFailed), ("jobCancelled", jobCancelled), ("poolCreated", poolCreated),
-        ("poolDeleted", poolDeleted), ("daemonReady", daemonReady), ("daemonStopping", daemonStopping),
+        ("poolDeleted", poolDeleted), ("poolResized", poolResized), ("daemonReady", daemonReady), ("daemonStopping", daemonStopping),
         ("daemonReloaded", daemonReloaded),
     ]
 }

@@ -29,6 +29,8 @@ extension AzureBackend {
             guard let id = spec.id, Template.isIdentifier(id, max: 64) else {
                 throw AzureError.badRequest("a pool needs an id of 1-64 letters, digits, '-' and '_'")
             }
+            // batchctl checks with the manifest's rules; the socket may carry anything.
+            if let problem = Self.problem(spec) { throw AzureError.badRequest(problem) }
             if let existing = try await batch.pool(id) {
                 let theirs = BatchBodies.metadata(existing)[BatchBodies.ownerKey]
                 throw AzureError.badRequest(theirs == owner ? "pool \(id) exists already (batchctl pool resize changes its size)"
@@ -60,6 +62,24 @@ extension AzureBackend {
         default:
             throw AzureError.badRequest("not a pool request")
         }
+    }
+
+    /// What is out of bounds in a pool asked for over the control socket, if anything.
+    static func problem(_ p: PoolSpec) -> String? {
+        if let n = p.dedicatedNodes, !(0...Bounds.nodes).contains(n) { return "dedicated nodes are 0 to \(Bounds.nodes)" }
+        if let n = p.spotNodes, !(0...Bounds.nodes).contains(n) { return "spot nodes are 0 to \(Bounds.nodes)" }
+        if let n = p.slotsPerNode, !(1...Bounds.slotsPerNode).contains(n) { return "slots per node are 1 to \(Bounds.slotsPerNode)" }
+        if let v = p.vmSize, !Template.isIdentifier(v, max: 64) { return "the VM size is 1-64 letters, digits, '-' and '_'" }
+        for (name, text, max) in [("image", p.image, Bounds.shortText), ("node agent SKU", p.nodeAgentSku, Bounds.shortText),
+                                  ("start task", p.startTask, Bounds.startTaskBytes)] {
+            if let t = text, t.utf8.count > max || t.unicodeScalars.contains(where: { Printable.isUnsafe($0) && $0 != "\n" && $0 != "\t" }) {
+                return "the \(name) is longer than \(max) bytes or holds control characters"
+            }
+        }
+        if let s = p.idleTimeoutSeconds, !(s >= Bounds.minDurationSeconds && s <= Bounds.durationSeconds) {
+            return "the idle timeout is 1ms to 365d"
+        }
+        return nil
     }
 
     /// The pool, if this daemon made it; else the reason it may not be touched.

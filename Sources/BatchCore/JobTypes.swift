@@ -78,6 +78,7 @@ public struct JobTypes: Sendable {
         if data.count > Bounds.jobTypeBytes { throw refuse("the file is larger than \(Bounds.jobTypeBytes) bytes") }
         let text = try ManifestParser.text(of: [UInt8](data), file: shown)
         try ManifestParser.checkLines(text, file: shown)
+        try ManifestParser.refuseAliasKeys(text, file: shown)
         let root: Node
         do {
             guard let node = try Yams.compose(yaml: text) else { throw refuse("the job type is empty") }

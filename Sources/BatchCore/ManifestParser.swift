@@ -62,6 +62,7 @@ public enum ManifestParser {
         // (where JSON forbids raw tabs) a space means the same.
         let isJSON = file.lowercased().hasSuffix(".json")
         let source = isJSON ? text.replacingOccurrences(of: "\t", with: " ") : text
+        try refuseAliasKeys(source, file: file)
         let root: Node
         do {
             guard let node = try Yams.compose(yaml: source) else {
@@ -114,6 +115,15 @@ public enum ManifestParser {
             throw ManifestError(file: file, issues: sorted)
         }
         return manifest!
+    }
+
+    /// Refuses an alias used as a mapping key before the text is composed
+    /// (composing it would expand the alias: YAMLAliasKeys).
+    static func refuseAliasKeys(_ text: String, file: String) throws(ManifestError) {
+        if let at = YAMLAliasKeys.find(in: text) {
+            throw ManifestError(file: file, issues: [ManifestIssue(line: at.line, column: at.column, field: "",
+                message: "a YAML alias is used as a mapping key", hint: "aliases (*name) may stand for values, not keys")])
+        }
     }
 
     /// Refuses NUL bytes (they would cut text short), other raw control

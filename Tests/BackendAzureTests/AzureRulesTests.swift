@@ -144,4 +144,19 @@ struct AzureRulesTests {
         #expect(AzureBackend.parseISO("2026-12-03T03:52:52Z")?.timeIntervalSince1970 == 1_796_269_972)
         #expect(AzureBackend.parseISO("2026-12-03 03:52:52") == nil && AzureBackend.parseISO("") == nil)
     }
+
+    @Test("a pool asked for over the control socket is checked against the manifest's bounds")
+    func poolBounds() {
+        var p = PoolSpec()
+        p.id = "ok"
+        #expect(AzureBackend.problem(p) == nil)
+        p.dedicatedNodes = 10_001
+        #expect(AzureBackend.problem(p)?.contains("dedicated") == true)
+        p.dedicatedNodes = 1
+        p.idleTimeoutSeconds = .infinity
+        #expect(AzureBackend.problem(p)?.contains("idle timeout") == true)
+        p.idleTimeoutSeconds = nil
+        p.startTask = "echo \u{1b}[2J"
+        #expect(AzureBackend.problem(p)?.contains("start task") == true)
+    }
 }

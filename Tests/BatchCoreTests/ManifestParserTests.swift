@@ -128,4 +128,18 @@ struct ManifestParserTests {
         let e = ManifestError(file: "j.yaml", issues: [ManifestIssue(line: 3, column: 2, field: "tasks", message: "bad", hint: "fix it")])
         #expect(e.description == "j.yaml:3:2: tasks: bad (fix it)")
     }
+
+    @Test("an alias as a mapping key, or inside one, is refused before it is expanded; an alias as a value is fine")
+    func aliasKeys() throws {
+        let base = "name: x\ntasks: [{command: 'true'}]\n"
+        for (text, line) in [("a: &a [1, 2]\n*a : 3\n", 2), ("a: &a [1]\nb: {*a : 1}\n", 2), ("a: &a [1]\nb:\n  ? [*a]\n  : 1\n", 3),
+                             ("a: &a [1]\nb: [{*a : 1}]\n", 2)] {
+            #expect {
+                try ManifestParser.parse(base + text, file: "j.yaml")
+            } throws: { "\($0)".contains("j.yaml:\(line + 2):") && "\($0)".contains("a YAML alias is used as a mapping key") }
+        }
+        // As values, aliases pass this check (the manifest's own keys decide the rest).
+        let shared = "name: x\nenv: &e {A: '1'}\ntasks: [{command: 'true', env: *e}]\n"
+        #expect(try ManifestParser.parse(shared, file: "j.yaml").tasks == .list([TaskEntry(command: "true", env: ["A": "1"])]))
+    }
 }

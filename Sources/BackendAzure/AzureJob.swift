@@ -266,7 +266,7 @@ extension AzureJob {
         }
         guard let poolID = record.poolId, !record.autoPool else { return .done }
         let spec = handle.spec
-        let defaults = poolDefaults(az.settings)
+        let defaults = az.poolDefaults
         let result = await azureStep("provision pool \(poolID)") { () -> String? in
             if let existing = try await az.batch.pool(poolID) {
                 let owner = BatchBodies.metadata(existing)[BatchBodies.ownerKey]
@@ -290,14 +290,6 @@ extension AzureJob {
         }
     }
 
-    func poolDefaults(_ s: DaemonConfig.Azure) -> BatchBodies.PoolDefaults {
-        var d = BatchBodies.PoolDefaults()
-        d.vmSize = s.vmSize
-        d.image = s.image
-        d.nodeAgentSku = s.nodeAgentSku
-        d.dedicatedNodes = s.dedicatedNodes
-        return d
-    }
 
     // MARK: submit
 
@@ -320,7 +312,7 @@ extension AzureJob {
         let patterns = handle.spec.outputPatterns
         let shared = handle.spec.sharedInputs
         let rec = record
-        let defaults = poolDefaults(az.settings)
+        let defaults = az.poolDefaults
         let outcome = await azureStep("submit") { () -> (String?, Int, Bool) in
             try await az.blob.createContainer(rec.outputContainer)
             let jobBody = BatchBodies.job(id: rec.batchJobId, batchdJob: jobID, owner: az.owner, poolID: rec.autoPool ? nil : rec.poolId,

@@ -84,9 +84,7 @@ struct Show: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Which page of the failed tasks and outputs to list (\(JobReport.pageSize) of each per page).", valueName: "N"))
     var page = 1
 
-    func validate() throws {
-        guard (1...1_000_000).contains(page) else { throw ValidationError("--page must be between 1 and 1000000") }
-    }
+    func validate() throws { try checkPage(page) }
 
     func run() async throws {
         try await guarded {
@@ -182,6 +180,11 @@ struct Pools: AsyncParsableCommand {
     }
 }
 
+/// `--page N` of `show` and `outputs`: 1 to 1,000,000.
+func checkPage(_ page: Int) throws {
+    guard (1...1_000_000).contains(page) else { throw ValidationError("--page must be between 1 and 1000000") }
+}
+
 /// `--set NAME=VALUE` options as a dictionary; the last of a name wins.
 func parameterValues(_ options: [String]) throws -> [String: String] {
     var out: [String: String] = [:]
@@ -232,9 +235,7 @@ struct Outputs: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
     @Option(help: ArgumentHelp("Which page of files to list (\(JobReport.pageSize) per page).", valueName: "N")) var page = 1
 
-    func validate() throws {
-        guard (1...1_000_000).contains(page) else { throw ValidationError("--page must be between 1 and 1000000") }
-    }
+    func validate() throws { try checkPage(page) }
 
     func run() async throws {
         try await guarded {

@@ -19,7 +19,7 @@ done
 for page in batchctl.1 batchd.8 batchd-manifest.5 batchd.yaml.5; do
   MANWIDTH=200 man -l "$out"/man*/"$page" 2>/dev/null | col -bx > "$out/$page.txt"
 done
-for sub in submit list show watch logs wait cancel retry plan pools pool types outputs; do
+for sub in submit list show watch logs wait cancel retry plan pools pool types outputs files; do
   grep -qE "^ +$sub\b" "$out/batchctl.1.txt" || { echo "man: batchctl(1) lacks '$sub'"; rc=1; }
 done
 grep -q -- "--set" "$out/batchctl.1.txt" || { echo "man: batchctl(1) lacks --set"; rc=1; }

@@ -12,7 +12,8 @@ public struct JobReport: Sendable {
     /// A report reader over a read-only store.
     public init(store: Store) { self.store = store }
 
-    static func iso(_ t: Double?) -> Any {
+    /// A time (seconds since 1970) as ISO 8601, or null.
+    public static func iso(_ t: Double?) -> Any {
         guard let t else { return NSNull() }
         let f = ISO8601DateFormatter()
         return f.string(from: Date(timeIntervalSince1970: t))

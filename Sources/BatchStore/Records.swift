@@ -442,3 +442,32 @@ public struct RetryingRecord: Sendable, Equatable {
         self.last = last
     }
 }
+
+/// A file in the input stores, by content (`batchctl files`).
+public struct StoredFile: Sendable, Equatable {
+    /// SHA-256 (hex) of its content.
+    public var sha256: String
+    /// Size in bytes.
+    public var size: Int
+    /// The paths it was staged from.
+    public var names: [String]
+    /// The jobs that used it.
+    public var jobs: [String]
+    /// The backends of those jobs.
+    public var backends: [String]
+    /// Its blob in the Azure input container, when a job on Azure used it.
+    public var blob: String?
+    /// When a job last used it (its acceptance), seconds since 1970.
+    public var lastUsed: Double
+
+    /// A record.
+    public init(sha256: String, size: Int, names: [String], jobs: [String], backends: [String], blob: String?, lastUsed: Double) {
+        self.sha256 = sha256
+        self.size = size
+        self.names = names
+        self.jobs = jobs
+        self.backends = backends
+        self.blob = blob
+        self.lastUsed = lastUsed
+    }
+}

@@ -19,7 +19,7 @@ struct Batchctl: AsyncParsableCommand {
             4 not found, 5 timed out.
             """,
         version: BatchdVersion.current,
-        subcommands: [Submit.self, List.self, Show.self, Watch.self, Logs.self, Wait.self, Cancel.self, Retry.self, PlanCommand.self, Pools.self, PoolCommand.self, Types.self, Outputs.self])
+        subcommands: [Submit.self, List.self, Show.self, Watch.self, Logs.self, Wait.self, Cancel.self, Retry.self, PlanCommand.self, Pools.self, PoolCommand.self, Types.self, Outputs.self, Files.self])
 
     @OptionGroup var global: Global
 }

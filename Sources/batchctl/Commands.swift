@@ -345,3 +345,59 @@ struct PoolDelete: AsyncParsableCommand {
         }
     }
 }
+
+struct Files: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The files jobs staged into the input stores (local, Slurm, Azure's batchd-inputs), by content.",
+        subcommands: [FilesList.self, FilesFind.self], defaultSubcommand: FilesList.self)
+}
+
+/// What `files list` and `files find` print.
+struct FilesView {
+    static func show(_ files: [StoredFile], json: Bool) {
+        if json {
+            say(JobReport.json(["files": files.map { f -> [String: Any] in
+                ["sha256": f.sha256, "size": f.size, "names": f.names, "jobs": f.jobs, "backends": f.backends,
+                 "blob": f.blob as Any? ?? NSNull(), "lastUsed": JobReport.iso(f.lastUsed)]
+            }]))
+            return
+        }
+        if files.isEmpty { say("no stored files"); return }
+        let rows = files.map { f -> [String] in
+            [String(f.sha256.prefix(12)), Progress.bytes(f.size), "\(JobReport.iso(f.lastUsed))", f.jobs.joined(separator: ","),
+             f.names.map { Printable.escape($0) }.joined(separator: ", ")]
+        }
+        say(JobReport.table([["SHA256", "SIZE", "LAST USED", "JOBS", "STAGED FROM"]] + rows))
+    }
+}
+
+struct FilesList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "Every stored file: size, names, the jobs that used it, when last.")
+    @OptionGroup var global: Global
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await guarded { FilesView.show(try await global.store().storedFiles(), json: json) }
+    }
+}
+
+struct FilesFind: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "find", abstract: "Stored files whose name (or path) matches a glob.")
+    @OptionGroup var global: Global
+    @Argument(help: "A name or glob, e.g. 'scene*.blend' (a pattern with / matches the whole path).") var pattern: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            let glob = Glob(pattern)
+            let whole = pattern.contains("/")
+            let found = try await global.store().storedFiles().filter { f in
+                f.names.contains { name in
+                    let parts = name.split(separator: "/").map(String.init)
+                    return whole ? glob.matches(parts) : glob.matches([parts.last ?? name])
+                }
+            }
+            FilesView.show(found, json: json)
+        }
+    }
+}

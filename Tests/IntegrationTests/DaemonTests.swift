@@ -48,6 +48,15 @@ struct DaemonTests {
             let text = try #require(read("\(example)/texts/taskdata\(i).txt"))
             #expect(read("\(example)/output/taskdata\(i)_OUTPUT.txt") == Self.expectedTop3(text))
         }
+        // The input store, by content: each staged file with the job that used it.
+        let job = try #require(show["id"] as? String)
+        let stored = try await d.json(["files", "list", "--json"])["files"] as? [[String: Any]] ?? []
+        #expect(stored.count == 4, "three texts and wordcount.py: \(stored)")
+        #expect(stored.allSatisfy { ($0["jobs"] as? [String]) == [job] && ($0["backends"] as? [String]) == ["local"] })
+        let found = try await d.json(["files", "find", "taskdata1.txt", "--json"])["files"] as? [[String: Any]] ?? []
+        #expect(found.count == 1 && (found.first?["names"] as? [String]) == ["\(example)/texts/taskdata1.txt"])
+        #expect((try await d.json(["files", "find", "texts/*.txt", "--json"])["files"] as? [Any])?.isEmpty == true, "a pattern with / matches whole paths")
+        #expect((try await d.json(["files", "find", "**/texts/*.txt", "--json"])["files"] as? [Any])?.count == 3)
         #expect(await d.signal(SIGTERM) == 0)
     }
 

@@ -108,8 +108,8 @@ extension AzureBackend {
     /// since it was made.
     func resizeIdlePools(store: Store, now: Date = Date()) async {
         do {
-            let records = try await store.azureJobs()
-            let jobs = Dictionary(try await store.jobs(limit: 100_000).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            // Only jobs that ran on a named pool matter here, read one by one.
+            let onNamedPools = try await store.azureJobs().filter { !$0.autoPool && $0.poolId != nil }
             for pool in try await batch.pools() {
                 let meta = BatchBodies.metadata(pool)
                 guard meta[BatchBodies.ownerKey] == owner, meta[BatchBodies.jobKey] == nil, let id = pool["id"] as? String,
@@ -118,7 +118,10 @@ extension AzureBackend {
                 guard nodes > 0 else { continue }
                 let timeout = meta[BatchBodies.idleKey].flatMap(Double.init) ?? settings.poolIdleTimeout
                 guard timeout > 0 else { continue }
-                let users = records.filter { $0.poolId == id }.compactMap { jobs[$0.jobId] }
+                var users: [JobRecord] = []
+                for r in onNamedPools where r.poolId == id {
+                    if let job = try await store.job(r.jobId) { users.append(job) }
+                }
                 if users.contains(where: { $0.finishedAt == nil }) { continue }
                 let created = (pool["creationTime"] as? String).flatMap(Self.parseISO)?.timeIntervalSince1970 ?? 0
                 let since = max(users.compactMap(\.finishedAt).max() ?? 0, created)

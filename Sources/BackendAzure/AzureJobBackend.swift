@@ -29,6 +29,7 @@ public struct AzureJobBackend: JobBackend {
     public var canRetry: Bool { false }
 
     public func stage(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).stage() }
+    public var inputFiles: (any InputFiles)? { AzureInputFiles(az: azure) }
     public func provision(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).provision() }
     public func submit(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).submit() }
     public func monitor(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).monitor() }

@@ -97,6 +97,15 @@ public struct BlobClient: Sendable {
         return true
     }
 
+    /// Deletes a blob; false if there was none.
+    @discardableResult
+    public func deleteBlob(_ container: String, _ blob: String) async throws -> Bool {
+        let r = try await send("delete blob", "DELETE", url(container, blob))
+        if r.status == 404 { return false }
+        try expect(r, [202], "delete \(container)/\(blob)")
+        return true
+    }
+
     /// A blob's properties, or nil if it does not exist.
     public func properties(_ container: String, _ blob: String) async throws -> BlobProperties? {
         let r = try await send("properties", "HEAD", url(container, blob))

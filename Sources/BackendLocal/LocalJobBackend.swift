@@ -41,6 +41,7 @@ public struct LocalJobBackend: JobBackend {
 
     /// Hashes every input and copies into the content store what it lacks.
     public func stage(_ job: JobHandle) async -> StepResult { await job.stage(into: runner.store) }
+    public var inputFiles: (any InputFiles)? { ContentStoreFiles(runner.store) }
 
     /// Local slots need no pool.
     public func provision(_ job: JobHandle) async -> StepResult { .done }

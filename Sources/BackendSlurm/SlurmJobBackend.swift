@@ -30,6 +30,7 @@ public struct SlurmJobBackend: JobBackend {
     }
 
     public func stage(_ job: JobHandle) async -> StepResult { await job.stage(into: cluster.contents) }
+    public var inputFiles: (any InputFiles)? { ContentStoreFiles(cluster.contents) }
     /// The cluster is there already; partitions are checked at intake.
     public func provision(_ job: JobHandle) async -> StepResult { .done }
     public func submit(_ job: JobHandle) async -> StepResult { await self.job(job).submit() }

@@ -43,6 +43,9 @@ public protocol JobBackend: Sendable {
     /// what was done, or nil when this backend keeps no pools. Throws the
     /// reason a change is refused (a pool another owner made, one a job uses).
     func managePool(_ change: ControlRequest, store: Store) async throws -> String?
+    /// The backend's input store, for `batchctl files put` and `prune`; nil
+    /// when it keeps none.
+    var inputFiles: (any InputFiles)? { get }
     /// Work the backend does for every job at once while the daemon runs
     /// (Azure's account-wide task poller); nil when it has none. It returns
     /// when its task is cancelled.
@@ -57,6 +60,7 @@ extension JobBackend {
     public func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? { nil }
     public func managePool(_ change: ControlRequest, store: Store) async throws -> String? { nil }
     public var background: (@Sendable () async -> Void)? { nil }
+    public var inputFiles: (any InputFiles)? { nil }
     public func shutdown() {}
 }
 

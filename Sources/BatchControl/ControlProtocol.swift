@@ -19,10 +19,16 @@ public enum ControlRequest: Sendable, Equatable, Codable {
     case poolResize(id: String, dedicated: Int, spot: Int)
     /// Deletes a pool this daemon owns and no unfinished job uses.
     case poolDelete(id: String)
+    /// Puts files (directories walked, as a job's `**/*` would) into a
+    /// backend's input store, read as the sender (`batchctl files put`).
+    case filesPut(paths: [String], backend: String?)
+    /// Removes from the input stores what no unfinished job uses and nothing
+    /// used for `unusedFor` seconds; with `apply` false, only says what.
+    case filesPrune(unusedFor: Double, apply: Bool, backend: String?)
     /// Test hook (config `debug.allowStall`): block the supervisor.
     case stall(seconds: Double)
 
-    enum Key: String, CodingKey { case op, job, seconds, pool, id, dedicated, spot }
+    enum Key: String, CodingKey { case op, job, seconds, pool, id, dedicated, spot, paths, backend, unusedFor, apply }
 
     /// The request's name on the wire.
     public var op: String {
@@ -35,6 +41,8 @@ public enum ControlRequest: Sendable, Equatable, Codable {
         case .poolCreate: "pool.create"
         case .poolResize: "pool.resize"
         case .poolDelete: "pool.delete"
+        case .filesPut: "files.put"
+        case .filesPrune: "files.prune"
         case .stall: "stall"
         }
     }
@@ -54,6 +62,11 @@ public enum ControlRequest: Sendable, Equatable, Codable {
             self = .poolResize(id: try c.decode(String.self, forKey: .id), dedicated: try c.decode(Int.self, forKey: .dedicated),
                                spot: (try? c.decode(Int.self, forKey: .spot)) ?? 0)
         case "pool.delete": self = .poolDelete(id: try c.decode(String.self, forKey: .id))
+        case "files.put":
+            self = .filesPut(paths: try c.decode([String].self, forKey: .paths), backend: try c.decodeIfPresent(String.self, forKey: .backend))
+        case "files.prune":
+            self = .filesPrune(unusedFor: try c.decode(Double.self, forKey: .unusedFor), apply: try c.decode(Bool.self, forKey: .apply),
+                               backend: try c.decodeIfPresent(String.self, forKey: .backend))
         case "stall":
             // Older clients sent the seconds as text.
             let seconds = (try? c.decode(Double.self, forKey: .seconds)) ?? (try? c.decode(String.self, forKey: .seconds)).flatMap(Double.init)
@@ -76,6 +89,13 @@ public enum ControlRequest: Sendable, Equatable, Codable {
             try c.encode(dedicated, forKey: .dedicated)
             try c.encode(spot, forKey: .spot)
         case .poolDelete(let id): try c.encode(id, forKey: .id)
+        case .filesPut(let paths, let backend):
+            try c.encode(paths, forKey: .paths)
+            try c.encodeIfPresent(backend, forKey: .backend)
+        case .filesPrune(let unusedFor, let apply, let backend):
+            try c.encode(unusedFor, forKey: .unusedFor)
+            try c.encode(apply, forKey: .apply)
+            try c.encodeIfPresent(backend, forKey: .backend)
         case .ping, .status, .pools: break
         }
     }
@@ -104,6 +124,46 @@ public struct ControlReply: Sendable, Equatable, Codable {
     public var detail: String?
     /// pools: what is there.
     public var items: [PoolItem]?
+    /// files.put, files.prune: the files (at most `FileItem.listed`).
+    public var files: [FileItem]?
+    /// files.put, files.prune: how many files and bytes in all, and the
+    /// bytes sent (put) or freed (prune).
+    public var fileTotals: FileTotals?
+
+    /// A file put or pruned.
+    public struct FileItem: Sendable, Equatable, Codable {
+        /// Most files listed in one answer (the totals count them all).
+        public static let listed = 1000
+        public var backend: String
+        public var sha256: String
+        public var size: Int
+        public var names: [String]
+        /// put: bytes sent (0: the store had it).
+        public var sent: Int?
+        /// prune: its last use, seconds since 1970.
+        public var lastUsed: Double?
+        public init(backend: String, sha256: String, size: Int, names: [String], sent: Int? = nil, lastUsed: Double? = nil) {
+            self.backend = backend
+            self.sha256 = sha256
+            self.size = size
+            self.names = names
+            self.sent = sent
+            self.lastUsed = lastUsed
+        }
+    }
+
+    /// Counts of a put or prune.
+    public struct FileTotals: Sendable, Equatable, Codable {
+        public var files: Int
+        public var bytes: Int
+        /// put: bytes sent; prune: bytes removed (0 on a dry run).
+        public var moved: Int
+        public init(files: Int, bytes: Int, moved: Int) {
+            self.files = files
+            self.bytes = bytes
+            self.moved = moved
+        }
+    }
 
     /// Slots in use and the limit.
     public struct Slots: Sendable, Equatable, Codable {

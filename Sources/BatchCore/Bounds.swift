@@ -70,6 +70,9 @@ public enum Bounds {
     public static let globStars = 3
     /// Most shared input patterns, and per listed task.
     public static let inputPatterns = 1000
+    /// Most files one `batchctl files put` stores, and most paths it names.
+    public static let putFiles = 100_000
+    public static let putPaths = 1000
     /// Most output patterns.
     public static let outputPatterns = 100
     /// Most directory entries one job's globs may look at, all together.

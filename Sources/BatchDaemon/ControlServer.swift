@@ -127,7 +127,7 @@ struct ControlServer: Service {
             if op != .ping && op != .status {
                 logger.info("control request", metadata: ["op": "\(op.op)", "peer": "\(request.peer.map(\.description) ?? "unknown")"])
             }
-            reply = await perform(op)
+            reply = await perform(op, peer: request.peer)
         }
         if var data = try? JSONEncoder().encode(reply) {
             data.append(0x0A)
@@ -136,7 +136,7 @@ struct ControlServer: Service {
         close(request.fd)
     }
 
-    func perform(_ request: ControlRequest) async -> ControlReply {
+    func perform(_ request: ControlRequest, peer: Peer?) async -> ControlReply {
         switch request {
         case .ping:
             return ControlReply(ok: true, pid: Int(getpid()))
@@ -177,6 +177,10 @@ struct ControlServer: Service {
                 return .refused("\(error)")
             }
             return .refused("no backend of this daemon keeps pools: \(supervisor.ctx.backends.missingReasons.joined(separator: "; "))")
+        case .filesPut(let paths, let backend):
+            return await FilesControl(ctx: supervisor.ctx).put(paths, backend: backend, uid: peer?.uid)
+        case .filesPrune(let unusedFor, let apply, let backend):
+            return await FilesControl(ctx: supervisor.ctx).prune(unusedFor: unusedFor, apply: apply, backend: backend)
         case .stall(let seconds):
             guard await supervisor.allowsStall else { return .refused("stall is a test hook; set debug.allowStall in the config") }
             await supervisor.stall(seconds: seconds)

@@ -22,6 +22,8 @@ struct JobContext: Sendable {
     var backends = BackendRegistry()
     /// Directories no submitter's path may reach (state, runtime, credentials).
     var protected: [(path: String, why: String)] = []
+    /// Staging and `files prune` take turns.
+    let gate = StagingGate()
 
     /// The rule for a job's files: its submitter's rights, the daemon's
     /// directories refused.

@@ -77,7 +77,10 @@ struct JobRunner: Sendable {
         var result: StepResult = .done
         var counts: TaskCounts?
         switch action {
-        case .stageInputs: result = await backend.stage(job)
+        case .stageInputs:
+            await ctx.gate.enter()
+            result = await backend.stage(job)
+            await ctx.gate.leave()
         case .provisionPool: result = await backend.provision(job)
         case .submitTasks: result = await backend.submit(job)
         case .monitorTasks:

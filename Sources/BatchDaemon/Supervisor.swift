@@ -96,6 +96,10 @@ public actor Supervisor: Service {
         guard ctx.backends.forJob(job.backend).canRetry else {
             throw DaemonError("retry is not supported for jobs on \(job.backend.rawValue) yet: submit the manifest again (inputs already uploaded are not sent twice)")
         }
+        let pruned = try await ctx.store.prunedInputs(job.id)
+        guard pruned == 0 else {
+            throw DaemonError("\(pruned) of job \(job.id)'s inputs were removed from the input store by `batchctl files prune`: submit the manifest again")
+        }
         let t = JobMachine.apply(.retryRequested, to: job.state)
         guard t.ignored == nil else {
             throw DaemonError("job \(job.id) has \(job.phase); only a failed job can be retried")

@@ -244,6 +244,26 @@ enum Schema {
             // `batchctl outputs JOB [TASK]` lists a job's files by task.
             try db.execute(sql: "CREATE INDEX outputs_by_task ON outputs(job_id, idx, path)")
         }
+        m.registerMigration("v9-put-and-pruned-files") { db in
+            try db.execute(sql: """
+                -- Files put into a backend's input store without a job
+                -- (`batchctl files put`), one row per path and backend.
+                CREATE TABLE put_files (
+                  backend TEXT NOT NULL,
+                  source TEXT NOT NULL,
+                  sha256 TEXT NOT NULL,
+                  size INTEGER NOT NULL CHECK (size >= 0),
+                  blob TEXT,
+                  put_at REAL NOT NULL,
+                  uid INTEGER NOT NULL,
+                  PRIMARY KEY (backend, source)
+                );
+                -- When `batchctl files prune` removed a job's input from its
+                -- backend's store (the row stays: the job's history).
+                ALTER TABLE inputs ADD COLUMN pruned_at REAL;
+                CREATE INDEX inputs_by_content ON inputs(sha256);
+                """)
+        }
         return m
     }
 }

@@ -65,26 +65,6 @@ extension Store {
         }
     }
 
-    /// Every file a job staged, by content: its size, the names it was staged
-    /// from, the jobs that used it, when it was last used, where each backend
-    /// keeps it. Newest use first, at most `limit`.
-    public func storedFiles(limit: Int = 10_000) async throws -> [StoredFile] {
-        try await db.read { db in
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT i.sha256 AS sha256, MAX(i.size) AS size, MAX(j.created_at) AS last_used,
-                       GROUP_CONCAT(DISTINCT i.source) AS sources, GROUP_CONCAT(DISTINCT i.job_id) AS jobs,
-                       GROUP_CONCAT(DISTINCT j.backend) AS backends, MAX(i.blob) AS blob
-                FROM inputs i JOIN jobs j ON j.id = i.job_id
-                GROUP BY i.sha256 ORDER BY last_used DESC, i.sha256 LIMIT ?
-                """, arguments: [limit])
-            return rows.map { r in
-                func list(_ column: String) -> [String] { ((r[column] as String?) ?? "").split(separator: ",").map(String.init).sorted() }
-                return StoredFile(sha256: r["sha256"], size: r["size"], names: list("sources"), jobs: list("jobs"),
-                                  backends: list("backends"), blob: r["blob"], lastUsed: r["last_used"])
-            }
-        }
-    }
-
     /// The steps of a job being retried, the longest-failing first.
     public func retrying(_ jobID: String) async throws -> [RetryingRecord] {
         try await db.read { db in

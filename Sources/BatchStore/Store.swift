@@ -186,7 +186,7 @@ extension Store {
             // of the CPU of staging 500 small inputs).
             let insert = try db.cachedStatement(sql: """
                 INSERT INTO inputs (job_id, source, sha256, size, blob) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (job_id, source) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, blob = excluded.blob
+                ON CONFLICT (job_id, source) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, blob = excluded.blob, pruned_at = NULL
                 """)
             for i in inputs { try insert.execute(arguments: [i.jobId, i.source, i.sha256, i.size, i.blob]) }
         }
@@ -318,7 +318,7 @@ extension Store {
 
     /// Caches a file's hash.
     public func saveHash(_ record: FileHashRecord) async throws {
-        try await db.write { db in try record.upsert(db) }
+        try await saveHashes([record])
     }
 
     /// Caches many hashes in one transaction.
@@ -328,7 +328,8 @@ extension Store {
             let insert = try db.cachedStatement(sql: """
                 INSERT INTO file_hashes (path, device, inode, size, mtime_ns, sha256, md5) VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (path) DO UPDATE SET device = excluded.device, inode = excluded.inode, size = excluded.size,
-                  mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, md5 = excluded.md5
+                  mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
+                  md5 = COALESCE(excluded.md5, CASE WHEN file_hashes.sha256 = excluded.sha256 THEN file_hashes.md5 END)
                 """)
             for r in records { try insert.execute(arguments: [r.path, r.device, r.inode, r.size, r.mtimeNs, r.sha256, r.md5]) }
         }

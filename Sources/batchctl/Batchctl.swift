@@ -42,9 +42,9 @@ struct Global: ParsableArguments {
 
     /// Sends a request over the daemon's control socket: exit 3 if it cannot
     /// be reached, 1 with its reason if it refuses.
-    func control(_ request: ControlRequest) throws -> ControlReply {
+    func control(_ request: ControlRequest, timeout: Double = 10) throws -> ControlReply {
         let answer: ControlReply
-        do { answer = try ControlClient.send(request, socket: try load().socketPath) } catch let e as CLIError {
+        do { answer = try ControlClient.send(request, socket: try load().socketPath, timeout: timeout) } catch let e as CLIError {
             throw e
         } catch {
             throw CLIError(3, "\(error)")

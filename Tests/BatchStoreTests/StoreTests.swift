@@ -44,6 +44,43 @@ struct StoreTests {
         #expect(try await clocked.retrying("J1").isEmpty, "an ended job retries nothing")
     }
 
+    @Test("prune takes only what no unfinished job uses and nothing used since the cut-off, per backend; pruned inputs leave the listing")
+    func pruneCandidates() async throws {
+        let now = Mutex(1000.0)
+        let clocked = try Store(path: "\(dir)/prune.db", clock: { now.withLock { $0 } })
+        func job(_ id: String, _ backend: BackendKind) async throws {
+            let record = JobRecord(id: id, name: id, backend: backend, phase: .accepted, verdict: nil, reason: nil, sourceFile: "n.yaml",
+                                   manifestPath: "/m", baseDirectory: "/b", destination: "/d", retries: 1, timeoutSeconds: nil,
+                                   cleanup: .onSuccess, maxParallel: nil, outputPatterns: "[]", sharedInputs: "[]", taskCount: 1,
+                                   cancelRequested: false, createdAt: now.withLock { $0 }, updatedAt: 1, finishedAt: nil)
+            try await clocked.insertJob(record, tasks: [TaskSpec(index: 0, id: "t0", command: "true", env: [:], inputs: [])])
+        }
+        try await job("OLD", .local)
+        try await clocked.recordInputs("OLD", [InputRecord(jobId: "OLD", source: "/a", sha256: "A", size: 1, blob: nil),
+                                               InputRecord(jobId: "OLD", source: "/shared", sha256: "S", size: 2, blob: nil)])
+        try await clocked.setPhase("OLD", JobState(phase: .succeeded, verdict: .success))
+        now.withLock { $0 = 2000 }
+        try await job("RUNNING", .local)
+        try await clocked.recordInputs("RUNNING", [InputRecord(jobId: "RUNNING", source: "/shared2", sha256: "S", size: 2, blob: nil)])
+        try await job("CLOUD", .azure)
+        try await clocked.recordInputs("CLOUD", [InputRecord(jobId: "CLOUD", source: "/a", sha256: "A", size: 1, blob: "md5/a")])
+        try await clocked.recordPut([PutFileRecord(backend: "local", source: "/p", sha256: "P", size: 3, blob: nil, uid: 7)])
+
+        // At 2000: A (ended at 1000) is old enough for a 500 s age; S is used by a running job; P was put at 2000.
+        #expect(try await clocked.pruneCandidates(backend: "local", usedBefore: 1500).map(\.sha256) == ["A"])
+        #expect(try await clocked.pruneCandidates(backend: "local", usedBefore: 2000).map(\.sha256) == ["A", "P"])
+        #expect(try await clocked.pruneCandidates(backend: "azure", usedBefore: 3000).isEmpty, "the azure job has not ended")
+        try await clocked.markPruned(backend: "local", sha256s: ["A", "P"])
+        let listed = try await clocked.storedFiles()
+        #expect(Set(listed.map(\.sha256)) == ["S", "A"], "P is gone; A stays listed for the azure job's store")
+        #expect(listed.first { $0.sha256 == "A" }?.backends == ["azure"] && listed.first { $0.sha256 == "A" }?.jobs == ["CLOUD"])
+        #expect(try await clocked.prunedInputs("OLD") == 1)
+        #expect(try await clocked.prunedInputs("CLOUD") == 0)
+        // Staged again, an input is in the store again.
+        try await clocked.recordInputs("OLD", [InputRecord(jobId: "OLD", source: "/a", sha256: "A", size: 1, blob: nil)])
+        #expect(try await clocked.prunedInputs("OLD") == 0)
+    }
+
     @Test("hashes and inputs are written in bulk, a second write of a key replacing the first; many paths read in one call")
     func bulkHashesAndInputs() async throws {
         try await job()

@@ -113,6 +113,40 @@ struct AzureTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
+    @Test("files put into batchd-inputs ahead of a job: the job uploads nothing; prune --dry-run keeps the blobs, --unused-for 0s deletes them")
+    func filesPutAndPrune() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+        let dir = try copyExample(d, "wc")
+        let put = try await d.json(["files", "put", "--backend", "azure", "\(dir)/texts", "\(dir)/wordcount.py"])
+        #expect(put["count"] as? Int == 4 && (put["sent"] as? Int ?? 0) > 0, "\(put)")
+        let writes = { ((try await rig.admin("stats"))["writesByContainer"] as? [String: Int] ?? [:])["batchd-inputs"] ?? 0 }
+        #expect(try await writes() == 4)
+        let r = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", "\(dir)/job.yaml"])
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        #expect(try await writes() == 4, "the job wrote no input")
+        let store = try d.store()
+        let job = try #require(try await store.jobs(limit: 1).first)
+        let record = try #require(try await store.azureJob(job.id))
+        #expect(record.bytesUploaded == 0 && record.bytesTotal > 0)
+        let listed = try await d.json(["files", "list"])["files"] as? [[String: Any]] ?? []
+        #expect(listed.count == 4 && listed.allSatisfy { ($0["jobs"] as? [String]) == [job.id] && ($0["backends"] as? [String]) == ["azure"] },
+                "\(listed)")
+        let found = try await d.json(["files", "find", "wordcount.py"])["files"] as? [[String: Any]] ?? []
+        #expect(found.count == 1 && (found.first?["blob"] as? String)?.hasPrefix("md5/") == true)
+
+        let blob = BlobClient(http: rig.http, endpoint: "\(rig.emulator.url)/store", account: "store", key: Secret(AzureEmulatorProcess.key))
+        #expect(try await blob.list("batchd-inputs").count == 4)
+        let dry = try await d.json(["files", "prune", "--unused-for", "0s", "--dry-run", "--backend", "azure"])
+        #expect(dry["count"] as? Int == 4 && dry["freed"] as? Int == 0, "\(dry)")
+        #expect(try await blob.list("batchd-inputs").count == 4, "a dry run deletes nothing")
+        let pruned = try await d.json(["files", "prune", "--unused-for", "0s"])
+        #expect(pruned["count"] as? Int == 4, "\(pruned)")
+        #expect(try await blob.list("batchd-inputs").isEmpty)
+        #expect((try await d.json(["files", "list"])["files"] as? [Any])?.isEmpty == true)
+        #expect(await d.signal(SIGTERM) == 0)
+        withExtendedLifetime(rig) {}
+    }
+
     @Test("2,000 tasks on 4 nodes × 4 slots: collections of 100, at most 0.05 polling calls per task")
     func twoThousandTasks() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 1s")

@@ -1,6 +1,7 @@
 import BackendLocal
 import BatchAccess
 import BatchStore
+import BatchSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -57,6 +58,56 @@ struct DaemonTests {
         #expect(found.count == 1 && (found.first?["names"] as? [String]) == ["\(example)/texts/taskdata1.txt"])
         #expect((try await d.json(["files", "find", "texts/*.txt", "--json"])["files"] as? [Any])?.isEmpty == true, "a pattern with / matches whole paths")
         #expect((try await d.json(["files", "find", "**/texts/*.txt", "--json"])["files"] as? [Any])?.count == 3)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("files put stages a directory ahead of a job, which then copies nothing; prune --dry-run keeps it, --unused-for 0s removes it")
+    func filesPutAndPrune() async throws {
+        let d = try DaemonHarness()
+        try await d.start()
+        let example = "\(d.root)/wordcount"
+        try FileManager.default.copyItem(atPath: "\(repoRoot)/examples/wordcount", toPath: example)
+        try? FileManager.default.removeItem(atPath: "\(example)/output")
+        // The whole directory: job.yaml, wordcount.py and the three texts.
+        let put = try await d.json(["files", "put", example])
+        #expect(put["count"] as? Int == 5 && (put["sent"] as? Int ?? 0) > 0, "\(put)")
+        let again = try await d.json(["files", "put", "\(example)/texts"])
+        #expect(again["count"] as? Int == 3 && again["sent"] as? Int == 0, "a second put sends nothing: \(again)")
+        let listed = try await d.json(["files", "list"])["files"] as? [[String: Any]] ?? []
+        #expect(listed.count == 5 && listed.allSatisfy { ($0["jobs"] as? [String]) == [] }, "put, no job yet: \(listed)")
+
+        let from = d.log.mark
+        let r = try await d.batchctl(["submit", "\(example)/job.yaml", "--wait"], timeout: 60)
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        try await d.log.wait(from: from, "inputs staged") { $0.contains("inputs staged") }
+        #expect(d.log.lines[from...].contains { $0.contains("inputs staged") && $0.contains("inputs=4") && $0.contains("copied=0") },
+                "the job copied nothing: \(d.log.lines[from...].filter { $0.contains("inputs staged") })")
+        let job = try #require(try await d.json(["show", "wordcount"])["id"] as? String)
+        let found = try await d.json(["files", "find", "taskdata1.txt"])["files"] as? [[String: Any]] ?? []
+        #expect(found.count == 1 && (found.first?["jobs"] as? [String]) == [job], "\(found)")
+        let stored = try await d.json(["files", "list"])["files"] as? [[String: Any]] ?? []
+        #expect(stored.filter { ($0["jobs"] as? [String]) == [job] }.count == 4, "the texts and wordcount.py, with the job: \(stored)")
+        let blobs = stored.compactMap { $0["sha256"] as? String }.map { ContentStore(root: "\(d.state)/store").path(for: $0) }
+        #expect(blobs.count == 5 && blobs.allSatisfy { FileManager.default.fileExists(atPath: $0) })
+
+        // Not old enough, and a dry run: nothing goes.
+        let young = try await d.json(["files", "prune", "--unused-for", "1h"])
+        #expect(young["count"] as? Int == 0, "\(young)")
+        let dry = try await d.json(["files", "prune", "--unused-for", "0s", "--dry-run"])
+        #expect(dry["count"] as? Int == 5 && dry["freed"] as? Int == 0, "\(dry)")
+        let bare = try await d.json(["files", "prune"])
+        #expect(bare["freed"] as? Int == 0)
+        #expect(blobs.allSatisfy { FileManager.default.fileExists(atPath: $0) }, "a dry run removes nothing")
+
+        let pruned = try await d.json(["files", "prune", "--unused-for", "0s"])
+        #expect(pruned["count"] as? Int == 5 && (pruned["freed"] as? Int ?? 0) > 0, "\(pruned)")
+        #expect(blobs.allSatisfy { !FileManager.default.fileExists(atPath: $0) }, "pruned from the store")
+        #expect((try await d.json(["files", "list"])["files"] as? [Any])?.isEmpty == true)
+        // The job's history keeps its inputs; a new job stages them again.
+        try? FileManager.default.removeItem(atPath: "\(example)/output")
+        let rerun = try await d.batchctl(["submit", "\(example)/job.yaml", "--wait"], timeout: 60)
+        #expect(rerun.code == 0, "\(rerun.out)\n\(rerun.err)")
+        #expect((try await d.json(["files", "list"])["files"] as? [Any])?.count == 4)
         #expect(await d.signal(SIGTERM) == 0)
     }
 

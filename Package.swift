@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "BatchBackend",
             dependencies: [
-                "BatchCore", "BatchStore", "BatchSupport", "BatchAccess", "BatchControl",
+                "BatchCore", "BatchStore", "BatchSupport", "BatchAccess", "BatchControl", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

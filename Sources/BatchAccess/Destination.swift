@@ -103,6 +103,49 @@ public final class Destination: @unchecked Sendable {
     /// under the destination: temp file, fsync, rename. Returns the SHA-256
     /// and size written.
     public func write(_ relative: String, from source: Int32) throws -> (sha256: String, size: Int64) {
+        try write(relative) { out, target in
+            let (hex, size) = try FileOps.stream(from: source, to: out, sourceName: relative, targetName: target)
+            return (hex, size)
+        }
+    }
+
+    /// Opens `relative` under the destination for reading, through no
+    /// symlink, if it is a regular file the submitter may read; nil when
+    /// there is none. The caller closes the descriptor.
+    public func openExisting(_ relative: String) throws -> (fd: Int32, size: Int64)? {
+        let parts = relative.split(separator: "/").map(String.init)
+        guard let last = parts.last, !parts.contains(".."), !parts.contains("."), !relative.hasPrefix("/") else {
+            throw AccessError("output path \(AccessPolicy.shown(relative)) reaches outside the destination")
+        }
+        var dir = dup(root)
+        defer { close(dir) }
+        for name in parts.dropLast() {
+            let next = openat(dir, name, batchd_O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC)
+            guard next >= 0 else {
+                if errno == ENOENT { return nil }
+                throw AccessError("cannot open \(AccessPolicy.shown(relative)): \(String(cString: strerror(errno))) (outputs are never read through a symlink)")
+            }
+            close(dir)
+            dir = next
+        }
+        let fd = openat(dir, last, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw AccessError("cannot open \(AccessPolicy.shown(relative)): \(String(cString: strerror(errno))) (outputs are never read through a symlink)")
+        }
+        var st = stat()
+        fstat(fd, &st)
+        guard st.st_mode & S_IFMT == S_IFREG, Permission.allows(policy.submitter, Permission.read, fd: fd, st) else {
+            close(fd)
+            throw AccessError("\(AccessPolicy.shown(relative)) is not a regular file \(policy.submitter) may read")
+        }
+        return (fd, Int64(st.st_size))
+    }
+
+    /// Writes `relative` under the destination with what `fill` writes to
+    /// the temp file's descriptor (it gets the target's path for messages):
+    /// temp file, fsync, rename, so a reader sees the old file or the new.
+    public func write<T>(_ relative: String, fill: (Int32, String) throws -> T) throws -> T {
         let parts = relative.split(separator: "/").map(String.init)
         guard let last = parts.last, !parts.contains(".."), !parts.contains("."), !relative.hasPrefix("/") else {
             throw AccessError("output path \(AccessPolicy.shown(relative)) reaches outside the destination")
@@ -123,10 +166,10 @@ public final class Destination: @unchecked Sendable {
         unlinkat(dir.fd, tmp, 0)
         let out = openat(dir.fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard out >= 0 else { throw AccessError("cannot create a file in \(AccessPolicy.shown(dir.path)): \(String(cString: strerror(errno)))") }
-        let result: (String, Int64)
+        let result: T
         var open = true
         do {
-            result = try FileOps.stream(from: source, to: out, sourceName: relative, targetName: "\(dir.path)/\(last)")
+            result = try fill(out, "\(dir.path)/\(last)")
             Permission.grant(out, to: policy.submitter)
             guard fsync(out) == 0 else { throw AccessError("cannot write \(AccessPolicy.shown(dir.path))/\(AccessPolicy.shown(last)): \(String(cString: strerror(errno)))") }
             close(out)

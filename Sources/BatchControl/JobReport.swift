@@ -93,18 +93,35 @@ public struct JobReport: Sendable {
         let retrying = ((try? await store.retrying(job.id)) ?? []).map { r -> [String: Any] in
             ["step": r.step, "reason": r.reason, "tries": r.tries, "since": Self.iso(r.since), "last": Self.iso(r.last)]
         }
+        let merged = try await mergedObject(job)
         return [
             "id": job.id, "name": job.name, "state": job.phase.rawValue, "reason": job.reason ?? NSNull(), "backend": job.backend.rawValue, "azure": azure,
             "retrying": retrying,
             "createdAt": Self.iso(job.createdAt), "finishedAt": Self.iso(job.finishedAt), "manifest": job.manifestPath,
             "sourceFile": job.sourceFile, "cancelRequested": job.cancelRequested,
             "tasks": Self.countsObject(counts), "failedTasks": failed,
-            "outputs": ["destination": job.destination, "count": outputCount,
+            "outputs": ["destination": job.destination, "count": outputCount, "merged": merged,
                         "files": outputPage.prefix(Self.pageSize).map {
                             ["path": $0.path, "task": names[$0.idx] ?? "\($0.idx)", "size": $0.size, "sha256": $0.sha256]
                         }],
             "page": ["number": max(page, 1), "size": Self.pageSize, "more": failedPage.count > Self.pageSize || outputPage.count > Self.pageSize],
         ]
+    }
+
+    /// Where `outputs.merge` stands: its file, the tasks merged so far (the
+    /// first `tasks`), its size, the task files left out; null without one.
+    func mergedObject(_ job: JobRecord) async throws -> Any {
+        guard let merge = job.spec?.merge else { return NSNull() }
+        let state = try? await store.backendRecord(job.id, "batchd.merge", as: MergedProgress.self)
+        return ["path": merge.into, "format": merge.format.rawValue, "tasks": state?.next ?? 0, "bytes": state?.bytes ?? 0,
+                "leftOut": state?.skipped ?? 0]
+    }
+
+    /// The part of the merge state `show` reads.
+    struct MergedProgress: Decodable {
+        var next: Int
+        var bytes: Int64
+        var skipped: Int
     }
 
     /// Each task's collected files (the artifacts by task index), a page of
@@ -164,6 +181,13 @@ public struct JobReport: Sendable {
             "finished   \(job.finishedAt.map { "\(Self.iso($0))" } ?? "-")",
             "tasks      \(c.total) total: \(c.succeeded) succeeded, \(c.failed) failed, \(c.running) running, \(c.pending) pending, \(c.cancelled) cancelled",
             "outputs    \(outputCount) files in \(job.destination)",
+        ]
+        if let merge = job.spec?.merge {
+            let state = try? await store.backendRecord(job.id, "batchd.merge", as: MergedProgress.self)
+            lines.append("merged     \(merge.into): \(state?.next ?? 0) of \(c.total) tasks, \(Progress.bytes(Int(state?.bytes ?? 0)))"
+                + ((state?.skipped ?? 0) > 0 ? ", \(state?.skipped ?? 0) files left out (see the log)" : ""))
+        }
+        lines += [
             "manifest   \(job.manifestPath)",
         ]
         if let az = (try? await store.azureJob(job.id)) ?? nil {   // a database from before v2-azure has no such table

@@ -27,6 +27,8 @@ public struct JobSpec: Sendable, Equatable, Codable {
     public var outputPatterns: [String]
     /// Files staged into every task.
     public var sharedInputs: [InputFile]
+    /// One file gathered from each task, in task order (`outputs.merge`).
+    public var merge: MergeSpec?
 
     /// The spec of a parsed manifest, with what intake decided.
     public init(_ m: Manifest, backend: BackendKind, baseDirectory: String, destination: String, submitterUID: UInt32, sharedInputs: [InputFile]) {
@@ -42,5 +44,6 @@ public struct JobSpec: Sendable, Equatable, Codable {
         limits = m.limits
         outputPatterns = m.outputs.patterns
         self.sharedInputs = sharedInputs
+        merge = m.outputs.merge
     }
 }

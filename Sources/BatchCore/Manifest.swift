@@ -129,6 +129,8 @@ public struct OutputSpec: Sendable, Equatable {
     public var patterns: [String] = []
     /// The directory outputs are copied into; relative to the base directory.
     public var destination: String = "output"
+    /// One file gathered from each task's outputs, in task order.
+    public var merge: MergeSpec?
 
     /// No outputs, destination `output`.
     public init() {}
@@ -150,4 +152,40 @@ public struct Limits: Sendable, Equatable, Codable {
 
     /// No limits.
     public init() {}
+}
+
+/// `outputs.merge`: each task's collected output matching `from` (a glob
+/// relative to the destination), appended in task order to `into`.
+public struct MergeSpec: Sendable, Equatable, Codable {
+    /// How the files are joined.
+    public enum Format: String, Sendable, Equatable, Codable, CaseIterable {
+        /// The first file's header line once, then every file's rows.
+        case csv
+        /// JSON lines: every file's lines, each ended by a newline.
+        case jsonl
+        /// The bytes, one file after another.
+        case concat
+    }
+
+    /// Which of a task's collected outputs (their paths under the destination).
+    public var from: String
+    /// The merged file, relative to the destination.
+    public var into: String
+    /// How they are joined.
+    public var format: Format
+
+    /// A merge.
+    public init(from: String, into: String, format: Format) {
+        self.from = from
+        self.into = into
+        self.format = format
+    }
+
+    /// The format a file name implies (`.csv`, `.jsonl`/`.ndjson`), if any.
+    public static func format(forName name: String) -> Format? {
+        let lower = name.lowercased()
+        if lower.hasSuffix(".csv") { return .csv }
+        if lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson") { return .jsonl }
+        return nil
+    }
 }

@@ -24,7 +24,9 @@ public enum ManifestKeys {
     /// Keys of one entry of an explicit task list.
     public static let taskEntry = ["id", "command", "env", "inputs"]
     /// Keys of `outputs` (when it is a mapping).
-    public static let outputs = ["patterns", "destination"]
+    public static let outputs = ["patterns", "destination", "merge"]
+    /// Keys of `outputs.merge`.
+    public static let merge = ["from", "into", "format"]
     /// Keys of `limits`.
     public static let limits = ["wallClock", "coreHours"]
     /// Backends a manifest may name.

@@ -194,6 +194,7 @@ extension NodeReader {
                 checkPath(d, map["destination"], "outputs.destination")
                 spec.destination = d
             }
+            if let m = map["merge"] { spec.merge = merge(m, patterns: spec.patterns) }
         }
         for pattern in spec.patterns {
             if pattern.hasPrefix("/") || pattern.split(separator: "/").contains("..") {
@@ -204,6 +205,57 @@ extension NodeReader {
             }
         }
         return spec
+    }
+
+    /// `outputs.merge`: `from` a relative glob, `into` a relative path no
+    /// output pattern (nor `from`) could match, `format` named or implied
+    /// by `into`'s extension.
+    func merge(_ node: Node, patterns: [String]) -> MergeSpec? {
+        guard let map = mapping(node, "outputs.merge", allowed: ManifestKeys.merge) else { return nil }
+        let from = string(map["from"], "outputs.merge.from", required: true, max: Bounds.patternBytes)
+        let into = string(map["into"], "outputs.merge.into", required: true, max: Bounds.pathBytes)
+        var ok = from != nil && into != nil
+        func relative(_ text: String, _ field: String, _ what: String) -> Bool {
+            let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+            guard !text.hasPrefix("/"), !parts.contains(".."), !parts.contains("."), !parts.contains("") else {
+                fail(map[field.split(separator: ".").last.map(String.init) ?? ""], field, "\(Printable.quote(text)) is not a plain path inside the destination",
+                     hint: "\(what) is relative to outputs.destination: no '/' at the start or end, no '.', '..' or '//'")
+                return false
+            }
+            return true
+        }
+        if let from {
+            ok = relative(from, "outputs.merge.from", "the pattern") && ok
+            checkPattern(from, map["from"], "outputs.merge.from")
+        }
+        if let into {
+            ok = relative(into, "outputs.merge.into", "the merged file") && ok
+            checkPath(into, map["into"], "outputs.merge.into")
+            let parts = into.split(separator: "/").map(String.init)
+            if let clash = (patterns + [from].compactMap { $0 }).first(where: { Glob($0).matches(parts) }) {
+                fail(map["into"], "outputs.merge.into", "\(Printable.quote(into)) matches \(Printable.quote(clash)), so a task's file could take its place",
+                     hint: "name the merged file so that no output pattern and not outputs.merge.from match it")
+                ok = false
+            }
+        }
+        var format = into.flatMap { MergeSpec.format(forName: $0) }
+        if let f = map["format"], let text = string(f, "outputs.merge.format") {
+            if let named = MergeSpec.Format(rawValue: text) { format = named } else {
+                let all = MergeSpec.Format.allCases.map(\.rawValue)
+                fail(f, "outputs.merge.format", "unknown format \(Printable.quote(text))",
+                     hint: Suggest.nearest(to: text, in: all).map { "did you mean '\($0)'?" } ?? "one of: \(all.joined(separator: ", "))")
+                ok = false
+            }
+        } else if format == nil, into != nil, map["format"] == nil {
+            fail(node, "outputs.merge.format", "missing, and \(Printable.quote(into ?? "")) does not say (.csv, .jsonl)", hint: "add 'format: csv', 'jsonl' or 'concat'")
+            ok = false
+        }
+        if patterns.isEmpty {
+            fail(node, "outputs.merge", "nothing to merge: outputs.patterns is empty", hint: "collect the files to merge with outputs.patterns")
+            ok = false
+        }
+        guard ok, let from, let into, let format else { return nil }
+        return MergeSpec(from: from, into: into, format: format)
     }
 
     func tasks(_ node: Node?) -> TaskSource? {

@@ -7,7 +7,50 @@ import Foundation
 
 extension JobRunner {
     /// Checks that every collected output is still at its destination.
+    /// `outputs.merge` while the tasks run: a pass whenever a second has
+    /// gone by (or four times as long as the last pass took, so copying a
+    /// large merged file takes at most a fifth of the time).
+    func mergeWhileRunning(_ job: JobHandle) -> Task<Void, Never>? {
+        guard let spec = job.spec.merge else { return nil }
+        let log = self.log
+        return Task {
+            let merger = OutputMerger(handle: job, spec: spec)
+            var pause = 1.0
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(pause))
+                if Task.isCancelled { break }
+                let started = ContinuousClock.now
+                do {
+                    while try await merger.pass(), !Task.isCancelled {}
+                } catch {
+                    log.warning("outputs.merge failed; will try again", metadata: ["error": "\(error)"])
+                }
+                let took = ContinuousClock.now - started
+                pause = max(1, 4 * (Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18))
+            }
+        }
+    }
+
+    /// The last passes of `outputs.merge`, once every task has ended; the
+    /// job fails if the merged file cannot be written.
+    func finishMerge(_ job: JobHandle) async -> StepResult {
+        guard let spec = job.spec.merge else { return .done }
+        let merger = OutputMerger(handle: job, spec: spec)
+        do {
+            while try await merger.pass() {}
+        } catch {
+            return .failed(reason: "outputs.merge into \(Printable.escape(spec.into)) failed: \(error)")
+        }
+        if let state = try? await ctx.store.backendRecord(jobID, OutputMerger.key, as: MergeState.self) {
+            log.info("outputs merged", metadata: ["path": "\(Printable.escape(spec.into))", "bytes": "\(state.bytes)",
+                                                  "files.left.out": "\(state.skipped)"])
+        }
+        return .done
+    }
+
     func verifyOutputs(_ job: JobHandle) async -> StepResult {
+        let merged = await finishMerge(job)
+        guard merged == .done else { return merged }
         guard let outputs = await job.retrying("read outputs", { try await ctx.store.outputs(jobID) }) else { return .interrupted }
         for output in outputs {
             let path = "\(job.spec.destination)/\(output.path)"

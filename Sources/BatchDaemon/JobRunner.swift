@@ -84,7 +84,10 @@ struct JobRunner: Sendable {
         case .provisionPool: result = await backend.provision(job)
         case .submitTasks: result = await backend.submit(job)
         case .monitorTasks:
+            let merging = mergeWhileRunning(job)
             result = await backend.monitor(job)
+            merging?.cancel()
+            await merging?.value
             if result == .done {
                 counts = await job.counts()
                 if counts == nil { result = .interrupted }

@@ -104,6 +104,7 @@ public actor Supervisor: Service {
         guard t.ignored == nil else {
             throw DaemonError("job \(job.id) has \(job.phase); only a failed job can be retried")
         }
+        if job.spec?.merge != nil { try await OutputMerger.reset(ctx.store, job.id) }
         let n = try await ctx.store.reopenFailedTasks(job.id, t.state)
         var log = ctx.logger
         log[metadataKey: "job.id"] = "\(job.id)"

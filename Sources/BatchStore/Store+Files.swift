@@ -94,3 +94,23 @@ extension Store {
         }
     }
 }
+
+/// What `outputs.merge` reads: the tasks ended so far, in order, and their files.
+extension Store {
+    /// The first task at or after `idx` that has not ended; nil when none has not.
+    public func firstOpenTask(_ jobID: String, from idx: Int) async throws -> Int? {
+        try await db.read { db in
+            try Int.fetchOne(db, sql: """
+                SELECT idx FROM tasks WHERE job_id = ? AND idx >= ? AND state IN ('pending', 'running') ORDER BY idx LIMIT 1
+                """, arguments: [jobID, idx])
+        }
+    }
+
+    /// The outputs of tasks `range`, by task and path.
+    public func outputs(_ jobID: String, tasks range: Range<Int>) async throws -> [OutputRecord] {
+        try await db.read { db in
+            try OutputRecord.fetchAll(db, sql: "SELECT * FROM outputs WHERE job_id = ? AND idx >= ? AND idx < ? ORDER BY idx, path",
+                                      arguments: [jobID, range.lowerBound, range.upperBound])
+        }
+    }
+}

@@ -17,6 +17,10 @@ int batchd_pidfd_open(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+long batchd_copy_file_range(int in, int out, unsigned long len) {
+    return (long)copy_file_range(in, NULL, out, NULL, len, 0);
+}
+
 void batchd_close_from(int first) {
     if (syscall(SYS_close_range, (unsigned)first, ~0U, 0) == 0) return;
     DIR *d = opendir("/proc/self/fd");

@@ -44,6 +44,24 @@ struct ManifestParserTests {
         #expect(m.sharedInputs == ["common/*.dat"])
     }
 
+    @Test("outputs.merge: the format follows into's extension unless named; into must be a plain relative path no pattern matches")
+    func merge() throws {
+        func merge(_ m: String) throws -> MergeSpec? {
+            try ManifestParser.parse("name: m\ntasks: [{command: 'true'}]\noutputs: {patterns: ['r-*.csv', 'x/*.json'], merge: \(m)}\n", file: "job.yaml").outputs.merge
+        }
+        #expect(try merge("{from: 'r-*.csv', into: all.csv}") == MergeSpec(from: "r-*.csv", into: "all.csv", format: .csv))
+        #expect(try merge("{from: 'x/*.json', into: merged/all.ndjson}")?.format == .jsonl)
+        #expect(try merge("{from: 'x/*.json', into: all.txt, format: concat}")?.format == .concat)
+        let text = { (m: String) in "name: m\ntasks: [{command: 'true'}]\noutputs: {patterns: ['r-*.csv'], merge: \(m)}\n" }
+        #expect(issues(text("{from: 'r-*.csv', into: r-all.csv}")).first?.message.contains("matches 'r-*.csv'") == true)
+        #expect(issues(text("{from: 'r-*.csv', into: /tmp/x.csv}")).first?.message.contains("not a plain path") == true)
+        #expect(issues(text("{from: 'r-*.csv', into: a/../b.csv}")).first?.message.contains("not a plain path") == true)
+        #expect(issues(text("{from: 'r-*.csv', into: all.csv, format: cvs}")).first?.hint == "did you mean 'csv'?")
+        #expect(issues(text("{from: 'r-*.csv', into: all.out}")).first?.field == "outputs.merge.format")
+        #expect(issues(text("{from: 'r-*.csv'}")).first?.field == "outputs.merge.into")
+        #expect(issues("name: m\ntasks: [{command: 'true'}]\noutputs: {merge: {from: a, into: b.csv}}\n").first?.message.contains("outputs.patterns is empty") == true)
+    }
+
     @Test("a typo'd key names the line, the column, the field and the nearest valid key")
     func typo() {
         let found = issues("""

@@ -37,6 +37,10 @@ struct SchemaSyncTests {
     @Test func rows() { #expect(keys(prop("tasks", "oneOf", "1", "forEachRow", "oneOf", "1")) == Set(ManifestKeys.rows)) }
     @Test func entry() { #expect(keys(prop("$defs", "taskEntry")) == Set(ManifestKeys.taskEntry)) }
     @Test func outputs() { #expect(keys(prop("outputs", "oneOf", "1")) == Set(ManifestKeys.outputs)) }
+    @Test func merge() { #expect(keys(prop("outputs", "oneOf", "1", "merge")) == Set(ManifestKeys.merge)) }
+    @Test func mergeFormat() {
+        #expect(Set(prop("outputs", "oneOf", "1", "merge", "format", "enum") as? [String] ?? []) == Set(MergeSpec.Format.allCases.map(\.rawValue)))
+    }
     @Test func limits() { #expect(keys(prop("limits")) == Set(ManifestKeys.limits)) }
     @Test func backends() { #expect(Set(prop("backend", "enum") as? [String] ?? []) == Set(ManifestKeys.backends)) }
     @Test func cleanup() { #expect(Set(prop("cleanup", "enum") as? [String] ?? []) == Set(CleanupPolicy.allCases.map(\.rawValue))) }

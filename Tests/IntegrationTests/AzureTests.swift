@@ -113,10 +113,13 @@ struct AzureTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
-    @Test("files put into batchd-inputs ahead of a job: the job uploads nothing; prune --dry-run keeps the blobs, --unused-for 0s deletes them")
+    @Test("files put into batchd-inputs ahead of a job: the job uploads nothing; prune --dry-run keeps the blobs, --unused-for 0s deletes them; outputs.merge works on Azure too")
     func filesPutAndPrune() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
         let dir = try copyExample(d, "wc")
+        let manifest = try #require(read("\(dir)/job.yaml")).replacingOccurrences(of: "  destination: output\n",
+                                                                                  with: "  destination: output\n  merge: {from: '*_OUTPUT.txt', into: top3.txt, format: concat}\n")
+        try manifest.write(toFile: "\(dir)/job.yaml", atomically: true, encoding: .utf8)
         let put = try await d.json(["files", "put", "--backend", "azure", "\(dir)/texts", "\(dir)/wordcount.py"])
         #expect(put["count"] as? Int == 4 && (put["sent"] as? Int ?? 0) > 0, "\(put)")
         let writes = { ((try await rig.admin("stats"))["writesByContainer"] as? [String: Int] ?? [:])["batchd-inputs"] ?? 0 }
@@ -128,6 +131,8 @@ struct AzureTests {
         let job = try #require(try await store.jobs(limit: 1).first)
         let record = try #require(try await store.azureJob(job.id))
         #expect(record.bytesUploaded == 0 && record.bytesTotal > 0)
+        let parts = (0..<3).map { read("\(dir)/output/taskdata\($0)_OUTPUT.txt") ?? "missing" }
+        #expect(read("\(dir)/output/top3.txt") == parts.joined(), "the three results merged in task order")
         let listed = try await d.json(["files", "list"])["files"] as? [[String: Any]] ?? []
         #expect(listed.count == 4 && listed.allSatisfy { ($0["jobs"] as? [String]) == [job.id] && ($0["backends"] as? [String]) == ["azure"] },
                 "\(listed)")

@@ -3,6 +3,7 @@ import BatchAccess
 import BatchStore
 import BatchSupport
 import Foundation
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -108,6 +109,72 @@ struct DaemonTests {
         let rerun = try await d.batchctl(["submit", "\(example)/job.yaml", "--wait"], timeout: 60)
         #expect(rerun.code == 0, "\(rerun.out)\n\(rerun.err)")
         #expect((try await d.json(["files", "list"])["files"] as? [Any])?.count == 4)
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("outputs.merge of a 200-row forEachRow job: one header and 200 rows in row order; read as it grows, always a valid prefix")
+    func mergedResults() async throws {
+        let d = try DaemonHarness(slots: 4)
+        try await d.start()
+        let dir = "\(d.root)/scoring"
+        try FileManager.default.createDirectory(atPath: "\(dir)/out", withIntermediateDirectories: true)
+        try ("customer,segment\n" + (0..<200).map { "c\($0),s\($0 % 3)\n" }.joined()).write(toFile: "\(dir)/customers.csv", atomically: true, encoding: .utf8)
+        // Tasks end out of row order (sleeps of 0 to 40 ms over 4 slots);
+        // tasks from row 100 on wait until the test has read a partial merge.
+        let go = "\(dir)/go"
+        try """
+            name: scoring
+            tasks:
+              forEachRow: customers.csv
+            command: if [ $BATCHD_TASK_INDEX -ge 100 ]; then while [ ! -e \(go) ]; do sleep 0.02; done; fi; sleep 0.0$((BATCHD_TASK_INDEX % 5)); printf 'customer,score\\n%s,%s\\n' {row.customer} "$BATCHD_TASK_INDEX" > score-{index}.csv
+            outputs:
+              patterns: ['score-*.csv']
+              destination: out
+              merge: {from: 'score-*.csv', into: scores.csv}
+            """.write(toFile: "\(dir)/job.yaml", atomically: true, encoding: .utf8)
+        let expected = ["customer,score"] + (0..<200).map { "c\($0),\($0)" }
+        // A reader woken by each rename into the destination checks every version it sees.
+        let merged = "\(dir)/out/scores.csv"
+        let seen = Mutex<[Int]>([]), bad = Mutex<[String]>([]), stop = Mutex(false)
+        let partial = AsyncEvent<Void>()
+        let fd = inotify_init1(Int32(IN_CLOEXEC))
+        #expect(inotify_add_watch(fd, "\(dir)/out", UInt32(IN_MOVED_TO)) >= 0)
+        let reader = Thread {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while !stop.withLock({ $0 }) {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 100) > 0 else { continue }
+                _ = read(fd, &buffer, buffer.count)
+                guard let text = try? String(contentsOfFile: merged, encoding: .utf8) else { continue }
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+                // A valid prefix: the header, then rows 0..<k, and the file ends with a newline.
+                guard lines.last == "", Array(lines.dropLast()) == Array(expected.prefix(lines.count - 1)) else {
+                    bad.withLock { $0.append(String(text.suffix(200))) }
+                    continue
+                }
+                seen.withLock { $0.append(lines.count - 2) }
+                if lines.count - 2 > 0 && lines.count - 2 < 200 { partial.fire(()) }
+            }
+            close(fd)
+        }
+        reader.start()
+        let sub = try await d.batchctl(["submit", "\(dir)/job.yaml"])
+        #expect(sub.code == 0, "\(sub.err)")
+        #expect(await partial.wait(timeout: 60) != nil, "a partial merge was published while the job ran")
+        try "".write(toFile: go, atomically: true, encoding: .utf8)
+        let r = try await d.batchctl(["wait", "scoring", "--timeout", "120"], timeout: 150)
+        stop.withLock { $0 = true }
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        let text = try #require(read(merged))
+        #expect(text == expected.joined(separator: "\n") + "\n")
+        #expect(bad.withLock { $0 }.isEmpty, "every version read was a valid prefix: \(bad.withLock { $0 }.prefix(3))")
+        let counts = seen.withLock { $0 }
+        #expect(counts == counts.sorted(), "each version holds at least the rows of the one before")
+        let shown = try await d.json(["show", "scoring"])["outputs"] as? [String: Any]
+        let progress = shown?["merged"] as? [String: Any]
+        #expect(progress?["path"] as? String == "scores.csv" && progress?["tasks"] as? Int == 200 && progress?["leftOut"] as? Int == 0,
+                "\(String(describing: progress))")
+        #expect(progress?["bytes"] as? Int == text.utf8.count)
         #expect(await d.signal(SIGTERM) == 0)
     }
 

@@ -83,6 +83,8 @@ struct HostileTests {
         try "secretcolumn\nx; touch PWNED\n$(touch PWNED2)\n`touch PWNED3`\n".write(toFile: "\(work)/rows-inject.csv", atomically: true, encoding: .utf8)
         try "{\"a\": \"x\\u0000y\"}\n".write(toFile: "\(work)/rows-nul.jsonl", atomically: true, encoding: .utf8)
         try ("a\n" + String(repeating: "v", count: 70_000) + "\n").write(toFile: "\(work)/rows-long.csv", atomically: true, encoding: .utf8)
+        try "{\"h\": \"id,v\", \"v\": \"0,a\"}\n{\"h\": \"other,header\", \"v\": \"1,b\"}\n{\"h\": \"id,v\", \"v\": \"2,c\"}\n"
+            .write(toFile: "\(work)/m05-rows.jsonl", atomically: true, encoding: .utf8)
         try "hello\n".write(toFile: "\(work)/files/a;echo INJECTED >x;.txt", atomically: true, encoding: .utf8)
         try "plain\n".write(toFile: "\(work)/files/normal.txt", atomically: true, encoding: .utf8)
         try "name: valid\ntasks: [{command: \"true\"}]\n".write(toFile: "\(work)/valid.yaml", atomically: true, encoding: .utf8)
@@ -190,6 +192,7 @@ struct HostileTests {
         #expect(!FileManager.default.fileExists(atPath: "\(work)/out-k01/passwd"))
         #expect(Self.files(under: "\(work)/out-k02") == ["mine.txt"])
         #expect(Self.files(under: "\(work)/out-k03") == ["mine.txt"])
+        #expect(read("\(work)/out-m05/merged.csv") == "id,v\n0,a\n2,c\n", "the task whose header differs is left out")
         // No raw control byte from a name or a manifest reached the log.
         #expect(!d.log.lines.contains { $0.unicodeScalars.contains { $0 == "\u{1b}" || $0 == "\u{7}" } })
         // Small, and still serving.

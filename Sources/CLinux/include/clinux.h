@@ -7,6 +7,9 @@
 /// Swift cannot call.)
 int batchd_pidfd_open(pid_t pid);
 
+/// copy_file_range(2) from and to the files' current offsets (-1 and errno on failure).
+long batchd_copy_file_range(int in, int out, unsigned long len);
+
 /// Closes every descriptor from `first` up (close_range(2), with a fallback).
 void batchd_close_from(int first);
 

@@ -90,7 +90,14 @@ extension AzureJob {
     /// `listing` is the output container's listing when the batch made one.
     func finish(_ task: TaskRecord, _ s: TaskSnapshot, _ record: AzureJobRecord, _ sink: OutputSink,
                 listing: [String: BlobProperties]?) async {
-        let number = s.retryCount + 1
+        // After `batchctl retry` (a new Batch job, `-r<n>`), Batch counts
+        // again from zero: the attempts of the earlier Batch jobs come first.
+        var earlier = 0
+        if record.batchJobId != "batchd-\(jobID)" {
+            guard let attempts = await retrying("read the task's attempts", { try await store.attempts(jobID, idx: task.idx) }) else { return }
+            earlier = attempts.map(\.attempt).max() ?? 0
+        }
+        let number = earlier + s.retryCount + 1
         let dir = handle.attemptDirectory(task.taskId, number)
         var outcome = AzureRules.outcome(s, timeout: handle.spec.timeoutSeconds, cancelled: control.isCancelled)
         let container = record.outputContainer

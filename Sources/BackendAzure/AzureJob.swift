@@ -275,6 +275,14 @@ extension AzureJob {
                         + "this daemon's is '\(az.owner)'): pick another pool.id, or leave pool.id out for an auto-pool"
                 }
                 if existing["state"] as? String == "deleting" { return "pool \(poolID) is being deleted; submit again once it is gone" }
+                // Resized to zero while idle (or by hand): grown back to what this job asks for.
+                let want = BatchBodies.nodeCounts(spec.pool, defaults: defaults)
+                let target = (existing["targetDedicatedNodes"] as? Int ?? 0) + (existing["targetLowPriorityNodes"] as? Int ?? 0)
+                if target == 0, want.dedicated + want.spot > 0 {
+                    try await az.batch.resizePool(poolID, dedicated: want.dedicated, spot: want.spot)
+                    log.notice("pool resized", metadata: ["pool.id": "\(poolID)", "pool.dedicated": "\(want.dedicated)", "pool.spot": "\(want.spot)",
+                                                          "reason": "it had no nodes and job \(jobID) needs it", "message.id": "\(MessageID.poolResized)"])
+                }
                 return nil
             }
             try await az.batch.createPool(BatchBodies.pool(id: poolID, spec.pool, defaults: defaults, owner: az.owner))

@@ -24,9 +24,24 @@ public struct AzureJobBackend: JobBackend {
         }
     }
 
-    /// The ended Batch job holds the task ids; a retry would need new ids in
-    /// a new Batch job.
-    public var canRetry: Bool { false }
+    /// The ended Batch job holds the task ids: a retry deletes it and runs
+    /// the reopened tasks in a new Batch job, `batchd-<id>-r<n>`, with
+    /// fresh tokens and the inputs already in `batchd-inputs`.
+    public func prepareRetry(_ job: JobRecord, store: Store) async throws {
+        guard var record = try await store.azureJob(job.id) else { return }
+        let old = record.batchJobId
+        let base = "batchd-\(job.id)"
+        let generation = old.hasPrefix("\(base)-r") ? (Int(old.dropFirst(base.count + 2)) ?? 0) : 0
+        if try await azure.batch.job(old) != nil {
+            try await azure.batch.deleteJob(old)
+        }
+        record.batchJobId = "\(base)-r\(generation + 1)"
+        record.submitted = false
+        record.tokenExpiry = nil
+        record.cleaned = false
+        if record.autoPool { record.poolId = nil }
+        try await store.saveAzureJob(record)
+    }
 
     public func stage(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).stage() }
     public var inputFiles: (any InputFiles)? { AzureInputFiles(az: azure) }

@@ -9,7 +9,8 @@ public enum AzureRules {
     /// Everything else (400, 403, 404, 409, a refused body) fails the step.
     public static func isTransient(_ error: Error) -> Bool {
         if error is HTTPError { return true }
-        if let e = error as? BatchServiceError { return e.status == 408 || e.status == 429 || e.status >= 500 }
+        // A pool still resizing (to zero while idle, say) takes a new size once it is steady.
+        if let e = error as? BatchServiceError { return e.status == 408 || e.status == 429 || e.status >= 500 || e.code == "PoolNotSteady" }
         if let e = error as? BlobError {
             return e.status == 408 || e.status == 429 || e.status >= 500 || ["Md5Mismatch", "SizeMismatch", "ShortRange", "BlobChanged"].contains(e.code)
         }

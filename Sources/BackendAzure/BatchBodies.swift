@@ -29,17 +29,23 @@ public enum BatchBodies {
     /// An ISO 8601 duration of whole seconds (`PT3600S`), as Batch takes.
     public static func duration(_ seconds: Double) -> String { "PT\(max(1, Int(seconds.rounded(.up))))S" }
 
+    /// The dedicated and spot nodes a manifest's pool asks for (the
+    /// config's default dedicated count when it names neither).
+    public static func nodeCounts(_ spec: PoolSpec, defaults: PoolDefaults) -> (dedicated: Int, spot: Int) {
+        spec.dedicatedNodes == nil && spec.spotNodes == nil ? (defaults.dedicatedNodes, 0) : (spec.dedicatedNodes ?? 0, spec.spotNodes ?? 0)
+    }
+
     /// Pool properties (without the id) for a manifest's pool spec.
     public static func poolProperties(_ spec: PoolSpec, defaults: PoolDefaults, metadata: [String: String]) -> [String: Any] {
         let parts = (spec.image ?? defaults.image).split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         var image: [String: Any] = ["publisher": parts[0], "offer": parts.count > 1 ? parts[1] : "", "sku": parts.count > 2 ? parts[2] : ""]
         image["version"] = parts.count > 3 && !parts[3].isEmpty ? parts[3] : "latest"
-        let noCounts = spec.dedicatedNodes == nil && spec.spotNodes == nil
+        let counts = nodeCounts(spec, defaults: defaults)
         var body: [String: Any] = [
             "vmSize": spec.vmSize ?? defaults.vmSize,
             "virtualMachineConfiguration": ["imageReference": image, "nodeAgentSKUId": spec.nodeAgentSku ?? defaults.nodeAgentSku],
-            "targetDedicatedNodes": noCounts ? defaults.dedicatedNodes : (spec.dedicatedNodes ?? 0),
-            "targetLowPriorityNodes": spec.spotNodes ?? 0,
+            "targetDedicatedNodes": counts.dedicated,
+            "targetLowPriorityNodes": counts.spot,
             "taskSlotsPerNode": spec.slotsPerNode ?? 1,
             "metadata": metadata.sorted(by: { $0.key < $1.key }).map { ["name": $0.key, "value": $0.value] },
         ]

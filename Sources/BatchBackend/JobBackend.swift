@@ -18,6 +18,10 @@ public protocol JobBackend: Sendable {
     func refusal(_ spec: JobSpec) async -> ManifestIssue?
     /// Whether `batchctl retry` can run a failed job's failed tasks again here.
     var canRetry: Bool { get }
+    /// Readies a failed job for `batchctl retry`, before its failed tasks
+    /// are reopened (and the job provisioned and submitted again). Throws
+    /// why it cannot be retried.
+    func prepareRetry(_ job: JobRecord, store: Store) async throws
     /// Puts the job's inputs where its tasks will find them.
     func stage(_ job: JobHandle) async -> StepResult
     /// Makes sure the compute the job needs exists.
@@ -57,6 +61,7 @@ public protocol JobBackend: Sendable {
 extension JobBackend {
     public func refusal(_ spec: JobSpec) async -> ManifestIssue? { nil }
     public var canRetry: Bool { true }
+    public func prepareRetry(_ job: JobRecord, store: Store) async throws {}
     public func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? { nil }
     public func managePool(_ change: ControlRequest, store: Store) async throws -> String? { nil }
     public var background: (@Sendable () async -> Void)? { nil }

@@ -24,7 +24,8 @@ public struct Transition: Sendable, Equatable {
 }
 
 /// The transition function. Terminal states take no event but one: a failed
-/// job may be reopened with `retryRequested`, which runs its failed tasks again.
+/// job may be reopened with `retryRequested`, which provisions and submits
+/// again, running its failed tasks.
 public enum JobMachine {
     /// Applies `event` to `state`.
     public static func apply(_ event: JobEvent, to state: JobState) -> Transition {
@@ -35,7 +36,10 @@ public enum JobMachine {
             Transition(state: state, actions: [], ignored: "\(event) does not apply in \(state.phase.rawValue)")
         }
         if state.phase == .failed, event == .retryRequested {
-            return Transition(state: JobState(phase: .running), actions: [.monitorTasks], ignored: nil)
+            // Provision and submit again: a no-op where tasks were recorded at
+            // acceptance (local), the reopened tasks on a backend that takes
+            // them in (Slurm's arrays, a new Azure Batch job).
+            return Transition(state: JobState(phase: .provisioning), actions: [.provisionPool], ignored: nil)
         }
         if state.phase.isTerminal { return ignore() }
 

@@ -93,7 +93,8 @@ public actor Supervisor: Service {
     func retry(_ idOrName: String) async throws -> (JobRecord, Int) {
         guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
         guard controls[job.id] == nil else { throw DaemonError("job \(job.id) is still \(job.phase.rawValue)") }
-        guard ctx.backends.forJob(job.backend).canRetry else {
+        let backend = ctx.backends.forJob(job.backend)
+        guard backend.canRetry else {
             throw DaemonError("retry is not supported for jobs on \(job.backend.rawValue) yet: submit the manifest again (inputs already uploaded are not sent twice)")
         }
         let pruned = try await ctx.store.prunedInputs(job.id)
@@ -104,6 +105,7 @@ public actor Supervisor: Service {
         guard t.ignored == nil else {
             throw DaemonError("job \(job.id) has \(job.phase); only a failed job can be retried")
         }
+        try await backend.prepareRetry(job, store: ctx.store)
         if job.spec?.merge != nil { try await OutputMerger.reset(ctx.store, job.id) }
         let n = try await ctx.store.reopenFailedTasks(job.id, t.state)
         var log = ctx.logger

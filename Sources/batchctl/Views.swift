@@ -95,14 +95,16 @@ struct Retry: AsyncParsableCommand {
     @OptionGroup var global: Global
     @Argument(help: "Job id or name.") var job: String
     @Flag(help: "Wait until the job ends; exit 0 only if it succeeded.") var wait = false
+    @Flag(help: "Print JSON: the job's id and how many tasks run again.") var json = false
 
     func run() async throws {
         try await guarded {
             let config = try global.load()
-            let answer = try global.control(.retry(job: job))
+            // A cloud backend may start a new job for the tasks first.
+            let answer = try global.control(.retry(job: job), timeout: 120)
             guard let id = answer.job else { throw CLIError(1, "retry refused") }
-            say("retrying \(answer.tasks ?? 0) failed tasks of \(id)")
-            if wait { try await Waiter(config: config, json: false).until(id, timeout: nil) }
+            if json { say(JobReport.json(["job": id, "tasks": answer.tasks ?? 0])) } else { say("retrying \(answer.tasks ?? 0) failed tasks of \(id)") }
+            if wait { try await Waiter(config: config, json: json).until(id, timeout: nil) }
         }
     }
 }

@@ -70,12 +70,12 @@ struct JobMachineTests {
         }
     }
 
-    @Test("a failed job reopens for a retry; nothing else does")
+    @Test("a failed job reopens for a retry through provisioning and submission (a cloud backend needs a new job for it); nothing else does")
     func retry() {
         let t = JobMachine.apply(.retryRequested, to: JobState(phase: .failed, verdict: .failure(reason: "1 of 2 tasks failed")))
         #expect(t.ignored == nil)
-        #expect(t.state == JobState(phase: .running))
-        #expect(t.actions == [.monitorTasks])
+        #expect(t.state == JobState(phase: .provisioning))
+        #expect(t.actions == [.provisionPool])
         #expect(JobMachine.apply(.retryRequested, to: JobState(phase: .running)).ignored != nil)
     }
 

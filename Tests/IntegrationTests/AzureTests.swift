@@ -152,6 +152,49 @@ struct AzureTests {
         withExtendedLifetime(rig) {}
     }
 
+    @Test("batchctl retry of a failed Azure job runs only its failed task again, in a new Batch job, uploads no input again, and succeeds")
+    func retryOnAzure() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+        let dir = "\(d.root)/flaky", flag = "\(d.root)/flaky/fixed"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try "shared data\n".write(toFile: "\(dir)/data.txt", atomically: true, encoding: .utf8)
+        try """
+            name: flaky
+            backend: azure
+            inputs: {shared: [data.txt]}
+            tasks:
+              forEachInteger: {from: 1, to: 4}
+            command: if [ {i} -eq 3 ] && [ ! -e \(flag) ]; then exit 7; fi; cat data.txt > out-{i}.txt
+            retries: 0
+            outputs: {patterns: ['out-*.txt'], destination: out}
+            """.write(toFile: "\(dir)/job.yaml", atomically: true, encoding: .utf8)
+        let first = try await d.batchctl(["submit", "--wait", "--timeout", "120", "\(dir)/job.yaml"])
+        #expect(first.code != 0)
+        let failed = try await d.json(["show", "flaky"])
+        #expect(failed["state"] as? String == "failed" && (failed["tasks"] as? [String: Any])?["failed"] as? Int == 1, "\(failed)")
+        let id = try #require(failed["id"] as? String)
+        #expect(try await rig.batch.job("batchd-\(id)") != nil, "the failed job's Batch job is kept (cleanup: onSuccess)")
+        let inputWrites = { ((try await rig.admin("stats"))["writesByContainer"] as? [String: Int] ?? [:])["batchd-inputs"] ?? 0 }
+        let writesBefore = try await inputWrites()
+
+        try "".write(toFile: flag, atomically: true, encoding: .utf8)
+        let retry = try await d.json(["retry", "flaky"])
+        #expect(retry["tasks"] as? Int == 1, "\(retry)")
+        let w = try await d.batchctl(["wait", "flaky", "--timeout", "120"])
+        #expect(w.code == 0, "\(w.out)\n\(w.err)")
+        let done = try await d.json(["show", "flaky"])
+        #expect(done["state"] as? String == "succeeded" && (done["tasks"] as? [String: Any])?["succeeded"] as? Int == 4, "\(done)")
+        #expect((1...4).allSatisfy { read("\(dir)/out/out-\($0).txt") == "shared data\n" })
+        // Only the failed task went to the new Batch job; the old one is gone; no input was sent again.
+        #expect(try await rig.batch.job("batchd-\(id)") == nil)
+        #expect((done["azure"] as? [String: Any])?["batchJob"] as? String == "batchd-\(id)-r1")
+        let logs = try await d.json(["logs", "flaky", "2"])
+        #expect(logs["attempt"] as? Int == 2 && logs["attempts"] as? Int == 2, "the retry's run is the task's second attempt: \(logs)")
+        #expect(try await inputWrites() == writesBefore)
+        #expect(await d.signal(SIGTERM) == 0)
+        withExtendedLifetime(rig) {}
+    }
+
     @Test("2,000 tasks on 4 nodes × 4 slots: collections of 100, at most 0.05 polling calls per task")
     func twoThousandTasks() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 1s")
@@ -308,7 +351,7 @@ struct AzureTests {
         try await expectCancelledAndNothingLeft(rig, d, job.id)
     }
 
-    @Test("pools outside jobs: create, resize up and down and delete show on the emulator; a foreign pool is refused; an idle named pool goes to zero")
+    @Test("pools outside jobs: create, resize up and down and delete show on the emulator; a foreign pool is refused; an idle named pool goes to zero, and a job that names it grows it back")
     func poolManagement() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  poolIdleCheck: 0.2s\n  owner: it-pools")
         func steady(_ id: String) async throws -> [String: Any] {
@@ -346,6 +389,12 @@ struct AzureTests {
             $0.contains("pool resized") && $0.contains("pool.id=idle") && $0.contains("reason=\"idle for")
         }
         #expect(try await steady("idle")["dedicated"] as? Int == 0)
+        // A job that names the pool grows it back to what it asks for, and runs.
+        let grow = d.log.mark
+        let job = try write("name: onidle\npool: {id: idle, dedicatedNodes: 2}\ntasks: [{command: 'true'}]\n", d.root, "onidle.yaml")
+        let r = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", job])
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        #expect(d.log.lines[grow...].contains { $0.contains("pool resized") && $0.contains("pool.id=idle") && $0.contains("pool.dedicated=2") })
         #expect(await d.signal(SIGTERM) == 0)
     }
 

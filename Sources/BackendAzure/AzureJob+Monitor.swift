@@ -22,6 +22,21 @@ extension AzureJob {
         let open = Dictionary(tasks.filter { $0.state.isOpen }.map { ($0.taskId, $0) },
                               uniquingKeysWith: { a, _ in a })
         control.reconciled.fire(())
+        // Download bytes, written for `show` and `watch` once a second while they change.
+        let base = (await retrying("read download progress", { try await store.azureDownloads(jobID) }))?.downloaded ?? 0
+        let downloads = self.downloads
+        let ticker = Task {
+            var last = DownloadProgress(downloaded: base)
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let now = downloads.snapshot(base: base)
+                if now != last, !Task.isCancelled {
+                    try? await store.azureDownloads(jobID, now)
+                    last = now
+                }
+            }
+        }
+        defer { ticker.cancel() }
         if !open.isEmpty {
             let updates = await az.poller.watch(record.batchJobId)
             log.debug("watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "tasks.open": "\(open.count)"])
@@ -50,6 +65,10 @@ extension AzureJob {
                 group.cancelAll()
                 return first == true
             }
+            ticker.cancel()
+            await ticker.value
+            let final = downloads.snapshot(base: base)
+            _ = await retrying("record download progress", { try await store.azureDownloads(jobID, DownloadProgress(downloaded: final.downloaded)) })
             await az.poller.unwatch(record.batchJobId)
             log.debug("stopped watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "gone": "\(gone)",
                                                                        "halted": "\(control.isHalted)"])
@@ -120,8 +139,17 @@ extension AzureJob {
             let blob = BatchBodies.logPrefix(task.taskId) + "\(name).txt"
             guard let props = blobs[blob], props.size > 0 else { continue }
             let result = await azureStep("download the \(name) of \(task.taskId)") { () -> Bool in
-                do { try await az.blob.download(container, blob, to: "\(dir)/\(name)", known: props); return true } catch let e as BlobError where e.status == 404 {
+                let token = downloads.begin(props.size)
+                do {
+                    try await az.blob.download(container, blob, to: "\(dir)/\(name)", known: props, received: { downloads.add(token, $0) })
+                    downloads.end(token, completed: true)
+                    return true
+                } catch let e as BlobError where e.status == 404 {
+                    downloads.end(token, completed: false)
                     return false
+                } catch {
+                    downloads.end(token, completed: false)
+                    throw error
                 }
             }
             if result == nil { return }   // shutdown: recorded at the next start
@@ -143,7 +171,14 @@ extension AzureJob {
                 // written into the destination as the submitter may.
                 let staged = "\(dir)/outputs/\(rel)"
                 let got = await azureStep("download output \(Printable.escape(rel))") { () -> OutputRecord in
-                    try await az.blob.download(container, name, to: staged, known: props)
+                    let token = downloads.begin(props?.size ?? 0)
+                    do {
+                        try await az.blob.download(container, name, to: staged, known: props, received: { downloads.add(token, $0) })
+                        downloads.end(token, completed: true)
+                    } catch {
+                        downloads.end(token, completed: false)
+                        throw error
+                    }
                     let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
                     guard fd >= 0 else { throw DaemonError("cannot read \(Printable.escape(staged)): \(FileOps.plain(errno))") }
                     defer { close(fd); unlink(staged) }

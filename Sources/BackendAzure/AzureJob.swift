@@ -21,6 +21,8 @@ struct AzureJob: Sendable {
     let handle: JobHandle
     /// The account's clients, poller and settings.
     let az: AzureBackend
+    /// Bytes of the monitor's downloads, block by block.
+    let downloads = DownloadBytes()
 
     var job: JobRecord { handle.job }
     var jobID: String { handle.id }
@@ -82,6 +84,36 @@ extension AzureJob {
         var source: String
         var identity: (device: Int64, inode: Int64, size: Int64, mtimeNs: Int64)
         var cached: (sha256: String, md5: String)?
+    }
+
+    /// The monitor's downloads (logs and outputs) so far: bytes in all, and
+    /// the size and received bytes of those under way, by a token each.
+    final class DownloadBytes: Sendable {
+        struct Counts { var done: Int64 = 0; var next = 0; var active: [Int: (size: Int64, got: Int64)] = [:] }
+        let counts = Mutex(Counts())
+
+        /// A download of `size` bytes begins; its token.
+        func begin(_ size: Int64) -> Int {
+            counts.withLock { c in
+                c.next += 1
+                c.active[c.next] = (size, 0)
+                return c.next
+            }
+        }
+        func add(_ token: Int, _ n: Int64) { counts.withLock { $0.active[token]?.got += n } }
+        /// It ended: what came counts in all only if it completed.
+        func end(_ token: Int, completed: Bool) {
+            counts.withLock { c in
+                if let a = c.active.removeValue(forKey: token), completed { c.done += a.size }
+            }
+        }
+        /// Progress, counting from `base` bytes downloaded before.
+        func snapshot(base: Int) -> DownloadProgress {
+            counts.withLock { c in
+                let size = c.active.values.reduce(Int64(0)) { $0 + $1.size }, got = c.active.values.reduce(Int64(0)) { $0 + $1.got }
+                return DownloadProgress(downloaded: base + Int(c.done + got), underWay: Int(size), underWayReceived: Int(got))
+            }
+        }
     }
 
     /// Staging's bytes so far: files done (sent, or found stored) and the

@@ -318,7 +318,8 @@ public struct BlobClient: Sendable {
     /// the blob has not changed (ranges are read with If-Match, so a blob
     /// replaced midway starts over instead of mixing two versions).
     /// `known`: the blob's properties from a listing, which saves the HEAD.
-    public func download(_ container: String, _ blob: String, to path: String, known: BlobProperties? = nil) async throws {
+    public func download(_ container: String, _ blob: String, to path: String, known: BlobProperties? = nil,
+                         received: (@Sendable (Int64) -> Void)? = nil) async throws {
         let found: BlobProperties?
         if let known { found = known } else { found = try await properties(container, blob) }
         guard let props = found else {
@@ -337,12 +338,13 @@ public struct BlobClient: Sendable {
             do {
                 let r = try await send("get blob", "GET", url(container, blob), sinkPath: tmp)
                 try expect(r, [200], "download \(container)/\(blob)")
+                received?(props.size)
             } catch {
                 unlink(tmp)
                 throw error
             }
         } else {
-            try await downloadRanges(container, blob, props, to: tmp, progress: progress)
+            try await downloadRanges(container, blob, props, to: tmp, progress: progress, received: received)
         }
         let size = Self.fileSize(tmp) ?? -1
         var corrupt: String?
@@ -366,7 +368,8 @@ public struct BlobClient: Sendable {
     }
 
     /// Fetches the ranges of `tmp` that `progress` does not list as done.
-    func downloadRanges(_ container: String, _ blob: String, _ props: BlobProperties, to tmp: String, progress: String) async throws {
+    func downloadRanges(_ container: String, _ blob: String, _ props: BlobProperties, to tmp: String, progress: String,
+                        received: (@Sendable (Int64) -> Void)?) async throws {
         var done = Set<Int64>()
         let noted = (try? String(contentsOfFile: progress, encoding: .utf8)).map { $0.split(separator: "\n").map(String.init) } ?? []
         let header = "etag \(props.etag) size \(props.size) block \(blockSize)"
@@ -408,6 +411,7 @@ public struct BlobClient: Sendable {
                         guard written == r.body.count, fdatasync(fd) == 0 else {
                             throw BlobError(status: 0, code: "CannotWrite", operation: "write \(tmp)")
                         }
+                        received?(end - start + 1)
                         let pfd = open(progress, O_WRONLY | O_APPEND | O_CLOEXEC)
                         if pfd >= 0 {
                             let line = Array("\(start)\n".utf8)

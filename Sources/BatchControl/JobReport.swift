@@ -85,7 +85,9 @@ public struct JobReport: Sendable {
         let names = try await store.taskIDs(job.id, indices: Set(outputPage.map(\.idx)))
         var azure: Any = NSNull()
         if let az = (try? await store.azureJob(job.id)) ?? nil {   // a database from before v2-azure has no such table
-            azure = ["batchJob": az.batchJobId, "pool": az.poolId.map { $0 as Any } ?? NSNull(), "autoPool": az.autoPool, "outputContainer": az.outputContainer,
+            let d = (try? await store.azureDownloads(job.id)) ?? DownloadProgress()
+            azure = ["downloads": ["bytes": d.downloaded, "underWay": ["bytes": d.underWay, "received": d.underWayReceived]],
+                     "batchJob": az.batchJobId, "pool": az.poolId.map { $0 as Any } ?? NSNull(), "autoPool": az.autoPool, "outputContainer": az.outputContainer,
                      "submitted": az.submitted, "tokenExpiry": Self.iso(az.tokenExpiry),
                      "inputs": ["bytesTotal": az.bytesTotal, "bytesUploaded": az.bytesUploaded, "bytesAlreadyStored": az.bytesSkipped]]
         }
@@ -195,6 +197,9 @@ public struct JobReport: Sendable {
                 + "outputs via container \(az.outputContainer)")
             lines.append("inputs     \(Progress.bytes(az.bytesTotal)): \(Progress.bytes(az.bytesUploaded)) uploaded, "
                 + "\(Progress.bytes(az.bytesSkipped)) already stored")
+            let d = (try? await store.azureDownloads(job.id)) ?? DownloadProgress()
+            lines.append("downloads  \(Progress.bytes(d.downloaded)) of logs and outputs"
+                + (d.underWay > 0 ? "; \(Progress.bytes(d.underWayReceived)) of \(Progress.bytes(d.underWay)) under way" : ""))
             if let expiry = az.tokenExpiry { lines.append("tokens     SAS valid until \(Self.iso(expiry))") }
         }
         for r in (try? await store.retrying(job.id)) ?? [] {

@@ -14,6 +14,13 @@ public struct Progress: Sendable, Equatable {
     public var stagedBytes: Int?
     /// Input bytes to stage.
     public var totalBytes: Int?
+    /// Bytes of downloads under way, and what has come of them, from a cloud store.
+    public var downloading: (size: Int, received: Int)?
+
+    public static func == (a: Progress, b: Progress) -> Bool {
+        a.counts == b.counts && a.phase == b.phase && a.rate == b.rate && a.stagedBytes == b.stagedBytes && a.totalBytes == b.totalBytes
+            && a.downloading?.size == b.downloading?.size && a.downloading?.received == b.downloading?.received
+    }
 
     /// A progress sample.
     public init(counts: TaskCounts, phase: JobPhase, rate: Double?) {
@@ -51,6 +58,9 @@ public struct Progress: Sendable, Equatable {
         if let eta { parts.append("ETA \(HumanDuration.format(max(1, eta)))") }
         if phase == .staging, let staged = stagedBytes, let total = totalBytes, total > 0 {
             parts.append("inputs \(Self.bytes(staged))/\(Self.bytes(total))")
+        }
+        if phase == .running, let d = downloading, d.size > 0 {
+            parts.append("outputs \(Self.bytes(d.received))/\(Self.bytes(d.size))")
         }
         parts.append(phase.rawValue)
         return parts.joined(separator: " · ")

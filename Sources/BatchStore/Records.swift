@@ -512,3 +512,20 @@ public struct PruneCandidate: Sendable, Equatable {
     /// Its last use: the end of the last job that used it, or when it was put.
     public var lastUsed: Double
 }
+
+/// Bytes an Azure job has downloaded (logs and outputs), for `show` and `watch`.
+public struct DownloadProgress: Sendable, Equatable {
+    /// In all: finished downloads, and what has come of those under way.
+    public var downloaded = 0
+    /// The size of the downloads under way.
+    public var underWay = 0
+    /// What has come of them.
+    public var underWayReceived = 0
+
+    /// Progress.
+    public init(downloaded: Int = 0, underWay: Int = 0, underWayReceived: Int = 0) {
+        self.downloaded = downloaded
+        self.underWay = underWay
+        self.underWayReceived = underWayReceived
+    }
+}

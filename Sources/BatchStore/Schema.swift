@@ -264,6 +264,15 @@ enum Schema {
                 CREATE INDEX inputs_by_content ON inputs(sha256);
                 """)
         }
+        m.registerMigration("v10-azure-downloads") { db in
+            try db.execute(sql: """
+                -- Bytes of logs and outputs downloaded for an Azure job, and
+                -- of the downloads under way: their size and what has come.
+                ALTER TABLE azure_jobs ADD COLUMN downloaded INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE azure_jobs ADD COLUMN downloading INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE azure_jobs ADD COLUMN downloading_received INTEGER NOT NULL DEFAULT 0;
+                """)
+        }
         return m
     }
 }

@@ -28,6 +28,25 @@ extension Store {
         }
     }
 
+    /// Records download progress: bytes downloaded in all (finished
+    /// downloads and what has come of those under way), and the size and
+    /// received bytes of the downloads under way.
+    public func azureDownloads(_ jobID: String, _ d: DownloadProgress) async throws {
+        try await db.write { db in
+            try db.execute(sql: "UPDATE azure_jobs SET downloaded = ?, downloading = ?, downloading_received = ? WHERE job_id = ?",
+                           arguments: [d.downloaded, d.underWay, d.underWayReceived, jobID])
+        }
+    }
+
+    /// A job's download progress (zeros before any).
+    public func azureDownloads(_ jobID: String) async throws -> DownloadProgress {
+        try await db.read { db in
+            guard let r = try Row.fetchOne(db, sql: "SELECT downloaded, downloading, downloading_received FROM azure_jobs WHERE job_id = ?",
+                                           arguments: [jobID]) else { return DownloadProgress() }
+            return DownloadProgress(downloaded: r[0], underWay: r[1], underWayReceived: r[2])
+        }
+    }
+
     /// Marks tasks the service reports running (pending → running).
     public func markRunning(_ jobID: String, taskIDs: [String]) async throws {
         guard !taskIDs.isEmpty else { return }

@@ -42,6 +42,7 @@ struct Watcher {
             if job.backend == .azure, let az = try await store.azureJob(jobID) {
                 p.stagedBytes = az.bytesUploaded + az.bytesSkipped
                 p.totalBytes = az.bytesTotal
+                if let d = try? await store.azureDownloads(jobID) { p.downloading = (d.underWay, d.underWayReceived) }
             }
             samples.append((now, p.done))
             samples.removeAll { now - $0.t > .seconds(10) }
@@ -57,6 +58,7 @@ struct Watcher {
                 let line = JobReport.json(["id": jobID, "state": job.phase.rawValue, "done": p.done, "total": counts.total, "running": counts.running,
                                            "failed": counts.failed, "percent": p.percent,
                                            "inputBytes": p.totalBytes.map { ["staged": p.stagedBytes ?? 0, "total": $0] as [String: Any] } as Any? ?? NSNull(),
+                                           "downloadBytes": p.downloading.map { ["underWay": $0.size, "received": $0.received] as [String: Any] } as Any? ?? NSNull(),
                                            "retrying": retrying.map { ["step": $0.step, "reason": $0.reason, "tries": $0.tries] }])
                     .replacingOccurrences(of: "\n", with: "")
                 if line != last { say(line); last = line }
@@ -70,7 +72,7 @@ struct Watcher {
                 if retryKey != lastRetry { for r in retrying { say("\(name) retrying \(JobReport.retryingText(r))") } }
                 let line = "\(name) \(p.percent)% \(p.details)"
                 // The rate and ETA move every sample; a new line is for a change in the counts or phase.
-                let key = "\(p.done) \(counts.running) \(counts.failed) \(job.phase.rawValue) \(p.stagedBytes ?? 0)"
+                let key = "\(p.done) \(counts.running) \(counts.failed) \(job.phase.rawValue) \(p.stagedBytes ?? 0) \(p.downloading?.received ?? 0)"
                 if key != last { say(line); last = key }
             }
             lastRetry = retryKey

@@ -22,6 +22,14 @@ struct ProgressTests {
         #expect(p.details == "0/4 done · 0 running · staging")
     }
 
+    @Test func downloadsUnderWayShowTheirBytes() {
+        var p = Progress(counts: TaskCounts(running: 1, succeeded: 1), phase: .running, rate: nil)
+        p.downloading = (0, 0)
+        #expect(!p.details.contains("outputs"), "nothing under way")
+        p.downloading = (12 << 20, 5 << 20)
+        #expect(p.details == "1/2 done · 1 running · outputs 5.0 MiB/12.0 MiB · running")
+    }
+
     @Test func stagingToACloudStoreShowsBytes() {
         var p = Progress(counts: TaskCounts(pending: 4), phase: .staging, rate: nil)
         p.stagedBytes = 3 << 20

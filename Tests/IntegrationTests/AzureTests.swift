@@ -477,6 +477,39 @@ struct AzureTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
+    @Test("a large output's download shows its bytes in watch while it lasts, block by block, and the total in show")
+    func downloadProgress() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  blockSize: 1MiB\n  concurrency: 1")
+        let dir = "\(d.root)/bigout"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let manifest = try write("""
+            name: bigout
+            tasks: [{id: a, command: 'head -c 12582912 /dev/zero | tr "\\\\0" x > big.out'}]
+            outputs: [big.out]
+            """, dir, "job.yaml")
+        // 12 ranges of 1 MiB, one at a time, each answered after 0.3 s: the
+        // download lasts about 4 s, and watch samples twice a second.
+        _ = try await rig.admin("faults", ["latency": 0.3])
+        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
+        let watched = try await d.batchctl(["watch", "bigout", "--json"], timeout: 300)
+        #expect(watched.code == 0, "\(watched.err)")
+        let seen = watched.out.split(separator: "\n").compactMap { line -> (Int, Int)? in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let b = o["downloadBytes"] as? [String: Any], let size = b["underWay"] as? Int, let got = b["received"] as? Int, size > 0 else { return nil }
+            return (got, size)
+        }
+        let partial = seen.filter { $0.0 > 0 && $0.0 < $0.1 }
+        #expect(!partial.isEmpty, "a partial download was shown: \(seen)")
+        #expect(partial.allSatisfy { $0.1 == 12 << 20 && $0.0 % (1 << 20) == 0 }, "whole blocks of the whole: \(partial)")
+        #expect(read("\(dir)/output/big.out")?.utf8.count == 12 << 20)
+        let shown = try await d.json(["show", "bigout"])
+        let downloads = (shown["azure"] as? [String: Any])?["downloads"] as? [String: Any]
+        #expect((downloads?["bytes"] as? Int ?? 0) >= 12 << 20, "\(String(describing: downloads))")
+        #expect((downloads?["underWay"] as? [String: Any])?["bytes"] as? Int == 0)
+        #expect(await d.signal(SIGTERM) == 0)
+        withExtendedLifetime(rig) {}
+    }
+
     @Test("a cancel cut short by an Azure outage and a shutdown is finished at the next start: no active job, no pool")
     func cancelThroughOutageAndRestart() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")

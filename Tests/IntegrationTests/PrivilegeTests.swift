@@ -125,6 +125,15 @@ struct PrivilegeTests {
         // Data stayed data.
         #expect(read("\(home)/out-inject/row-0.txt") == "x; touch PWNED\n")
         #expect(!HostileTests.files(under: d.root).contains { $0.hasSuffix("PWNED") })
+        // files put reads as whoever asks: a file alice may not read is refused,
+        // one only the daemon's user may read is refused too, and nothing was stored.
+        for path in ["\(d.root)/root-only.txt", "\(d.root)/svc-only.txt", "\(home)/link-root"] {
+            let put = try await d.batchctl(["files", "put", path], as: alice)
+            #expect(put.code == 1 && put.err.contains("permission denied: batchd-it-alice"), "\(path): \(put.err)")
+        }
+        #expect(try await d.store().storedFiles().allSatisfy { !$0.names.contains { $0.hasSuffix("-only.txt") } })
+        let mine = try await d.batchctl(["files", "put", "\(home)/rows.csv", "--json"], as: alice)
+        #expect(mine.code == 0, "\(mine.err)")
         // Reading the job list needs the daemon's group, and says so.
         let denied = try await d.batchctl(["list"], as: eve)
         #expect(denied.code == 3 && denied.err.contains("permission denied reading the database"), "\(denied.err)")

@@ -146,46 +146,99 @@ public final class Destination: @unchecked Sendable {
     /// the temp file's descriptor (it gets the target's path for messages):
     /// temp file, fsync, rename, so a reader sees the old file or the new.
     public func write<T>(_ relative: String, fill: (Int32, String) throws -> T) throws -> T {
+        let file = try begin(relative)
+        do {
+            let result = try fill(file.fd, file.target)
+            try commit(file)
+            return result
+        } catch {
+            abort(file)
+            throw error
+        }
+    }
+
+    /// A file being written: its temp file, open, in its directory.
+    public final class PendingFile: @unchecked Sendable {
+        /// The temp file, open for writing.
+        public let fd: Int32
+        /// The path it will have (for messages).
+        public let target: String
+        let dir: Int32
+        let tmp: String
+        let relative: String
+        let last: String
+        var open = true
+
+        init(fd: Int32, target: String, dir: Int32, tmp: String, relative: String, last: String) {
+            self.fd = fd
+            self.target = target
+            self.dir = dir
+            self.tmp = tmp
+            self.relative = relative
+            self.last = last
+        }
+
+        deinit {
+            if open { close(fd) }
+            close(dir)
+        }
+    }
+
+    /// Starts writing `relative` under the destination: its directories
+    /// made as the submitter may, its temp file created. Finish it with
+    /// `commit`, or drop it with `abort`.
+    public func begin(_ relative: String) throws -> PendingFile {
         let parts = relative.split(separator: "/").map(String.init)
         guard let last = parts.last, !parts.contains(".."), !parts.contains("."), !relative.hasPrefix("/") else {
             throw AccessError("output path \(AccessPolicy.shown(relative)) reaches outside the destination")
         }
         var dir = AccessPolicy.Resolved(fd: dup(root), path: path, st: stat())
-        defer { close(dir.fd) }
         for name in parts.dropLast() {
-            let next = try Self.directory(name, in: dir.fd, at: dir.path, policy: policy, checkWrite: true)
-            close(dir.fd)
-            dir = next
+            do {
+                let next = try Self.directory(name, in: dir.fd, at: dir.path, policy: policy, checkWrite: true)
+                close(dir.fd)
+                dir = next
+            } catch {
+                close(dir.fd)
+                throw error
+            }
         }
         var st = stat()
         fstat(dir.fd, &st)
         guard Permission.allows(policy.submitter, Permission.write | Permission.execute, fd: dir.fd, st) else {
+            close(dir.fd)
             throw AccessError("permission denied: \(policy.submitter) may not write into \(AccessPolicy.shown(dir.path))")
         }
         let tmp = Self.tempName(jobID: jobID, relative: relative)
         unlinkat(dir.fd, tmp, 0)
         let out = openat(dir.fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        guard out >= 0 else { throw AccessError("cannot create a file in \(AccessPolicy.shown(dir.path)): \(String(cString: strerror(errno)))") }
-        let result: T
-        var open = true
-        do {
-            result = try fill(out, "\(dir.path)/\(last)")
-            Permission.grant(out, to: policy.submitter)
-            guard fsync(out) == 0 else { throw AccessError("cannot write \(AccessPolicy.shown(dir.path))/\(AccessPolicy.shown(last)): \(String(cString: strerror(errno)))") }
-            close(out)
-            open = false
-            Debug.crashPoint("collect", relative)
-            guard renameat(dir.fd, tmp, dir.fd, last) == 0 else {
-                throw AccessError("cannot put \(AccessPolicy.shown(relative)) in place: \(String(cString: strerror(errno)))")
-            }
-        } catch {
-            if open { close(out) }
-            unlinkat(dir.fd, tmp, 0)
-            throw error
+        guard out >= 0 else {
+            let why = String(cString: strerror(errno))
+            close(dir.fd)
+            throw AccessError("cannot create a file in \(AccessPolicy.shown(dir.path)): \(why)")
         }
-        let d = Glibc.open("/proc/self/fd/\(dir.fd)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        return PendingFile(fd: out, target: "\(dir.path)/\(last)", dir: dir.fd, tmp: tmp, relative: relative, last: last)
+    }
+
+    /// Puts a written file in place: given to the submitter, fsynced, renamed
+    /// over its name, the directory fsynced.
+    public func commit(_ file: PendingFile) throws {
+        Permission.grant(file.fd, to: policy.submitter)
+        guard fsync(file.fd) == 0 else { throw AccessError("cannot write \(AccessPolicy.shown(file.target)): \(String(cString: strerror(errno)))") }
+        close(file.fd)
+        file.open = false
+        Debug.crashPoint("collect", file.relative)
+        guard renameat(file.dir, file.tmp, file.dir, file.last) == 0 else {
+            throw AccessError("cannot put \(AccessPolicy.shown(file.relative)) in place: \(String(cString: strerror(errno)))")
+        }
+        let d = Glibc.open("/proc/self/fd/\(file.dir)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if d >= 0 { fsync(d); close(d) }
-        return result
+    }
+
+    /// Drops a file being written (its temp file goes).
+    public func abort(_ file: PendingFile) {
+        if file.open { close(file.fd); file.open = false }
+        unlinkat(file.dir, file.tmp, 0)
     }
 
     /// Removes the temp files a killed daemon left under `path` for `jobID`

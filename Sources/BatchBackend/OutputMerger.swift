@@ -34,7 +34,7 @@ public final class OutputMerger: @unchecked Sendable {
     public static let key = "batchd.merge"
     /// Longest CSV header line.
     public static let headerBytes = 64 << 10
-    /// Most tasks one pass takes.
+    /// Tasks whose outputs are read at once.
     static let batch = 10_000
 
     let handle: JobHandle
@@ -56,30 +56,24 @@ public final class OutputMerger: @unchecked Sendable {
 
     struct Restart: Error {}
 
-    /// One pass; whether it merged anything (call again until it does not).
+    /// One pass: every task ended since the last pass, up to the first
+    /// still open, appended and published in one write (its outputs read a
+    /// page at a time). Whether it merged anything.
     public func pass() async throws -> Bool {
         let store = handle.store, id = handle.id
         var state = try await store.backendRecord(id, Self.key, as: MergeState.self) ?? MergeState()
         for _ in 0..<2 {
-            let open = try await store.firstOpenTask(id, from: state.next) ?? handle.job.taskCount
-            let frontier = min(open, state.next + Self.batch)
+            let frontier = try await store.firstOpenTask(id, from: state.next) ?? handle.job.taskCount
             guard frontier > state.next else { return false }
-            let outputs = try await store.outputs(id, tasks: state.next..<frontier).filter { glob.matches($0.path.split(separator: "/").map(String.init)) }
-            var next = state
-            next.next = frontier
-            if !outputs.isEmpty || state.bytes == 0 && frontier == handle.job.taskCount {
-                do {
-                    next = try write(outputs, after: state, upTo: frontier)
-                } catch is Restart {
-                    handle.log.warning("the merged file is not as batchd left it; merging again from the first task",
-                                       metadata: ["path": "\(Printable.escape(spec.into))"])
-                    state = MergeState()
-                    continue
-                }
+            do {
+                let next = try await write(after: state, upTo: frontier)
+                try await store.setBackendRecord(id, Self.key, next)
+                return true
+            } catch is Restart {
+                handle.log.warning("the merged file is not as batchd left it; merging again from the first task",
+                                   metadata: ["path": "\(Printable.escape(spec.into))"])
+                state = MergeState()
             }
-            let saved = next
-            try await store.setBackendRecord(id, Self.key, saved)
-            return true
         }
         return false
     }
@@ -92,41 +86,65 @@ public final class OutputMerger: @unchecked Sendable {
         return d
     }
 
-    /// Publishes the merged file: what `state` covers, then `outputs`.
-    func write(_ outputs: [OutputRecord], after state: MergeState, upTo frontier: Int) throws -> MergeState {
-        let dest = try opened()
+    /// Publishes the merged file: what `state` covers, then the files of
+    /// tasks `state.next..<frontier` that match `from`.
+    func write(after state: MergeState, upTo frontier: Int) async throws -> MergeState {
         var result = state
         result.next = frontier
-        try dest.write(spec.into) { out, target in
-            var w = Writer(fd: out, target: target)
+        let matches = { (o: OutputRecord) in self.glob.matches(o.path.split(separator: "/").map(String.init)) }
+        let firstUpTo = min(frontier, state.next + Self.batch)
+        let first = try await handle.store.outputs(handle.id, tasks: state.next..<firstUpTo).filter(matches)
+        // Nothing new to append (failed tasks, say): the file stays as it is,
+        // except that a job's last pass leaves one, if empty.
+        if first.isEmpty, firstUpTo == frontier, state.bytes > 0 || frontier < handle.job.taskCount { return result }
+        let dest = try opened()
+        let file = try dest.begin(spec.into)
+        do {
+            var w = Writer(fd: file.fd, target: file.target)
             if state.bytes > 0 {
                 guard let prev = try dest.openExisting(spec.into) else { throw Restart() }
                 defer { close(prev.fd) }
                 guard prev.size == state.bytes else { throw Restart() }
                 try w.copy(from: prev.fd, bytes: state.bytes)
             }
-            for o in outputs {
-                guard let file = try? dest.openExisting(o.path) else {
-                    handle.log.warning("a task's file to merge is gone from the destination; left out",
-                                       metadata: ["task.index": "\(o.idx)", "path": "\(Printable.escape(o.path))"])
-                    result.skipped += 1
-                    continue
+            for o in first { try append(o, dest: dest, to: &w, state: &result) }
+            var from = firstUpTo
+            while from < frontier {
+                let upTo = min(frontier, from + Self.batch)
+                for o in try await handle.store.outputs(handle.id, tasks: from..<upTo).filter(matches) {
+                    try append(o, dest: dest, to: &w, state: &result)
                 }
-                defer { close(file.fd) }
-                switch spec.format {
-                case .concat: try w.stream(from: file.fd, endLine: false)
-                case .jsonl: try w.stream(from: file.fd, endLine: true)
-                case .csv:
-                    if !(try csv(file.fd, into: &w, header: &result.header)) {
-                        handle.log.warning("a task's CSV header differs from the first file's (or its first line is over 64 KiB); left out",
-                                           metadata: ["task.index": "\(o.idx)", "path": "\(Printable.escape(o.path))"])
-                        result.skipped += 1
-                    }
-                }
+                from = upTo
             }
             result.bytes = w.written
+            try dest.commit(file)
+        } catch {
+            dest.abort(file)
+            throw error
         }
         return result
+    }
+
+    /// Appends one task's file, or leaves it out (counted) when it is gone
+    /// or, in CSV, its header differs.
+    func append(_ o: OutputRecord, dest: Destination, to w: inout Writer, state: inout MergeState) throws {
+        guard let file = try? dest.openExisting(o.path) else {
+            handle.log.warning("a task's file to merge is gone from the destination; left out",
+                               metadata: ["task.index": "\(o.idx)", "path": "\(Printable.escape(o.path))"])
+            state.skipped += 1
+            return
+        }
+        defer { close(file.fd) }
+        switch spec.format {
+        case .concat: try w.stream(from: file.fd, endLine: false)
+        case .jsonl: try w.stream(from: file.fd, endLine: true)
+        case .csv:
+            if !(try csv(file.fd, into: &w, header: &state.header)) {
+                handle.log.warning("a task's CSV header differs from the first file's (or its first line is over 64 KiB); left out",
+                                   metadata: ["task.index": "\(o.idx)", "path": "\(Printable.escape(o.path))"])
+                state.skipped += 1
+            }
+        }
     }
 
     /// Appends one CSV file: its header once (the first file's), then its

@@ -145,7 +145,8 @@ struct DaemonTests {
                 var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 guard poll(&p, 1, 100) > 0 else { continue }
                 _ = read(fd, &buffer, buffer.count)
-                guard let text = try? String(contentsOfFile: merged, encoding: .utf8) else { continue }
+                // (The test's own write into the file below is not batchd's version.)
+                guard let text = try? String(contentsOfFile: merged, encoding: .utf8), !text.hasSuffix("tampered\n") else { continue }
                 let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
                 // A valid prefix: the header, then rows 0..<k, and the file ends with a newline.
                 guard lines.last == "", Array(lines.dropLast()) == Array(expected.prefix(lines.count - 1)) else {
@@ -161,6 +162,12 @@ struct DaemonTests {
         let sub = try await d.batchctl(["submit", "\(dir)/job.yaml"])
         #expect(sub.code == 0, "\(sub.err)")
         #expect(await partial.wait(timeout: 60) != nil, "a partial merge was published while the job ran")
+        // Someone writes into the merged file behind batchd's back: the next
+        // pass finds it changed and merges again from the first task.
+        let h = try #require(FileHandle(forWritingAtPath: merged))
+        try h.seekToEnd()
+        try h.write(contentsOf: Data("tampered\n".utf8))
+        try h.close()
         try "".write(toFile: go, atomically: true, encoding: .utf8)
         let r = try await d.batchctl(["wait", "scoring", "--timeout", "120"], timeout: 150)
         stop.withLock { $0 = true }
@@ -170,6 +177,7 @@ struct DaemonTests {
         #expect(bad.withLock { $0 }.isEmpty, "every version read was a valid prefix: \(bad.withLock { $0 }.prefix(3))")
         let counts = seen.withLock { $0 }
         #expect(counts == counts.sorted(), "each version holds at least the rows of the one before")
+        #expect(d.log.lines.contains { $0.contains("merging again from the first task") }, "the change behind its back was noticed")
         let shown = try await d.json(["show", "scoring"])["outputs"] as? [String: Any]
         let progress = shown?["merged"] as? [String: Any]
         #expect(progress?["path"] as? String == "scores.csv" && progress?["tasks"] as? Int == 200 && progress?["leftOut"] as? Int == 0,

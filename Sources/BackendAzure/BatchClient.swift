@@ -117,8 +117,6 @@ public struct BatchClient: Sendable {
         return true
     }
 
-    /// Creates a job; false if one with that id exists already.
-    @discardableResult
     /// Asks for new node counts; throws PoolNotSteady (409) while a resize runs.
     public func resizePool(_ id: String, dedicated: Int, spot: Int) async throws {
         let r = try await call("resize pool", "POST", "/pools/\(id)/resize",
@@ -126,6 +124,8 @@ public struct BatchClient: Sendable {
         guard r.status == 202 else { throw Self.error(r, "resize pool \(id)") }
     }
 
+    /// Creates a job; false if one with that id exists already.
+    @discardableResult
     public func createJob(_ body: [String: Any]) async throws -> Bool {
         let r = try await call("create job", "POST", "/jobs", body: body)
         if r.status == 409 && Self.error(r, "").code == "JobExists" { return false }

@@ -19,6 +19,8 @@ import Glibc
 public actor Supervisor: Service {
     let ctx: JobContext
     private var controls: [String: JobControl] = [:]
+    /// Jobs whose `batchctl retry` is under way (its backend step awaits).
+    private var retriesUnderWay = Set<String>()
     private var draining = false
     private let idle = AsyncEvent<Void>()
     /// The settings that may change on reload.
@@ -97,14 +99,17 @@ public actor Supervisor: Service {
         guard backend.canRetry else {
             throw DaemonError("retry is not supported for jobs on \(job.backend.rawValue) yet: submit the manifest again (inputs already uploaded are not sent twice)")
         }
-        let pruned = try await ctx.store.prunedInputs(job.id)
-        guard pruned == 0 else {
-            throw DaemonError("\(pruned) of job \(job.id)'s inputs were removed from the input store by `batchctl files prune`: submit the manifest again")
-        }
         let t = JobMachine.apply(.retryRequested, to: job.state)
         guard t.ignored == nil else {
             throw DaemonError("job \(job.id) has \(job.phase); only a failed job can be retried")
         }
+        let pruned = try await ctx.store.prunedInputs(job.id)
+        guard pruned == 0 else {
+            throw DaemonError("\(pruned) of job \(job.id)'s inputs were removed from the input store by `batchctl files prune`: submit the manifest again")
+        }
+        // The backend may take a while (Azure deletes the ended Batch job): one retry of a job at a time.
+        guard retriesUnderWay.insert(job.id).inserted else { throw DaemonError("job \(job.id) is being retried already") }
+        defer { retriesUnderWay.remove(job.id) }
         try await backend.prepareRetry(job, store: ctx.store)
         if job.spec?.merge != nil { try await OutputMerger.reset(ctx.store, job.id) }
         let n = try await ctx.store.reopenFailedTasks(job.id, t.state)

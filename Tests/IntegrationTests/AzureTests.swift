@@ -455,7 +455,7 @@ struct AzureTests {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  blockSize: 1MiB\n  concurrency: 1")
         let dir = "\(d.root)/big"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: "\(dir)/big.bin", contents: Data((0..<(12 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }))
+        #expect(FileManager.default.createFile(atPath: "\(dir)/big.bin", contents: Data((0..<(12 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) })))
         let manifest = try write("name: big\ninputs: [big.bin]\ntasks: [{id: a, command: 'wc -c big.bin'}]\n", dir, "job.yaml")
         // 12 blocks of 1 MiB, one at a time, each answered after 0.3 s: the
         // upload lasts about 4 s, and watch samples twice a second.

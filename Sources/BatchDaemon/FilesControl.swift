@@ -7,6 +7,13 @@ import BatchSupport
 import Foundation
 import Logging
 
+/// What putting one file did, by its index among the sources.
+struct PutOutcome: Sendable {
+    let index: Int
+    let file: PutFile?
+    let error: String?
+}
+
 /// `batchctl files put` and `prune`: the backends' input stores outside any
 /// job. A put reads as the user who asked (the control socket's peer) and
 /// stores through the backend's own staging code, so a job that later uses
@@ -72,23 +79,37 @@ struct FilesControl: Sendable {
         let cache: [String: FileHashRecord]
         do { cache = try await ctx.store.cachedHashes(paths: sources) } catch { return .refused("cannot read the hash cache: \(error)") }
         await ctx.gate.enter()
-        let results = await withTaskGroup(of: (Int, Result<PutFile, Error>).self, returning: [Result<PutFile, Error>?].self) { g in
-            var out = [Result<PutFile, Error>?](repeating: nil, count: sources.count)
+        let width = files.width
+        // Each child answers with its index and outcome in a struct (a
+        // `(Int, Result<PutFile, Error>)` child result came back with a
+        // garbage index in the -O build of Swift 6.3.1).
+        let ended = await withTaskGroup(of: PutOutcome.self, returning: [PutOutcome].self) { g in
+            var done: [PutOutcome] = []
             var next = 0
-            func add() {
-                let i = next, source = sources[i], cached = cache[source]
-                next += 1
-                g.addTask {
-                    do { return (i, .success(try await files.put(source, policy: policy, cached: cached))) } catch { return (i, .failure(error)) }
+            while next < sources.count || !g.isEmpty {
+                while next < sources.count && next - done.count < width {
+                    let i = next, source = sources[i], cached = cache[source]
+                    next += 1
+                    g.addTask {
+                        do { return PutOutcome(index: i, file: try await files.put(source, policy: policy, cached: cached), error: nil) } catch {
+                            return PutOutcome(index: i, file: nil, error: "\(error)")
+                        }
+                    }
+                }
+                guard let r = await g.next() else { break }
+                done.append(r)
+                if r.error != nil {
+                    g.cancelAll()
+                    while let rest = await g.next() { done.append(rest) }
+                    break
                 }
             }
-            while next < sources.count && next < files.width { add() }
-            while let (i, r) = await g.next() {
-                out[i] = r
-                if case .failure = r { g.cancelAll(); break }
-                if next < sources.count { add() }
-            }
-            return out
+            return done
+        }
+        var results = [PutOutcome?](repeating: nil, count: sources.count)
+        for r in ended {
+            precondition(results.indices.contains(r.index), "files put: index \(r.index) of \(results.count)")
+            results[r.index] = r
         }
         await ctx.gate.leave()
         var hashes: [FileHashRecord] = [], records: [PutFileRecord] = [], items: [ControlReply.FileItem] = []
@@ -96,10 +117,10 @@ struct FilesControl: Sendable {
         var failure: String?
         for (i, r) in results.enumerated() {
             guard let r else { continue }
-            switch r {
-            case .failure(let e):
-                failure = failure ?? "\(Printable.escape(sources[i])) could not be put: \(e)"
-            case .success(let p):
+            switch (r.file, r.error) {
+            case (nil, let e):
+                failure = failure ?? "\(Printable.escape(sources[i])) could not be put: \(e ?? "no answer")"
+            case (let p?, _):
                 if let h = p.hashed { hashes.append(h) }
                 records.append(PutFileRecord(backend: kind.rawValue, source: sources[i], sha256: p.sha256, size: Int(p.size), blob: p.blob, uid: uid))
                 bytes += Int(p.size)

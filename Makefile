@@ -37,7 +37,7 @@ MANDIR := $(DESTDIR)$(PREFIX)/share/man
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: all setup build run test bench bench-quick bench-azure fuzz crashwalk install install-user clean
+.PHONY: all setup build run test bench bench-quick bench-azure fuzz crashwalk release-smoke install install-user clean
 
 all: build
 
@@ -69,6 +69,9 @@ bench-quick: build
 
 fuzz: setup
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+release-smoke: setup
+	scripts/release-smoke.sh
 
 crashwalk: build
 	swift build --build-tests

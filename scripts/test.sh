@@ -2,8 +2,9 @@
 # Runs every test: the Swift suites (unit and integration, against the real
 # binaries), the schema check of the examples, the installed units
 # (systemd-analyze verify and security), the manual pages, the Azure emulator's conformance
-# suite, and manifest intake under libFuzzer (a corpus replay and a bounded
-# run). Ends with one summary line.
+# suite, a release-build smoke run (scripts/release-smoke.sh), and manifest
+# intake under libFuzzer (a corpus replay and a bounded run). Ends with one
+# summary line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,6 +55,8 @@ scripts/check-man.sh
 man_rc=$?
 
 # The benchmark suite at small sizes, so it cannot rot (no time is asserted).
+scripts/release-smoke.sh
+release_rc=$?
 scripts/setup.sh bench && .venv/bin/python bench/run.py --quick
 bench_rc=$?
 
@@ -70,4 +73,4 @@ passed=$(( $(count "$log" || echo 0) + $(count "$slurm_log" || echo 0) ))
 failed=$(( $(grep -cE '^✘ Test .* failed' "$log") + $(grep -cE '^✘ Test .* failed' "$slurm_log") ))
 echo "swift: ${passed:-0} passed, ${failed:-0} failed"
 [ "$swift_rc" -eq 0 ] && [ "$slurm_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ] && [ "$units_rc" -eq 0 ] && [ "$emulator_rc" -eq 0 ] \
-  && [ "$replay_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$links_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$man_rc" -eq 0 ]
+  && [ "$replay_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$links_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$man_rc" -eq 0 ] && [ "$release_rc" -eq 0 ]

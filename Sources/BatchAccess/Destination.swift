@@ -109,17 +109,24 @@ public final class Destination: @unchecked Sendable {
         }
     }
 
-    /// Opens `relative` under the destination for reading, through no
-    /// symlink, if it is a regular file the submitter may read; nil when
-    /// there is none. The caller closes the descriptor.
-    public func openExisting(_ relative: String) throws -> (fd: Int32, size: Int64)? {
+    /// A path under the destination as its directories and last name;
+    /// refused when it could reach outside (`/` first, `.` or `..`).
+    static func split(_ relative: String) throws(AccessError) -> (directories: ArraySlice<String>, last: String) {
         let parts = relative.split(separator: "/").map(String.init)
         guard let last = parts.last, !parts.contains(".."), !parts.contains("."), !relative.hasPrefix("/") else {
             throw AccessError("output path \(AccessPolicy.shown(relative)) reaches outside the destination")
         }
+        return (parts.dropLast(), last)
+    }
+
+    /// Opens `relative` under the destination for reading, through no
+    /// symlink, if it is a regular file the submitter may read; nil when
+    /// there is none. The caller closes the descriptor.
+    public func openExisting(_ relative: String) throws -> (fd: Int32, size: Int64)? {
+        let (parts, last) = try Self.split(relative)
         var dir = dup(root)
         defer { close(dir) }
-        for name in parts.dropLast() {
+        for name in parts {
             let next = openat(dir, name, batchd_O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC)
             guard next >= 0 else {
                 if errno == ENOENT { return nil }
@@ -188,12 +195,9 @@ public final class Destination: @unchecked Sendable {
     /// made as the submitter may, its temp file created. Finish it with
     /// `commit`, or drop it with `abort`.
     public func begin(_ relative: String) throws -> PendingFile {
-        let parts = relative.split(separator: "/").map(String.init)
-        guard let last = parts.last, !parts.contains(".."), !parts.contains("."), !relative.hasPrefix("/") else {
-            throw AccessError("output path \(AccessPolicy.shown(relative)) reaches outside the destination")
-        }
+        let (parts, last) = try Self.split(relative)
         var dir = AccessPolicy.Resolved(fd: dup(root), path: path, st: stat())
-        for name in parts.dropLast() {
+        for name in parts {
             do {
                 let next = try Self.directory(name, in: dir.fd, at: dir.path, policy: policy, checkWrite: true)
                 close(dir.fd)

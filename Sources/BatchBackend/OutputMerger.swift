@@ -9,18 +9,6 @@ import Foundation
 import Glibc
 #endif
 
-/// Where a job's `outputs.merge` stands, kept as its backend record
-/// `batchd.merge`: the tasks before `next` are in the merged file, which is
-/// `bytes` long; `header` is the CSV header it starts with (base64).
-public struct MergeState: Sendable, Equatable, Codable {
-    public var next = 0
-    public var bytes: Int64 = 0
-    public var header: String?
-    /// Task files left out (gone, or a CSV header unlike the first).
-    public var skipped = 0
-    public init() {}
-}
-
 /// `outputs.merge`, the same on every backend: it reads the outputs already
 /// collected into the destination, so it needs nothing of where tasks ran.
 /// Each pass appends, in task order, the files of the tasks that ended
@@ -31,7 +19,7 @@ public struct MergeState: Sendable, Equatable, Codable {
 /// and merges again from the first task.
 public final class OutputMerger: @unchecked Sendable {
     /// The backend-record key of the state.
-    public static let key = "batchd.merge"
+    public static let key = MergeState.key
     /// Longest CSV header line.
     public static let headerBytes = 64 << 10
     /// Tasks whose outputs are read at once.

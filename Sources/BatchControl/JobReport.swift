@@ -114,16 +114,9 @@ public struct JobReport: Sendable {
     /// first `tasks`), its size, the task files left out; null without one.
     func mergedObject(_ job: JobRecord) async throws -> Any {
         guard let merge = job.spec?.merge else { return NSNull() }
-        let state = try? await store.backendRecord(job.id, "batchd.merge", as: MergedProgress.self)
+        let state = try? await store.backendRecord(job.id, MergeState.key, as: MergeState.self)
         return ["path": merge.into, "format": merge.format.rawValue, "tasks": state?.next ?? 0, "bytes": state?.bytes ?? 0,
                 "leftOut": state?.skipped ?? 0]
-    }
-
-    /// The part of the merge state `show` reads.
-    struct MergedProgress: Decodable {
-        var next: Int
-        var bytes: Int64
-        var skipped: Int
     }
 
     /// Each task's collected files (the artifacts by task index), a page of
@@ -185,7 +178,7 @@ public struct JobReport: Sendable {
             "outputs    \(outputCount) files in \(job.destination)",
         ]
         if let merge = job.spec?.merge {
-            let state = try? await store.backendRecord(job.id, "batchd.merge", as: MergedProgress.self)
+            let state = try? await store.backendRecord(job.id, MergeState.key, as: MergeState.self)
             lines.append("merged     \(merge.into): \(state?.next ?? 0) of \(c.total) tasks, \(Progress.bytes(Int(state?.bytes ?? 0)))"
                 + ((state?.skipped ?? 0) > 0 ? ", \(state?.skipped ?? 0) files left out (see the log)" : ""))
         }

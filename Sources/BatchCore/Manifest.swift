@@ -189,3 +189,17 @@ public struct MergeSpec: Sendable, Equatable, Codable {
         return nil
     }
 }
+
+/// Where a job's `outputs.merge` stands, kept as its backend record
+/// `batchd.merge`: the tasks before `next` are in the merged file, which is
+/// `bytes` long; `header` is the CSV header it starts with (base64).
+public struct MergeState: Sendable, Equatable, Codable {
+    /// The backend-record key it is kept under.
+    public static let key = "batchd.merge"
+    public var next = 0
+    public var bytes: Int64 = 0
+    public var header: String?
+    /// Task files left out (gone, or a CSV header unlike the first).
+    public var skipped = 0
+    public init() {}
+}

@@ -82,3 +82,20 @@ extension Store {
         }
     }
 }
+
+/// Bytes an Azure job has downloaded (logs and outputs), for `show` and `watch`.
+public struct DownloadProgress: Sendable, Equatable {
+    /// In all: finished downloads, and what has come of those under way.
+    public var downloaded = 0
+    /// The size of the downloads under way.
+    public var underWay = 0
+    /// What has come of them.
+    public var underWayReceived = 0
+
+    /// Progress.
+    public init(downloaded: Int = 0, underWay: Int = 0, underWayReceived: Int = 0) {
+        self.downloaded = downloaded
+        self.underWay = underWay
+        self.underWayReceived = underWayReceived
+    }
+}

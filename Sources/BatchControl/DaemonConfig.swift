@@ -302,8 +302,9 @@ public struct DaemonConfig: Sendable, Equatable {
                     }
                     switch k.string ?? "" {
                     case "sharedDirectory":
+                        // Empty (the shipped default) leaves the backend off.
                         c.slurm.sharedDirectory = try str(v, field)
-                        guard c.slurm.sharedDirectory.hasPrefix("/") else {
+                        guard c.slurm.sharedDirectory.isEmpty || c.slurm.sharedDirectory.hasPrefix("/") else {
                             throw fail(v, field, "expected an absolute path", "a directory every node sees at the same path")
                         }
                     case "partition": c.slurm.partition = try slurmName()

@@ -1,3 +1,4 @@
+import Foundation
 import BatchControl
 import BatchCore
 import BatchDaemon
@@ -75,6 +76,24 @@ struct DaemonConfigTests {
         #expect {
             try DaemonConfig.parse("azure:\n  delteOrphans: true\n", file: "c.yaml", directory: "/")
         } throws: { "\($0)".contains("did you mean 'deleteOrphans'?") }
+    }
+
+    /// The configs the repository ships (the installed one first: a fresh
+    /// install starts with it) parse as they are. The installed config once
+    /// shipped `sharedDirectory: ""`, which the parser refused, so a fresh
+    /// system service never started.
+    @Test func shippedConfigsParse() throws {
+        let etc = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../etc/batchd").standardizedFileURL.path
+        for name in ["batchd.yaml", "batchd.user.yaml", "dev.yaml"] {
+            let c = try DaemonConfig.load(path: "\(etc)/\(name)")
+            #expect(c.slurm.sharedDirectory.isEmpty || c.slurm.sharedDirectory.hasPrefix("/"), "\(name)")
+        }
+        let installed = try DaemonConfig.load(path: "\(etc)/batchd.yaml")
+        #expect(installed.slurm.sharedDirectory == "", "empty leaves the Slurm backend off")
+        #expect(installed.stateDirectory == "/var/lib/batchd" && installed.inboxDirectory == "/var/lib/batchd/inbox")
+        #expect {
+            try DaemonConfig.parse("slurm:\n  sharedDirectory: shared\n", file: "c.yaml", directory: "/")
+        } throws: { "\($0)".contains("c.yaml:2: slurm.sharedDirectory: expected an absolute path") }
     }
 
     @Test func typoIsNamedWithASuggestion() {

@@ -33,8 +33,12 @@ public enum Submission {
 
     /// Validates `path` and returns the text to submit.
     /// `set`: parameter values (`--set NAME=VALUE`), written into the
-    /// manifest's `parameters:` so the daemon sees them.
-    public static func prepare(path: String, backend: String?, config: DaemonConfig, set: [String: String] = [:]) throws -> Prepared {
+    /// manifest's `parameters:` so the daemon sees them. `view`: the file
+    /// system as the daemon sees it (asked over the control socket): paths
+    /// it cannot use (its private /tmp, a destination read-only in its
+    /// sandbox) are refused here, with the fix, as the daemon would.
+    public static func prepare(path: String, backend: String?, config: DaemonConfig, set: [String: String] = [:],
+                               view: ServiceView? = nil) throws -> Prepared {
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
         let name = (path as NSString).lastPathComponent
         let bytes: [UInt8]
@@ -48,13 +52,17 @@ public enum Submission {
         }
         let base = manifest.baseDirectory ?? (absolute as NSString).deletingLastPathComponent
         let policy = policy(config)
+        let d = manifest.outputs.destination
+        let destination = URL(fileURLWithPath: d.hasPrefix("/") ? d : "\(base)/\(d)").standardizedFileURL.path
+        if let view {
+            let issues = view.issues(manifest, base: base, destination: destination)
+            if !issues.isEmpty { throw ManifestError(file: name, issues: issues) }
+        }
         // Every task is made once, to report here what the daemon would
         // reject, and none is kept: a million-task job costs no memory here.
         let expanded = try TaskExpander(fs: LocalFileSystem(policy: policy)).plan(manifest, base: base, jobID: "check", file: name)
         do { try expanded.forEach { _ in } } catch let e as ManifestError { throw e }
         if !manifest.outputs.patterns.isEmpty {
-            let d = manifest.outputs.destination
-            let destination = URL(fileURLWithPath: d.hasPrefix("/") ? d : "\(base)/\(d)").standardizedFileURL.path
             do { try Destination.check(destination, policy: policy) } catch {
                 throw ManifestError(file: name, issues: [ManifestIssue(line: nil, column: nil, field: "outputs.destination", message: "\(error)")])
             }
@@ -138,7 +146,16 @@ public enum Submission {
             throw DaemonError("cannot write into the inbox \(inbox): \(String(cString: strerror(errno)))")
         }
         let fd = open(tmp, O_RDONLY | O_CLOEXEC)
-        if fd >= 0 { fsync(fd); close(fd) }
+        if fd >= 0 {
+            // The inbox's group (the daemon's) may read it, whatever the
+            // submitter's umask; the inbox has no set-group-id bit to do it
+            // (the system unit's RestrictSUIDSGID=yes refuses one). Failing
+            // that (not in the group), the mode the umask gave stays.
+            var inboxStat = stat()
+            if stat(inbox, &inboxStat) == 0, fchown(fd, UInt32.max, inboxStat.st_gid) == 0 { fchmod(fd, 0o640) }
+            fsync(fd)
+            close(fd)
+        }
         guard rename(tmp, "\(inbox)/\(name)") == 0 else {
             unlink(tmp)
             throw DaemonError("cannot move the manifest into the inbox: \(String(cString: strerror(errno)))")

@@ -54,16 +54,7 @@ public enum Daemon {
     /// daemon's fake backend).
     public static func run(config: DaemonConfig, environment: DaemonEnvironment, logger: Logger,
                            extraBackends: [BackendFactory] = []) async throws {
-        // The inbox and rejected/ are sticky: a submitter cannot move or
-        // delete another's manifest (docs/security.md).
-        for (dir, mode) in [(config.stateDirectory, 0o750), (config.inboxDirectory, 0o3775), (config.rejectedDirectory, 0o3775),
-                            (config.claimedDirectory, 0o750), (config.jobsDirectory, 0o750), (config.storeDirectory, 0o750),
-                            (config.runtimeDirectory, 0o755)] as [(String, Int)] {
-            if !FileManager.default.fileExists(atPath: dir) {
-                do { try FileOps.makeDirectory(dir) } catch { throw DaemonError("\(error)") }
-                chmod(dir, mode_t(mode))
-            }
-        }
+        try prepareDirectories(config)
         let store = try Store(path: config.databasePath, clock: { Date().timeIntervalSince1970 })
         let candidates = config.local.exec.isEmpty
             ? ["\(environment.executableDirectory)/batchd-exec", "\(environment.executableDirectory)/../lib/batchd/batchd-exec"]
@@ -165,6 +156,39 @@ public enum Daemon {
         try await group.run()
         for backend in ctx.backends.all { backend.shutdown() }
         logger.info("daemon stopped")
+    }
+}
+
+extension Daemon {
+    /// The daemon's own directories, made when missing. The inbox and
+    /// `rejected/` are sticky and group-writable (1770): a submitter can drop
+    /// a manifest but cannot move, replace or delete another's. No
+    /// set-group-id bit: the system unit's `RestrictSUIDSGID=yes` refuses it
+    /// (batchctl gives what it writes the inbox's group instead). An inbox
+    /// that exists without the sticky bit gets it. A chmod that fails stops
+    /// the start with the reason: a shared inbox that is not sticky is not
+    /// safe to serve.
+    static func prepareDirectories(_ config: DaemonConfig) throws {
+        let sticky = [config.inboxDirectory, config.rejectedDirectory]
+        for (dir, mode) in [(config.stateDirectory, 0o750), (config.inboxDirectory, 0o1770), (config.rejectedDirectory, 0o1770),
+                            (config.claimedDirectory, 0o750), (config.jobsDirectory, 0o750), (config.storeDirectory, 0o750),
+                            (config.runtimeDirectory, 0o755)] as [(String, mode_t)] {
+            var st = stat()
+            if stat(dir, &st) != 0 {
+                do { try FileOps.makeDirectory(dir) } catch { throw DaemonError("\(error)") }
+                guard chmod(dir, mode) == 0 else {
+                    throw DaemonError("cannot set mode \(String(mode, radix: 8)) on \(dir): \(FileOps.plain(errno))")
+                }
+            } else if sticky.contains(dir), st.st_mode & mode_t(S_ISVTX) == 0 {
+                let wanted = (st.st_mode & 0o7777 & ~mode_t(S_ISGID)) | mode_t(S_ISVTX)
+                guard chmod(dir, wanted) == 0 else {
+                    throw DaemonError("""
+                        \(dir) is not sticky and cannot be made so (\(FileOps.plain(errno))): one submitter could move or delete \
+                        another's manifests; make it the daemon's (chown batchd:batchd), or chmod 1770 it
+                        """)
+                }
+            }
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+import BatchAccess
 import BatchCore
 
 /// A request on the control socket. On the wire: one JSON object per line,
@@ -25,6 +26,9 @@ public enum ControlRequest: Sendable, Equatable, Codable {
     /// Removes from the input stores what no unfinished job uses and nothing
     /// used for `unusedFor` seconds; with `apply` false, only says what.
     case filesPrune(unusedFor: Double, apply: Bool, backend: String?)
+    /// The file system as the daemon sees it (its mounts and its user), so
+    /// `batchctl submit` checks a manifest's paths as the daemon will.
+    case view
     /// Test hook (config `debug.allowStall`): block the supervisor.
     case stall(seconds: Double)
 
@@ -43,6 +47,7 @@ public enum ControlRequest: Sendable, Equatable, Codable {
         case .poolDelete: "pool.delete"
         case .filesPut: "files.put"
         case .filesPrune: "files.prune"
+        case .view: "view"
         case .stall: "stall"
         }
     }
@@ -57,6 +62,7 @@ public enum ControlRequest: Sendable, Equatable, Codable {
         case "cancel": self = .cancel(job: try c.decode(String.self, forKey: .job))
         case "retry": self = .retry(job: try c.decode(String.self, forKey: .job))
         case "pools": self = .pools
+        case "view": self = .view
         case "pool.create": self = .poolCreate(pool: try c.decode(PoolSpec.self, forKey: .pool))
         case "pool.resize":
             self = .poolResize(id: try c.decode(String.self, forKey: .id), dedicated: try c.decode(Int.self, forKey: .dedicated),
@@ -96,7 +102,7 @@ public enum ControlRequest: Sendable, Equatable, Codable {
             try c.encode(unusedFor, forKey: .unusedFor)
             try c.encode(apply, forKey: .apply)
             try c.encodeIfPresent(backend, forKey: .backend)
-        case .ping, .status, .pools: break
+        case .ping, .status, .pools, .view: break
         }
     }
 }
@@ -129,6 +135,8 @@ public struct ControlReply: Sendable, Equatable, Codable {
     /// files.put, files.prune: how many files and bytes in all, and the
     /// bytes sent (put) or freed (prune).
     public var fileTotals: FileTotals?
+    /// view: the file system as the daemon sees it.
+    public var view: ServiceView?
 
     /// A file put or pruned.
     public struct FileItem: Sendable, Equatable, Codable {

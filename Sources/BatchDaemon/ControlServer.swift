@@ -1,3 +1,4 @@
+import BatchAccess
 import BatchBackend
 import BatchControl
 import BatchSupport
@@ -20,6 +21,8 @@ struct ControlServer: Service {
     let path: String
     let supervisor: Supervisor
     let logger: Logger
+    /// The file system as the daemon sees it (the `view` request).
+    var view = ServiceView.current()
     let listening = AsyncEvent<Void>()
 
     /// Connections read at once.
@@ -124,7 +127,7 @@ struct ControlServer: Service {
         case .failure(let f):
             reply = .refused(f.message)
         case .success(let op):
-            if op != .ping && op != .status {
+            if op != .ping && op != .status && op != .view {
                 logger.info("control request", metadata: ["op": "\(op.op)", "peer": "\(request.peer.map(\.description) ?? "unknown")"])
             }
             reply = await perform(op, peer: request.peer)
@@ -144,10 +147,12 @@ struct ControlServer: Service {
             let (used, limit) = supervisor.ctx.slots.usage
             return ControlReply(ok: true, jobs: await supervisor.activeJobs, slots: .init(used: used, limit: limit))
         case .cancel(let job):
-            do { return ControlReply(ok: true, job: try await supervisor.cancel(job).id) } catch { return .refused("\(error)") }
+            do { return ControlReply(ok: true, job: try await supervisor.cancel(job, by: peer.map { Submitter.lookup(uid: $0.uid) }).id) } catch {
+                return .refused("\(error)")
+            }
         case .retry(let job):
             do {
-                let (record, n) = try await supervisor.retry(job)
+                let (record, n) = try await supervisor.retry(job, by: peer.map { Submitter.lookup(uid: $0.uid) })
                 return ControlReply(ok: true, job: record.id, tasks: n)
             } catch {
                 return .refused("\(error)")
@@ -181,6 +186,10 @@ struct ControlServer: Service {
             return await FilesControl(ctx: supervisor.ctx).put(paths, backend: backend, uid: peer?.uid)
         case .filesPrune(let unusedFor, let apply, let backend):
             return await FilesControl(ctx: supervisor.ctx).prune(unusedFor: unusedFor, apply: apply, backend: backend)
+        case .view:
+            var reply = ControlReply(ok: true)
+            reply.view = view
+            return reply
         case .stall(let seconds):
             guard await supervisor.allowsStall else { return .refused("stall is a test hook; set debug.allowStall in the config") }
             await supervisor.stall(seconds: seconds)

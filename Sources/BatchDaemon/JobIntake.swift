@@ -28,6 +28,9 @@ struct JobIntake: Sendable {
     var backends = BackendRegistry()
     /// The directories no submitter's path may reach, with their names.
     var protected: [(path: String, why: String)] = []
+    /// The file system as the daemon sees it: a job whose inputs it cannot
+    /// see or whose destination it cannot write is refused at intake.
+    var view = ServiceView.current()
     let issued = IssuedIDs()
 
     /// A new job id, sortable by time: `20261121-190023-3fa94c1e`. Unique
@@ -201,11 +204,15 @@ struct JobIntake: Sendable {
             }
             let policy = AccessPolicy(submitter: Submitter.lookup(uid: owner), protected: protected)
             let base = manifest.baseDirectory ?? config.inboxDirectory
-            let expanded = try TaskExpander(fs: LocalFileSystem(policy: policy), revealFileContent: false)
-                .plan(manifest, base: base, jobID: jobID, file: original)
             let destination = manifest.outputs.destination.hasPrefix("/")
                 ? URL(fileURLWithPath: manifest.outputs.destination).standardizedFileURL.path
                 : URL(fileURLWithPath: "\(base)/\(manifest.outputs.destination)").standardizedFileURL.path
+            // What the service's sandbox forbids (a private /tmp, read-only
+            // homes) is refused before anything else, with the fix.
+            let sandbox = view.issues(manifest, base: base, destination: destination)
+            if !sandbox.isEmpty { throw ManifestError(file: original, issues: sandbox) }
+            let expanded = try TaskExpander(fs: LocalFileSystem(policy: policy), revealFileContent: false)
+                .plan(manifest, base: base, jobID: jobID, file: original)
             if !manifest.outputs.patterns.isEmpty {
                 do { try Destination.check(destination, policy: policy) } catch {
                     throw ManifestError(file: original, issues: [ManifestIssue(line: nil, column: nil, field: "outputs.destination", message: "\(error)",

@@ -1,3 +1,4 @@
+import BatchAccess
 import BatchBackend
 import BatchControl
 import BatchCore
@@ -91,8 +92,9 @@ public actor Supervisor: Service {
         }
     }
 
-    /// Runs a failed job's failed tasks again (each with its retries back).
-    func retry(_ idOrName: String) async throws -> (JobRecord, Int) {
+    /// Runs a failed job's failed tasks again (each with its retries back),
+    /// asked by `requester` (named in the job's journal story).
+    func retry(_ idOrName: String, by requester: Submitter? = nil) async throws -> (JobRecord, Int) {
         guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
         guard controls[job.id] == nil else { throw DaemonError("job \(job.id) is still \(job.phase.rawValue)") }
         let backend = ctx.backends.forJob(job.backend)
@@ -115,13 +117,14 @@ public actor Supervisor: Service {
         let n = try await ctx.store.reopenFailedTasks(job.id, t.state)
         var log = ctx.logger
         log[metadataKey: "job.id"] = "\(job.id)"
-        log.notice("job retried", metadata: ["tasks": "\(n)"])
+        log.notice("job retried", metadata: requesterMetadata(requester).merging(["tasks": "\(n)"]) { $1 })
         enqueue(job.id)
         return (job, n)
     }
 
-    /// Cancels a job by id or name.
-    func cancel(_ idOrName: String) async throws -> JobRecord {
+    /// Cancels a job by id or name, asked by `requester` (named in the
+    /// job's journal story: `journalctl BATCHD_JOB=<id>` tells who ended it).
+    func cancel(_ idOrName: String, by requester: Submitter? = nil) async throws -> JobRecord {
         guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
         if job.phase.isTerminal { throw DaemonError("job \(job.id) has already \(job.phase)") }
         try await ctx.store.requestCancel(job.id)
@@ -130,8 +133,15 @@ public actor Supervisor: Service {
         var log = ctx.logger
         log[metadataKey: "job.id"] = "\(job.id)"
         // With no runner (the job is queued), the runner sees the request when it starts.
-        log.info("cancel requested", metadata: ["runner": "\(control == nil ? "none" : "signalled")"])
+        log.notice("cancel requested", metadata: requesterMetadata(requester).merging(["runner": "\(control == nil ? "none" : "signalled")"]) { $1 })
         return job
+    }
+
+    /// Who asked, as journal fields: BATCHD_REQUESTER_UID and
+    /// BATCHD_REQUESTER_USER (the uid's name, or its number when it has none).
+    func requesterMetadata(_ requester: Submitter?) -> Logger.Metadata {
+        guard let requester else { return ["requester.uid": "unknown"] }
+        return ["requester.uid": "\(requester.uid)", "requester.user": "\(requester.name ?? "uid \(requester.uid)")"]
     }
 
     /// The line systemd shows: `2 jobs active · 120/400 tasks done · 4/8 slots busy`.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BatchAccess
 import BatchControl
 import BatchCore
 import BatchStore
@@ -23,7 +24,19 @@ struct Submit: AsyncParsableCommand {
         try await guarded {
             let config = try global.load()
             let prepared: Submission.Prepared
-            do { prepared = try Submission.prepare(path: file, backend: backend, config: config, set: try parameterValues(set)) } catch {
+            // The daemon's view of the file system (under the system unit:
+            // a private /tmp, read-only homes), so the paths are checked as
+            // it will see them; without it they are checked as we see them.
+            let view: ServiceView?
+            do { view = try ControlClient.send(.view, socket: config.socketPath, timeout: 5).view } catch { view = nil }
+            if view == nil {
+                FileHandle.standardError.write(Data("""
+                    note: the daemon could not be asked how it sees the files (is it running?), so the paths were checked as you \
+                    see them; under the system unit its /tmp is private and home directories are read-only (docs/operations.md)
+
+                    """.utf8))
+            }
+            do { prepared = try Submission.prepare(path: file, backend: backend, config: config, set: try parameterValues(set), view: view) } catch {
                 throw CLIError(2, "\(error)")
             }
             let chosen = prepared.manifest.backend ?? config.defaultBackend

@@ -215,3 +215,15 @@ int batchd_landlock_hide(const char *const *hidden, int nhidden, const char *con
     errno = e;
     return rc == 0 ? abi : -1;
 }
+
+/* libdispatch (the Swift runtime's thread pool) logs "Failed to set thread
+ * priority for worker thread ... errno=13" through syslog, at notice
+ * priority, for each worker thread it may not renice: every unprivileged
+ * process does, so each batchctl run by a submitter, and the daemon under
+ * its unit, wrote such lines into the journal. Its log is turned off before
+ * main() and before any thread starts, unless LIBDISPATCH_LOG is set
+ * (LIBDISPATCH_LOG=syslog brings it back). batchd's own logging is not
+ * libdispatch's and is unaffected. */
+__attribute__((constructor)) static void batchd_quiet_libdispatch(void) {
+    setenv("LIBDISPATCH_LOG", "NO", 0);
+}

@@ -15,7 +15,10 @@
 #               binaries, system and user units, sysusers file, config (kept if
 #               present), journald catalog, manifest schema, docs, completions,
 #               man pages (batchctl(1), batchd(8), batchd.yaml(5), batchd-manifest(5))
-#   make install-user   the same for one user under ~/.local, unit in ~/.config/systemd/user
+#   make install-user [DESTDIR=] [HOME=]   the same for one user under ~/.local, unit in ~/.config/systemd/user
+#   make test-systemd   boot Debian with systemd as PID 1 (systemd-nspawn), install batchd into it
+#               with make install, and follow docs/operations.md as an operator and two
+#               submitters would (make test runs it; scripts/systemd-test.sh)
 SHELL := /bin/bash
 DEV_CONFIG := etc/batchd/dev.yaml
 
@@ -30,6 +33,7 @@ UNITDIR := $(DESTDIR)$(PREFIX)/lib/systemd/system
 USERUNITDIR := $(DESTDIR)$(PREFIX)/lib/systemd/user
 CATALOGDIR := $(DESTDIR)$(PREFIX)/lib/systemd/catalog
 SYSUSERSDIR := $(DESTDIR)$(PREFIX)/lib/sysusers.d
+TMPFILESDIR := $(DESTDIR)$(PREFIX)/lib/tmpfiles.d
 SHAREDIR := $(DESTDIR)$(PREFIX)/share/batchd
 DOCDIR := $(DESTDIR)$(PREFIX)/share/doc/batchd
 CONFDIR := $(DESTDIR)$(SYSCONFDIR)/batchd
@@ -37,7 +41,7 @@ MANDIR := $(DESTDIR)$(PREFIX)/share/man
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: all setup build run test bench bench-quick bench-azure fuzz crashwalk release-smoke install install-user clean
+.PHONY: all setup build run test test-systemd bench bench-quick bench-azure fuzz crashwalk release-smoke install install-user clean
 
 all: build
 
@@ -70,6 +74,9 @@ bench-quick: build
 fuzz: setup
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
+test-systemd: build
+	scripts/systemd-test.sh
+
 release-smoke: setup
 	scripts/release-smoke.sh
 
@@ -85,7 +92,7 @@ bench-azure: setup build
 install: setup
 	swift build -c $(BUILD)
 	$(eval BIN := $(shell swift build -c $(BUILD) --show-bin-path))
-	install -d $(BINDIR) $(LIBEXECDIR) $(UNITDIR) $(USERUNITDIR) $(CATALOGDIR) $(SYSUSERSDIR) $(SHAREDIR) $(DOCDIR) $(CONFDIR)
+	install -d $(BINDIR) $(LIBEXECDIR) $(UNITDIR) $(USERUNITDIR) $(CATALOGDIR) $(SYSUSERSDIR) $(TMPFILESDIR) $(SHAREDIR) $(DOCDIR) $(CONFDIR)
 	install -m 755 $(BIN)/batchd $(BIN)/batchctl $(BINDIR)/
 	install -m 755 $(BIN)/batchd-exec $(LIBEXECDIR)/
 	sed 's|@PREFIX@|$(PREFIX)|g; s|/etc/batchd|$(SYSCONFDIR)/batchd|g' systemd/batchd.service > $(UNITDIR)/batchd.service
@@ -93,6 +100,7 @@ install: setup
 	chmod 644 $(UNITDIR)/batchd.service $(USERUNITDIR)/batchd.service
 	install -m 644 systemd/batchd.catalog $(CATALOGDIR)/batchd.catalog
 	install -m 644 systemd/batchd.sysusers $(SYSUSERSDIR)/batchd.conf
+	install -m 644 systemd/batchd.tmpfiles $(TMPFILESDIR)/batchd.conf
 	install -m 644 docs/manifest.schema.json $(SHAREDIR)/manifest.schema.json
 	install -m 644 etc/batchd/batchd.yaml $(SHAREDIR)/batchd.yaml.example
 	install -m 644 etc/batchd/batchd.user.yaml $(SHAREDIR)/batchd.user.yaml.example
@@ -113,9 +121,9 @@ install: setup
 
 install-user:
 	$(MAKE) install PREFIX=$(HOME)/.local SYSCONFDIR=$(HOME)/.config
-	install -d $(HOME)/.config/systemd/user
-	ln -sf $(HOME)/.local/lib/systemd/user/batchd.service $(HOME)/.config/systemd/user/batchd.service
-	[ -e $(HOME)/.config/batchd/batchd.yaml.user-installed ] || { install -m 644 etc/batchd/batchd.user.yaml $(HOME)/.config/batchd/batchd.yaml && touch $(HOME)/.config/batchd/batchd.yaml.user-installed; }
+	install -d $(DESTDIR)$(HOME)/.config/systemd/user
+	ln -sf $(HOME)/.local/lib/systemd/user/batchd.service $(DESTDIR)$(HOME)/.config/systemd/user/batchd.service
+	[ -e $(DESTDIR)$(HOME)/.config/batchd/batchd.yaml.user-installed ] || { install -m 644 etc/batchd/batchd.user.yaml $(DESTDIR)$(HOME)/.config/batchd/batchd.yaml && touch $(DESTDIR)$(HOME)/.config/batchd/batchd.yaml.user-installed; }
 
 clean:
 	rm -rf .build .run

@@ -159,6 +159,14 @@ public enum Daemon {
     }
 }
 
+/// One of the daemon's own directories cannot be made or given its mode:
+/// restarting will not fix it (batchd exits 78, EX_CONFIG, which the units
+/// do not restart).
+public struct DirectoryError: Error, Sendable, CustomStringConvertible {
+    /// What is wrong, with the directory and the fix.
+    public var description: String
+}
+
 extension Daemon {
     /// The daemon's own directories, made when missing. The inbox and
     /// `rejected/` are sticky and group-writable (1770): a submitter can drop
@@ -175,14 +183,14 @@ extension Daemon {
                             (config.runtimeDirectory, 0o755)] as [(String, mode_t)] {
             var st = stat()
             if stat(dir, &st) != 0 {
-                do { try FileOps.makeDirectory(dir) } catch { throw DaemonError("\(error)") }
+                do { try FileOps.makeDirectory(dir) } catch { throw DirectoryError(description: "\(error)") }
                 guard chmod(dir, mode) == 0 else {
-                    throw DaemonError("cannot set mode \(String(mode, radix: 8)) on \(dir): \(FileOps.plain(errno))")
+                    throw DirectoryError(description: "cannot set mode \(String(mode, radix: 8)) on \(dir): \(FileOps.plain(errno))")
                 }
             } else if sticky.contains(dir), st.st_mode & mode_t(S_ISVTX) == 0 {
                 let wanted = (st.st_mode & 0o7777 & ~mode_t(S_ISGID)) | mode_t(S_ISVTX)
                 guard chmod(dir, wanted) == 0 else {
-                    throw DaemonError("""
+                    throw DirectoryError(description: """
                         \(dir) is not sticky and cannot be made so (\(FileOps.plain(errno))): one submitter could move or delete \
                         another's manifests; make it the daemon's (chown batchd:batchd), or chmod 1770 it
                         """)

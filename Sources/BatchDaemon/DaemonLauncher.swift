@@ -71,6 +71,9 @@ public enum DaemonLauncher {
             watchdogInterval: watchdog)
         do {
             try await Daemon.run(config: settings, environment: environment, logger: logger, extraBackends: extraBackends)
+        } catch let error as DirectoryError {
+            logger.critical("cannot start: its directories", metadata: ["error": "\(error)"])
+            throw Failure(status: 78)
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw Failure(status: 1)

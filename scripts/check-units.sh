@@ -36,7 +36,7 @@ check "exposure ${score:-unknown} <= 2.0" python3 -c "import sys; sys.exit(0 if 
 check "ExecStart names the installed binary" grep -q "^ExecStart=$tmp/usr/bin/batchd --config $tmp/etc/batchd/batchd.yaml" "$tmp/usr/lib/systemd/system/batchd.service"
 
 for f in usr/bin/batchd usr/bin/batchctl usr/lib/batchd/batchd-exec usr/lib/systemd/catalog/batchd.catalog \
-         usr/lib/sysusers.d/batchd.conf usr/share/batchd/manifest.schema.json etc/batchd/batchd.yaml \
+         usr/lib/sysusers.d/batchd.conf usr/lib/tmpfiles.d/batchd.conf usr/share/batchd/manifest.schema.json etc/batchd/batchd.yaml \
          usr/share/bash-completion/completions/batchctl usr/share/zsh/site-functions/_batchctl \
          usr/share/fish/vendor_completions.d/batchctl.fish usr/share/doc/batchd/operations.md \
          usr/share/man/man1/batchctl.1 usr/share/man/man8/batchd.8 usr/share/man/man5/batchd-manifest.5 \

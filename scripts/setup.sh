@@ -9,8 +9,10 @@ set -euo pipefail
 # to find them, Python 3 for the example task and the test helpers, systemd
 # for journald, journalctl and systemd-analyze (the tests use them), tmux for
 # the terminal test of batchctl watch, go-md2man and man-db for the manual
-# pages made from docs/ (scripts/man.sh) and their check.
-APT_PACKAGES=(libsqlite3-dev libcurl4-openssl-dev libsystemd-dev systemd pkg-config python3 python3-venv tmux go-md2man man-db)
+# pages made from docs/ (scripts/man.sh) and their check, debootstrap and
+# systemd-container (systemd-nspawn) for the test under a real systemd.
+APT_PACKAGES=(libsqlite3-dev libcurl4-openssl-dev libsystemd-dev systemd pkg-config python3 python3-venv tmux go-md2man man-db
+              debootstrap systemd-container)
 # PyPI packages the tests use: the schema check, and the Azure emulator's
 # conformance suite, which runs Microsoft's own SDKs (pinned) against it.
 PIP_PACKAGES=(jsonschema==4.26.0 PyYAML==6.0.3 pytest==9.0.3 azure-batch==15.1.0 azure-storage-blob==12.31.1)

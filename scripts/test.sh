@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the Swift suites (unit and integration, against the real
 # binaries), the schema check of the examples, the installed units
-# (systemd-analyze verify and security), the manual pages, the Azure emulator's conformance
+# (systemd-analyze verify and security), the units booted under a real
+# systemd (scripts/systemd-test.sh), the manual pages, the Azure emulator's conformance
 # suite, a release-build smoke run (scripts/release-smoke.sh), and manifest
 # intake under libFuzzer (a corpus replay and a bounded run). Ends with one
 # summary line.
@@ -28,6 +29,11 @@ schema_rc=$?
 
 scripts/check-units.sh
 units_rc=$?
+
+# The units installed and booted under a real systemd (Debian 12 in
+# systemd-nspawn), with an operator's and two submitters' steps.
+scripts/systemd-test.sh
+systemd_rc=$?
 
 # The Azure emulator's conformance suite (Microsoft's SDKs against it).
 .venv/bin/python -m pytest -q -p no:cacheprovider Tests/AzureEmulator/tests
@@ -72,5 +78,5 @@ count() { grep -oE 'Test run with [0-9]+ tests? .* passed' "$1" | grep -oE '[0-9
 passed=$(( $(count "$log" || echo 0) + $(count "$slurm_log" || echo 0) ))
 failed=$(( $(grep -cE '^✘ Test .* failed' "$log") + $(grep -cE '^✘ Test .* failed' "$slurm_log") ))
 echo "swift: ${passed:-0} passed, ${failed:-0} failed"
-[ "$swift_rc" -eq 0 ] && [ "$slurm_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ] && [ "$units_rc" -eq 0 ] && [ "$emulator_rc" -eq 0 ] \
+[ "$swift_rc" -eq 0 ] && [ "$slurm_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ] && [ "$units_rc" -eq 0 ] && [ "$systemd_rc" -eq 0 ] && [ "$emulator_rc" -eq 0 ] \
   && [ "$replay_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$links_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$man_rc" -eq 0 ] && [ "$release_rc" -eq 0 ]

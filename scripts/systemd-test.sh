@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The system test under a real systemd (make test-systemd; make test runs it).
+#
+# Boots Debian bookworm with systemd as PID 1 in a container
+# (systemd-nspawn), installs batchd into it with the same `make install` a
+# user runs, and does what docs/operations.md tells an operator and two
+# submitters (real users, made with useradd in the guest) to do, asserting
+# each step: the unit starts with the shipped config, the README example is
+# run or refused with the fix before anything reaches the inbox, outputs are
+# the submitter's, the journal tells a job's story (who cancelled it
+# included), reload applies, tasks outlive kill -9 of the daemon and are
+# adopted, stop leaves nothing running, the watchdog never fires, the
+# exposure score stays at most 2.0, and the user unit with lingering runs the
+# example. Ends with "systemd: N passed, M failed".
+#
+# The root file system is made once by scripts/systemd-rootfs.sh and kept;
+# each run boots a copy of it. Facts this rests on: ../shared/PLATFORM-NOTES.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+passed=0 failed=0
+check() {  # description, then a command that must succeed
+  local what=$1; shift
+  if "$@"; then passed=$((passed + 1)); echo "  ok: $what"; else failed=$((failed + 1)); echo "FAILED: $what"; fi
+}
+say() { echo "systemd-test: $*"; }
+finish() {
+  echo "systemd: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+  exit $?
+}
+
+# --- the guest ---------------------------------------------------------------
+base=$(scripts/systemd-rootfs.sh) || { echo "FAILED: making the root file system"; failed=1; finish; }
+work=$(mktemp -d /var/tmp/batchd-systemd.XXXXXX)
+root="$work/root"
+nspawn_pid=""
+cleanup() {
+  if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+    kill -TERM "$nspawn_pid" 2>/dev/null   # nspawn asks the guest's systemd to power off
+    timeout 30 tail --pid="$nspawn_pid" -f /dev/null || kill -KILL "$nspawn_pid"
+  fi
+  [ -n "${KEEP_GUEST:-}" ] && { echo "guest kept in $work"; return; }
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cp -a "$base" "$root"
+
+# A helper the scenario runs in the guest: waits (batchctl watch --json)
+# until N tasks of a job run; fails if it ends first.
+mkdir -p "$root/opt/batchd-test"
+cat > "$root/opt/batchd-test/running.py" <<'PY'
+import json, subprocess, sys
+job, n = sys.argv[1], int(sys.argv[2])
+watch = subprocess.Popen(["batchctl", "watch", job, "--json"], stdout=subprocess.PIPE, text=True)
+ok, seen = False, []
+for line in watch.stdout:
+    state = json.loads(line)
+    seen.append((state["state"], state["running"], state["done"]))
+    if state["running"] >= n: ok = True; break
+    if state["state"] in ("succeeded", "failed", "cancelled"): break
+watch.kill()
+if not ok: print(f"running.py: {job}: never {n} running; seen (state, running, done): {seen}", file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+# And one that waits until a line of batchd's journal after a cursor
+# matches (journalctl -f | grep -m1 would wait for the next line to end).
+cat > "$root/opt/batchd-test/journal-wait.py" <<'PY'
+import subprocess, sys
+cursor, pattern = sys.argv[1], sys.argv[2]
+follow = subprocess.Popen(["stdbuf", "-oL", "journalctl", "-u", "batchd", "-f", "-o", "cat", "--after-cursor", cursor], stdout=subprocess.PIPE, text=True)
+ok = False
+for line in follow.stdout:
+    if pattern in line: ok = True; break
+follow.kill()
+sys.exit(0 if ok else 1)
+PY
+
+# The Swift runtime libraries batchd and batchctl link (not in Debian).
+swift_lib=$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")/lib/swift/linux
+mkdir -p "$root/usr/local/lib/swift-runtime"
+cp "$swift_lib"/*.so "$root/usr/local/lib/swift-runtime/"
+echo /usr/local/lib/swift-runtime > "$root/etc/ld.so.conf.d/swift-runtime.conf"
+chroot "$root" ldconfig
+
+# Installed as a user would (docs/operations.md), into the guest.
+say "make install DESTDIR=<guest>"
+if ! make --no-print-directory install DESTDIR="$root" BUILD=debug >"$work/install.log" 2>&1; then
+  tail -30 "$work/install.log"; echo "FAILED: make install into the guest"; failed=1; finish
+fi
+
+say "booting the guest (systemd-nspawn)"
+# --register=no --keep-unit: the host has no systemd or D-Bus. The system
+# call filter lets Landlock through nspawn's own seccomp filter.
+systemd-nspawn -D "$root" -b -M batchd-test --register=no --keep-unit --console=pipe \
+  --system-call-filter='landlock_create_ruleset landlock_add_rule landlock_restrict_self' \
+  >"$work/console.log" 2>&1 &
+nspawn_pid=$!
+
+# The guest's PID 1 is nspawn's child; its boot is over when systemd says so.
+guest_pid=""
+for _ in $(seq 100); do
+  guest_pid=$(pgrep -P "$nspawn_pid" | head -1)
+  [ -n "$guest_pid" ] && [ "$(readlink "/proc/$guest_pid/exe" 2>/dev/null)" != "$(readlink /proc/$nspawn_pid/exe)" ] && break
+  guest_pid=""
+  kill -0 "$nspawn_pid" 2>/dev/null || break
+  sleep 0.1
+done
+[ -n "$guest_pid" ] || { cat "$work/console.log"; echo "FAILED: the guest did not start"; failed=1; finish; }
+
+# g CMD: run CMD in the guest as root. u USER CMD: as USER, with a login shell.
+g() { nsenter -t "$guest_pid" -m -u -i -p -C -- /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 /bin/sh -c "$1"; }
+u() { g "su - $1 -c $(printf '%q' "$2")"; }
+
+# systemctl answers once the guest's system bus is up; then --wait blocks
+# until the boot is over (a readiness probe, at most 120 s).
+state=""
+for _ in $(seq 240); do
+  state=$(g 'systemctl is-system-running --wait' 2>/dev/null) && break
+  case "$state" in running|degraded) break ;; esac
+  kill -0 "$nspawn_pid" 2>/dev/null || break
+  sleep 0.5
+done
+say "guest booted: ${state:-unknown}"
+[ "$state" = degraded ] && g 'systemctl --failed --no-legend' | sed 's/^/  failed unit: /'
+check "the guest boots with systemd as PID 1" test "$state" = running -o "$state" = degraded
+
+. "$repo/scripts/systemd-scenario.sh"
+finish

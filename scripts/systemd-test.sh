@@ -39,7 +39,7 @@ nspawn_pid=""
 cleanup() {
   if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
     kill -TERM "$nspawn_pid" 2>/dev/null   # nspawn asks the guest's systemd to power off
-    timeout 30 tail --pid="$nspawn_pid" -f /dev/null || kill -KILL "$nspawn_pid"
+    timeout 30 tail --pid="$nspawn_pid" -f /dev/null || kill -KILL "$nspawn_pid" 2>/dev/null
   fi
   [ -n "${KEEP_GUEST:-}" ] && { echo "guest kept in $work"; return; }
   rm -rf "$work"
@@ -64,17 +64,21 @@ watch.kill()
 if not ok: print(f"running.py: {job}: never {n} running; seen (state, running, done): {seen}", file=sys.stderr)
 sys.exit(0 if ok else 1)
 PY
-# And one that waits until a line of batchd's journal after a cursor
-# matches (journalctl -f | grep -m1 would wait for the next line to end).
-cat > "$root/opt/batchd-test/journal-wait.py" <<'PY'
+# And one that runs a command once it follows batchd's journal, then waits
+# until a new line matches: `journalctl -f -n1` prints the last line first,
+# which says it is following; stdbuf, since it block-buffers into a pipe.
+cat > "$root/opt/batchd-test/after.py" <<'PY'
 import subprocess, sys
-cursor, pattern = sys.argv[1], sys.argv[2]
-follow = subprocess.Popen(["stdbuf", "-oL", "journalctl", "-u", "batchd", "-f", "-o", "cat", "--after-cursor", cursor], stdout=subprocess.PIPE, text=True)
+pattern, command = sys.argv[1], sys.argv[2]
+follow = subprocess.Popen(["stdbuf", "-oL", "journalctl", "-u", "batchd", "-f", "-n1", "-o", "cat"], stdout=subprocess.PIPE, text=True)
+follow.stdout.readline()
+done = subprocess.run(["/bin/sh", "-c", command])
 ok = False
 for line in follow.stdout:
     if pattern in line: ok = True; break
 follow.kill()
-sys.exit(0 if ok else 1)
+if not ok: print(f"after.py: no '{pattern}' in batchd's journal", file=sys.stderr)
+sys.exit(0 if ok and done.returncode == 0 else 1)
 PY
 
 # The Swift runtime libraries batchd and batchctl link (not in Debian).
@@ -97,6 +101,7 @@ systemd-nspawn -D "$root" -b -M batchd-test --register=no --keep-unit --console=
   --system-call-filter='landlock_create_ruleset landlock_add_rule landlock_restrict_self' \
   >"$work/console.log" 2>&1 &
 nspawn_pid=$!
+disown "$nspawn_pid"   # its end is waited for in cleanup, not reported by the shell
 
 # The guest's PID 1 is nspawn's child; its boot is over when systemd says so.
 guest_pid=""

@@ -30,6 +30,9 @@ g 'systemctl enable --now batchd' >"$work/enable.log" 2>&1
 check "systemctl enable --now batchd, with the shipped config, starts it (it once failed on slurm.sharedDirectory: \"\")" \
   g 'systemctl is-active -q batchd'
 [ "$(g 'systemctl is-active batchd')" = active ] || g 'journalctl -u batchd -n 30 --no-pager'
+fragment=$(g 'systemctl show -p FragmentPath --value batchd')
+check "systemd loads the unit from where make install put it ($fragment), and its comment says so" \
+  sh -c "test '$fragment' = /usr/local/lib/systemd/system/batchd.service && grep -q 'in PREFIX/lib/systemd/system' '$root$fragment'"
 status=$(g 'systemctl show -p StatusText --value batchd')
 say "status line: $status"
 check "Type=notify: the status line says it is idle with its slots" grep -q "^Idle · [0-9]* slots" <<<"$status"
@@ -208,9 +211,10 @@ make --no-print-directory install-user DESTDIR="$root" HOME=/home/carol BUILD=de
   || { tail -20 "$work/install-user.log"; check "make install-user into the guest" false; }
 cp -r examples/wordcount "$root/home/carol/wordcount"
 g 'chown -R carol:carol /home/carol'
-g 'loginctl enable-linger carol'
 carol=$(g 'id -u carol')
-g "timeout 60 sh -c 'until test -S /run/user/$carol/bus; do sleep 0.2; done'"
+# Lingering starts her user manager; starting it again returns once it is
+# ready (Type=notify), with its bus socket listening.
+g "loginctl enable-linger carol && timeout 60 systemctl start user@$carol.service"
 userctl="XDG_RUNTIME_DIR=/run/user/$carol DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$carol/bus systemctl --user"
 u carol "$userctl daemon-reload && $userctl enable --now batchd" >"$work/user-enable.log" 2>&1
 check "systemctl --user enable --now batchd, with lingering" u carol "$userctl is-active -q batchd"

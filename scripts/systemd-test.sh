@@ -95,39 +95,17 @@ if ! make --no-print-directory install DESTDIR="$root" BUILD=debug >"$work/insta
 fi
 
 say "booting the guest (systemd-nspawn)"
-# --register=no --keep-unit: the host has no systemd or D-Bus. The system
-# call filter lets Landlock through nspawn's own seccomp filter.
-systemd-nspawn -D "$root" -b -M batchd-test --register=no --keep-unit --console=pipe \
-  --system-call-filter='landlock_create_ruleset landlock_add_rule landlock_restrict_self' \
-  >"$work/console.log" 2>&1 &
-nspawn_pid=$!
-disown "$nspawn_pid"   # its end is waited for in cleanup, not reported by the shell
-
-# The guest's PID 1 is nspawn's child; its boot is over when systemd says so.
-guest_pid=""
-for _ in $(seq 100); do
-  guest_pid=$(pgrep -P "$nspawn_pid" | head -1)
-  [ -n "$guest_pid" ] && [ "$(readlink "/proc/$guest_pid/exe" 2>/dev/null)" != "$(readlink /proc/$nspawn_pid/exe)" ] && break
-  guest_pid=""
-  kill -0 "$nspawn_pid" 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$guest_pid" ] || { cat "$work/console.log"; echo "FAILED: the guest did not start"; failed=1; finish; }
+# Returns when the guest's systemd says its boot has finished (READY=1
+# through nspawn's --notify-ready), with nspawn's pid and the guest's PID 1.
+read -r nspawn_pid guest_pid < <(scripts/systemd-boot.py "$root" batchd-test "$work/console.log" 180)
+[ -n "${guest_pid:-}" ] || { tail -20 "$work/console.log"; echo "FAILED: the guest did not boot"; failed=1; finish; }
 
 # g CMD: run CMD in the guest as root. u USER CMD: as USER, with a login shell.
 g() { nsenter -t "$guest_pid" -m -u -i -p -C -- /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 /bin/sh -c "$1"; }
 u() { g "su - $1 -c $(printf '%q' "$2")"; }
 
-# systemctl answers once the guest's system bus is up; then --wait blocks
-# until the boot is over (a readiness probe, at most 120 s).
-state=""
-for _ in $(seq 240); do
-  state=$(g 'systemctl is-system-running --wait' 2>/dev/null) && break
-  case "$state" in running|degraded) break ;; esac
-  kill -0 "$nspawn_pid" 2>/dev/null || break
-  sleep 0.5
-done
-say "guest booted: ${state:-unknown}"
+state=$(g 'systemctl is-system-running')
+say "guest booted: $state"
 [ "$state" = degraded ] && g 'systemctl --failed --no-legend' | sed 's/^/  failed unit: /'
 check "the guest boots with systemd as PID 1" test "$state" = running -o "$state" = degraded
 

@@ -150,10 +150,15 @@ struct Journald {
         return Journald(pid: pid)
     }
 
+    /// A journald of this machine's own: one in a container (the
+    /// real-systemd test's guest) shows in /proc too, but serves another
+    /// /run/systemd/journal, so it must share our mount namespace.
     static func pidOfJournald() -> pid_t? {
+        let ours = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = pid_t(entry), let comm = read("/proc/\(entry)/comm") else { continue }
-            if comm.hasPrefix("systemd-journal"), ProcessControl.isAlive(pid) { return pid }
+            guard comm.hasPrefix("systemd-journal"), ProcessControl.isAlive(pid) else { continue }
+            if (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(entry)/ns/mnt")) == ours { return pid }
         }
         return nil
     }
@@ -170,8 +175,10 @@ struct Journald {
     /// `until`; returns every entry seen.
     static func follow(match: String, until: String, timeout: Double = 30) async throws -> [[String: Any]] {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/journalctl")
-        p.arguments = ["-f", "-o", "json", "--no-tail", match]
+        // journalctl block-buffers into a pipe: without stdbuf an entry can
+        // wait in its 4 KiB buffer until later ones fill it.
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/stdbuf")
+        p.arguments = ["-oL", "/usr/bin/journalctl", "-f", "-o", "json", "--no-tail", match]
         let pipe = Pipe()
         p.standardOutput = pipe
         let log = LineLog()

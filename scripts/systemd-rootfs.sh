@@ -32,13 +32,14 @@ mirror=${mirror:-http://deb.debian.org/debian}
 mkdir -p "$cache"
 tmp=$(mktemp -d "$cache/.rootfs-$key.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-echo "systemd-rootfs: debootstrap $SUITE from $mirror into $tmp (a few minutes, once)" >&2
+echo "systemd-rootfs: debootstrap $SUITE from $mirror into $tmp (about a minute here, once)" >&2
 debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$tmp" "$mirror" >"$tmp.log" 2>&1 \
   || { tail -20 "$tmp.log" >&2; exit 1; }
 rm -f "$tmp.log"
 chmod 755 "$tmp"   # mktemp -d made it 0700: the guest's / must be searchable by its users
 # apt's package lists are not needed in the guest; keep the cache small.
 rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/*
+rm -rf "$root"   # one left unusable (an older script made it 0700) is replaced, not moved into
 mv "$tmp" "$root"
 trap - EXIT
 echo "$root"

@@ -22,7 +22,7 @@ struct ControlServer: Service {
     let supervisor: Supervisor
     let logger: Logger
     /// The file system as the daemon sees it (the `view` request).
-    var view = ServiceView.current()
+    let view: ServiceView
     let listening = AsyncEvent<Void>()
 
     /// Connections read at once.

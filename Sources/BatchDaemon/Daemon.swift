@@ -1,3 +1,4 @@
+import BatchAccess
 import BackendAzure
 import BackendLocal
 import BackendSlurm
@@ -119,10 +120,13 @@ public enum Daemon {
             ctx.backends.register(extra.name, try extra.make(BackendSetup(config: config, store: store, logger: logger)))
         }
         let supervisor = Supervisor(ctx: ctx)
+        // How the daemon sees the file system (its sandbox's mounts), read
+        // once: intake checks jobs against it, batchctl asks for it.
+        let view = ServiceView.current()
         let intake = JobIntake(config: config, store: store, logger: logger, clock: { Date() }, backends: ctx.backends,
-                               protected: protected)
+                               protected: protected, view: view)
         let inbox = InboxService(intake: intake, supervisor: supervisor)
-        let control = ControlServer(path: config.socketPath, supervisor: supervisor, logger: logger)
+        let control = ControlServer(path: config.socketPath, supervisor: supervisor, logger: logger, view: view)
         let notifier = environment.notifier
         let ready = ReadinessService(supervisor: supervisor, inbox: inbox, control: control, notifier: notifier, logger: logger,
                                      details: ["slots": "\(slots)", "inbox": "\(config.inboxDirectory)",

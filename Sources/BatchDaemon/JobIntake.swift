@@ -30,7 +30,7 @@ struct JobIntake: Sendable {
     var protected: [(path: String, why: String)] = []
     /// The file system as the daemon sees it: a job whose inputs it cannot
     /// see or whose destination it cannot write is refused at intake.
-    var view = ServiceView.current()
+    var view: ServiceView
     let issued = IssuedIDs()
 
     /// A new job id, sortable by time: `20261121-190023-3fa94c1e`. Unique

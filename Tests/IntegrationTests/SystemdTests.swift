@@ -86,6 +86,8 @@ struct SystemdTests {
         #expect(attempts.count == 3)
         #expect(attempts.allSatisfy { $0.state == .running && $0.attempt == 1 })
         #expect(attempts.first { $0.idx == first.idx }?.pid == first.pid)
+        // READY=1 ends the reload on the notify socket; the log line can come first.
+        try await notify.log.wait(from: notifyFrom, "READY=1 after the reload") { $0 == "READY=1" }
         let sent = Array(notify.log.lines[notifyFrom...])
         let reloading = try #require(sent.firstIndex(of: "RELOADING=1"))
         #expect(sent[reloading + 1].hasPrefix("MONOTONIC_USEC="))

@@ -154,53 +154,55 @@ extension AzureJob {
             }
             if result == nil { return }   // shutdown: recorded at the next start
         }
+        // Batch retried the task already (maxTaskRetryCount): this is its end.
+        let ended = EndedAttempt(task: task, attempt: number, directory: dir, outcome: outcome, row: .remote(ranFor: s.runTime))
+        _ = await handle.endAttempt(ended, rules: handle.taskRules(retriedByService: true)) {
+            await downloadOutputs(task, blobs: blobs, prefix: prefix, container: container, dir: dir, sink)
+        }
+    }
+
+    /// Downloads a successful task's output blobs into the attempt's
+    /// directory and writes each into the destination as the submitter may;
+    /// the outputs, why they could not be collected, or nil on shutdown.
+    func downloadOutputs(_ task: TaskRecord, blobs: [String: BlobProperties], prefix: String, container: String, dir: String,
+                         _ sink: OutputSink) async -> Result<[OutputRecord], any Error>? {
         var collected: [OutputRecord] = []
-        if outcome.isSuccess, !sink.patterns.isEmpty {
-            for name in blobs.keys.sorted() where !name.hasPrefix(BatchBodies.logPrefix(task.taskId)) {
-                let props = blobs[name]
-                let rel = String(name.dropFirst(prefix.count))
-                if let other = sink.claim(rel, for: task.idx) {
-                    outcome = .outputsFailed(reason: "output \(rel) is also produced by task \(other); make output names unique, e.g. with {task}")
-                    break
+        guard !sink.patterns.isEmpty else { return .success([]) }
+        for name in blobs.keys.sorted() where !name.hasPrefix(BatchBodies.logPrefix(task.taskId)) {
+            let props = blobs[name]
+            let rel = String(name.dropFirst(prefix.count))
+            if let other = sink.claim(rel, for: task.idx) {
+                return .failure(DaemonError("output \(rel) is also produced by task \(other); make output names unique, e.g. with {task}"))
+            }
+            guard OutputCollector.isSafeRelative(rel) else {
+                return .failure(DaemonError("an output blob is named \(Printable.quote(rel)), which would land outside the destination"))
+            }
+            // Downloaded into the attempt's directory first, then
+            // written into the destination as the submitter may.
+            let staged = "\(dir)/outputs/\(rel)"
+            let got = await azureStep("download output \(Printable.escape(rel))") { () -> OutputRecord in
+                let token = downloads.begin(props?.size ?? 0)
+                do {
+                    try await az.blob.download(container, name, to: staged, known: props, received: { downloads.add(token, $0) })
+                    downloads.end(token, completed: true)
+                } catch {
+                    downloads.end(token, completed: false)
+                    throw error
                 }
-                guard OutputCollector.isSafeRelative(rel) else {
-                    outcome = .outputsFailed(reason: "an output blob is named \(Printable.quote(rel)), which would land outside the destination")
-                    break
-                }
-                // Downloaded into the attempt's directory first, then
-                // written into the destination as the submitter may.
-                let staged = "\(dir)/outputs/\(rel)"
-                let got = await azureStep("download output \(Printable.escape(rel))") { () -> OutputRecord in
-                    let token = downloads.begin(props?.size ?? 0)
-                    do {
-                        try await az.blob.download(container, name, to: staged, known: props, received: { downloads.add(token, $0) })
-                        downloads.end(token, completed: true)
-                    } catch {
-                        downloads.end(token, completed: false)
-                        throw error
-                    }
-                    let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                    guard fd >= 0 else { throw DaemonError("cannot read \(Printable.escape(staged)): \(FileOps.plain(errno))") }
-                    defer { close(fd); unlink(staged) }
-                    let (sha, size) = try sink.destination().write(rel, from: fd)
-                    return OutputRecord(jobId: jobID, path: rel, idx: task.idx, size: Int(size), sha256: sha)
-                }
-                switch got {
-                case nil: return
-                case .failure(let e)?: outcome = .outputsFailed(reason: "cannot download \(rel): \(e)")
-                case .success(let o)?: collected.append(o)
-                }
-                if !outcome.isSuccess { break }
+                let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                guard fd >= 0 else { throw DaemonError("cannot read \(Printable.escape(staged)): \(FileOps.plain(errno))") }
+                defer { close(fd); unlink(staged) }
+                let (sha, size) = try sink.destination().write(rel, from: fd)
+                return OutputRecord(jobId: jobID, path: rel, idx: task.idx, size: Int(size), sha256: sha)
+            }
+            switch got {
+            case nil: return nil
+            case .failure(let e)?: return .failure(DaemonError("cannot download \(rel): \(e)"))
+            case .success(let o)?: collected.append(o)
             }
         }
-        // Batch retried the task already (maxTaskRetryCount): this is its end.
-        let decision = JobMachine.finalTaskDecision(outcome)
-        let (o, outs) = (outcome, collected)
-        let started = handle.clock()
-        _ = await handle.recordTaskEnd(task, attempt: number, outcome: outcome, decision: decision) {
-            try await store.recordRemoteAttempt(jobID, idx: task.idx, attempt: number, directory: dir, startedAt: started,
-                                                outcome: o, decision: decision, outputs: outs)
-        }
+        rmdir("\(dir)/outputs")
+        return .success(collected)
     }
 
     // MARK: cancel and cleanup

@@ -20,6 +20,15 @@ public struct TaskSnapshot: Sendable, Equatable {
     public var failureMessage: String?
     /// Retries the service made (the attempt that ended is retryCount + 1).
     public var retryCount = 0
+    /// When its last attempt started and ended (executionInfo; the service's text).
+    public var startTime: String?
+    public var endTime: String?
+
+    /// How long its last attempt ran, in seconds, once it ended.
+    public var runTime: Double? {
+        guard let s = startTime.flatMap(TaskPoller.seconds), let e = endTime.flatMap(TaskPoller.seconds) else { return nil }
+        return max(0, e - s)
+    }
 }
 
 /// One poller per Batch account serves every watched job: it asks for task
@@ -187,6 +196,26 @@ public actor TaskPoller {
         let failure = info?["failureInfo"] as? [String: Any]
         return TaskSnapshot(id: id, state: state, transitionTime: time, exitCode: info?["exitCode"] as? Int,
                             result: info?["result"] as? String, failureCode: failure?["code"] as? String,
-                            failureMessage: failure?["message"] as? String, retryCount: info?["retryCount"] as? Int ?? 0)
+                            failureMessage: failure?["message"] as? String, retryCount: info?["retryCount"] as? Int ?? 0,
+                            startTime: info?["startTime"] as? String, endTime: info?["endTime"] as? String)
+    }
+
+    /// Seconds since 1970 of an ISO 8601 UTC time with any number of
+    /// fractional digits (`2026-11-21T18:32:18.1234567Z`); nil if it is not one.
+    static func seconds(_ text: String) -> Double? {
+        let key = timeKey(text)   // yyyy-MM-ddTHH:mm:ss.fffffffff
+        let d = Array(key.utf8)
+        guard d.count == 29 else { return nil }
+        func n(_ from: Int, _ len: Int) -> Int? { Int(String(decoding: d[from..<from + len], as: UTF8.self)) }
+        guard let y = n(0, 4), let mo = n(5, 2), let day = n(8, 2), let h = n(11, 2), let mi = n(14, 2), let s = n(17, 2),
+              let ns = n(20, 9), (1...12).contains(mo) else { return nil }
+        // Days from 1970-01-01 (civil calendar, Howard Hinnant's algorithm).
+        let yy = mo <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146097 + doe - 719468
+        return Double(days * 86400 + h * 3600 + mi * 60 + s) + Double(ns) / 1e9
     }
 }

@@ -118,9 +118,7 @@ extension LocalJobBackend {
                     // good, instead of being tried a third time.
                     if let pid { ProcessControl.signalGroup(pid, SIGKILL) }
                     job.log.error("task set aside: the daemon stopped twice while starting it", metadata: ["task.id": "\(task.taskId)"])
-                    _ = await finish(task, attempt.attempt, attempt.directory,
-                                     .launchFailed(reason: "the daemon stopped twice while starting or taking over this task, so it is not run again"),
-                                     scope, setAside: true)
+                    _ = await finish(task, attempt.attempt, attempt.directory, .lost, scope, setAside: true)
                 case .adopt:
                     guard let pid else { continue }
                     job.log.info("adopted a running task", metadata: ["task.id": "\(task.taskId)", "attempt": "\(attempt.attempt)", "pid": "\(pid)"])
@@ -238,28 +236,17 @@ extension LocalJobBackend {
         return await finish(task, number, dir, outcome, scope)
     }
 
-    /// Collects outputs of a successful attempt, decides the task's fate and
-    /// records it all in one transaction. Returns the index to run again.
-    /// A task `setAside` fails whatever retries it has left.
-    func finish(_ task: TaskRecord, _ number: Int, _ dir: String, _ result: TaskOutcome, _ scope: MonitorScope, setAside: Bool = false) async -> Int? {
+    /// Ends an attempt the shared way (`JobHandle.endAttempt`): outputs of
+    /// a success collected from its work directory, the machine's decision
+    /// recorded. Returns the index to run again. A task `setAside` fails
+    /// whatever retries it has left.
+    func finish(_ task: TaskRecord, _ number: Int, _ dir: String, _ outcome: TaskOutcome, _ scope: MonitorScope, setAside: Bool = false) async -> Int? {
         let job = scope.job
-        var outcome = result
-        var outputs: [OutputRecord] = []
-        if outcome.isSuccess {
-            switch job.collectOutputs(root: job.jobsDirectory, relative: "\(job.id)/tasks/\(task.taskId)/attempt-\(number)/work",
-                                      task: task, sink: scope.outputs) {
-            case .success(let collected): outputs = collected
-            case .failure(let e): outcome = .outputsFailed(reason: e.description)
-            }
+        let decision = await job.endAttempt(EndedAttempt(task: task, attempt: number, directory: dir, outcome: outcome, row: .begun),
+                                            rules: job.taskRules(), setAside: setAside) {
+            job.collectOutputs(root: job.jobsDirectory, relative: "\(job.id)/tasks/\(task.taskId)/attempt-\(number)/work",
+                               task: task, sink: scope.outputs).mapError { $0 as any Error }
         }
-        let counted = task.countedAttempts + (outcome.countsAsAttempt ? 1 : 0)
-        let decision = JobMachine.taskDecision(outcome, countedAttempts: counted, retries: job.spec.retries,
-                                               cancelled: job.control.isCancelled, setAside: setAside)
-        let (o, collected) = (outcome, outputs)
-        guard await job.recordTaskEnd(task, attempt: number, outcome: outcome, decision: decision, {
-            try await job.store.finishAttempt(job.id, idx: task.idx, attempt: number, outcome: o, decision: decision, outputs: collected)
-        }) else { return nil }
-        AttemptFiles.discardFinished(dir)
         return decision == .retry && !job.control.isHalted ? task.idx : nil
     }
 

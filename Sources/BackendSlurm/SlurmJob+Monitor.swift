@@ -52,7 +52,7 @@ extension SlurmJob {
                     }
                     if let outcome = SlurmRules.outcome(recorded: AttemptFiles.recordedOutcome(attemptDirectory(e)), state: state,
                                                         timeout: handle.spec.timeoutSeconds, cancelledByUs: handle.control.isCancelled) {
-                        await finish(task, e, outcome, state: state, sink)
+                        await finish(task, e, outcome, state: state, slurmLog: slurmLog(a, i), sink)
                         missingSince[e] = nil
                         continue
                     }
@@ -72,15 +72,29 @@ extension SlurmJob {
                     guard let task = byIndex[e.idx] else { continue }
                     let state = accounted[a.id ?? ""]?[i]
                     let dir = attemptDirectory(e)
+                    // Gone from Slurm without a word (no status file, no state
+                    // in squeue or sacct past the grace): lost, as a local task
+                    // whose process vanished, and run again for free.
                     let outcome = SlurmRules.outcome(recorded: AttemptFiles.recordedOutcome(dir), state: state,
                                                      timeout: handle.spec.timeoutSeconds, cancelledByUs: handle.control.isCancelled)
-                        ?? .launchFailed(reason: "the task left Slurm (\(state?.name ?? "in no squeue or sacct answer")) with no status file "
-                                         + "for \(HumanDuration.format(grace)) (slurm.missingGrace); see \(dir)")
-                    await finish(task, e, outcome, state: state, sink)
+                    if outcome == nil {
+                        log.warning("task vanished from Slurm; it runs again", metadata: [
+                            "task.id": "\(task.taskId)", "attempt": "\(e.attempt)", "slurm.state": "\(state?.name ?? "in no squeue or sacct answer")",
+                            "grace": "\(HumanDuration.format(grace))"])
+                    }
+                    await finish(task, e, outcome ?? .lost, state: state, slurmLog: slurmLog(a, i), sink)
                     missingSince[e] = nil
                 }
             }
         }
+    }
+
+    /// Where Slurm writes element `i` of array `a`'s own log (sbatch's
+    /// `--output`): what batchd-exec could not say, such as a node that
+    /// could not start it.
+    func slurmLog(_ a: ArrayRecord, _ i: Int) -> String? {
+        guard let id = a.id, !id.isEmpty else { return nil }
+        return "\(jobDirectory)/slurm/slurm-\(id)_\(i).out"
     }
 
     /// Whether an open task is in no array still running (or an array's
@@ -120,28 +134,22 @@ extension SlurmJob {
         return states
     }
 
-    /// Collects a successful element's outputs from its work directory,
-    /// decides the task's fate and records it all in one transaction.
-    func finish(_ task: TaskRecord, _ e: ArrayRecord.Element, _ result: TaskOutcome, state: SlurmState?, _ sink: OutputSink) async {
-        var outcome = result
-        var outputs: [OutputRecord] = []
-        if outcome.isSuccess {
-            switch handle.collectOutputs(root: cluster.shared, relative: "jobs/\(id)/tasks/\(e.task)/attempt-\(e.attempt)/work", task: task, sink: sink) {
-            case .success(let collected): outputs = collected
-            case .failure(let error): outcome = .outputsFailed(reason: error.description)
-            }
-        }
+    /// Ends an element's attempt the shared way (`JobHandle.endAttempt`):
+    /// outputs of a success collected from its work directory in the shared
+    /// directory, the machine's decision recorded, and what says nothing more
+    /// removed (its run.sh, an empty Slurm log).
+    func finish(_ task: TaskRecord, _ e: ArrayRecord.Element, _ outcome: TaskOutcome, state: SlurmState?, slurmLog: String?, _ sink: OutputSink) async {
         if let state, !state.isLive, state != .completed {
             log.info("slurm ended the task", metadata: ["task.id": "\(task.taskId)", "attempt": "\(e.attempt)", "slurm.state": "\(state.name)"])
         }
-        let counted = task.countedAttempts + (outcome.countsAsAttempt ? 1 : 0)
-        let decision = JobMachine.taskDecision(outcome, countedAttempts: counted, retries: handle.spec.retries, cancelled: handle.control.isCancelled)
-        let (o, outs, dir, started) = (outcome, outputs, attemptDirectory(e), handle.clock())
-        if await handle.recordTaskEnd(task, attempt: e.attempt, outcome: outcome, decision: decision, {
-            try await store.recordRemoteAttempt(id, idx: task.idx, attempt: e.attempt, directory: dir, startedAt: started,
-                                                outcome: o, decision: decision, outputs: outs)
-        }) {
-            AttemptFiles.discardFinished(dir)
+        let dir = attemptDirectory(e)
+        let ended = EndedAttempt(task: task, attempt: e.attempt, directory: dir, outcome: outcome,
+                                 row: .remote(ranFor: AttemptFiles.recordedRunTime(dir)),
+                                 schedulerLogs: slurmLog.map { [$0] } ?? [], scratch: ["\(dir)/run.sh"])
+        let (root, shared) = (cluster.shared, handle)
+        _ = await handle.endAttempt(ended, rules: handle.taskRules()) {
+            shared.collectOutputs(root: root, relative: "jobs/\(id)/tasks/\(e.task)/attempt-\(e.attempt)/work", task: task, sink: sink)
+                .mapError { $0 as any Error }
         }
     }
 

@@ -89,32 +89,39 @@ extension AttemptFiles {
 }
 
 /// What batchd-exec leaves in an attempt directory: `status` ("pid N" while
-/// the command runs, then "exit N" or "signal N", one fixed-width record
-/// rewritten in place), `stdout` and `stderr` only if the command wrote to
+/// the command runs, then "exit N MS" or "signal N MS" with its run time in
+/// milliseconds, one fixed-width record rewritten in place), `stdout` and `stderr` only if the command wrote to
 /// them, and `work/`. (An older batchd-exec wrote the pid to a `pid` file;
 /// attempts it started are still read after an upgrade.)
 public enum AttemptFiles {
-    static func record(_ directory: String) -> (word: Substring, n: Int32)? {
+    static func record(_ directory: String) -> (word: Substring, n: Int32, ms: Int64?)? {
         guard let data = FileManager.default.contents(atPath: "\(directory)/status") else { return nil }
         let parts = String(decoding: data, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
-        guard parts.count == 2, let n = Int32(parts[1]) else { return nil }
-        return (parts[0], n)
+        guard parts.count == 2 || parts.count == 3, let n = Int32(parts[1]) else { return nil }
+        return (parts[0], n, parts.count == 3 ? Int64(parts[2]) : nil)
     }
 
     /// How the command ended, from the `status` file; nil while it runs or
     /// when there is no status (yet).
     public static func recordedOutcome(_ directory: String) -> TaskOutcome? {
         switch record(directory) {
-        case ("exit", let n)?: return .exited(code: n)
-        case ("signal", let n)?: return .signaled(signal: n)
+        case ("exit", let n, _)?: return .exited(code: n)
+        case ("signal", let n, _)?: return .signaled(signal: n)
         default: return nil
         }
+    }
+
+    /// How long the command ran, in seconds, once it has ended (nil while
+    /// it runs, or from a batchd-exec that did not record it).
+    public static func recordedRunTime(_ directory: String) -> Double? {
+        guard let r = record(directory), r.word != "pid", let ms = r.ms else { return nil }
+        return Double(ms) / 1000
     }
 
     /// The pid batchd-exec recorded when it started (nil once the command
     /// has ended, or if it never started).
     public static func recordedPid(_ directory: String) -> pid_t? {
-        if case ("pid", let n)? = record(directory) { return n }
+        if case ("pid", let n, _)? = record(directory) { return n }
         guard let data = FileManager.default.contents(atPath: "\(directory)/pid") else { return nil }
         return pid_t(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }

@@ -160,24 +160,6 @@ extension JobMachine {
         default: return event.map { .apply($0) } ?? .suspend
         }
     }
-
-    /// The fate of a task after an attempt: the retry policy, then what the
-    /// job was told (a cancelled job retries nothing) and whether the task
-    /// was set aside by the crash-loop breaker (failed, retries or not).
-    public static func taskDecision(_ outcome: TaskOutcome, countedAttempts: Int, retries: Int,
-                                    cancelled: Bool, setAside: Bool = false) -> TaskDecision {
-        if setAside { return .failed }
-        let d = RetryPolicy.decide(outcome, countedAttempts: countedAttempts, retries: retries)
-        return d == .retry && cancelled ? .cancelled : d
-    }
-}
-
-extension JobMachine {
-    /// The fate of a task whose backend did the retrying itself (Azure's
-    /// `maxTaskRetryCount`): what it reports is the task's end.
-    public static func finalTaskDecision(_ outcome: TaskOutcome) -> TaskDecision {
-        outcome.isSuccess ? .succeeded : (outcome == .cancelled ? .cancelled : .failed)
-    }
 }
 
 extension JobAction {

@@ -11,7 +11,8 @@ public enum TaskOutcome: Sendable, Equatable, Codable {
     case launchFailed(reason: String)
     /// It exited 0 but its outputs could not be collected.
     case outputsFailed(reason: String)
-    /// Its process vanished without a recorded status (daemon crash, reboot).
+    /// Its process or node vanished without a recorded status (daemon crash,
+    /// reboot, a node gone); free, up to `TaskMachine.freeRunLimit` times.
     case lost
     /// The daemon stopped it while shutting down.
     case interrupted
@@ -56,7 +57,7 @@ public enum TaskOutcome: Sendable, Equatable, Codable {
         case .timedOut(let s): return "timed out after \(HumanDuration.format(s))"
         case .launchFailed(let r): return "could not start: \(r)"
         case .outputsFailed(let r): return "outputs not collected: \(r)"
-        case .lost: return "lost (the process vanished; run again)"
+        case .lost: return "lost (its process or node vanished without a status)"
         case .interrupted: return "interrupted by a daemon shutdown"
         case .cancelled: return "cancelled"
         }
@@ -69,18 +70,4 @@ public enum TaskDecision: Sendable, Equatable {
     case retry
     case failed
     case cancelled
-}
-
-/// The retry rule.
-public enum RetryPolicy {
-    /// Decides a task's fate from an attempt's outcome.
-    /// - Parameters:
-    ///   - countedAttempts: attempts that counted, including this one.
-    ///   - retries: the manifest's `retries`.
-    public static func decide(_ outcome: TaskOutcome, countedAttempts: Int, retries: Int) -> TaskDecision {
-        if outcome.isSuccess { return .succeeded }
-        if outcome == .cancelled { return .cancelled }
-        if !outcome.countsAsAttempt { return .retry }
-        return countedAttempts <= retries ? .retry : .failed
-    }
 }

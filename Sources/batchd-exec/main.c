@@ -5,8 +5,8 @@
 //
 // It runs PROGRAM in ATTEMPT_DIR/work with SIGTERM/SIGINT/SIGHUP at their
 // defaults and waits for it. ATTEMPT_DIR/status says "pid N" while it runs
-// and "exit N" or "signal N" once the command has ended: one fixed-width
-// record, rewritten in place. The command's stdout and stderr come through
+// and "exit N MS" or "signal N MS" once the command has ended (MS: how long
+// it ran, in milliseconds): one fixed-width record, rewritten in place. The command's stdout and stderr come through
 // pipes into ATTEMPT_DIR/stdout and ATTEMPT_DIR/stderr, each file created
 // when its first byte arrives, so a log the command leaves empty costs no
 // file. batchd starts batchd-exec in a new session, so it outlives a daemon
@@ -45,6 +45,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -75,12 +76,29 @@ static void say(const char *fmt, const char *a, const char *b) {
     if (fd >= 0) close(fd);
 }
 
+// When the command was started (CLOCK_MONOTONIC), for its run time.
+static struct timespec began;
+static int started = 0;
+
 // The status record: fixed width, so rewriting it in place never leaves a
-// mix of two records behind; the daemon reads "WORD N".
+// mix of two records behind; the daemon reads "WORD N", and at the end
+// "WORD N MS": how long the command ran, in milliseconds (core-hours on a
+// backend that learns an attempt's end from this file alone).
 static void record(const char *word, long n) {
-    char text[32];
+    char text[40];
     memset(text, ' ', sizeof text);
-    int len = snprintf(text, sizeof text, "%s %ld", word, n);
+    int len;
+    if (strcmp(word, "pid") != 0) {
+        long ms = 0;
+        if (started) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            ms = (long)(now.tv_sec - began.tv_sec) * 1000 + (now.tv_nsec - began.tv_nsec) / 1000000;
+        }
+        len = snprintf(text, sizeof text, "%s %ld %ld", word, n, ms);
+    } else {
+        len = snprintf(text, sizeof text, "%s %ld", word, n);
+    }
     text[len] = ' ';
     text[sizeof text - 1] = '\n';
     if (pwrite(status_fd, text, sizeof text, 0) != (ssize_t)sizeof text) {
@@ -195,6 +213,8 @@ int main(int argc, char **argv) {
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
 
     pid_t child;
+    clock_gettime(CLOCK_MONOTONIC, &began);
+    started = 1;
     int rc = posix_spawnp(&child, program[0], &actions, &attr, program, environ);
     close(ends[0][1]);
     close(ends[1][1]);

@@ -50,40 +50,4 @@ struct JobDecisionTests {
         #expect(JobMachine.event(for: .submitTasks, .failed(reason: "r")) == .failed(reason: "r"))
         #expect(JobMachine.event(for: .stageInputs, .interrupted) == nil)
     }
-
-    struct FateRow: Sendable, CustomStringConvertible {
-        let outcome: TaskOutcome
-        let counted: Int
-        let cancelled: Bool
-        let setAside: Bool
-        let expected: TaskDecision
-        var description: String { "\(outcome.summary), attempt \(counted)\(cancelled ? ", cancelled" : "")\(setAside ? ", set aside" : "")" }
-    }
-
-    /// With `retries: 1`.
-    static let fateRows: [FateRow] = [
-        FateRow(outcome: .exited(code: 0), counted: 1, cancelled: false, setAside: false, expected: .succeeded),
-        FateRow(outcome: .exited(code: 1), counted: 1, cancelled: false, setAside: false, expected: .retry),
-        FateRow(outcome: .exited(code: 1), counted: 2, cancelled: false, setAside: false, expected: .failed),
-        FateRow(outcome: .exited(code: 1), counted: 1, cancelled: true, setAside: false, expected: .cancelled),
-        FateRow(outcome: .lost, counted: 5, cancelled: false, setAside: false, expected: .retry),
-        FateRow(outcome: .lost, counted: 0, cancelled: true, setAside: false, expected: .cancelled),
-        FateRow(outcome: .cancelled, counted: 0, cancelled: true, setAside: false, expected: .cancelled),
-        FateRow(outcome: .launchFailed(reason: "x"), counted: 1, cancelled: false, setAside: true, expected: .failed),
-        FateRow(outcome: .exited(code: 0), counted: 1, cancelled: true, setAside: false, expected: .succeeded),
-    ]
-
-    @Test("a task's fate after an attempt", arguments: fateRows)
-    func fate(_ row: FateRow) {
-        #expect(JobMachine.taskDecision(row.outcome, countedAttempts: row.counted, retries: 1, cancelled: row.cancelled,
-                                        setAside: row.setAside) == row.expected)
-    }
-
-    @Test("a backend that retried itself reports the end")
-    func finalFate() {
-        #expect(JobMachine.finalTaskDecision(.exited(code: 0)) == .succeeded)
-        #expect(JobMachine.finalTaskDecision(.exited(code: 2)) == .failed)
-        #expect(JobMachine.finalTaskDecision(.cancelled) == .cancelled)
-        #expect(JobMachine.finalTaskDecision(.timedOut(seconds: 5)) == .failed)
-    }
 }

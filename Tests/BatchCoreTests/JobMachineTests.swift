@@ -101,20 +101,8 @@ struct JobMachineTests {
     }
 }
 
-@Suite("Retry rule")
-struct RetryPolicyTests {
-    @Test func decisions() {
-        #expect(RetryPolicy.decide(.exited(code: 0), countedAttempts: 1, retries: 0) == .succeeded)
-        #expect(RetryPolicy.decide(.exited(code: 3), countedAttempts: 1, retries: 0) == .failed)
-        #expect(RetryPolicy.decide(.exited(code: 3), countedAttempts: 1, retries: 1) == .retry)
-        #expect(RetryPolicy.decide(.exited(code: 3), countedAttempts: 2, retries: 1) == .failed)
-        #expect(RetryPolicy.decide(.timedOut(seconds: 5), countedAttempts: 1, retries: 2) == .retry)
-        // Attempts that were not the task's fault never use up retries.
-        #expect(RetryPolicy.decide(.lost, countedAttempts: 0, retries: 0) == .retry)
-        #expect(RetryPolicy.decide(.interrupted, countedAttempts: 5, retries: 0) == .retry)
-        #expect(RetryPolicy.decide(.cancelled, countedAttempts: 0, retries: 3) == .cancelled)
-    }
-
+@Suite("Backoff")
+struct BackoffTests {
     @Test func backoffGrowsAndCaps() {
         let b = Backoff(base: 0.5, factor: 2, cap: 30)
         #expect(b.delay(attempt: 0, jitter: 1) == 0.5)

@@ -86,14 +86,22 @@ struct FakeBackend: JobBackend {
             if job.control.isHalted { return .interrupted }
             let seen = remote.poll(job: job.id)
             for task in open {
-                guard let r = seen[task.taskId] else {
-                    // Never submitted (or deleted behind our back): it cannot end.
-                    _ = await finish(job, task, .lost, output: nil, sink)
+                let r = seen[task.taskId]
+                if let state = r?.state, state != "done", state != "cancelled" { continue }
+                guard let attempts = await job.retrying("read attempts", { try await job.store.attempts(job.id, idx: task.idx) }) else {
+                    return .interrupted
+                }
+                let number = (attempts.map(\.attempt).max() ?? 0) + 1
+                guard let r else {
+                    // Deleted behind our back: lost, and submitted again (free) while the machine says so.
+                    if await finish(job, task, number, .lost, output: nil, sink) == .retry {
+                        remote.submit(job: job.id, [(task.taskId, task.command)])
+                    }
                     continue
                 }
                 switch r.state {
-                case "done": _ = await finish(job, task, .exited(code: r.exitCode), output: r.command + "\n", sink)
-                case "cancelled": _ = await finish(job, task, .cancelled, output: nil, sink)
+                case "done": _ = await finish(job, task, number, .exited(code: r.exitCode), output: r.command + "\n", sink)
+                case "cancelled": _ = await finish(job, task, number, .cancelled, output: nil, sink)
                 default: break
                 }
             }
@@ -102,13 +110,14 @@ struct FakeBackend: JobBackend {
     }
 
     /// Fetches a finished task's output into its attempt directory, writes
-    /// it into the destination as the submitter may, and records the end.
-    func finish(_ job: JobHandle, _ task: TaskRecord, _ result: TaskOutcome, output: String?, _ sink: OutputSink) async -> Bool {
-        var outcome = result
-        var collected: [OutputRecord] = []
-        let dir = job.attemptDirectory(task.taskId, 1)
+    /// it into the destination as the submitter may, and records the end
+    /// the shared way.
+    func finish(_ job: JobHandle, _ task: TaskRecord, _ number: Int, _ outcome: TaskOutcome, output: String?, _ sink: OutputSink) async -> TaskDecision? {
+        let dir = job.attemptDirectory(task.taskId, number)
         let name = "\(task.taskId).out"
-        if outcome.isSuccess, let output, sink.patterns.contains(where: { Glob($0).matches([name]) }) {
+        let ended = EndedAttempt(task: task, attempt: number, directory: dir, outcome: outcome, row: .remote(ranFor: nil))
+        return await job.endAttempt(ended, rules: job.taskRules(retriedByService: true)) {
+            guard let output, sink.patterns.contains(where: { Glob($0).matches([name]) }) else { return .success([]) }
             do {
                 try FileOps.makeDirectory(dir)
                 let staged = "\(dir)/\(name)"
@@ -116,16 +125,10 @@ struct FakeBackend: JobBackend {
                 let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
                 guard fd >= 0 else { throw DaemonError("cannot read \(staged)") }
                 defer { close(fd) }
-                collected.append(try sink.write(name, from: fd, task: task.idx))
+                return .success([try sink.write(name, from: fd, task: task.idx)])
             } catch {
-                outcome = .outputsFailed(reason: "\(error)")
+                return .failure(error)
             }
-        }
-        let decision = JobMachine.finalTaskDecision(outcome)
-        let (o, outs, started) = (outcome, collected, job.clock())
-        return await job.recordTaskEnd(task, attempt: 1, outcome: outcome, decision: decision) {
-            try await job.store.recordRemoteAttempt(job.id, idx: task.idx, attempt: 1, directory: dir, startedAt: started,
-                                                    outcome: o, decision: decision, outputs: outs)
         }
     }
 

@@ -1,0 +1,121 @@
+import BatchAccess
+import BatchCore
+import BatchStore
+import BatchSupport
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How the store knows an attempt.
+public enum AttemptRow: Sendable, Equatable {
+    /// It was recorded before it started (the local backend's write-ahead).
+    case begun
+    /// The backend learned of it at its end (Slurm, Azure); it ran for
+    /// `ranFor` seconds, when the backend knows.
+    case remote(ranFor: Double?)
+}
+
+/// An attempt that ended, as its backend learned it.
+public struct EndedAttempt: Sendable {
+    public let task: TaskRecord
+    public let attempt: Int
+    /// Its directory (`jobs/<id>/tasks/<task>/attempt-<n>`, in the state or the shared directory).
+    public let directory: String
+    public let outcome: TaskOutcome
+    public let row: AttemptRow
+    /// Logs the backend's scheduler wrote beside the task's own (Slurm's
+    /// `slurm-%A_%a.out`): kept only if something was written to them.
+    public var schedulerLogs: [String]
+    /// Files the backend made for the attempt that say nothing once it is
+    /// recorded (Slurm's `run.sh`, which holds the task's environment).
+    public var scratch: [String]
+
+    public init(task: TaskRecord, attempt: Int, directory: String, outcome: TaskOutcome, row: AttemptRow,
+                schedulerLogs: [String] = [], scratch: [String] = []) {
+        self.task = task
+        self.attempt = attempt
+        self.directory = directory
+        self.outcome = outcome
+        self.row = row
+        self.schedulerLogs = schedulerLogs
+        self.scratch = scratch
+    }
+}
+
+extension JobHandle {
+    /// The rules the task machine applies to this job's tasks.
+    public func taskRules(retriedByService: Bool = false) -> TaskRules {
+        TaskRules(retries: spec.retries, retriedByService: retriedByService)
+    }
+
+    /// Records how an attempt ended, the same way on every backend. The task
+    /// machine decides the task's fate; a successful attempt's outputs are
+    /// collected first (`collect`, nil when the daemon stopped first); the
+    /// attempt, the task's state and its outputs go into the database in one
+    /// transaction, with the same log line everywhere; then what the attempt
+    /// left that says nothing more is removed: its status file, empty logs,
+    /// the backend's scratch files, and its directories once empty.
+    ///
+    /// Returns the task's fate, or nil when the daemon stopped first (the
+    /// next start finds the attempt again and repeats this).
+    public func endAttempt(_ ended: EndedAttempt, rules: TaskRules, setAside: Bool = false,
+                           collect: @Sendable () async -> Result<[OutputRecord], any Error>?) async -> TaskDecision? {
+        let task = ended.task
+        var state = TaskMachineState(phase: .running, counted: task.countedAttempts,
+                                     free: max(0, ended.attempt - 1 - task.countedAttempts), cancelling: control.isCancelled)
+        var transition = TaskMachine.apply(setAside ? .setAside : .ended(ended.outcome), to: state, rules: rules)
+        var outputs: [OutputRecord] = []
+        if transition.actions.contains(.collectOutputs) {
+            state = transition.state
+            switch await collect() {
+            case nil: return nil
+            case .success(let collected)?:
+                outputs = collected
+                transition = TaskMachine.apply(.collected, to: state, rules: rules)
+            case .failure(let error)?:
+                transition = TaskMachine.apply(.ended(.outputsFailed(reason: "\(error)")), to: state, rules: rules)
+            }
+        }
+        guard let (outcome, decision) = transition.recorded else { return nil }
+        let (o, collected) = (outcome, outputs)
+        let (store, id, idx, number, dir) = (store, job.id, task.idx, ended.attempt, ended.directory)
+        let saved: Bool
+        switch ended.row {
+        case .begun:
+            saved = await recordTaskEnd(task, attempt: number, outcome: outcome, decision: decision) {
+                try await store.finishAttempt(id, idx: idx, attempt: number, outcome: o, decision: decision, outputs: collected)
+            }
+        case .remote(let ranFor):
+            let started = clock() - max(0, ranFor ?? 0)
+            saved = await recordTaskEnd(task, attempt: number, outcome: outcome, decision: decision) {
+                try await store.recordRemoteAttempt(id, idx: idx, attempt: number, directory: dir, startedAt: started,
+                                                    outcome: o, decision: decision, outputs: collected)
+            }
+        }
+        guard saved else { return nil }
+        for file in ended.scratch { unlink(file) }
+        AttemptFiles.discardEmpty(ended.schedulerLogs + ["\(dir)/stdout", "\(dir)/stderr"])
+        AttemptFiles.discardFinished(dir)
+        return decision
+    }
+}
+
+extension TaskTransition {
+    /// The attempt's end and the task's fate it records, if it records one.
+    var recorded: (TaskOutcome, TaskDecision)? {
+        for a in actions { if case .record(let o, let d) = a { return (o, d) } }
+        return nil
+    }
+}
+
+extension AttemptFiles {
+    /// Removes each of these files that is empty: an empty log is not kept,
+    /// on any backend.
+    public static func discardEmpty(_ paths: [String]) {
+        var st = stat()
+        for path in paths where lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && st.st_size == 0 {
+            unlink(path)
+        }
+    }
+}

@@ -47,7 +47,7 @@ public struct AzureJobBackend: JobBackend {
     public var inputFiles: (any InputFiles)? { AzureInputFiles(az: azure) }
     public func provision(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).provision() }
     public func submit(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).submit() }
-    public func monitor(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).monitor() }
+    public func adapter(for job: JobHandle) async -> (any TaskAdapter)? { await AzureJob(handle: job, az: azure).adapter() }
     public func cancel(_ job: JobHandle) async { await AzureJob(handle: job, az: azure).cancel() }
     public func cleanup(_ job: JobHandle, _ verdict: Verdict) async { await AzureJob(handle: job, az: azure).cleanup(verdict) }
 

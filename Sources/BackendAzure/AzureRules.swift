@@ -70,3 +70,39 @@ public enum AzureRules {
         return .launchFailed(reason: "\(s.failureCode ?? "failure"): \(s.failureMessage ?? "no detail from the service")")
     }
 }
+
+extension AzureRules {
+    /// The vCPUs of an Azure VM size, read from its name as Azure names
+    /// them: the number after the family letters (`Standard_D2s_v3` → 2,
+    /// `Standard_HB120rs_v3` → 120), or the active count of a constrained
+    /// size (`Standard_E4-2ds_v4` → 2). nil when the name has no number.
+    public static func vmCores(_ vmSize: String) -> Int? {
+        var name = Substring(vmSize)
+        if let underscore = name.firstIndex(of: "_"), name[..<underscore].lowercased() == "standard" || name[..<underscore].lowercased() == "basic" {
+            name = name[name.index(after: underscore)...]
+        }
+        let family = name.prefix { $0.isLetter }
+        var rest = name.dropFirst(family.count)
+        let digits = rest.prefix { $0.isNumber }
+        guard !family.isEmpty, let n = Int(digits), n > 0 else { return nil }
+        rest = rest.dropFirst(digits.count)
+        if rest.first == "-" {
+            let active = rest.dropFirst().prefix { $0.isNumber }
+            if let a = Int(active), a > 0 { return a }
+        }
+        return n
+    }
+
+    /// Cores one task holds, for `limits.coreHours`: the pool's VM cores
+    /// divided among its task slots (at least one).
+    public static func coresPerTask(vmSize: String, slotsPerNode: Int) -> Double {
+        Double(vmCores(vmSize) ?? 1) / Double(max(1, slotsPerNode))
+    }
+}
+
+extension AzureBackend {
+    /// Cores one task of a job with this pool holds.
+    func coresPerTask(_ pool: PoolSpec) -> Double {
+        AzureRules.coresPerTask(vmSize: pool.vmSize ?? settings.vmSize, slotsPerNode: pool.slotsPerNode ?? 1)
+    }
+}

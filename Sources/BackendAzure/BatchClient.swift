@@ -172,6 +172,14 @@ public struct BatchClient: Sendable {
 
     // MARK: tasks
 
+    /// Terminates a task (it moves to completed; a running one is stopped);
+    /// one already completed, or gone, is fine.
+    public func terminateTask(_ jobID: String, _ taskID: String) async throws {
+        let r = try await call("terminate task", "POST", "/jobs/\(jobID)/tasks/\(taskID)/terminate", idempotent: true)
+        if r.status == 204 || r.status == 404 || (r.status == 409 && Self.error(r, "").code == "TaskCompleted") { return }
+        throw Self.error(r, "terminate task \(taskID)")
+    }
+
     /// Adds tasks in collections of at most 100 and under 1 MB, several in
     /// flight. Ids are the caller's (deterministic), so every call may be
     /// resent: a task that exists already counts as added. Returns the tasks

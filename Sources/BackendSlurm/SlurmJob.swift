@@ -69,22 +69,23 @@ struct SlurmJob: Sendable {
     // MARK: submit
 
     /// Settles arrays whose sbatch a crash may have cut short, then submits
-    /// every open task that is in no array still running, in arrays of at
-    /// most MaxArraySize.
-    func submit() async -> StepResult {
+    /// every open task that is in no array still running (only those of
+    /// `only`, when given), in arrays of at most MaxArraySize. The elements
+    /// submitted, with the result.
+    func submit(only: Set<Int>? = nil) async -> (StepResult, [ArrayRecord.Element]) {
         guard var arrays = await arrays(), let ended = await ended(),
               let tasks = await handle.retrying("read tasks", { try await store.tasks(id) }),
-              let staged = await handle.retrying("read inputs", { try await store.inputs(id) }) else { return .interrupted }
+              let staged = await handle.retrying("read inputs", { try await store.inputs(id) }) else { return (.interrupted, []) }
         let byIndex = Dictionary(tasks.map { ($0.idx, $0) }, uniquingKeysWith: { x, _ in x })
         let inputs = Dictionary(staged.map { ($0.source, $0.sha256) }, uniquingKeysWith: { x, _ in x })
         for a in arrays where a.id == nil {
             switch await settle(a, tasks: byIndex, inputs: inputs) {
             case .done: continue
-            case .failed(let reason): return .failed(reason: reason)
-            case .interrupted: return .interrupted
+            case .failed(let reason): return (.failed(reason: reason), [])
+            case .interrupted: return (.interrupted, [])
             }
         }
-        guard let settled = await self.arrays() else { return .interrupted }
+        guard let settled = await self.arrays() else { return (.interrupted, []) }
         arrays = settled
         var inFlight = Set<Int>()
         var lastAttempt: [Int: Int] = [:]
@@ -95,9 +96,9 @@ struct SlurmJob: Sendable {
             }
         }
         for a in ended { lastAttempt[a.idx] = max(lastAttempt[a.idx] ?? 0, a.attempt) }
-        let todo = tasks.filter { $0.state.isOpen && !inFlight.contains($0.idx) }
+        let todo = tasks.filter { $0.state.isOpen && !inFlight.contains($0.idx) && only?.contains($0.idx) ?? true }
             .map { ArrayRecord.Element(idx: $0.idx, task: $0.taskId, attempt: (lastAttempt[$0.idx] ?? 0) + 1) }
-        guard !todo.isEmpty else { return .done }
+        guard !todo.isEmpty else { return (.done, []) }
         // MaxArraySize comes from the controller: without it, ask again
         // (never guess a size the cluster might refuse).
         var facts = await cluster.clusterFacts()
@@ -106,28 +107,28 @@ struct SlurmJob: Sendable {
         while facts == nil {
             await handle.noteRetrying(asking, "scontrol show config did not answer: is slurmctld up?")
             attempt += 1
-            guard await handle.pauseBeforeRetry(attempt) else { await handle.clearRetrying(asking); return .interrupted }
+            guard await handle.pauseBeforeRetry(attempt) else { await handle.clearRetrying(asking); return (.interrupted, []) }
             facts = await cluster.clusterFacts()
         }
         if attempt > 0 { await handle.clearRetrying(asking) }
-        guard let facts else { return .interrupted }
+        guard let facts else { return (.interrupted, []) }
         var sequence = (arrays.last?.sequence ?? 0) + 1
-        var submitted = 0
+        var submitted: [ArrayRecord.Element] = []
         for chunk in SlurmRules.arrays(todo, maxArraySize: facts.maxArraySize) {
-            if handle.control.isHalted { return .interrupted }
+            if handle.control.isHalted { return (.interrupted, submitted) }
             let a = ArrayRecord(sequence: sequence, name: SlurmRules.arrayName(job: id, sequence: sequence), elements: chunk, id: nil)
             sequence += 1
-            guard await save(a) else { return .interrupted }
+            guard await save(a) else { return (.interrupted, submitted) }
             handle.crashPoint("submit.intent")
             switch await sbatch(a, tasks: byIndex, inputs: inputs) {
-            case .done: submitted += chunk.count
-            case .failed(let reason): return .failed(reason: reason)
-            case .interrupted: return .interrupted
+            case .done: submitted += chunk
+            case .failed(let reason): return (.failed(reason: reason), submitted)
+            case .interrupted: return (.interrupted, submitted)
             }
         }
-        log.info("tasks submitted", metadata: ["tasks": "\(submitted)", "arrays": "\(sequence - 1 - (arrays.last?.sequence ?? 0))",
+        log.info("tasks submitted", metadata: ["tasks": "\(submitted.count)", "arrays": "\(sequence - 1 - (arrays.last?.sequence ?? 0))",
                                                "max.array.size": "\(facts.maxArraySize)"])
-        return .done
+        return (.done, submitted)
     }
 
     /// An array recorded without its id: found again by name (squeue, then

@@ -33,8 +33,8 @@ public struct SlurmJobBackend: JobBackend {
     public var inputFiles: (any InputFiles)? { ContentStoreFiles(cluster.contents) }
     /// The cluster is there already; partitions are checked at intake.
     public func provision(_ job: JobHandle) async -> StepResult { .done }
-    public func submit(_ job: JobHandle) async -> StepResult { await self.job(job).submit() }
-    public func monitor(_ job: JobHandle) async -> StepResult { await self.job(job).monitor() }
+    public func submit(_ job: JobHandle) async -> StepResult { await self.job(job).submit().0 }
+    public func adapter(for job: JobHandle) async -> (any TaskAdapter)? { SlurmAdapter(self.job(job)) }
     public func cancel(_ job: JobHandle) async { await self.job(job).cancel() }
     public func cleanup(_ job: JobHandle, _ verdict: Verdict) async { await self.job(job).cleanup(verdict) }
 

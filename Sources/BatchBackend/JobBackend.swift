@@ -28,10 +28,13 @@ public protocol JobBackend: Sendable {
     func provision(_ job: JobHandle) async -> StepResult
     /// Hands the job's open tasks to the backend, each once.
     func submit(_ job: JobHandle) async -> StepResult
-    /// Reconciles what a restart found (fire `job.control.reconciled` once
-    /// done), then follows the tasks, recording each as it ends (with its
-    /// outputs collected), until none is open (`.done`) or the job is halted
-    /// (`.interrupted`).
+    /// The backend's part of the running phase for one run of it (nil when
+    /// the daemon stopped first). The shared `RunningPhase` drives it.
+    func adapter(for job: JobHandle) async -> (any TaskAdapter)?
+    /// The running phase: reconciles what a restart found (and fires
+    /// `job.control.reconciled`), then runs the tasks until none is open
+    /// (`.done`), the job is halted (`.interrupted`) or it fails. Every
+    /// backend has the shared one (`RunningPhase`), around its adapter.
     func monitor(_ job: JobHandle) async -> StepResult
     /// Stops the job's tasks and records the open ones cancelled (only once
     /// they are stopped: a shutdown first leaves them open, and the next
@@ -59,6 +62,10 @@ public protocol JobBackend: Sendable {
 }
 
 extension JobBackend {
+    public func monitor(_ job: JobHandle) async -> StepResult {
+        guard let adapter = await adapter(for: job) else { return .interrupted }
+        return await RunningPhase(job: job, adapter: adapter).run()
+    }
     public func refusal(_ spec: JobSpec) async -> ManifestIssue? { nil }
     public var canRetry: Bool { true }
     public func prepareRetry(_ job: JobRecord, store: Store) async throws {}
@@ -139,6 +146,7 @@ public struct MissingBackend: JobBackend {
     public func provision(_ job: JobHandle) async -> StepResult { .failed(reason: reason) }
     public func submit(_ job: JobHandle) async -> StepResult { .failed(reason: reason) }
     public func monitor(_ job: JobHandle) async -> StepResult { .failed(reason: reason) }
+    public func adapter(for job: JobHandle) async -> (any TaskAdapter)? { nil }
     public func cancel(_ job: JobHandle) async {}
     public func cleanup(_ job: JobHandle, _ verdict: Verdict) async {}
 }

@@ -59,11 +59,12 @@ extension JobHandle {
     ///
     /// Returns the task's fate, or nil when the daemon stopped first (the
     /// next start finds the attempt again and repeats this).
-    public func endAttempt(_ ended: EndedAttempt, rules: TaskRules, setAside: Bool = false,
+    /// `stopping`: the phase stopped the attempt (a limit): it is not run again.
+    public func endAttempt(_ ended: EndedAttempt, rules: TaskRules, setAside: Bool = false, stopping: Bool = false,
                            collect: @Sendable () async -> Result<[OutputRecord], any Error>?) async -> TaskDecision? {
         let task = ended.task
         var state = TaskMachineState(phase: .running, counted: task.countedAttempts,
-                                     free: max(0, ended.attempt - 1 - task.countedAttempts), cancelling: control.isCancelled)
+                                     free: max(0, ended.attempt - 1 - task.countedAttempts), cancelling: control.isCancelled || stopping)
         var transition = TaskMachine.apply(setAside ? .setAside : .ended(ended.outcome), to: state, rules: rules)
         var outputs: [OutputRecord] = []
         if transition.actions.contains(.collectOutputs) {

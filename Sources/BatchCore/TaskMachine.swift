@@ -60,9 +60,11 @@ public enum TaskMachine {
             return go(.collecting, []) { $0.cancelling = true }
 
         case (.pending, .limitReached): return go(.pending, [])
-        case (.launching, .limitReached(let stop)), (.running, .limitReached(let stop)):
-            if stop, !state.cancelling { return go(state.phase, [.kill]) { $0.cancelling = true } }
-            return ignore(stop ? "already being stopped" : "it may finish")
+        case (.launching, .limitReached), (.running, .limitReached(stop: true)):
+            // What has not started yet does not, and the wall clock stops what runs.
+            if state.cancelling { return ignore("already being stopped") }
+            return go(state.phase, [.kill]) { $0.cancelling = true }
+        case (.running, .limitReached(stop: false)): return ignore("it may finish")
         case (.collecting, .limitReached): return ignore("it succeeded")
 
         case (.launching, .setAside), (.running, .setAside):

@@ -70,10 +70,12 @@ struct TaskMachineTests {
         // Cancel: a task never started is recorded at once; a live one is stopped, and recorded by its end.
         Row(event: .cancel, pending: .to(.cancelled, [.recordUnstarted(.cancelled)]), launching: .to(.launching, [.kill]),
             running: .to(.running, [.kill]), collecting: .to(.collecting, [])),
-        // The wall clock stops what runs; used-up core-hours let it finish; either way nothing new starts.
+        // The wall clock stops what runs; used-up core-hours let it finish; either way nothing new starts,
+        // and an attempt handed to a service that has not started yet is stopped.
         Row(event: .limitReached(stop: true), pending: .to(.pending, []), launching: .to(.launching, [.kill]),
             running: .to(.running, [.kill]), collecting: .ignored),
-        Row(event: .limitReached(stop: false), pending: .to(.pending, []), launching: .ignored, running: .ignored, collecting: .ignored),
+        Row(event: .limitReached(stop: false), pending: .to(.pending, []), launching: .to(.launching, [.kill]), running: .ignored,
+            collecting: .ignored),
         Row(event: .setAside, pending: .ignored, launching: .to(.failed, [.kill, .record(.launchFailed(reason: setAsideReason), .failed)]),
             running: .to(.failed, [.kill, .record(.launchFailed(reason: setAsideReason), .failed)]), collecting: .ignored),
     ]

@@ -74,63 +74,7 @@ struct FakeBackend: JobBackend {
         return .done
     }
 
-    /// One poll per interval for the whole job; each finished task's output
-    /// fetched and recorded as it ends.
-    func monitor(_ job: JobHandle) async -> StepResult {
-        guard let sink = await job.outputSink() else { return .interrupted }
-        job.control.reconciled.fire(())
-        while true {
-            guard let tasks = await job.retrying("read tasks", { try await job.store.tasks(job.id) }) else { return .interrupted }
-            let open = tasks.filter { $0.state.isOpen }
-            if open.isEmpty { return .done }
-            if job.control.isHalted { return .interrupted }
-            let seen = remote.poll(job: job.id)
-            for task in open {
-                let r = seen[task.taskId]
-                if let state = r?.state, state != "done", state != "cancelled" { continue }
-                guard let attempts = await job.retrying("read attempts", { try await job.store.attempts(job.id, idx: task.idx) }) else {
-                    return .interrupted
-                }
-                let number = (attempts.map(\.attempt).max() ?? 0) + 1
-                guard let r else {
-                    // Deleted behind our back: lost, and submitted again (free) while the machine says so.
-                    if await finish(job, task, number, .lost, output: nil, sink) == .retry {
-                        remote.submit(job: job.id, [(task.taskId, task.command)])
-                    }
-                    continue
-                }
-                switch r.state {
-                case "done": _ = await finish(job, task, number, .exited(code: r.exitCode), output: r.command + "\n", sink)
-                case "cancelled": _ = await finish(job, task, number, .cancelled, output: nil, sink)
-                default: break
-                }
-            }
-            _ = await job.control.halt.wait(timeout: 0.02)
-        }
-    }
-
-    /// Fetches a finished task's output into its attempt directory, writes
-    /// it into the destination as the submitter may, and records the end
-    /// the shared way.
-    func finish(_ job: JobHandle, _ task: TaskRecord, _ number: Int, _ outcome: TaskOutcome, output: String?, _ sink: OutputSink) async -> TaskDecision? {
-        let dir = job.attemptDirectory(task.taskId, number)
-        let name = "\(task.taskId).out"
-        let ended = EndedAttempt(task: task, attempt: number, directory: dir, outcome: outcome, row: .remote(ranFor: nil))
-        return await job.endAttempt(ended, rules: job.taskRules(retriedByService: true)) {
-            guard let output, sink.patterns.contains(where: { Glob($0).matches([name]) }) else { return .success([]) }
-            do {
-                try FileOps.makeDirectory(dir)
-                let staged = "\(dir)/\(name)"
-                try Data(output.utf8).write(to: URL(fileURLWithPath: staged))
-                let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                guard fd >= 0 else { throw DaemonError("cannot read \(staged)") }
-                defer { close(fd) }
-                return .success([try sink.write(name, from: fd, task: task.idx)])
-            } catch {
-                return .failure(error)
-            }
-        }
-    }
+    func adapter(for job: JobHandle) async -> (any TaskAdapter)? { FakeAdapter(backend: self, job: job) }
 
     /// Stops the job's tasks on the remote, then records the open ones cancelled.
     func cancel(_ job: JobHandle) async {
@@ -160,4 +104,85 @@ struct FakeBackend: JobBackend {
             ControlReply.PoolItem(kind: "pool", id: id, state: "active", job: tags["job"], nodes: 1, orphan: !known.contains(tags["job"] ?? ""))
         })
     }
+}
+
+/// The fake's part of the running phase: one poll per interval for the
+/// whole job; each finished task's output fetched as it ends; a task to run
+/// again (or one deleted behind our back: lost) submitted again.
+struct FakeAdapter: TaskAdapter {
+    let backend: FakeBackend
+    let job: JobHandle
+    var remote: FakeRemote { backend.remote }
+
+    var traits: AdapterTraits { AdapterTraits(launchBatch: backend.batchSize, throttledByPhase: false) }
+
+    /// The number of each open task's next attempt.
+    func nextAttempts() async -> [Int: Int]? {
+        guard let attempts = await job.retrying("read attempts", { try await job.store.attempts(job.id) }) else { return nil }
+        var next: [Int: Int] = [:]
+        for a in attempts { next[a.idx] = max(next[a.idx] ?? 1, a.attempt + 1) }
+        return next
+    }
+
+    /// Every open task the remote knows is live.
+    func resume() async -> Resumed? {
+        guard let tasks = await job.retrying("read tasks", { try await job.store.tasks(job.id) }), let next = await nextAttempts() else { return nil }
+        let known = remote.known(job: job.id)
+        return Resumed(live: tasks.filter { $0.state.isOpen && known.contains($0.taskId) }.map {
+            LiveAttempt(idx: $0.idx, taskID: $0.taskId, attempt: next[$0.idx] ?? 1, task: $0)
+        })
+    }
+
+    func launch(_ tasks: [Int]) async -> Launched {
+        guard let all = await job.retrying("read tasks", { try await job.store.tasks(job.id) }), let next = await nextAttempts() else { return .interrupted }
+        let wanted = Set(tasks)
+        let todo = all.filter { wanted.contains($0.idx) && $0.state.isOpen }
+        remote.submit(job: job.id, todo.map { ($0.taskId, $0.command) })
+        return .launched(todo.map { LiveAttempt(idx: $0.idx, taskID: $0.taskId, attempt: next[$0.idx] ?? 1, task: $0) }, waiters: [])
+    }
+
+    /// One poll of the remote for the whole job, every 20 ms.
+    func poll(_ live: [LiveAttempt]) async -> [TaskReport]? {
+        if await job.control.halt.wait(timeout: 0.02) != nil { return nil }
+        let seen = remote.poll(job: job.id)
+        var reports: [TaskReport] = []
+        for a in live {
+            let dir = job.attemptDirectory(a.taskID, a.attempt)
+            func ended(_ outcome: TaskOutcome) -> TaskReport {
+                .ended(idx: a.idx, Ending(attempt: a.attempt, directory: dir, outcome: outcome, row: .remote(ranFor: nil)))
+            }
+            guard let r = seen[a.taskID] else {
+                // Deleted behind our back: lost (the phase submits it again while the machine says so).
+                reports.append(ended(.lost))
+                continue
+            }
+            switch r.state {
+            case "running": reports.append(.running(idx: a.idx))
+            case "done":
+                // The remote's output, fetched into the attempt's directory.
+                if r.exitCode == 0 {
+                    try? FileOps.makeDirectory(dir)
+                    try? Data((r.command + "\n").utf8).write(to: URL(fileURLWithPath: "\(dir)/\(a.taskID).out"))
+                }
+                reports.append(ended(.exited(code: r.exitCode)))
+            case "cancelled": reports.append(ended(.cancelled))
+            default: break
+            }
+        }
+        return reports
+    }
+
+    /// Writes the fetched output into the destination as the submitter may.
+    func collect(_ task: TaskRecord, _ ending: Ending, sink: OutputSink) async -> Result<[OutputRecord], any Error>? {
+        let name = "\(task.taskId).out"
+        let staged = "\(ending.directory)/\(name)"
+        defer { unlink(staged) }
+        guard sink.patterns.contains(where: { Glob($0).matches([name]) }) else { return .success([]) }
+        let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(DaemonError("cannot read \(staged)")) }
+        defer { close(fd) }
+        return Result { [try sink.write(name, from: fd, task: task.idx)] }
+    }
+
+    func kill(_ live: [LiveAttempt]) async { remote.cancel(job: job.id) }
 }

@@ -1,0 +1,357 @@
+import BatchControl
+import BatchAccess
+import BatchBackend
+import BatchCore
+import BatchStore
+import BatchSupport
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Azure's part of the running phase: the Batch job's tasks, followed
+/// through the account's poller (one for every job); a completed task's
+/// logs and outputs downloaded as soon as it completes. Batch retries a task
+/// itself (`maxTaskRetryCount`), so what it reports is the task's end.
+/// After a restart the first poll lists every task past `active`, so what
+/// finished meanwhile is recorded too.
+final class AzureAdapter: TaskAdapter {
+    let az: AzureJob
+    let record: AzureJobRecord
+    /// The running total of download bytes when the run began.
+    let base: Int
+    struct State {
+        var updates: AsyncStream<[TaskSnapshot]>.Iterator?
+        var gone = false
+        var ticker: Task<Void, Never>?
+        /// Tasks ended so far (for the choice of one listing or one per task).
+        var ended = 0
+        /// The output container's blobs of tasks that just completed, when
+        /// their batch made one listing; then what each task's logs step found.
+        var listed: [String: [String: BlobProperties]] = [:]
+        var blobs: [String: [String: BlobProperties]] = [:]
+        /// The open tasks, by Batch task id (the poller reports each change once).
+        var open: [String: LiveAttempt] = [:]
+    }
+    let state: Locked<StateBox>
+    final class StateBox: @unchecked Sendable { var s = State() }
+
+    init(_ az: AzureJob, record: AzureJobRecord, base: Int, ended: Int) {
+        self.az = az
+        self.record = record
+        self.base = base
+        let box = StateBox()
+        box.s.ended = ended
+        state = Locked(box)
+    }
+
+    var handle: JobHandle { az.handle }
+    var log: Logger { az.log }
+
+    var traits: AdapterTraits {
+        AdapterTraits(retriedByService: true, coresPerTask: az.az.coresPerTask(handle.spec.pool), launchBatch: 100,
+                      throttledByPhase: false, polls: true, endWidth: az.az.settings.concurrency)
+    }
+
+    /// Every open task is in the Batch job: all live, numbered when they end.
+    func resume() async -> Resumed? {
+        guard let tasks = await az.retrying("read tasks", { try await az.store.tasks(az.jobID) }) else { return nil }
+        let open = tasks.filter { $0.state.isOpen }
+        guard !open.isEmpty else { return Resumed() }
+        let updates = await az.az.poller.watch(record.batchJobId)
+        log.debug("watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "tasks.open": "\(open.count)"])
+        // Download bytes, written for `show` and `watch` once a second while they change.
+        let (downloads, store, jobID, base) = (az.downloads, az.store, az.jobID, base)
+        let ticker = Task {
+            var last = DownloadProgress(downloaded: base)
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let now = downloads.snapshot(base: base)
+                if now != last, !Task.isCancelled {
+                    try? await store.azureDownloads(jobID, now)
+                    last = now
+                }
+            }
+        }
+        let live = open.map { LiveAttempt(idx: $0.idx, taskID: $0.taskId, attempt: LiveAttempt.numberedAtEnd, task: $0) }
+        state.withLock { box in
+            box.s.updates = updates.makeAsyncIterator()
+            box.s.ticker = ticker
+            box.s.open = Dictionary(live.map { ($0.taskID, $0) }, uniquingKeysWith: { a, _ in a })
+        }
+        return Resumed(live: live)
+    }
+
+    /// Tasks are added to the Batch job when it is submitted; Batch runs
+    /// them again itself. A task to start again here has none to go to.
+    func launch(_ tasks: [Int]) async -> Launched {
+        .failed(reason: "\(tasks.count) task(s) would have to be added again to Batch job \(record.batchJobId), which batchd does not do yet")
+    }
+
+    /// The poller's next batch of changed tasks, for the live ones.
+    func poll(_ live: [LiveAttempt]) async -> [TaskReport]? {
+        guard var iterator = state.withLock({ $0.s.updates }) else { return nil }
+        let control = handle.control
+        // The stream's iterator is used by this poll alone (the phase polls from one task).
+        let batch: [TaskSnapshot]?? = await withTaskGroup(of: [TaskSnapshot]??.self) { group in
+            nonisolated(unsafe) var it = iterator
+            group.addTask { .some(await it.next()) }
+            group.addTask { await control.halt.wait(); return nil }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            if first != nil { iterator = it }
+            return first
+        }
+        guard let next = batch else { return nil }
+        state.withLock { $0.s.updates = iterator }
+        guard let snapshots = next else {
+            // The stream ended: the Batch job is gone.
+            let gone = state.withLock { s -> Bool in defer { s.s.gone = true }; return s.s.gone }
+            if gone || Task.isCancelled { return nil }
+            return [.jobLost(reason: "Batch job \(record.batchJobId) no longer exists (deleted outside batchd?)")]
+        }
+        let byID = state.withLock { $0.s.open }
+        var reports: [TaskReport] = []
+        var fresh = Set<String>()
+        var done: [(TaskSnapshot, LiveAttempt)] = []
+        for s in snapshots {
+            guard let a = byID[s.id] else { continue }
+            if s.state == "running" || s.state == "preparing" { reports.append(.running(idx: a.idx)) }
+            if s.state == "completed", fresh.insert(s.id).inserted { done.append((s, a)) }
+        }
+        if !done.isEmpty {
+            let ended = state.withLock { box in
+                box.s.ended += done.count
+                for (s, _) in done { box.s.open[s.id] = nil }
+                return box.s.ended
+            }
+            if let listing = await az.outputListing(record.outputContainer, ended: ended, batch: done.count) {
+                state.withLock { box in
+                    for (s, _) in done { box.s.listed[s.id] = listing.filter { $0.key.hasPrefix("\(s.id)/") } }
+                }
+            }
+        }
+        for (s, a) in done {
+            // After `batchctl retry` (a new Batch job, `-r<n>`), Batch counts
+            // again from zero: the attempts of the earlier Batch jobs come first.
+            var earlier = 0
+            if record.batchJobId != "batchd-\(az.jobID)" {
+                guard let attempts = await az.retrying("read the task's attempts", { try await az.store.attempts(az.jobID, idx: a.idx) }) else { return nil }
+                earlier = attempts.map(\.attempt).max() ?? 0
+            }
+            let number = earlier + s.retryCount + 1
+            let outcome = AzureRules.outcome(s, timeout: handle.spec.timeoutSeconds, cancelled: control.isCancelled)
+            reports.append(.ended(idx: a.idx, Ending(attempt: number, directory: handle.attemptDirectory(a.taskID, number), outcome: outcome,
+                                                     row: .remote(ranFor: s.runTime))))
+        }
+        return reports
+    }
+
+    /// Downloads a completed task's logs (an empty one costs no request and
+    /// no file); finds its output blobs for `collect`.
+    func fetchLogs(_ task: TaskRecord, _ ending: Ending) async -> Ending? {
+        let container = record.outputContainer
+        let prefix = "\(task.taskId)/"
+        var outcome = ending.outcome
+        let blobs: [String: BlobProperties]
+        if let listed = state.withLock({ $0.s.listed.removeValue(forKey: task.taskId) }) {
+            blobs = listed
+        } else {
+            switch await az.azureStep("list the blobs of \(task.taskId)", { try await az.az.blob.listProperties(container, prefix: prefix) }) {
+            case nil: return nil   // shutdown: recorded at the next start
+            case .failure(let e)?:
+                log.warning("cannot list a task's blobs; its logs are not kept", metadata: ["task.id": "\(task.taskId)", "error": "\(e)"])
+                blobs = [:]
+                if outcome.isSuccess, !handle.spec.outputPatterns.isEmpty { outcome = .outputsFailed(reason: "cannot list outputs: \(e)") }
+            case .success(let found)?: blobs = found
+            }
+        }
+        let dir = ending.directory
+        let downloads = az.downloads
+        for name in ["stdout", "stderr"] {
+            let blob = BatchBodies.logPrefix(task.taskId) + "\(name).txt"
+            guard let props = blobs[blob], props.size > 0 else { continue }
+            let result = await az.azureStep("download the \(name) of \(task.taskId)") { () -> Bool in
+                let token = downloads.begin(props.size)
+                do {
+                    try await az.az.blob.download(container, blob, to: "\(dir)/\(name)", known: props, received: { downloads.add(token, $0) })
+                    downloads.end(token, completed: true)
+                    return true
+                } catch let e as BlobError where e.status == 404 {
+                    downloads.end(token, completed: false)
+                    return false
+                } catch {
+                    downloads.end(token, completed: false)
+                    throw error
+                }
+            }
+            if result == nil { return nil }   // shutdown: recorded at the next start
+        }
+        state.withLock { $0.s.blobs[task.taskId] = blobs }
+        return Ending(attempt: ending.attempt, directory: dir, outcome: outcome, row: ending.row)
+    }
+
+    /// Downloads a successful task's outputs (found by `fetchLogs`).
+    func collect(_ task: TaskRecord, _ ending: Ending, sink: OutputSink) async -> Result<[OutputRecord], any Error>? {
+        let blobs = state.withLock { $0.s.blobs.removeValue(forKey: task.taskId) } ?? [:]
+        return await az.downloadOutputs(task, blobs: blobs, prefix: "\(task.taskId)/", container: record.outputContainer,
+                                        dir: ending.directory, sink)
+    }
+
+    /// The wall clock stops the whole Batch job; used-up core-hours stop the
+    /// tasks that have not started (each terminated: one request a task).
+    func kill(_ live: [LiveAttempt]) async {
+        let all = await az.retrying("count open tasks", { try await az.store.counts(az.jobID) }).map { $0.pending + $0.running } ?? 0
+        if live.count >= all {
+            _ = await az.azureStep("terminate the Batch job") { try await az.az.batch.terminateJob(record.batchJobId, reason: "batchd: the job's limit was reached") }
+            return
+        }
+        for a in live {
+            let (job, task) = (record.batchJobId, a.taskID)
+            _ = await az.azureStep("terminate task \(task)") { try await az.az.batch.terminateTask(job, task) }
+        }
+    }
+
+    func finish() async {
+        guard let ticker = state.withLock({ box -> Task<Void, Never>? in defer { box.s.ticker = nil }; return box.s.ticker }) else { return }
+        ticker.cancel()
+        await ticker.value
+        let final = az.downloads.snapshot(base: base)
+        let (store, jobID) = (az.store, az.jobID)
+        _ = await az.retrying("record download progress", { try await store.azureDownloads(jobID, DownloadProgress(downloaded: final.downloaded)) })
+        await az.az.poller.unwatch(record.batchJobId)
+        log.debug("stopped watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "halted": "\(handle.control.isHalted)"])
+    }
+}
+
+extension AzureJob {
+    /// The Azure adapter for one run of the running phase; nil on shutdown.
+    func adapter() async -> AzureAdapter? {
+        guard let record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil,
+              let tasks = await retrying("count tasks", { try await store.counts(jobID) }) else { return nil }
+        let base = (await retrying("read download progress", { try await store.azureDownloads(jobID) }))?.downloaded ?? 0
+        return AzureAdapter(self, record: record, base: base, ended: tasks.total - tasks.pending - tasks.running)
+    }
+
+    /// What the output container holds, for a batch of `batch` completed
+    /// tasks with `ended` ended so far: one listing of the whole container
+    /// when that takes fewer requests than a listing per task (about two
+    /// blobs per ended task, 5,000 a page), else nil and each task lists its
+    /// own prefix. Either way no blob costs a HEAD, and an empty log no GET.
+    func outputListing(_ container: String, ended: Int, batch: Int) async -> [String: BlobProperties]? {
+        let pages = (2 * ended + 4999) / 5000
+        guard batch > 1, pages < batch else { return nil }
+        switch await azureStep("list the output container", { try await az.blob.listProperties(container) }) {
+        case .success(let all)?: return all
+        default: return nil
+        }
+    }
+
+    /// Downloads a successful task's output blobs into the attempt's
+    /// directory and writes each into the destination as the submitter may;
+    /// the outputs, why they could not be collected, or nil on shutdown.
+    func downloadOutputs(_ task: TaskRecord, blobs: [String: BlobProperties], prefix: String, container: String, dir: String,
+                         _ sink: OutputSink) async -> Result<[OutputRecord], any Error>? {
+        var collected: [OutputRecord] = []
+        guard !sink.patterns.isEmpty else { return .success([]) }
+        for name in blobs.keys.sorted() where !name.hasPrefix(BatchBodies.logPrefix(task.taskId)) {
+            let props = blobs[name]
+            let rel = String(name.dropFirst(prefix.count))
+            if let other = sink.claim(rel, for: task.idx) {
+                return .failure(DaemonError("output \(rel) is also produced by task \(other); make output names unique, e.g. with {task}"))
+            }
+            guard OutputCollector.isSafeRelative(rel) else {
+                return .failure(DaemonError("an output blob is named \(Printable.quote(rel)), which would land outside the destination"))
+            }
+            // Downloaded into the attempt's directory first, then
+            // written into the destination as the submitter may.
+            let staged = "\(dir)/outputs/\(rel)"
+            let got = await azureStep("download output \(Printable.escape(rel))") { () -> OutputRecord in
+                let token = downloads.begin(props?.size ?? 0)
+                do {
+                    try await az.blob.download(container, name, to: staged, known: props, received: { downloads.add(token, $0) })
+                    downloads.end(token, completed: true)
+                } catch {
+                    downloads.end(token, completed: false)
+                    throw error
+                }
+                let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                guard fd >= 0 else { throw DaemonError("cannot read \(Printable.escape(staged)): \(FileOps.plain(errno))") }
+                defer { close(fd); unlink(staged) }
+                let (sha, size) = try sink.destination().write(rel, from: fd)
+                return OutputRecord(jobId: jobID, path: rel, idx: task.idx, size: Int(size), sha256: sha)
+            }
+            switch got {
+            case nil: return nil
+            case .failure(let e)?: return .failure(DaemonError("cannot download \(rel): \(e)"))
+            case .success(let o)?: collected.append(o)
+            }
+        }
+        rmdir("\(dir)/outputs")
+        return .success(collected)
+    }
+
+    // MARK: cancel and cleanup
+
+    /// Ends the Batch job (its running tasks stop) and deletes its auto-pool,
+    /// so nothing keeps costing money. Safe to repeat. False when the daemon
+    /// stopped before it was done (the next start repeats it).
+    func azureStop(_ record: AzureJobRecord, reason: String) async -> Bool {
+        let terminated = await azureStep("terminate the Batch job", persistent: true) {
+            try await az.batch.terminateJob(record.batchJobId, reason: reason)
+        }
+        if case .failure(let e)? = terminated { log.warning("cannot terminate the Batch job", metadata: ["batch.job": "\(record.batchJobId)", "error": "\(e)"]) }
+        guard terminated != nil else { return false }
+        guard record.autoPool else { return true }
+        var poolID = record.poolId
+        if poolID == nil {
+            switch await azureStep("read the job", persistent: true, { try await az.autoPoolID(record.batchJobId) }) {
+            case nil: return false
+            case .success(let p)?: poolID = p
+            case .failure?: break   // the job is gone, and its auto-pool with it
+            }
+        }
+        if let poolID {
+            switch await azureStep("delete the auto-pool", persistent: true, { try await az.batch.deletePool(poolID) }) {
+            case nil: return false
+            case .failure(let e)?: log.warning("cannot delete the auto-pool", metadata: ["pool.id": "\(poolID)", "error": "\(e)"])
+            case .success?: break
+            }
+        }
+        return true
+    }
+
+    /// Cancel: stop everything on Azure, then record the open tasks cancelled
+    /// (not before they are stopped: a shutdown first leaves them open, and
+    /// the next start stops them again).
+    func cancel() async {
+        if let record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil {
+            let stopped = await azureStop(record, reason: "cancelled with batchctl cancel")
+            if !stopped, control.isShuttingDown { return }
+        }
+        _ = await retrying("cancel open tasks", { try await store.cancelOpenTasks(jobID) })
+    }
+
+    /// Whatever the verdict, the Batch job ends and its auto-pool goes; the
+    /// cleanup policy then decides whether the Batch job and the scratch
+    /// output container are deleted. The shared input container stays: it is
+    /// what later jobs reuse.
+    func cleanup(_ verdict: Verdict) async {
+        guard var record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil,
+              !record.cleaned else { return }
+        guard await azureStop(record, reason: "batchd job \(verdict.phase.rawValue)") else { return }
+        let policy = job.cleanup
+        if policy == .always || (policy == .onSuccess && verdict == .success) {
+            let r = record
+            guard await azureStep("delete the Batch job", persistent: true, { try await az.batch.deleteJob(r.batchJobId) }) != nil,
+                  await azureStep("delete the output container", persistent: true, { try await az.blob.deleteContainer(r.outputContainer) }) != nil
+            else { return }
+            log.info("azure scratch deleted", metadata: ["batch.job": "\(record.batchJobId)", "container": "\(record.outputContainer)"])
+        }
+        handle.crashPoint("cleanup.deleted")
+        record.cleaned = true
+        let r = record
+        _ = await retrying("record the cleanup", { try await store.saveAzureJob(r) })
+    }
+}

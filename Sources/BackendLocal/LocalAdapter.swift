@@ -1,0 +1,200 @@
+import BatchAccess
+import BatchBackend
+import BatchControl
+import BatchCore
+import BatchStore
+import BatchSupport
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The local backend's part of the running phase: attempts under
+/// batchd-exec in the slots every local job shares, one waiter per attempt
+/// (the process's exit, its timeout, the job's stop), outputs copied from
+/// its work directory.
+struct LocalAdapter: TaskAdapter {
+    let backend: LocalJobBackend
+    let job: JobHandle
+    /// The staged inputs: source → sha256.
+    let sha: [String: String]
+    /// Stops running attempts: the job's own stop, or its wall clock.
+    let stop: AsyncEvent<StopReason>
+
+    var traits: AdapterTraits {
+        // Ends are recorded as they come (each copies its outputs), as many
+        // at once as there are slots.
+        AdapterTraits(coresPerTask: 1, launchBatch: 1, throttledByPhase: true, polls: false, endWidth: max(1, backend.slots.usage.limit))
+    }
+
+    var slots: SlotPool { backend.slots }
+    var runner: LocalRunner { backend.runner }
+
+    /// Reconciles what a crash left: finished while we were away, still
+    /// running (adopted, with a waiter), or gone without a word (lost: it
+    /// runs again, free).
+    func resume() async -> Resumed? {
+        guard let live = await job.retrying("read live attempts", { try await job.store.liveAttempts(job.id) }) else { return nil }
+        if !live.isEmpty {
+            // A daemon killed while copying an output left its temp file.
+            let removed = Destination.sweep(job.job.destination, jobID: job.id)
+            if removed > 0 { job.log.info("removed temp files left in the destination", metadata: ["files": "\(removed)"]) }
+        }
+        var resumed = Resumed()
+        for attempt in live {
+            guard let task = await job.retrying("read a task", { try await job.store.task(job.id, idx: attempt.idx) }) ?? nil else { continue }
+            let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid)
+            let dir = attempt.directory
+            func ending(_ outcome: TaskOutcome, setAside: Bool = false) -> TaskReport {
+                .ended(idx: task.idx, Ending(attempt: attempt.attempt, directory: dir, outcome: outcome, row: .begun, setAside: setAside))
+            }
+            let a = LiveAttempt(idx: task.idx, taskID: task.taskId, attempt: attempt.attempt, startedAt: attempt.startedAt, task: task)
+            switch Reconcile.decide(recorded: LocalRunner.recordedOutcome(dir), alive: pid != nil, strikes: task.strikes) {
+            case .finished(let outcome):
+                resumed.live.append(a)
+                resumed.found.append(ending(outcome))
+            case .setAside:
+                // The crash-loop breaker: the daemon died twice while
+                // launching or taking over this task. It is failed, for
+                // good, instead of being tried a third time.
+                if let pid { ProcessControl.signalGroup(pid, SIGKILL) }
+                job.log.error("task set aside: the daemon stopped twice while starting it", metadata: ["task.id": "\(task.taskId)"])
+                resumed.live.append(a)
+                resumed.found.append(ending(.lost, setAside: true))
+            case .adopt:
+                guard let pid else { continue }
+                job.log.info("adopted a running task", metadata: ["task.id": "\(task.taskId)", "attempt": "\(attempt.attempt)", "pid": "\(pid)"])
+                // A strike while taking it over, lifted once it is watched.
+                guard await job.retrying("note the adoption", { try await job.store.strike(job.id, idx: task.idx) }) != nil else { return nil }
+                Debug.crashPoint("adopt", task.command)
+                slots.take()
+                let remaining = job.spec.timeoutSeconds.map { $0 - (job.clock() - attempt.startedAt) }
+                _ = await job.retrying("note the adoption", { try await job.store.unstrike(job.id, idx: task.idx) })
+                let spec = AttemptSpec(directory: dir, command: task.command, env: [:], inputs: [], timeout: job.spec.timeoutSeconds)
+                resumed.live.append(a)
+                resumed.waiters.append(waiter(pid: pid, spec: spec, remaining: remaining, attempt: a))
+            case .lost:
+                resumed.live.append(a)
+                resumed.found.append(ending(.lost))
+            }
+        }
+        return resumed
+    }
+
+    /// A free slot, waiting for one while the job's launches may go on.
+    func reserve(_ wanted: Int, until: AsyncEvent<Void>) async -> Int? {
+        if slots.tryAcquire() {
+            if until.value != nil { slots.release(); return nil }
+            return 1
+        }
+        let got = await withTaskGroup(of: Bool?.self) { group in
+            group.addTask { await slots.acquire() }
+            group.addTask { await until.wait(); return nil }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            var got = first == true
+            for await r in group where r == true { got = true }
+            if got && first != true { slots.release(); return false }
+            return got
+        }
+        return got ? 1 : nil
+    }
+
+    func unreserve(_ count: Int) { for _ in 0..<count { slots.release() } }
+
+    /// Starts one attempt of each task. Write-ahead: the attempt is on
+    /// record before its process exists (with a strike, lifted once it runs:
+    /// see the crash-loop breaker).
+    func launch(_ tasks: [Int]) async -> Launched {
+        var launched: [LiveAttempt] = []
+        var waiters: [AttemptWaiter] = []
+        for idx in tasks {
+            guard let begun = await job.retrying("record the attempt", {
+                try await job.store.beginNextAttempt(job.id, idx: idx, directory: { job.attemptDirectory($0.taskId, $1) })
+            }) else { return .interrupted }
+            guard let (task, number) = begun else { continue }
+            let dir = job.attemptDirectory(task.taskId, number)
+            let env = TaskEnvironment.variables(base: backend.baseEnvironment, task: task.environment,
+                                                job: job.id, name: job.spec.name, taskID: task.taskId, index: idx, attempt: number)
+            var placed: [(sha256: String, target: String)] = []
+            var missing: String?
+            for input in job.spec.sharedInputs + task.inputFiles {
+                if let sha = sha[input.source] { placed.append((sha, input.target)) } else { missing = input.source }
+            }
+            let spec = AttemptSpec(directory: dir, command: task.command, env: env, inputs: placed, timeout: job.spec.timeoutSeconds,
+                                   hide: backend.hidden(for: job.spec))
+            job.crashPoint("task.begun")
+            Debug.crashPoint("start", task.command)
+            let attempt = LiveAttempt(idx: idx, taskID: task.taskId, attempt: number, startedAt: job.clock(), task: task)
+            launched.append(attempt)
+            do {
+                if let missing { throw DaemonError("input \(missing) was not staged") }
+                try runner.prepare(spec)
+                let pid = try runner.start(spec)
+                job.crashPoint("task.spawned")
+                _ = await job.retrying("record the pid", { try await job.store.attemptRunning(job.id, idx: idx, attempt: number, pid: pid) })
+                job.log.debug("task started", metadata: ["task.id": "\(task.taskId)", "attempt": "\(number)", "pid": "\(pid)"])
+                waiters.append(waiter(pid: pid, spec: spec, remaining: job.spec.timeoutSeconds, attempt: attempt))
+            } catch {
+                let reason = "\(error)"
+                waiters.append { [slots] in
+                    slots.release()
+                    return .ended(idx: idx, Ending(attempt: number, directory: dir, outcome: .launchFailed(reason: reason), row: .begun))
+                }
+            }
+        }
+        return .launched(launched, waiters: waiters)
+    }
+
+    /// Waits for an attempt's process; its slot is given back before the
+    /// report, so the next task finds it free.
+    func waiter(pid: pid_t, spec: AttemptSpec, remaining: Double?, attempt: LiveAttempt) -> AttemptWaiter {
+        let (runner, slots, stop) = (runner, slots, stop)
+        return {
+            let outcome = await runner.wait(pid: pid, spec: spec, remaining: remaining, stop: stop)
+            slots.release()
+            return .ended(idx: attempt.idx, Ending(attempt: attempt.attempt, directory: spec.directory, outcome: outcome, row: .begun))
+        }
+    }
+
+    /// Copies what a successful attempt left in its work directory.
+    func collect(_ task: TaskRecord, _ ending: Ending, sink: OutputSink) async -> Result<[OutputRecord], any Error>? {
+        job.collectOutputs(root: job.jobsDirectory, relative: "\(job.id)/tasks/\(task.taskId)/attempt-\(ending.attempt)/work",
+                           task: task, sink: sink).mapError { $0 as any Error }
+    }
+
+    /// Stops every running attempt (the wall clock: it stops them all).
+    func kill(_ live: [LiveAttempt]) async { stop.fire(.cancel) }
+}
+
+extension LocalJobBackend {
+    /// The local adapter for one run of the running phase, with the job's
+    /// staged inputs and its stop (the job's own, or its wall clock); nil on
+    /// shutdown.
+    public func adapter(for job: JobHandle) async -> (any TaskAdapter)? {
+        guard let inputs = await job.retrying("read inputs", { try await job.store.inputs(job.id) }) else { return nil }
+        let stop = AsyncEvent<StopReason>()
+        // The job's signals live as long as this run of the job: no need to stop observing.
+        _ = job.control.stop.observe { stop.fire($0) }
+        return LocalAdapter(backend: self, job: job, sha: Dictionary(inputs.map { ($0.source, $0.sha256) }, uniquingKeysWith: { a, _ in a }),
+                            stop: stop)
+    }
+
+    /// Stops attempts still recorded as live (after a restart into a cancel)
+    /// and records them cancelled.
+    func stopLiveAttempts(_ job: JobHandle) async {
+        guard let live = await job.retrying("read live attempts", { try await job.store.liveAttempts(job.id) }) else { return }
+        for attempt in live {
+            if let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid) {
+                let spec = AttemptSpec(directory: attempt.directory, command: "", env: [:], inputs: [], timeout: nil)
+                let stop = AsyncEvent<StopReason>()
+                stop.fire(.cancel)
+                _ = await runner.wait(pid: pid, spec: spec, remaining: nil, stop: stop)
+            }
+            _ = await job.retrying("record the cancel", {
+                try await job.store.finishAttempt(job.id, idx: attempt.idx, attempt: attempt.attempt, outcome: .cancelled, decision: .cancelled, outputs: [])
+            })
+        }
+    }
+}

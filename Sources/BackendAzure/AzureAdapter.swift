@@ -33,6 +33,8 @@ final class AzureAdapter: TaskAdapter {
         var blobs: [String: [String: BlobProperties]] = [:]
         /// The open tasks, by Batch task id (the poller reports each change once).
         var open: [String: LiveAttempt] = [:]
+        /// Tasks the phase stopped (a limit): their end is a cancel.
+        var killed: Set<String> = []
     }
     let state: Locked<StateBox>
     final class StateBox: @unchecked Sendable { var s = State() }
@@ -141,7 +143,8 @@ final class AzureAdapter: TaskAdapter {
                 earlier = attempts.map(\.attempt).max() ?? 0
             }
             let number = earlier + s.retryCount + 1
-            let outcome = AzureRules.outcome(s, timeout: handle.spec.timeoutSeconds, cancelled: control.isCancelled)
+            let killed = state.withLock { $0.s.killed.contains(s.id) }
+            let outcome = AzureRules.outcome(s, timeout: handle.spec.timeoutSeconds, cancelled: control.isCancelled || killed)
             reports.append(.ended(idx: a.idx, Ending(attempt: number, directory: handle.attemptDirectory(a.taskID, number), outcome: outcome,
                                                      row: .remote(ranFor: s.runTime))))
         }
@@ -202,6 +205,7 @@ final class AzureAdapter: TaskAdapter {
     /// The wall clock stops the whole Batch job; used-up core-hours stop the
     /// tasks that have not started (each terminated: one request a task).
     func kill(_ live: [LiveAttempt]) async {
+        state.withLock { box in for a in live { box.s.killed.insert(a.taskID) } }
         let all = await az.retrying("count open tasks", { try await az.store.counts(az.jobID) }).map { $0.pending + $0.running } ?? 0
         if live.count >= all {
             _ = await az.azureStep("terminate the Batch job") { try await az.az.batch.terminateJob(record.batchJobId, reason: "batchd: the job's limit was reached") }

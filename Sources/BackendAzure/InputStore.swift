@@ -17,6 +17,9 @@ public struct SASLifetime: Sendable, Equatable {
         self.jobWallClockSeconds = jobWallClockSeconds
     }
 
+    /// How long after the job's own wall-clock limit Batch's stops it.
+    public static let backstop: Double = 300
+
     /// Sizes the tokens for a job.
     /// - Parameters:
     ///   - wallClock: the manifest's `limits.wallClock`, if any.
@@ -29,7 +32,11 @@ public struct SASLifetime: Sendable, Equatable {
                 "limits.wallClock (\(Int(wallClock / 3600)) h) plus a \(Int(margin / 60)) min margin is longer than storage tokens may live "
                     + "(\(Int(maximum / 3600)) h): shorten the limit, or raise azure.maxTokenLifetime in the daemon config")
         }
-        return SASLifetime(tokenSeconds: wallClock + margin, jobWallClockSeconds: wallClock)
+        // batchd stops the job at its limit itself (the shared running phase,
+        // as on every backend); Batch's own limit is the backstop for a daemon
+        // that is down then, a little later, so that batchd's comes first and
+        // the job's reason names the limit.
+        return SASLifetime(tokenSeconds: wallClock + margin, jobWallClockSeconds: wallClock + min(Self.backstop, margin))
     }
 }
 

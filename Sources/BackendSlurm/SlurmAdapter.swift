@@ -261,10 +261,14 @@ extension SlurmJob {
         _ = await handle.retrying("cancel open tasks", { try await store.cancelOpenTasks(id) })
     }
 
-    /// Deletes the tasks' work directories in the shared directory when the
-    /// policy says so (their logs and status files stay for `batchctl logs`).
+    /// Deletes what batchd made for Slurm that says nothing once the job is
+    /// over: the arrays' scripts, and Slurm's log directory when every log
+    /// in it was empty. (Work directories follow the cleanup policy, applied
+    /// by the runner for every backend; an attempt's run.sh and empty Slurm
+    /// log went when its end was recorded.)
     func cleanup(_ verdict: Verdict) async {
-        AttemptFiles.removeWorkDirectories(under: "\(jobDirectory)/tasks", policy: handle.spec.cleanup, verdict: verdict)
+        try? FileManager.default.removeItem(atPath: "\(jobDirectory)/arrays")
+        rmdir("\(jobDirectory)/slurm")
         handle.crashPoint("cleanup.removed")
     }
 }

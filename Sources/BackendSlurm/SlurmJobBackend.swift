@@ -37,6 +37,7 @@ public struct SlurmJobBackend: JobBackend {
     public func adapter(for job: JobHandle) async -> (any TaskAdapter)? { SlurmAdapter(self.job(job)) }
     public func cancel(_ job: JobHandle) async { await self.job(job).cancel() }
     public func cleanup(_ job: JobHandle, _ verdict: Verdict) async { await self.job(job).cleanup(verdict) }
+    public func attemptsDirectory(_ job: JobHandle) -> String { "\(cluster.jobDirectory(job.id))/tasks" }
 
     public func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? {
         let items = try await cluster.inventory()

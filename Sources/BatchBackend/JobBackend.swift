@@ -41,8 +41,13 @@ public protocol JobBackend: Sendable {
     /// start stops them again).
     func cancel(_ job: JobHandle) async
     /// Deletes or stops what the job made on the backend, per its policy and
-    /// verdict; recorded done only once done.
+    /// verdict; recorded done only once done. (The attempts' work
+    /// directories are the runner's, for every backend: `attemptsDirectory`.)
     func cleanup(_ job: JobHandle, _ verdict: Verdict) async
+    /// Where the job's attempt directories are (`<task>/attempt-<n>`): the
+    /// state directory's `jobs/<id>/tasks`, or the backend's own (Slurm's
+    /// shared directory). The runner applies the cleanup policy there.
+    func attemptsDirectory(_ job: JobHandle) -> String
     /// What this backend holds that is tagged as this daemon's (`batchctl
     /// pools`); nil when it keeps nothing of the kind.
     func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])?
@@ -62,6 +67,7 @@ public protocol JobBackend: Sendable {
 }
 
 extension JobBackend {
+    public func attemptsDirectory(_ job: JobHandle) -> String { "\(job.jobsDirectory)/\(job.id)/tasks" }
     public func monitor(_ job: JobHandle) async -> StepResult {
         guard let adapter = await adapter(for: job) else { return .interrupted }
         return await RunningPhase(job: job, adapter: adapter).run()

@@ -75,7 +75,8 @@ extension JobHandle {
 /// The cleanup policy, for the attempt directories a job leaves.
 extension AttemptFiles {
     /// Deletes the `work/` directory of every attempt under `tasksDirectory`
-    /// (`<task>/attempt-<n>/work`) when `policy` says so for `verdict`; the
+    /// (`<task>/attempt-<n>/work`) when `policy` says so for `verdict`, and
+    /// the attempt's and task's directories if that leaves them empty; the
     /// logs stay for `batchctl logs`.
     public static func removeWorkDirectories(under tasksDirectory: String, policy: CleanupPolicy, verdict: Verdict) {
         guard policy == .always || (policy == .onSuccess && verdict == .success) else { return }
@@ -83,7 +84,9 @@ extension AttemptFiles {
         for task in (try? fm.contentsOfDirectory(atPath: tasksDirectory)) ?? [] {
             for attempt in (try? fm.contentsOfDirectory(atPath: "\(tasksDirectory)/\(task)")) ?? [] {
                 try? fm.removeItem(atPath: "\(tasksDirectory)/\(task)/\(attempt)/work")
+                rmdir("\(tasksDirectory)/\(task)/\(attempt)")
             }
+            rmdir("\(tasksDirectory)/\(task)")
         }
     }
 }

@@ -62,11 +62,10 @@ extension JobRunner {
         return .done
     }
 
-    /// Deletes the attempts' work directories when the policy says so; the
-    /// logs (stdout, stderr, status) stay for `batchctl logs`.
-    func cleanup(_ job: JobRecord, _ verdict: Verdict) {
-        AttemptFiles.removeWorkDirectories(under: "\(ctx.config.jobsDirectory)/\(jobID)/tasks", policy: job.spec?.cleanup ?? job.cleanup,
-                                           verdict: verdict)
+    /// Deletes the attempts' work directories when the policy says so, on
+    /// every backend, where it keeps them; the logs stay for `batchctl logs`.
+    func cleanup(_ job: JobHandle, _ backend: any JobBackend, _ verdict: Verdict) {
+        AttemptFiles.removeWorkDirectories(under: backend.attemptsDirectory(job), policy: job.spec.cleanup, verdict: verdict)
     }
 
     /// Writes `jobs/<id>/summary.json`.

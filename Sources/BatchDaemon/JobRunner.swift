@@ -96,7 +96,7 @@ struct JobRunner: Sendable {
         case .verifyOutputs: result = await verifyOutputs(job)
         case .cleanup(let verdict):
             await backend.cleanup(job, verdict)
-            cleanup(job.job, verdict)
+            cleanup(job, backend, verdict)
         case .writeSummary(let verdict): await writeSummary(job.job, verdict)
         }
         if result != .interrupted { job.crashPoint("\(step).done") }

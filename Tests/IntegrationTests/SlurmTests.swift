@@ -129,6 +129,10 @@ struct SlurmTests {
         print("slurm 2,000 tasks: \(ContinuousClock.now - started), sbatch \(sbatch), squeue \(squeue), sacct \(sacct), \(perTask) status calls per task")
         #expect(sbatch == 2, "⌈2000 / 1001⌉ arrays")
         #expect(perTask < 0.02)
+        // Tasks that wrote nothing leave nothing in the shared directory: no
+        // empty Slurm log, no run.sh, no array script, no empty directory.
+        let left = tree("\(d.root)/shared/jobs/\(id)")
+        #expect(left.isEmpty, "\(left.count) files left, such as \(left.keys.sorted().prefix(3))")
         #expect(await d.signal(SIGTERM) == 0)
         _ = cluster
     }

@@ -189,8 +189,12 @@ def write_markdown(path, results):
     for key, row in results["rows"].items():
         targets = {c["name"]: c for c in row.get("checks", [])}
         first = True
+        on = row.get("measuredOn", m)
+        title = row["title"]
+        if (on["cpu"], on["date"]) != (m["cpu"], m["date"]):
+            title += f" (measured on {on['cpus']} × {on['cpu']}, {on['date']})"
         for name, v in row["measures"].items():
-            out.append(f"| {row['title'] if first else ''} | {name} | {v['median']:.3f} | {v['min']:.3f}–{v['max']:.3f} | | |")
+            out.append(f"| {title if first else ''} | {name} | {v['median']:.3f} | {v['min']:.3f}–{v['max']:.3f} | | |")
             first = False
         if "ratio" in row:
             r = row["ratio"]
@@ -263,9 +267,13 @@ def main():
             old = json.load(f)
         if old.get("quick") == args.quick:
             results["rows"] = {k: v for k, v in old.get("rows", {}).items() if k in ROWS}
+            # Rows kept from an earlier run say where and when they were measured.
+            for v in results["rows"].values():
+                v.setdefault("measuredOn", old["machine"])
     for key in args.rows.split(","):
         print(f"bench: {key} …", file=sys.stderr, flush=True)
         results["rows"][key] = ROWS[key](runs, args.quick)
+        results["rows"][key]["measuredOn"] = results["machine"]
         print(json.dumps(results["rows"][key], indent=1), file=sys.stderr)
     with open(os.path.join(out, "bench", "results.json"), "w") as f:
         json.dump(results, f, indent=1)

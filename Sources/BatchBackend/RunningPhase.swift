@@ -2,7 +2,6 @@ import BatchCore
 import BatchStore
 import BatchSupport
 import Logging
-import Synchronization
 
 /// The running phase, written once for every backend. It owns the loop:
 /// what to launch next (the adapter's capacity, the job's `maxParallel`,

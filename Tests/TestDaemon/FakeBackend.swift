@@ -158,13 +158,7 @@ struct FakeAdapter: TaskAdapter {
             }
             switch r.state {
             case "running": reports.append(.running(idx: a.idx))
-            case "done":
-                // The remote's output, fetched into the attempt's directory.
-                if r.exitCode == 0 {
-                    try? FileOps.makeDirectory(dir)
-                    try? Data((r.command + "\n").utf8).write(to: URL(fileURLWithPath: "\(dir)/\(a.taskID).out"))
-                }
-                reports.append(ended(.exited(code: r.exitCode)))
+            case "done": reports.append(ended(.exited(code: r.exitCode)))
             case "cancelled": reports.append(ended(.cancelled))
             default: break
             }
@@ -172,16 +166,22 @@ struct FakeAdapter: TaskAdapter {
         return reports
     }
 
-    /// Writes the fetched output into the destination as the submitter may.
+    /// Fetches the remote's output into the attempt's directory, then
+    /// writes it into the destination as the submitter may.
     func collect(_ task: TaskRecord, _ ending: Ending, sink: OutputSink) async -> Result<[OutputRecord], any Error>? {
         let name = "\(task.taskId).out"
-        let staged = "\(ending.directory)/\(name)"
-        defer { unlink(staged) }
         guard sink.patterns.contains(where: { Glob($0).matches([name]) }) else { return .success([]) }
-        let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return .failure(DaemonError("cannot read \(staged)")) }
-        defer { close(fd) }
-        return Result { [try sink.write(name, from: fd, task: task.idx)] }
+        guard let r = remote.task(job: job.id, task.taskId) else { return .failure(DaemonError("the remote no longer has task \(task.taskId)")) }
+        let staged = "\(ending.directory)/\(name)"
+        return Result {
+            try FileOps.makeDirectory(ending.directory)
+            try Data((r.command + "\n").utf8).write(to: URL(fileURLWithPath: staged))
+            defer { unlink(staged) }
+            let fd = open(staged, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { throw DaemonError("cannot read \(staged)") }
+            defer { close(fd) }
+            return [try sink.write(name, from: fd, task: task.idx)]
+        }
     }
 
     func kill(_ live: [LiveAttempt]) async { remote.cancel(job: job.id) }

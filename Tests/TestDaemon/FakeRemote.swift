@@ -77,6 +77,9 @@ final class FakeRemote: Sendable {
         }
     }
 
+    /// Task `id` of `job` as it is, without advancing anything (its output, for collecting).
+    func task(job: String, _ id: String) -> Task? { state.withLock { $0.tasks["\(job)/\(id)"] } }
+
     /// One poll for every task of `job`: each advances one step, and the
     /// states are returned. A command starting with `fail` exits 1; one
     /// reading `wait-for PATH` keeps running until PATH exists (a test's

@@ -118,7 +118,8 @@ public struct DaemonConfig: Sendable, Equatable {
         /// See `pollMinInterval`.
         public var pollMaxInterval: Double = 60
         /// How long an element that no source knows (not in squeue, no status
-        /// file, not in sacct) is given before it fails with that reason.
+        /// file, not in sacct) is given before it counts as vanished: lost,
+        /// and run again without using a retry.
         public var missingGrace: Double = 120
         /// Use sacct for ended jobs: `auto` (when the cluster has an
         /// accounting database), `always` or `never`.

@@ -150,10 +150,8 @@ public struct RunningPhase: Sendable {
             record = read
         }
         guard let task = record, let ending = await adapter.fetchLogs(task, ending) else { return nil }
-        let ended = EndedAttempt(task: task, attempt: ending.attempt, directory: ending.directory, outcome: ending.outcome, row: ending.row,
-                                 schedulerLogs: ending.schedulerLogs, scratch: ending.scratch)
-        return await job.endAttempt(ended, rules: job.taskRules(retriedByService: adapter.traits.retriedByService),
-                                    setAside: ending.setAside, stopping: stopping) {
+        return await job.endAttempt(task, ending, rules: job.taskRules(retriedByService: adapter.traits.retriedByService),
+                                    stopping: stopping) {
             await adapter.collect(task, ending, sink: sink)
         }
     }

@@ -16,33 +16,6 @@ public enum AttemptRow: Sendable, Equatable {
     case remote(ranFor: Double?)
 }
 
-/// An attempt that ended, as its backend learned it.
-public struct EndedAttempt: Sendable {
-    public let task: TaskRecord
-    public let attempt: Int
-    /// Its directory (`jobs/<id>/tasks/<task>/attempt-<n>`, in the state or the shared directory).
-    public let directory: String
-    public let outcome: TaskOutcome
-    public let row: AttemptRow
-    /// Logs the backend's scheduler wrote beside the task's own (Slurm's
-    /// `slurm-%A_%a.out`): kept only if something was written to them.
-    public var schedulerLogs: [String]
-    /// Files the backend made for the attempt that say nothing once it is
-    /// recorded (Slurm's `run.sh`, which holds the task's environment).
-    public var scratch: [String]
-
-    public init(task: TaskRecord, attempt: Int, directory: String, outcome: TaskOutcome, row: AttemptRow,
-                schedulerLogs: [String] = [], scratch: [String] = []) {
-        self.task = task
-        self.attempt = attempt
-        self.directory = directory
-        self.outcome = outcome
-        self.row = row
-        self.schedulerLogs = schedulerLogs
-        self.scratch = scratch
-    }
-}
-
 extension JobHandle {
     /// The rules the task machine applies to this job's tasks.
     public func taskRules(retriedByService: Bool = false) -> TaskRules {
@@ -60,9 +33,9 @@ extension JobHandle {
     /// Returns the task's fate, or nil when the daemon stopped first (the
     /// next start finds the attempt again and repeats this).
     /// `stopping`: the phase stopped the attempt (a limit): it is not run again.
-    public func endAttempt(_ ended: EndedAttempt, rules: TaskRules, setAside: Bool = false, stopping: Bool = false,
+    public func endAttempt(_ task: TaskRecord, _ ended: Ending, rules: TaskRules, stopping: Bool = false,
                            collect: @Sendable () async -> Result<[OutputRecord], any Error>?) async -> TaskDecision? {
-        let task = ended.task
+        let setAside = ended.setAside
         var state = TaskMachineState(phase: .running, counted: task.countedAttempts,
                                      free: max(0, ended.attempt - 1 - task.countedAttempts), cancelling: control.isCancelled || stopping)
         var transition = TaskMachine.apply(setAside ? .setAside : .ended(ended.outcome), to: state, rules: rules)

@@ -75,14 +75,6 @@ extension JobHandle {
     }
 }
 
-extension TaskTransition {
-    /// The attempt's end and the task's fate it records, if it records one.
-    var recorded: (TaskOutcome, TaskDecision)? {
-        for a in actions { if case .record(let o, let d) = a { return (o, d) } }
-        return nil
-    }
-}
-
 extension AttemptFiles {
     /// Removes each of these files that is empty: an empty log is not kept,
     /// on any backend.

@@ -40,9 +40,6 @@ public struct JobLimits: Sendable, Equatable {
     /// An attempt of task `idx` started (or was taken over) at `at`.
     public mutating func started(_ idx: Int, at: Double) { if running[idx] == nil { running[idx] = at } }
 
-    /// Whether an attempt of task `idx` is counted as running.
-    public func isRunning(_ idx: Int) -> Bool { running[idx] != nil }
-
     /// The attempt of task `idx` ended at `at`, after running `ranFor`
     /// seconds when the backend knows (else since it was seen starting).
     public mutating func ended(_ idx: Int, at: Double, ranFor: Double? = nil) {

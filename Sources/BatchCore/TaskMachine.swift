@@ -225,9 +225,12 @@ public struct TaskTransition: Sendable, Equatable {
     /// Why the event changed nothing, if it did not apply.
     public var ignored: String?
 
-    /// The task's fate, when the transition records an attempt's end.
-    public var decision: TaskDecision? {
-        for a in actions { if case .record(_, let d) = a { return d } }
+    /// The attempt's end and the task's fate it records, if it records one.
+    public var recorded: (outcome: TaskOutcome, decision: TaskDecision)? {
+        for a in actions { if case .record(let o, let d) = a { return (o, d) } }
         return nil
     }
+
+    /// The task's fate, when the transition records an attempt's end.
+    public var decision: TaskDecision? { recorded?.decision }
 }

@@ -177,6 +177,19 @@ struct SlurmTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
+    /// What must hold after a one-task job (`retries: 0`) whose first
+    /// attempt vanished: it ran again free, in a new array, and succeeded.
+    func expectRanAgainFree(_ d: DaemonHarness, _ shims: SlurmShims, _ id: String, output: String, _ expected: String) async throws {
+        let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
+        #expect(w.code == 0, "\(w.out)\n\(w.err)")
+        let attempts = try await d.store().attempts(id).sorted { $0.attempt < $1.attempt }
+        #expect(attempts.map(\.outcome) == [.lost, .exited], "\(attempts)")
+        #expect(attempts.first?.counted == false, "a lost attempt uses no retry")
+        #expect(read(output) == expected)
+        #expect(shims.calls("sbatch") == 2, "submitted again, in a new array")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
     @Test("a task that vanishes from Slurm without a word (no status file, in no squeue answer past the grace) is lost and runs again free")
     func vanishedIsFree() async throws {
         let (cluster, d, shims) = try await started(missingGrace: "2s")
@@ -201,14 +214,7 @@ struct SlurmTests {
         #expect(try cluster.command("scancel", [String(array)]).status == 0)
         try await d.log.wait(from: from, timeout: 60, "the vanished task noticed") { $0.contains("task vanished from Slurm; it runs again") }
         #expect(try cluster.command("scancel", [blocker.output.trimmingCharacters(in: .whitespacesAndNewlines)]).status == 0)
-        let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
-        #expect(w.code == 0, "\(w.out)\n\(w.err)")
-        let attempts = try await d.store().attempts(id).sorted { $0.attempt < $1.attempt }
-        #expect(attempts.map(\.outcome) == [.lost, .exited], "\(attempts)")
-        #expect(attempts.first?.counted == false, "a lost attempt uses no retry")
-        #expect(read("\(d.root)/gone/output/out.txt") == "ran\n")
-        #expect(shims.calls("sbatch") == 2, "submitted again, in a new array")
-        #expect(await d.signal(SIGTERM) == 0)
+        try await expectRanAgainFree(d, shims, id, output: "\(d.root)/gone/output/out.txt", "ran\n")
     }
 
     @Test("a node that goes down under a running task: the task is lost, runs again free (retries: 0), and the job succeeds")
@@ -231,14 +237,7 @@ struct SlurmTests {
         try await d.log.wait(from: from, timeout: 60, "the lost attempt recorded") { $0.contains("task finished") && $0.contains("outcome=\"lost") }
         // Back up (its slurmd may have registered again already: ReturnToService=2, and then this is refused).
         _ = try cluster.command("scontrol", ["update", "nodename=localhost", "state=resume"])
-        let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
-        #expect(w.code == 0, "\(w.out)\n\(w.err)")
-        let attempts = try await d.store().attempts(id).sorted { $0.attempt < $1.attempt }
-        #expect(attempts.map(\.outcome) == [.lost, .exited], "\(attempts)")
-        #expect(attempts.first?.counted == false, "a lost attempt uses no retry")
-        #expect(read("\(d.root)/vanish/output/out.txt") == "again\n")
-        #expect(shims.calls("sbatch") == 2, "submitted again, in a new array")
-        #expect(await d.signal(SIGTERM) == 0)
+        try await expectRanAgainFree(d, shims, id, output: "\(d.root)/vanish/output/out.txt", "again\n")
     }
 
     @Test("cancel leaves nothing in squeue for the job; an array under the daemon's tag made by hand is an orphan")

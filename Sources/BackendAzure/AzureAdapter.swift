@@ -19,8 +19,8 @@ import Glibc
 final class AzureAdapter: TaskAdapter {
     let az: AzureJob
     let record: AzureJobRecord
-    /// The running total of download bytes when the run began.
-    let base: Int
+    /// The bytes moved when the run began.
+    let base: TransferProgress
     struct State {
         var updates: AsyncStream<[TaskSnapshot]>.Iterator?
         var gone = false
@@ -39,7 +39,7 @@ final class AzureAdapter: TaskAdapter {
     let state: Locked<StateBox>
     final class StateBox: @unchecked Sendable { var s = State() }
 
-    init(_ az: AzureJob, record: AzureJobRecord, base: Int, ended: Int) {
+    init(_ az: AzureJob, record: AzureJobRecord, base: TransferProgress, ended: Int) {
         self.az = az
         self.record = record
         self.base = base
@@ -58,20 +58,20 @@ final class AzureAdapter: TaskAdapter {
 
     /// Every open task is in the Batch job: all live, numbered when they end.
     func resume() async -> Resumed? {
-        guard let tasks = await az.retrying("read tasks", { try await az.store.tasks(az.jobID) }) else { return nil }
+        guard let tasks = await handle.tasks() else { return nil }
         let open = tasks.filter { $0.state.isOpen }
         guard !open.isEmpty else { return Resumed() }
         let updates = await az.az.poller.watch(record.batchJobId)
         log.debug("watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "tasks.open": "\(open.count)"])
         // Download bytes, written for `show` and `watch` once a second while they change.
-        let (downloads, store, jobID, base) = (az.downloads, az.store, az.jobID, base)
+        let (downloads, handle, base) = (az.downloads, handle, base)
         let ticker = Task {
-            var last = DownloadProgress(downloaded: base)
+            var last = base
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 let now = downloads.snapshot(base: base)
                 if now != last, !Task.isCancelled {
-                    try? await store.azureDownloads(jobID, now)
+                    await handle.noteTransfer(now)
                     last = now
                 }
             }
@@ -139,7 +139,7 @@ final class AzureAdapter: TaskAdapter {
             // again from zero: the attempts of the earlier Batch jobs come first.
             var earlier = 0
             if record.batchJobId != "batchd-\(az.jobID)" {
-                guard let attempts = await az.retrying("read the task's attempts", { try await az.store.attempts(az.jobID, idx: a.idx) }) else { return nil }
+                guard let attempts = await handle.attempts(of: a.idx) else { return nil }
                 earlier = attempts.map(\.attempt).max() ?? 0
             }
             let number = earlier + s.retryCount + 1
@@ -206,7 +206,7 @@ final class AzureAdapter: TaskAdapter {
     /// tasks that have not started (each terminated: one request a task).
     func kill(_ live: [LiveAttempt]) async {
         state.withLock { box in for a in live { box.s.killed.insert(a.taskID) } }
-        let all = await az.retrying("count open tasks", { try await az.store.counts(az.jobID) }).map { $0.pending + $0.running } ?? 0
+        let all = await handle.counts().map { $0.pending + $0.running } ?? 0
         if live.count >= all {
             _ = await az.azureStep("terminate the Batch job") { try await az.az.batch.terminateJob(record.batchJobId, reason: "batchd: the job's limit was reached") }
             return
@@ -222,8 +222,7 @@ final class AzureAdapter: TaskAdapter {
         ticker.cancel()
         await ticker.value
         let final = az.downloads.snapshot(base: base)
-        let (store, jobID) = (az.store, az.jobID)
-        _ = await az.retrying("record download progress", { try await store.azureDownloads(jobID, DownloadProgress(downloaded: final.downloaded)) })
+        _ = await handle.setRecord(TransferProgress.key, final.downloads(final.downloaded))
         await az.az.poller.unwatch(record.batchJobId)
         log.debug("stopped watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "halted": "\(handle.control.isHalted)"])
     }
@@ -232,10 +231,9 @@ final class AzureAdapter: TaskAdapter {
 extension AzureJob {
     /// The Azure adapter for one run of the running phase; nil on shutdown.
     func adapter() async -> AzureAdapter? {
-        guard let record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil,
-              let tasks = await retrying("count tasks", { try await store.counts(jobID) }) else { return nil }
-        let base = (await retrying("read download progress", { try await store.azureDownloads(jobID) }))?.downloaded ?? 0
-        return AzureAdapter(self, record: record, base: base, ended: tasks.total - tasks.pending - tasks.running)
+        guard let record = await handle.azureRecord() ?? nil, let tasks = await handle.counts(),
+              let base = await handle.transfer() else { return nil }
+        return AzureAdapter(self, record: record, base: base.downloads(base.downloaded), ended: tasks.total - tasks.pending - tasks.running)
     }
 
     /// What the output container holds, for a batch of `batch` completed
@@ -330,11 +328,11 @@ extension AzureJob {
     /// (not before they are stopped: a shutdown first leaves them open, and
     /// the next start stops them again).
     func cancel() async {
-        if let record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil {
+        if let record = await handle.azureRecord() ?? nil {
             let stopped = await azureStop(record, reason: "cancelled with batchctl cancel")
             if !stopped, control.isShuttingDown { return }
         }
-        _ = await retrying("cancel open tasks", { try await store.cancelOpenTasks(jobID) })
+        _ = await handle.cancelOpenTasks()
     }
 
     /// Whatever the verdict, the Batch job ends and its auto-pool goes; the
@@ -342,8 +340,7 @@ extension AzureJob {
     /// output container are deleted. The shared input container stays: it is
     /// what later jobs reuse.
     func cleanup(_ verdict: Verdict) async {
-        guard var record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil,
-              !record.cleaned else { return }
+        guard var record = await handle.azureRecord() ?? nil, !record.cleaned else { return }
         guard await azureStop(record, reason: "batchd job \(verdict.phase.rawValue)") else { return }
         let policy = job.cleanup
         if policy == .always || (policy == .onSuccess && verdict == .success) {
@@ -356,6 +353,6 @@ extension AzureJob {
         handle.crashPoint("cleanup.deleted")
         record.cleaned = true
         let r = record
-        _ = await retrying("record the cleanup", { try await store.saveAzureJob(r) })
+        _ = await handle.saveAzureRecord(r)
     }
 }

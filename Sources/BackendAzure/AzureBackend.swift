@@ -1,3 +1,4 @@
+import BatchBackend
 import BatchControl
 import BatchCore
 import BatchHTTP
@@ -22,12 +23,12 @@ public final class AzureBackend: Sendable {
     let httpsOnly: Bool
 
     /// The daemon's database (the orphan check reads which jobs it knows).
-    let store: Store
+    let ledger: BackendLedger
     let logger: Logger
 
     init(settings: DaemonConfig.Azure, owner: String, batch: BatchClient, blob: BlobClient, sasKeys: SASKeys, httpsOnly: Bool,
-         store: Store, logger: Logger) {
-        self.store = store
+         ledger: BackendLedger, logger: Logger) {
+        self.ledger = ledger
         self.logger = logger
         self.settings = settings
         self.owner = owner
@@ -43,7 +44,7 @@ public final class AzureBackend: Sendable {
     /// Builds the backend from credentials in the environment or systemd's
     /// credentials directory. Throws (with what to set, never a value) when
     /// they are missing.
-    public static func make(settings: DaemonConfig.Azure, variables: [String: String], hostName: String, store: Store,
+    public static func make(settings: DaemonConfig.Azure, variables: [String: String], hostName: String, ledger: BackendLedger,
                             logger: Logger) throws -> AzureBackend {
         let credentialsDirectory = variables["CREDENTIALS_DIRECTORY"]
         let creds = try AzureCredentials.load(environment: variables) { name in
@@ -89,7 +90,7 @@ public final class AzureBackend: Sendable {
         ])
         return AzureBackend(settings: settings, owner: owner, batch: batch, blob: blob,
                             sasKeys: SASKeys(account: creds.storageAccount, blob: blob, accountKey: creds.storageKey),
-                            httpsOnly: !creds.blobEndpoint.lowercased().hasPrefix("http:"), store: store, logger: logger)
+                            httpsOnly: !creds.blobEndpoint.lowercased().hasPrefix("http:"), ledger: ledger, logger: logger)
     }
 
     /// Stops the HTTP transport (its curl thread ends); at daemon exit.
@@ -108,6 +109,11 @@ public final class AzureBackend: Sendable {
         sasKeys.usesDelegation ? min(settings.maxTokenLifetime, SASKeys.maxKeySeconds - 900) : settings.maxTokenLifetime
     }
 
+    /// Every job's Azure record (what this daemon's database knows).
+    func azureRecords() async throws -> [AzureJobRecord] {
+        try await ledger.records(AzureJobRecord.key, as: AzureJobRecord.self).map(\.value)
+    }
+
     /// The pool a Batch job runs on (its auto-pool's id, once the service made it).
     func autoPoolID(_ batchJobID: String) async throws -> String? {
         ((try await batch.job(batchJobID))?["executionInfo"] as? [String: Any])?["poolId"] as? String
@@ -115,8 +121,8 @@ public final class AzureBackend: Sendable {
 
     /// Pools and jobs on the account that carry this daemon's owner tag,
     /// each marked orphan when no job in the database knows it.
-    func inventory(store: Store) async throws -> [InventoryItem] {
-        let known = try await store.azureJobs()
+    func inventory() async throws -> [InventoryItem] {
+        let known = try await azureRecords()
         let knownJobs = Set(known.map(\.jobId))
         let knownBatchJobs = Set(known.map(\.batchJobId))
         let knownPools = Set(known.compactMap(\.poolId))
@@ -171,7 +177,7 @@ extension AzureBackend {
     /// says so), then runs the account's task poller until cancelled.
     func runBackground() async {
         do {
-            let orphans = try await inventory(store: store).filter(\.orphan)
+            let orphans = try await inventory().filter(\.orphan)
             for o in orphans {
                 logger.warning("orphan on Azure Batch: tagged as this daemon's, unknown to its database", metadata: [
                     "kind": "\(o.kind)", "id": "\(o.id)", "state": "\(o.state)",
@@ -187,7 +193,7 @@ extension AzureBackend {
             group.addTask { await self.poller.run() }
             group.addTask {
                 while !Task.isCancelled {
-                    await self.resizeIdlePools(store: self.store)
+                    await self.resizeIdlePools()
                     try? await Task.sleep(for: .seconds(self.settings.poolIdleCheck))
                 }
             }

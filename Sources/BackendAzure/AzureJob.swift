@@ -26,7 +26,6 @@ struct AzureJob: Sendable {
 
     var job: JobRecord { handle.job }
     var jobID: String { handle.id }
-    var store: Store { handle.store }
     var log: Logger { handle.log }
     var control: JobControl { handle.control }
 
@@ -107,11 +106,11 @@ extension AzureJob {
                 if let a = c.active.removeValue(forKey: token), completed { c.done += a.size }
             }
         }
-        /// Progress, counting from `base` bytes downloaded before.
-        func snapshot(base: Int) -> DownloadProgress {
+        /// Progress, counting from what `base` had downloaded before.
+        func snapshot(base: TransferProgress) -> TransferProgress {
             counts.withLock { c in
                 let size = c.active.values.reduce(Int64(0)) { $0 + $1.size }, got = c.active.values.reduce(Int64(0)) { $0 + $1.got }
-                return DownloadProgress(downloaded: base + Int(c.done + got), underWay: Int(size), underWayReceived: Int(got))
+                return base.downloads(base.downloaded + Int(c.done + got), underWay: Int(size), received: Int(got))
             }
         }
     }
@@ -156,15 +155,14 @@ extension AzureJob {
         let spec: JobSpec
         let lifetime: SASLifetime
         do { (spec, lifetime) = try azurePlan() } catch { return .failed(reason: "\(error)") }
-        guard var record = await retrying("read the azure record", { try await store.azureJob(jobID) }) else { return .interrupted }
+        guard let record = await handle.azureRecord() else { return .interrupted }
         if record == nil {
             let fresh = AzureJobRecord(jobId: jobID, batchJobId: "batchd-\(jobID)", poolId: spec.pool.id, autoPool: spec.pool.id == nil,
                                        outputContainer: "batchd-\(jobID)", wallClockSeconds: lifetime.jobWallClockSeconds)
-            guard await retrying("record the azure job", { try await store.saveAzureJob(fresh) }) != nil else { return .interrupted }
-            record = fresh
+            guard await handle.saveAzureRecord(fresh) != nil else { return .interrupted }
         }
-        guard let sources = await handle.inputSources() else { return .interrupted }
-        guard let cache = await retrying("read the hash cache", { try await store.cachedHashes(paths: sources) }) else { return .interrupted }
+        guard let sources = await handle.inputSources(), let cache = await handle.cachedHashes(paths: sources),
+              let before = await handle.transfer() else { return .interrupted }
 
         // Every input opened first, as the submitter would (what they could
         // not read is never uploaded), so the total is known before sending.
@@ -205,7 +203,7 @@ extension AzureJob {
                 try? await Task.sleep(for: .seconds(1))
                 let now = bytes.snapshot()
                 if now != last, !Task.isCancelled {
-                    try? await store.azureStaging(jobID, total: total, uploaded: Int(now.uploaded), skipped: Int(now.skipped))
+                    await handle.noteTransfer(before.staged(total: total, uploaded: Int(now.uploaded), alreadyStored: Int(now.skipped)))
                     last = now
                 }
             }
@@ -243,7 +241,7 @@ extension AzureJob {
                     lastSave = ContinuousClock.now
                     let fresh = hashes
                     hashes = []
-                    guard await retrying("cache the inputs' hashes", { try await store.saveHashes(fresh) }) != nil else {
+                    guard await handle.saveHashes(fresh) != nil else {
                         g.cancelAll()
                         return .interrupted
                     }
@@ -256,12 +254,12 @@ extension AzureJob {
         if let failure { return failure }
         let done = bytes.snapshot()
         let (uploaded, skipped) = (Int(done.uploaded), Int(done.skipped))
-        guard await retrying("record staging progress", { try await store.azureStaging(jobID, total: total, uploaded: uploaded, skipped: skipped) })
-            != nil else { return .interrupted }
+        let staged = before.staged(total: total, uploaded: uploaded, alreadyStored: skipped)
+        guard await handle.setRecord(TransferProgress.key, staged) != nil else { return .interrupted }
         handle.crashPoint("stage.uploaded")
-        let staged = records.compactMap { $0 }
-        guard await retrying("record inputs", { try await store.recordInputs(jobID, staged) }) != nil else { return .interrupted }
-        log.info("inputs staged", metadata: ["inputs": "\(staged.count)", "bytes.uploaded": "\(uploaded)", "bytes.already.stored": "\(skipped)",
+        let inputs = records.compactMap { $0 }
+        guard await handle.recordInputs(inputs) != nil else { return .interrupted }
+        log.info("inputs staged", metadata: ["inputs": "\(inputs.count)", "bytes.uploaded": "\(uploaded)", "bytes.already.stored": "\(skipped)",
                                              "container": "\(container)"])
         return .done
     }
@@ -293,7 +291,7 @@ extension AzureJob {
     /// A named pool is created if absent and reused if present (when its
     /// metadata says this daemon made it); an auto-pool comes with the job.
     func provision() async -> StepResult {
-                guard let record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil else {
+        guard let record = await handle.azureRecord() ?? nil else {
             return .failed(reason: "no azure record for this job")
         }
         guard let poolID = record.poolId, !record.autoPool else { return .done }
@@ -340,14 +338,14 @@ extension AzureJob {
     /// task with its deterministic id, then switches the job to terminatejob.
     /// Repeating it after a crash adds nothing twice: TaskExists is success.
     func submit() async -> StepResult {
-                guard var record = await retrying("read the azure record", { try await store.azureJob(jobID) }) ?? nil else {
+        guard var record = await handle.azureRecord() ?? nil else {
             return .failed(reason: "no azure record for this job")
         }
         if record.submitted { return .done }
         let spec: JobSpec
         let lifetime: SASLifetime
         do { (spec, lifetime) = try azurePlan() } catch { return .failed(reason: "\(error)") }
-        guard let inputs = await retrying("read inputs", { try await store.inputs(jobID) }) else { return .interrupted }
+        guard let inputs = await handle.stagedInputs() else { return .interrupted }
         let blobs = Dictionary(inputs.compactMap { i in i.blob.map { (i.source, $0) } }, uniquingKeysWith: { a, _ in a })
         let patterns = handle.spec.outputPatterns
         let shared = handle.spec.sharedInputs
@@ -374,7 +372,7 @@ extension AzureJob {
             // `azure.concurrency` at once), so memory does not grow with the job.
             var after = -1
             while true {
-                let page = try await store.tasks(jobID, after: after, limit: Self.submitPage)
+                let page = try await handle.taskPage(after: after, limit: Self.submitPage)
                 guard let last = page.last else { break }
                 after = last.idx
                 var bodies: [Data] = []
@@ -416,7 +414,7 @@ extension AzureJob {
                 record.poolId = pool
             }
             let r = record
-            guard await retrying("record the submission", { try await store.saveAzureJob(r) }) != nil else { return .interrupted }
+            guard await handle.saveAzureRecord(r) != nil else { return .interrupted }
             log.info("tasks submitted", metadata: ["batch.job": "\(record.batchJobId)", "tasks": "\(wasDone ? job.taskCount : count)",
                                                    "pool.id": "\(record.poolId ?? "auto")", "collections.max": "\(BatchClient.maxTasksPerCollection)"])
             return .done

@@ -27,8 +27,8 @@ public struct AzureJobBackend: JobBackend {
     /// The ended Batch job holds the task ids: a retry deletes it and runs
     /// the reopened tasks in a new Batch job, `batchd-<id>-r<n>`, with
     /// fresh tokens and the inputs already in `batchd-inputs`.
-    public func prepareRetry(_ job: JobRecord, store: Store) async throws {
-        guard var record = try await store.azureJob(job.id) else { return }
+    public func prepareRetry(_ job: JobRecord) async throws {
+        guard var record = try await azure.ledger.record(job.id, AzureJobRecord.key, as: AzureJobRecord.self) else { return }
         let old = record.batchJobId
         let base = "batchd-\(job.id)"
         let generation = old.hasPrefix("\(base)-r") ? (Int(old.dropFirst(base.count + 2)) ?? 0) : 0
@@ -40,7 +40,8 @@ public struct AzureJobBackend: JobBackend {
         record.tokenExpiry = nil
         record.cleaned = false
         if record.autoPool { record.poolId = nil }
-        try await store.saveAzureJob(record)
+        try await azure.ledger.setRecord(job.id, AzureJobRecord.key, record)
+        try await azure.ledger.setRecord(job.id, BackendSummary<AzureJobRecord.Fields>.key, record.summary)
     }
 
     public func stage(_ job: JobHandle) async -> StepResult { await AzureJob(handle: job, az: azure).stage() }
@@ -51,14 +52,14 @@ public struct AzureJobBackend: JobBackend {
     public func cancel(_ job: JobHandle) async { await AzureJob(handle: job, az: azure).cancel() }
     public func cleanup(_ job: JobHandle, _ verdict: Verdict) async { await AzureJob(handle: job, az: azure).cleanup(verdict) }
 
-    public func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? {
-        let items = try await azure.inventory(store: store)
+    public func owned() async throws -> (owner: String, items: [ControlReply.PoolItem])? {
+        let items = try await azure.inventory()
         return (azure.owner, items.map { .init(kind: $0.kind, id: $0.id, state: $0.state, job: $0.job, nodes: $0.nodes, orphan: $0.orphan) })
     }
 
     /// `batchctl pool create | resize | delete`.
-    public func managePool(_ change: ControlRequest, store: Store) async throws -> String? {
-        try await azure.managePool(change, store: store)
+    public func managePool(_ change: ControlRequest) async throws -> String? {
+        try await azure.managePool(change)
     }
 
     /// The account's task poller, after one look for orphans (deleted when

@@ -23,7 +23,7 @@ extension AzureBackend {
     }
 
     /// Does what `change` asks; what was done, or throws why not.
-    func managePool(_ change: ControlRequest, store: Store) async throws -> String {
+    func managePool(_ change: ControlRequest) async throws -> String {
         switch change {
         case .poolCreate(let spec):
             guard let id = spec.id, Template.isIdentifier(id, max: 64) else {
@@ -52,7 +52,7 @@ extension AzureBackend {
             return "resizing pool \(id) to \(dedicated) dedicated and \(spot) spot nodes"
         case .poolDelete(let id):
             _ = try await ownedPool(id)
-            let users = try await jobsUsing(id, store: store)
+            let users = try await jobsUsing(id)
             guard users.isEmpty else {
                 throw AzureError.badRequest("pool \(id) is used by unfinished job \(users.joined(separator: ", ")): cancel it first, or wait for it")
             }
@@ -96,9 +96,9 @@ extension AzureBackend {
     }
 
     /// Unfinished jobs of this daemon on pool `id`.
-    func jobsUsing(_ id: String, store: Store) async throws -> [String] {
-        let unfinished = Set(try await store.unfinishedJobs().map(\.id))
-        return try await store.azureJobs().filter { $0.poolId == id && unfinished.contains($0.jobId) }.map(\.jobId)
+    func jobsUsing(_ id: String) async throws -> [String] {
+        let unfinished = try await ledger.unfinishedJobIDs()
+        return try await azureRecords().filter { $0.poolId == id && unfinished.contains($0.jobId) }.map(\.jobId)
     }
 
     /// Resizes to zero each named pool of this daemon that still has (or
@@ -106,10 +106,10 @@ extension AzureBackend {
     /// timeout: the pool's own (`pool.idleTimeout` when it was made), else
     /// `azure.poolIdleTimeout`. Idle since the last of its jobs ended, or
     /// since it was made.
-    func resizeIdlePools(store: Store, now: Date = Date()) async {
+    func resizeIdlePools(now: Date = Date()) async {
         do {
             // Only jobs that ran on a named pool matter here, read one by one.
-            let onNamedPools = try await store.azureJobs().filter { !$0.autoPool && $0.poolId != nil }
+            let onNamedPools = try await azureRecords().filter { !$0.autoPool && $0.poolId != nil }
             for pool in try await batch.pools() {
                 let meta = BatchBodies.metadata(pool)
                 guard meta[BatchBodies.ownerKey] == owner, meta[BatchBodies.jobKey] == nil, let id = pool["id"] as? String,
@@ -120,7 +120,7 @@ extension AzureBackend {
                 guard timeout > 0 else { continue }
                 var users: [JobRecord] = []
                 for r in onNamedPools where r.poolId == id {
-                    if let job = try await store.job(r.jobId) { users.append(job) }
+                    if let job = try await ledger.job(r.jobId) { users.append(job) }
                 }
                 if users.contains(where: { $0.finishedAt == nil }) { continue }
                 let created = (pool["creationTime"] as? String).flatMap(Self.parseISO)?.timeIntervalSince1970 ?? 0

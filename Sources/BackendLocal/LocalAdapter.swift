@@ -35,7 +35,7 @@ struct LocalAdapter: TaskAdapter {
     /// running (adopted, with a waiter), or gone without a word (lost: it
     /// runs again, free).
     func resume() async -> Resumed? {
-        guard let live = await job.retrying("read live attempts", { try await job.store.liveAttempts(job.id) }) else { return nil }
+        guard let live = await job.liveAttempts() else { return nil }
         if !live.isEmpty {
             // A daemon killed while copying an output left its temp file.
             let removed = Destination.sweep(job.job.destination, jobID: job.id)
@@ -43,7 +43,7 @@ struct LocalAdapter: TaskAdapter {
         }
         var resumed = Resumed()
         for attempt in live {
-            guard let task = await job.retrying("read a task", { try await job.store.task(job.id, idx: attempt.idx) }) ?? nil else { continue }
+            guard let task = await job.task(attempt.idx) ?? nil else { continue }
             let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid)
             let dir = attempt.directory
             func ending(_ outcome: TaskOutcome, setAside: Bool = false) -> TaskReport {
@@ -66,11 +66,11 @@ struct LocalAdapter: TaskAdapter {
                 guard let pid else { continue }
                 job.log.info("adopted a running task", metadata: ["task.id": "\(task.taskId)", "attempt": "\(attempt.attempt)", "pid": "\(pid)"])
                 // A strike while taking it over, lifted once it is watched.
-                guard await job.retrying("note the adoption", { try await job.store.strike(job.id, idx: task.idx) }) != nil else { return nil }
+                guard await job.strike(task.idx) != nil else { return nil }
                 Debug.crashPoint("adopt", task.command)
                 slots.take()
                 let remaining = job.spec.timeoutSeconds.map { $0 - (job.clock() - attempt.startedAt) }
-                _ = await job.retrying("note the adoption", { try await job.store.unstrike(job.id, idx: task.idx) })
+                _ = await job.unstrike(task.idx)
                 let spec = AttemptSpec(directory: dir, command: task.command, env: [:], inputs: [], timeout: job.spec.timeoutSeconds)
                 resumed.live.append(a)
                 resumed.waiters.append(waiter(pid: pid, spec: spec, remaining: remaining, attempt: a))
@@ -110,9 +110,7 @@ struct LocalAdapter: TaskAdapter {
         var launched: [LiveAttempt] = []
         var waiters: [AttemptWaiter] = []
         for idx in tasks {
-            guard let begun = await job.retrying("record the attempt", {
-                try await job.store.beginNextAttempt(job.id, idx: idx, directory: { job.attemptDirectory($0.taskId, $1) })
-            }) else { return .interrupted }
+            guard let begun = await job.beginNextAttempt(idx) else { return .interrupted }
             guard let (task, number) = begun else { continue }
             let dir = job.attemptDirectory(task.taskId, number)
             let env = TaskEnvironment.variables(base: backend.baseEnvironment, task: task.environment,
@@ -133,7 +131,7 @@ struct LocalAdapter: TaskAdapter {
                 try runner.prepare(spec)
                 let pid = try runner.start(spec)
                 job.crashPoint("task.spawned")
-                _ = await job.retrying("record the pid", { try await job.store.attemptRunning(job.id, idx: idx, attempt: number, pid: pid) })
+                _ = await job.attemptRunning(idx, attempt: number, pid: pid)
                 job.log.debug("task started", metadata: ["task.id": "\(task.taskId)", "attempt": "\(number)", "pid": "\(pid)"])
                 waiters.append(waiter(pid: pid, spec: spec, remaining: job.spec.timeoutSeconds, attempt: attempt))
             } catch {
@@ -173,7 +171,7 @@ extension LocalJobBackend {
     /// staged inputs and its stop (the job's own, or its wall clock); nil on
     /// shutdown.
     public func adapter(for job: JobHandle) async -> (any TaskAdapter)? {
-        guard let inputs = await job.retrying("read inputs", { try await job.store.inputs(job.id) }) else { return nil }
+        guard let inputs = await job.stagedInputs() else { return nil }
         let stop = AsyncEvent<StopReason>()
         // The job's signals live as long as this run of the job: no need to stop observing.
         _ = job.control.stop.observe { stop.fire($0) }
@@ -184,7 +182,7 @@ extension LocalJobBackend {
     /// Stops attempts still recorded as live (after a restart into a cancel)
     /// and records them cancelled.
     func stopLiveAttempts(_ job: JobHandle) async {
-        guard let live = await job.retrying("read live attempts", { try await job.store.liveAttempts(job.id) }) else { return }
+        guard let live = await job.liveAttempts() else { return }
         for attempt in live {
             if let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid) {
                 let spec = AttemptSpec(directory: attempt.directory, command: "", env: [:], inputs: [], timeout: nil)
@@ -192,9 +190,7 @@ extension LocalJobBackend {
                 stop.fire(.cancel)
                 _ = await runner.wait(pid: pid, spec: spec, remaining: nil, stop: stop)
             }
-            _ = await job.retrying("record the cancel", {
-                try await job.store.finishAttempt(job.id, idx: attempt.idx, attempt: attempt.attempt, outcome: .cancelled, decision: .cancelled, outputs: [])
-            })
+            _ = await job.recordCancelled(attempt.idx, attempt: attempt.attempt)
         }
     }
 }

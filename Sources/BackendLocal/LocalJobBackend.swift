@@ -40,8 +40,8 @@ public struct LocalJobBackend: JobBackend {
     }
 
     /// Hashes every input and copies into the content store what it lacks.
-    public func stage(_ job: JobHandle) async -> StepResult { await job.stage(into: runner.store) }
-    public var inputFiles: (any InputFiles)? { ContentStoreFiles(runner.store) }
+    public func stage(_ job: JobHandle) async -> StepResult { await job.stage(into: runner.contents) }
+    public var inputFiles: (any InputFiles)? { ContentStoreFiles(runner.contents) }
 
     /// Local slots need no pool.
     public func provision(_ job: JobHandle) async -> StepResult { .done }
@@ -52,7 +52,7 @@ public struct LocalJobBackend: JobBackend {
     /// Stops attempts still running, then records the pending tasks cancelled.
     public func cancel(_ job: JobHandle) async {
         await stopLiveAttempts(job)
-        _ = await job.retrying("cancel pending tasks", { try await job.store.cancelPendingTasks(job.id) })
+        _ = await job.cancelPendingTasks()
     }
 
     /// Nothing beyond the work directories, which the runner deletes for every backend.

@@ -41,14 +41,14 @@ public struct LocalRunner: Sendable {
     /// Path of the batchd-exec helper.
     public let execPath: String
     /// Where inputs come from.
-    public let store: ContentStore
+    public let contents: ContentStore
     /// Time between SIGTERM and SIGKILL when stopping a task.
     public let killGrace: Double
 
     /// A runner.
-    public init(execPath: String, store: ContentStore, killGrace: Double) {
+    public init(execPath: String, contents: ContentStore, killGrace: Double) {
         self.execPath = execPath
-        self.store = store
+        self.contents = contents
         self.killGrace = killGrace
     }
 
@@ -72,7 +72,7 @@ public struct LocalRunner: Sendable {
             guard !input.target.hasPrefix("/"), !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else {
                 throw FileOpError(input.target, "an input may not be placed outside the task's directory")
             }
-            try store.place(input.sha256, at: "\(work)/\(input.target)")
+            try contents.place(input.sha256, at: "\(work)/\(input.target)")
         }
     }
 

@@ -55,7 +55,7 @@ final class SlurmAdapter: TaskAdapter {
             }
         }
         guard let settled = await slurm.arrays(), let ended = await slurm.ended(),
-              let tasks = await handle.retrying("read tasks", { try await slurm.store.tasks(slurm.id) }) else { return nil }
+              let tasks = await handle.tasks() else { return nil }
         let open = Set(tasks.filter { $0.state.isOpen }.map(\.idx))
         var live: [LiveAttempt] = []
         state.withLock { s in
@@ -258,7 +258,7 @@ extension SlurmJob {
             if snapshot.ok, !snapshot.entries.contains(where: { ids.contains($0.arrayID) && $0.state.isLive }) { break }
         }
         log.info("arrays cancelled", metadata: ["arrays": "\(ids.count)"])
-        _ = await handle.retrying("cancel open tasks", { try await store.cancelOpenTasks(id) })
+        _ = await handle.cancelOpenTasks()
     }
 
     /// Deletes what batchd made for Slurm that says nothing once the job is

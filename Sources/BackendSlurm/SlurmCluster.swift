@@ -1,4 +1,5 @@
 import BatchControl
+import BatchBackend
 import BatchCore
 import BatchStore
 import BatchSupport
@@ -25,7 +26,7 @@ public final class SlurmCluster: Sendable {
     let baseEnvironment: [String: String]
     /// What a task of another user than the daemon's must not reach.
     let hidden: [String]
-    let store: Store
+    let ledger: BackendLedger
     let logger: Logger
     let user: String
     let facts = Mutex<SlurmOutput.ClusterConfig?>(nil)
@@ -34,7 +35,7 @@ public final class SlurmCluster: Sendable {
     var shared: String { settings.sharedDirectory }
 
     init(settings: DaemonConfig.Slurm, owner: String, commands: SlurmCommands, execPath: String, baseEnvironment: [String: String],
-         hidden: [String], store: Store, logger: Logger, user: String) {
+         hidden: [String], ledger: BackendLedger, logger: Logger, user: String) {
         self.settings = settings
         self.owner = owner
         self.commands = commands
@@ -42,7 +43,7 @@ public final class SlurmCluster: Sendable {
         self.execPath = execPath
         self.baseEnvironment = baseEnvironment
         self.hidden = hidden
-        self.store = store
+        self.ledger = ledger
         self.logger = logger
         self.user = user
         poller = SlurmPoller(commands: commands, user: user,
@@ -52,7 +53,7 @@ public final class SlurmCluster: Sendable {
     /// The backend, when `slurm.sharedDirectory` is set, the directory is
     /// there and sbatch is on the PATH; throws the reason (and the fix) when not.
     public static func make(settings: DaemonConfig.Slurm, variables: [String: String], exec: String, baseEnvironment: [String: String],
-                            hidden: [String], hostName: String, store: Store, logger: Logger) throws -> SlurmCluster {
+                            hidden: [String], hostName: String, ledger: BackendLedger, logger: Logger) throws -> SlurmCluster {
         guard !settings.sharedDirectory.isEmpty else {
             throw DaemonError("slurm.sharedDirectory is not set (a directory every node sees at the same path)")
         }
@@ -71,7 +72,7 @@ public final class SlurmCluster: Sendable {
         let owner = settings.owner.isEmpty ? "batchd@\(hostName)" : settings.owner
         logger.info("slurm backend configured", metadata: ["shared": "\(settings.sharedDirectory)", "owner": "\(owner)", "user": "\(name)"])
         return SlurmCluster(settings: settings, owner: owner, commands: commands, execPath: execPath, baseEnvironment: baseEnvironment,
-                            hidden: hidden, store: store, logger: logger, user: name)
+                            hidden: hidden, ledger: ledger, logger: logger, user: name)
     }
 
     /// Copies batchd-exec where the nodes see it, unless the same bytes are there.
@@ -122,7 +123,7 @@ public final class SlurmCluster: Sendable {
         var items: [(String, String, String, String?, Bool)] = []
         for e in SlurmOutput.queue(out.stdout).entries where e.comment == tag && seen.insert(e.arrayID).inserted {
             let job = SlurmRules.jobID(fromArrayName: e.name)
-            let known = job == nil ? false : (try await store.job(job!)) != nil
+            let known = job == nil ? false : (try await ledger.job(job!)) != nil
             items.append((e.name, e.arrayID, e.state.name, job, !known))
         }
         return items

@@ -39,7 +39,6 @@ struct SlurmJob: Sendable {
     let cluster: SlurmCluster
 
     var id: String { handle.id }
-    var store: Store { handle.store }
     var log: Logger { handle.log }
     var jobDirectory: String { cluster.jobDirectory(id) }
 
@@ -48,17 +47,17 @@ struct SlurmJob: Sendable {
     // MARK: records
 
     func arrays() async -> [ArrayRecord]? {
-        guard let rows = await handle.retrying("read the arrays", { try await store.backendRecords(id, prefix: "array.") }) else { return nil }
+        guard let rows = await handle.records(prefix: "array.") else { return nil }
         return rows.compactMap { try? JSONDecoder().decode(ArrayRecord.self, from: Data($0.value.utf8)) }.sorted { $0.sequence < $1.sequence }
     }
 
     func save(_ a: ArrayRecord) async -> Bool {
-        await handle.retrying("record the array", { try await store.setBackendRecord(id, a.key, a) }) != nil
+        await handle.setRecord(a.key, a) != nil
     }
 
     /// Attempts already recorded as ended, by (task index, attempt).
     func ended() async -> Set<ArrayRecord.Element>? {
-        guard let attempts = await handle.retrying("read attempts", { try await store.attempts(id) }) else { return nil }
+        guard let attempts = await handle.attempts() else { return nil }
         return Set(attempts.filter { $0.state == .finished }.map { ArrayRecord.Element(idx: $0.idx, task: "", attempt: $0.attempt) })
     }
 
@@ -74,8 +73,7 @@ struct SlurmJob: Sendable {
     /// submitted, with the result.
     func submit(only: Set<Int>? = nil) async -> (StepResult, [ArrayRecord.Element]) {
         guard var arrays = await arrays(), let ended = await ended(),
-              let tasks = await handle.retrying("read tasks", { try await store.tasks(id) }),
-              let staged = await handle.retrying("read inputs", { try await store.inputs(id) }) else { return (.interrupted, []) }
+              let tasks = await handle.tasks(), let staged = await handle.stagedInputs() else { return (.interrupted, []) }
         let byIndex = Dictionary(tasks.map { ($0.idx, $0) }, uniquingKeysWith: { x, _ in x })
         let inputs = Dictionary(staged.map { ($0.source, $0.sha256) }, uniquingKeysWith: { x, _ in x })
         for a in arrays where a.id == nil {

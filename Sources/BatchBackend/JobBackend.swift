@@ -21,7 +21,7 @@ public protocol JobBackend: Sendable {
     /// Readies a failed job for `batchctl retry`, before its failed tasks
     /// are reopened (and the job provisioned and submitted again). Throws
     /// why it cannot be retried.
-    func prepareRetry(_ job: JobRecord, store: Store) async throws
+    func prepareRetry(_ job: JobRecord) async throws
     /// Puts the job's inputs where its tasks will find them.
     func stage(_ job: JobHandle) async -> StepResult
     /// Makes sure the compute the job needs exists.
@@ -50,11 +50,11 @@ public protocol JobBackend: Sendable {
     func attemptsDirectory(_ job: JobHandle) -> String
     /// What this backend holds that is tagged as this daemon's (`batchctl
     /// pools`); nil when it keeps nothing of the kind.
-    func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])?
+    func owned() async throws -> (owner: String, items: [ControlReply.PoolItem])?
     /// Creates, resizes or deletes a pool outside any job (`batchctl pool`);
     /// what was done, or nil when this backend keeps no pools. Throws the
     /// reason a change is refused (a pool another owner made, one a job uses).
-    func managePool(_ change: ControlRequest, store: Store) async throws -> String?
+    func managePool(_ change: ControlRequest) async throws -> String?
     /// The backend's input store, for `batchctl files put` and `prune`; nil
     /// when it keeps none.
     var inputFiles: (any InputFiles)? { get }
@@ -74,9 +74,9 @@ extension JobBackend {
     }
     public func refusal(_ spec: JobSpec) async -> ManifestIssue? { nil }
     public var canRetry: Bool { true }
-    public func prepareRetry(_ job: JobRecord, store: Store) async throws {}
-    public func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? { nil }
-    public func managePool(_ change: ControlRequest, store: Store) async throws -> String? { nil }
+    public func prepareRetry(_ job: JobRecord) async throws {}
+    public func owned() async throws -> (owner: String, items: [ControlReply.PoolItem])? { nil }
+    public func managePool(_ change: ControlRequest) async throws -> String? { nil }
     public var background: (@Sendable () async -> Void)? { nil }
     public var inputFiles: (any InputFiles)? { nil }
     public func shutdown() {}
@@ -160,11 +160,12 @@ public struct MissingBackend: JobBackend {
 /// What a backend is made from when the daemon starts.
 public struct BackendSetup: Sendable {
     public let config: DaemonConfig
-    public let store: Store
+    /// What the backend may know of all its jobs.
+    public let ledger: BackendLedger
     public let logger: Logging.Logger
     public init(config: DaemonConfig, store: Store, logger: Logging.Logger) {
         self.config = config
-        self.store = store
+        self.ledger = BackendLedger(store)
         self.logger = logger
     }
 }

@@ -15,8 +15,9 @@ public struct JobHandle: Sendable {
     public let job: JobRecord
     /// What intake accepted, typed.
     public let spec: JobSpec
-    /// The daemon's database.
-    public let store: Store
+    /// The daemon's database: the handle's own (backends act through the
+    /// handle's steps, JobHandle+Records.swift).
+    let store: Store
     /// Cancel, halt, stop and shutdown, for this job.
     public let control: JobControl
     /// The daemon's logger, with the job's id and backend attached.

@@ -83,22 +83,20 @@ public struct JobReport: Sendable {
              "detail": t.detail ?? NSNull(), "attempts": t.countedAttempts]
         }
         let names = try await store.taskIDs(job.id, indices: Set(outputPage.map(\.idx)))
-        var azure: Any = NSNull()
-        if let az = (try? await store.azureJob(job.id)) ?? nil {   // a database from before v2-azure has no such table
-            let d = (try? await store.azureDownloads(job.id)) ?? DownloadProgress()
-            azure = ["downloads": ["bytes": d.downloaded, "underWay": ["bytes": d.underWay, "received": d.underWayReceived]],
-                     "batchJob": az.batchJobId, "pool": az.poolId.map { $0 as Any } ?? NSNull(), "autoPool": az.autoPool, "outputContainer": az.outputContainer,
-                     "submitted": az.submitted, "tokenExpiry": Self.iso(az.tokenExpiry),
-                     "inputs": ["bytesTotal": az.bytesTotal, "bytesUploaded": az.bytesUploaded, "bytesAlreadyStored": az.bytesSkipped]]
+        let summary = await backendSummary(job)
+        var transfer: Any = NSNull()
+        if let t = await self.transfer(job) {
+            transfer = ["inputs": ["bytesTotal": t.inputBytes, "bytesUploaded": t.uploaded, "bytesAlreadyStored": t.alreadyStored],
+                        "downloads": ["bytes": t.downloaded, "underWay": ["bytes": t.underWay, "received": t.underWayReceived]]]
         }
         // A database from before v7 (a daemon not restarted since the upgrade) has no such table.
         let retrying = ((try? await store.retrying(job.id)) ?? []).map { r -> [String: Any] in
             ["step": r.step, "reason": r.reason, "tries": r.tries, "since": Self.iso(r.since), "last": Self.iso(r.last)]
         }
         let merged = try await mergedObject(job)
-        return [
-            "id": job.id, "name": job.name, "state": job.phase.rawValue, "reason": job.reason ?? NSNull(), "backend": job.backend.rawValue, "azure": azure,
-            "retrying": retrying,
+        var shown: [String: Any] = [
+            "id": job.id, "name": job.name, "state": job.phase.rawValue, "reason": job.reason ?? NSNull(), "backend": job.backend.rawValue,
+            "transfer": transfer, "retrying": retrying,
             "createdAt": Self.iso(job.createdAt), "finishedAt": Self.iso(job.finishedAt), "manifest": job.manifestPath,
             "sourceFile": job.sourceFile, "cancelRequested": job.cancelRequested,
             "tasks": Self.countsObject(counts), "failedTasks": failed,
@@ -108,6 +106,22 @@ public struct JobReport: Sendable {
                         }],
             "page": ["number": max(page, 1), "size": Self.pageSize, "more": failedPage.count > Self.pageSize || outputPage.count > Self.pageSize],
         ]
+        // What the backend adds, under its own name (`azure`: its Batch job, pool, tokens).
+        if let fields = summary?["fields"], shown[job.backend.rawValue] == nil { shown[job.backend.rawValue] = fields }
+        return shown
+    }
+
+    /// What the job's backend recorded for its report (`lines` and
+    /// `fields`: BackendSummary), as JSON objects; nil when it recorded none.
+    func backendSummary(_ job: JobRecord) async -> [String: Any]? {
+        guard let text = (try? await store.backendRecordText(job.id, "summary")) ?? nil else { return nil }
+        return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+    }
+
+    /// The bytes the job moved to and from its backend's service; nil when
+    /// its backend moves none over the network.
+    func transfer(_ job: JobRecord) async -> TransferProgress? {
+        (try? await store.backendRecord(job.id, TransferProgress.key, as: TransferProgress.self)) ?? nil
     }
 
     /// Where `outputs.merge` stands: its file, the tasks merged so far (the
@@ -185,15 +199,17 @@ public struct JobReport: Sendable {
         lines += [
             "manifest   \(job.manifestPath)",
         ]
-        if let az = (try? await store.azureJob(job.id)) ?? nil {   // a database from before v2-azure has no such table
-            lines.append("azure      Batch job \(az.batchJobId) on \(az.autoPool ? "auto-pool" : "pool") \(az.poolId ?? "(not yet made)"); "
-                + "outputs via container \(az.outputContainer)")
-            lines.append("inputs     \(Progress.bytes(az.bytesTotal)): \(Progress.bytes(az.bytesUploaded)) uploaded, "
-                + "\(Progress.bytes(az.bytesSkipped)) already stored")
-            let d = (try? await store.azureDownloads(job.id)) ?? DownloadProgress()
-            lines.append("downloads  \(Progress.bytes(d.downloaded)) of logs and outputs"
-                + (d.underWay > 0 ? "; \(Progress.bytes(d.underWayReceived)) of \(Progress.bytes(d.underWay)) under way" : ""))
-            if let expiry = az.tokenExpiry { lines.append("tokens     SAS valid until \(Self.iso(expiry))") }
+        let summary = (await backendSummary(job))?["lines"] as? [[String: Any]] ?? []
+        func line(_ label: String, _ text: String) -> String { label.padding(toLength: max(10, label.count), withPad: " ", startingAt: 0) + " " + text }
+        if let first = summary.first, let label = first["label"] as? String, let text = first["text"] as? String { lines.append(line(label, text)) }
+        if let t = await transfer(job) {
+            lines.append(line("inputs", "\(Progress.bytes(t.inputBytes)): \(Progress.bytes(t.uploaded)) uploaded, "
+                + "\(Progress.bytes(t.alreadyStored)) already stored"))
+            lines.append(line("downloads", "\(Progress.bytes(t.downloaded)) of logs and outputs"
+                + (t.underWay > 0 ? "; \(Progress.bytes(t.underWayReceived)) of \(Progress.bytes(t.underWay)) under way" : "")))
+        }
+        for l in summary.dropFirst() {
+            if let label = l["label"] as? String, let text = l["text"] as? String { lines.append(line(label, text)) }
         }
         for r in (try? await store.retrying(job.id)) ?? [] {
             lines.append("retrying   \(Self.retryingText(r))")

@@ -162,7 +162,7 @@ struct ControlServer: Service {
             var items: [ControlReply.PoolItem] = []
             do {
                 for backend in supervisor.ctx.backends.all {
-                    guard let held = try await backend.owned(supervisor.ctx.store) else { continue }
+                    guard let held = try await backend.owned() else { continue }
                     owner = held.owner
                     items += held.items
                 }
@@ -176,7 +176,7 @@ struct ControlServer: Service {
         case .poolCreate, .poolResize, .poolDelete:
             do {
                 for backend in supervisor.ctx.backends.all {
-                    if let done = try await backend.managePool(request, store: supervisor.ctx.store) { return ControlReply(ok: true, detail: done) }
+                    if let done = try await backend.managePool(request) { return ControlReply(ok: true, detail: done) }
                 }
             } catch {
                 return .refused("\(error)")

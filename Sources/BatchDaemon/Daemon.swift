@@ -96,10 +96,10 @@ public enum Daemon {
         // credentials the daemon runs, and refuses azure manifests with the
         // reason.
         ctx.backends.register(.local, LocalJobBackend(
-            runner: LocalRunner(execPath: exec, store: ContentStore(root: config.storeDirectory), killGrace: config.local.killGrace),
+            runner: LocalRunner(execPath: exec, contents: ContentStore(root: config.storeDirectory), killGrace: config.local.killGrace),
             slots: slotPool, baseEnvironment: base, hidden: hidden))
         do {
-            let azure = try AzureBackend.make(settings: config.azure, variables: environment.variables, hostName: hostName(), store: store,
+            let azure = try AzureBackend.make(settings: config.azure, variables: environment.variables, hostName: hostName(), ledger: BackendLedger(store),
                                               logger: logger)
             ctx.backends.register(.azure, AzureJobBackend(azure: azure))
         } catch {
@@ -109,7 +109,7 @@ public enum Daemon {
         }
         do {
             let cluster = try SlurmCluster.make(settings: config.slurm, variables: environment.variables, exec: exec, baseEnvironment: base,
-                                                hidden: hidden, hostName: hostName(), store: store, logger: logger)
+                                                hidden: hidden, hostName: hostName(), ledger: BackendLedger(store), logger: logger)
             ctx.backends.register(.slurm, SlurmJobBackend(cluster: cluster))
         } catch {
             ctx.backends.unavailable(.slurm, message: "backend 'slurm' is not configured in this daemon: \(error)",

@@ -112,7 +112,7 @@ public actor Supervisor: Service {
         // The backend may take a while (Azure deletes the ended Batch job): one retry of a job at a time.
         guard retriesUnderWay.insert(job.id).inserted else { throw DaemonError("job \(job.id) is being retried already") }
         defer { retriesUnderWay.remove(job.id) }
-        try await backend.prepareRetry(job, store: ctx.store)
+        try await backend.prepareRetry(job)
         if job.spec?.merge != nil { try await OutputMerger.reset(ctx.store, job.id) }
         let n = try await ctx.store.reopenFailedTasks(job.id, t.state)
         var log = ctx.logger

@@ -325,58 +325,6 @@ public struct FileHashRecord: Codable, Sendable, Equatable, FetchableRecord, Per
     }
 }
 
-/// What a job on Azure Batch has made there.
-public struct AzureJobRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
-    /// Table name.
-    public static let databaseTableName = "azure_jobs"
-    /// Columns are snake_case in SQL.
-    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
-    /// Columns are snake_case in SQL.
-    public static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
-
-    public var jobId: String
-    /// The Batch job's id (`batchd-<job id>`).
-    public var batchJobId: String
-    /// The named pool, or the auto-pool once the service has named it.
-    public var poolId: String?
-    /// Whether the pool is an auto-pool of this job.
-    public var autoPool: Bool
-    /// Scratch container the tasks' outputs and logs go to.
-    public var outputContainer: String
-    /// The Batch job's maxWallClockTime.
-    public var wallClockSeconds: Double
-    /// When the tasks' SAS tokens expire (seconds since 1970).
-    public var tokenExpiry: Double?
-    /// Every task is in the Batch job, and the job set to end itself.
-    public var submitted: Bool
-    /// Input bytes to stage.
-    public var bytesTotal: Int
-    /// Input bytes sent so far.
-    public var bytesUploaded: Int
-    /// Input bytes found already stored (not sent).
-    public var bytesSkipped: Int
-    /// The cleanup policy has been carried out.
-    public var cleaned: Bool
-
-    /// Creates a row.
-    public init(jobId: String, batchJobId: String, poolId: String?, autoPool: Bool, outputContainer: String, wallClockSeconds: Double,
-                tokenExpiry: Double? = nil, submitted: Bool = false, bytesTotal: Int = 0, bytesUploaded: Int = 0, bytesSkipped: Int = 0,
-                cleaned: Bool = false) {
-        self.jobId = jobId
-        self.batchJobId = batchJobId
-        self.poolId = poolId
-        self.autoPool = autoPool
-        self.outputContainer = outputContainer
-        self.wallClockSeconds = wallClockSeconds
-        self.tokenExpiry = tokenExpiry
-        self.submitted = submitted
-        self.bytesTotal = bytesTotal
-        self.bytesUploaded = bytesUploaded
-        self.bytesSkipped = bytesSkipped
-        self.cleaned = cleaned
-    }
-}
-
 /// A manifest claimed from the inbox and not yet accepted or rejected.
 public struct IntakeRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
     /// Table name.

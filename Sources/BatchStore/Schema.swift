@@ -273,6 +273,44 @@ enum Schema {
                 ALTER TABLE azure_jobs ADD COLUMN downloading_received INTEGER NOT NULL DEFAULT 0;
                 """)
         }
+        m.registerMigration("v11-azure-records") { db in
+            let azureLine = """
+                json_object('label', 'azure', 'text', 'Batch job ' || batch_job_id || ' on '
+                  || CASE auto_pool WHEN 1 THEN 'auto-pool' ELSE 'pool' END || ' ' || coalesce(pool_id, '(not yet made)')
+                  || '; outputs via container ' || output_container)
+                """
+            // The Azure backend keeps what it made as its own record
+            // (`azure.job`), like every backend, and its transfers and
+            // report lines in the records every report reads (`transfer`,
+            // `summary`): the store names no backend's columns any more.
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO backend_records (job_id, key, value, updated_at)
+                  SELECT job_id, 'azure.job', json_object(
+                    'jobId', job_id, 'batchJobId', batch_job_id, 'poolId', pool_id,
+                    'autoPool', json(CASE auto_pool WHEN 1 THEN 'true' ELSE 'false' END),
+                    'outputContainer', output_container, 'wallClockSeconds', wall_clock_seconds, 'tokenExpiry', token_expiry,
+                    'submitted', json(CASE submitted WHEN 1 THEN 'true' ELSE 'false' END),
+                    'cleaned', json(CASE cleaned WHEN 1 THEN 'true' ELSE 'false' END)), (julianday('now') - 2440587.5) * 86400.0
+                  FROM azure_jobs;
+                INSERT OR REPLACE INTO backend_records (job_id, key, value, updated_at)
+                  SELECT job_id, 'transfer', json_object(
+                    'inputBytes', bytes_total, 'uploaded', bytes_uploaded, 'alreadyStored', bytes_skipped,
+                    'downloaded', downloaded, 'underWay', downloading, 'underWayReceived', downloading_received), (julianday('now') - 2440587.5) * 86400.0
+                  FROM azure_jobs;
+                INSERT OR REPLACE INTO backend_records (job_id, key, value, updated_at)
+                  SELECT job_id, 'summary', json_object(
+                    'lines', CASE WHEN token_expiry IS NULL THEN json_array(\(azureLine))
+                             ELSE json_array(\(azureLine), json_object('label', 'tokens', 'text',
+                               'SAS valid until ' || strftime('%Y-%m-%dT%H:%M:%SZ', token_expiry, 'unixepoch'))) END,
+                    'fields', json_object('batchJob', batch_job_id, 'pool', pool_id,
+                      'autoPool', json(CASE auto_pool WHEN 1 THEN 'true' ELSE 'false' END), 'outputContainer', output_container,
+                      'submitted', json(CASE submitted WHEN 1 THEN 'true' ELSE 'false' END),
+                      'tokenExpiry', CASE WHEN token_expiry IS NULL THEN NULL
+                                     ELSE strftime('%Y-%m-%dT%H:%M:%SZ', token_expiry, 'unixepoch') END)), (julianday('now') - 2440587.5) * 86400.0
+                  FROM azure_jobs;
+                DROP TABLE azure_jobs;
+                """)
+        }
         return m
     }
 }

@@ -39,10 +39,11 @@ struct Watcher {
             let counts = try await store.counts(jobID)
             let now = ContinuousClock.now
             var p = Progress(counts: counts, phase: job.phase, rate: nil)
-            if job.backend == .azure, let az = try await store.azureJob(jobID) {
-                p.stagedBytes = az.bytesUploaded + az.bytesSkipped
-                p.totalBytes = az.bytesTotal
-                if let d = try? await store.azureDownloads(jobID) { p.downloading = (d.underWay, d.underWayReceived) }
+            // A backend that moves files over the network records how far it got.
+            if let t = (try? await store.backendRecord(jobID, TransferProgress.key, as: TransferProgress.self)) ?? nil {
+                p.stagedBytes = t.uploaded + t.alreadyStored
+                p.totalBytes = t.inputBytes
+                p.downloading = (t.underWay, t.underWayReceived)
             }
             samples.append((now, p.done))
             samples.removeAll { now - $0.t > .seconds(10) }

@@ -16,7 +16,7 @@ struct LocalRunnerTests {
 
     init() throws {
         dir = try tempDirectory("runner")
-        runner = LocalRunner(execPath: "\(binDirectory())/batchd-exec", store: ContentStore(root: "\(dir)/store"), killGrace: 2)
+        runner = LocalRunner(execPath: "\(binDirectory())/batchd-exec", contents: ContentStore(root: "\(dir)/store"), killGrace: 2)
     }
 
     func spec(_ command: String, timeout: Double? = nil, name: String = "a1") -> AttemptSpec {
@@ -77,7 +77,7 @@ struct LocalRunnerTests {
 
     @Test("a command that ignores SIGTERM is killed after the grace period")
     func ignoresTerm() async throws {
-        let r = LocalRunner(execPath: runner.execPath, store: runner.store, killGrace: 0.3)
+        let r = LocalRunner(execPath: runner.execPath, contents: runner.contents, killGrace: 0.3)
         let s = spec("trap '' TERM; sleep 300", timeout: 0.3)
         try r.prepare(s)
         let pid = try r.start(s)
@@ -128,12 +128,12 @@ struct LocalRunnerTests {
     func contentStore() throws {
         let src = "\(dir)/input.txt"
         try "data".write(toFile: src, atomically: true, encoding: .utf8)
-        let first = try runner.store.put(src)
-        let second = try runner.store.put(src)
+        let first = try runner.contents.put(src)
+        let second = try runner.contents.put(src)
         #expect(first.copied && !second.copied)
         #expect(first.sha256 == "3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7")
-        try runner.store.place(first.sha256, at: "\(dir)/t1/work/sub/input.txt")
-        try runner.store.place(first.sha256, at: "\(dir)/t2/work/input.txt")
+        try runner.contents.place(first.sha256, at: "\(dir)/t1/work/sub/input.txt")
+        try runner.contents.place(first.sha256, at: "\(dir)/t2/work/input.txt")
         var a = stat(), b = stat()
         stat("\(dir)/t1/work/sub/input.txt", &a)
         stat("\(dir)/t2/work/input.txt", &b)

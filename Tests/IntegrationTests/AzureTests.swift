@@ -108,8 +108,8 @@ struct AzureTests {
         #expect(tree("\(again)/output") == expected)
         let store = try d.store()
         let second = try #require(try await store.jobs(limit: 1).first)
-        let record = try #require(try await store.azureJob(second.id))
-        #expect(record.bytesUploaded == 0 && record.bytesSkipped == record.bytesTotal && record.bytesTotal > 0)
+        let moved = try #require(try await store.backendRecord(second.id, TransferProgress.key, as: TransferProgress.self))
+        #expect(moved.uploaded == 0 && moved.alreadyStored == moved.inputBytes && moved.inputBytes > 0)
         #expect(await d.signal(SIGTERM) == 0)
     }
 
@@ -129,8 +129,8 @@ struct AzureTests {
         #expect(try await writes() == 4, "the job wrote no input")
         let store = try d.store()
         let job = try #require(try await store.jobs(limit: 1).first)
-        let record = try #require(try await store.azureJob(job.id))
-        #expect(record.bytesUploaded == 0 && record.bytesTotal > 0)
+        let moved = try #require(try await store.backendRecord(job.id, TransferProgress.key, as: TransferProgress.self))
+        #expect(moved.uploaded == 0 && moved.inputBytes > 0)
         let parts = (0..<3).map { read("\(dir)/output/taskdata\($0)_OUTPUT.txt") ?? "missing" }
         #expect(read("\(dir)/output/top3.txt") == parts.joined(), "the three results merged in task order")
         let listed = try await d.json(["files", "list"])["files"] as? [[String: Any]] ?? []
@@ -473,7 +473,7 @@ struct AzureTests {
         #expect(!partial.isEmpty, "a partial upload was shown: \(staged)")
         #expect(partial.allSatisfy { $0.1 == 12 << 20 && $0.0 % (1 << 20) == 0 }, "whole blocks of the whole: \(partial)")
         let shown = try JSONSerialization.jsonObject(with: Data(try await d.batchctl(["show", "big", "--json"]).out.utf8)) as? [String: Any]
-        #expect(((shown?["azure"] as? [String: Any])?["inputs"] as? [String: Any])?["bytesUploaded"] as? Int == 12 << 20)
+        #expect(((shown?["transfer"] as? [String: Any])?["inputs"] as? [String: Any])?["bytesUploaded"] as? Int == 12 << 20)
         #expect(await d.signal(SIGTERM) == 0)
     }
 
@@ -503,7 +503,7 @@ struct AzureTests {
         #expect(partial.allSatisfy { $0.1 == 12 << 20 && $0.0 % (1 << 20) == 0 }, "whole blocks of the whole: \(partial)")
         #expect(read("\(dir)/output/big.out")?.utf8.count == 12 << 20)
         let shown = try await d.json(["show", "bigout"])
-        let downloads = (shown["azure"] as? [String: Any])?["downloads"] as? [String: Any]
+        let downloads = (shown["transfer"] as? [String: Any])?["downloads"] as? [String: Any]
         #expect((downloads?["bytes"] as? Int ?? 0) >= 12 << 20, "\(String(describing: downloads))")
         #expect((downloads?["underWay"] as? [String: Any])?["bytes"] as? Int == 0)
         #expect(await d.signal(SIGTERM) == 0)

@@ -18,6 +18,8 @@ import Glibc
 struct FakeBackend: JobBackend {
     let remote: FakeRemote
     let owner: String
+    /// What it knows of all its jobs (the pools of jobs in the database).
+    let ledger: BackendLedger
     /// Tasks per submitted batch (as Slurm's arrays or Azure's collections).
     let batchSize = 2
 
@@ -25,7 +27,7 @@ struct FakeBackend: JobBackend {
 
     /// Registered by `batchd-testd`'s one line.
     static let factory = BackendFactory(name: name) { setup in
-        FakeBackend(remote: try FakeRemote(directory: "\(setup.config.stateDirectory)/fake-remote"), owner: "batchd-testd")
+        FakeBackend(remote: try FakeRemote(directory: "\(setup.config.stateDirectory)/fake-remote"), owner: "batchd-testd", ledger: setup.ledger)
     }
 
     func poolID(_ job: JobHandle) -> String { "fake-\(job.id)" }
@@ -47,7 +49,7 @@ struct FakeBackend: JobBackend {
         }
         job.crashPoint("stage.uploaded")
         let staged = records
-        return await job.retrying("record inputs", { try await job.store.recordInputs(job.id, staged) }) == nil ? .interrupted : .done
+        return await job.recordInputs(staged) == nil ? .interrupted : .done
     }
 
     /// Makes the job's pool (or finds it, by its id) and records it in the
@@ -55,14 +57,14 @@ struct FakeBackend: JobBackend {
     func provision(_ job: JobHandle) async -> StepResult {
         let id = poolID(job)
         remote.ensurePool(id, owner: owner, job: job.id)
-        return await job.retrying("record the pool", { try await job.store.setBackendRecord(job.id, "pool", id) }) == nil ? .interrupted : .done
+        return await job.setRecord("pool", id) == nil ? .interrupted : .done
     }
 
     /// Submits the open tasks the remote does not know yet, in batches; the
     /// remote's tags are the record, so a crash between two batches submits
     /// the rest and nothing twice.
     func submit(_ job: JobHandle) async -> StepResult {
-        guard let tasks = await job.retrying("read tasks", { try await job.store.tasks(job.id) }) else { return .interrupted }
+        guard let tasks = await job.tasks() else { return .interrupted }
         let known = remote.known(job: job.id)
         let todo = tasks.filter { $0.state.isOpen && !known.contains($0.taskId) }
         for start in stride(from: 0, to: todo.count, by: batchSize) {
@@ -79,26 +81,24 @@ struct FakeBackend: JobBackend {
     /// Stops the job's tasks on the remote, then records the open ones cancelled.
     func cancel(_ job: JobHandle) async {
         remote.cancel(job: job.id)
-        _ = await job.retrying("cancel open tasks", { try await job.store.cancelOpenTasks(job.id) })
+        _ = await job.cancelOpenTasks()
     }
 
     /// Whatever the verdict, the job's tasks and its pool go (nothing left
     /// to bill). Repeating it deletes nothing more.
     func cleanup(_ job: JobHandle, _ verdict: Verdict) async {
-        guard let cleaned = await job.retrying("read the clean-up record", {
-            try await job.store.backendRecord(job.id, "cleaned", as: Bool.self)
-        }), cleaned != true else { return }
+        guard let cleaned = await job.record("cleaned", as: Bool.self), cleaned != true else { return }
         remote.cancel(job: job.id)
         remote.deleteTasks(job: job.id)
-        if let pool = await job.retrying("read the pool", { try await job.store.backendRecord(job.id, "pool", as: String.self) }) ?? nil {
+        if let pool = await job.record("pool", as: String.self) ?? nil {
             remote.deletePool(pool)
         }
         job.crashPoint("cleanup.deleted")
-        _ = await job.retrying("record the clean-up", { try await job.store.setBackendRecord(job.id, "cleaned", true) })
+        _ = await job.setRecord("cleaned", true)
     }
 
-    func owned(_ store: Store) async throws -> (owner: String, items: [ControlReply.PoolItem])? {
-        let known = Set(try await store.jobs(limit: 100_000).map(\.id))
+    func owned() async throws -> (owner: String, items: [ControlReply.PoolItem])? {
+        let known = Set(try await ledger.records("pool", as: String.self).map(\.jobID))
         let pools = remote.state.withLock { $0.pools }
         return (owner, pools.sorted { $0.key < $1.key }.map { id, tags in
             ControlReply.PoolItem(kind: "pool", id: id, state: "active", job: tags["job"], nodes: 1, orphan: !known.contains(tags["job"] ?? ""))
@@ -118,7 +118,7 @@ struct FakeAdapter: TaskAdapter {
 
     /// The number of each open task's next attempt.
     func nextAttempts() async -> [Int: Int]? {
-        guard let attempts = await job.retrying("read attempts", { try await job.store.attempts(job.id) }) else { return nil }
+        guard let attempts = await job.attempts() else { return nil }
         var next: [Int: Int] = [:]
         for a in attempts { next[a.idx] = max(next[a.idx] ?? 1, a.attempt + 1) }
         return next
@@ -126,7 +126,7 @@ struct FakeAdapter: TaskAdapter {
 
     /// Every open task the remote knows is live.
     func resume() async -> Resumed? {
-        guard let tasks = await job.retrying("read tasks", { try await job.store.tasks(job.id) }), let next = await nextAttempts() else { return nil }
+        guard let tasks = await job.tasks(), let next = await nextAttempts() else { return nil }
         let known = remote.known(job: job.id)
         return Resumed(live: tasks.filter { $0.state.isOpen && known.contains($0.taskId) }.map {
             LiveAttempt(idx: $0.idx, taskID: $0.taskId, attempt: next[$0.idx] ?? 1, task: $0)
@@ -134,7 +134,7 @@ struct FakeAdapter: TaskAdapter {
     }
 
     func launch(_ tasks: [Int]) async -> Launched {
-        guard let all = await job.retrying("read tasks", { try await job.store.tasks(job.id) }), let next = await nextAttempts() else { return .interrupted }
+        guard let all = await job.tasks(), let next = await nextAttempts() else { return .interrupted }
         let wanted = Set(tasks)
         let todo = all.filter { wanted.contains($0.idx) && $0.state.isOpen }
         remote.submit(job: job.id, todo.map { ($0.taskId, $0.command) })

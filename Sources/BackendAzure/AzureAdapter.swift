@@ -35,6 +35,9 @@ final class AzureAdapter: TaskAdapter {
         var open: [String: LiveAttempt] = [:]
         /// Tasks the phase stopped (a limit): their end is a cancel.
         var killed: Set<String> = []
+        /// Tasks added to the Batch job again after they vanished: their
+        /// attempts are numbered after those already recorded.
+        var again: Set<Int> = []
     }
     let state: Locked<StateBox>
     final class StateBox: @unchecked Sendable { var s = State() }
@@ -61,7 +64,7 @@ final class AzureAdapter: TaskAdapter {
         guard let tasks = await handle.tasks() else { return nil }
         let open = tasks.filter { $0.state.isOpen }
         guard !open.isEmpty else { return Resumed() }
-        let updates = await az.az.poller.watch(record.batchJobId)
+        let updates = await az.az.poller.watch(record.batchJobId, open: Set(open.map(\.taskId)))
         log.debug("watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "tasks.open": "\(open.count)"])
         // Download bytes, written for `show` and `watch` once a second while they change.
         let (downloads, handle, base) = (az.downloads, handle, base)
@@ -85,10 +88,47 @@ final class AzureAdapter: TaskAdapter {
         return Resumed(live: live)
     }
 
-    /// Tasks are added to the Batch job when it is submitted; Batch runs
-    /// them again itself. A task to start again here has none to go to.
+    /// Tasks are added to the Batch job when it is submitted, and Batch
+    /// retries them itself; what comes here is a task that vanished from the
+    /// Batch job (deleted behind batchd's back) and runs again, free: it is
+    /// added again under its own id.
     func launch(_ tasks: [Int]) async -> Launched {
-        .failed(reason: "\(tasks.count) task(s) would have to be added again to Batch job \(record.batchJobId), which batchd does not do yet")
+        guard let all = await handle.tasks(), let inputs = await handle.stagedInputs() else { return .interrupted }
+        let wanted = Set(tasks)
+        let records = all.filter { wanted.contains($0.idx) && $0.state == .pending }
+        guard !records.isEmpty else { return .launched([], waiters: []) }
+        let lifetime: SASLifetime
+        do { lifetime = try az.azurePlan().1 } catch { return .failed(reason: "\(error)") }
+        let (rec, job) = (record, az)
+        let added = await az.azureStep("add \(records.count) task(s) again") { () -> String? in
+            var maker = try await AzureJob.TaskBodies.make(job, record: rec, lifetime: lifetime, inputs: inputs)
+            var bodies: [Data] = []
+            for task in records {
+                do { bodies.append(try maker.body(task)) } catch let e as AzureJob.TaskBodies.NotStaged { return "\(e)" }
+            }
+            // TaskExists (added before a crash, or never gone) counts as added.
+            let refused = try await job.az.batch.addTasks(rec.batchJobId, encoded: bodies)
+            return refused.first.map { "task \($0.taskID) could not be added again to Batch job \(rec.batchJobId): \($0.error ?? "error")" }
+        }
+        switch added {
+        case nil: return .interrupted
+        case .failure(let e as BatchServiceError)? where e.code == "JobCompleted" || e.code == "JobNotActive":
+            return .failed(reason: "\(records.count) task(s) vanished from Batch job \(record.batchJobId) (deleted outside batchd) after it ended; "
+                           + "`batchctl retry` runs them in a new Batch job")
+        case .failure(let e)?: return .failed(reason: "cannot add vanished tasks again to Batch job \(record.batchJobId): \(e)")
+        case .success(let refusal?)?: return .failed(reason: refusal)
+        case .success(nil)?: break
+        }
+        await az.az.poller.expect(record.batchJobId, records.map(\.taskId))
+        let live = records.map { LiveAttempt(idx: $0.idx, taskID: $0.taskId, attempt: LiveAttempt.numberedAtEnd, task: $0) }
+        state.withLock { box in
+            for a in live {
+                box.s.open[a.taskID] = a
+                box.s.again.insert(a.idx)
+            }
+        }
+        log.info("vanished tasks added again", metadata: ["batch.job": "\(record.batchJobId)", "tasks": "\(live.count)"])
+        return .launched(live, waiters: [])
     }
 
     /// The poller's next batch of changed tasks, for the live ones.
@@ -117,10 +157,24 @@ final class AzureAdapter: TaskAdapter {
         var reports: [TaskReport] = []
         var fresh = Set<String>()
         var done: [(TaskSnapshot, LiveAttempt)] = []
+        var vanished: [LiveAttempt] = []
         for s in snapshots {
             guard let a = byID[s.id] else { continue }
             if s.state == "running" || s.state == "preparing" { reports.append(.running(idx: a.idx)) }
             if s.state == "completed", fresh.insert(s.id).inserted { done.append((s, a)) }
+            if s.state == "vanished", fresh.insert(s.id).inserted { vanished.append(a) }
+        }
+        // Gone from the Batch job without an end: lost, and run again free
+        // (the phase launches it again: `launch` adds it back).
+        for a in vanished {
+            state.withLock { box in
+                box.s.open[a.taskID] = nil
+                box.s.again.insert(a.idx)
+            }
+            guard let attempts = await handle.attempts(of: a.idx) else { return nil }
+            let number = (attempts.map(\.attempt).max() ?? 0) + 1
+            reports.append(.ended(idx: a.idx, Ending(attempt: number, directory: handle.attemptDirectory(a.taskID, number), outcome: .lost,
+                                                     row: .remote(ranFor: nil))))
         }
         if !done.isEmpty {
             let ended = state.withLock { box in
@@ -138,7 +192,7 @@ final class AzureAdapter: TaskAdapter {
             // After `batchctl retry` (a new Batch job, `-r<n>`), Batch counts
             // again from zero: the attempts of the earlier Batch jobs come first.
             var earlier = 0
-            if record.batchJobId != "batchd-\(az.jobID)" {
+            if record.batchJobId != "batchd-\(az.jobID)" || state.withLock({ $0.s.again.contains(a.idx) }) {
                 guard let attempts = await handle.attempts(of: a.idx) else { return nil }
                 earlier = attempts.map(\.attempt).max() ?? 0
             }

@@ -331,6 +331,54 @@ extension AzureJob {
 
     // MARK: submit
 
+    /// Batch task bodies for a job's tasks: inputs read by SAS from the
+    /// input container, outputs and logs written by SAS to the job's
+    /// output container, tokens signed once for all the bodies it makes.
+    struct TaskBodies {
+        let job: AzureJob
+        let sas: ServiceSAS
+        let lifetime: SASLifetime
+        let now: Date
+        let outputURL: String
+        /// Each input's blob, by source.
+        let blobs: [String: String]
+        /// Read URLs made so far, by blob.
+        var urls: [String: String] = [:]
+
+        /// An input with no blob: staging did not put it in the input container.
+        struct NotStaged: Error, CustomStringConvertible {
+            let source: String
+            var description: String { "input \(source) was not staged" }
+        }
+
+        static func make(_ job: AzureJob, record: AzureJobRecord, lifetime: SASLifetime, inputs: [InputRecord]) async throws -> TaskBodies {
+            let now = Date()
+            let sas = try await job.az.sasKeys.signer(until: now.addingTimeInterval(lifetime.tokenSeconds), now: now)
+            let out = try job.az.writeURL(container: record.outputContainer, seconds: lifetime.tokenSeconds, sas: sas, now: now)
+            return TaskBodies(job: job, sas: sas, lifetime: lifetime, now: now, outputURL: out,
+                              blobs: Dictionary(inputs.compactMap { i in i.blob.map { (i.source, $0) } }, uniquingKeysWith: { a, _ in a }))
+        }
+
+        /// The body that adds `task`.
+        mutating func body(_ task: TaskRecord) throws -> Data {
+            let spec = job.handle.spec
+            var placed: [(url: String, target: String)] = []
+            for input in spec.sharedInputs + task.inputFiles {
+                guard let name = blobs[input.source] else { throw NotStaged(source: input.source) }
+                if urls[name] == nil {
+                    urls[name] = try job.az.inputs.readURL(name, sas: sas, lifetime: lifetime, now: now, httpsOnly: job.az.httpsOnly)
+                }
+                placed.append((urls[name]!, input.target))
+            }
+            let record = job.job
+            let env = TaskEnvironment.variables(task: task.environment,
+                                                job: record.id, name: record.name, taskID: task.taskId, index: task.idx, attempt: nil)
+            return BatchBodies.taskJSON(BatchBodies.TaskParts(
+                id: task.taskId, command: task.command, env: env, inputs: placed, patterns: spec.outputPatterns, outputContainerURL: outputURL,
+                timeoutSeconds: record.timeoutSeconds, retries: record.retries))
+        }
+    }
+
     /// Tasks read and added per page in `submit`.
     static let submitPage = 1000
 
@@ -346,9 +394,6 @@ extension AzureJob {
         let lifetime: SASLifetime
         do { (spec, lifetime) = try azurePlan() } catch { return .failed(reason: "\(error)") }
         guard let inputs = await handle.stagedInputs() else { return .interrupted }
-        let blobs = Dictionary(inputs.compactMap { i in i.blob.map { (i.source, $0) } }, uniquingKeysWith: { a, _ in a })
-        let patterns = handle.spec.outputPatterns
-        let shared = handle.spec.sharedInputs
         let rec = record
         let defaults = az.poolDefaults
         let outcome = await azureStep("submit") { () -> (String?, Int, Bool) in
@@ -363,10 +408,7 @@ extension AzureJob {
                 // Switched to terminatejob only after every task was in.
                 if (existing["onAllTasksComplete"] as? String)?.lowercased() == "terminatejob" { return (nil, 0, true) }
             }
-            let now = Date()
-            let sas = try await az.sasKeys.signer(until: now.addingTimeInterval(lifetime.tokenSeconds), now: now)
-            let outURL = try az.writeURL(container: rec.outputContainer, seconds: lifetime.tokenSeconds, sas: sas, now: now)
-            var urls: [String: String] = [:]
+            var maker = try await TaskBodies.make(self, record: rec, lifetime: lifetime, inputs: inputs)
             var added = 0
             // A page of tasks at a time (ten collections per page, sent
             // `azure.concurrency` at once), so memory does not grow with the job.
@@ -377,19 +419,7 @@ extension AzureJob {
                 after = last.idx
                 var bodies: [Data] = []
                 for task in page where task.state.isOpen {
-                    var placed: [(url: String, target: String)] = []
-                    for input in shared + task.inputFiles {
-                        guard let name = blobs[input.source] else { return ("input \(input.source) was not staged", 0, false) }
-                        if urls[name] == nil {
-                            urls[name] = try az.inputs.readURL(name, sas: sas, lifetime: lifetime, now: now, httpsOnly: az.httpsOnly)
-                        }
-                        placed.append((urls[name]!, input.target))
-                    }
-                    let env = TaskEnvironment.variables(task: task.environment,
-                                                        job: jobID, name: job.name, taskID: task.taskId, index: task.idx, attempt: nil)
-                    bodies.append(BatchBodies.taskJSON(BatchBodies.TaskParts(
-                        id: task.taskId, command: task.command, env: env, inputs: placed, patterns: patterns, outputContainerURL: outURL,
-                        timeoutSeconds: job.timeoutSeconds, retries: job.retries)))
+                    do { bodies.append(try maker.body(task)) } catch let e as TaskBodies.NotStaged { return ("\(e)", 0, false) }
                 }
                 let refused = try await az.batch.addTasks(rec.batchJobId, encoded: bodies, added: { handle.crashPoint("submit.collection") })
                 if let bad = refused.first {

@@ -172,6 +172,15 @@ public struct BatchClient: Sendable {
 
     // MARK: tasks
 
+    /// Deletes a task (a running one is stopped); false if there was none.
+    @discardableResult
+    public func deleteTask(_ jobID: String, _ taskID: String) async throws -> Bool {
+        let r = try await call("delete task", "DELETE", "/jobs/\(jobID)/tasks/\(taskID)")
+        if r.status == 404 { return false }
+        guard r.status == 200 else { throw Self.error(r, "delete task \(taskID)") }
+        return true
+    }
+
     /// Terminates a task (it moves to completed; a running one is stopped);
     /// one already completed, or gone, is fine.
     public func terminateTask(_ jobID: String, _ taskID: String) async throws {

@@ -45,6 +45,12 @@ public actor TaskPoller {
         var quietPolls = 0
         /// Tasks already reported completed.
         var completed: Set<String> = []
+        /// Tasks batchd holds open in the Batch job (not yet reported
+        /// completed): when the service holds fewer active and running
+        /// ones, some may have vanished (deleted behind batchd's back).
+        var open: Set<String> = []
+        /// Polls since the job's tasks were last listed in full.
+        var sinceFullList = 0
         let updates: AsyncStream<[TaskSnapshot]>.Continuation
         /// Which watch of the job this is (a job unwatched and watched again
         /// during a poll must not get the old watch's state back).
@@ -54,6 +60,8 @@ public actor TaskPoller {
     let client: BatchClient
     let logger: Logger
     var watches: [String: Watch] = [:]
+    /// Tasks added again to each job since its last poll (`expect`).
+    var expected: [String: Set<String>] = [:]
     var generations = 0
     var schedule: PollSchedule
     /// List even when the counts did not move, every this many quiet polls
@@ -72,19 +80,32 @@ public actor TaskPoller {
         self.logger = logger
     }
 
-    /// Starts watching a job; its changed tasks arrive on the stream, the
-    /// first batch holding every task already past `active`. The stream ends
-    /// when the job is unwatched or found deleted.
-    public func watch(_ jobID: String) -> AsyncStream<[TaskSnapshot]> {
+    /// Starts watching a job whose tasks `open` batchd holds open; its
+    /// changed tasks arrive on the stream, the first batch holding every task
+    /// already past `active`, and a task that is no longer in the job at all
+    /// as state `vanished`. The stream ends when the job is unwatched or
+    /// found deleted.
+    public func watch(_ jobID: String, open: Set<String> = []) -> AsyncStream<[TaskSnapshot]> {
         let (stream, continuation) = AsyncStream.makeStream(of: [TaskSnapshot].self)
         watches[jobID]?.updates.finish()
         generations += 1
-        watches[jobID] = Watch(updates: continuation, generation: generations)
+        var w = Watch(updates: continuation, generation: generations)
+        w.open = open
+        w.sinceFullList = confirmEvery   // the first poll may list in full at once
+        watches[jobID] = w
         return stream
+    }
+
+    /// Tasks added to a watched job again (after they vanished), taken in
+    /// at the job's next poll (a poll under way keeps its own copy).
+    public func expect(_ jobID: String, _ ids: [String]) {
+        guard watches[jobID] != nil else { return }
+        expected[jobID, default: []].formUnion(ids)
     }
 
     /// Stops watching a job.
     public func unwatch(_ jobID: String) {
+        expected[jobID] = nil
         watches.removeValue(forKey: jobID)?.updates.finish()
     }
 
@@ -121,6 +142,11 @@ public actor TaskPoller {
 
     func poll(_ jobID: String) async -> PollSchedule.Result {
         guard var w = watches[jobID] else { return .quiet }
+        if let again = expected.removeValue(forKey: jobID) {
+            w.open.formUnion(again)
+            w.completed.subtract(again)
+            watches[jobID] = w
+        }
         let counts: [String: Int]
         do { counts = try await client.taskCounts(jobID) } catch {
             return classify(error, jobID, w.generation)
@@ -162,7 +188,27 @@ public actor TaskPoller {
                 w.boundary.insert("\(t.id) \(t.transitionTime)")
             }
         }
-        for t in snapshots where t.state == "completed" { w.completed.insert(t.id) }
+        for t in snapshots where t.state == "completed" {
+            w.completed.insert(t.id)
+            w.open.remove(t.id)
+        }
+        // Fewer tasks active or running on the service than batchd holds
+        // open: one listing of every task's id (at most every
+        // `confirmEvery` polls, as counts may lag) finds any that vanished.
+        w.sinceFullList += 1
+        if (counts["active"] ?? 0) + (counts["running"] ?? 0) < w.open.count, w.sinceFullList >= confirmEvery {
+            w.sinceFullList = 0
+            let present: Set<String>
+            do { present = Set(try await client.tasks(jobID, filter: nil, select: ["id"]).compactMap { $0["id"] as? String }) } catch {
+                return classify(error, jobID, w.generation)
+            }
+            guard watches[jobID]?.generation == w.generation else { return .quiet }
+            for id in w.open.subtracting(present).sorted() {
+                logger.warning("task vanished from its Batch job", metadata: ["batch.job": "\(jobID)", "task.id": "\(id)"])
+                snapshots.append(TaskSnapshot(id: id, state: "vanished", transitionTime: w.since ?? ""))
+                w.open.remove(id)
+            }
+        }
         watches[jobID] = w
         if !snapshots.isEmpty { w.updates.yield(snapshots) }
         return snapshots.isEmpty ? .quiet : .changed

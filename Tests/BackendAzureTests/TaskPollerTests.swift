@@ -50,4 +50,37 @@ struct TaskPollerTests {
         #expect(Double(polls) / 2000 <= 0.05)
         #expect(requests["batch.add_task_collection"] == 20)
     }
+
+    @Test("a task deleted behind the watcher's back is reported vanished, once; the tasks still there are not")
+    func vanished() async throws {
+        let emulator = try AzureEmulatorProcess()
+        let client = BatchClient(http: HTTPClient(transport: CurlTransport()), endpoint: emulator.url, account: "acct",
+                                 key: Secret(AzureEmulatorProcess.key))
+        try await client.createPool(["id": "p", "vmSize": "standard_d2s_v3", "targetDedicatedNodes": 1, "taskSlotsPerNode": 3])
+        try await client.createJob(["id": "j", "poolInfo": ["poolId": "p"]])
+        let ids = ["a", "b", "c"]
+        #expect(try await client.addTasks("j", ids.map { ["id": $0, "commandLine": "sleep 60"] }).isEmpty)
+        let poller = TaskPoller(client: client, schedule: PollSchedule(minInterval: 0.05, maxInterval: 0.2), logger: Logger(label: "test"))
+        let updates = await poller.watch("j", open: Set(ids))
+        let polling = Task { await poller.run() }
+        defer { polling.cancel() }
+        let watchdog = Task {   // a missed report must fail the test, not hang it
+            try await Task.sleep(for: .seconds(60))
+            await poller.unwatch("j")
+        }
+        defer { watchdog.cancel() }
+        var running = Set<String>(), vanished: [String] = [], deleted = false
+        for await batch in updates {
+            for t in batch where t.state == "running" { running.insert(t.id) }
+            for t in batch where t.state == "vanished" { vanished.append(t.id) }
+            if running.count == 3, !deleted { deleted = try await client.deleteTask("j", "b") }
+            if !vanished.isEmpty { break }
+        }
+        // Further polls while a and c run: b is not reported again.
+        for _ in 0..<12 { _ = await poller.pollOnce() }
+        await poller.unwatch("j")
+        var more: [String] = []
+        for await batch in updates { more += batch.filter { $0.state == "vanished" }.map(\.id) }
+        #expect(vanished == ["b"] && more.isEmpty, "\(vanished) then \(more)")
+    }
 }

@@ -153,13 +153,13 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestDaemon"
         ),
-        .testTarget(name: "BatchCoreTests", dependencies: ["BatchCore"]),
+        .testTarget(name: "BatchCoreTests", dependencies: ["BatchCore", "BackendAzure", "BackendSlurm"]),
         // Starts the Azure emulator for Swift tests.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "BatchHTTPTests", dependencies: ["BatchHTTP", "TestSupport"]),
         .testTarget(name: "BackendAzureTests", dependencies: ["BackendAzure", "BatchHTTP", "BatchCore", "TestSupport"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchBackend", "BatchControl", "BatchCore", "BatchSupport", "BackendLocal"]),
+        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchBackend", "BatchControl", "BatchCore", "BatchSupport", "BackendLocal", "BackendAzure", "BackendSlurm"]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BackendSlurmTests", dependencies: ["BackendSlurm", "BatchCore"]),
         .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchAccess", "BatchBackend", "BatchCore", "BatchSupport"]),

@@ -10,7 +10,7 @@ import Logging
 /// Blob clients, the content-addressed input store, SAS signing, and one
 /// task poller for the account that every job on it shares.
 public final class AzureBackend: Sendable {
-    public let settings: DaemonConfig.Azure
+    public let settings: AzureSettings
     /// Written into the metadata of what batchd makes.
     public let owner: String
     let batch: BatchClient
@@ -26,7 +26,7 @@ public final class AzureBackend: Sendable {
     let ledger: BackendLedger
     let logger: Logger
 
-    init(settings: DaemonConfig.Azure, owner: String, batch: BatchClient, blob: BlobClient, sasKeys: SASKeys, httpsOnly: Bool,
+    init(settings: AzureSettings, owner: String, batch: BatchClient, blob: BlobClient, sasKeys: SASKeys, httpsOnly: Bool,
          ledger: BackendLedger, logger: Logger) {
         self.ledger = ledger
         self.logger = logger
@@ -44,7 +44,7 @@ public final class AzureBackend: Sendable {
     /// Builds the backend from credentials in the environment or systemd's
     /// credentials directory. Throws (with what to set, never a value) when
     /// they are missing.
-    public static func make(settings: DaemonConfig.Azure, variables: [String: String], hostName: String, ledger: BackendLedger,
+    public static func make(settings: AzureSettings, variables: [String: String], hostName: String, ledger: BackendLedger,
                             logger: Logger) throws -> AzureBackend {
         let credentialsDirectory = variables["CREDENTIALS_DIRECTORY"]
         let creds = try AzureCredentials.load(environment: variables) { name in

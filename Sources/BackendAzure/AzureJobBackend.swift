@@ -7,6 +7,8 @@ import BatchStore
 /// or auto pool, tasks added in collections, one poller for the account,
 /// outputs downloaded as each task completes (docs/azure.md).
 public struct AzureJobBackend: JobBackend {
+    /// Its name in manifests.
+    public static let name = BackendKind(rawValue: "azure")
     /// The account's clients, poller and settings.
     public let azure: AzureBackend
 
@@ -71,4 +73,17 @@ public struct AzureJobBackend: JobBackend {
 
     /// Stops the HTTP transport (its curl thread ends).
     public func shutdown() { azure.shutdown() }
+}
+
+/// Azure Batch as the daemon registers it: off (with the reason) without
+/// credentials.
+public enum AzurePlugin: BackendPlugin {
+    public static let name = AzureJobBackend.name
+    public static var poolOptions: [PoolOption] { AzurePoolOptions.declared }
+    public static let setupHint = "see docs/azure.md"
+    public static func make(_ setup: BackendSetup, section: ConfigSection?) throws -> any JobBackend {
+        let settings = try AzureSettings(section)
+        return AzureJobBackend(azure: try AzureBackend.make(settings: settings, variables: setup.variables, hostName: setup.hostName,
+                                                            ledger: setup.ledger, logger: setup.logger))
+    }
 }

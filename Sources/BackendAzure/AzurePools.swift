@@ -42,8 +42,8 @@ extension AzureBackend {
                                                      "pool.spot": "\(body["targetLowPriorityNodes"] ?? 0)", "message.id": "\(MessageID.poolCreated)"])
             return "created pool \(id)"
         case .poolResize(let id, let dedicated, let spot):
-            guard (0...Bounds.nodes).contains(dedicated), (0...Bounds.nodes).contains(spot) else {
-                throw AzureError.badRequest("node counts are 0 to \(Bounds.nodes)")
+            guard (0...AzurePoolOptions.nodes).contains(dedicated), (0...AzurePoolOptions.nodes).contains(spot) else {
+                throw AzureError.badRequest("node counts are 0 to \(AzurePoolOptions.nodes)")
             }
             _ = try await ownedPool(id)
             try await batch.resizePool(id, dedicated: dedicated, spot: spot)
@@ -66,12 +66,15 @@ extension AzureBackend {
 
     /// What is out of bounds in a pool asked for over the control socket, if anything.
     static func problem(_ p: PoolSpec) -> String? {
-        if let n = p.dedicatedNodes, !(0...Bounds.nodes).contains(n) { return "dedicated nodes are 0 to \(Bounds.nodes)" }
-        if let n = p.spotNodes, !(0...Bounds.nodes).contains(n) { return "spot nodes are 0 to \(Bounds.nodes)" }
+        let known = Set(AzurePoolOptions.declared.map(\.key))
+        if let other = p.options.keys.sorted().first(where: { !known.contains($0) }) { return "pool option \(other) is not one of Azure's" }
+        let nodes = AzurePoolOptions.nodes
+        if let n = p.dedicatedNodes, !(0...nodes).contains(n) { return "dedicated nodes are 0 to \(nodes)" }
+        if let n = p.spotNodes, !(0...nodes).contains(n) { return "spot nodes are 0 to \(nodes)" }
         if let n = p.slotsPerNode, !(1...Bounds.slotsPerNode).contains(n) { return "slots per node are 1 to \(Bounds.slotsPerNode)" }
         if let v = p.vmSize, !Template.isIdentifier(v, max: 64) { return "the VM size is 1-64 letters, digits, '-' and '_'" }
         for (name, text, max) in [("image", p.image, Bounds.shortText), ("node agent SKU", p.nodeAgentSku, Bounds.shortText),
-                                  ("start task", p.startTask, Bounds.startTaskBytes)] {
+                                  ("start task", p.startTask, AzurePoolOptions.startTaskBytes)] {
             if let t = text, t.utf8.count > max || t.unicodeScalars.contains(where: { Printable.isUnsafe($0) && $0 != "\n" && $0 != "\t" }) {
                 return "the \(name) is longer than \(max) bytes or holds control characters"
             }

@@ -14,6 +14,8 @@ import Glibc
 /// task ends. Tasks were recorded at acceptance with deterministic ids, so
 /// there is nothing to provision or submit.
 public struct LocalJobBackend: JobBackend {
+    /// Its name in manifests: the embedded default, which needs no account.
+    public static let name = BackendKind(rawValue: "local")
     /// Starts and waits for attempts under batchd-exec.
     public let runner: LocalRunner
     /// The slots shared by every local job.

@@ -14,7 +14,7 @@ import Glibc
 /// input store, the tasks' directories, batchd-exec for the nodes), what the
 /// cluster said of itself, and the poller every job shares.
 public final class SlurmCluster: Sendable {
-    public let settings: DaemonConfig.Slurm
+    public let settings: SlurmSettings
     /// The tag in every array's comment.
     public let owner: String
     let commands: SlurmCommands
@@ -34,7 +34,7 @@ public final class SlurmCluster: Sendable {
 
     var shared: String { settings.sharedDirectory }
 
-    init(settings: DaemonConfig.Slurm, owner: String, commands: SlurmCommands, execPath: String, baseEnvironment: [String: String],
+    init(settings: SlurmSettings, owner: String, commands: SlurmCommands, execPath: String, baseEnvironment: [String: String],
          hidden: [String], ledger: BackendLedger, logger: Logger, user: String) {
         self.settings = settings
         self.owner = owner
@@ -52,7 +52,7 @@ public final class SlurmCluster: Sendable {
 
     /// The backend, when `slurm.sharedDirectory` is set, the directory is
     /// there and sbatch is on the PATH; throws the reason (and the fix) when not.
-    public static func make(settings: DaemonConfig.Slurm, variables: [String: String], exec: String, baseEnvironment: [String: String],
+    public static func make(settings: SlurmSettings, variables: [String: String], exec: String, baseEnvironment: [String: String],
                             hidden: [String], hostName: String, ledger: BackendLedger, logger: Logger) throws -> SlurmCluster {
         guard !settings.sharedDirectory.isEmpty else {
             throw DaemonError("slurm.sharedDirectory is not set (a directory every node sees at the same path)")

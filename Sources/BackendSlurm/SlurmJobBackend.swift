@@ -8,6 +8,8 @@ import BatchStore
 /// job, outputs collected from the shared directory as each task ends
 /// (docs/slurm.md).
 public struct SlurmJobBackend: JobBackend {
+    /// Its name in manifests.
+    public static let name = BackendKind(rawValue: "slurm")
     public let cluster: SlurmCluster
 
     public init(cluster: SlurmCluster) { self.cluster = cluster }
@@ -47,5 +49,19 @@ public struct SlurmJobBackend: JobBackend {
     public var background: (@Sendable () async -> Void)? {
         let cluster = self.cluster
         return { await cluster.runBackground() }
+    }
+}
+
+/// A Slurm cluster as the daemon registers it: off (with the reason)
+/// until `slurm.sharedDirectory` is set and the commands are there.
+public enum SlurmPlugin: BackendPlugin {
+    public static let name = SlurmJobBackend.name
+    public static var poolOptions: [PoolOption] { SlurmPoolOptions.declared }
+    public static let setupHint = "see docs/slurm.md"
+    public static func make(_ setup: BackendSetup, section: ConfigSection?) throws -> any JobBackend {
+        let settings = try SlurmSettings(section)
+        return SlurmJobBackend(cluster: try SlurmCluster.make(settings: settings, variables: setup.variables, exec: setup.exec,
+                                                              baseEnvironment: setup.baseEnvironment, hidden: setup.hidden,
+                                                              hostName: setup.hostName, ledger: setup.ledger, logger: setup.logger))
     }
 }

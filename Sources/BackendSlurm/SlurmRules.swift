@@ -27,7 +27,7 @@ public enum SlurmRules {
     public static func throttle(_ pool: PoolSpec) -> Int? {
         if let m = pool.maxRunning { return m }
         guard let slots = pool.slotsPerNode else { return nil }
-        return slots * max(1, pool.dedicatedNodes ?? 1)
+        return slots * max(1, pool.int("dedicatedNodes") ?? 1)   // a manifest written for a batch service runs here as wide
     }
 
     /// `--time` for a per-attempt timeout: whole minutes, rounded up (Slurm's

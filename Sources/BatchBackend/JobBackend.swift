@@ -82,34 +82,41 @@ extension JobBackend {
     public func shutdown() {}
 }
 
-/// The backends this daemon runs, and for each it cannot run, why.
+/// The backends this daemon knows: those it runs, and for each it cannot
+/// run (not configured, credentials missing), why. Each comes with its
+/// pool options, so a manifest for a backend that is off still reads, and
+/// is refused with the reason.
 public struct BackendRegistry: Sendable {
     private var backends: [BackendKind: any JobBackend] = [:]
     private var order: [BackendKind] = []
     private var missing: [BackendKind: ManifestIssue] = [:]
+    private var options: [BackendKind: [PoolOption]] = [:]
 
     /// No backends.
     public init() {}
 
-    /// Registers a backend under its manifest name.
-    public mutating func register(_ name: BackendKind, _ backend: any JobBackend) {
-        if backends[name] == nil { order.append(name) }
+    /// Registers a backend under its manifest name, with its pool options.
+    public mutating func register(_ name: BackendKind, _ backend: any JobBackend, poolOptions: [PoolOption] = []) {
+        if backends[name] == nil, missing[name] == nil { order.append(name) }
         backends[name] = backend
         missing[name] = nil
+        options[name] = poolOptions
     }
 
     /// Records that `name` cannot run here, and why (with the fix).
-    public mutating func unavailable(_ name: BackendKind, message: String, hint: String?) {
+    public mutating func unavailable(_ name: BackendKind, message: String, hint: String?, poolOptions: [PoolOption] = []) {
+        if backends[name] == nil, missing[name] == nil { order.append(name) }
         missing[name] = ManifestIssue(line: nil, column: nil, field: "backend", message: message, hint: hint)
+        options[name] = poolOptions
     }
 
     /// The names of the backends this daemon runs, in registration order.
-    public var names: [BackendKind] { order }
+    public var names: [BackendKind] { order.filter { backends[$0] != nil } }
 
-    /// Every name a manifest may give here: the standard ones (an absent
-    /// one is refused with its reason) and any other registered.
-    public var manifestNames: [String] {
-        BackendKind.standard.map(\.rawValue) + order.map(\.rawValue).filter { !ManifestKeys.backends.contains($0) }
+    /// What a manifest may name and put under `pool:` here: every backend
+    /// known (one that cannot run is refused with its reason), with its options.
+    public var catalog: BackendCatalog {
+        BackendCatalog(order.map { .init(name: $0.rawValue, available: backends[$0] != nil, poolOptions: options[$0] ?? []) })
     }
 
     /// Why there is no backend called `name`.
@@ -136,7 +143,7 @@ public struct BackendRegistry: Sendable {
 
     /// Why each backend this daemon lacks is missing, with the fix.
     public var missingReasons: [String] {
-        BackendKind.standard.compactMap { missing[$0] }.map { Missing(issue: $0).description }
+        order.compactMap { missing[$0] }.map { Missing(issue: $0).description }
     }
 
     /// Every registered backend.
@@ -159,23 +166,53 @@ public struct MissingBackend: JobBackend {
 
 /// What a backend is made from when the daemon starts.
 public struct BackendSetup: Sendable {
+    /// The daemon's config (its backend's section: `sections[name]`).
     public let config: DaemonConfig
     /// What the backend may know of all its jobs.
     public let ledger: BackendLedger
     public let logger: Logging.Logger
-    public init(config: DaemonConfig, store: Store, logger: Logging.Logger) {
+    /// The daemon's environment (credentials, PATH).
+    public let variables: [String: String]
+    /// This machine's name (owner tags default to `batchd@<host>`).
+    public let hostName: String
+    /// batchd-exec, the helper every attempt runs under.
+    public let exec: String
+    /// What tasks get from the daemon's environment (`local.passEnvironment`).
+    public let baseEnvironment: [String: String]
+    /// Paths other users' tasks must not reach (Landlock).
+    public let hidden: [String]
+
+    public init(config: DaemonConfig, store: Store, logger: Logging.Logger, variables: [String: String] = [:], hostName: String = "",
+                exec: String = "", baseEnvironment: [String: String] = [:], hidden: [String] = []) {
         self.config = config
         self.ledger = BackendLedger(store)
         self.logger = logger
+        self.variables = variables
+        self.hostName = hostName
+        self.exec = exec
+        self.baseEnvironment = baseEnvironment
+        self.hidden = hidden
     }
 }
 
-/// A backend the daemon registers beyond its own (a test daemon's fake).
-public struct BackendFactory: Sendable {
-    public let name: BackendKind
-    public let make: @Sendable (BackendSetup) throws -> any JobBackend
-    public init(name: BackendKind, make: @escaping @Sendable (BackendSetup) throws -> any JobBackend) {
-        self.name = name
-        self.make = make
-    }
+/// A backend as the daemon registers it (one line in the daemon's list):
+/// its name, its pool options, and how it is made from its config section.
+public protocol BackendPlugin {
+    /// Its name in manifests and in the store.
+    static var name: BackendKind { get }
+    /// Its own options under a manifest's `pool:`.
+    static var poolOptions: [PoolOption] { get }
+    /// Where to read how to set it up, for the refusal of a manifest that
+    /// names it while it is off (e.g. "see docs/azure.md").
+    static var setupHint: String { get }
+    /// Makes the backend from its config section (nil when the config has
+    /// none). Throws a `ConfigError` for a bad section (the daemon does not
+    /// start), any other error when it cannot run here (it is off, and
+    /// manifests naming it are refused with the reason).
+    static func make(_ setup: BackendSetup, section: ConfigSection?) throws -> any JobBackend
+}
+
+extension BackendPlugin {
+    public static var poolOptions: [PoolOption] { [] }
+    public static var setupHint: String { "see the backend's docs" }
 }

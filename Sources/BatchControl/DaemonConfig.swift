@@ -20,9 +20,9 @@ public struct DaemonConfig: Sendable, Equatable {
     public var shutdownGrace: Double = 30
     /// Local backend settings.
     public var local = Local()
-    /// Azure backend settings (accounts and keys come from the environment or
-    /// systemd credentials, never from here).
-    public var azure = Azure()
+    /// The backends' own sections (`azure:`, `slurm:`), as written: each
+    /// backend decodes its own, with its defaults (`ConfigSection`).
+    public var sections: [String: ConfigSection] = [:]
     /// Test hooks, all off by default.
     public var debug = Debug()
 
@@ -57,80 +57,6 @@ public struct DaemonConfig: Sendable, Equatable {
         public var passEnvironment = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"]
     }
 
-    /// Azure backend settings.
-    public struct Azure: Sendable, Equatable {
-        /// The name written into the metadata of every pool and job batchd
-        /// makes; empty means `batchd@<host name>`. Orphans are looked for
-        /// among objects with this owner only.
-        public var owner = ""
-        /// Pool fields a manifest leaves out.
-        public var vmSize = "STANDARD_D2S_V3"
-        /// See `vmSize`.
-        public var image = "canonical:0001-com-ubuntu-server-jammy:22_04-lts:latest"
-        /// See `vmSize`.
-        public var nodeAgentSku = "batch.node.ubuntu 22.04"
-        /// See `vmSize`.
-        public var dedicatedNodes = 1
-        /// The shared, content-addressed input container.
-        public var inputContainer = "batchd-inputs"
-        /// Bytes per upload block and download range.
-        public var blockSize = 4 << 20
-        /// Blocks, ranges, files or task collections in flight at once.
-        public var concurrency = 4
-        /// Extra life of SAS tokens after the job's wall-clock limit.
-        public var tokenMargin: Double = 3600
-        /// The longest a SAS token may live; a job whose limit plus the
-        /// margin is longer is refused.
-        public var maxTokenLifetime: Double = 7 * 86400
-        /// Shortest and longest time between polls of task state.
-        public var pollMinInterval: Double = 1
-        /// See `pollMinInterval`.
-        public var pollMaxInterval: Double = 30
-        /// Delete, at start, pools and jobs of this owner that no job in the
-        /// database knows (otherwise they are only reported).
-        public var deleteOrphans = false
-        /// A named pool of this daemon that no job has used for this long is
-        /// resized to zero nodes (its own `pool.idleTimeout` wins); 0: never.
-        public var poolIdleTimeout: Double = 3600
-        /// How often idle pools are looked for.
-        public var poolIdleCheck: Double = 300
-    }
-
-    /// Slurm backend settings (docs/slurm.md).
-    public var slurm = Slurm()
-
-    /// Slurm backend settings: the backend is on when `sharedDirectory` is set.
-    public struct Slurm: Sendable, Equatable {
-        /// A directory the daemon and every node see at the same path: the
-        /// input store, the tasks' working directories, batchd-exec.
-        public var sharedDirectory = ""
-        /// Defaults for what a manifest's pool leaves out.
-        public var partition: String?
-        /// See `partition`.
-        public var account: String?
-        /// See `partition`.
-        public var qos: String?
-        /// The tag in each array's comment (`batchd owner=...`); empty means
-        /// `batchd@<host name>`. Orphans are looked for among arrays with it.
-        public var owner = ""
-        /// Shortest and longest time between squeue calls.
-        public var pollMinInterval: Double = 1
-        /// See `pollMinInterval`.
-        public var pollMaxInterval: Double = 60
-        /// How long an element that no source knows (not in squeue, no status
-        /// file, not in sacct) is given before it counts as vanished: lost,
-        /// and run again without using a retry.
-        public var missingGrace: Double = 120
-        /// Use sacct for ended jobs: `auto` (when the cluster has an
-        /// accounting database), `always` or `never`.
-        public var accounting = "auto"
-        /// Cancel, at start, arrays of this owner that no job in the
-        /// database knows (otherwise they are only reported).
-        public var cancelOrphans = false
-        /// Longest a Slurm command may take before it counts as failed.
-        public var commandTimeout: Double = 60
-    }
-
     /// Every default.
     public init() {}
 
@@ -163,16 +89,9 @@ public struct DaemonConfig: Sendable, Equatable {
     /// Local task slots: `local.slots`, or one per core when 0.
     public func slotCount(cores: Int) -> Int { local.slots > 0 ? local.slots : max(1, cores) }
 
-    /// Backends this build can run.
-    public static let availableBackends = ["local", "azure", "slurm"]
-
-    static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "local", "azure", "slurm", "debug", "types"]
-    static let slurmKeys = ["sharedDirectory", "partition", "account", "qos", "owner", "pollMinInterval", "pollMaxInterval",
-                            "missingGrace", "accounting", "cancelOrphans", "commandTimeout"]
+    /// The daemon's own keys (a backend's section is any other mapping).
+    public static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "local", "debug", "types"]
     static let localKeys = ["slots", "killGrace", "exec", "passEnvironment"]
-    static let azureKeys = ["owner", "vmSize", "image", "nodeAgentSku", "dedicatedNodes", "inputContainer", "blockSize", "concurrency",
-                            "tokenMargin", "maxTokenLifetime", "pollMinInterval", "pollMaxInterval", "deleteOrphans",
-                            "poolIdleTimeout", "poolIdleCheck"]
 
     /// Reads a config file. Relative paths in it are relative to the file's directory.
     public static func load(path: String) throws -> DaemonConfig {
@@ -218,9 +137,10 @@ public struct DaemonConfig: Sendable, Equatable {
             case "types": c.typesDirectory = try path(value, name)
             case "runtimeDirectory": c.runtimeDirectory = try path(value, name)
             case "defaultBackend":
+                // A name; whether a backend goes by it, the daemon says when it starts.
                 c.defaultBackend = try str(value, name)
-                guard ManifestKeys.backends.contains(c.defaultBackend) else {
-                    throw fail(value, name, "unknown backend '\(c.defaultBackend)'", "one of \(ManifestKeys.backends.joined(separator: ", "))")
+                guard Template.isIdentifier(c.defaultBackend, max: 64) else {
+                    throw fail(value, name, "'\(c.defaultBackend)' is not a backend name", "e.g. local")
                 }
             case "shutdownGrace": c.shutdownGrace = try seconds(value, name)
             case "local":
@@ -241,98 +161,6 @@ public struct DaemonConfig: Sendable, Equatable {
                                    Suggest.nearest(to: k.string ?? "", in: localKeys).map { "did you mean '\($0)'?" })
                     }
                 }
-            case "azure":
-                guard let azure = value.mapping else { throw fail(value, name, "expected a mapping") }
-                for (k, v) in azure {
-                    let field = "azure.\(k.string ?? "")"
-                    func count(_ least: Int) throws -> Int {
-                        guard let n = Int(try str(v, field)), n >= least, n <= 1_000_000 else { throw fail(v, field, "expected a whole number from \(least) to 1000000") }
-                        return n
-                    }
-                    switch k.string ?? "" {
-                    case "owner": c.azure.owner = try str(v, field)
-                    case "vmSize": c.azure.vmSize = try str(v, field)
-                    case "image":
-                        c.azure.image = try str(v, field)
-                        guard c.azure.image.split(separator: ":").count >= 3 else {
-                            throw fail(v, field, "expected publisher:offer:sku[:version]", "e.g. canonical:0001-com-ubuntu-server-jammy:22_04-lts")
-                        }
-                    case "nodeAgentSku": c.azure.nodeAgentSku = try str(v, field)
-                    case "dedicatedNodes": c.azure.dedicatedNodes = try count(0)
-                    case "inputContainer":
-                        c.azure.inputContainer = try str(v, field)
-                        guard c.azure.inputContainer.range(of: "^[a-z0-9](-?[a-z0-9])+$", options: .regularExpression) != nil,
-                              (3...63).contains(c.azure.inputContainer.count) else {
-                            throw fail(v, field, "not a valid container name", "3 to 63 lowercase letters, digits and single hyphens")
-                        }
-                    case "blockSize":
-                        guard let n = ByteSize.parse(try str(v, field)), n >= 64 << 10, n <= 4000 << 20 else {
-                            throw fail(v, field, "expected a size between 64KiB and 4000MiB", "e.g. 4MiB or 8388608")
-                        }
-                        c.azure.blockSize = n
-                    case "concurrency": c.azure.concurrency = try count(1)
-                    case "tokenMargin": c.azure.tokenMargin = try seconds(v, field)
-                    case "maxTokenLifetime": c.azure.maxTokenLifetime = try seconds(v, field)
-                    case "pollMinInterval": c.azure.pollMinInterval = try seconds(v, field)
-                    case "pollMaxInterval": c.azure.pollMaxInterval = try seconds(v, field)
-                    case "deleteOrphans":
-                        guard let b = v.bool else { throw fail(v, field, "expected true or false") }
-                        c.azure.deleteOrphans = b
-                    case "poolIdleTimeout": c.azure.poolIdleTimeout = try seconds(v, field)
-                    case "poolIdleCheck":
-                        c.azure.poolIdleCheck = try seconds(v, field)
-                        guard c.azure.poolIdleCheck >= 0.1 else { throw fail(v, field, "must be at least 100ms") }
-                    default:
-                        throw fail(k, field, "unknown key '\(k.string ?? "")'",
-                                   Suggest.nearest(to: k.string ?? "", in: azureKeys).map { "did you mean '\($0)'?" })
-                    }
-                }
-                guard c.azure.pollMinInterval > 0, c.azure.pollMinInterval <= c.azure.pollMaxInterval else {
-                    throw fail(value, "azure.pollMinInterval", "must be above 0 and at most azure.pollMaxInterval")
-                }
-            case "slurm":
-                guard let slurm = value.mapping else { throw fail(value, name, "expected a mapping") }
-                for (k, v) in slurm {
-                    let field = "slurm.\(k.string ?? "")"
-                    func slurmName() throws -> String {
-                        let text = try str(v, field)
-                        guard text.range(of: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", options: .regularExpression) != nil else {
-                            throw fail(v, field, "not a Slurm name", "1-64 letters, digits, '-', '_' and '.', starting with a letter or digit")
-                        }
-                        return text
-                    }
-                    switch k.string ?? "" {
-                    case "sharedDirectory":
-                        // Empty (the shipped default) leaves the backend off.
-                        c.slurm.sharedDirectory = try str(v, field)
-                        guard c.slurm.sharedDirectory.isEmpty || c.slurm.sharedDirectory.hasPrefix("/") else {
-                            throw fail(v, field, "expected an absolute path", "a directory every node sees at the same path")
-                        }
-                    case "partition": c.slurm.partition = try slurmName()
-                    case "account": c.slurm.account = try slurmName()
-                    case "qos": c.slurm.qos = try slurmName()
-                    case "owner": c.slurm.owner = try str(v, field)
-                    case "pollMinInterval": c.slurm.pollMinInterval = try seconds(v, field)
-                    case "pollMaxInterval": c.slurm.pollMaxInterval = try seconds(v, field)
-                    case "missingGrace": c.slurm.missingGrace = try seconds(v, field)
-                    case "commandTimeout": c.slurm.commandTimeout = try seconds(v, field)
-                    case "accounting":
-                        c.slurm.accounting = try str(v, field)
-                        guard ["auto", "always", "never"].contains(c.slurm.accounting) else {
-                            throw fail(v, field, "expected auto, always or never")
-                        }
-                    case "cancelOrphans":
-                        guard let b = v.bool else { throw fail(v, field, "expected true or false") }
-                        c.slurm.cancelOrphans = b
-                    default:
-                        throw fail(k, field, "unknown key '\(k.string ?? "")'",
-                                   Suggest.nearest(to: k.string ?? "", in: slurmKeys).map { "did you mean '\($0)'?" })
-                    }
-                }
-                guard c.slurm.pollMinInterval > 0, c.slurm.pollMinInterval <= c.slurm.pollMaxInterval else {
-                    throw fail(value, "slurm.pollMinInterval", "must be above 0 and at most slurm.pollMaxInterval")
-                }
-                guard c.slurm.commandTimeout >= 1 else { throw fail(value, "slurm.commandTimeout", "must be at least 1s") }
             case "debug":
                 guard let debug = value.mapping else { throw fail(value, name, "expected a mapping") }
                 for (k, v) in debug {
@@ -354,8 +182,13 @@ public struct DaemonConfig: Sendable, Equatable {
                     }
                 }
             default:
-                throw fail(key, name, "unknown key '\(name)'", Suggest.nearest(to: name, in: keys).map { "did you mean '\($0)'?" }
-                           ?? "valid keys: \(keys.joined(separator: ", "))")
+                // A mapping is a backend's section, checked by the daemon
+                // against the backends it has (batchctl reads none).
+                guard value.mapping != nil else {
+                    throw fail(key, name, "unknown key '\(name)'", Suggest.nearest(to: name, in: keys).map { "did you mean '\($0)'?" }
+                               ?? "valid keys: \(keys.joined(separator: ", "))")
+                }
+                c.sections[name] = try ConfigSection(name: name, file: file, directory: directory, node: value)
             }
         }
         return c
@@ -391,7 +224,7 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
     /// How to fix it.
     public var hint: String?
 
-    init(file: String, line: Int? = nil, field: String? = nil, message: String, hint: String?) {
+    public init(file: String, line: Int? = nil, field: String? = nil, message: String, hint: String?) {
         self.file = file
         self.line = line
         self.field = field
@@ -429,19 +262,22 @@ extension DaemonConfig {
     static let restartOnly: [RestartOnly] = [
         .init("stateDirectory", \.stateDirectory), .init("inbox", \.inbox), .init("runtimeDirectory", \.runtimeDirectory),
         .init("defaultBackend", \.defaultBackend), .init("local.killGrace", \.local.killGrace), .init("local.exec", \.local.exec),
-        .init("local.passEnvironment", \.local.passEnvironment), .init("azure", \.azure), .init("slurm", \.slurm),
+        .init("local.passEnvironment", \.local.passEnvironment),
     ]
 
     /// The settings that take effect only at the next start and differ in
-    /// `self` from `old`, by their names in the config file.
+    /// `self` from `old`, by their names in the config file (a backend's
+    /// section is read when the daemon starts: a change in it needs a restart).
     public func restartOnlyChanges(from old: DaemonConfig) -> [String] {
-        Self.restartOnly.filter { $0.differs(self, old) }.map(\.name)
+        let changed = Set(sections.keys).union(old.sections.keys).filter { sections[$0] != old.sections[$0] }.sorted()
+        return Self.restartOnly.filter { $0.differs(self, old) }.map(\.name) + changed
     }
 
     /// `self` with the settings that need a restart kept as they are in `old`.
     public func keepingRestartOnlySettings(of old: DaemonConfig) -> DaemonConfig {
         var kept = self
         for setting in Self.restartOnly { setting.keep(&kept, old) }
+        kept.sections = old.sections
         return kept
     }
 }

@@ -54,9 +54,8 @@ public enum Plan {
             "name": m.name, "backend": chosen, "tasks": expanded.tasks.count, "taskSource": source,
             "sample": expanded.tasks.prefix(5).map { ["id": $0.id, "command": $0.command] },
             "inputs": ["files": sources.count, "bytes": totalBytes, "bytesToStage": newBytes, "alreadyStored": stored],
-            "pool": ["id": m.pool.id as Any? ?? NSNull(), "auto": m.pool.id == nil, "vmSize": m.pool.vmSize as Any? ?? NSNull(),
-                     "dedicatedNodes": m.pool.dedicatedNodes as Any? ?? NSNull(), "spotNodes": m.pool.spotNodes as Any? ?? NSNull(),
-                     "slotsPerNode": m.pool.slotsPerNode as Any? ?? NSNull(), "localSlots": slots as Any? ?? NSNull()] as [String: Any],
+            "pool": ["id": m.pool.id as Any? ?? NSNull(), "auto": m.pool.id == nil, "slotsPerNode": m.pool.slotsPerNode as Any? ?? NSNull(),
+                     "localSlots": slots as Any? ?? NSNull(), "options": m.pool.options.mapValues(Self.json)] as [String: Any],
             "outputs": ["patterns": m.outputs.patterns, "destination": destination],
             "retries": m.retries, "timeoutSeconds": m.timeoutSeconds as Any? ?? NSNull(),
             "estimatedCoreHoursAtMost": coreHours as Any? ?? NSNull(),
@@ -65,8 +64,11 @@ public enum Plan {
         if let slots {
             lines.append("pool      this machine: up to \(slots) tasks at once")
         } else {
-            let nodes = "\(m.pool.dedicatedNodes ?? 0) dedicated + \(m.pool.spotNodes ?? 0) spot nodes"
-            lines.append("pool      \(m.pool.id.map { "named pool \($0)" } ?? "auto-pool") · \(m.pool.vmSize ?? "default VM size") · \(nodes)")
+            // The backend's own options as the manifest gives them; the rest are the backend's defaults.
+            let options = m.pool.options.keys.sorted().map { "\($0) \(Printable.escape(Self.text(m.pool.options[$0]!)))" }
+            lines.append("pool      \(m.pool.id.map { "named pool \($0)" } ?? "auto-pool")"
+                         + (m.pool.slotsPerNode.map { " · \($0) slots per node" } ?? "")
+                         + (options.isEmpty ? " · the backend's defaults" : " · " + options.joined(separator: " · ")))
         }
         lines.append("tasks     \(expanded.tasks.count) (\(source))")
         for t in expanded.tasks.prefix(5) { lines.append("  \(t.id)  \(t.command)") }
@@ -84,5 +86,23 @@ public enum Plan {
         var v = Double(n), i = 0
         while v >= 1024, i < units.count - 1 { v /= 1024; i += 1 }
         return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+
+    /// A pool option's value for JSON.
+    static func json(_ v: PoolValue) -> Any {
+        switch v {
+        case .int(let n): n
+        case .number(let d): d
+        case .text(let t): t
+        }
+    }
+
+    /// A pool option's value for people.
+    static func text(_ v: PoolValue) -> String {
+        switch v {
+        case .int(let n): "\(n)"
+        case .number(let d): d.rounded() == d ? "\(Int(d))" : "\(d)"
+        case .text(let t): t
+        }
     }
 }

@@ -46,9 +46,10 @@ public enum Submission {
             throw DaemonError("\(Printable.escape(path)): \(error)")
         }
         let text = try ManifestParser.text(of: bytes, file: name)
-        var manifest = try ManifestParser.parse(text, file: name, types: config.jobTypes, set: set)
-        if let backend, !ManifestKeys.backends.contains(backend) {
-            throw DaemonError("--backend \(backend): unknown backend (one of: \(ManifestKeys.backends.joined(separator: ", ")))")
+        let catalog = BackendCatalogFile.load(config)
+        var manifest = try ManifestParser.parse(text, file: name, catalog: catalog, types: config.jobTypes, set: set)
+        if let backend, !catalog.isOpen, !catalog.names.contains(backend) {
+            throw DaemonError("--backend \(backend): unknown backend (one of: \(catalog.names.joined(separator: ", ")))")
         }
         let base = manifest.baseDirectory ?? (absolute as NSString).deletingLastPathComponent
         let policy = policy(config)
@@ -97,7 +98,7 @@ public enum Submission {
             out = String(decoding: json, as: UTF8.self) + "\n"
             ext = "json"
         }
-        manifest = try ManifestParser.parse(out, file: name, types: config.jobTypes)
+        manifest = try ManifestParser.parse(out, file: name, catalog: catalog, types: config.jobTypes)
         return Prepared(text: out, manifest: manifest, taskCount: expanded.count, fileExtension: ext)
     }
 

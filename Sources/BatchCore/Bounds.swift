@@ -36,16 +36,10 @@ public enum Bounds {
     public static let jobTypes = 256
     /// Largest job type file.
     public static let jobTypeBytes = 1 << 20
-    /// Most dedicated or spot nodes in a pool.
-    public static let nodes = 10_000
-    /// Most task slots per node (Azure Batch's own maximum).
+    /// Most task slots per node (`pool.slotsPerNode`; the largest any
+    /// batch service takes). A backend's own pool options carry their
+    /// bounds in their declarations (`PoolOption`).
     public static let slotsPerNode = 256
-    /// Most CPUs one task asks for (`pool.cpusPerTask`, Slurm).
-    public static let cpusPerTask = 1024
-    /// Most memory one task asks for, in MiB (`pool.memory`: 16 TiB, Slurm).
-    public static let memoryMiB = 16 << 20
-    /// Most tasks of a job running at once (`pool.maxRunning`, Slurm's `%N`).
-    public static let maxRunning = 1_000_000
 
     /// Longest command after its placeholders are filled: Linux refuses a
     /// single argument of 128 KiB or more (MAX_ARG_STRLEN), and the command
@@ -81,10 +75,8 @@ public enum Bounds {
     public static let rowFileBytes = 64 << 20
     /// Most columns of a row file.
     public static let rowColumns = 1000
-    /// Longest short text field (pool.vmSize, pool.nodeAgentSku, pool.image).
+    /// Longest short text field (a pool option's name or reference).
     public static let shortText = 256
-    /// Longest `pool.startTask`.
-    public static let startTaskBytes = 8192
 }
 
 /// User text made safe to print: control characters escaped, long text cut.

@@ -5,8 +5,8 @@
 /// - `wallClock` runs from the job's acceptance: past it the job is stopped
 ///   (running tasks included) and fails with that reason.
 /// - `coreHours` counts each attempt's run time times the cores a task holds
-///   (`cores`: one slot, one core, locally; `pool.cpusPerTask` on Slurm; the
-///   pool's cores per task slot on Azure), attempts of earlier runs of the
+///   (`cores`, as the backend counts them: one per local slot, the CPUs a
+///   task asks a cluster for, a VM's cores per task slot), attempts of earlier runs of the
 ///   daemon included; once used up no new attempt starts (one handed to a
 ///   service but not running yet is stopped), those running finish, and the
 ///   job fails with that reason.

@@ -38,7 +38,7 @@ public enum JobMachine {
         if state.phase == .failed, event == .retryRequested {
             // Provision and submit again: a no-op where tasks were recorded at
             // acceptance (local), the reopened tasks on a backend that takes
-            // them in (Slurm's arrays, a new Azure Batch job).
+            // them in (a cluster's new arrays, a service's new job).
             return Transition(state: JobState(phase: .provisioning), actions: [.provisionPool], ignored: nil)
         }
         if state.phase.isTerminal { return ignore() }

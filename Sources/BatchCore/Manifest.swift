@@ -46,43 +46,59 @@ public struct Manifest: Sendable, Equatable {
     }
 }
 
-/// The compute pool a job runs on.
+/// The compute pool a job runs on: the keys every backend shares, and the
+/// backend's own options (declared by the backend: `PoolOption`).
 public struct PoolSpec: Sendable, Equatable, Codable {
     /// A named pool is created if absent and reused if present; nil asks for an
     /// auto-pool that lives and dies with the job.
     public var id: String?
-    /// VM size (Azure), ignored locally.
-    public var vmSize: String?
-    /// Dedicated nodes (Azure).
-    public var dedicatedNodes: Int?
-    /// Spot (low-priority) nodes (Azure).
-    public var spotNodes: Int?
-    /// Task slots per node (Azure); locally, the most tasks of this job that
-    /// run at once (never more than the daemon's slots).
+    /// Task slots per node; locally, the most tasks of this job that run at
+    /// once (never more than the daemon's slots).
     public var slotsPerNode: Int?
-    /// Marketplace image reference, `publisher:offer:sku[:version]` (Azure).
-    public var image: String?
-    /// Node agent SKU id (Azure).
-    public var nodeAgentSku: String?
-    /// Command run on each node as it joins (Azure).
-    public var startTask: String?
-    /// How long an idle named pool is kept, in seconds (Azure).
-    public var idleTimeoutSeconds: Double?
-    /// Slurm partition (`--partition`); the cluster's default when nil.
-    public var partition: String?
-    /// Slurm account (`--account`).
-    public var account: String?
-    /// Slurm quality of service (`--qos`).
-    public var qos: String?
-    /// CPUs per task (Slurm `--cpus-per-task`).
-    public var cpusPerTask: Int?
-    /// Memory per task in MiB (Slurm `--mem`).
-    public var memoryMiB: Int?
-    /// Most tasks of the job running at once (Slurm's array throttle `%N`).
-    public var maxRunning: Int?
+    /// The backend's own options, by key, as parsed (durations in seconds,
+    /// memory in MiB).
+    public var options: [String: PoolValue] = [:]
 
     /// An empty pool spec: every field takes the backend's default.
     public init() {}
+
+    /// A whole-number option.
+    public func int(_ key: String) -> Int? { options[key]?.int }
+    /// A text option.
+    public func text(_ key: String) -> String? { options[key]?.text }
+    /// A number option (a duration's seconds).
+    public func number(_ key: String) -> Double? { options[key]?.number }
+
+    enum CodingKeys: String, CodingKey { case id, slotsPerNode, options }
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    /// Specs stored before the options were the backends' own kept every
+    /// option as a field of its own (`memoryMiB`, `idleTimeoutSeconds` for
+    /// `memory` and `idleTimeout`): they read as options.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decodeIfPresent(String.self, forKey: .id)
+        slotsPerNode = try c.decodeIfPresent(Int.self, forKey: .slotsPerNode)
+        options = try c.decodeIfPresent([String: PoolValue].self, forKey: .options) ?? [:]
+        let all = try decoder.container(keyedBy: AnyKey.self)
+        let renamed = ["memoryMiB": "memory", "idleTimeoutSeconds": "idleTimeout"]
+        for key in all.allKeys where CodingKeys(rawValue: key.stringValue) == nil {
+            guard let value = try? all.decodeNil(forKey: key) == false ? all.decode(PoolValue.self, forKey: key) : nil else { continue }
+            options[renamed[key.stringValue] ?? key.stringValue] = value
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(id, forKey: .id)
+        try c.encodeIfPresent(slotsPerNode, forKey: .slotsPerNode)
+        if !options.isEmpty { try c.encode(options, forKey: .options) }
+    }
 }
 
 /// Where a job's tasks come from.

@@ -7,10 +7,9 @@ public enum ManifestKeys {
                              "command", "env", "retries", "timeout", "outputs", "cleanup", "limits", "type", "parameters"]
     /// Keys a job type file has besides a manifest's (and `type`, which it may not have).
     public static let typeOnly = ["default"]
-    /// Keys of `pool`.
-    public static let pool = ["id", "vmSize", "dedicatedNodes", "spotNodes", "slotsPerNode", "image",
-                              "nodeAgentSku", "startTask", "idleTimeout",
-                              "partition", "account", "qos", "cpusPerTask", "memory", "maxRunning"]
+    /// Keys of `pool` every backend shares; each backend adds its own
+    /// (`BackendCatalog.poolKeys`).
+    public static let pool = ["id", "slotsPerNode"]
     /// Keys of `inputs` (when it is a mapping).
     public static let inputs = ["shared"]
     /// Keys of `tasks` when it is a mapping (a factory); exactly one factory.
@@ -28,7 +27,4 @@ public enum ManifestKeys {
     /// Keys of `outputs.merge`.
     public static let merge = ["from", "into", "format"]
     /// Keys of `limits`.
-    public static let limits = ["wallClock", "coreHours"]
-    /// Backends a manifest may name.
-    public static let backends = BackendKind.standard.map(\.rawValue)
-}
+    public static let limits = ["wallClock", "coreHours"]}

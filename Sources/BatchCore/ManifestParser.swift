@@ -12,13 +12,13 @@ public enum ManifestParser {
     /// - Parameters:
     ///   - bytes: the file's contents.
     ///   - file: the name to put in error messages.
-    /// `backends` are the names a manifest may give (a daemon passes the
-    /// ones it has registered as well as the standard ones).
+    /// `catalog`: the backends a manifest may name and their pool options
+    /// (a daemon passes its registered ones; `.open` takes them on trust).
     /// `types`: where `type:` names are looked up (nil: no job types);
     /// `set`: parameter values that override the manifest's and its type's.
-    public static func parse(bytes: [UInt8], file: String, backends: [String] = ManifestKeys.backends,
+    public static func parse(bytes: [UInt8], file: String, catalog: BackendCatalog,
                              types: JobTypes? = nil, set: [String: String] = [:]) throws(ManifestError) -> Manifest {
-        try parse(try text(of: bytes, file: file), file: file, backends: backends, types: types, set: set)
+        try parse(try text(of: bytes, file: file), file: file, catalog: catalog, types: types, set: set)
     }
 
     /// The text of a manifest file: UTF-8 (a byte-order mark is dropped;
@@ -53,9 +53,10 @@ public enum ManifestParser {
     /// - Parameters:
     ///   - text: the file's contents.
     ///   - file: the name to put in error messages.
+    ///   - catalog: the backends and their pool options (see above).
     ///   - types: where `type:` names are looked up (nil: no job types).
     ///   - set: parameter values that override the manifest's and its type's.
-    public static func parse(_ text: String, file: String, backends: [String] = ManifestKeys.backends,
+    public static func parse(_ text: String, file: String, catalog: BackendCatalog,
                              types: JobTypes? = nil, set: [String: String] = [:]) throws(ManifestError) -> Manifest {
         try checkLines(text, file: file)
         // JSON allows tabs between tokens where YAML does not; outside strings
@@ -94,7 +95,7 @@ public enum ManifestParser {
             resolved = try JobTypes.applySet(resolved, set: set, file: file)
         }
         let reader = NodeReader()
-        reader.backends = backends
+        reader.catalog = catalog
         let manifest = reader.manifest(resolved.root)
         if !reader.issues.isEmpty || manifest == nil {
             // A problem in a field the type gave is the type file's.
@@ -210,8 +211,9 @@ public enum ManifestParser {
 /// Walks the YAML node tree, collecting every issue instead of stopping at the first.
 final class NodeReader {
     var issues: [ManifestIssue] = []
-    /// The backend names a manifest may give.
-    var backends = ManifestKeys.backends
+    /// The backends: the names a manifest may give, their pool options.
+    var catalog = BackendCatalog.open
+    var backends: [String] { catalog.names }
     /// The job's parameter names, once read: `{param.NAME}` may use them.
     var params: [String] = []
 
@@ -222,7 +224,8 @@ final class NodeReader {
 
     /// The mapping's pairs by key, after reporting unknown, non-text and
     /// over-long keys (unknown ones with a suggestion).
-    func mapping(_ node: Node, _ field: String, allowed: [String]) -> [String: Node]? {
+    /// `allowed` nil takes every key (checked by the caller).
+    func mapping(_ node: Node, _ field: String, allowed: [String]?) -> [String: Node]? {
         guard let map = node.mapping else {
             fail(node, field, "expected a mapping of keys to values, found \(kind(node))")
             return nil
@@ -230,6 +233,7 @@ final class NodeReader {
         var out: [String: Node] = [:]
         for (key, value) in map {
             guard let name = keyName(key, field) else { continue }
+            guard let allowed else { out[name] = value; continue }
             if allowed.contains(name) {
                 out[name] = value
             } else {

@@ -14,7 +14,7 @@ extension NodeReader {
         }
         var backend: String?
         if let node = top["backend"], let b = string(node, "backend") {
-            if backends.contains(b) {
+            if catalog.isOpen && Template.isIdentifier(b, max: 64) || backends.contains(b) {
                 backend = b
             } else {
                 let hint = Suggest.nearest(to: b, in: backends).map { "did you mean '\($0)'?" }
@@ -129,44 +129,50 @@ extension NodeReader {
 
     func pool(_ node: Node) -> PoolSpec {
         var spec = PoolSpec()
-        guard let map = mapping(node, "pool", allowed: ManifestKeys.pool) else { return spec }
+        guard let map = mapping(node, "pool", allowed: catalog.isOpen ? nil : catalog.poolKeys) else { return spec }
         if let idNode = map["id"], let id = string(idNode, "pool.id") {
             if Template.isIdentifier(id, max: 64) { spec.id = id } else {
                 fail(idNode, "pool.id", "\(Printable.quote(id)) is not a valid pool id", hint: "use 1-64 letters, digits, '-' and '_'")
             }
         }
-        if let node = map["vmSize"], let size = string(node, "pool.vmSize") {
-            if Template.isIdentifier(size, max: 64) { spec.vmSize = size } else {
-                fail(node, "pool.vmSize", "\(Printable.quote(size)) is not a VM size", hint: "e.g. STANDARD_D2S_V3")
-            }
-        }
-        spec.dedicatedNodes = int(map["dedicatedNodes"], "pool.dedicatedNodes", range: 0...Bounds.nodes)
-        spec.spotNodes = int(map["spotNodes"], "pool.spotNodes", range: 0...Bounds.nodes)
         spec.slotsPerNode = int(map["slotsPerNode"], "pool.slotsPerNode", range: 1...Bounds.slotsPerNode)
-        spec.image = string(map["image"], "pool.image")
-        if let image = spec.image, image.split(separator: ":").count < 3 {
-            fail(map["image"], "pool.image", "expected publisher:offer:sku[:version]",
-                 hint: "e.g. canonical:0001-com-ubuntu-server-jammy:22_04-lts")
-        }
-        spec.nodeAgentSku = string(map["nodeAgentSku"], "pool.nodeAgentSku")
-        spec.startTask = string(map["startTask"], "pool.startTask", multiline: true, max: Bounds.startTaskBytes)
-        spec.idleTimeoutSeconds = duration(map["idleTimeout"], "pool.idleTimeout")
-        for (key, path) in [("partition", \PoolSpec.partition), ("account", \PoolSpec.account), ("qos", \PoolSpec.qos)] {
-            guard let node = map[key], let name = string(node, "pool.\(key)") else { continue }
-            if Self.isSlurmName(name) { spec[keyPath: path] = name } else {
-                fail(node, "pool.\(key)", "\(Printable.quote(name)) is not a Slurm \(key) name",
-                     hint: "use 1-64 letters, digits, '-', '_' and '.', starting with a letter or digit")
+        let declared = catalog.poolOptions
+        for (key, value) in map where !ManifestKeys.pool.contains(key) {
+            let field = "pool.\(key)"
+            guard let option = declared[key] else {
+                // Not declared here (batchctl before any daemon published its
+                // backends): a bounded scalar, checked by the daemon's intake.
+                if let text = string(value, field, multiline: true, max: Bounds.keyBytes * 32) { spec.options[key] = .text(text) }
+                continue
             }
-        }
-        spec.cpusPerTask = int(map["cpusPerTask"], "pool.cpusPerTask", range: 1...Bounds.cpusPerTask)
-        spec.maxRunning = int(map["maxRunning"], "pool.maxRunning", range: 1...Bounds.maxRunning)
-        if let node = map["memory"], let text = string(node, "pool.memory") {
-            if let mib = Self.mebibytes(text), (1...Bounds.memoryMiB).contains(mib) { spec.memoryMiB = mib } else {
-                fail(node, "pool.memory", "\(Printable.quote(text)) is not a memory size from 1M to 16T",
-                     hint: "a whole number with M, G or T, e.g. 512M or 4G")
-            }
+            if let v = poolValue(value, field, option) { spec.options[key] = v }
         }
         return spec
+    }
+
+    /// A pool option's value, checked against its declaration.
+    func poolValue(_ node: Node, _ field: String, _ option: PoolOption) -> PoolValue? {
+        func bad(_ text: String) -> PoolValue? {
+            fail(node, field, "\(Printable.quote(text)) is not \(option.what)", hint: option.hint)
+            return nil
+        }
+        switch option.kind {
+        case .integer(let min, let max):
+            return int(node, field, range: min...max).map(PoolValue.int)
+        case .name(let max, let extra):
+            guard let text = string(node, field) else { return nil }
+            return Self.isName(text, max: max, extra: extra) ? .text(text) : bad(text)
+        case .text(let maxBytes, let multiline, let separator, let parts):
+            guard let text = string(node, field, multiline: multiline, max: maxBytes) else { return nil }
+            if let separator, let parts, !parts.contains(text.components(separatedBy: separator).count) { return bad(text) }
+            return .text(text)
+        case .duration:
+            return duration(node, field).map(PoolValue.number)
+        case .memory(let maxMiB):
+            guard let text = string(node, field) else { return nil }
+            if let mib = Self.mebibytes(text), (1...maxMiB).contains(mib) { return .int(mib) }
+            return bad(text)
+        }
     }
 
     func inputs(_ node: Node?) -> [String] {
@@ -361,11 +367,12 @@ extension NodeReader {
         return source
     }
 
-    /// A Slurm partition, account or QoS name as batchd accepts it.
-    static func isSlurmName(_ s: String) -> Bool {
-        guard let first = s.unicodeScalars.first, s.unicodeScalars.count <= 64 else { return false }
+    /// A name: an ASCII letter or digit, then letters, digits and the
+    /// characters of `extra`, at most `max` in all.
+    static func isName(_ s: String, max: Int, extra: String) -> Bool {
+        guard let first = s.unicodeScalars.first, s.unicodeScalars.count <= max else { return false }
         func ok(_ c: Unicode.Scalar) -> Bool { ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) }
-        return ok(first) && s.unicodeScalars.allSatisfy { ok($0) || $0 == "-" || $0 == "_" || $0 == "." }
+        return ok(first) && s.unicodeScalars.allSatisfy { ok($0) || extra.unicodeScalars.contains($0) }
     }
 
     /// `512M`, `4G`, `1T` in MiB; nil for anything else (no fractions, at

@@ -54,7 +54,7 @@ public struct PollSchedule: Sendable, Equatable {
 
 extension PollSchedule {
     /// How many tasks should end between two polls of a queue while many are
-    /// live (Slurm's and Azure's pollers).
+    /// live (the pollers of queue and batch-service backends).
     public static let endedPerPoll = 100
 
     /// For a stream of many tasks (a cluster queue polled for all at once):

@@ -1,21 +1,12 @@
 /// Where a job's tasks run: a backend's name in manifests and in the store.
-/// The set is open, so a backend is added by its own module and one
-/// registration (docs/architecture.md); these are the ones batchd ships.
+/// The set is open: a backend is added by its own module and one
+/// registration (docs/architecture.md), and names itself.
 public struct BackendKind: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
     /// The name.
     public let rawValue: String
     /// The backend called `rawValue`.
     public init(rawValue: String) { self.rawValue = rawValue }
     public var description: String { rawValue }
-
-    /// This machine's cores.
-    public static let local = BackendKind(rawValue: "local")
-    /// Azure Batch with Blob Storage.
-    public static let azure = BackendKind(rawValue: "azure")
-    /// A Slurm cluster.
-    public static let slurm = BackendKind(rawValue: "slurm")
-    /// The backends batchd ships, the names a manifest may give.
-    public static let standard: [BackendKind] = [.local, .azure, .slurm]
 }
 
 /// A task's state in the store.

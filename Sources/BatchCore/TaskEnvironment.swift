@@ -5,7 +5,7 @@ public enum TaskEnvironment {
     /// `base`, then `task`, then `BATCHD_JOB_ID`, `BATCHD_JOB_NAME`,
     /// `BATCHD_TASK_ID`, `BATCHD_TASK_INDEX`, and `BATCHD_ATTEMPT` where the
     /// backend knows which attempt this is when it starts the task (locally
-    /// it does; Azure Batch retries a task itself, so it does not).
+    /// it does; a service that retries a task itself does not).
     public static func variables(base: [String: String] = [:], task: [String: String], job: String, name: String,
                                  taskID: String, index: Int, attempt: Int?) -> [String: String] {
         var env = base

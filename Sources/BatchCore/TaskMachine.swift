@@ -6,8 +6,8 @@
 /// task's fate: what counts against `retries`, that a vanished attempt runs
 /// again for free (but not forever), that a cancelled job runs nothing
 /// again, that a task the crash-loop breaker set aside fails, and that a
-/// backend whose service retried the task itself (Azure's
-/// `maxTaskRetryCount`) reports its end.
+/// backend whose service retried the task itself (a batch service's own
+/// retry count) reports its end.
 public enum TaskMachine {
     /// Attempts a task may lose (its process or node vanished without a
     /// word) before it fails. A lost attempt is free, but a task that kills
@@ -146,8 +146,8 @@ public struct TaskMachineState: Sendable, Equatable {
 public struct TaskRules: Sendable, Equatable {
     /// The manifest's `retries`.
     public var retries: Int
-    /// The backend's service retried the task itself (Azure's
-    /// `maxTaskRetryCount`): a failure it reports is the task's end.
+    /// The backend's service retried the task itself (its own retry
+    /// count): a failure it reports is the task's end.
     public var retriedByService: Bool
 
     public init(retries: Int, retriedByService: Bool = false) {

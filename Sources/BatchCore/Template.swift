@@ -136,7 +136,7 @@ public enum Template {
 
     /// Whether `s` is 1...max letters, digits, `-` and `_`, starting with a
     /// letter or digit: the shape of job names, pool
-    /// ids and task ids (Azure allows the same characters in ids).
+    /// ids and task ids (what batch services allow in ids).
     public static func isIdentifier(_ s: String, max: Int) -> Bool {
         guard !s.isEmpty, s.count <= max, let first = s.unicodeScalars.first else { return false }
         func alnum(_ u: Unicode.Scalar) -> Bool { ("a"..."z").contains(u) || ("A"..."Z").contains(u) || ("0"..."9").contains(u) }

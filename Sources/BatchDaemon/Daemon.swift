@@ -50,11 +50,17 @@ public enum Daemon {
     /// Version of batchd.
     public static let version = BatchdVersion.current
 
+    /// The backends batchd ships beside the local one: one line each.
+    static let plugins: [any BackendPlugin.Type] = [
+        AzurePlugin.self,
+        SlurmPlugin.self,
+    ]
+
     /// Runs until SIGTERM/SIGINT; throws on start-up failures.
-    /// `extraBackends` are registered after the standard ones (a test
+    /// `extraBackends` are registered after the shipped ones (a test
     /// daemon's fake backend).
     public static func run(config: DaemonConfig, environment: DaemonEnvironment, logger: Logger,
-                           extraBackends: [BackendFactory] = []) async throws {
+                           extraBackends: [any BackendPlugin.Type] = []) async throws {
         try prepareDirectories(config)
         let store = try Store(path: config.databasePath, clock: { Date().timeIntervalSince1970 })
         let candidates = config.local.exec.isEmpty
@@ -91,33 +97,43 @@ public enum Daemon {
         let slotPool = SlotPool(limit: slots)
         var ctx = JobContext(config: config, store: store, slots: slotPool, logger: logger, clock: { Date().timeIntervalSince1970 })
         ctx.protected = protected
-        // The backends, registered here and nowhere else (`extraBackends`
-        // lets a test daemon add its own). Azure is optional: without
-        // credentials the daemon runs, and refuses azure manifests with the
-        // reason.
-        ctx.backends.register(.local, LocalJobBackend(
+        // The backends: the embedded local one, then each plugin of
+        // `plugins` (`extraBackends` lets a test daemon add its own). A
+        // plugin that cannot run here (Azure without credentials) is off,
+        // and manifests naming it are refused with the reason.
+        ctx.backends.register(LocalJobBackend.name, LocalJobBackend(
             runner: LocalRunner(execPath: exec, contents: ContentStore(root: config.storeDirectory), killGrace: config.local.killGrace),
             slots: slotPool, baseEnvironment: base, hidden: hidden))
-        do {
-            let azure = try AzureBackend.make(settings: config.azure, variables: environment.variables, hostName: hostName(), ledger: BackendLedger(store),
-                                              logger: logger)
-            ctx.backends.register(.azure, AzureJobBackend(azure: azure))
-        } catch {
-            ctx.backends.unavailable(.azure, message: "backend 'azure' is not configured in this daemon: \(error)",
-                                     hint: "see docs/azure.md, or submit with --backend local")
-            logger.info("azure backend off", metadata: ["reason": "\(error)"])
+        let setup = BackendSetup(config: config, store: store, logger: logger, variables: environment.variables, hostName: hostName(),
+                                 exec: exec, baseEnvironment: base, hidden: hidden)
+        for plugin in plugins + extraBackends {
+            let name = plugin.name
+            do {
+                ctx.backends.register(name, try plugin.make(setup, section: config.sections[name.rawValue]), poolOptions: plugin.poolOptions)
+            } catch let error as ConfigError {
+                throw error
+            } catch {
+                ctx.backends.unavailable(name, message: "backend '\(name.rawValue)' is not configured in this daemon: \(error)",
+                                         hint: "\(plugin.setupHint), or submit with --backend local", poolOptions: plugin.poolOptions)
+                logger.info("\(name.rawValue) backend off", metadata: ["reason": "\(error)"])
+            }
         }
-        do {
-            let cluster = try SlurmCluster.make(settings: config.slurm, variables: environment.variables, exec: exec, baseEnvironment: base,
-                                                hidden: hidden, hostName: hostName(), ledger: BackendLedger(store), logger: logger)
-            ctx.backends.register(.slurm, SlurmJobBackend(cluster: cluster))
-        } catch {
-            ctx.backends.unavailable(.slurm, message: "backend 'slurm' is not configured in this daemon: \(error)",
-                                     hint: "see docs/slurm.md, or submit with --backend local")
-            logger.info("slurm backend off", metadata: ["reason": "\(error)"])
+        // A section no backend claims is a mistake (a misspelt name).
+        let names = ctx.backends.catalog.names
+        for section in config.sections.values.sorted(by: { $0.name < $1.name }) where !names.contains(section.name) {
+            throw ConfigError(file: section.file, line: section.line, field: section.name, message: "unknown key '\(section.name)'",
+                              hint: Suggest.nearest(to: section.name, in: DaemonConfig.keys + names).map { "did you mean '\($0)'?" }
+                                  ?? "valid keys: \((DaemonConfig.keys + names).joined(separator: ", "))")
         }
-        for extra in extraBackends {
-            ctx.backends.register(extra.name, try extra.make(BackendSetup(config: config, store: store, logger: logger)))
+        let known = ctx.backends.catalog.names
+        guard known.contains(config.defaultBackend) else {
+            throw ConfigError(file: environment.configPath, field: "defaultBackend",
+                              message: "'\(config.defaultBackend)' is not a backend of this batchd", hint: "one of \(known.joined(separator: ", "))")
+        }
+        // What batchctl checks manifests against (names and pool options),
+        // published for it: it reads the database and this file, never the daemon's modules.
+        do { try BackendCatalogFile.publish(ctx.backends.catalog, config: config) } catch {
+            logger.warning("could not publish the backends for batchctl; it checks pool options less", metadata: ["error": "\(error)"])
         }
         let supervisor = Supervisor(ctx: ctx)
         // How the daemon sees the file system (its sandbox's mounts), read

@@ -30,7 +30,7 @@ public enum DaemonLauncher {
 
     /// Runs the daemon until SIGTERM or SIGINT.
     public static func run(configPath: String, logLevel: Logger.Level, logTarget: LogTarget,
-                           extraBackends: [BackendFactory] = []) async throws(Failure) {
+                           extraBackends: [any BackendPlugin.Type] = []) async throws(Failure) {
         // Other processes of this user (the tasks run as it) may not read
         // this process's memory, environment or descriptors through /proc.
         _ = batchd_set_dumpable(0)
@@ -73,6 +73,9 @@ public enum DaemonLauncher {
             try await Daemon.run(config: settings, environment: environment, logger: logger, extraBackends: extraBackends)
         } catch let error as DirectoryError {
             logger.critical("cannot start: its directories", metadata: ["error": "\(error)"])
+            throw Failure(status: 78)
+        } catch let error as ConfigError {
+            logger.critical("cannot start: bad config", metadata: ["error": "\(error)"])
             throw Failure(status: 78)
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])

@@ -195,7 +195,7 @@ struct JobIntake: Sendable {
         do {
             let bytes = try readManifest(claimed, original: original)
             Debug.crashPoint("parse", String(decoding: bytes, as: UTF8.self))
-            let manifest = try ManifestParser.parse(bytes: bytes, file: original, backends: backends.manifestNames, types: config.jobTypes)
+            let manifest = try ManifestParser.parse(bytes: bytes, file: original, catalog: backends.catalog, types: config.jobTypes)
             let backend = BackendKind(rawValue: manifest.backend ?? config.defaultBackend)
             let runner: any JobBackend
             switch backends.lookup(backend) {

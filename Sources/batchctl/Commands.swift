@@ -39,9 +39,12 @@ struct Submit: AsyncParsableCommand {
             do { prepared = try Submission.prepare(path: file, backend: backend, config: config, set: try parameterValues(set), view: view) } catch {
                 throw CLIError(2, "\(error)")
             }
+            // A backend the daemon said it has (one it cannot run is refused by
+            // its intake with the reason, kept beside the manifest).
             let chosen = prepared.manifest.backend ?? config.defaultBackend
-            guard DaemonConfig.availableBackends.contains(chosen) else {
-                throw CLIError(2, "\(file): backend '\(chosen)' is not available in this batchd (available: \(DaemonConfig.availableBackends.joined(separator: ", ")))")
+            let catalog = BackendCatalogFile.load(config)
+            guard catalog.isOpen || catalog.names.contains(chosen) else {
+                throw CLIError(2, "\(file): backend '\(chosen)' is not one of this batchd's (\(catalog.names.joined(separator: ", ")))")
             }
             let name = try Submission.write(prepared, inbox: config.inboxDirectory)
             if !json { say("submitted \(prepared.manifest.name) (\(prepared.taskCount) tasks) as \(config.inboxDirectory)/\(name)") }
@@ -302,6 +305,7 @@ struct PoolCreate: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             // Checked by the manifest's own rules, so a pool made here is one a manifest could ask for.
+            let config = try global.load()
             var fields: [(String, Any)] = [("id", id)]
             if let vmSize { fields.append(("vmSize", vmSize)) }
             if let dedicated { fields.append(("dedicatedNodes", dedicated)) }
@@ -317,7 +321,8 @@ struct PoolCreate: AsyncParsableCommand {
             }.joined(separator: ", ")
             let spec: PoolSpec
             do {
-                spec = try ManifestParser.parse("name: pool\ntasks: [{command: 'true'}]\npool: {\(pool)}\n", file: "batchctl pool create").pool
+                spec = try ManifestParser.parse("name: pool\ntasks: [{command: 'true'}]\npool: {\(pool)}\n", file: "batchctl pool create",
+                                                catalog: BackendCatalogFile.load(config)).pool
             } catch {
                 throw CLIError(2, "\(error)")
             }
@@ -335,8 +340,9 @@ struct PoolResize: AsyncParsableCommand {
     @Option(help: "Spot (low-priority) nodes.") var spot = 0
 
     func validate() throws {
-        guard (0...Bounds.nodes).contains(dedicated), (0...Bounds.nodes).contains(spot) else {
-            throw ValidationError("--dedicated and --spot are 0 to \(Bounds.nodes)")
+        // The upper bound is the backend's, checked by the daemon.
+        guard dedicated >= 0, spot >= 0 else {
+            throw ValidationError("--dedicated and --spot are 0 or more")
         }
     }
 

@@ -59,7 +59,7 @@ struct ServiceViewTests {
             inputs: {shared: [/tmp/shared/wordcount.py]}
             tasks: {forEachFile: "texts/*.txt"}
             command: "true"
-            """, file: "job.yaml")
+            """, file: "job.yaml", catalog: .open)
         let inHome = view.issues(manifest, base: "/home/alice/wc", destination: "/home/alice/wc/output")
         #expect(inHome.map(\.field) == ["inputs.shared[0]"], "an absolute input in /tmp, and no outputs to write")
         let inTmp = view.issues(manifest, base: "/tmp/wc-alice", destination: "/tmp/wc-alice/output")

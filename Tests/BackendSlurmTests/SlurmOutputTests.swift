@@ -116,7 +116,7 @@ struct SlurmRulesTests {
     func spec(_ edit: (inout Manifest) -> Void = { _ in }) -> JobSpec {
         var m = Manifest(name: "j", tasks: .list([TaskEntry(command: "true")]))
         edit(&m)
-        return JobSpec(m, backend: .slurm, baseDirectory: "/b", destination: "/d", submitterUID: 0, sharedInputs: [])
+        return JobSpec(m, backend: SlurmJobBackend.name, baseDirectory: "/b", destination: "/d", submitterUID: 0, sharedInputs: [])
     }
 
     @Test("the manifest's pool and timeout become sbatch options, each one argument")
@@ -140,7 +140,7 @@ struct SlurmRulesTests {
     @Test("the throttle: maxRunning, else slots × nodes, else none; never past the array")
     func throttle() {
         #expect(SlurmRules.throttle(spec { $0.pool.maxRunning = 7; $0.pool.slotsPerNode = 2 }.pool) == 7)
-        #expect(SlurmRules.throttle(spec { $0.pool.slotsPerNode = 4; $0.pool.dedicatedNodes = 3 }.pool) == 12)
+        #expect(SlurmRules.throttle(spec { $0.pool.slotsPerNode = 4; $0.pool.options["dedicatedNodes"] = .int(3) }.pool) == 12)
         #expect(SlurmRules.throttle(spec { $0.pool.slotsPerNode = 4 }.pool) == 4)
         #expect(SlurmRules.throttle(spec().pool) == nil)
         let args = SlurmRules.sbatchArguments(spec: spec { $0.pool.maxRunning = 500 }, defaults: .init(), name: "n", comment: "c", count: 3,

@@ -30,7 +30,7 @@ struct SchemaSyncTests {
     }
 
     @Test func topLevel() { #expect(keys(schema) == Set(ManifestKeys.top)) }
-    @Test func pool() { #expect(keys(prop("pool")) == Set(ManifestKeys.pool)) }
+    @Test func pool() { #expect(keys(prop("pool")) == Set(shipped.poolKeys)) }
     @Test func inputs() { #expect(keys(prop("inputs", "oneOf", "1")) == Set(ManifestKeys.inputs)) }
     @Test func factory() { #expect(keys(prop("tasks", "oneOf", "1")) == Set(ManifestKeys.taskFactory)) }
     @Test func integerRange() { #expect(keys(prop("tasks", "oneOf", "1", "forEachInteger")) == Set(ManifestKeys.integerRange)) }
@@ -42,6 +42,6 @@ struct SchemaSyncTests {
         #expect(Set(prop("outputs", "oneOf", "1", "merge", "format", "enum") as? [String] ?? []) == Set(MergeSpec.Format.allCases.map(\.rawValue)))
     }
     @Test func limits() { #expect(keys(prop("limits")) == Set(ManifestKeys.limits)) }
-    @Test func backends() { #expect(Set(prop("backend", "enum") as? [String] ?? []) == Set(ManifestKeys.backends)) }
+    @Test func backends() { #expect(Set(prop("backend", "examples") as? [String] ?? []) == Set(shipped.names)) }
     @Test func cleanup() { #expect(Set(prop("cleanup", "enum") as? [String] ?? []) == Set(CleanupPolicy.allCases.map(\.rawValue))) }
 }

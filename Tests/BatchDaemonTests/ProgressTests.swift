@@ -2,6 +2,8 @@ import Foundation
 import BatchControl
 import BatchCore
 import BatchDaemon
+import BackendAzure
+import BackendSlurm
 import Testing
 
 @Suite("batchctl watch rendering")
@@ -54,8 +56,13 @@ struct DaemonConfigTests {
         #expect(c.shutdownGrace == 30)
     }
 
+    /// The Azure backend's section, as the backend decodes it.
+    func azure(_ text: String) throws -> AzureSettings {
+        try AzureSettings(DaemonConfig.parse(text, file: "c.yaml", directory: "/").sections["azure"])
+    }
+
     @Test func azureSection() throws {
-        let c = try DaemonConfig.parse("""
+        let c = try azure("""
             azure:
               owner: lab-7
               blockSize: 8MiB
@@ -63,18 +70,18 @@ struct DaemonConfigTests {
               tokenMargin: 2h
               pollMaxInterval: 1m
               deleteOrphans: true
-            """, file: "c.yaml", directory: "/")
-        #expect(c.azure.owner == "lab-7" && c.azure.blockSize == 8 << 20 && c.azure.concurrency == 6)
-        #expect(c.azure.tokenMargin == 7200 && c.azure.pollMaxInterval == 60 && c.azure.deleteOrphans)
-        #expect(DaemonConfig().azure.inputContainer == "batchd-inputs")
+            """)
+        #expect(c.owner == "lab-7" && c.blockSize == 8 << 20 && c.concurrency == 6)
+        #expect(c.tokenMargin == 7200 && c.pollMaxInterval == 60 && c.deleteOrphans)
+        #expect(try AzureSettings(nil).inputContainer == "batchd-inputs")
         #expect {
-            try DaemonConfig.parse("azure:\n  blockSize: 1KiB\n", file: "c.yaml", directory: "/")
+            try azure("azure:\n  blockSize: 1KiB\n")
         } throws: { "\($0)".contains("c.yaml:2: azure.blockSize: expected a size between 64KiB and 4000MiB") }
         #expect {
-            try DaemonConfig.parse("azure:\n  inputContainer: Inputs_1\n", file: "c.yaml", directory: "/")
+            try azure("azure:\n  inputContainer: Inputs_1\n")
         } throws: { "\($0)".contains("azure.inputContainer: not a valid container name") }
         #expect {
-            try DaemonConfig.parse("azure:\n  delteOrphans: true\n", file: "c.yaml", directory: "/")
+            try azure("azure:\n  delteOrphans: true\n")
         } throws: { "\($0)".contains("did you mean 'deleteOrphans'?") }
     }
 
@@ -86,13 +93,16 @@ struct DaemonConfigTests {
         let etc = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../etc/batchd").standardizedFileURL.path
         for name in ["batchd.yaml", "batchd.user.yaml", "dev.yaml"] {
             let c = try DaemonConfig.load(path: "\(etc)/\(name)")
-            #expect(c.slurm.sharedDirectory.isEmpty || c.slurm.sharedDirectory.hasPrefix("/"), "\(name)")
+            let slurm = try SlurmSettings(c.sections["slurm"])
+            _ = try AzureSettings(c.sections["azure"])
+            #expect(Set(c.sections.keys).isSubset(of: ["azure", "slurm"]), "\(name): \(c.sections.keys.sorted())")
+            #expect(slurm.sharedDirectory.isEmpty || slurm.sharedDirectory.hasPrefix("/"), "\(name)")
         }
         let installed = try DaemonConfig.load(path: "\(etc)/batchd.yaml")
-        #expect(installed.slurm.sharedDirectory == "", "empty leaves the Slurm backend off")
+        #expect(try SlurmSettings(installed.sections["slurm"]).sharedDirectory == "", "empty leaves the Slurm backend off")
         #expect(installed.stateDirectory == "/var/lib/batchd" && installed.inboxDirectory == "/var/lib/batchd/inbox")
         #expect {
-            try DaemonConfig.parse("slurm:\n  sharedDirectory: shared\n", file: "c.yaml", directory: "/")
+            try SlurmSettings(DaemonConfig.parse("slurm:\n  sharedDirectory: shared\n", file: "c.yaml", directory: "/").sections["slurm"])
         } throws: { "\($0)".contains("c.yaml:2: slurm.sharedDirectory: expected an absolute path") }
     }
 

@@ -229,6 +229,7 @@ struct FakeRemoteView {
     var pools: [String: Any] { state["pools"] as? [String: Any] ?? [:] }
     var tasks: [String: Any] { state["tasks"] as? [String: Any] ?? [:] }
     var submissions: [String: Int] { state["submissions"] as? [String: Int] ?? [:] }
+    var batches: [String: [Int]] { state["batches"] as? [String: [Int]] ?? [:] }
 
     /// Pools or tasks left, and tasks submitted other than once.
     func problems(_ jobID: String) -> [String] {

@@ -11,8 +11,8 @@ import Glibc
 /// the whole lifecycle, a cancel and a restart in the middle of a job.
 @Suite("a fake backend behind the port", .serialized)
 struct FakeBackendTests {
-    func daemon() async throws -> DaemonHarness {
-        let d = try DaemonHarness()
+    func daemon(extra: String = "") async throws -> DaemonHarness {
+        let d = try DaemonHarness(extra: extra)
         d.executable = "batchd-testd"
         try await d.start()
         return d
@@ -49,6 +49,33 @@ struct FakeBackendTests {
         let pools = try await d.json(["pools"])
         #expect(pools["owner"] as? String == "batchd-testd")
         #expect((pools["items"] as? [Any])?.count == 0, "\(pools)")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("a plugin's own config section and pool option: batchctl checks the option from what the daemon published, the backend reads both")
+    func ownSectionAndPoolOption() async throws {
+        let d = try await daemon(extra: "fake:\n  owner: lab-7\n  batchSize: 4\n")
+        let dir = "\(d.root)/sized"
+        let bad = try write("name: bad\nbackend: fake\npool: {batchSize: 0}\ntasks: [{command: 'true'}]\n", dir, "bad.yaml")
+        let refused = try await d.batchctl(["submit", bad])
+        #expect(refused.code == 2 && refused.err.contains("pool.batchSize") && refused.err.contains("between 1 and 100"), "\(refused.err)")
+        let good = try write("""
+            name: sized
+            backend: fake
+            pool: {batchSize: 3}
+            tasks: {forEachInteger: {from: 1, to: 7}}
+            command: "echo {i}"
+            outputs: {patterns: ["*.out"], destination: output}
+            """, dir, "job.yaml")
+        let r = try await d.batchctl(["submit", "--wait", "--timeout", "60", good])
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        let plain = try write("name: plain\nbackend: fake\ntasks: {forEachInteger: {from: 1, to: 5}}\ncommand: 'true'\n", dir, "plain.yaml")
+        #expect(try await d.batchctl(["submit", "--wait", "--timeout", "60", plain]).code == 0)
+        let jobs = try await d.store().jobs(limit: 2)
+        let remote = try FakeRemoteView(d)
+        #expect(remote.batches[jobs.first { $0.name == "sized" }?.id ?? ""] == [3, 3, 1], "the job's pool.batchSize: \(remote.batches)")
+        #expect(remote.batches[jobs.first { $0.name == "plain" }?.id ?? ""] == [4, 1], "the config's fake.batchSize: \(remote.batches)")
+        #expect(try await d.json(["pools"])["owner"] as? String == "lab-7")
         #expect(await d.signal(SIGTERM) == 0)
     }
 

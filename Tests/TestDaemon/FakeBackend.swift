@@ -20,15 +20,12 @@ struct FakeBackend: JobBackend {
     let owner: String
     /// What it knows of all its jobs (the pools of jobs in the database).
     let ledger: BackendLedger
-    /// Tasks per submitted batch (as Slurm's arrays or Azure's collections).
-    let batchSize = 2
+    /// Tasks per submitted batch (as Slurm's arrays or Azure's
+    /// collections): the config's `fake.batchSize`, unless a job's
+    /// `pool.batchSize` says otherwise.
+    let batchSize: Int
 
-    static let name = BackendKind(rawValue: "fake")
-
-    /// Registered by `batchd-testd`'s one line.
-    static let factory = BackendFactory(name: name) { setup in
-        FakeBackend(remote: try FakeRemote(directory: "\(setup.config.stateDirectory)/fake-remote"), owner: "batchd-testd", ledger: setup.ledger)
-    }
+    func batchSize(_ job: JobHandle) -> Int { job.spec.pool.int("batchSize") ?? batchSize }
 
     func poolID(_ job: JobHandle) -> String { "fake-\(job.id)" }
 
@@ -67,9 +64,9 @@ struct FakeBackend: JobBackend {
         guard let tasks = await job.tasks() else { return .interrupted }
         let known = remote.known(job: job.id)
         let todo = tasks.filter { $0.state.isOpen && !known.contains($0.taskId) }
-        for start in stride(from: 0, to: todo.count, by: batchSize) {
+        for start in stride(from: 0, to: todo.count, by: batchSize(job)) {
             if job.control.isHalted { return .interrupted }
-            remote.submit(job: job.id, todo[start..<min(todo.count, start + batchSize)].map { ($0.taskId, $0.command) })
+            remote.submit(job: job.id, todo[start..<min(todo.count, start + batchSize(job))].map { ($0.taskId, $0.command) })
             job.crashPoint("submit.batch")
         }
         job.log.info("tasks submitted", metadata: ["tasks": "\(todo.count)", "already.there": "\(tasks.count - todo.count)"])
@@ -114,7 +111,7 @@ struct FakeAdapter: TaskAdapter {
     let job: JobHandle
     var remote: FakeRemote { backend.remote }
 
-    var traits: AdapterTraits { AdapterTraits(launchBatch: backend.batchSize, throttledByPhase: false) }
+    var traits: AdapterTraits { AdapterTraits(launchBatch: backend.batchSize(job), throttledByPhase: false) }
 
     /// The number of each open task's next attempt.
     func nextAttempts() async -> [Int: Int]? {

@@ -25,6 +25,18 @@ final class FakeRemote: Sendable {
         var tasks: [String: Task] = [:]
         /// "<job>/<task>" → how many times it was submitted (never reset).
         var submissions: [String: Int] = [:]
+        /// Job → the size of each batch submitted, in order.
+        var batches: [String: [Int]] = [:]
+
+        init() {}
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            pools = try c.decode([String: [String: String]].self, forKey: .pools)
+            tasks = try c.decode([String: Task].self, forKey: .tasks)
+            submissions = try c.decode([String: Int].self, forKey: .submissions)
+            batches = try c.decodeIfPresent([String: [Int]].self, forKey: .batches) ?? [:]
+        }
     }
 
     let path: String
@@ -69,6 +81,7 @@ final class FakeRemote: Sendable {
 
     func submit(job: String, _ tasks: [(id: String, command: String)]) {
         change { s in
+            s.batches[job, default: []].append(tasks.count)
             for t in tasks {
                 let key = "\(job)/\(t.id)"
                 s.tasks[key] = Task(job: job, taskID: t.id, command: t.command, state: "queued")

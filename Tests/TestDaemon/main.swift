@@ -18,7 +18,7 @@ while let arg = arguments.popFirst() {
 }
 do {
     try await DaemonLauncher.run(configPath: configPath, logLevel: level, logTarget: .stderr,
-                                 extraBackends: [FakeBackend.factory])
+                                 extraBackends: [FakePlugin.self])
 } catch {
     exit(error.status)
 }

@@ -35,7 +35,7 @@ enum FuzzCase {
             precondition(text.utf8.contains(0) || !out.utf8.contains(0), "a value's NUL reached a rendered command")
         }
 
-        guard let m = try? ManifestParser.parse(bytes: Array(manifest), file: file) else { return }
+        guard let m = try? ManifestParser.parse(bytes: Array(manifest), file: file, catalog: fuzzCatalog) else { return }
         // A range of up to a million tasks is valid and costs its size to
         // expand (seconds): the fuzzer would report it as a hang and learn
         // nothing. Ranges are expanded up to 20,000 tasks here.
@@ -139,3 +139,21 @@ struct Replay {
     }
 }
 #endif
+
+/// Backends as the parser sees them, with a pool option of every kind
+/// (the corpus uses the shipped backends' keys), so each kind's checks are
+/// fuzzed without linking a backend.
+let fuzzCatalog = BackendCatalog([
+    .init(name: "local", available: true, poolOptions: []),
+    .init(name: "azure", available: true, poolOptions: [
+        PoolOption("vmSize", .name(max: 64, extra: "-_"), what: "a VM size", hint: "", help: ""),
+        PoolOption("dedicatedNodes", .integer(min: 0, max: 10_000), what: "a node count", hint: "", help: ""),
+        PoolOption("image", .text(maxBytes: 256, multiline: false, separator: ":", parts: 3...4), what: "an image", hint: "", help: ""),
+        PoolOption("startTask", .text(maxBytes: 8192, multiline: true, separator: nil, parts: nil), what: "a start task", hint: "", help: ""),
+        PoolOption("idleTimeout", .duration, what: "a duration", hint: "", help: ""),
+    ]),
+    .init(name: "slurm", available: true, poolOptions: [
+        PoolOption("partition", .name(max: 64, extra: "-_."), what: "a partition name", hint: "", help: ""),
+        PoolOption("memory", .memory(maxMiB: 16 << 20), what: "a memory size", hint: "", help: ""),
+    ]),
+])

@@ -363,7 +363,7 @@ extension AzureJob {
         mutating func body(_ task: TaskRecord) throws -> Data {
             let spec = job.handle.spec
             var placed: [(url: String, target: String)] = []
-            for input in spec.sharedInputs + task.inputFiles {
+            for input in spec.sharedInputs + task.inputs {
                 guard let name = blobs[input.source] else { throw NotStaged(source: input.source) }
                 if urls[name] == nil {
                     urls[name] = try job.az.inputs.readURL(name, sas: sas, lifetime: lifetime, now: now, httpsOnly: job.az.httpsOnly)
@@ -371,7 +371,7 @@ extension AzureJob {
                 placed.append((urls[name]!, input.target))
             }
             let record = job.job
-            let env = TaskEnvironment.variables(task: task.environment,
+            let env = TaskEnvironment.variables(task: task.env,
                                                 job: record.id, name: record.name, taskID: task.taskId, index: task.idx, attempt: nil)
             return BatchBodies.taskJSON(BatchBodies.TaskParts(
                 id: task.taskId, command: task.command, env: env, inputs: placed, patterns: spec.outputPatterns, outputContainerURL: outputURL,

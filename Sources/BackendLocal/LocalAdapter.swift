@@ -113,11 +113,11 @@ struct LocalAdapter: TaskAdapter {
             guard let begun = await job.beginNextAttempt(idx) else { return .interrupted }
             guard let (task, number) = begun else { continue }
             let dir = job.attemptDirectory(task.taskId, number)
-            let env = TaskEnvironment.variables(base: backend.baseEnvironment, task: task.environment,
+            let env = TaskEnvironment.variables(base: backend.baseEnvironment, task: task.env,
                                                 job: job.id, name: job.spec.name, taskID: task.taskId, index: idx, attempt: number)
             var placed: [(sha256: String, target: String)] = []
             var missing: String?
-            for input in job.spec.sharedInputs + task.inputFiles {
+            for input in job.spec.sharedInputs + task.inputs {
                 if let sha = sha[input.source] { placed.append((sha, input.target)) } else { missing = input.source }
             }
             let spec = AttemptSpec(directory: dir, command: task.command, env: env, inputs: placed, timeout: job.spec.timeoutSeconds,

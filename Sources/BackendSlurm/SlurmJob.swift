@@ -223,11 +223,11 @@ struct SlurmJob: Sendable {
             guard let task = tasks[e.idx] else { throw DaemonError("task \(e.idx) is not in the job") }
             let dir = attemptDirectory(e)
             try FileOps.makeDirectory("\(dir)/work")
-            for input in handle.spec.sharedInputs + task.inputFiles {
+            for input in handle.spec.sharedInputs + task.inputs {
                 guard let sha = inputs[input.source] else { throw DaemonError("input \(input.source) was not staged") }
                 try cluster.contents.place(sha, at: "\(dir)/work/\(input.target)")
             }
-            let env = TaskEnvironment.variables(base: cluster.baseEnvironment, task: task.environment, job: id, name: handle.spec.name,
+            let env = TaskEnvironment.variables(base: cluster.baseEnvironment, task: task.env, job: id, name: handle.spec.name,
                                                 taskID: task.taskId, index: e.idx, attempt: e.attempt)
             var run = "# batchd: task \(task.taskId), attempt \(e.attempt) of job \(id)\n"
             for (k, v) in env.sorted(by: { $0.key < $1.key }) { run += "export \(k)=\(ShellTemplate.quote(v, in: .bare))\n" }

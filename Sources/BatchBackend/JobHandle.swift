@@ -132,20 +132,6 @@ public struct JobHandle: Sendable {
     }
 }
 
-extension TaskRecord {
-    /// The task's own input files (the shared ones are in the spec).
-    public var inputFiles: [InputFile] {
-        if inputs == "[]" { return [] }
-        return (try? JSONDecoder().decode([InputFile].self, from: Data(inputs.utf8))) ?? []
-    }
-
-    /// The task's own environment variables.
-    public var environment: [String: String] {
-        if env == "{}" { return [:] }
-        return (try? JSONDecoder().decode([String: String].self, from: Data(env.utf8))) ?? [:]
-    }
-}
-
 /// How a database step is retried: with backoff until it works or the
 /// daemon stops (nil). A full disk or a locked file is transient, and giving
 /// up would lose the record of work that happened.

@@ -127,7 +127,7 @@ public struct JobReport: Sendable {
     /// Where `outputs.merge` stands: its file, the tasks merged so far (the
     /// first `tasks`), its size, the task files left out; null without one.
     func mergedObject(_ job: JobRecord) async throws -> Any {
-        guard let merge = job.spec?.merge else { return NSNull() }
+        guard let merge = job.spec.merge else { return NSNull() }
         let state = try? await store.backendRecord(job.id, MergeState.key, as: MergeState.self)
         return ["path": merge.into, "format": merge.format.rawValue, "tasks": state?.next ?? 0, "bytes": state?.bytes ?? 0,
                 "leftOut": state?.skipped ?? 0]
@@ -191,7 +191,7 @@ public struct JobReport: Sendable {
             "tasks      \(c.total) total: \(c.succeeded) succeeded, \(c.failed) failed, \(c.running) running, \(c.pending) pending, \(c.cancelled) cancelled",
             "outputs    \(outputCount) files in \(job.destination)",
         ]
-        if let merge = job.spec?.merge {
+        if let merge = job.spec.merge {
             let state = try? await store.backendRecord(job.id, MergeState.key, as: MergeState.self)
             lines.append("merged     \(merge.into): \(state?.next ?? 0) of \(c.total) tasks, \(Progress.bytes(Int(state?.bytes ?? 0)))"
                 + ((state?.skipped ?? 0) > 0 ? ", \(state?.skipped ?? 0) files left out (see the log)" : ""))

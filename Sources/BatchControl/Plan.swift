@@ -9,19 +9,23 @@ public enum Plan {
     /// Builds the plan as an object (for --json) and as text.
     public static func make(path: String, backend: String?, config: DaemonConfig, cores: Int,
                             set: [String: String] = [:]) async throws -> (object: [String: Any], text: String) {
-        let prepared = try Submission.prepare(path: path, backend: backend, config: config, set: set)
+        // One pass over the tasks, as submit checks them: their inputs, the
+        // first few for the sample; none is kept.
+        var sources = Set<String>(), sample: [TaskSpec] = []
+        let prepared = try Submission.prepare(path: path, backend: backend, config: config, set: set) { task in
+            for i in task.inputs { sources.insert(i.source) }
+            if sample.count < 5 { sample.append(task) }
+        }
         let m = prepared.manifest
-        let base = m.baseDirectory ?? (URL(fileURLWithPath: path).standardizedFileURL.path as NSString).deletingLastPathComponent
         let policy = Submission.policy(config)
-        let expanded = try TaskExpander(fs: LocalFileSystem(policy: policy)).expand(m, base: base, jobID: "plan", file: (path as NSString).lastPathComponent)
-        let chosen = m.backend ?? config.defaultBackend
+        let chosen = prepared.plan.backend.rawValue
+        let count = prepared.taskCount
 
         // Inputs after dedup: every distinct file once, and only those whose
         // content the store lacks (hashes from the daemon's cache when it still holds).
         let store = ContentStore(root: config.storeDirectory)
         let db = try? Store(readOnlyPath: config.databasePath)
-        var sources = Set(expanded.sharedInputs.map(\.source))
-        for t in expanded.tasks { for i in t.inputs { sources.insert(i.source) } }
+        for i in prepared.plan.sharedInputs { sources.insert(i.source) }
         var totalBytes: Int64 = 0, newBytes: Int64 = 0, stored = 0
         var seen = Set<String>()
         for source in sources.sorted() {
@@ -41,18 +45,17 @@ public enum Plan {
         }
 
         let slots = chosen == "local" ? min(config.slotCount(cores: cores), m.pool.slotsPerNode ?? Int.max) : nil
-        let coreHours = m.timeoutSeconds.map { Double(expanded.tasks.count) * $0 / 3600 }
+        let coreHours = m.timeoutSeconds.map { Double(count) * $0 / 3600 }
         let source: String = switch m.tasks {
         case .list(let l): "explicit list of \(l.count)"
         case .forEachFile(let p, _): "forEachFile \(p)"
         case .forEachInteger(let a, let b, let s, _): "forEachInteger \(a)…\(b) step \(s)"
         case .forEachRow(let f, let fmt, _): "forEachRow \(f) (\(fmt.rawValue))"
         }
-        let destination = m.outputs.destination.hasPrefix("/") ? m.outputs.destination
-            : URL(fileURLWithPath: "\(base)/\(m.outputs.destination)").standardizedFileURL.path
+        let destination = prepared.plan.destination
         let object: [String: Any] = [
-            "name": m.name, "backend": chosen, "tasks": expanded.tasks.count, "taskSource": source,
-            "sample": expanded.tasks.prefix(5).map { ["id": $0.id, "command": $0.command] },
+            "name": m.name, "backend": chosen, "tasks": count, "taskSource": source,
+            "sample": sample.map { ["id": $0.id, "command": $0.command] },
             "inputs": ["files": sources.count, "bytes": totalBytes, "bytesToStage": newBytes, "alreadyStored": stored],
             "pool": ["id": m.pool.id as Any? ?? NSNull(), "auto": m.pool.id == nil, "slotsPerNode": m.pool.slotsPerNode as Any? ?? NSNull(),
                      "localSlots": slots as Any? ?? NSNull(), "options": m.pool.options.mapValues(Self.json)] as [String: Any],
@@ -70,13 +73,13 @@ public enum Plan {
                          + (m.pool.slotsPerNode.map { " · \($0) slots per node" } ?? "")
                          + (options.isEmpty ? " · the backend's defaults" : " · " + options.joined(separator: " · ")))
         }
-        lines.append("tasks     \(expanded.tasks.count) (\(source))")
-        for t in expanded.tasks.prefix(5) { lines.append("  \(t.id)  \(t.command)") }
-        if expanded.tasks.count > 5 { lines.append("  … \(expanded.tasks.count - 5) more") }
+        lines.append("tasks     \(count) (\(source))")
+        for t in sample { lines.append("  \(t.id)  \(t.command)") }
+        if count > 5 { lines.append("  … \(count - 5) more") }
         lines.append("inputs    \(sources.count) files, \(bytes(totalBytes)); \(bytes(newBytes)) to stage after dedup (\(stored) already stored)")
         lines.append("outputs   \(m.outputs.patterns.isEmpty ? "none" : m.outputs.patterns.joined(separator: ", ")) → \(destination)")
         lines.append("attempts  \(m.retries) retries, \(m.timeoutSeconds.map { "timeout \(HumanDuration.format($0))" } ?? "no timeout")")
-        lines.append("estimate  " + (coreHours.map { String(format: "at most %.2f core-hours (%d tasks × %@ timeout × 1 core)", $0, expanded.tasks.count, HumanDuration.format(m.timeoutSeconds!)) }
+        lines.append("estimate  " + (coreHours.map { String(format: "at most %.2f core-hours (%d tasks × %@ timeout × 1 core)", $0, count, HumanDuration.format(m.timeoutSeconds!)) }
             ?? "unknown: set a timeout to bound core-hours"))
         return (object, lines.joined(separator: "\n"))
     }

@@ -16,10 +16,12 @@ public enum Submission {
     public struct Prepared: Sendable {
         /// The text to write (the user's own, plus `baseDirectory:` / `backend:`).
         public var text: String
+        /// The manifest read once: parsed, resolved, its tasks checked.
+        public var plan: IntakePlan
         /// The manifest.
-        public var manifest: Manifest
+        public var manifest: Manifest { plan.manifest }
         /// How many tasks it makes.
-        public var taskCount: Int
+        public var taskCount: Int { plan.taskCount }
         /// `yaml` or `json`.
         public var fileExtension: String
     }
@@ -36,9 +38,11 @@ public enum Submission {
     /// manifest's `parameters:` so the daemon sees them. `view`: the file
     /// system as the daemon sees it (asked over the control socket): paths
     /// it cannot use (its private /tmp, a destination read-only in its
-    /// sandbox) are refused here, with the fix, as the daemon would.
+    /// sandbox) are refused here, with the fix, as the daemon would. Every
+    /// task is made once, to report here what the daemon would reject, and
+    /// handed to `each` (none is kept: a million-task job costs no memory here).
     public static func prepare(path: String, backend: String?, config: DaemonConfig, set: [String: String] = [:],
-                               view: ServiceView? = nil) throws -> Prepared {
+                               view: ServiceView? = nil, each: (TaskSpec) -> Void = { _ in }) throws -> Prepared {
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
         let name = (path as NSString).lastPathComponent
         let bytes: [UInt8]
@@ -47,27 +51,14 @@ public enum Submission {
         }
         let text = try ManifestParser.text(of: bytes, file: name)
         let catalog = BackendCatalogFile.load(config)
-        var manifest = try ManifestParser.parse(text, file: name, catalog: catalog, types: config.jobTypes, set: set)
         if let backend, !catalog.isOpen, !catalog.names.contains(backend) {
             throw DaemonError("--backend \(backend): unknown backend (one of: \(catalog.names.joined(separator: ", ")))")
         }
-        let base = manifest.baseDirectory ?? (absolute as NSString).deletingLastPathComponent
-        let policy = policy(config)
-        let d = manifest.outputs.destination
-        let destination = URL(fileURLWithPath: d.hasPrefix("/") ? d : "\(base)/\(d)").standardizedFileURL.path
-        if let view {
-            let issues = view.issues(manifest, base: base, destination: destination)
-            if !issues.isEmpty { throw ManifestError(file: name, issues: issues) }
-        }
-        // Every task is made once, to report here what the daemon would
-        // reject, and none is kept: a million-task job costs no memory here.
-        let expanded = try TaskExpander(fs: LocalFileSystem(policy: policy)).plan(manifest, base: base, jobID: "check", file: name)
-        do { try expanded.forEach { _ in } } catch let e as ManifestError { throw e }
-        if !manifest.outputs.patterns.isEmpty {
-            do { try Destination.check(destination, policy: policy) } catch {
-                throw ManifestError(file: name, issues: [ManifestIssue(line: nil, column: nil, field: "outputs.destination", message: "\(error)")])
-            }
-        }
+        let plan = try IntakePlan.make(text: text, file: name, catalog: catalog, types: config.jobTypes, set: set, backend: backend,
+                                       defaultBackend: config.defaultBackend, base: (absolute as NSString).deletingLastPathComponent,
+                                       policy: policy(config), view: view, jobID: "check", reveal: true)
+        try plan.tasks.forEach(each)
+        let (manifest, base) = (plan.manifest, plan.base)
 
         var additions: [(String, Any)] = []
         if manifest.baseDirectory == nil { additions.append(("baseDirectory", base)) }
@@ -98,8 +89,7 @@ public enum Submission {
             out = String(decoding: json, as: UTF8.self) + "\n"
             ext = "json"
         }
-        manifest = try ManifestParser.parse(out, file: name, catalog: catalog, types: config.jobTypes)
-        return Prepared(text: out, manifest: manifest, taskCount: expanded.count, fileExtension: ext)
+        return Prepared(text: out, plan: plan, fileExtension: ext)
     }
 
     /// Adds or replaces top-level keys of a block mapping line by line, so the

@@ -195,56 +195,32 @@ struct JobIntake: Sendable {
         do {
             let bytes = try readManifest(claimed, original: original)
             Debug.crashPoint("parse", String(decoding: bytes, as: UTF8.self))
-            let manifest = try ManifestParser.parse(bytes: bytes, file: original, catalog: backends.catalog, types: config.jobTypes)
-            let backend = BackendKind(rawValue: manifest.backend ?? config.defaultBackend)
+            let policy = AccessPolicy(submitter: Submitter.lookup(uid: owner), protected: protected)
+            let plan = try IntakePlan.make(text: try ManifestParser.text(of: bytes, file: original), file: original, catalog: backends.catalog,
+                                           types: config.jobTypes, defaultBackend: config.defaultBackend, base: config.inboxDirectory,
+                                           policy: policy, view: view, jobID: jobID, reveal: false)
+            let (manifest, backend) = (plan.manifest, plan.backend)
             let runner: any JobBackend
             switch backends.lookup(backend) {
             case .success(let b): runner = b
             case .failure(let missing): throw ManifestError(file: original, issues: [missing.issue])
             }
-            let policy = AccessPolicy(submitter: Submitter.lookup(uid: owner), protected: protected)
-            let base = manifest.baseDirectory ?? config.inboxDirectory
-            let destination = manifest.outputs.destination.hasPrefix("/")
-                ? URL(fileURLWithPath: manifest.outputs.destination).standardizedFileURL.path
-                : URL(fileURLWithPath: "\(base)/\(manifest.outputs.destination)").standardizedFileURL.path
-            // What the service's sandbox forbids (a private /tmp, read-only
-            // homes) is refused before anything else, with the fix.
-            let sandbox = view.issues(manifest, base: base, destination: destination)
-            if !sandbox.isEmpty { throw ManifestError(file: original, issues: sandbox) }
-            let expanded = try TaskExpander(fs: LocalFileSystem(policy: policy), revealFileContent: false)
-                .plan(manifest, base: base, jobID: jobID, file: original)
-            if !manifest.outputs.patterns.isEmpty {
-                do { try Destination.check(destination, policy: policy) } catch {
-                    throw ManifestError(file: original, issues: [ManifestIssue(line: nil, column: nil, field: "outputs.destination", message: "\(error)",
-                                                                               hint: "choose a directory \(policy.submitter) may write")])
-                }
-            }
-            let spec = JobSpec(manifest, backend: backend, baseDirectory: base, destination: destination, submitterUID: owner,
-                               sharedInputs: expanded.sharedInputs)
+            let spec = plan.spec(submitterUID: owner)
             if let issue = await runner.refusal(spec) { throw ManifestError(file: original, issues: [issue]) }
             let jobDir = "\(config.jobsDirectory)/\(jobID)"
             try FileOps.makeDirectory(jobDir)
             let ext = (original as NSString).pathExtension.lowercased() == "json" ? "json" : "yaml"
             let manifestPath = "\(jobDir)/manifest.\(ext)"
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = .sortedKeys
             let now = clock().timeIntervalSince1970
-            let record = JobRecord(
-                id: jobID, name: manifest.name, backend: backend, phase: .accepted, verdict: nil, reason: nil,
-                sourceFile: original, manifestPath: manifestPath, baseDirectory: base, destination: destination,
-                retries: manifest.retries, timeoutSeconds: manifest.timeoutSeconds, cleanup: manifest.cleanup,
-                maxParallel: manifest.pool.slotsPerNode,
-                outputPatterns: String(decoding: try encoder.encode(manifest.outputs.patterns), as: UTF8.self),
-                sharedInputs: String(decoding: try encoder.encode(expanded.sharedInputs), as: UTF8.self),
-                taskCount: expanded.count, cancelRequested: false, createdAt: now, updatedAt: now, finishedAt: nil,
-                spec: spec)
+            let record = JobRecord(id: jobID, phase: .accepted, sourceFile: original, manifestPath: manifestPath, taskCount: plan.taskCount,
+                                   createdAt: now, updatedAt: now, spec: spec)
             // The tasks are made as they are recorded: a task that cannot be
             // made (a repeated id, a command too long) rejects the job, and
             // the transaction leaves nothing behind.
-            try await store.insertJob(record, claimed: fileName) { emit in try expanded.forEach(emit) }
+            try await store.insertJob(record, claimed: fileName) { emit in try plan.tasks.forEach(emit) }
             rename(claimed, manifestPath)
             FileOps.syncDirectory(jobDir)
-            log.notice("job accepted", metadata: ["job.name": "\(manifest.name)", "tasks": "\(expanded.count)", "backend": "\(backend.rawValue)",
+            log.notice("job accepted", metadata: ["job.name": "\(manifest.name)", "tasks": "\(plan.taskCount)", "backend": "\(backend.rawValue)",
                                                   "submitter": "\(policy.submitter)", "message.id": "\(MessageID.jobAccepted)"])
             return jobID
         } catch let error as ManifestError {

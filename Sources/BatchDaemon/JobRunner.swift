@@ -26,11 +26,7 @@ struct JobRunner: Sendable {
     func run() async {
         defer { control.reconciled.fire(()) }
         guard let job = await retrying("load the job", { try await ctx.store.job(jobID) }) ?? nil else { return }
-        guard let spec = job.spec else {
-            // Supervisor gives every unfinished job a spec before it starts.
-            log.error("job has no recorded spec; it cannot run")
-            return
-        }
+        let spec = job.spec
         let handle = JobHandle(job: job, spec: spec, store: ctx.store, control: control, logger: ctx.logger,
                                jobsDirectory: ctx.config.jobsDirectory, policy: ctx.policy(spec), clock: ctx.clock)
         await drive(handle)

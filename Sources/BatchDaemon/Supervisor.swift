@@ -45,14 +45,7 @@ public actor Supervisor: Service {
 
     /// Runs until graceful shutdown, then drains.
     public func run() async throws {
-        var unfinished = try await ctx.store.unfinishedJobs()
-        // Jobs accepted by a batchd that stored no spec get theirs, once.
-        for (i, job) in unfinished.enumerated() where job.spec == nil {
-            let spec = JobSpec.upgrading(job, defaultUID: geteuid())
-            try await ctx.store.setSpec(job.id, spec)
-            unfinished[i].spec = spec
-            ctx.logger.info("job spec recorded for a job from an older batchd", metadata: ["job.id": "\(job.id)"])
-        }
+        let unfinished = try await ctx.store.unfinishedJobs()
         await withDiscardingTaskGroup { group in
             for job in unfinished { launch(job.id, in: &group) }
             for control in controls.values { _ = await control.reconciled.wait() }
@@ -113,7 +106,7 @@ public actor Supervisor: Service {
         guard retriesUnderWay.insert(job.id).inserted else { throw DaemonError("job \(job.id) is being retried already") }
         defer { retriesUnderWay.remove(job.id) }
         try await backend.prepareRetry(job)
-        if job.spec?.merge != nil { try await OutputMerger.reset(ctx.store, job.id) }
+        if job.spec.merge != nil { try await OutputMerger.reset(ctx.store, job.id) }
         let n = try await ctx.store.reopenFailedTasks(job.id, t.state)
         var log = ctx.logger
         log[metadataKey: "job.id"] = "\(job.id)"

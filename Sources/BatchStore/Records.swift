@@ -1,4 +1,5 @@
 import BatchCore
+import Foundation
 import GRDB
 
 /// A job row.
@@ -22,26 +23,28 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     public var sourceFile: String
     /// The claimed copy of the manifest in the state directory.
     public var manifestPath: String
-    public var baseDirectory: String
-    /// Absolute output directory.
-    public var destination: String
-    public var retries: Int
-    public var timeoutSeconds: Double?
-    public var cleanup: CleanupPolicy
-    /// Most tasks of this job at once (pool.slotsPerNode), nil for no own limit.
-    public var maxParallel: Int?
-    /// JSON array of output globs.
-    public var outputPatterns: String
-    /// JSON array of `InputFile`.
-    public var sharedInputs: String
     public var taskCount: Int
     public var cancelRequested: Bool
     public var createdAt: Double
     public var updatedAt: Double
     public var finishedAt: Double?
-    /// The job as accepted (stored as JSON); nil for jobs from before it was
-    /// recorded, until the daemon fills it in.
-    public var spec: JobSpec?
+    /// The job as accepted (JSON): the one record of what it asks for. Its
+    /// columns are only what lists, looks up and follows jobs (v12 dropped
+    /// the copies of the spec's fields).
+    public var spec: JobSpec
+
+    /// Where relative paths started.
+    public var baseDirectory: String { spec.baseDirectory }
+    /// Absolute output directory.
+    public var destination: String { spec.destination }
+    /// How many times a failed task is tried again.
+    public var retries: Int { spec.retries }
+    /// Per-attempt time limit in seconds.
+    public var timeoutSeconds: Double? { spec.timeoutSeconds }
+    /// What to delete when the job ends.
+    public var cleanup: CleanupPolicy { spec.cleanup }
+    /// Most tasks of this job at once (pool.slotsPerNode), nil for no own limit.
+    public var maxParallel: Int? { spec.pool.slotsPerNode }
 
     /// The stored verdict as the core's value.
     public var jobVerdict: Verdict? {
@@ -57,23 +60,16 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     public var state: JobState { JobState(phase: phase, verdict: jobVerdict) }
 
     /// Creates a row.
-    public init(id: String, name: String, backend: BackendKind, phase: JobPhase, verdict: VerdictKind?, reason: String?, sourceFile: String, manifestPath: String, baseDirectory: String, destination: String, retries: Int, timeoutSeconds: Double?, cleanup: CleanupPolicy, maxParallel: Int?, outputPatterns: String, sharedInputs: String, taskCount: Int, cancelRequested: Bool, createdAt: Double, updatedAt: Double, finishedAt: Double?, spec: JobSpec? = nil) {
+    public init(id: String, phase: JobPhase, verdict: VerdictKind? = nil, reason: String? = nil, sourceFile: String, manifestPath: String,
+                taskCount: Int, cancelRequested: Bool = false, createdAt: Double, updatedAt: Double, finishedAt: Double? = nil, spec: JobSpec) {
         self.id = id
-        self.name = name
-        self.backend = backend
+        self.name = spec.name
+        self.backend = spec.backend
         self.phase = phase
         self.verdict = verdict
         self.reason = reason
         self.sourceFile = sourceFile
         self.manifestPath = manifestPath
-        self.baseDirectory = baseDirectory
-        self.destination = destination
-        self.retries = retries
-        self.timeoutSeconds = timeoutSeconds
-        self.cleanup = cleanup
-        self.maxParallel = maxParallel
-        self.outputPatterns = outputPatterns
-        self.sharedInputs = sharedInputs
         self.taskCount = taskCount
         self.cancelRequested = cancelRequested
         self.createdAt = createdAt
@@ -96,10 +92,11 @@ public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
     public var idx: Int
     public var taskId: String
     public var command: String
-    /// JSON object.
-    public var env: String
-    /// JSON array of `InputFile`.
-    public var inputs: String
+    /// The task's own environment variables (stored as a JSON object).
+    public var env: [String: String]
+    /// The task's own input files (the shared ones are in the job's spec;
+    /// stored as a JSON array).
+    public var inputs: [InputFile]
     public var state: TaskState
     /// Attempts that used up a retry.
     public var countedAttempts: Int
@@ -113,7 +110,7 @@ public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
     public var strikes: Int
 
     /// Creates a row.
-    public init(jobId: String, idx: Int, taskId: String, command: String, env: String, inputs: String, state: TaskState, countedAttempts: Int, outcome: OutcomeKind?, exitCode: Int?, signal: Int?, detail: String?, updatedAt: Double, strikes: Int = 0) {
+    public init(jobId: String, idx: Int, taskId: String, command: String, env: [String: String], inputs: [InputFile], state: TaskState, countedAttempts: Int, outcome: OutcomeKind?, exitCode: Int?, signal: Int?, detail: String?, updatedAt: Double, strikes: Int = 0) {
         self.jobId = jobId
         self.idx = idx
         self.taskId = taskId
@@ -139,8 +136,14 @@ public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
         idx = row["idx"]
         taskId = row["task_id"]
         command = row["command"]
-        env = row["env"]
-        inputs = row["inputs"]
+        // Typed as they are read, once per read; most tasks have neither.
+        let envText: String = row["env"], inputsText: String = row["inputs"]
+        do {
+            env = envText == "{}" ? [:] : try JSONDecoder().decode([String: String].self, from: Data(envText.utf8))
+            inputs = inputsText == "[]" ? [] : try JSONDecoder().decode([InputFile].self, from: Data(inputsText.utf8))
+        } catch {
+            throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "task \(taskId) has an environment or inputs that are not the JSON batchd wrote")
+        }
         let stateName: String = row["state"]
         guard let state = TaskState(rawValue: stateName) else {
             throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "task \(taskId) has an unknown state '\(stateName)'")

@@ -1,3 +1,5 @@
+import BatchCore
+import Foundation
 import GRDB
 
 /// The schema, as named, append-only migrations: never edit a shipped one; add
@@ -310,6 +312,38 @@ enum Schema {
                   FROM azure_jobs;
                 DROP TABLE azure_jobs;
                 """)
+        }
+        m.registerMigration("v12-spec-only") { db in
+            // The spec is the one record of what a job asks for: jobs an older
+            // batchd accepted get theirs, made from their columns (their
+            // manifest is not read again: pool options and limits it did not
+            // store take their defaults), and the copies of its fields go.
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT id, name, backend, manifest_path, base_directory, destination, retries, timeout_seconds, cleanup, max_parallel,
+                       output_patterns, shared_inputs FROM jobs WHERE spec IS NULL
+                """)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            for r in rows {
+                var m = Manifest(name: r["name"], tasks: .list([]))
+                m.retries = r["retries"]
+                m.timeoutSeconds = r["timeout_seconds"]
+                m.cleanup = CleanupPolicy(rawValue: r["cleanup"]) ?? .onSuccess
+                m.outputs.patterns = (try? JSONDecoder().decode([String].self, from: Data((r["output_patterns"] as String).utf8))) ?? []
+                m.pool.slotsPerNode = r["max_parallel"]
+                let shared = (try? JSONDecoder().decode([InputFile].self, from: Data((r["shared_inputs"] as String).utf8))) ?? []
+                // The submitter: the accepted manifest's owner, as intake had it.
+                var st = stat()
+                let path: String = r["manifest_path"]
+                let uid = stat(path, &st) == 0 ? st.st_uid : geteuid()
+                let spec = JobSpec(m, backend: BackendKind(rawValue: r["backend"]), baseDirectory: r["base_directory"], destination: r["destination"],
+                                   submitterUID: uid, sharedInputs: shared)
+                try db.execute(sql: "UPDATE jobs SET spec = ? WHERE id = ?",
+                               arguments: [String(decoding: try encoder.encode(spec), as: UTF8.self), r["id"] as String])
+            }
+            for column in ["base_directory", "destination", "retries", "timeout_seconds", "cleanup", "max_parallel", "output_patterns", "shared_inputs"] {
+                try db.execute(sql: "ALTER TABLE jobs DROP COLUMN \(column)")
+            }
         }
         return m
     }

@@ -71,15 +71,3 @@ extension Store {
         }
     }
 }
-
-// MARK: - Job specs
-
-extension Store {
-    /// Records the spec of a job accepted before specs were stored.
-    public func setSpec(_ jobID: String, _ spec: JobSpec) async throws {
-        try await db.write { db in
-            let json = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
-            try db.execute(sql: "UPDATE jobs SET spec = ? WHERE id = ? AND spec IS NULL", arguments: [json, jobID])
-        }
-    }
-}

@@ -56,4 +56,37 @@ struct MigrationTests {
         let table = try await store.db.read { db in try db.tableExists("azure_jobs") }
         #expect(!table)
     }
+
+    @Test("v12 gives a job an older batchd accepted its spec from its columns, keeps a stored one, and drops the columns the spec repeats")
+    func specIsTheOneRecord() async throws {
+        let dir = NSTemporaryDirectory() + "batchd-migrate-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = "\(dir)/batchd.db"
+        var m = Manifest(name: "new", tasks: .list([]))
+        m.pool.options = ["vmSize": .text("STANDARD_D4S_V3")]
+        let stored = JobSpec(m, backend: BackendKind(rawValue: "azure"), baseDirectory: "/n", destination: "/n/out", submitterUID: 7, sharedInputs: [])
+        do {
+            let old = try DatabaseQueue(path: path)
+            try Schema.migrator.migrate(old, upTo: "v11-azure-records")
+            let json = String(decoding: try JSONEncoder().encode(stored), as: UTF8.self)
+            try await old.write { db in
+                try db.execute(sql: """
+                    INSERT INTO jobs (id, name, backend, phase, source_file, manifest_path, base_directory, destination, retries, timeout_seconds,
+                                      cleanup, max_parallel, output_patterns, shared_inputs, task_count, created_at, updated_at, spec)
+                    VALUES ('OLD', 'old', 'local', 'running', 'o.yaml', '/nonexistent/m.yaml', '/b', '/b/out', 2, 60, 'always', 3,
+                            '["*.txt"]', '[{"source":"/b/x","target":"x"}]', 1, 1, 1, NULL),
+                           ('NEW', 'new', 'azure', 'running', 'n.yaml', '/m', '/n', '/n/out', 0, NULL, 'onSuccess', NULL, '[]', '[]', 1, 1, 1, ?)
+                    """, arguments: [json])
+            }
+        }
+        let store = try Store(path: path, clock: { 1000 })
+        let old = try #require(try await store.job("OLD"))
+        #expect(old.spec.name == "old" && old.backend.rawValue == "local" && old.baseDirectory == "/b" && old.destination == "/b/out")
+        #expect(old.retries == 2 && old.timeoutSeconds == 60 && old.cleanup == .always && old.maxParallel == 3)
+        #expect(old.spec.outputPatterns == ["*.txt"] && old.spec.sharedInputs == [InputFile(source: "/b/x", target: "x")])
+        #expect(try await store.job("NEW")?.spec == stored)
+        let columns = try await store.db.read { db in try db.columns(in: "jobs").map(\.name) }
+        #expect(!columns.contains("retries") && !columns.contains("destination") && !columns.contains("shared_inputs") && columns.contains("spec"))
+    }
 }

@@ -16,10 +16,7 @@ struct StoreTests {
     }
 
     func job(_ id: String = "J1", tasks: Int = 2) async throws {
-        let record = JobRecord(id: id, name: "n", backend: .local, phase: .accepted, verdict: nil, reason: nil, sourceFile: "n.yaml",
-                               manifestPath: "/m", baseDirectory: "/b", destination: "/d", retries: 1, timeoutSeconds: nil,
-                               cleanup: .onSuccess, maxParallel: nil, outputPatterns: "[]", sharedInputs: "[]", taskCount: tasks,
-                               cancelRequested: false, createdAt: 1, updatedAt: 1, finishedAt: nil)
+        let record = Self.record(id, tasks: tasks)
         try await store.insertJob(record, tasks: (0..<tasks).map { TaskSpec(index: $0, id: "t\($0)", command: "true", env: [:], inputs: []) })
     }
 
@@ -27,10 +24,7 @@ struct StoreTests {
     func retryingSteps() async throws {
         let now = Mutex(1000.0)
         let clocked = try Store(path: "\(dir)/clocked.db", clock: { now.withLock { $0 } })
-        let record = JobRecord(id: "J1", name: "n", backend: .local, phase: .accepted, verdict: nil, reason: nil, sourceFile: "n.yaml",
-                               manifestPath: "/m", baseDirectory: "/b", destination: "/d", retries: 1, timeoutSeconds: nil,
-                               cleanup: .onSuccess, maxParallel: nil, outputPatterns: "[]", sharedInputs: "[]", taskCount: 1,
-                               cancelRequested: false, createdAt: 1, updatedAt: 1, finishedAt: nil)
+        let record = Self.record("J1", tasks: 1)
         try await clocked.insertJob(record, tasks: [TaskSpec(index: 0, id: "t0", command: "true", env: [:], inputs: [])])
         try await clocked.noteRetrying("J1", step: "download t0", reason: "first")
         now.withLock { $0 = 1010 }
@@ -49,10 +43,7 @@ struct StoreTests {
         let now = Mutex(1000.0)
         let clocked = try Store(path: "\(dir)/prune.db", clock: { now.withLock { $0 } })
         func job(_ id: String, _ backend: BackendKind) async throws {
-            let record = JobRecord(id: id, name: id, backend: backend, phase: .accepted, verdict: nil, reason: nil, sourceFile: "n.yaml",
-                                   manifestPath: "/m", baseDirectory: "/b", destination: "/d", retries: 1, timeoutSeconds: nil,
-                                   cleanup: .onSuccess, maxParallel: nil, outputPatterns: "[]", sharedInputs: "[]", taskCount: 1,
-                                   cancelRequested: false, createdAt: now.withLock { $0 }, updatedAt: 1, finishedAt: nil)
+            let record = Self.record(id, name: id, backend: backend, tasks: 1, createdAt: now.withLock { $0 })
             try await clocked.insertJob(record, tasks: [TaskSpec(index: 0, id: "t0", command: "true", env: [:], inputs: [])])
         }
         try await job("OLD", .local)
@@ -99,22 +90,29 @@ struct StoreTests {
                                                  InputRecord(jobId: "J1", source: "/in/b", sha256: "y", size: 2, blob: "md5/b")])
     }
 
-    @Test("a job's spec is stored once and read back as the type; an older job's is filled in once")
+    @Test("a job's spec is its one record: stored at acceptance and read back as the type, the backend's pool options included")
     func specRoundTrip() async throws {
-        try await job()
-        #expect(try await store.job("J1")?.spec == nil)
         var m = Manifest(name: "n", tasks: .list([TaskEntry(command: "true")]))
         m.pool.id = "p1"
         m.pool.slotsPerNode = 4
+        m.pool.options = ["vmSize": .text("STANDARD_D2S_V3"), "idleTimeout": .number(90.5), "memory": .int(4096)]
         m.limits.wallClockSeconds = 3600
+        m.retries = 3
         let spec = JobSpec(m, backend: .azure, baseDirectory: "/b", destination: "/d", submitterUID: 1001,
                            sharedInputs: [InputFile(source: "/b/x", target: "x")])
-        try await store.setSpec("J1", spec)
-        #expect(try await store.job("J1")?.spec == spec)
-        var other = spec
-        other.pool.id = "changed"
-        try await store.setSpec("J1", other)   // a spec, once set, stays
-        #expect(try await store.job("J1")?.spec?.pool.id == "p1")
+        try await store.insertJob(JobRecord(id: "J1", phase: .accepted, sourceFile: "n.yaml", manifestPath: "/m", taskCount: 1, createdAt: 1,
+                                            updatedAt: 1, spec: spec),
+                                  tasks: [TaskSpec(index: 0, id: "t0", command: "true", env: [:], inputs: [])])
+        let read = try #require(try await store.job("J1"))
+        #expect(read.spec == spec && read.retries == 3 && read.maxParallel == 4 && read.name == "n" && read.backend == .azure)
+    }
+
+    /// A job row for `spec`'s defaults.
+    static func record(_ id: String, name: String = "n", backend: BackendKind = .local, tasks: Int, createdAt: Double = 1) -> JobRecord {
+        var m = Manifest(name: name, tasks: .list([TaskEntry(command: "true")]))
+        m.retries = 1
+        return JobRecord(id: id, phase: .accepted, sourceFile: "n.yaml", manifestPath: "/m", taskCount: tasks, createdAt: createdAt, updatedAt: 1,
+                         spec: JobSpec(m, backend: backend, baseDirectory: "/b", destination: "/d", submitterUID: 0, sharedInputs: []))
     }
 
     @Test("a backend's records: typed values under its keys, replaced in place, listed by prefix, gone with the job")

@@ -54,13 +54,13 @@ public struct AzureJobBackend: JobBackend {
     public func cancel(_ job: JobHandle) async { await AzureJob(handle: job, az: azure).cancel() }
     public func cleanup(_ job: JobHandle, _ verdict: Verdict) async { await AzureJob(handle: job, az: azure).cleanup(verdict) }
 
-    public func owned() async throws -> (owner: String, items: [ControlReply.PoolItem])? {
+    public func owned() async throws -> (owner: String, items: [HeldItem])? {
         let items = try await azure.inventory()
         return (azure.owner, items.map { .init(kind: $0.kind, id: $0.id, state: $0.state, job: $0.job, nodes: $0.nodes, orphan: $0.orphan) })
     }
 
     /// `batchctl pool create | resize | delete`.
-    public func managePool(_ change: ControlRequest) async throws -> String? {
+    public func managePool(_ change: PoolChange) async throws -> String? {
         try await azure.managePool(change)
     }
 

@@ -23,9 +23,9 @@ extension AzureBackend {
     }
 
     /// Does what `change` asks; what was done, or throws why not.
-    func managePool(_ change: ControlRequest) async throws -> String {
+    func managePool(_ change: PoolChange) async throws -> String {
         switch change {
-        case .poolCreate(let spec):
+        case .create(let spec):
             guard let id = spec.id, Template.isIdentifier(id, max: 64) else {
                 throw AzureError.badRequest("a pool needs an id of 1-64 letters, digits, '-' and '_'")
             }
@@ -41,7 +41,7 @@ extension AzureBackend {
             logger.notice("pool created", metadata: ["pool.id": "\(id)", "pool.dedicated": "\(body["targetDedicatedNodes"] ?? 0)",
                                                      "pool.spot": "\(body["targetLowPriorityNodes"] ?? 0)", "message.id": "\(MessageID.poolCreated)"])
             return "created pool \(id)"
-        case .poolResize(let id, let dedicated, let spot):
+        case .resize(let id, let dedicated, let spot):
             guard (0...AzurePoolOptions.nodes).contains(dedicated), (0...AzurePoolOptions.nodes).contains(spot) else {
                 throw AzureError.badRequest("node counts are 0 to \(AzurePoolOptions.nodes)")
             }
@@ -50,7 +50,7 @@ extension AzureBackend {
             logger.notice("pool resized", metadata: ["pool.id": "\(id)", "pool.dedicated": "\(dedicated)", "pool.spot": "\(spot)",
                                                      "reason": "batchctl pool resize", "message.id": "\(MessageID.poolResized)"])
             return "resizing pool \(id) to \(dedicated) dedicated and \(spot) spot nodes"
-        case .poolDelete(let id):
+        case .delete(let id):
             _ = try await ownedPool(id)
             let users = try await jobsUsing(id)
             guard users.isEmpty else {
@@ -59,8 +59,6 @@ extension AzureBackend {
             _ = try await batch.deletePool(id)
             logger.notice("pool deleted", metadata: ["pool.id": "\(id)", "reason": "batchctl pool delete", "message.id": "\(MessageID.poolDeleted)"])
             return "deleting pool \(id)"
-        default:
-            throw AzureError.badRequest("not a pool request")
         }
     }
 

@@ -41,7 +41,7 @@ public struct SlurmJobBackend: JobBackend {
     public func cleanup(_ job: JobHandle, _ verdict: Verdict) async { await self.job(job).cleanup(verdict) }
     public func attemptsDirectory(_ job: JobHandle) -> String { "\(cluster.jobDirectory(job.id))/tasks" }
 
-    public func owned() async throws -> (owner: String, items: [ControlReply.PoolItem])? {
+    public func owned() async throws -> (owner: String, items: [HeldItem])? {
         let items = try await cluster.inventory()
         return (cluster.owner, items.map { .init(kind: "array", id: $0.arrayID, state: $0.state, job: $0.job, nodes: nil, orphan: $0.orphan) })
     }

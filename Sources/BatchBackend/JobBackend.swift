@@ -50,11 +50,11 @@ public protocol JobBackend: Sendable {
     func attemptsDirectory(_ job: JobHandle) -> String
     /// What this backend holds that is tagged as this daemon's (`batchctl
     /// pools`); nil when it keeps nothing of the kind.
-    func owned() async throws -> (owner: String, items: [ControlReply.PoolItem])?
+    func owned() async throws -> (owner: String, items: [HeldItem])?
     /// Creates, resizes or deletes a pool outside any job (`batchctl pool`);
     /// what was done, or nil when this backend keeps no pools. Throws the
     /// reason a change is refused (a pool another owner made, one a job uses).
-    func managePool(_ change: ControlRequest) async throws -> String?
+    func managePool(_ change: PoolChange) async throws -> String?
     /// The backend's input store, for `batchctl files put` and `prune`; nil
     /// when it keeps none.
     var inputFiles: (any InputFiles)? { get }
@@ -75,11 +75,39 @@ extension JobBackend {
     public func refusal(_ spec: JobSpec) async -> ManifestIssue? { nil }
     public var canRetry: Bool { true }
     public func prepareRetry(_ job: JobRecord) async throws {}
-    public func owned() async throws -> (owner: String, items: [ControlReply.PoolItem])? { nil }
-    public func managePool(_ change: ControlRequest) async throws -> String? { nil }
+    public func owned() async throws -> (owner: String, items: [HeldItem])? { nil }
+    public func managePool(_ change: PoolChange) async throws -> String? { nil }
     public var background: (@Sendable () async -> Void)? { nil }
     public var inputFiles: (any InputFiles)? { nil }
     public func shutdown() {}
+}
+
+/// Something a backend holds that is tagged as this daemon's (a pool, a
+/// Batch job, a Slurm array), for `batchctl pools`.
+public struct HeldItem: Sendable, Equatable {
+    public var kind: String
+    public var id: String
+    public var state: String
+    /// The batchd job it belongs to, when its tag says.
+    public var job: String?
+    public var nodes: Int?
+    /// No job in the database knows it.
+    public var orphan: Bool
+    public init(kind: String, id: String, state: String, job: String?, nodes: Int?, orphan: Bool) {
+        self.kind = kind
+        self.id = id
+        self.state = state
+        self.job = job
+        self.nodes = nodes
+        self.orphan = orphan
+    }
+}
+
+/// A change to a pool kept outside jobs (`batchctl pool`).
+public enum PoolChange: Sendable {
+    case create(PoolSpec)
+    case resize(id: String, dedicated: Int, spot: Int)
+    case delete(id: String)
 }
 
 /// The backends this daemon knows: those it runs, and for each it cannot

@@ -164,7 +164,7 @@ struct ControlServer: Service {
                 for backend in supervisor.ctx.backends.all {
                     guard let held = try await backend.owned() else { continue }
                     owner = held.owner
-                    items += held.items
+                    items += held.items.map { .init(kind: $0.kind, id: $0.id, state: $0.state, job: $0.job, nodes: $0.nodes, orphan: $0.orphan) }
                 }
             } catch {
                 return .refused("cannot list the pools and jobs the backends hold: \(error)")
@@ -174,9 +174,15 @@ struct ControlServer: Service {
             }
             return ControlReply(ok: true, owner: owner, items: items)
         case .poolCreate, .poolResize, .poolDelete:
+            let change: PoolChange = switch request {
+            case .poolCreate(let spec): .create(spec)
+            case .poolResize(let id, let dedicated, let spot): .resize(id: id, dedicated: dedicated, spot: spot)
+            case .poolDelete(let id): .delete(id: id)
+            default: preconditionFailure("not a pool request")
+            }
             do {
                 for backend in supervisor.ctx.backends.all {
-                    if let done = try await backend.managePool(request) { return ControlReply(ok: true, detail: done) }
+                    if let done = try await backend.managePool(change) { return ControlReply(ok: true, detail: done) }
                 }
             } catch {
                 return .refused("\(error)")

@@ -51,10 +51,12 @@ public enum Daemon {
     public static let version = BatchdVersion.current
 
     /// The backends batchd ships beside the local one: one line each.
-    static let plugins: [any BackendPlugin.Type] = [
-        AzurePlugin.self,
-        SlurmPlugin.self,
-    ]
+    static var plugins: [any BackendPlugin.Type] {
+        [
+            AzurePlugin.self,
+            SlurmPlugin.self,
+        ]
+    }
 
     /// Runs until SIGTERM/SIGINT; throws on start-up failures.
     /// `extraBackends` are registered after the shipped ones (a test

@@ -94,11 +94,11 @@ struct FakeBackend: JobBackend {
         _ = await job.setRecord("cleaned", true)
     }
 
-    func owned() async throws -> (owner: String, items: [ControlReply.PoolItem])? {
+    func owned() async throws -> (owner: String, items: [HeldItem])? {
         let known = Set(try await ledger.records("pool", as: String.self).map(\.jobID))
         let pools = remote.state.withLock { $0.pools }
         return (owner, pools.sorted { $0.key < $1.key }.map { id, tags in
-            ControlReply.PoolItem(kind: "pool", id: id, state: "active", job: tags["job"], nodes: 1, orphan: !known.contains(tags["job"] ?? ""))
+            HeldItem(kind: "pool", id: id, state: "active", job: tags["job"], nodes: 1, orphan: !known.contains(tags["job"] ?? ""))
         })
     }
 }

@@ -16,6 +16,8 @@ extension NodeReader {
         if let node = top["backend"], let b = string(node, "backend") {
             if catalog.isOpen && Template.isIdentifier(b, max: 64) || backends.contains(b) {
                 backend = b
+            } else if catalog.isOpen {
+                fail(node, "backend", "\(Printable.quote(b)) is not a backend name", hint: "use 1-64 letters, digits, '-' and '_'")
             } else {
                 let hint = Suggest.nearest(to: b, in: backends).map { "did you mean '\($0)'?" }
                     ?? "one of: \(backends.joined(separator: ", "))"

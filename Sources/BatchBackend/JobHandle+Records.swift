@@ -63,9 +63,11 @@ extension JobHandle {
     /// the attempt's number, `.some(nil)` when it is not pending (a task
     /// queued twice runs once).
     public func beginNextAttempt(_ idx: Int) async -> (task: TaskRecord, attempt: Int)?? {
-        let handle = self
+        // The escaping closure holds two strings, not a copy of the handle
+        // (a dozen references to retain and release for every attempt).
+        let (root, id) = (jobsDirectory, job.id)
         return await retrying("record the attempt", {
-            try await store.beginNextAttempt(job.id, idx: idx, directory: { handle.attemptDirectory($0.taskId, $1) })
+            try await store.beginNextAttempt(id, idx: idx, directory: { Self.attemptDirectory(root, id, $0.taskId, $1) })
         })
     }
 

@@ -51,7 +51,12 @@ public struct JobHandle: Sendable {
 
     /// An attempt's directory: stdout, stderr, status and (locally) work/.
     public func attemptDirectory(_ taskID: String, _ attempt: Int) -> String {
-        "\(jobsDirectory)/\(job.id)/tasks/\(taskID)/attempt-\(attempt)"
+        Self.attemptDirectory(jobsDirectory, job.id, taskID, attempt)
+    }
+
+    /// An attempt's directory under `jobsDirectory`.
+    static func attemptDirectory(_ jobsDirectory: String, _ jobID: String, _ taskID: String, _ attempt: Int) -> String {
+        "\(jobsDirectory)/\(jobID)/tasks/\(taskID)/attempt-\(attempt)"
     }
 
     /// A crash point of the walk (docs/testing.md): `<step>.<where>`.

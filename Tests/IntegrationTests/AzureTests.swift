@@ -351,53 +351,6 @@ struct AzureTests {
         try await expectCancelledAndNothingLeft(rig, d, job.id)
     }
 
-    @Test("pools outside jobs: create, resize up and down and delete show on the emulator; a foreign pool is refused; an idle named pool goes to zero, and a job that names it grows it back")
-    func poolManagement() async throws {
-        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  poolIdleCheck: 0.2s\n  owner: it-pools")
-        func steady(_ id: String) async throws -> [String: Any] {
-            let r = try await rig.admin("wait", ["pool": id, "allocation": "steady", "timeout": 30])
-            #expect(r["reached"] as? Bool == true, "\(id) reached steady: \(r)")
-            return r
-        }
-        let created = try await d.batchctl(["pool", "create", "render", "--dedicated", "1", "--vm-size", "STANDARD_D4S_V3"])
-        #expect(created.code == 0 && created.out.contains("created pool render"), "\(created.err)")
-        let pool = try #require(try await rig.batch.pool("render"))
-        #expect(BatchBodies.metadata(pool)["batchd.owner"] == "it-pools" && pool["vmSize"] as? String == "STANDARD_D4S_V3")
-        #expect(try await steady("render")["dedicated"] as? Int == 1)
-        #expect(try await d.batchctl(["pool", "resize", "render", "--dedicated", "3"]).code == 0)
-        #expect(try await steady("render")["dedicated"] as? Int == 3, "resized up")
-        #expect(try await d.batchctl(["pool", "resize", "render", "--dedicated", "0"]).code == 0)
-        #expect(try await steady("render")["dedicated"] as? Int == 0, "resized down")
-        let listed = try await d.batchctl(["pool", "list", "--json"])
-        let items = (try JSONSerialization.jsonObject(with: Data(listed.out.utf8)) as? [String: Any])?["items"] as? [[String: Any]] ?? []
-        #expect(items.contains { $0["id"] as? String == "render" && $0["kind"] as? String == "pool" }, "\(listed.out)")
-        #expect(try await d.batchctl(["pool", "delete", "render"]).code == 0)
-        #expect(try await rig.batch.pool("render") == nil, "deleted")
-
-        // A pool another owner made is not touched, and its id is not taken.
-        _ = try await rig.batch.createPool(BatchBodies.pool(id: "theirs", PoolSpec(), defaults: BatchBodies.PoolDefaults(), owner: "someone-else"))
-        for args in [["pool", "resize", "theirs", "--dedicated", "0"], ["pool", "delete", "theirs"], ["pool", "create", "theirs"]] {
-            let r = try await d.batchctl(args)
-            #expect(r.code == 1 && r.err.contains("not this batchd's") && r.err.contains("'someone-else'"), "\(args): \(r.err)")
-        }
-        #expect(try await rig.batch.pool("theirs") != nil)
-
-        // Idle past its own timeout: resized to zero (in the journal with MESSAGE_ID poolResized).
-        let mark = d.log.mark
-        #expect(try await d.batchctl(["pool", "create", "idle", "--dedicated", "1", "--idle-timeout", "1s"]).code == 0)
-        try await d.log.wait(from: mark, timeout: 60, "the idle pool resized") {
-            $0.contains("pool resized") && $0.contains("pool.id=idle") && $0.contains("reason=\"idle for")
-        }
-        #expect(try await steady("idle")["dedicated"] as? Int == 0)
-        // A job that names the pool grows it back to what it asks for, and runs.
-        let grow = d.log.mark
-        let job = try write("name: onidle\npool: {id: idle, dedicatedNodes: 2}\ntasks: [{command: 'true'}]\n", d.root, "onidle.yaml")
-        let r = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", job])
-        #expect(r.code == 0, "\(r.out)\n\(r.err)")
-        #expect(d.log.lines[grow...].contains { $0.contains("pool resized") && $0.contains("pool.id=idle") && $0.contains("pool.dedicated=2") })
-        #expect(await d.signal(SIGTERM) == 0)
-    }
-
     @Test("with only Entra ID and the storage account's name (no key), wordcount succeeds: Blob through tokens, task SAS from user delegation keys")
     func noStorageKey() async throws {
         let rig = try AzureRig()
@@ -414,98 +367,6 @@ struct AzureTests {
         let requests = stats["requests"] as? [String: Int] ?? [:]
         #expect(requests["user.delegation.key"] == 1, "one key served the job's tokens: \(requests)")
         #expect(d.log.lines.contains { $0.contains("storage.auth=\"entra-id, user delegation SAS\"") })
-        #expect(await d.signal(SIGTERM) == 0)
-        withExtendedLifetime(rig) {}
-    }
-
-    @Test("a step retried through an outage shows in show and watch: what, why in plain words, how often, since when; and goes when it works")
-    func retryingShows() async throws {
-        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
-        _ = try await rig.admin("faults", ["outage_after": 0, "retry_after": 0.05, "error_status": 503])
-        let dir = try copyExample(d, "wc")
-        let from = d.log.mark
-        #expect(try await d.batchctl(["submit", "--backend", "azure", "\(dir)/job.yaml"]).code == 0)
-        try await d.log.wait(from: from, count: 2, timeout: 120, "the staging step retried twice") {
-            $0.contains("azure step failed; will retry") && $0.contains("create the input container")
-        }
-        let shown = try await d.batchctl(["show", "wordcount"])
-        #expect(shown.out.contains("retrying   create the input container: the service is busy (HTTP 503"), "\(shown.out)")
-        #expect(shown.out.range(of: #"— [2-9]\d* tries since 20\d\d-"#, options: .regularExpression) != nil, "how often and since when: \(shown.out)")
-        let json = try JSONSerialization.jsonObject(with: Data(try await d.batchctl(["show", "wordcount", "--json"]).out.utf8)) as? [String: Any]
-        let retrying = try #require(json?["retrying"] as? [[String: Any]])
-        #expect(retrying.count == 1 && retrying[0]["step"] as? String == "create the input container" && (retrying[0]["tries"] as? Int ?? 0) >= 2)
-        // watch samples at once when it starts; one more failed try (at least
-        // a second later) means it has seen the step retrying.
-        let mark = d.log.mark
-        async let watching = d.batchctl(["watch", "wordcount", "--json"], timeout: 300)
-        try await d.log.wait(from: mark, timeout: 120, "one more retry") { $0.contains("azure step failed; will retry") }
-        _ = try await rig.admin("faults", ["outage_after": -1])
-        let watched = try await watching
-        #expect(watched.code == 0, "the job succeeds once the outage ends: \(watched.err)")
-        let samples = watched.out.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-        let seen = samples.compactMap { ($0["retrying"] as? [[String: Any]])?.first?["step"] as? String }
-        #expect(seen.contains("create the input container"), "\(watched.out)")
-        let after = try await d.batchctl(["show", "wordcount", "--json"])
-        #expect(((try JSONSerialization.jsonObject(with: Data(after.out.utf8)) as? [String: Any])?["retrying"] as? [Any])?.isEmpty == true)
-        #expect(await d.signal(SIGTERM) == 0)
-    }
-
-    @Test("a large input's upload shows its bytes in show while it lasts, block by block")
-    func uploadProgress() async throws {
-        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  blockSize: 1MiB\n  concurrency: 1")
-        let dir = "\(d.root)/big"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        #expect(FileManager.default.createFile(atPath: "\(dir)/big.bin", contents: Data((0..<(12 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) })))
-        let manifest = try write("name: big\ninputs: [big.bin]\ntasks: [{id: a, command: 'wc -c big.bin'}]\n", dir, "job.yaml")
-        // 12 blocks of 1 MiB, one at a time, each answered after 0.3 s: the
-        // upload lasts about 4 s, and watch samples twice a second.
-        _ = try await rig.admin("faults", ["latency": 0.3])
-        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
-        let watched = try await d.batchctl(["watch", "big", "--json"], timeout: 300)
-        #expect(watched.code == 0, "\(watched.err)")
-        let staged = watched.out.split(separator: "\n").compactMap { line -> (Int, Int)? in
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  o["state"] as? String == "staging", let b = o["inputBytes"] as? [String: Any],
-                  let staged = b["staged"] as? Int, let total = b["total"] as? Int else { return nil }
-            return (staged, total)
-        }
-        let partial = staged.filter { $0.0 > 0 && $0.0 < $0.1 }
-        #expect(!partial.isEmpty, "a partial upload was shown: \(staged)")
-        #expect(partial.allSatisfy { $0.1 == 12 << 20 && $0.0 % (1 << 20) == 0 }, "whole blocks of the whole: \(partial)")
-        let shown = try JSONSerialization.jsonObject(with: Data(try await d.batchctl(["show", "big", "--json"]).out.utf8)) as? [String: Any]
-        #expect(((shown?["transfer"] as? [String: Any])?["inputs"] as? [String: Any])?["bytesUploaded"] as? Int == 12 << 20)
-        #expect(await d.signal(SIGTERM) == 0)
-    }
-
-    @Test("a large output's download shows its bytes in watch while it lasts, block by block, and the total in show")
-    func downloadProgress() async throws {
-        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  blockSize: 1MiB\n  concurrency: 1")
-        let dir = "\(d.root)/bigout"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let manifest = try write("""
-            name: bigout
-            tasks: [{id: a, command: 'head -c 12582912 /dev/zero | tr "\\\\0" x > big.out'}]
-            outputs: [big.out]
-            """, dir, "job.yaml")
-        // 12 ranges of 1 MiB, one at a time, each answered after 0.3 s: the
-        // download lasts about 4 s, and watch samples twice a second.
-        _ = try await rig.admin("faults", ["latency": 0.3])
-        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
-        let watched = try await d.batchctl(["watch", "bigout", "--json"], timeout: 300)
-        #expect(watched.code == 0, "\(watched.err)")
-        let seen = watched.out.split(separator: "\n").compactMap { line -> (Int, Int)? in
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let b = o["downloadBytes"] as? [String: Any], let size = b["underWay"] as? Int, let got = b["received"] as? Int, size > 0 else { return nil }
-            return (got, size)
-        }
-        let partial = seen.filter { $0.0 > 0 && $0.0 < $0.1 }
-        #expect(!partial.isEmpty, "a partial download was shown: \(seen)")
-        #expect(partial.allSatisfy { $0.1 == 12 << 20 && $0.0 % (1 << 20) == 0 }, "whole blocks of the whole: \(partial)")
-        #expect(read("\(dir)/output/big.out")?.utf8.count == 12 << 20)
-        let shown = try await d.json(["show", "bigout"])
-        let downloads = (shown["transfer"] as? [String: Any])?["downloads"] as? [String: Any]
-        #expect((downloads?["bytes"] as? Int ?? 0) >= 12 << 20, "\(String(describing: downloads))")
-        #expect((downloads?["underWay"] as? [String: Any])?["bytes"] as? Int == 0)
         #expect(await d.signal(SIGTERM) == 0)
         withExtendedLifetime(rig) {}
     }
@@ -571,52 +432,6 @@ struct AzureTests {
         }
         #expect(text.contains("http request") && text.contains("http.status"), "the daemon ran at debug level, where every request is traced")
         #expect(text.range(of: #"sig=(?!REDACTED)"#, options: .regularExpression) == nil, "a SAS signature leaked")
-    }
-
-    @Test("a named pool is made once with batchd's tag and reused; a foreign pool is refused; orphans are listed, then deleted when asked")
-    func namedPoolsAndOrphans() async throws {
-        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  owner: it-owner")
-        func manifest(_ name: String, pool: String) throws -> String {
-            try write("""
-                version: 1
-                name: \(name)
-                pool: {id: \(pool), dedicatedNodes: 1, slotsPerNode: 2}
-                tasks: {forEachInteger: {from: 1, to: 2}}
-                command: "true"
-                """, "\(d.root)/\(name)", "job.yaml")
-        }
-        for name in ["first", "second"] {
-            let r = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", try manifest(name, pool: "shared")])
-            #expect(r.code == 0, "\(r.out)\n\(r.err)")
-        }
-        let pools = try await rig.batch.pools()
-        #expect(pools.count == 1 && BatchBodies.metadata(pools[0])[BatchBodies.ownerKey] == "it-owner")
-        let statuses = (try await rig.admin("stats"))["statuses"] as? [String: [String: Int]] ?? [:]
-        #expect(statuses["batch.create_pool"] == ["201": 1], "made once, reused by the second job")
-
-        try await rig.batch.createPool(BatchBodies.pool(id: "theirs", PoolSpec(), defaults: BatchBodies.PoolDefaults(), owner: "someone-else"))
-        let refused = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", try manifest("third", pool: "theirs")])
-        #expect(refused.code != 0)
-        let third = try #require(try await d.store().job("third"))
-        #expect(third.reason?.contains("pool theirs exists and is not this batchd's") == true, "\(third.reason ?? "")")
-
-        // Tagged as ours, unknown to the database: an orphan.
-        try await rig.batch.createJob(BatchBodies.job(id: "batchd-lost", batchdJob: "lost", owner: "it-owner", poolID: "shared",
-                                                      spec: PoolSpec(), defaults: BatchBodies.PoolDefaults(), wallClockSeconds: 60, retries: 0))
-        let listing = try await d.json(["pools"])
-        let items = listing["items"] as? [[String: Any]] ?? []
-        let orphans = items.filter { $0["orphan"] as? Bool == true }.compactMap { $0["id"] as? String }
-        #expect(orphans == ["batchd-lost"], "\(items)")
-        #expect(!items.contains { $0["id"] as? String == "theirs" }, "another owner's pool is not ours to list")
-        #expect(await d.signal(SIGTERM) == 0)
-
-        try String(contentsOfFile: d.config, encoding: .utf8).appending("\n  deleteOrphans: true\n").write(toFile: d.config, atomically: true, encoding: .utf8)
-        let from = d.log.mark
-        try await d.start(environment: rig.environment())
-        try await d.log.wait(from: from, timeout: 30, "orphan deleted") { $0.contains("orphan deleted") }
-        #expect(try await rig.batch.job("batchd-lost") == nil)
-        #expect(try await rig.batch.pool("shared") != nil, "a named pool jobs in the database used is no orphan")
-        #expect(await d.signal(SIGTERM) == 0)
     }
 
     @Test("an azure manifest this daemon cannot run is rejected with the reason beside it, nothing lost")

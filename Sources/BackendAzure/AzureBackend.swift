@@ -121,32 +121,32 @@ public final class AzureBackend: Sendable {
 
     /// Pools and jobs on the account that carry this daemon's owner tag,
     /// each marked orphan when no job in the database knows it.
-    func inventory() async throws -> [InventoryItem] {
+    func inventory() async throws -> [HeldItem] {
         let known = try await azureRecords()
         let knownJobs = Set(known.map(\.jobId))
         let knownBatchJobs = Set(known.map(\.batchJobId))
         let knownPools = Set(known.compactMap(\.poolId))
-        var out: [InventoryItem] = []
+        var out: [HeldItem] = []
         for p in try await batch.pools() {
             let meta = BatchBodies.metadata(p)
             guard meta[BatchBodies.ownerKey] == owner, let id = p["id"] as? String else { continue }
             let job = meta[BatchBodies.jobKey]
             let orphan = !knownPools.contains(id) && (job.map { !knownJobs.contains($0) } ?? true)
             let nodes = (p["currentDedicatedNodes"] as? Int ?? 0) + (p["currentLowPriorityNodes"] as? Int ?? 0)
-            out.append(InventoryItem(kind: job == nil ? "pool" : "auto-pool", id: id, state: p["state"] as? String ?? "",
+            out.append(HeldItem(kind: job == nil ? "pool" : "auto-pool", id: id, state: p["state"] as? String ?? "",
                                      job: job, nodes: nodes, orphan: orphan))
         }
         for j in try await batch.jobs() {
             let meta = BatchBodies.metadata(j)
             guard meta[BatchBodies.ownerKey] == owner, let id = j["id"] as? String else { continue }
-            out.append(InventoryItem(kind: "job", id: id, state: j["state"] as? String ?? "", job: meta[BatchBodies.jobKey],
+            out.append(HeldItem(kind: "job", id: id, state: j["state"] as? String ?? "", job: meta[BatchBodies.jobKey],
                                      nodes: nil, orphan: !knownBatchJobs.contains(id)))
         }
         return out
     }
 
     /// Deletes orphans (jobs first, so their tasks stop before pools go).
-    func delete(_ orphans: [InventoryItem], logger: Logger) async {
+    func delete(_ orphans: [HeldItem], logger: Logger) async {
         for item in orphans.sorted(by: { ($0.kind == "job" ? 0 : 1) < ($1.kind == "job" ? 0 : 1) }) {
             do {
                 if item.kind == "job" { try await batch.deleteJob(item.id) } else { try await batch.deletePool(item.id) }
@@ -155,20 +155,6 @@ public final class AzureBackend: Sendable {
                 logger.warning("could not delete an orphan", metadata: ["kind": "\(item.kind)", "id": "\(item.id)", "error": "\(error)"])
             }
         }
-    }
-}
-
-/// A pool or job tagged as this daemon's.
-struct InventoryItem: Sendable, Equatable {
-    var kind: String
-    var id: String
-    var state: String
-    var job: String?
-    var nodes: Int?
-    var orphan: Bool
-
-    var json: [String: Any] {
-        ["kind": kind, "id": id, "state": state, "job": job ?? NSNull(), "nodes": nodes ?? NSNull(), "orphan": orphan]
     }
 }
 

@@ -55,8 +55,7 @@ public struct AzureJobBackend: JobBackend {
     public func cleanup(_ job: JobHandle, _ verdict: Verdict) async { await AzureJob(handle: job, az: azure).cleanup(verdict) }
 
     public func owned() async throws -> (owner: String, items: [HeldItem])? {
-        let items = try await azure.inventory()
-        return (azure.owner, items.map { .init(kind: $0.kind, id: $0.id, state: $0.state, job: $0.job, nodes: $0.nodes, orphan: $0.orphan) })
+        (azure.owner, try await azure.inventory())
     }
 
     /// `batchctl pool create | resize | delete`.

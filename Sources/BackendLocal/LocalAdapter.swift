@@ -82,23 +82,9 @@ struct LocalAdapter: TaskAdapter {
         return resumed
     }
 
-    /// A free slot, waiting for one while the job's launches may go on.
-    func reserve(_ wanted: Int, until: AsyncEvent<Void>) async -> Int? {
-        if slots.tryAcquire() {
-            if until.value != nil { slots.release(); return nil }
-            return 1
-        }
-        let got = await withTaskGroup(of: Bool?.self) { group in
-            group.addTask { await slots.acquire() }
-            group.addTask { await until.wait(); return nil }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            var got = first == true
-            for await r in group where r == true { got = true }
-            if got && first != true { slots.release(); return false }
-            return got
-        }
-        return got ? 1 : nil
+    /// A slot, when one is free and the jobs that asked before have theirs.
+    func reserve(_ wanted: Int, until: AsyncEvent<Void>, then grant: @escaping @Sendable (Int?) -> Void) {
+        slots.acquire(until: until) { grant($0 ? 1 : nil) }
     }
 
     func unreserve(_ count: Int) { for _ in 0..<count { slots.release() } }

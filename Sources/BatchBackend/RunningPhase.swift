@@ -56,12 +56,11 @@ public struct RunningPhase: Sendable {
         let launchStop = AsyncEvent<Void>()
         let haltToken = control.halt.observe { _ in launchStop.fire(()); input.yield(.halted) }
         defer { control.halt.unobserve(haltToken) }
-        let liveBox = loop.liveBox
         // Live before the poll starts: its first answer may be about them.
         for a in resumed.live { loop.add(a) }
 
         return await withDiscardingTaskGroup(returning: StepResult.self) { group in
-            if traits.polls {
+            if let liveBox = loop.liveBox {
                 let adapter = adapter
                 group.addTask {
                     while !Task.isCancelled {
@@ -109,12 +108,11 @@ public struct RunningPhase: Sendable {
                 while let item = loop.endQueue.popFirst(ifUnder: traits.endWidth, running: loop.ending) {
                     end(item.0, item.1, item.2, stopping: item.3)
                 }
-                // Capacity is asked for in a task of its own (a local slot may
-                // take a while), so ends are recorded while the launch waits.
+                // Capacity comes as an input (a local slot may take a while),
+                // so ends are recorded while the launch waits.
                 if !loop.reserving, let wanted = await loop.wanted() {
                     loop.reserving = true
-                    let adapter = adapter
-                    group.addTask { input.yield(.reserved(await adapter.reserve(wanted, until: launchStop))) }
+                    adapter.reserve(wanted, until: launchStop) { input.yield(.reserved($0)) }
                 }
                 if loop.failure != nil { launchStop.fire(()) }
                 if let result = loop.result() {
@@ -166,9 +164,10 @@ struct Loop {
     var job: JobHandle { phase.job }
     var traits: AdapterTraits { phase.adapter.traits }
 
-    /// The live attempts, by task index (the poller reads a copy).
+    /// The live attempts, by task index (and a copy the poll reads, for an
+    /// adapter that polls).
     var live: [Int: LiveAttempt] = [:]
-    let liveBox = Locked<[Int: LiveAttempt]>([:])
+    let liveBox: Locked<[Int: LiveAttempt]>?
     /// The machine's state of each live task.
     var states: [Int: TaskMachineState] = [:]
     /// Waiters not yet back, ends being recorded, ends waiting their turn.
@@ -186,6 +185,7 @@ struct Loop {
         self.phase = phase
         self.sink = sink
         self.limits = limits
+        liveBox = phase.adapter.traits.polls ? Locked([:]) : nil
         let job = phase.job
         queue = PendingQueue(chunk: 1000) { after, limit in
             await job.retrying("read pending tasks", { try await job.store.pendingIndices(job.id, after: after, limit: limit) })
@@ -194,14 +194,14 @@ struct Loop {
 
     mutating func add(_ a: LiveAttempt) {
         live[a.idx] = a
-        liveBox.withLock { $0[a.idx] = a }
+        liveBox?.withLock { $0[a.idx] = a }
         states[a.idx] = TaskMachineState(phase: a.startedAt == nil ? .launching : .running)
         if let started = a.startedAt { limits.withLock { $0.started(a.idx, at: started) } }
     }
 
     mutating func remove(_ idx: Int) {
         live[idx] = nil
-        liveBox.withLock { $0[idx] = nil }
+        liveBox?.withLock { $0[idx] = nil }
         states[idx] = nil
     }
 

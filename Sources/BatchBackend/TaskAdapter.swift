@@ -19,10 +19,13 @@ public protocol TaskAdapter: Sendable {
     /// halted first.
     func resume() async -> Resumed?
 
-    /// Waits until `wanted` (> 0) more attempts may start, or fewer when
-    /// that is what there is; how many may. nil when `until` fires first.
-    /// (The local backend's shared slots; a remote service queues them.)
-    func reserve(_ wanted: Int, until: AsyncEvent<Void>) async -> Int?
+    /// Asks for room for `wanted` (> 0) more attempts, and calls `grant`
+    /// with how many may start (fewer when that is what there is), at once
+    /// or when room frees; with nil when `until` fires first. `grant` is
+    /// called once and should only pass the answer on (the phase waits for
+    /// it without a task of its own). The local backend's shared slots; a
+    /// remote service queues the tasks itself.
+    func reserve(_ wanted: Int, until: AsyncEvent<Void>, then grant: @escaping @Sendable (Int?) -> Void)
 
     /// Gives back what `reserve` granted and `launch` did not use.
     func unreserve(_ count: Int)
@@ -56,7 +59,9 @@ public protocol TaskAdapter: Sendable {
 }
 
 extension TaskAdapter {
-    public func reserve(_ wanted: Int, until: AsyncEvent<Void>) async -> Int? { until.value == nil ? wanted : nil }
+    public func reserve(_ wanted: Int, until: AsyncEvent<Void>, then grant: @escaping @Sendable (Int?) -> Void) {
+        grant(until.value == nil ? wanted : nil)
+    }
     public func unreserve(_ count: Int) {}
     public func poll(_ live: [LiveAttempt]) async -> [TaskReport]? { nil }
     public func fetchLogs(_ task: TaskRecord, _ ending: Ending) async -> Ending? { ending }
@@ -121,7 +126,10 @@ public struct Ending: Sendable, Equatable {
     public let directory: String
     public let outcome: TaskOutcome
     public let row: AttemptRow
+    /// Logs a scheduler writes whether or not it has anything to say
+    /// (Slurm's): removed when empty.
     public var schedulerLogs: [String]
+    /// Files the attempt no longer needs once its end is recorded.
     public var scratch: [String]
     /// The crash-loop breaker set the task aside.
     public var setAside: Bool

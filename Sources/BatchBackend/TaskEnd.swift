@@ -69,15 +69,16 @@ extension JobHandle {
         }
         guard saved else { return nil }
         for file in ended.scratch { unlink(file) }
-        AttemptFiles.discardEmpty(ended.schedulerLogs + ["\(dir)/stdout", "\(dir)/stderr"])
+        // The task's own logs are made when their first byte comes (batchd-exec;
+        // Azure downloads none that is empty): only a scheduler's may be empty.
+        AttemptFiles.discardEmpty(ended.schedulerLogs)
         AttemptFiles.discardFinished(dir)
         return decision
     }
 }
 
 extension AttemptFiles {
-    /// Removes each of these files that is empty: an empty log is not kept,
-    /// on any backend.
+    /// Removes each of these files that is empty: an empty log is not kept.
     public static func discardEmpty(_ paths: [String]) {
         var st = stat()
         for path in paths where lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && st.st_size == 0 {

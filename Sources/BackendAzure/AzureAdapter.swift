@@ -35,9 +35,13 @@ final class AzureAdapter: TaskAdapter {
         var open: [String: LiveAttempt] = [:]
         /// Tasks the phase stopped (a limit): their end is a cancel.
         var killed: Set<String> = []
-        /// Tasks added to the Batch job again after they vanished: their
-        /// attempts are numbered after those already recorded.
+        /// Tasks added to the Batch job again (after they vanished, or
+        /// failed in a way the service does not retry): their attempts are
+        /// numbered after those already recorded.
         var again: Set<Int> = []
+        /// Tasks that completed without success and are still in the Batch
+        /// job: one batchd runs again is deleted there before it is added again.
+        var completedThere: Set<Int> = []
     }
     let state: Locked<StateBox>
     final class StateBox: @unchecked Sendable { var s = State() }
@@ -55,7 +59,7 @@ final class AzureAdapter: TaskAdapter {
     var log: Logger { az.log }
 
     var traits: AdapterTraits {
-        AdapterTraits(retriedByService: true, coresPerTask: az.az.coresPerTask(handle.spec.pool), launchBatch: 100,
+        AdapterTraits(retriedByService: AzureRules.retriedByService, coresPerTask: az.az.coresPerTask(handle.spec.pool), launchBatch: 100,
                       throttledByPhase: false, polls: true, endWidth: az.az.settings.concurrency)
     }
 
@@ -89,9 +93,13 @@ final class AzureAdapter: TaskAdapter {
     }
 
     /// Tasks are added to the Batch job when it is submitted, and Batch
-    /// retries them itself; what comes here is a task that vanished from the
-    /// Batch job (deleted behind batchd's back) and runs again, free: it is
-    /// added again under its own id.
+    /// retries a nonzero exit itself; what comes here is a task that runs
+    /// again: one that vanished from the Batch job (deleted behind batchd's
+    /// back: free), or one that failed in a way Batch does not retry (the
+    /// node could not upload its outputs). It is deleted from the Batch job
+    /// if it is still there, and added again under its own id, with fresh
+    /// tokens, the retries it has left, and its output container made again
+    /// if it was deleted.
     func launch(_ tasks: [Int]) async -> Launched {
         guard let all = await handle.tasks(), let inputs = await handle.stagedInputs() else { return .interrupted }
         let wanted = Set(tasks)
@@ -100,7 +108,10 @@ final class AzureAdapter: TaskAdapter {
         let lifetime: SASLifetime
         do { lifetime = try az.azurePlan().1 } catch { return .failed(reason: "\(error)") }
         let (rec, job) = (record, az)
+        let there = state.withLock { $0.s.completedThere }.intersection(records.map(\.idx))
         let added = await az.azureStep("add \(records.count) task(s) again") { () -> String? in
+            try await job.az.blob.createContainer(rec.outputContainer)
+            for task in records where there.contains(task.idx) { _ = try await job.az.batch.deleteTask(rec.batchJobId, task.taskId) }
             var maker = try await AzureJob.TaskBodies.make(job, record: rec, lifetime: lifetime, inputs: inputs)
             var bodies: [Data] = []
             for task in records {
@@ -113,9 +124,9 @@ final class AzureAdapter: TaskAdapter {
         switch added {
         case nil: return .interrupted
         case .failure(let e as BatchServiceError)? where e.code == "JobCompleted" || e.code == "JobNotActive":
-            return .failed(reason: "\(records.count) task(s) vanished from Batch job \(record.batchJobId) (deleted outside batchd) after it ended; "
+            return .failed(reason: "\(records.count) task(s) must run again (\(Self.why(records))) but Batch job \(record.batchJobId) has ended; "
                            + "`batchctl retry` runs them in a new Batch job")
-        case .failure(let e)?: return .failed(reason: "cannot add vanished tasks again to Batch job \(record.batchJobId): \(e)")
+        case .failure(let e)?: return .failed(reason: "cannot add tasks again to Batch job \(record.batchJobId): \(e)")
         case .success(let refusal?)?: return .failed(reason: refusal)
         case .success(nil)?: break
         }
@@ -125,10 +136,20 @@ final class AzureAdapter: TaskAdapter {
             for a in live {
                 box.s.open[a.taskID] = a
                 box.s.again.insert(a.idx)
+                box.s.completedThere.remove(a.idx)
             }
         }
-        log.info("vanished tasks added again", metadata: ["batch.job": "\(record.batchJobId)", "tasks": "\(live.count)"])
+        log.info("tasks added to the Batch job again", metadata: ["batch.job": "\(record.batchJobId)", "tasks": "\(live.count)"])
         return .launched(live, waiters: [])
+    }
+
+    /// Why these tasks run again, in a few words.
+    static func why(_ tasks: [TaskRecord]) -> String {
+        let kinds = Set(tasks.compactMap(\.outcome))
+        var words: [String] = []
+        if kinds.contains(.lost) { words.append("vanished from the Batch job, deleted outside batchd") }
+        if kinds.contains(where: { $0 != .lost }) { words.append("failed in a way Batch does not retry") }
+        return words.joined(separator: "; ")
     }
 
     /// The poller's next batch of changed tasks, for the live ones.
@@ -199,8 +220,9 @@ final class AzureAdapter: TaskAdapter {
             let number = earlier + s.retryCount + 1
             let killed = state.withLock { $0.s.killed.contains(s.id) }
             let outcome = AzureRules.outcome(s, timeout: handle.spec.timeoutSeconds, cancelled: control.isCancelled || killed)
+            if !outcome.isSuccess { state.withLock { _ = $0.s.completedThere.insert(a.idx) } }
             reports.append(.ended(idx: a.idx, Ending(attempt: number, directory: handle.attemptDirectory(a.taskID, number), outcome: outcome,
-                                                     row: .remote(ranFor: s.runTime))))
+                                                     row: .remote(ranFor: s.runTime), serviceRetries: s.retryCount)))
         }
         return reports
     }
@@ -246,7 +268,9 @@ final class AzureAdapter: TaskAdapter {
             if result == nil { return nil }   // shutdown: recorded at the next start
         }
         state.withLock { $0.s.blobs[task.taskId] = blobs }
-        return Ending(attempt: ending.attempt, directory: dir, outcome: outcome, row: ending.row)
+        var fetched = ending
+        fetched.outcome = outcome
+        return fetched
     }
 
     /// Downloads a successful task's outputs (found by `fetchLogs`).

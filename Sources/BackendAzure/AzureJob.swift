@@ -375,7 +375,7 @@ extension AzureJob {
                                                 job: record.id, name: record.name, taskID: task.taskId, index: task.idx, attempt: nil)
             return BatchBodies.taskJSON(BatchBodies.TaskParts(
                 id: task.taskId, command: task.command, env: env, inputs: placed, patterns: spec.outputPatterns, outputContainerURL: outputURL,
-                timeoutSeconds: record.timeoutSeconds, retries: record.retries))
+                timeoutSeconds: record.timeoutSeconds, retries: max(0, record.retries - task.countedAttempts)))
         }
     }
 

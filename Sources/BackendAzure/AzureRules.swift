@@ -54,24 +54,47 @@ public enum AzureRules {
         }
     }
 
-    /// What a completed task's state on the service means here. A task the
-    /// service ended because the job was terminated counts as cancelled only
-    /// when the job was cancelled; otherwise the Batch job ended first (its
+    /// Failures Batch retries itself, up to the job's `maxTaskRetryCount`:
+    /// it retries a task whose exit code is not 0 (a task past its
+    /// `maxWallClockTime` gets one). Anything else it reports once, and
+    /// batchd retries it (an upload the node could not make, say).
+    public static let retriedByService: Set<OutcomeKind> = [.exited, .timedOut]
+
+    /// What a completed task's state on the service means here. Only
+    /// `result: success` is a success: a task that exited 0 but whose
+    /// outputs the node could not upload failed (its outputs are not in the
+    /// container), with the service's code and detail. A task the service
+    /// ended because the job was terminated counts as cancelled only when
+    /// the job was cancelled; otherwise the Batch job ended first (its
     /// wall-clock limit).
     public static func outcome(_ s: TaskSnapshot, timeout: Double?, cancelled: Bool) -> TaskOutcome {
-        if s.result == "success", s.exitCode ?? 0 == 0 { return .exited(code: 0) }
+        // An older service may leave `result` out: then a clean exit is a success.
+        if s.result == "success" || s.result == nil && s.exitCode == 0 && s.failureCode == nil { return .exited(code: 0) }
+        let said = serviceWords([s.failureCode, s.failureMessage, s.failureDetails].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": "))
+        let words = said.isEmpty ? "no detail from the service" : said
         switch s.failureCode {
         case "MaxWallClockTimeExpiry"?: return .timedOut(seconds: timeout ?? 0)
         case "TaskEnded"? where cancelled, "JobTerminated"? where cancelled: return .cancelled
         case "JobTerminated"?: return .launchFailed(reason: "the Batch job ended before the task ran (its wall-clock limit?)")
+        case let code? where code.hasPrefix("FileUpload"):
+            return .outputsFailed(reason: "the node could not upload the task's outputs (\(words))")
         default: break
         }
-        if let code = s.exitCode { return .exited(code: Int32(truncatingIfNeeded: code)) }
-        return .launchFailed(reason: "\(s.failureCode ?? "failure"): \(s.failureMessage ?? "no detail from the service")")
+        if let code = s.exitCode, code != 0 { return .exited(code: Int32(truncatingIfNeeded: code)) }
+        return .launchFailed(reason: words)
     }
 }
 
 extension AzureRules {
+    /// The service's words, safe to keep: any URL in them loses its secrets
+    /// (a container URL's SAS signature), and they are at most 1,000 bytes.
+    public static func serviceWords(_ text: String) -> String {
+        var out = text.split(separator: " ", omittingEmptySubsequences: false)
+            .map { $0.contains("://") ? HTTPTrace.redacted(String($0)) : String($0) }.joined(separator: " ")
+        if out.utf8.count > 1000 { out = String(decoding: out.utf8.prefix(1000), as: UTF8.self) + "…" }
+        return out
+    }
+
     /// The vCPUs of an Azure VM size, read from its name as Azure names
     /// them: the number after the family letters (`Standard_D2s_v3` → 2,
     /// `Standard_HB120rs_v3` → 120), or the active count of a constrained

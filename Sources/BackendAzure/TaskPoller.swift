@@ -18,6 +18,9 @@ public struct TaskSnapshot: Sendable, Equatable {
     public var failureCode: String?
     /// failureInfo.message, when it failed.
     public var failureMessage: String?
+    /// failureInfo.details, as `name=value` pairs (the blob and HTTP status of
+    /// a failed upload, say).
+    public var failureDetails: String?
     /// Retries the service made (the attempt that ended is retryCount + 1).
     public var retryCount = 0
     /// When its last attempt started and ended (executionInfo; the service's text).
@@ -236,13 +239,24 @@ public actor TaskPoller {
         return String(parts.first ?? "") + "." + fraction.padding(toLength: 9, withPad: "0", startingAt: 0)
     }
 
+    /// `[{name, value}]` as `name=value, …` (nil when empty).
+    static func details(_ list: [[String: Any]]) -> String? {
+        let pairs = list.prefix(8).compactMap { d -> String? in
+            guard let name = d["name"] as? String else { return nil }
+            return "\(name)=\(d["value"] as? String ?? "")"
+        }
+        return pairs.isEmpty ? nil : pairs.joined(separator: ", ")
+    }
+
     static func snapshot(_ t: [String: Any]) -> TaskSnapshot? {
         guard let id = t["id"] as? String, let state = t["state"] as? String, let time = t["stateTransitionTime"] as? String else { return nil }
         let info = t["executionInfo"] as? [String: Any]
         let failure = info?["failureInfo"] as? [String: Any]
         return TaskSnapshot(id: id, state: state, transitionTime: time, exitCode: info?["exitCode"] as? Int,
                             result: info?["result"] as? String, failureCode: failure?["code"] as? String,
-                            failureMessage: failure?["message"] as? String, retryCount: info?["retryCount"] as? Int ?? 0,
+                            failureMessage: failure?["message"] as? String,
+                            failureDetails: (failure?["details"] as? [[String: Any]]).flatMap(details),
+                            retryCount: info?["retryCount"] as? Int ?? 0,
                             startTime: info?["startTime"] as? String, endTime: info?["endTime"] as? String)
     }
 

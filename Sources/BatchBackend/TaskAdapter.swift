@@ -70,9 +70,9 @@ extension TaskAdapter {
 
 /// How a backend behaves, as the running phase needs to know.
 public struct AdapterTraits: Sendable {
-    /// The service retries a failed task itself (Azure's `maxTaskRetryCount`):
-    /// a failure it reports is the task's end.
-    public var retriedByService: Bool
+    /// Failures the service retries itself (Azure's `maxTaskRetryCount`
+    /// covers a nonzero exit): one it reports is the task's end.
+    public var retriedByService: Set<OutcomeKind>
     /// Cores one task holds, for `limits.coreHours`.
     public var coresPerTask: Double
     /// At most this many tasks per `launch`.
@@ -85,7 +85,7 @@ public struct AdapterTraits: Sendable {
     /// Ended attempts recorded at once (each collects its outputs).
     public var endWidth: Int
 
-    public init(retriedByService: Bool = false, coresPerTask: Double = 1, launchBatch: Int = 1, throttledByPhase: Bool = true,
+    public init(retriedByService: Set<OutcomeKind> = [], coresPerTask: Double = 1, launchBatch: Int = 1, throttledByPhase: Bool = true,
                 polls: Bool = true, endWidth: Int = 1) {
         self.retriedByService = retriedByService
         self.coresPerTask = coresPerTask
@@ -124,7 +124,7 @@ public struct LiveAttempt: Sendable, Equatable {
 public struct Ending: Sendable, Equatable {
     public let attempt: Int
     public let directory: String
-    public let outcome: TaskOutcome
+    public var outcome: TaskOutcome
     public let row: AttemptRow
     /// Logs a scheduler writes whether or not it has anything to say
     /// (Slurm's): removed when empty.
@@ -133,9 +133,12 @@ public struct Ending: Sendable, Equatable {
     public var scratch: [String]
     /// The crash-loop breaker set the task aside.
     public var setAside: Bool
+    /// Failed attempts before this one that the service retried itself
+    /// (Azure's retry count), never seen here: they count against `retries`.
+    public var serviceRetries: Int
 
     public init(attempt: Int, directory: String, outcome: TaskOutcome, row: AttemptRow, schedulerLogs: [String] = [],
-                scratch: [String] = [], setAside: Bool = false) {
+                scratch: [String] = [], setAside: Bool = false, serviceRetries: Int = 0) {
         self.attempt = attempt
         self.directory = directory
         self.outcome = outcome
@@ -143,6 +146,7 @@ public struct Ending: Sendable, Equatable {
         self.schedulerLogs = schedulerLogs
         self.scratch = scratch
         self.setAside = setAside
+        self.serviceRetries = serviceRetries
     }
 
     /// How long it ran, when the backend knows.

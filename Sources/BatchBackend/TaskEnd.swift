@@ -18,7 +18,7 @@ public enum AttemptRow: Sendable, Equatable {
 
 extension JobHandle {
     /// The rules the task machine applies to this job's tasks.
-    public func taskRules(retriedByService: Bool = false) -> TaskRules {
+    public func taskRules(retriedByService: Set<OutcomeKind> = []) -> TaskRules {
         TaskRules(retries: spec.retries, retriedByService: retriedByService)
     }
 
@@ -36,8 +36,9 @@ extension JobHandle {
     public func endAttempt(_ task: TaskRecord, _ ended: Ending, rules: TaskRules, stopping: Bool = false,
                            collect: @Sendable () async -> Result<[OutputRecord], any Error>?) async -> TaskDecision? {
         let setAside = ended.setAside
-        var state = TaskMachineState(phase: .running, counted: task.countedAttempts,
-                                     free: max(0, ended.attempt - 1 - task.countedAttempts), cancelling: control.isCancelled || stopping)
+        let counted = task.countedAttempts + ended.serviceRetries
+        var state = TaskMachineState(phase: .running, counted: counted, free: max(0, ended.attempt - 1 - counted),
+                                     cancelling: control.isCancelled || stopping)
         var transition = TaskMachine.apply(setAside ? .setAside : .ended(ended.outcome), to: state, rules: rules)
         var outputs: [OutputRecord] = []
         if transition.actions.contains(.collectOutputs) {
@@ -53,7 +54,7 @@ extension JobHandle {
         }
         guard let (outcome, decision) = transition.recorded else { return nil }
         let (o, collected) = (outcome, outputs)
-        let (store, id, idx, number, dir) = (store, job.id, task.idx, ended.attempt, ended.directory)
+        let (store, id, idx, number, dir, retried) = (store, job.id, task.idx, ended.attempt, ended.directory, ended.serviceRetries)
         let saved: Bool
         switch ended.row {
         case .begun:
@@ -64,7 +65,7 @@ extension JobHandle {
             let started = clock() - max(0, ranFor ?? 0)
             saved = await recordTaskEnd(task, attempt: number, outcome: outcome, decision: decision) {
                 try await store.recordRemoteAttempt(id, idx: idx, attempt: number, directory: dir, startedAt: started,
-                                                    outcome: o, decision: decision, outputs: collected)
+                                                    outcome: o, decision: decision, outputs: collected, serviceRetries: retried)
             }
         }
         guard saved else { return nil }

@@ -86,7 +86,7 @@ public enum TaskMachine {
         } else if outcome.countsAsAttempt {
             s.counted += 1
             if state.cancelling { decision = .cancelled }
-            else if rules.retriedByService || s.counted > rules.retries { decision = .failed }
+            else if rules.retriedByService.contains(outcome.outcomeKind) || s.counted > rules.retries { decision = .failed }
             else { decision = .retry }
         } else {
             // Lost or interrupted: free. A task lost `freeRunLimit` times
@@ -146,11 +146,13 @@ public struct TaskMachineState: Sendable, Equatable {
 public struct TaskRules: Sendable, Equatable {
     /// The manifest's `retries`.
     public var retries: Int
-    /// The backend's service retried the task itself (its own retry
-    /// count): a failure it reports is the task's end.
-    public var retriedByService: Bool
+    /// Failures the backend's service retries itself, up to `retries`
+    /// (Azure Batch retries a nonzero exit): one it reports is the task's
+    /// end. Any other failure is retried here (on Azure: an upload the node
+    /// could not make), counting what the service spent.
+    public var retriedByService: Set<OutcomeKind>
 
-    public init(retries: Int, retriedByService: Bool = false) {
+    public init(retries: Int, retriedByService: Set<OutcomeKind> = []) {
         self.retries = retries
         self.retriedByService = retriedByService
     }

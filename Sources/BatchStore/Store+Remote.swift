@@ -15,17 +15,21 @@ extension Store {
         }
     }
 
-    /// Records a task's attempt as the service ran it (Batch makes the retries
-    /// itself, so this is its last): the attempt, the task's final state and
-    /// its outputs, in one transaction.
+    /// Records a task's attempt as the service ran it: the attempt, the
+    /// task's resulting state and its outputs, in one transaction.
+    /// `serviceRetries`: failed attempts before it that the service retried
+    /// itself (Batch's retry count), unseen here; they count against the
+    /// task's retries.
     public func recordRemoteAttempt(_ jobID: String, idx: Int, attempt: Int, directory: String, startedAt: Double,
-                                    outcome: TaskOutcome, decision: TaskDecision, outputs: [OutputRecord]) async throws {
+                                    outcome: TaskOutcome, decision: TaskDecision, outputs: [OutputRecord],
+                                    serviceRetries: Int = 0) async throws {
         let now = clock()
         try await db.write { db in
             try AttemptRecord(jobId: jobID, idx: idx, attempt: attempt, state: .starting, pid: nil, directory: directory,
                               startedAt: startedAt, finishedAt: nil, outcome: nil, exitCode: nil, signal: nil, detail: nil,
                               counted: nil).insert(db)
-            try self.finishAttempt(db, jobID, idx: idx, attempt: attempt, outcome: outcome, decision: decision, outputs: outputs, at: now)
+            try self.finishAttempt(db, jobID, idx: idx, attempt: attempt, outcome: outcome, decision: decision, outputs: outputs, at: now,
+                                   serviceRetries: serviceRetries)
         }
     }
 

@@ -253,7 +253,7 @@ extension Store {
 
     /// The rows of an attempt's end, inside the caller's transaction.
     func finishAttempt(_ db: Database, _ jobID: String, idx: Int, attempt: Int, outcome: TaskOutcome,
-                       decision: TaskDecision, outputs: [OutputRecord], at now: Double) throws {
+                       decision: TaskDecision, outputs: [OutputRecord], at now: Double, serviceRetries: Int = 0) throws {
         let (code, signal, detail) = Self.columns(of: outcome)
         try db.cachedStatement(sql: """
             UPDATE attempts SET state = 'finished', finished_at = ?, outcome = ?, exit_code = ?, signal = ?,
@@ -269,7 +269,8 @@ extension Store {
             UPDATE tasks SET state = ?, counted_attempts = counted_attempts + ?, outcome = ?, exit_code = ?,
               signal = ?, detail = ?, updated_at = ?, strikes = CASE WHEN ? = 'pending' THEN strikes ELSE 0 END
               WHERE job_id = ? AND idx = ?
-            """).execute(arguments: [state, outcome.countsAsAttempt ? 1 : 0, outcome.kind, code, signal, detail, now, state, jobID, idx])
+            """).execute(arguments: [state, (outcome.countsAsAttempt ? 1 : 0) + max(0, serviceRetries), outcome.kind, code, signal, detail, now,
+                                     state, jobID, idx])
         for output in outputs { try output.upsert(db) }
         let taskID = try String.fetchOne(db.cachedStatement(sql: "SELECT task_id FROM tasks WHERE job_id = ? AND idx = ?"),
                                          arguments: [jobID, idx]) ?? "\(idx)"

@@ -54,7 +54,20 @@ struct AzureRulesTests {
             """, cancelled: false, expected: .launchFailed(reason: "ResourceFileDownloadError: One or more resource files failed to download")),
         Row(name: "failure with no detail", executionInfo: """
             {"result":"failure"}
-            """, cancelled: false, expected: .launchFailed(reason: "failure: no detail from the service")),
+            """, cancelled: false, expected: .launchFailed(reason: "no detail from the service")),
+        // Exit code 0 is not a success when the service says failure: the
+        // outputs did not reach the container. Its words keep no token.
+        Row(name: "exited 0, outputs not uploaded", executionInfo: """
+            {"exitCode":0,"result":"failure","retryCount":0,"failureInfo":{"category":"UserError","code":"FileUploadMiscError","message":"The compute node could not upload one or more output files","details":[{"name":"FilePath","value":"out-1.txt"},{"name":"ContainerUrl","value":"https://store.blob.core.windows.net/out?sv=2023-11-03&sp=cw&sig=c2VjcmV0"}]}}
+            """, cancelled: false, expected: .outputsFailed(reason: "the node could not upload the task's outputs (FileUploadMiscError: "
+                + "The compute node could not upload one or more output files: FilePath=out-1.txt, "
+                + "ContainerUrl=https://store.blob.core.windows.net/out?sv=2023-11-03&sp=cw&sig=REDACTED)")),
+        Row(name: "exited 0, failed for another reason", executionInfo: """
+            {"exitCode":0,"result":"failure","failureInfo":{"category":"ServerError","code":"TaskFailedToRun","message":"The node could not run the task"}}
+            """, cancelled: false, expected: .launchFailed(reason: "TaskFailedToRun: The node could not run the task")),
+        Row(name: "exited 0, no result (an older service)", executionInfo: """
+            {"exitCode":0,"retryCount":0}
+            """, cancelled: false, expected: .exited(code: 0)),
     ]
 
     @Test("a completed task's executionInfo means this outcome", arguments: rows)

@@ -120,7 +120,7 @@ struct TaskMachineTests {
         let decision: TaskDecision
         let counted: Int
         let free: Int
-        var testDescription: String { "\(outcome.kind) after \(from.counted) counted, \(from.free) free\(from.cancelling ? ", cancelling" : "")\(rules.retriedByService ? ", retried by the service" : "")" }
+        var testDescription: String { "\(outcome.kind) after \(from.counted) counted, \(from.free) free\(from.cancelling ? ", cancelling" : "")\(rules.retriedByService.isEmpty ? "" : ", the service retries \(rules.retriedByService.map(\.rawValue).sorted())")" }
     }
 
     static let limit = TaskMachine.freeRunLimit
@@ -142,9 +142,16 @@ struct TaskMachineTests {
         // A cancelled job runs nothing again, and a failure in it is recorded as a cancel.
         FateRow(outcome: failed, from: .init(phase: .running, cancelling: true), rules: .init(retries: 5), decision: .cancelled, counted: 1, free: 0),
         FateRow(outcome: .lost, from: .init(phase: .running, cancelling: true), rules: .init(retries: 5), decision: .cancelled, counted: 0, free: 1),
-        // The service retried it already (Azure): a failure it reports is the end; a vanished task still runs again.
-        FateRow(outcome: failed, from: .init(phase: .running), rules: .init(retries: 3, retriedByService: true), decision: .failed, counted: 1, free: 0),
-        FateRow(outcome: .lost, from: .init(phase: .running), rules: .init(retries: 3, retriedByService: true), decision: .retry, counted: 0, free: 1),
+        // The service retried it already (Azure): a failure it reports is the end; a vanished task still runs again,
+        // and a failure the service does not retry (an upload the node could not make) is retried here.
+        FateRow(outcome: failed, from: .init(phase: .running), rules: .init(retries: 3, retriedByService: [.exited, .timedOut]),
+                decision: .failed, counted: 1, free: 0),
+        FateRow(outcome: .lost, from: .init(phase: .running), rules: .init(retries: 3, retriedByService: [.exited, .timedOut]),
+                decision: .retry, counted: 0, free: 1),
+        FateRow(outcome: .outputsFailed(reason: "FileUploadMiscError"), from: .init(phase: .running),
+                rules: .init(retries: 1, retriedByService: [.exited]), decision: .retry, counted: 1, free: 0),
+        FateRow(outcome: .outputsFailed(reason: "FileUploadMiscError"), from: .init(phase: .running, counted: 1),
+                rules: .init(retries: 1, retriedByService: [.exited]), decision: .failed, counted: 2, free: 0),
     ]
 
     @Test("a task's fate after an attempt", arguments: fates)

@@ -313,6 +313,17 @@ class Runner:
             os.chmod(path, int(mode, 8))
 
     def upload(self, task, task_dir, wd, success):
+        """Uploads the task's output files, as the node agent does: each file
+        it sends is logged in fileuploadout.txt, each failure in
+        fileuploaderr.txt (both in the task directory); the first failure
+        fails the task with FileUploadMiscError, whatever its exit code."""
+        out_log = os.path.join(task_dir, "fileuploadout.txt")
+        err_log = os.path.join(task_dir, "fileuploaderr.txt")
+
+        def log(path, line):
+            with open(path, "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")
+        failure = None
         for of in task.body.get("outputFiles") or []:
             condition = ((of.get("uploadOptions") or {}).get("uploadCondition") or "tasksuccess").lower()
             if condition == "tasksuccess" and not success or condition == "taskfailure" and success:
@@ -329,7 +340,23 @@ class Runner:
                 name = (path.rstrip("/") + "/" + rel if path else rel) if wildcard else (path or rel)
                 with open(m, "rb") as f:
                     data = f.read()
-                status, _ = _http("PUT", _blob_url(url, name), data=data,
-                                  headers={"x-ms-blob-type": "BlockBlob", "x-ms-version": "2026-10-06"})
-                if status != 201:
-                    raise TaskFailure("usererror", "FileUploadMiscError", f"uploading {name} failed with HTTP {status}")
+                try:
+                    status, body = _http("PUT", _blob_url(url, name), data=data,
+                                         headers={"x-ms-blob-type": "BlockBlob", "x-ms-version": "2026-10-06"})
+                except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+                    status, body = 0, str(e).encode()
+                if status == 201:
+                    log(out_log, f"Uploaded {os.path.relpath(m, wd)} to {name} ({len(data)} bytes)")
+                    continue
+                try:
+                    code = ET.fromstring(body).findtext("Code") if body.startswith(b"<") else None
+                except ET.ParseError:
+                    code = None
+                log(err_log, f"Failed to upload {os.path.relpath(m, wd)} to {name}: HTTP {status} {code or ''}".rstrip())
+                if failure is None:
+                    failure = TaskFailure("usererror", "FileUploadMiscError", "The compute node could not upload one or more output files")
+                    failure.info["details"] = [{"name": "FilePath", "value": os.path.relpath(m, wd)},
+                                               {"name": "HttpStatusCode", "value": str(status)}] + \
+                                              ([{"name": "StorageErrorCode", "value": code}] if code else [])
+        if failure is not None:
+            raise failure

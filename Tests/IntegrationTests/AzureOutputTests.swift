@@ -1,0 +1,75 @@
+import BackendAzure
+import BatchCore
+import Foundation
+import Testing
+import TestSupport
+
+extension AzureTests {
+    /// A task that says it started, waits for `gate` (at most 120 s), and
+    /// writes `out-<id>.txt`.
+    static func gated(_ id: String, _ dir: String, gate: String, then: String = "") -> String {
+        "{id: \(id), command: \"touch \(dir)/started-\(id); i=0; while [ ! -e \(gate) ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; \(then)echo \(id) > out-\(id).txt\"}"
+    }
+
+    func blob(_ rig: AzureRig) -> BlobClient {
+        BlobClient(http: rig.http, endpoint: "\(rig.emulator.url)/store", account: "store", key: Secret(AzureEmulatorProcess.key))
+    }
+
+    @Test("outputs the node could not upload (its output container deleted) fail the task with the service's code and detail, though it exited 0")
+    func uploadFailureFails() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+        let dir = "\(d.root)/upload"
+        let gate = "\(dir)/gate"
+        let manifest = try write("""
+            name: upload
+            retries: 0
+            tasks:
+              - \(Self.gated("only", dir, gate: gate))
+            outputs: {patterns: ['out-*.txt'], destination: output}
+            """, dir, "job.yaml")
+        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
+        #expect(await waitForFiles(["\(dir)/started-only"], timeout: 60), "the task started")
+        let job = try #require(try await d.store().jobs(limit: 1).first)
+        #expect(try await blob(rig).deleteContainer("batchd-\(job.id)"))
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        let w = try await d.batchctl(["wait", job.id, "--timeout", "120"], timeout: 140)
+        #expect(w.code != 0, "the job fails: its one task's outputs are not anywhere\n\(w.out)")
+        let task = try #require(try await d.store().tasks(job.id).first)
+        #expect(task.state == .failed && task.outcome == .outputsFailed, "\(task)")
+        let detail = task.detail ?? ""
+        #expect(detail.contains("FileUploadMiscError") && detail.contains("FilePath=out-only.txt") && detail.contains("HttpStatusCode=404"), "\(detail)")
+        #expect(!detail.contains("sig="), "no token in the words kept")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/output/out-only.txt"))
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
+    @Test("a task whose outputs could not be uploaded runs again (retries: 1), with fresh tokens, into its output container made again")
+    func uploadFailureIsRetried() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+        let dir = "\(d.root)/upload"
+        let (gate, ran, done) = ("\(dir)/gate", "\(dir)/ran", "\(dir)/done")
+        // `first` fails its upload once; its second run lets `keeper`
+        // (keeping the Batch job open, in the node's other slot) finish.
+        let manifest = try write("""
+            name: upload
+            retries: 1
+            pool: {dedicatedNodes: 1, slotsPerNode: 2}
+            tasks:
+              - \(Self.gated("first", dir, gate: gate, then: "if [ -e \(ran) ]; then touch \(done); else touch \(ran); fi; "))
+              - \(Self.gated("keeper", dir, gate: done))
+            outputs: {patterns: ['out-*.txt'], destination: output}
+            """, dir, "job.yaml")
+        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
+        #expect(await waitForFiles(["\(dir)/started-first", "\(dir)/started-keeper"], timeout: 60), "both tasks started")
+        let job = try #require(try await d.store().jobs(limit: 1).first)
+        #expect(try await blob(rig).deleteContainer("batchd-\(job.id)"))
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        let w = try await d.batchctl(["wait", job.id, "--timeout", "120"], timeout: 140)
+        #expect(w.code == 0, "\(w.out)\n\(w.err)")
+        let attempts = try await d.store().attempts(job.id).filter { $0.idx == 0 }.sorted { $0.attempt < $1.attempt }
+        #expect(attempts.map(\.outcome) == [.outputsFailed, .exited], "\(attempts)")
+        #expect(attempts.first?.detail?.contains("FileUploadMiscError") == true)
+        #expect(read("\(dir)/output/out-first.txt") == "first\n" && read("\(dir)/output/out-keeper.txt") == "keeper\n")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+}

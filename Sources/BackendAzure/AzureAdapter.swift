@@ -22,7 +22,9 @@ final class AzureAdapter: TaskAdapter {
     /// The bytes moved when the run began.
     let base: TransferProgress
     struct State {
-        var updates: AsyncStream<[TaskSnapshot]>.Iterator?
+        var updates: AsyncStream<PollUpdate>.Iterator?
+        /// Since when Azure has refused batchd's credentials polling this job.
+        var refusedSince: ContinuousClock.Instant?
         var gone = false
         var ticker: Task<Void, Never>?
         /// Tasks ended so far (for the choice of one listing or one per task).
@@ -157,7 +159,7 @@ final class AzureAdapter: TaskAdapter {
         guard var iterator = state.withLock({ $0.s.updates }) else { return nil }
         let control = handle.control
         // The stream's iterator is used by this poll alone (the phase polls from one task).
-        let batch: [TaskSnapshot]?? = await withTaskGroup(of: [TaskSnapshot]??.self) { group in
+        let batch: PollUpdate?? = await withTaskGroup(of: PollUpdate??.self) { group in
             nonisolated(unsafe) var it = iterator
             group.addTask { .some(await it.next()) }
             group.addTask { await control.halt.wait(); return nil }
@@ -168,11 +170,21 @@ final class AzureAdapter: TaskAdapter {
         }
         guard let next = batch else { return nil }
         state.withLock { $0.s.updates = iterator }
-        guard let snapshots = next else {
+        let snapshots: [TaskSnapshot]
+        switch next {
+        case nil:
             // The stream ended: the Batch job is gone.
             let gone = state.withLock { s -> Bool in defer { s.s.gone = true }; return s.s.gone }
             if gone || Task.isCancelled { return nil }
             return [.jobLost(reason: "Batch job \(record.batchJobId) no longer exists (deleted outside batchd?)")]
+        case .refused(let refusal?)?:
+            return await refused(refusal)
+        case .refused(nil)?:
+            state.withLock { $0.s.refusedSince = nil }
+            await handle.clearRetrying(Self.pollStep)
+            return []
+        case .tasks(let changed)?:
+            snapshots = changed
         }
         let byID = state.withLock { $0.s.open }
         var reports: [TaskReport] = []
@@ -225,6 +237,25 @@ final class AzureAdapter: TaskAdapter {
                                                      row: .remote(ranFor: s.runTime), serviceRetries: s.retryCount)))
         }
         return reports
+    }
+
+    static let pollStep = "poll the Batch job"
+
+    /// Azure refused batchd's credentials polling the job: shown as a step
+    /// being retried; once that has lasted `azure.authFailureLimit`, the
+    /// job fails with the fix (its tasks stop with the job's cancel step).
+    func refused(_ refusal: CredentialRefusal) async -> [TaskReport] {
+        let since = state.withLock { box in
+            if box.s.refusedSince == nil { box.s.refusedSince = .now }
+            return box.s.refusedSince!
+        }
+        let limit = az.az.settings.authFailureLimit
+        if ContinuousClock.now - since >= .seconds(limit) {
+            await handle.clearRetrying(Self.pollStep)
+            return [.jobLost(reason: "\(refusal.words), for \(HumanDuration.format(limit)) (azure.authFailureLimit): \(refusal.fix)")]
+        }
+        await handle.noteRetrying(Self.pollStep, refusal.words)
+        return []
     }
 
     /// Downloads a completed task's logs (an empty one costs no request and

@@ -51,16 +51,27 @@ extension AzureJob {
     /// deleting what costs money) keeps trying after a cancel and gives up
     /// only when the daemon stops; the job then resumes its clean-up at the
     /// next start.
+    ///
+    /// Credentials Azure refuses (`AzureRules.isAuthFailure`) are retried the
+    /// same way, and shown, but a step that is not `persistent` gives up once
+    /// they have been refused for `azure.authFailureLimit`, with the fix.
     func azureStep<T: Sendable>(_ what: String, persistent: Bool = false, _ body: @Sendable () async throws -> T) async -> Result<T, Error>? {
         let until = persistent ? control.shutdown : control.halt
         var attempt = 0
+        var refusedSince: ContinuousClock.Instant?
         while true {
             do {
                 let value = try await body()
                 if attempt > 0 { await handle.clearRetrying(what) }
                 return .success(value)
             } catch {
-                guard AzureRules.isTransient(error) else {
+                let refused = AzureRules.isAuthFailure(error)
+                refusedSince = refused ? (refusedSince ?? .now) : nil
+                if let since = refusedSince, !persistent, ContinuousClock.now - since >= .seconds(az.settings.authFailureLimit) {
+                    if attempt > 0 { await handle.clearRetrying(what) }
+                    return .failure(CredentialsRefused(error: error, limit: az.settings.authFailureLimit))
+                }
+                guard AzureRules.isTransient(error) || refused else {
                     if attempt > 0 { await handle.clearRetrying(what) }
                     return .failure(error)
                 }
@@ -72,6 +83,17 @@ extension AzureJob {
                 }
                 attempt += 1
             }
+        }
+    }
+
+    /// Credentials Azure refused for as long as batchd waits: the words a
+    /// job fails with.
+    struct CredentialsRefused: Error, CustomStringConvertible {
+        let error: Error
+        let limit: Double
+        var description: String {
+            let refusal = CredentialRefusal(error)
+            return "\(refusal.words), for \(HumanDuration.format(limit)) (azure.authFailureLimit): \(refusal.fix)"
         }
     }
 

@@ -1,5 +1,6 @@
 import BatchCore
 import BatchHTTP
+import Foundation
 
 /// The Azure backend's pure decisions, tested on captured responses
 /// (Tests/BackendAzureTests/AzureRulesTests.swift).
@@ -47,11 +48,81 @@ public enum AzureRules {
             case "BlobChanged": return "the blob changed while it was read (\(e.operation)); it is read again from the start"
             default: return status(e.status, e.code, e.operation)
             }
+        case let e as BatchServiceError where isAuthFailure(e):
+            return refusal(service: "Azure Batch", e.status, e.code, e.operation, serverDate: e.serverDate, message: e.message)
+        case let e as BlobError where isAuthFailure(e):
+            return refusal(service: "Azure Storage", e.status, e.code, e.operation, serverDate: e.serverDate, message: "")
         case let e as BatchServiceError:
             return status(e.status, e.code, e.operation) + (e.message.isEmpty ? "" : ": \(e.message)")
         default:
             return "\(error)"
         }
+    }
+
+    /// Whether Azure refused who batchd is rather than what it asked: a
+    /// bearer token it does not take (401, after one new token was tried),
+    /// a key or signature it does not match, a request time it does not
+    /// trust (403 `AuthenticationFailed`), or Entra ID refusing the client
+    /// credentials. Retried, as a rotated key may be put right, but only
+    /// for `azure.authFailureLimit`.
+    public static func isAuthFailure(_ error: Error) -> Bool {
+        switch error {
+        case let e as BatchServiceError: return e.status == 401 || e.status == 403 && e.code == "AuthenticationFailed"
+        case let e as BlobError: return e.status == 401 || e.status == 403 && e.code == "AuthenticationFailed"
+        case AzureError.credentialsRefused: return true
+        default: return false
+        }
+    }
+
+    /// What to do about a credential Azure keeps refusing.
+    public static func authFix(_ error: Error) -> String {
+        if clockOffset(error) != nil || "\(error)".contains("date header") {
+            return "set this machine's clock right (`timedatectl status`; chrony or systemd-timesyncd keeps it so), then `batchctl retry`"
+        }
+        switch error {
+        case AzureError.credentialsRefused:
+            return "put the client's current secret in AZURE_CLIENT_SECRET (or its systemd credential) and restart batchd, then `batchctl retry`"
+        case let e as BlobError where e.status == 403:
+            return "put the storage account's current key in AZURE_STORAGE_KEY or the connection string and restart batchd, then `batchctl retry`"
+        case let e as BatchServiceError where e.status == 403:
+            return "put the Batch account's current key in AZURE_BATCH_ACCESS_KEY (or its systemd credential) and restart batchd, then `batchctl retry`"
+        default:
+            return "check that the Entra ID client still has its role on the account (tokens are fetched anew and still refused), then `batchctl retry`"
+        }
+    }
+
+    /// Seconds the service's clock is ahead of this machine's (negative:
+    /// behind), when a request was refused for its time and the answer said
+    /// the service's time.
+    public static func clockOffset(_ error: Error, now: Date = Date()) -> Double? {
+        let date: String?
+        switch error {
+        case let e as BatchServiceError where e.status == 403: date = e.serverDate
+        case let e as BlobError where e.status == 403: date = e.serverDate
+        default: return nil
+        }
+        guard let text = date, let server = httpDate(text) else { return nil }
+        let offset = server.timeIntervalSince(now)
+        return abs(offset) > 300 ? offset : nil
+    }
+
+    /// An RFC 1123 date (`Mon, 07 Dec 2026 07:41:27 GMT`).
+    static func httpDate(_ text: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return f.date(from: text)
+    }
+
+    static func refusal(service: String, _ status: Int, _ code: String, _ operation: String, serverDate: String?, message: String) -> String {
+        let what = "\(service) refused batchd's credentials (HTTP \(status)\(code.isEmpty ? "" : " \(code)")) while trying to \(operation)"
+        if status == 403, let text = serverDate, let server = httpDate(text), abs(server.timeIntervalSinceNow) > 300 {
+            let off = server.timeIntervalSinceNow
+            return what + ": this machine's clock is \(HumanDuration.format(abs(off))) \(off > 0 ? "behind" : "ahead of") Azure's"
+        }
+        if status == 401 { return what + ": its token was refused, and so was a new one" }
+        return what + (message.isEmpty ? "" : ": \(message)")
     }
 
     /// Failures Batch retries itself, up to the job's `maxTaskRetryCount`:

@@ -43,13 +43,17 @@ public struct AzureSettings: Sendable, Equatable {
     public var poolIdleTimeout: Double = 3600
     /// How often idle pools are looked for.
     public var poolIdleCheck: Double = 300
+    /// How long Azure may refuse batchd's credentials (a rotated key or
+    /// secret, a revoked token, a clock it does not trust) before a job
+    /// that needs them fails, with the fix; until then it waits, and says so.
+    public var authFailureLimit: Double = 600
 
     /// Every default.
     public init() {}
 
     static let keys = ["owner", "vmSize", "image", "nodeAgentSku", "dedicatedNodes", "inputContainer", "blockSize", "concurrency",
                        "tokenMargin", "maxTokenLifetime", "pollMinInterval", "pollMaxInterval", "deleteOrphans",
-                       "poolIdleTimeout", "poolIdleCheck"]
+                       "poolIdleTimeout", "poolIdleCheck", "authFailureLimit"]
 
     /// The settings a config's section gives (every default without one).
     public init(_ section: ConfigSection?) throws {
@@ -79,6 +83,7 @@ public struct AzureSettings: Sendable, Equatable {
             case "pollMaxInterval": pollMaxInterval = try v.seconds()
             case "deleteOrphans": deleteOrphans = try v.bool()
             case "poolIdleTimeout": poolIdleTimeout = try v.seconds()
+            case "authFailureLimit": authFailureLimit = try v.seconds()
             case "poolIdleCheck":
                 poolIdleCheck = try v.seconds()
                 guard poolIdleCheck >= 0.1 else { throw v.fail("must be at least 100ms") }

@@ -11,15 +11,19 @@ public struct BatchServiceError: Error, Sendable, CustomStringConvertible {
     public var message: String
     /// What was being done.
     public var operation: String
+    /// The service's `Date` header, when it answered (its clock, for a
+    /// request refused for the time it carried).
+    public var serverDate: String?
     /// `operation: HTTP status code: message`.
     public var description: String { "\(operation): HTTP \(status) \(code): \(message)" }
 
     /// An error.
-    public init(status: Int, code: String, message: String, operation: String) {
+    public init(status: Int, code: String, message: String, operation: String, serverDate: String? = nil) {
         self.status = status
         self.code = code
         self.message = message
         self.operation = operation
+        self.serverDate = serverDate
     }
 }
 
@@ -70,18 +74,22 @@ public struct BatchClient: Sendable {
     }
 
     func send(url: String, method: String, body: Data?, idempotent: Bool) async throws -> HTTPResponse {
-        let auth = try await authorizer.prepare()
-        return try await http.execute(idempotent: idempotent) {
+        try await authorizer.execute(http, idempotent: idempotent) {
             var headers: [(name: String, value: String)] = [("client-request-id", UUID().uuidString)]
             if body != nil { headers.append(("Content-Type", "application/json; odata=minimalmetadata")) }
-            return try auth.apply(HTTPRequest(method: method, url: url, headers: headers, body: body.map { .data($0) } ?? .none), now: Date())
+            return HTTPRequest(method: method, url: url, headers: headers, body: body.map { .data($0) } ?? .none)
         }
     }
 
     static func error(_ r: HTTPResponse, _ operation: String) -> BatchServiceError {
         let obj = (try? JSONSerialization.jsonObject(with: r.body)) as? [String: Any]
-        let message = ((obj?["message"] as? [String: Any])?["value"] as? String)?.components(separatedBy: "\n").first ?? ""
-        return BatchServiceError(status: r.status, code: obj?["code"] as? String ?? "", message: message, operation: operation)
+        var message = ((obj?["message"] as? [String: Any])?["value"] as? String)?.components(separatedBy: "\n").first ?? ""
+        // Why authentication failed is in the values (never a secret: the service's words).
+        for v in obj?["values"] as? [[String: Any]] ?? [] where v["key"] as? String == "AuthenticationErrorDetail" {
+            if let detail = v["value"] as? String { message += " (\(detail))" }
+        }
+        return BatchServiceError(status: r.status, code: obj?["code"] as? String ?? "", message: message, operation: operation,
+                                 serverDate: r.header("Date"))
     }
 
     func json(_ r: HTTPResponse) -> [String: Any] { ((try? JSONSerialization.jsonObject(with: r.body)) as? [String: Any]) ?? [:] }

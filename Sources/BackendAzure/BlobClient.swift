@@ -16,8 +16,18 @@ public struct BlobError: Error, Sendable, CustomStringConvertible {
     public var code: String
     /// What was being done (no query string: it may hold a SAS).
     public var operation: String
+    /// The service's `Date` header, when it answered (its clock).
+    public var serverDate: String?
     /// `operation: status code`.
     public var description: String { "\(operation): HTTP \(status) \(code)" }
+
+    /// An error.
+    public init(status: Int, code: String, operation: String, serverDate: String? = nil) {
+        self.status = status
+        self.code = code
+        self.operation = operation
+        self.serverDate = serverDate
+    }
 }
 
 /// Properties of a blob.
@@ -69,14 +79,15 @@ public struct BlobClient: Sendable {
 
     func send(_ op: String, _ method: String, _ url: String, headers: [(name: String, value: String)] = [],
               body: HTTPBody = .none, sinkPath: String? = nil) async throws -> HTTPResponse {
-        let auth = try await authorizer.prepare()
-        return try await http.execute(idempotent: true, sinkPath: sinkPath) {
-            try auth.apply(HTTPRequest(method: method, url: url, headers: headers, body: body), now: Date())
+        try await authorizer.execute(http, idempotent: true, sinkPath: sinkPath) {
+            HTTPRequest(method: method, url: url, headers: headers, body: body)
         }
     }
 
     func expect(_ r: HTTPResponse, _ ok: Set<Int>, _ op: String) throws {
-        guard ok.contains(r.status) else { throw BlobError(status: r.status, code: r.header("x-ms-error-code") ?? "", operation: op) }
+        guard ok.contains(r.status) else {
+            throw BlobError(status: r.status, code: r.header("x-ms-error-code") ?? "", operation: op, serverDate: r.header("Date"))
+        }
     }
 
     /// Creates a container; false if it already existed.

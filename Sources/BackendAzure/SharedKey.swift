@@ -78,12 +78,14 @@ public enum AzureError: Error, Sendable, CustomStringConvertible, Equatable {
     case tokenTooShort(String)
     /// A request the daemon refuses, with the reason.
     case badRequest(String)
+    /// Entra ID refused the client credentials (a wrong, expired or rotated secret).
+    case credentialsRefused(String)
 
     /// The message.
     public var description: String {
         switch self {
         case .badCredentials(let m): return "Azure credentials: \(m)"
-        case .tokenTooShort(let m), .badRequest(let m): return m
+        case .tokenTooShort(let m), .badRequest(let m), .credentialsRefused(let m): return m
         }
     }
 }

@@ -34,6 +34,27 @@ public struct TaskSnapshot: Sendable, Equatable {
     }
 }
 
+/// What the poller tells the watcher of a job.
+public enum PollUpdate: Sendable, Equatable {
+    /// Tasks that changed since the last update.
+    case tasks([TaskSnapshot])
+    /// Azure refused batchd's credentials while polling the job (each
+    /// failed poll says it again), or accepts them again (nil).
+    case refused(CredentialRefusal?)
+}
+
+/// Credentials Azure refused: what happened, and what to do about it.
+public struct CredentialRefusal: Sendable, Equatable {
+    public var words: String
+    public var fix: String
+
+    /// The refusal `error` says.
+    public init(_ error: Error) {
+        words = AzureRules.plainWords(error)
+        fix = AzureRules.authFix(error)
+    }
+}
+
 /// One poller per Batch account serves every watched job: it asks for task
 /// counts first, lists only tasks whose stateTransitionTime moved since the
 /// last poll (with $select), and paces itself with `PollSchedule`. A failed
@@ -54,7 +75,9 @@ public actor TaskPoller {
         var open: Set<String> = []
         /// Polls since the job's tasks were last listed in full.
         var sinceFullList = 0
-        let updates: AsyncStream<[TaskSnapshot]>.Continuation
+        /// The last poll was refused for its credentials.
+        var refused = false
+        let updates: AsyncStream<PollUpdate>.Continuation
         /// Which watch of the job this is (a job unwatched and watched again
         /// during a poll must not get the old watch's state back).
         let generation: Int
@@ -88,8 +111,8 @@ public actor TaskPoller {
     /// already past `active`, and a task that is no longer in the job at all
     /// as state `vanished`. The stream ends when the job is unwatched or
     /// found deleted.
-    public func watch(_ jobID: String, open: Set<String> = []) -> AsyncStream<[TaskSnapshot]> {
-        let (stream, continuation) = AsyncStream.makeStream(of: [TaskSnapshot].self)
+    public func watch(_ jobID: String, open: Set<String> = []) -> AsyncStream<PollUpdate> {
+        let (stream, continuation) = AsyncStream.makeStream(of: PollUpdate.self)
         watches[jobID]?.updates.finish()
         generations += 1
         var w = Watch(updates: continuation, generation: generations)
@@ -154,6 +177,11 @@ public actor TaskPoller {
         do { counts = try await client.taskCounts(jobID) } catch {
             return classify(error, jobID, w.generation)
         }
+        if w.refused {
+            w.refused = false
+            w.updates.yield(.refused(nil))
+            if watches[jobID]?.generation == w.generation { watches[jobID]?.refused = false }
+        }
         let moved = counts != w.counts
         if let before = w.counts["completed"] { roundEnded += max(0, (counts["completed"] ?? 0) - before) }
         roundLive += (counts["active"] ?? 0) + (counts["running"] ?? 0)
@@ -213,12 +241,19 @@ public actor TaskPoller {
             }
         }
         watches[jobID] = w
-        if !snapshots.isEmpty { w.updates.yield(snapshots) }
+        if !snapshots.isEmpty { w.updates.yield(.tasks(snapshots)) }
         return snapshots.isEmpty ? .quiet : .changed
     }
 
     func classify(_ error: Error, _ jobID: String, _ generation: Int) -> PollSchedule.Result {
         if let e = error as? BatchServiceError, e.status == 429 || e.status == 503 { return .throttled(retryAfter: 0) }
+        if AzureRules.isAuthFailure(error), let w = watches[jobID], w.generation == generation {
+            // Each job's runner shows it, and fails the job if it lasts.
+            if !w.refused { logger.warning("Azure refused batchd's credentials while polling", metadata: ["batch.job": "\(jobID)", "error": "\(error)"]) }
+            watches[jobID]?.refused = true
+            w.updates.yield(.refused(CredentialRefusal(error)))
+            return .failed
+        }
         if let e = error as? BatchServiceError, e.status == 404, e.code == "JobNotFound" {
             // Gone for good (deleted by someone else): end the stream, so the
             // job's runner learns it instead of waiting forever.

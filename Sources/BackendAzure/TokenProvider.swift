@@ -41,11 +41,23 @@ public actor TokenProvider {
         }
         let obj = (try? JSONSerialization.jsonObject(with: r.body)) as? [String: Any] ?? [:]
         guard r.status == 200, let token = obj["access_token"] as? String else {
-            throw AzureError.badCredentials("Entra ID refused the client credentials of \(clientID) (HTTP \(r.status) \(obj["error"] as? String ?? ""))")
+            let code = obj["error"] as? String ?? ""
+            // Busy or failing: worth trying again, like any service.
+            if r.status == 429 || r.status >= 500 {
+                throw BatchServiceError(status: r.status, code: code, message: "", operation: "get an Entra ID token")
+            }
+            throw AzureError.credentialsRefused("Entra ID refused the client credentials of \(clientID) (HTTP \(r.status) \(code))")
         }
         let lifetime = (obj["expires_in"] as? Double) ?? Double(obj["expires_in"] as? String ?? "") ?? 3600
         cached = (Secret(token), now.addingTimeInterval(lifetime))
         return cached!.token
+    }
+
+    /// Forgets `token` if it is the one kept: the service refused it before
+    /// its time (revoked, or a clock that disagrees), so the next request
+    /// fetches a new one.
+    public func invalidate(_ token: Secret) {
+        if cached?.token == token { cached = nil }
     }
 }
 
@@ -62,6 +74,25 @@ public enum Authorizer: Sendable {
         case .sharedKey(let s): return PreparedAuthorizer(signer: s, token: nil, service: s.service)
         case .bearer(let p, let service): return PreparedAuthorizer(signer: nil, token: try await p.token(), service: service)
         }
+    }
+}
+
+extension Authorizer {
+    /// Sends what `make` builds, authorized, through `http`. A bearer token
+    /// the service refuses (401 with a challenge: expired early, or revoked)
+    /// is dropped and the request sent once more with a new one; a second
+    /// 401 is the answer. A 401 means the request was not carried out, so
+    /// sending it again is safe whatever it does.
+    public func execute(_ http: HTTPClient, idempotent: Bool, sinkPath: String? = nil,
+                        _ make: @escaping @Sendable () -> HTTPRequest) async throws -> HTTPResponse {
+        var auth = try await prepare()
+        let first = auth
+        let response = try await http.execute(idempotent: idempotent, sinkPath: sinkPath) { try first.apply(make(), now: Date()) }
+        guard response.status == 401, case .bearer(let provider, _) = self, let refused = auth.token else { return response }
+        await provider.invalidate(refused)
+        auth = try await prepare()
+        let again = auth
+        return try await http.execute(idempotent: idempotent, sinkPath: sinkPath) { try again.apply(make(), now: Date()) }
     }
 }
 

@@ -146,10 +146,10 @@ public struct TaskMachineState: Sendable, Equatable {
 public struct TaskRules: Sendable, Equatable {
     /// The manifest's `retries`.
     public var retries: Int
-    /// Failures the backend's service retries itself, up to `retries`
-    /// (Azure Batch retries a nonzero exit): one it reports is the task's
-    /// end. Any other failure is retried here (on Azure: an upload the node
-    /// could not make), counting what the service spent.
+    /// Failures the backend's service retries itself, up to `retries` (a
+    /// batch service that retries a nonzero exit): one it reports is the
+    /// task's end. Any other failure is retried here (an upload the node
+    /// could not make, say), counting what the service spent.
     public var retriedByService: Set<OutcomeKind>
 
     public init(retries: Int, retriedByService: Set<OutcomeKind> = []) {

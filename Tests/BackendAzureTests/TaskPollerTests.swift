@@ -30,7 +30,8 @@ struct TaskPollerTests {
             await poller.unwatch("j")
         }
         defer { watchdog.cancel() }
-        for await batch in updates {
+        for await update in updates {
+            let batch = update.snapshots
             reports += batch.count
             for t in batch where t.state == "completed" {
                 #expect(t.exitCode == 0 && t.result == "success")
@@ -70,7 +71,8 @@ struct TaskPollerTests {
         }
         defer { watchdog.cancel() }
         var running = Set<String>(), vanished: [String] = [], deleted = false
-        for await batch in updates {
+        for await update in updates {
+            let batch = update.snapshots
             for t in batch where t.state == "running" { running.insert(t.id) }
             for t in batch where t.state == "vanished" { vanished.append(t.id) }
             if running.count == 3, !deleted { deleted = try await client.deleteTask("j", "b") }
@@ -80,7 +82,15 @@ struct TaskPollerTests {
         for _ in 0..<12 { _ = await poller.pollOnce() }
         await poller.unwatch("j")
         var more: [String] = []
-        for await batch in updates { more += batch.filter { $0.state == "vanished" }.map(\.id) }
+        for await update in updates { more += update.snapshots.filter { $0.state == "vanished" }.map(\.id) }
         #expect(vanished == ["b"] && more.isEmpty, "\(vanished) then \(more)")
+    }
+}
+
+extension PollUpdate {
+    /// The tasks an update reports (none for a credentials note).
+    var snapshots: [TaskSnapshot] {
+        if case .tasks(let t) = self { return t }
+        return []
     }
 }

@@ -8,11 +8,50 @@ import secrets
 import threading
 import time
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import unquote
+
+from .http import Clock
 
 
 class AuthError(Exception):
     """Authentication failed; the message says why (never the secret)."""
+
+
+class TokenError(AuthError):
+    """A bearer token the service does not take (expired, revoked, never
+    issued): answered 401 with a WWW-Authenticate challenge, as the
+    service does, so a client knows to fetch a new one."""
+
+    def __init__(self, message, code, tenant=None):
+        super().__init__(message)
+        self.code = code
+        self.tenant = tenant or "common"
+
+    def challenge(self):
+        return (f'Bearer authorization_uri="https://login.microsoftonline.com/{self.tenant}", '
+                f'error="invalid_token", error_description="{self}"')
+
+
+# Shared Key requests carry their time; the services refuse one more than
+# 15 minutes off their own clock (Storage: "Request date header too old").
+MAX_CLOCK_SKEW = 15 * 60
+
+
+def check_date(headers, names):
+    """The request's time (the first of `names` present), as the services check it."""
+    text = next((headers[n] for n in names if headers.get(n)), None)
+    if text is None:
+        raise AuthError(f"no {' or '.join(names)} header")
+    try:
+        sent = parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError):
+        raise AuthError(f"the date header '{text}' is not an RFC 1123 date")
+    now = Clock.now()
+    if sent < now - MAX_CLOCK_SKEW:
+        raise AuthError(f"Request date header too old: '{text}'")
+    if sent > now + MAX_CLOCK_SKEW:
+        raise AuthError(f"Request date header is too far in the future: '{text}'")
 
 
 def _hmac(key_b64, text):
@@ -124,7 +163,7 @@ def check_sas(params, account, key, container, blob, needed, now=None):
     """Checks a service SAS (sv 2020-12-06+), signed with the account key or
     with a user delegation key, for an operation needing the permission
     letters in `needed` (any one of them, e.g. "r" or "rl")."""
-    now = now or time.time()
+    now = now or Clock.now()
     sr = params.get("sr")
     if sr not in ("b", "c"):
         raise AuthError("the SAS has no valid signed resource (sr)")
@@ -173,6 +212,20 @@ class TokenIssuer:
     def register(self, tenant, client_id, secret):
         self.clients[(tenant, client_id)] = secret
 
+    def expire(self):
+        """Every token issued so far expires now (as if the daemon had slept past them)."""
+        with self.lock:
+            for token, (aud, _, tenant, client) in list(self.tokens.items()):
+                self.tokens[token] = (aud, time.time() - 1, tenant, client)
+            return len(self.tokens)
+
+    def revoke(self):
+        """Every token issued so far is revoked (an admin's "revoke sessions")."""
+        with self.lock:
+            n = len(self.tokens)
+            self.tokens.clear()
+            return n
+
     def issue(self, tenant, form):
         if form.get("grant_type") != "client_credentials":
             return 400, {"error": "unsupported_grant_type", "error_description": "only client_credentials"}
@@ -192,10 +245,11 @@ class TokenIssuer:
         with self.lock:
             entry = self.tokens.get(header[len("Bearer "):])
         if entry is None:
-            raise AuthError("the access token is not valid")
+            raise TokenError("The access token is not valid or was revoked.", "InvalidAuthenticationToken")
         aud, expiry, tenant, client_id = entry
         if time.time() > expiry:
-            raise AuthError("the access token has expired")
+            raise TokenError(f"The access token expiry UTC time '{time.strftime('%m/%d/%Y %H:%M:%S', time.gmtime(expiry))}' "
+                             "is earlier than current UTC time.", "ExpiredAuthenticationToken", tenant)
         if aud != audience.rstrip("/"):
             raise AuthError(f"the access token is for {aud}, not {audience}")
         return tenant, client_id   # the principal (its object id is the client id here)

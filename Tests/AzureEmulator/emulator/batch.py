@@ -6,7 +6,7 @@ import time
 import uuid
 from urllib.parse import quote
 
-from .auth import AuthError, batch_string_to_sign, check_shared_key
+from .auth import AuthError, TokenError, batch_string_to_sign, check_date, check_shared_key
 from .batch_model import Job, Pool, Task, duration_seconds, new_etag, now_iso
 from .batch_runner import Runner
 from .http import Response, http_date
@@ -52,10 +52,9 @@ class BatchService:
             return
         if not header:
             raise AuthError("no Authorization header")
-        if "ocp-date" not in req.headers and "date" not in req.headers:
-            raise AuthError("no ocp-date or Date header")
         check_shared_key(header, self.account, self.key,
                          batch_string_to_sign(req.method, req.raw_path, req.raw_query, req.headers, self.account))
+        check_date(req.headers, ["ocp-date", "date"])
 
     ROUTES = [
         ("GET", r"/pools", "list_pools"), ("POST", r"/pools", "create_pool"),
@@ -86,6 +85,10 @@ class BatchService:
         op = "batch." + name
         try:
             self.authorize(req)
+        except TokenError as e:
+            resp = self.error(req, BatchError(401, e.code, str(e)))
+            resp.headers["WWW-Authenticate"] = e.challenge()
+            return resp, op
         except AuthError as e:
             return self.error(req, BatchError(403, "AuthenticationFailed",
                                               "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.",

@@ -8,7 +8,7 @@ import time
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
-from .auth import AuthError, blob_string_to_sign, check_sas, check_shared_key
+from .auth import AuthError, TokenError, blob_string_to_sign, check_date, check_sas, check_shared_key
 from .http import Response, http_date
 
 VERSION = "2026-10-06"
@@ -88,6 +88,7 @@ class BlobService:
             raise AuthError("no Authorization header and no SAS")
         check_shared_key(header, self.account, self.key,
                          blob_string_to_sign(req.method, req.raw_path, req.raw_query, req.headers, self.account))
+        check_date(req.headers, ["x-ms-date", "date"])
 
     # -- dispatch ----------------------------------------------------------
     def handle(self, req, rest):
@@ -102,6 +103,9 @@ class BlobService:
             return error(400, "UnsupportedHttpVerb", f"{req.method} is not supported here"), "blob.unsupported"
         try:
             self.authorize(req, container, blob, needed)
+        except TokenError as e:
+            return error(401, "InvalidAuthenticationInfo", f"Server failed to authenticate the request. {e}",
+                         {"WWW-Authenticate": e.challenge()}), op
         except AuthError as e:
             return error(403, "AuthenticationFailed",
                          f"Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature. {e}"), op

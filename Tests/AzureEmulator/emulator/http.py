@@ -21,5 +21,16 @@ class Response:
     body: bytes = b""
 
 
+class Clock:
+    """The service's clock: the machine's, moved by `offset` seconds (the
+    `clock_offset` fault: a client whose clock is off by -offset)."""
+    offset = 0.0
+
+    @classmethod
+    def now(cls):
+        import time
+        return time.time() + cls.offset
+
+
 def http_date(ts=None):
-    return formatdate(ts, usegmt=True)
+    return formatdate(ts if ts is not None else Clock.now(), usegmt=True)

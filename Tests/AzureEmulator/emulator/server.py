@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote
 
 from .auth import parse_query
-from .http import Request, Response, http_date
+from .http import Clock, Request, Response, http_date
 
 
 class Faults:
@@ -38,10 +38,13 @@ class Faults:
             self.error_burst = int(values["error_burst"])
         if "outage_after" in values:
             self.outage_after = int(values["outage_after"])
+        if "clock_offset" in values:
+            Clock.offset = float(values["clock_offset"])
 
     def json(self):
         return {"error_rate": self.error_rate, "retry_after": self.retry_after, "latency": self.latency,
-                "drop_rate": self.drop_rate, "error_status": self.error_status, "outage_after": self.outage_after}
+                "drop_rate": self.drop_rate, "error_status": self.error_status, "outage_after": self.outage_after,
+                "clock_offset": Clock.offset}
 
     def roll(self, rate):
         with self.lock:
@@ -173,6 +176,13 @@ class Emulator:
                 return self.json({"reached": found, "allocation": p.allocation if p else None,
                                   "dedicated": sum(1 for n in p.nodes if not n.low_priority) if p else None,
                                   "spot": sum(1 for n in p.nodes if n.low_priority) if p else None})
+        if name == "tokens" and req.method == "POST":
+            # Entra ID tokens issued so far: expired now, or revoked.
+            if body.get("revoke"):
+                return self.json({"revoked": self.tokens.revoke()})
+            if body.get("expire"):
+                return self.json({"expired": self.tokens.expire()})
+            return self.json({"error": "say expire or revoke"}, 400)
         if name == "clients" and req.method == "POST":
             self.tokens.register(body["tenant"], body["client_id"], body["client_secret"])
             return self.json({"registered": body["client_id"]})

@@ -33,3 +33,59 @@ def test_upload_failure_fails_the_task_whatever_its_exit_code(emulator):
     assert details == {"FilePath": "out.txt", "HttpStatusCode": "404", "StorageErrorCode": "ContainerNotFound"}
     counts = client.get_job_task_counts("j").task_counts
     assert counts.failed == 1 and counts.succeeded == 0
+
+
+def _bearer(url, token):
+    """GET with a bearer token (the SDKs send one over https only): status, headers, JSON body."""
+    import json
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, dict(r.headers), json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read() or b"{}")
+
+
+def test_expired_or_revoked_token_is_401_with_a_challenge(emulator):
+    from test_auth import _token
+    pools = f"{emulator.url}/pools?api-version=2025-06-01"
+    _, body = _token(emulator)
+    assert _bearer(pools, body["access_token"])[0] == 200
+    assert emulator.admin("tokens", {"expire": True})["expired"] >= 1
+    status, headers, err = _bearer(pools, body["access_token"])
+    assert status == 401 and err["code"] == "ExpiredAuthenticationToken"
+    challenge = headers["WWW-Authenticate"]
+    assert challenge.startswith("Bearer authorization_uri=") and 'error="invalid_token"' in challenge
+    # A new token works; a revoked one is refused the same way.
+    _, fresh = _token(emulator)
+    assert _bearer(pools, fresh["access_token"])[0] == 200
+    emulator.admin("tokens", {"revoke": True})
+    status, headers, err = _bearer(pools, fresh["access_token"])
+    assert status == 401 and err["code"] == "InvalidAuthenticationToken" and "invalid_token" in headers["WWW-Authenticate"]
+
+
+def test_shared_key_with_a_skewed_clock_is_refused(emulator):
+    import pytest
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+
+    from conftest import blob_service
+    client = batch_client(emulator.url)
+    assert list(client.list_pools()) == []
+    # The service's clock 20 minutes ahead of the client's: both services
+    # refuse a Shared Key request more than 15 minutes off.
+    emulator.admin("faults", {"clock_offset": 1200})
+    try:
+        with pytest.raises(HttpResponseError) as e:
+            list(client.list_pools())
+        assert e.value.status_code == 403 and e.value.error.code == "AuthenticationFailed"
+        assert "Request date header too old" in str(e.value)
+        with pytest.raises((HttpResponseError, ClientAuthenticationError)) as e:
+            blob_service(emulator.url).create_container("skew")
+        assert e.value.status_code == 403 and "Request date header too old" in str(e.value)
+        # 10 minutes off is within the service's tolerance.
+        emulator.admin("faults", {"clock_offset": 600})
+        assert list(client.list_pools()) == []
+    finally:
+        emulator.admin("faults", {"clock_offset": 0})

@@ -326,7 +326,10 @@ extension AzureJob {
                     return "pool \(poolID) exists and is not this batchd's (its \(BatchBodies.ownerKey) metadata is \(owner.map { "'\($0)'" } ?? "missing"), "
                         + "this daemon's is '\(az.owner)'): pick another pool.id, or leave pool.id out for an auto-pool"
                 }
-                if existing["state"] as? String == "deleting" { return "pool \(poolID) is being deleted; submit again once it is gone" }
+                if existing["state"] as? String == "deleting" {
+                    // Waited out (a transient refusal), then made again.
+                    throw BatchServiceError(status: 409, code: "PoolBeingDeleted", message: "", operation: "provision pool \(poolID)")
+                }
                 // Resized to zero while idle (or by hand): grown back to what this job asks for.
                 let want = BatchBodies.nodeCounts(spec.pool, defaults: defaults)
                 let target = (existing["targetDedicatedNodes"] as? Int ?? 0) + (existing["targetLowPriorityNodes"] as? Int ?? 0)

@@ -10,10 +10,15 @@ public enum AzureRules {
     /// Everything else (400, 403, 404, 409, a refused body) fails the step.
     public static func isTransient(_ error: Error) -> Bool {
         if error is HTTPError { return true }
-        // A pool still resizing (to zero while idle, say) takes a new size once it is steady.
-        if let e = error as? BatchServiceError { return e.status == 408 || e.status == 429 || e.status >= 500 || e.code == "PoolNotSteady" }
+        // A pool still resizing (to zero while idle, say) takes a new size once
+        // it is steady; a name still held by something being deleted is free
+        // once it is gone.
+        if let e = error as? BatchServiceError {
+            return e.status == 408 || e.status == 429 || e.status >= 500 || ["PoolNotSteady", "PoolBeingDeleted", "JobBeingDeleted"].contains(e.code)
+        }
         if let e = error as? BlobError {
-            return e.status == 408 || e.status == 429 || e.status >= 500 || ["Md5Mismatch", "SizeMismatch", "ShortRange", "BlobChanged"].contains(e.code)
+            return e.status == 408 || e.status == 429 || e.status >= 500
+                || ["Md5Mismatch", "SizeMismatch", "ShortRange", "BlobChanged", "ContainerBeingDeleted"].contains(e.code)
         }
         return false
     }
@@ -46,12 +51,15 @@ public enum AzureRules {
             case "SizeMismatch", "ShortRange":
                 return "\(e.operation) came back shorter than the blob: the connection was cut, or a proxy truncates"
             case "BlobChanged": return "the blob changed while it was read (\(e.operation)); it is read again from the start"
+            case "ContainerBeingDeleted": return "waiting for a container of the same name to finish being deleted (\(e.operation))"
             default: return status(e.status, e.code, e.operation)
             }
         case let e as BatchServiceError where isAuthFailure(e):
             return refusal(service: "Azure Batch", e.status, e.code, e.operation, serverDate: e.serverDate, message: e.message)
         case let e as BlobError where isAuthFailure(e):
             return refusal(service: "Azure Storage", e.status, e.code, e.operation, serverDate: e.serverDate, message: "")
+        case let e as BatchServiceError where e.code == "PoolBeingDeleted" || e.code == "JobBeingDeleted":
+            return "waiting for a \(e.code == "PoolBeingDeleted" ? "pool" : "Batch job") of the same id to finish being deleted (\(e.operation))"
         case let e as BatchServiceError:
             return status(e.status, e.code, e.operation) + (e.message.isEmpty ? "" : ": \(e.message)")
         default:

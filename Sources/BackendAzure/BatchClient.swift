@@ -121,6 +121,7 @@ public struct BatchClient: Sendable {
     public func deletePool(_ id: String) async throws -> Bool {
         let r = try await call("delete pool", "DELETE", "/pools/\(id)")
         if r.status == 404 { return false }
+        if r.status == 409 && Self.error(r, "").code == "PoolBeingDeleted" { return true }
         guard r.status == 202 else { throw Self.error(r, "delete pool \(id)") }
         return true
     }
@@ -165,7 +166,9 @@ public struct BatchClient: Sendable {
     /// Terminates a job (its running tasks stop); an already completed one is fine.
     public func terminateJob(_ id: String, reason: String) async throws {
         let r = try await call("terminate job", "POST", "/jobs/\(id)/terminate", body: ["terminateReason": reason], idempotent: true)
-        if r.status == 202 || r.status == 404 || (r.status == 409 && Self.error(r, "").code == "JobCompleted") { return }
+        if r.status == 202 || r.status == 404 || (r.status == 409 && ["JobCompleted", "JobBeingDeleted"].contains(Self.error(r, "").code)) {
+            return
+        }
         throw Self.error(r, "terminate job \(id)")
     }
 
@@ -174,6 +177,7 @@ public struct BatchClient: Sendable {
     public func deleteJob(_ id: String) async throws -> Bool {
         let r = try await call("delete job", "DELETE", "/jobs/\(id)")
         if r.status == 404 { return false }
+        if r.status == 409 && Self.error(r, "").code == "JobBeingDeleted" { return true }
         guard r.status == 202 else { throw Self.error(r, "delete job \(id)") }
         return true
     }
@@ -246,7 +250,12 @@ public struct BatchClient: Sendable {
         return out
     }
 
-    func addCollection(_ jobID: String, _ pieces: [Data]) async throws -> [TaskAddResult] {
+    /// Times tasks the service answered `servererror` for are sent again
+    /// in one call, before the call fails as transient (and its step is
+    /// tried again: TaskExists is success).
+    static let serverErrorResends = 4
+
+    func addCollection(_ jobID: String, _ pieces: [Data], resend: Int = 0) async throws -> [TaskAddResult] {
         var body = Data(#"{"value":["#.utf8)
         for (i, p) in pieces.enumerated() {
             if i > 0 { body.append(UInt8(ascii: ",")) }
@@ -274,11 +283,30 @@ public struct BatchClient: Sendable {
             throw BatchServiceError(status: 503, code: "UnreadableAnswer", message: "the add-collection answer does not account for every task",
                                     operation: "add tasks to \(jobID)")
         }
-        return values.compactMap { v in
+        // A task the service could not add for its own reasons (servererror)
+        // is sent again, alone with the others like it; a client error is
+        // the task's own, and the caller's to report.
+        let failed = Set(values.filter { $0.status == "servererror" }.map { $0.taskId ?? "" })
+        var refused = values.compactMap { v -> TaskAddResult? in
             let code = v.error?.code
-            let ok = v.status == "success" || code == "TaskExists"
+            let ok = v.status == "success" || code == "TaskExists" || v.status == "servererror"
             return ok ? nil : TaskAddResult(taskID: v.taskId ?? "", added: false, error: code ?? v.status ?? "error")
         }
+        if !failed.isEmpty {
+            guard resend < Self.serverErrorResends else {
+                throw BatchServiceError(status: 503, code: "ServerError", message: "the service could not add \(failed.count) task(s)",
+                                        operation: "add tasks to \(jobID)")
+            }
+            try await Task.sleep(for: .seconds(0.2 * Double(1 << resend)))
+            let again = pieces.filter { Self.taskID(of: $0).map(failed.contains) ?? true }
+            refused += try await addCollection(jobID, again, resend: resend + 1)
+        }
+        return refused
+    }
+
+    /// The id of an encoded task body.
+    static func taskID(of piece: Data) -> String? {
+        ((try? JSONSerialization.jsonObject(with: piece)) as? [String: Any])?["id"] as? String
     }
 
     /// How many times the answer says `"status": "success"` (the key, a

@@ -92,11 +92,13 @@ struct AzureRulesTests {
     @Test("busy, throttled and broken answers are retried; refusals are not")
     func transient() {
         #expect(Self.batchError(503, "ServerBusy").message == "ServerBusy happened.")
-        for (status, code) in [(500, "InternalError"), (503, "ServerBusy"), (429, "TooManyRequests"), (408, "OperationTimedOut")] {
+        // A name held by something being deleted is free once it is gone: waited out.
+        for (status, code) in [(500, "InternalError"), (503, "ServerBusy"), (429, "TooManyRequests"), (408, "OperationTimedOut"),
+                               (409, "PoolBeingDeleted"), (409, "JobBeingDeleted")] {
             #expect(AzureRules.isTransient(Self.batchError(status, code)), "\(status) \(code)")
         }
         for (status, code) in [(400, "InvalidPropertyValue"), (403, "AuthenticationFailed"), (404, "JobNotFound"), (409, "TaskExists"),
-                               (409, "PoolBeingDeleted"), (413, "RequestBodyTooLarge")] {
+                               (409, "PoolExists"), (413, "RequestBodyTooLarge")] {
             #expect(!AzureRules.isTransient(Self.batchError(status, code)), "\(status) \(code)")
         }
         #expect(AzureRules.isTransient(HTTPError(.connect, "connection refused")))

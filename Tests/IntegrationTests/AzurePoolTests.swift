@@ -32,7 +32,7 @@ extension AzureTests {
         let items = (try JSONSerialization.jsonObject(with: Data(listed.out.utf8)) as? [String: Any])?["items"] as? [[String: Any]] ?? []
         #expect(items.contains { $0["id"] as? String == "render" && $0["kind"] as? String == "pool" }, "\(listed.out)")
         #expect(try await d.batchctl(["pool", "delete", "render"]).code == 0)
-        #expect(try await rig.batch.pool("render") == nil, "deleted")
+        #expect(try await rig.poolGone("render"), "deleted")
 
         // A pool another owner made is not touched, and its id is not taken.
         _ = try await rig.batch.createPool(BatchBodies.pool(id: "theirs", PoolSpec(), defaults: BatchBodies.PoolDefaults(), owner: "someone-else"))
@@ -99,7 +99,7 @@ extension AzureTests {
         let from = d.log.mark
         try await d.start(environment: rig.environment())
         try await d.log.wait(from: from, timeout: 30, "orphan deleted") { $0.contains("orphan deleted") }
-        #expect(try await rig.batch.job("batchd-lost") == nil)
+        #expect(try await rig.jobGone("batchd-lost"))
         #expect(try await rig.batch.pool("shared") != nil, "a named pool jobs in the database used is no orphan")
         #expect(await d.signal(SIGTERM) == 0)
     }

@@ -194,9 +194,9 @@ struct CrashWalkTests {
             environment: { rig.environment() }, shell: true,
             leftovers: { jobID, _ in
                 var found: [String] = []
-                let jobs = try await rig.batch.jobs().compactMap { $0["id"] as? String }.filter { $0 == "batchd-\(jobID)" }
+                let jobs = AzureRig.kept(try await rig.batch.jobs()).filter { $0 == "batchd-\(jobID)" }
                 if !jobs.isEmpty { found.append("Batch job left: \(jobs)") }
-                let pools = try await rig.batch.pools().compactMap { $0["id"] as? String }
+                let pools = AzureRig.kept(try await rig.batch.pools())
                 if !pools.isEmpty { found.append("pools left: \(pools)") }
                 return found
             }))

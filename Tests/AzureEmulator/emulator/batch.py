@@ -25,12 +25,14 @@ class BatchError(Exception):
 
 
 class BatchService:
-    def __init__(self, account, key, tokens, root, spec=None, allocation_delay=1.0):
+    def __init__(self, account, key, tokens, root, spec=None, allocation_delay=1.0, deletion_delay=0.0):
         self.account = account
         self.key = key
         self.tokens = tokens
         self.spec = spec
         self.allocation_delay = allocation_delay
+        # How long a deleted pool or job stays `deleting` before it is gone.
+        self.deletion_delay = deletion_delay
         self.lock = threading.RLock()
         self.pools = {}
         self.jobs = {}
@@ -173,6 +175,8 @@ class BatchService:
             raise BatchError(400, "InvalidPropertyValue", "The value provided for one of the properties in the request body is invalid.",
                              [{"key": "PropertyName", "value": "id"}])
         if body["id"] in self.pools:
+            if self.pools[body["id"]].state == "deleting":
+                raise BatchError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed.")
             raise BatchError(409, "PoolExists", "The specified pool already exists.")
         pool = Pool(body, auto_for)
         self.pools[pool.id] = pool
@@ -196,19 +200,30 @@ class BatchService:
 
     def delete_pool(self, req, body, pool):
         p = self._pool(pool)
+        if p.state == "deleting":
+            raise BatchError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed.")
         self.remove_pool(p)
         return self.ok(202)
 
     def remove_pool(self, p):
+        """As the spec says: the pool is `deleting`, its running tasks are
+        terminated and requeued (as a resize with the default requeue option:
+        their job may be moved to another pool), and after a while it is gone."""
+        if p.state == "deleting":
+            return
         for node in p.nodes:
             for task in list(node.running.values()):
-                task.stop_reason = "deleted"
+                task.stop_reason = "requeued"
                 self.runner.kill(task)
         p.state = "deleting"
-        self.pools.pop(p.id, None)
+        p.state_time = time.time()
+        p.etag = new_etag()
+        self.runner.later(self.deletion_delay, lambda: self.pools.pop(p.id, None) if self.pools.get(p.id) is p else None)
 
     def resize_pool(self, req, body, pool):
         p = self._pool(pool)
+        if p.state == "deleting":
+            raise BatchError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed.")
         if p.allocation == "resizing":
             raise BatchError(409, "PoolNotSteady", "The specified pool is not in steady allocation state.")
         p.target_dedicated = int(body.get("targetDedicatedNodes", p.target_dedicated) or 0)
@@ -227,6 +242,8 @@ class BatchService:
         if not ID.match(body.get("id", "")):
             raise BatchError(400, "InvalidPropertyValue", "The job id is not valid.", [{"key": "PropertyName", "value": "id"}])
         if body["id"] in self.jobs:
+            if self.jobs[body["id"]].state == "deleting":
+                raise BatchError(409, "JobBeingDeleted", "The specified job has been marked for deletion and is being garbage collected.")
             raise BatchError(409, "JobExists", "The specified job already exists.")
         info = body.get("poolInfo") or {}
         if info.get("poolId"):
@@ -252,8 +269,10 @@ class BatchService:
 
     def delete_job(self, req, body, job):
         j = self._job(job)
+        if j.state == "deleting":
+            raise BatchError(409, "JobBeingDeleted", "The specified job has been marked for deletion and is being garbage collected.")
         self.end_job(j, None)
-        del self.jobs[j.id]
+        self.runner.later(self.deletion_delay, lambda: self.jobs.pop(j.id, None) if self.jobs.get(j.id) is j else None)
         return self.ok(202)
 
     def patch_job(self, req, body, job):
@@ -279,6 +298,8 @@ class BatchService:
 
     def terminate_job(self, req, body, job):
         j = self._job(job)
+        if j.state == "deleting":
+            raise BatchError(409, "JobBeingDeleted", "The specified job has been marked for deletion and is being garbage collected.")
         if j.state == "completed":
             raise BatchError(409, "JobCompleted", "The specified job is already in a completed state.")
         self.end_job(j, (body or {}).get("terminateReason") or "UserTerminate")
@@ -354,6 +375,13 @@ class BatchService:
                              [{"key": "MaxLimit", "value": "100"}])
         results = []
         for item in items:
+            if self.faults.get("addcollection_servererror", 0) > 0:
+                # The service's own trouble with one task: not added, and
+                # the client may send it again (the spec's TaskAddStatus).
+                self.faults["addcollection_servererror"] -= 1
+                results.append({"status": "servererror", "taskId": (item or {}).get("id", ""),
+                                "error": {"code": "InternalError", "message": {"lang": "en-US", "value": "The server encountered an internal error. Please retry the request."}}})
+                continue
             try:
                 task = self._new_task(j, item)
                 results.append({"status": "success", "taskId": task.id, "eTag": task.etag,

@@ -58,6 +58,15 @@ class Runner:
         self.thread = threading.Thread(target=self.loop, name="scheduler", daemon=True)
         self.thread.start()
 
+    def later(self, delay, action):
+        """Runs `action` (with the service's lock held) after `delay` seconds."""
+        def work():
+            time.sleep(delay)
+            with self.wake:
+                action()
+                self.wake.notify_all()
+        threading.Thread(target=work, name="later", daemon=True).start()
+
     def poke(self):
         with self.wake:
             self.wake.notify_all()
@@ -206,7 +215,7 @@ class Runner:
                 code = self.execute(task, node, task_dir, wd)
             except TaskFailure as f:
                 code, failure = None, f.info
-            if task.stop_reason == "preempted":
+            if task.stop_reason in ("preempted", "requeued"):
                 with self.wake:
                     node.running.pop((task.job.id, task.id), None)
                     task.requeue_count += 1

@@ -60,11 +60,15 @@ def error(status, code, message, headers=None):
 
 
 class BlobService:
-    def __init__(self, account, key, tokens):
+    def __init__(self, account, key, tokens, deletion_delay=0.0):
         self.account = account
         self.key = key
         self.tokens = tokens
         self.containers = {}
+        # Deleted containers and when their name is free again: the service
+        # refuses a new container of that name meanwhile (ContainerBeingDeleted).
+        self.deletion_delay = deletion_delay
+        self.deleting = {}
         self.lock = threading.RLock()
 
     # -- auth --------------------------------------------------------------
@@ -163,6 +167,8 @@ class BlobService:
     def create_container(self, req, container, _):
         if container in self.containers:
             return error(409, "ContainerAlreadyExists", "The specified container already exists.")
+        if self.deleting.get(container, 0) > time.time():
+            return error(409, "ContainerBeingDeleted", "The specified container is being deleted. Try operation later.")
         if not (3 <= len(container) <= 63) or not all(c.islower() or c.isdigit() or c == "-" for c in container):
             return error(400, "InvalidResourceName", "The specifed resource name contains invalid characters.")
         c = Container()
@@ -172,6 +178,7 @@ class BlobService:
     def delete_container(self, req, container, _):
         if self.containers.pop(container, None) is None:
             return error(404, "ContainerNotFound", "The specified container does not exist.")
+        self.deleting[container] = time.time() + self.deletion_delay
         return Response(202)
 
     def container_properties(self, req, container, _):

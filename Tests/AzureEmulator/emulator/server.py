@@ -147,9 +147,15 @@ class Emulator:
                 self.faults.update(body)
                 if "addcollection_timeout" in body:
                     self.batch.faults["addcollection_timeout"] = int(body["addcollection_timeout"])
+                if "deletion_delay" in body:
+                    self.batch.deletion_delay = float(body["deletion_delay"])
+                    if self.blob is not None:
+                        self.blob.deletion_delay = float(body["deletion_delay"])
+                if "addcollection_servererror" in body:
+                    self.batch.faults["addcollection_servererror"] = int(body["addcollection_servererror"])
                 if "start_task_fail" in body:
                     self.batch.faults["start_task_fail"] = bool(body["start_task_fail"])
-            return self.json(dict(self.faults.json(), **self.batch.faults))
+            return self.json(dict(self.faults.json(), deletion_delay=self.batch.deletion_delay, **self.batch.faults))
         if name == "preempt" and req.method == "POST":
             with self.batch.lock:
                 nodes = [(p, n) for p in self.batch.pools.values() for n in p.nodes

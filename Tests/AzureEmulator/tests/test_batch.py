@@ -264,7 +264,7 @@ def test_resize_exists_autopool_and_transition_time_filter(emulator):
     while client.get_job("aj").state != "completed":
         assert time.time() < deadline + 30
         time.sleep(0.05)
-    assert auto_id not in [p.id for p in client.list_pools()]
+    assert auto_id not in [p.id for p in client.list_pools() if p.state != "deleting"]
 
     # Only tasks that changed since a moment are listed.
     stamp = first.state_transition_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -89,3 +89,84 @@ def test_shared_key_with_a_skewed_clock_is_refused(emulator):
         assert list(client.list_pools()) == []
     finally:
         emulator.admin("faults", {"clock_offset": 0})
+
+
+def test_servererror_inside_an_add_collection(emulator):
+    client = batch_client(emulator.url)
+    pool(client, nodes=1)
+    job(client)
+    emulator.admin("faults", {"addcollection_servererror": 2})
+    result = client.create_task_collection("j", bm.BatchTaskGroup(task_values=[
+        bm.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/true") for i in range(5)]))
+    # The SDK reads each status into its own enum.
+    statuses = sorted(bm.BatchTaskAddStatus(r.status).value for r in result.result_values)
+    assert statuses == ["servererror", "servererror", "success", "success", "success"], statuses
+    failed = [r for r in result.result_values if r.status == "servererror"]
+    assert {r.task_id for r in failed} == {"t0", "t1"} and all(r.error.code == "InternalError" for r in failed)
+    # Not added: the SDK's own helper sends them again, and they go in.
+    assert sorted(t.id for t in client.list_tasks("j")) == ["t2", "t3", "t4"]
+    emulator.admin("faults", {"addcollection_servererror": 1})
+    done = client.create_tasks("j", [bm.BatchTaskCreateOptions(id=f"u{i}", command_line="/bin/true") for i in range(3)])
+    assert sorted(r.status for r in done.result_values) == ["success"] * 3
+
+
+def _wait(predicate, timeout=10):
+    import time
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline
+        time.sleep(0.05)
+
+
+def test_deleted_pools_jobs_and_containers_hold_their_names_a_while(emulator):
+    import pytest
+    from azure.core.exceptions import HttpResponseError
+
+    from conftest import blob_service
+    client = batch_client(emulator.url)
+    pool(client, nodes=1)
+    job(client)
+    client.create_task("j", bm.BatchTaskCreateOptions(id="long", command_line="sleep 60"))
+    _wait(lambda: client.get_task("j", "long").state == "running")
+    client.begin_delete_pool("p")   # the request; the poller is not waited on
+    assert client.get_pool("p").state == "deleting"
+    with pytest.raises(HttpResponseError) as e:
+        pool(client, nodes=1)
+    assert e.value.status_code == 409 and e.value.error.code == "PoolBeingDeleted"
+    # Its running task is requeued, not ended: its job may move to another pool.
+    _wait(lambda: client.get_task("j", "long").state == "active")
+    assert client.get_task("j", "long").execution_info.requeue_count == 1
+    _wait(lambda: not _safe_exists(client, "p"))
+    pool(client, nodes=1)   # the name is free again
+
+    client.begin_delete_job("j")
+    assert client.get_job("j").state == "deleting"
+    with pytest.raises(HttpResponseError) as e:
+        job(client)
+    assert e.value.status_code == 409 and e.value.error.code == "JobBeingDeleted"
+
+    blobs = blob_service(emulator.url)
+    blobs.create_container("out")
+    blobs.delete_container("out")
+    with pytest.raises(HttpResponseError) as e:
+        blobs.create_container("out")
+    assert e.value.status_code == 409 and e.value.error_code == "ContainerBeingDeleted"
+    _wait(lambda: _created(blobs, "out"))
+
+
+def _safe_exists(client, pool_id):
+    """pool_exists raises on the service's 404 (test_batch.py notes it); None then."""
+    try:
+        return client.pool_exists(pool_id)
+    except Exception:
+        return None
+
+
+def _created(blobs, name):
+    from azure.core.exceptions import HttpResponseError
+    try:
+        blobs.create_container(name)
+        return True
+    except HttpResponseError as e:
+        assert e.error_code == "ContainerBeingDeleted"
+        return False

@@ -183,6 +183,12 @@ final class AzureAdapter: TaskAdapter {
             state.withLock { $0.s.refusedSince = nil }
             await handle.clearRetrying(Self.pollStep)
             return []
+        case .ended(let why)?:
+            // Its open tasks are recorded with the reason by the job's stop.
+            var r = record
+            r.lost = why
+            guard await handle.saveAzureRecord(r) != nil else { return nil }
+            return [.jobLost(reason: "\(why); `batchctl retry` runs its open tasks in a new Batch job")]
         case .tasks(let changed)?:
             snapshots = changed
         }
@@ -437,11 +443,12 @@ extension AzureJob {
     /// (not before they are stopped: a shutdown first leaves them open, and
     /// the next start stops them again).
     func cancel() async {
-        if let record = await handle.azureRecord() ?? nil {
-            let stopped = await azureStop(record, reason: "cancelled with batchctl cancel")
+        let record = await handle.azureRecord() ?? nil
+        if let record {
+            let stopped = await azureStop(record, reason: record.lost == nil ? "cancelled with batchctl cancel" : "batchd: the Batch job was lost")
             if !stopped, control.isShuttingDown { return }
         }
-        _ = await handle.cancelOpenTasks()
+        _ = await handle.cancelOpenTasks(detail: record?.lost)
     }
 
     /// Whatever the verdict, the Batch job ends and its auto-pool goes; the

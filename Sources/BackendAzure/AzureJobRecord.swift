@@ -25,6 +25,10 @@ struct AzureJobRecord: Codable, Sendable, Equatable {
     var submitted = false
     /// The cleanup policy has been carried out.
     var cleaned = false
+    /// Why the Batch job can no longer run the job's tasks, when it was
+    /// ended, disabled or deleted outside batchd (or its pool was): the
+    /// open tasks are recorded with it.
+    var lost: String?
 
     /// What `show` says of it: a line for the Batch job and one for the
     /// tokens, and the same as fields under `azure` in `show --json`.

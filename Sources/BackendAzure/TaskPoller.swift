@@ -41,6 +41,9 @@ public enum PollUpdate: Sendable, Equatable {
     /// Azure refused batchd's credentials while polling the job (each
     /// failed poll says it again), or accepts them again (nil).
     case refused(CredentialRefusal?)
+    /// The Batch job can no longer run its open tasks: it was ended,
+    /// disabled or is being deleted outside batchd, or its pool is gone.
+    case ended(String)
 }
 
 /// Credentials Azure refused: what happened, and what to do about it.
@@ -77,6 +80,8 @@ public actor TaskPoller {
         var sinceFullList = 0
         /// The last poll was refused for its credentials.
         var refused = false
+        /// The job was found ended behind batchd's back (said once).
+        var ended = false
         let updates: AsyncStream<PollUpdate>.Continuation
         /// Which watch of the job this is (a job unwatched and watched again
         /// during a poll must not get the old watch's state back).
@@ -223,6 +228,22 @@ public actor TaskPoller {
             w.completed.insert(t.id)
             w.open.remove(t.id)
         }
+        // Nothing moved: is the Batch job still one that can run the open
+        // tasks? Ended, disabled or deleted outside batchd, or its pool
+        // deleted, it leaves them active for ever. One read of the job (and
+        // of its pool), on a quiet confirming poll only.
+        if !moved, !w.ended, !w.open.subtracting(w.completed).isEmpty {
+            let why: String?
+            do { why = try await jobEnded(jobID) } catch { return classify(error, jobID, w.generation) }
+            guard watches[jobID]?.generation == w.generation else { return .quiet }
+            if let why {
+                logger.warning("Batch job ended outside batchd", metadata: ["batch.job": "\(jobID)", "reason": "\(why)"])
+                w.ended = true
+                watches[jobID] = w
+                w.updates.yield(.ended(why))
+                return .changed
+            }
+        }
         // Fewer tasks active or running on the service than batchd holds
         // open: one listing of every task's id (at most every
         // `confirmEvery` polls, as counts may lag) finds any that vanished.
@@ -243,6 +264,29 @@ public actor TaskPoller {
         watches[jobID] = w
         if !snapshots.isEmpty { w.updates.yield(.tasks(snapshots)) }
         return snapshots.isEmpty ? .quiet : .changed
+    }
+
+    /// Why the Batch job can no longer run tasks, in words; nil while it can.
+    /// A job the service ended because its tasks all completed is not one.
+    func jobEnded(_ jobID: String) async throws -> String? {
+        guard let job = try await client.job(jobID) else { return "Batch job \(jobID) no longer exists (deleted outside batchd)" }
+        let info = job["executionInfo"] as? [String: Any] ?? [:]
+        let reason = info["terminateReason"] as? String
+        switch job["state"] as? String ?? "" {
+        case "completed", "terminating":
+            if reason == "AllTasksComplete" { return nil }
+            if reason == "MaxWallClockTimeExpiry" { return "Batch job \(jobID) reached its maxWallClockTime and ended" }
+            return "Batch job \(jobID) was ended outside batchd (terminateReason: \(reason.map(AzureRules.serviceWords) ?? "none"))"
+        case "disabling", "disabled": return "Batch job \(jobID) was disabled outside batchd; no task of it starts until it is enabled"
+        case "deleting": return "Batch job \(jobID) is being deleted outside batchd"
+        default:
+            guard let poolID = info["poolId"] as? String ?? (job["poolInfo"] as? [String: Any])?["poolId"] as? String else { return nil }
+            let pool = try await client.pool(poolID)
+            if pool == nil || pool?["state"] as? String == "deleting" {
+                return "pool \(poolID) of Batch job \(jobID) was deleted outside batchd; its tasks wait for a pool that will not come"
+            }
+            return nil
+        }
     }
 
     func classify(_ error: Error, _ jobID: String, _ generation: Int) -> PollSchedule.Result {

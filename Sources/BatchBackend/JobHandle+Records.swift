@@ -100,9 +100,10 @@ extension JobHandle {
     }
 
     /// Records every task not yet finished (pending, or running on a
-    /// service that has stopped it) cancelled.
-    public func cancelOpenTasks() async -> Int? {
-        await retrying("cancel open tasks", { try await store.cancelOpenTasks(job.id) })
+    /// service that has stopped it) cancelled; `detail` says why, when it
+    /// was not the user (the service lost the job).
+    public func cancelOpenTasks(detail: String? = nil) async -> Int? {
+        await retrying("cancel open tasks", { try await store.cancelOpenTasks(job.id, detail: detail) })
     }
 
     // MARK: the backend's own records

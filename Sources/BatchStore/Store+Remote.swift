@@ -35,11 +35,13 @@ extension Store {
 
     /// Marks every task not yet finished (pending or running on the service)
     /// as cancelled.
-    public func cancelOpenTasks(_ jobID: String) async throws -> Int {
+    public func cancelOpenTasks(_ jobID: String, detail: String? = nil) async throws -> Int {
         let now = clock()
         return try await db.write { db in
-            try db.execute(sql: "UPDATE tasks SET state = 'cancelled', updated_at = ? WHERE job_id = ? AND state IN ('pending','running')",
-                           arguments: [now, jobID])
+            try db.execute(sql: """
+                UPDATE tasks SET state = 'cancelled', detail = COALESCE(?, detail), updated_at = ?
+                  WHERE job_id = ? AND state IN ('pending','running')
+                """, arguments: [detail, now, jobID])
             return db.changesCount
         }
     }

@@ -67,6 +67,7 @@ class BatchService:
         ("GET", r"/jobs/(?P<job>[^/]+)", "get_job"), ("DELETE", r"/jobs/(?P<job>[^/]+)", "delete_job"),
         ("PATCH", r"/jobs/(?P<job>[^/]+)", "patch_job"),
         ("POST", r"/jobs/(?P<job>[^/]+)/terminate", "terminate_job"),
+        ("POST", r"/jobs/(?P<job>[^/]+)/disable", "disable_job"), ("POST", r"/jobs/(?P<job>[^/]+)/enable", "enable_job"),
         ("GET", r"/jobs/(?P<job>[^/]+)/taskcounts", "task_counts"),
         ("POST", r"/jobs/(?P<job>[^/]+)/addtaskcollection", "add_task_collection"),
         ("POST", r"/jobs/(?P<job>[^/]+)/tasks", "add_task"), ("GET", r"/jobs/(?P<job>[^/]+)/tasks", "list_tasks"),
@@ -306,14 +307,13 @@ class BatchService:
         return self.ok(202, etag=j.etag)
 
     def end_job(self, j, reason):
+        """Terminate (or delete) as the spec says: running tasks are
+        terminated; tasks still active remain active, in a job that will
+        never run them."""
         for task in j.tasks.values():
             if task.state == "running":
                 task.stop_reason = "terminated"
                 self.runner.kill(task)
-            elif task.state == "active":
-                task.set_state("completed")
-                task.result = "failure"
-                task.failure = {"category": "usererror", "code": "JobTerminated", "message": "The job was terminated before the task ran"}
         j.state = "completed" if reason else "deleting"
         j.terminate_reason = reason
         j.end_time = time.time()
@@ -322,6 +322,31 @@ class BatchService:
         auto = self.pools.get(j.pool_id)
         if auto is not None and auto.auto_for == j.id:
             self.remove_pool(auto)
+
+    def disable_job(self, req, body, job):
+        """Disable: no task starts until it is enabled; its running tasks are
+        requeued, terminated, or left to finish (`disableTasks`)."""
+        j = self._job(job)
+        if j.state not in ("active", "disabling", "disabled"):
+            raise BatchError(409, "JobNotActive", "The specified job is not in the active state.")
+        how = (body or {}).get("disableTasks", "requeue")
+        for task in j.tasks.values():
+            if task.state == "running" and how in ("requeue", "terminate"):
+                task.stop_reason = "requeued" if how == "requeue" else "terminated"
+                self.runner.kill(task)
+        j.state = "disabled"
+        j.state_time = time.time()
+        j.etag = new_etag()
+        return self.ok(202, etag=j.etag)
+
+    def enable_job(self, req, body, job):
+        j = self._job(job)
+        if j.state not in ("disabled", "disabling", "enabling"):
+            raise BatchError(409, "JobNotDisabled", "The specified job is not in the disabled state.")
+        j.state = "active"
+        j.state_time = time.time()
+        j.etag = new_etag()
+        return self.ok(202, etag=j.etag)
 
     def task_completed(self, j):
         """Called by the runner (lock held) when one of the job's tasks completes."""

@@ -4,6 +4,7 @@ azure-batch 15.1.0 and azure-storage-blob: each behaviour as the REST spec
 from datetime import datetime, timedelta, timezone
 
 import azure.batch.models as bm
+from azure.batch.models._models import BatchJobTerminateOptions   # not exported by azure-batch 15.1.0
 
 from conftest import STORAGE, STORAGE_KEY, batch_client
 from test_batch import job, pool, wait_tasks
@@ -170,3 +171,29 @@ def _created(blobs, name):
     except HttpResponseError as e:
         assert e.error_code == "ContainerBeingDeleted"
         return False
+
+
+def test_terminate_leaves_active_tasks_active_and_disable_requeues(emulator):
+    client = batch_client(emulator.url)
+    pool(client, nodes=1, slots=1)
+    job(client)
+    for i in ("long", "queued"):   # in this order: the one slot goes to the first
+        client.create_task("j", bm.BatchTaskCreateOptions(id=i, command_line="sleep 60"))
+    _wait(lambda: {t.id: t.state for t in client.list_tasks("j")} == {"long": "running", "queued": "active"})
+    client.begin_terminate_job("j", options=BatchJobTerminateOptions(termination_reason="UserTerminate"))
+    _wait(lambda: client.get_task("j", "long").state == "completed")
+    long, queued = client.get_task("j", "long"), client.get_task("j", "queued")
+    assert long.execution_info.result == "failure" and long.execution_info.failure_info.code == "TaskEnded"
+    # The spec: "If there are any Tasks in the Job in the active state, they will remain in the active state."
+    assert queued.state == "active" and queued.execution_info.failure_info is None
+    j = client.get_job("j")
+    assert j.state == "completed" and j.execution_info.termination_reason == "UserTerminate"
+
+    job(client, job_id="d")
+    client.create_task("d", bm.BatchTaskCreateOptions(id="t", command_line="sleep 60"))
+    _wait(lambda: client.get_task("d", "t").state == "running")
+    client.begin_disable_job("d", bm.BatchJobDisableOptions(disable_tasks="requeue"))
+    _wait(lambda: client.get_task("d", "t").state == "active")
+    assert client.get_job("d").state == "disabled" and client.get_task("d", "t").execution_info.requeue_count == 1
+    client.begin_enable_job("d")
+    _wait(lambda: client.get_task("d", "t").state == "running")

@@ -420,6 +420,8 @@ extension AzureJob {
         }
         if case .failure(let e)? = terminated { log.warning("cannot terminate the Batch job", metadata: ["batch.job": "\(record.batchJobId)", "error": "\(e)"]) }
         guard terminated != nil else { return false }
+        // An active Batch job less: a job waiting for the quota may go.
+        await az.quota.freed()
         guard record.autoPool else { return true }
         var poolID = record.poolId
         if poolID == nil {
@@ -433,7 +435,7 @@ extension AzureJob {
             switch await azureStep("delete the auto-pool", persistent: true, { try await az.batch.deletePool(poolID) }) {
             case nil: return false
             case .failure(let e)?: log.warning("cannot delete the auto-pool", metadata: ["pool.id": "\(poolID)", "error": "\(e)"])
-            case .success?: break
+            case .success?: await az.quota.freed()
             }
         }
         return true

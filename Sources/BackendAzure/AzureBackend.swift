@@ -19,6 +19,8 @@ public final class AzureBackend: Sendable {
     /// What signs the SAS tokens tasks get.
     let sasKeys: SASKeys
     let poller: TaskPoller
+    /// Jobs waiting for the account's quotas, in acceptance order.
+    let quota = QuotaQueue()
     /// SAS tokens allow https only, unless the blob endpoint is plain http (the emulator).
     let httpsOnly: Bool
 

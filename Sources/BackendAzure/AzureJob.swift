@@ -319,7 +319,7 @@ extension AzureJob {
         guard let poolID = record.poolId, !record.autoPool else { return .done }
         let spec = handle.spec
         let defaults = az.poolDefaults
-        let result = await azureStep("provision pool \(poolID)") { () -> String? in
+        let result = await underQuota("provision pool \(poolID)", quotas: Self.poolQuotas) { () -> String? in
             if let existing = try await az.batch.pool(poolID) {
                 let owner = BatchBodies.metadata(existing)[BatchBodies.ownerKey]
                 guard owner == az.owner else {
@@ -421,7 +421,7 @@ extension AzureJob {
         guard let inputs = await handle.stagedInputs() else { return .interrupted }
         let rec = record
         let defaults = az.poolDefaults
-        let outcome = await azureStep("submit") { () -> (String?, Int, Bool) in
+        let outcome = await underQuota("submit", quotas: Self.submitQuotas) { () -> (String?, Int, Bool) in
             try await az.blob.createContainer(rec.outputContainer)
             let jobBody = BatchBodies.job(id: rec.batchJobId, batchdJob: jobID, owner: az.owner, poolID: rec.autoPool ? nil : rec.poolId,
                                           spec: spec.pool, defaults: defaults, wallClockSeconds: rec.wallClockSeconds, retries: job.retries)

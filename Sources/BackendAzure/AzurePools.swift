@@ -57,6 +57,7 @@ extension AzureBackend {
                 throw AzureError.badRequest("pool \(id) is used by unfinished job \(users.joined(separator: ", ")): cancel it first, or wait for it")
             }
             _ = try await batch.deletePool(id)
+            await quota.freed()
             logger.notice("pool deleted", metadata: ["pool.id": "\(id)", "reason": "batchctl pool delete", "message.id": "\(MessageID.poolDeleted)"])
             return "deleting pool \(id)"
         }

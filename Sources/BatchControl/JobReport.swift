@@ -34,8 +34,10 @@ public struct JobReport: Sendable {
         var out: [[String: Any]] = []
         for job in try await store.jobs(limit: limit) {
             let c = try await store.counts(job.id)
+            let retrying = job.phase.isTerminal ? [] : try await store.retrying(job.id)
             out.append(["id": job.id, "name": job.name, "state": job.phase.rawValue, "backend": job.backend.rawValue,
-                        "tasks": Self.countsObject(c), "createdAt": Self.iso(job.createdAt), "finishedAt": Self.iso(job.finishedAt)])
+                        "tasks": Self.countsObject(c), "createdAt": Self.iso(job.createdAt), "finishedAt": Self.iso(job.finishedAt),
+                        "retrying": retrying.map { ["step": $0.step, "reason": $0.reason] }])
         }
         return out
     }
@@ -45,7 +47,7 @@ public struct JobReport: Sendable {
         var rows = [["ID", "NAME", "STATE", "TASKS OK/ALL", "FAILED", "CREATED"]]
         for job in try await store.jobs(limit: limit) {
             let c = try await store.counts(job.id)
-            rows.append([job.id, job.name, job.phase.rawValue, "\(c.succeeded)/\(c.total)", "\(c.failed)", "\(Self.iso(job.createdAt))"])
+            rows.append([job.id, job.name, try await stateCell(job), "\(c.succeeded)/\(c.total)", "\(c.failed)", "\(Self.iso(job.createdAt))"])
         }
         var text = Self.table(rows)
         // Entries the daemon could neither process nor give a .error (an
@@ -55,6 +57,16 @@ public struct JobReport: Sendable {
             for p in problems { text += "\n  \(Printable.escape(p.name))  \(Self.iso(p.at))  \(Printable.escape(p.reason))" }
         }
         return text
+    }
+
+    /// A job's phase, and what holds it up while a step waits or retries
+    /// (`submitting, waiting for Azure quota`): `show` has the whole story.
+    func stateCell(_ job: JobRecord) async throws -> String {
+        guard !job.phase.isTerminal, let first = try await store.retrying(job.id).first else { return job.phase.rawValue }
+        if first.reason.hasPrefix("waiting for ") {
+            return "\(job.phase.rawValue), " + (first.reason.split(separator: ":").first.map(String.init) ?? first.reason)
+        }
+        return "\(job.phase.rawValue), retrying"
     }
 
     /// Rows as left-aligned columns two spaces apart (the first row is the header).

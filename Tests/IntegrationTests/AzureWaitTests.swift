@@ -48,3 +48,42 @@ extension AzureTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 }
+
+extension AzureTests {
+    @Test("jobs refused by the account's active-job quota wait their turn, shown with the jobs ahead, and go in acceptance order as this daemon's Batch jobs end, without a busy loop")
+    func quotaWaitsInOrder() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+        _ = try await rig.admin("quotas", ["activeJobs": 1])
+        let dir = "\(d.root)/quota"
+        let gate = "\(dir)/gate"
+        func manifest(_ name: String, _ task: String) throws -> String {
+            try write("name: \(name)\ntasks:\n  - \(task)\noutputs: {patterns: ['out-*.txt'], destination: \(name)-out}\n", dir, "\(name).yaml")
+        }
+        #expect(try await d.batchctl(["submit", "--backend", "azure", try manifest("first", Self.gated("a", dir, gate: gate))]).code == 0)
+        #expect(await waitForFiles(["\(dir)/started-a"], timeout: 60), "the first job runs")
+        var ids: [String] = []
+        for name in ["second", "third"] {
+            let from = d.log.mark
+            #expect(try await d.batchctl(["submit", "--backend", "azure", try manifest(name, "{id: \(name), command: \"echo \(name) > out-\(name).txt\"}")]).code == 0)
+            try await d.log.wait(from: from, timeout: 30, "\(name) waits") { $0.contains("waiting for Azure quota") && $0.contains("job.id=") }
+            ids.append(try #require(try await d.store().jobs(limit: 1).first).id)
+        }
+        let second = try await d.batchctl(["show", ids[0]]), third = try await d.batchctl(["show", ids[1]])
+        #expect(second.out.contains("waiting for Azure quota: ActiveJobAndScheduleQuotaReached, 0 jobs ahead"), "\(second.out)")
+        #expect(third.out.contains("waiting for Azure quota: ActiveJobAndScheduleQuotaReached, 1 job ahead"), "\(third.out)")
+        let list = try await d.batchctl(["list"])
+        #expect(list.out.split(separator: "\n").filter { $0.contains("submitting, waiting for Azure quota") }.count == 2, "\(list.out)")
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        for id in ids {
+            let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
+            #expect(w.code == 0, "\(w.out)\n\(w.err)")
+        }
+        #expect(read("\(dir)/second-out/out-second.txt") == "second\n" && read("\(dir)/third-out/out-third.txt") == "third\n")
+        // In acceptance order, and each refused at most once or twice: no busy loop.
+        let submitted = d.log.lines.filter { $0.contains("tasks submitted") }.compactMap { line in ids.firstIndex { line.contains($0) } }
+        #expect(submitted == [0, 1], "\(submitted)")
+        let statuses = (try await rig.admin("stats"))["statuses"] as? [String: [String: Int]] ?? [:]
+        #expect((statuses["batch.create_job"]?["409"] ?? 0) <= 3, "\(statuses["batch.create_job"] ?? [:])")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+}

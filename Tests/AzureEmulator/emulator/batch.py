@@ -33,6 +33,8 @@ class BatchService:
         self.allocation_delay = allocation_delay
         # How long a deleted pool or job stays `deleting` before it is gone.
         self.deletion_delay = deletion_delay
+        # The account's quotas (None: no limit), set at run time.
+        self.quotas = {"activeJobs": None, "pools": None}
         self.lock = threading.RLock()
         self.pools = {}
         self.jobs = {}
@@ -179,6 +181,9 @@ class BatchService:
             if self.pools[body["id"]].state == "deleting":
                 raise BatchError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed.")
             raise BatchError(409, "PoolExists", "The specified pool already exists.")
+        limit = self.quotas.get("pools")
+        if limit is not None and sum(1 for p in self.pools.values() if p.state != "deleting") >= limit:
+            raise BatchError(409, "PoolQuotaReached", "The specified account has reached its quota of pools.")
         pool = Pool(body, auto_for)
         self.pools[pool.id] = pool
         self.runner.allocate(pool, self.allocation_delay)
@@ -246,6 +251,10 @@ class BatchService:
             if self.jobs[body["id"]].state == "deleting":
                 raise BatchError(409, "JobBeingDeleted", "The specified job has been marked for deletion and is being garbage collected.")
             raise BatchError(409, "JobExists", "The specified job already exists.")
+        limit = self.quotas.get("activeJobs")
+        if limit is not None and sum(1 for j in self.jobs.values() if j.state not in ("completed", "deleting")) >= limit:
+            raise BatchError(409, "ActiveJobAndScheduleQuotaReached",
+                             "The specified account has reached its quota of active jobs and job schedules.")
         info = body.get("poolInfo") or {}
         if info.get("poolId"):
             pool_id = info["poolId"]

@@ -182,6 +182,14 @@ class Emulator:
                 return self.json({"reached": found, "allocation": p.allocation if p else None,
                                   "dedicated": sum(1 for n in p.nodes if not n.low_priority) if p else None,
                                   "spot": sum(1 for n in p.nodes if n.low_priority) if p else None})
+        if name == "quotas":
+            # The account's quotas: {"activeJobs": 2, "pools": 1}; null lifts one.
+            if req.method == "POST":
+                with self.batch.lock:
+                    for key in ("activeJobs", "pools"):
+                        if key in body:
+                            self.batch.quotas[key] = None if body[key] is None else int(body[key])
+            return self.json(self.batch.quotas)
         if name == "tokens" and req.method == "POST":
             # Entra ID tokens issued so far: expired now, or revoked.
             if body.get("revoke"):

@@ -197,3 +197,26 @@ def test_terminate_leaves_active_tasks_active_and_disable_requeues(emulator):
     assert client.get_job("d").state == "disabled" and client.get_task("d", "t").execution_info.requeue_count == 1
     client.begin_enable_job("d")
     _wait(lambda: client.get_task("d", "t").state == "running")
+
+
+def test_account_quotas_refuse_with_the_service_codes(emulator):
+    import pytest
+    from azure.core.exceptions import HttpResponseError
+    client = batch_client(emulator.url)
+    emulator.admin("quotas", {"activeJobs": 1, "pools": 1})
+    pool(client, nodes=1)
+    with pytest.raises(HttpResponseError) as e:
+        pool(client, pool_id="p2", nodes=1)
+    assert e.value.status_code == 409 and e.value.error.code == "PoolQuotaReached"
+    job(client, job_id="j1")
+    with pytest.raises(HttpResponseError) as e:
+        job(client, job_id="j2")
+    assert e.value.status_code == 409 and e.value.error.code == "ActiveJobAndScheduleQuotaReached"
+    # A completed job no longer counts; an existing id is still JobExists.
+    client.begin_terminate_job("j1", options=BatchJobTerminateOptions(termination_reason="done"))
+    job(client, job_id="j2")
+    with pytest.raises(HttpResponseError) as e:
+        job(client, job_id="j2")
+    assert e.value.error.code == "JobExists"
+    emulator.admin("quotas", {"activeJobs": None, "pools": None})
+    job(client, job_id="j3")

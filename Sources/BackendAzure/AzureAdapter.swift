@@ -25,6 +25,8 @@ final class AzureAdapter: TaskAdapter {
         var updates: AsyncStream<PollUpdate>.Iterator?
         /// Since when Azure has refused batchd's credentials polling this job.
         var refusedSince: ContinuousClock.Instant?
+        /// Since when the job's pool has been unable to run any task.
+        var poolTroubleSince: ContinuousClock.Instant?
         var gone = false
         var ticker: Task<Void, Never>?
         /// Tasks ended so far (for the choice of one listing or one per task).
@@ -41,9 +43,6 @@ final class AzureAdapter: TaskAdapter {
         /// failed in a way the service does not retry): their attempts are
         /// numbered after those already recorded.
         var again: Set<Int> = []
-        /// Tasks that completed without success and are still in the Batch
-        /// job: one batchd runs again is deleted there before it is added again.
-        var completedThere: Set<Int> = []
     }
     let state: Locked<StateBox>
     final class StateBox: @unchecked Sendable { var s = State() }
@@ -110,10 +109,11 @@ final class AzureAdapter: TaskAdapter {
         let lifetime: SASLifetime
         do { lifetime = try az.azurePlan().1 } catch { return .failed(reason: "\(error)") }
         let (rec, job) = (record, az)
-        let there = state.withLock { $0.s.completedThere }.intersection(records.map(\.idx))
         let added = await az.azureStep("add \(records.count) task(s) again") { () -> String? in
             try await job.az.blob.createContainer(rec.outputContainer)
-            for task in records where there.contains(task.idx) { _ = try await job.az.batch.deleteTask(rec.batchJobId, task.taskId) }
+            // One that ran may still be there, completed (after a restart too):
+            // deleted first, or adding it would count as done (TaskExists).
+            for task in records where task.outcome != nil { _ = try await job.az.batch.deleteTask(rec.batchJobId, task.taskId) }
             var maker = try await AzureJob.TaskBodies.make(job, record: rec, lifetime: lifetime, inputs: inputs)
             var bodies: [Data] = []
             for task in records {
@@ -138,7 +138,6 @@ final class AzureAdapter: TaskAdapter {
             for a in live {
                 box.s.open[a.taskID] = a
                 box.s.again.insert(a.idx)
-                box.s.completedThere.remove(a.idx)
             }
         }
         log.info("tasks added to the Batch job again", metadata: ["batch.job": "\(record.batchJobId)", "tasks": "\(live.count)"])
@@ -180,9 +179,11 @@ final class AzureAdapter: TaskAdapter {
         case .refused(let refusal?)?:
             return await refused(refusal)
         case .refused(nil)?:
-            state.withLock { $0.s.refusedSince = nil }
-            await handle.clearRetrying(Self.pollStep)
-            return []
+            return await over(\.refusedSince, Self.pollStep)
+        case .poolTrouble(let why?)?:
+            return await poolTrouble(why)
+        case .poolTrouble(nil)?:
+            return await over(\.poolTroubleSince, Self.runStep)
         case .ended(let why)?:
             // Its open tasks are recorded with the reason by the job's stop.
             var r = record
@@ -229,16 +230,17 @@ final class AzureAdapter: TaskAdapter {
         }
         for (s, a) in done {
             // After `batchctl retry` (a new Batch job, `-r<n>`), Batch counts
-            // again from zero: the attempts of the earlier Batch jobs come first.
+            // again from zero: the attempts of the earlier Batch jobs come
+            // first. So do those of a task added again (its record has an
+            // earlier end; after a restart too).
             var earlier = 0
-            if record.batchJobId != "batchd-\(az.jobID)" || state.withLock({ $0.s.again.contains(a.idx) }) {
+            if record.batchJobId != "batchd-\(az.jobID)" || a.task?.outcome != nil || state.withLock({ $0.s.again.contains(a.idx) }) {
                 guard let attempts = await handle.attempts(of: a.idx) else { return nil }
                 earlier = attempts.map(\.attempt).max() ?? 0
             }
             let number = earlier + s.retryCount + 1
             let killed = state.withLock { $0.s.killed.contains(s.id) }
             let outcome = AzureRules.outcome(s, timeout: handle.spec.timeoutSeconds, cancelled: control.isCancelled || killed)
-            if !outcome.isSuccess { state.withLock { _ = $0.s.completedThere.insert(a.idx) } }
             reports.append(.ended(idx: a.idx, Ending(attempt: number, directory: handle.attemptDirectory(a.taskID, number), outcome: outcome,
                                                      row: .remote(ranFor: s.runTime), serviceRetries: s.retryCount)))
         }
@@ -246,21 +248,48 @@ final class AzureAdapter: TaskAdapter {
     }
 
     static let pollStep = "poll the Batch job"
+    static let runStep = "run the tasks"
+
+    /// The job's pool cannot run any task: shown as a step being retried;
+    /// once that has lasted `azure.poolFailureGrace`, the job fails with the
+    /// service's words, and its stop deletes the auto-pool (a named pool is
+    /// left to the idle rule).
+    func poolTrouble(_ why: String) async -> [TaskReport] {
+        let grace = az.az.settings.poolFailureGrace
+        return await lasting(\.poolTroubleSince, Self.runStep, shown: why, limit: grace,
+                             reason: "\(why), for \(HumanDuration.format(grace)) (azure.poolFailureGrace)")
+    }
 
     /// Azure refused batchd's credentials polling the job: shown as a step
     /// being retried; once that has lasted `azure.authFailureLimit`, the
     /// job fails with the fix (its tasks stop with the job's cancel step).
     func refused(_ refusal: CredentialRefusal) async -> [TaskReport] {
-        let since = state.withLock { box in
-            if box.s.refusedSince == nil { box.s.refusedSince = .now }
-            return box.s.refusedSince!
-        }
         let limit = az.az.settings.authFailureLimit
-        if ContinuousClock.now - since >= .seconds(limit) {
-            await handle.clearRetrying(Self.pollStep)
-            return [.jobLost(reason: "\(refusal.words), for \(HumanDuration.format(limit)) (azure.authFailureLimit): \(refusal.fix)")]
+        return await lasting(\.refusedSince, Self.pollStep, shown: refusal.words, limit: limit,
+                             reason: "\(refusal.words), for \(HumanDuration.format(limit)) (azure.authFailureLimit): \(refusal.fix)")
+    }
+
+    /// A trouble the job waits out for `limit` seconds from when it was
+    /// first seen (`since`), shown meanwhile as `step` being retried; then
+    /// the job fails with `reason`.
+    func lasting(_ since: WritableKeyPath<State, ContinuousClock.Instant?>, _ step: String, shown: String, limit: Double,
+                 reason: String) async -> [TaskReport] {
+        let first = state.withLock { box in
+            if box.s[keyPath: since] == nil { box.s[keyPath: since] = .now }
+            return box.s[keyPath: since]!
         }
-        await handle.noteRetrying(Self.pollStep, refusal.words)
+        if ContinuousClock.now - first >= .seconds(limit) {
+            await handle.clearRetrying(step)
+            return [.jobLost(reason: reason)]
+        }
+        await handle.noteRetrying(step, shown)
+        return []
+    }
+
+    /// The trouble `lasting` follows is over.
+    func over(_ since: WritableKeyPath<State, ContinuousClock.Instant?>, _ step: String) async -> [TaskReport] {
+        state.withLock { $0.s[keyPath: since] = nil }
+        await handle.clearRetrying(step)
         return []
     }
 

@@ -41,6 +41,7 @@ public struct AzureJobBackend: JobBackend {
         record.submitted = false
         record.tokenExpiry = nil
         record.cleaned = false
+        record.lost = nil
         if record.autoPool { record.poolId = nil }
         try await azure.ledger.setRecord(job.id, AzureJobRecord.key, record)
         try await azure.ledger.setRecord(job.id, BackendSummary<AzureJobRecord.Fields>.key, record.summary)

@@ -47,13 +47,17 @@ public struct AzureSettings: Sendable, Equatable {
     /// secret, a revoked token, a clock it does not trust) before a job
     /// that needs them fails, with the fix; until then it waits, and says so.
     public var authFailureLimit: Double = 600
+    /// How long a job's pool may be unable to run any task (every node's
+    /// start task failed or unusable, or no node and a resize error) before
+    /// the job fails with the service's words; until then it waits, and says so.
+    public var poolFailureGrace: Double = 600
 
     /// Every default.
     public init() {}
 
     static let keys = ["owner", "vmSize", "image", "nodeAgentSku", "dedicatedNodes", "inputContainer", "blockSize", "concurrency",
                        "tokenMargin", "maxTokenLifetime", "pollMinInterval", "pollMaxInterval", "deleteOrphans",
-                       "poolIdleTimeout", "poolIdleCheck", "authFailureLimit"]
+                       "poolIdleTimeout", "poolIdleCheck", "authFailureLimit", "poolFailureGrace"]
 
     /// The settings a config's section gives (every default without one).
     public init(_ section: ConfigSection?) throws {
@@ -84,6 +88,7 @@ public struct AzureSettings: Sendable, Equatable {
             case "deleteOrphans": deleteOrphans = try v.bool()
             case "poolIdleTimeout": poolIdleTimeout = try v.seconds()
             case "authFailureLimit": authFailureLimit = try v.seconds()
+            case "poolFailureGrace": poolFailureGrace = try v.seconds()
             case "poolIdleCheck":
                 poolIdleCheck = try v.seconds()
                 guard poolIdleCheck >= 0.1 else { throw v.fail("must be at least 100ms") }

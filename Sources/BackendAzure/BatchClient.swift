@@ -163,6 +163,11 @@ public struct BatchClient: Sendable {
     /// Every job (for orphan listing).
     public func jobs() async throws -> [[String: Any]] { try await list("/jobs", query: [], operation: "list jobs") }
 
+    /// A pool's nodes: their ids and states.
+    public func nodes(_ poolID: String) async throws -> [[String: Any]] {
+        try await list("/pools/\(poolID)/nodes", query: [("$select", "id,state")], operation: "list nodes")
+    }
+
     /// Terminates a job (its running tasks stop); an already completed one is fine.
     public func terminateJob(_ id: String, reason: String) async throws {
         let r = try await call("terminate job", "POST", "/jobs/\(id)/terminate", body: ["terminateReason": reason], idempotent: true)

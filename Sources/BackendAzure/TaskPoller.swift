@@ -44,6 +44,9 @@ public enum PollUpdate: Sendable, Equatable {
     /// The Batch job can no longer run its open tasks: it was ended,
     /// disabled or is being deleted outside batchd, or its pool is gone.
     case ended(String)
+    /// Its pool cannot run any task now (each quiet confirming poll says it
+    /// again), or it can again (nil).
+    case poolTrouble(String?)
 }
 
 /// Credentials Azure refused: what happened, and what to do about it.
@@ -82,6 +85,8 @@ public actor TaskPoller {
         var refused = false
         /// The job was found ended behind batchd's back (said once).
         var ended = false
+        /// Its pool was found unable to run any task (cleared when tasks move).
+        var poolTrouble = false
         let updates: AsyncStream<PollUpdate>.Continuation
         /// Which watch of the job this is (a job unwatched and watched again
         /// during a poll must not get the old watch's state back).
@@ -114,7 +119,8 @@ public actor TaskPoller {
     /// Starts watching a job whose tasks `open` batchd holds open; its
     /// changed tasks arrive on the stream, the first batch holding every task
     /// already past `active`, and a task that is no longer in the job at all
-    /// as state `vanished`. The stream ends when the job is unwatched or
+    /// as state `vanished`; so does what the poller learns of the job itself
+    /// (`PollUpdate`). The stream ends when the job is unwatched or
     /// found deleted.
     public func watch(_ jobID: String, open: Set<String> = []) -> AsyncStream<PollUpdate> {
         let (stream, continuation) = AsyncStream.makeStream(of: PollUpdate.self)
@@ -232,16 +238,30 @@ public actor TaskPoller {
         // tasks? Ended, disabled or deleted outside batchd, or its pool
         // deleted, it leaves them active for ever. One read of the job (and
         // of its pool), on a quiet confirming poll only.
+        if moved, w.poolTrouble {
+            w.poolTrouble = false
+            w.updates.yield(.poolTrouble(nil))
+        }
         if !moved, !w.ended, !w.open.subtracting(w.completed).isEmpty {
-            let why: String?
-            do { why = try await jobEnded(jobID) } catch { return classify(error, jobID, w.generation) }
+            let trouble: JobTrouble?
+            do { trouble = try await jobTrouble(jobID) } catch { return classify(error, jobID, w.generation) }
             guard watches[jobID]?.generation == w.generation else { return .quiet }
-            if let why {
+            switch trouble {
+            case .ended(let why)?:
                 logger.warning("Batch job ended outside batchd", metadata: ["batch.job": "\(jobID)", "reason": "\(why)"])
                 w.ended = true
                 watches[jobID] = w
                 w.updates.yield(.ended(why))
                 return .changed
+            case .pool(let why)?:
+                if !w.poolTrouble { logger.warning("the job's pool cannot run its tasks", metadata: ["batch.job": "\(jobID)", "reason": "\(why)"]) }
+                w.poolTrouble = true
+                w.updates.yield(.poolTrouble(why))
+            case nil:
+                if w.poolTrouble {
+                    w.poolTrouble = false
+                    w.updates.yield(.poolTrouble(nil))
+                }
             }
         }
         // Fewer tasks active or running on the service than batchd holds
@@ -266,27 +286,53 @@ public actor TaskPoller {
         return snapshots.isEmpty ? .quiet : .changed
     }
 
-    /// Why the Batch job can no longer run tasks, in words; nil while it can.
-    /// A job the service ended because its tasks all completed is not one.
-    func jobEnded(_ jobID: String) async throws -> String? {
-        guard let job = try await client.job(jobID) else { return "Batch job \(jobID) no longer exists (deleted outside batchd)" }
+    /// Why a Batch job's open tasks do not run.
+    enum JobTrouble {
+        /// It can no longer run them (ended, disabled, deleted, its pool gone).
+        case ended(String)
+        /// Its pool cannot run a task now (it may recover).
+        case pool(String)
+    }
+
+    /// Why the Batch job does not run its open tasks, when the service
+    /// says; nil while it can. A job the service ended because its tasks
+    /// all completed is not one.
+    func jobTrouble(_ jobID: String) async throws -> JobTrouble? {
+        guard let job = try await client.job(jobID) else { return .ended("Batch job \(jobID) no longer exists (deleted outside batchd)") }
         let info = job["executionInfo"] as? [String: Any] ?? [:]
         let reason = info["terminateReason"] as? String
         switch job["state"] as? String ?? "" {
         case "completed", "terminating":
             if reason == "AllTasksComplete" { return nil }
-            if reason == "MaxWallClockTimeExpiry" { return "Batch job \(jobID) reached its maxWallClockTime and ended" }
-            return "Batch job \(jobID) was ended outside batchd (terminateReason: \(reason.map(AzureRules.serviceWords) ?? "none"))"
-        case "disabling", "disabled": return "Batch job \(jobID) was disabled outside batchd; no task of it starts until it is enabled"
-        case "deleting": return "Batch job \(jobID) is being deleted outside batchd"
+            if reason == "MaxWallClockTimeExpiry" { return .ended("Batch job \(jobID) reached its maxWallClockTime and ended") }
+            return .ended("Batch job \(jobID) was ended outside batchd (terminateReason: \(reason.map(AzureRules.serviceWords) ?? "none"))")
+        case "disabling", "disabled": return .ended("Batch job \(jobID) was disabled outside batchd; no task of it starts until it is enabled")
+        case "deleting": return .ended("Batch job \(jobID) is being deleted outside batchd")
         default:
             guard let poolID = info["poolId"] as? String ?? (job["poolInfo"] as? [String: Any])?["poolId"] as? String else { return nil }
-            let pool = try await client.pool(poolID)
-            if pool == nil || pool?["state"] as? String == "deleting" {
-                return "pool \(poolID) of Batch job \(jobID) was deleted outside batchd; its tasks wait for a pool that will not come"
+            guard let pool = try await client.pool(poolID), pool["state"] as? String != "deleting" else {
+                return .ended("pool \(poolID) of Batch job \(jobID) was deleted outside batchd; its tasks wait for a pool that will not come")
             }
-            return nil
+            return try await poolTrouble(poolID, pool).map(JobTrouble.pool)
         }
+    }
+
+    /// Why a pool cannot run any task now, in the service's words: no node
+    /// and a resize error (a core quota, no capacity, a timeout), or every
+    /// node unusable or failed in its start task.
+    func poolTrouble(_ poolID: String, _ pool: [String: Any]) async throws -> String? {
+        let current = (pool["currentDedicatedNodes"] as? Int ?? 0) + (pool["currentLowPriorityNodes"] as? Int ?? 0)
+        if current == 0 {
+            guard pool["allocationState"] as? String == "steady", let e = (pool["resizeErrors"] as? [[String: Any]])?.first else { return nil }
+            let words = AzureRules.serviceWords([e["code"] as? String, e["message"] as? String].compactMap { $0 }.joined(separator: ": "))
+            return "pool \(poolID) has no node and cannot get one (\(words))"
+        }
+        let states = try await client.nodes(poolID).compactMap { $0["state"] as? String }
+        let bad = states.filter { $0 == "starttaskfailed" || $0 == "unusable" }
+        guard !states.isEmpty, bad.count == states.count else { return nil }
+        let counts = Dictionary(grouping: bad, by: { $0 }).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ")
+        return "pool \(poolID) cannot run a task: all \(states.count) of its nodes are \(counts)"
+            + (bad.contains("starttaskfailed") ? " (its start task fails)" : "")
     }
 
     func classify(_ error: Error, _ jobID: String, _ generation: Int) -> PollSchedule.Result {

@@ -9,19 +9,11 @@ extension AzureTests {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s", entra: true)
         let dir = "\(d.root)/token"
         let gate = "\(dir)/gate"
-        let manifest = try write("""
-            name: token
-            tasks:
-              - \(Self.gated("only", dir, gate: gate))
-            outputs: {patterns: ['out-*.txt'], destination: output}
-            """, dir, "job.yaml")
-        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
-        #expect(await waitForFiles(["\(dir)/started-only"], timeout: 60), "the task started")
-        let job = try #require(try await d.store().jobs(limit: 1).first)
+        let id = try await submitRunning(d, "token", tasks: [Self.gated("only", dir, gate: gate)], started: ["only"])
         let fetched = try await rig.requests("token")
         #expect(((try await rig.admin("tokens", ["expire": true]))["expired"] as? Int ?? 0) >= 1)
         _ = FileManager.default.createFile(atPath: gate, contents: nil)
-        let w = try await d.batchctl(["wait", job.id, "--timeout", "120"], timeout: 140)
+        let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
         #expect(w.code == 0, "\(w.out)\n\(w.err)")
         #expect(read("\(dir)/output/out-only.txt") == "only\n")
         #expect(try await rig.requests("token") == fetched + 1, "one new token, fetched after the 401")
@@ -34,29 +26,22 @@ extension AzureTests {
     func lastingRefusalFailsTheJob() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  authFailureLimit: 3s", entra: true)
         let dir = "\(d.root)/rotated"
-        let manifest = try write("""
-            name: rotated
-            tasks:
-              - \(Self.gated("only", dir, gate: "\(dir)/never"))
-            """, dir, "job.yaml")
-        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
-        #expect(await waitForFiles(["\(dir)/started-only"], timeout: 60), "the task started")
-        let job = try #require(try await d.store().jobs(limit: 1).first)
+        let id = try await submitRunning(d, "rotated", tasks: [Self.gated("only", dir, gate: "\(dir)/never")], started: ["only"])
         // The secret is rotated, and the tokens issued with the old one revoked.
         let from = d.log.mark
         _ = try await rig.admin("clients", ["tenant": AzureRig.tenant, "client_id": AzureRig.clientID, "client_secret": "rotated-elsewhere"])
         _ = try await rig.admin("tokens", ["revoke": true])
         try await d.log.wait(from: from, timeout: 30, "the refusal noticed") { $0.contains("Azure refused batchd's credentials") }
-        let shown = try await d.json(["show", job.id, "--json"])
+        let shown = try await d.json(["show", id, "--json"])
         let retrying = (shown["retrying"] as? [[String: Any]] ?? []).map { "\($0)" }.joined()
         #expect(retrying.contains("refused batchd's credentials") || retrying.contains("Entra ID refused"), "\(shown)")
         // Failed once the limit passed; its stop then waits for working
         // credentials (nothing may be left running on Azure), so they come back.
         try await d.log.wait(from: from, timeout: 60, "the job failed") { $0.contains("azure.authFailureLimit") }
         _ = try await rig.admin("clients", ["tenant": AzureRig.tenant, "client_id": AzureRig.clientID, "client_secret": AzureRig.clientSecret])
-        let w = try await d.batchctl(["wait", job.id, "--timeout", "120"], timeout: 140)
+        let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
         #expect(w.code != 0)
-        let reason = try #require(try await d.store().job(job.id)?.reason)
+        let reason = try #require(try await d.store().job(id)?.reason)
         #expect(reason.contains("Entra ID refused the client credentials") && reason.contains("AZURE_CLIENT_SECRET"), "\(reason)")
         #expect(!reason.contains(AzureRig.clientSecret) && !d.log.lines.joined().contains(AzureRig.clientSecret), "no secret in words kept")
         let pools = try await rig.batch.pools().filter { $0["state"] as? String == "active" }
@@ -69,22 +54,15 @@ extension AzureTests {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
         let dir = "\(d.root)/skew"
         let gate = "\(dir)/gate"
-        let manifest = try write("""
-            name: skew
-            tasks:
-              - \(Self.gated("only", dir, gate: gate))
-            """, dir, "job.yaml")
-        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
-        #expect(await waitForFiles(["\(dir)/started-only"], timeout: 60), "the task started")
-        let job = try #require(try await d.store().jobs(limit: 1).first)
+        let id = try await submitRunning(d, "skew", tasks: [Self.gated("only", dir, gate: gate)], started: ["only"])
         let from = d.log.mark
         _ = try await rig.admin("faults", ["clock_offset": 1200])
         try await d.log.wait(from: from, timeout: 30, "the refusal noticed") { $0.contains("Azure refused batchd's credentials") }
-        let shown = try await d.batchctl(["show", job.id])
+        let shown = try await d.batchctl(["show", id])
         #expect(shown.out.contains("clock is 20m behind Azure's") || shown.out.contains("clock is 19m"), "\(shown.out)")
         _ = try await rig.admin("faults", ["clock_offset": 0])
         _ = FileManager.default.createFile(atPath: gate, contents: nil)
-        let w = try await d.batchctl(["wait", job.id, "--timeout", "120"], timeout: 140)
+        let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
         #expect(w.code == 0, "\(w.out)\n\(w.err)")
         #expect(await d.signal(SIGTERM) == 0)
     }

@@ -10,17 +10,9 @@ extension AzureTests {
     /// once `first` runs.
     func oneRunningOneQueued(_ d: DaemonHarness, _ name: String, pool: String = "{dedicatedNodes: 1, slotsPerNode: 1}") async throws -> String {
         let dir = "\(d.root)/\(name)"
-        let manifest = try write("""
-            name: \(name)
-            retries: 0
-            pool: \(pool)
-            tasks:
-              - \(Self.gated("first", dir, gate: "\(dir)/gate"))
-              - \(Self.gated("second", dir, gate: "\(dir)/gate"))
-            """, dir, "job.yaml")
-        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
-        #expect(await waitForFiles(["\(dir)/started-first"], timeout: 60), "the first task started")
-        return try #require(try await d.store().jobs(limit: 1).first).id
+        return try await submitRunning(d, name, fields: "retries: 0\npool: \(pool)\n",
+                                       tasks: [Self.gated("first", dir, gate: "\(dir)/gate"), Self.gated("second", dir, gate: "\(dir)/gate")],
+                                       started: ["first"])
     }
 
     /// The job fails within a few polls, naming `words`; its open task is

@@ -11,6 +11,18 @@ extension AzureTests {
         "{id: \(id), command: \"touch \(dir)/started-\(id); i=0; while [ ! -e \(gate) ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; \(then)echo \(id) > out-\(id).txt\"}"
     }
 
+    /// Writes `<root>/<name>/job.yaml` (its `fields` lines, then `tasks`,
+    /// outputs `out-*.txt` into `output` there), submits it, and waits until
+    /// each task in `started` runs (a `gated` task says so); the job's id.
+    func submitRunning(_ d: DaemonHarness, _ name: String, fields: String = "", tasks: [String], started: [String]) async throws -> String {
+        let dir = "\(d.root)/\(name)"
+        let manifest = try write("name: \(name)\n\(fields)tasks:\n" + tasks.map { "  - \($0)\n" }.joined()
+                                 + "outputs: {patterns: ['out-*.txt'], destination: output}\n", dir, "job.yaml")
+        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
+        #expect(await waitForFiles(started.map { "\(dir)/started-\($0)" }, timeout: 60), "\(started) started")
+        return try #require(try await d.store().jobs(limit: 1).first).id
+    }
+
     func blob(_ rig: AzureRig) -> BlobClient {
         BlobClient(http: rig.http, endpoint: "\(rig.emulator.url)/store", account: "store", key: Secret(AzureEmulatorProcess.key))
     }
@@ -20,21 +32,12 @@ extension AzureTests {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
         let dir = "\(d.root)/upload"
         let gate = "\(dir)/gate"
-        let manifest = try write("""
-            name: upload
-            retries: 0
-            tasks:
-              - \(Self.gated("only", dir, gate: gate))
-            outputs: {patterns: ['out-*.txt'], destination: output}
-            """, dir, "job.yaml")
-        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
-        #expect(await waitForFiles(["\(dir)/started-only"], timeout: 60), "the task started")
-        let job = try #require(try await d.store().jobs(limit: 1).first)
-        #expect(try await blob(rig).deleteContainer("batchd-\(job.id)"))
+        let id = try await submitRunning(d, "upload", fields: "retries: 0\n", tasks: [Self.gated("only", dir, gate: gate)], started: ["only"])
+        #expect(try await blob(rig).deleteContainer("batchd-\(id)"))
         _ = FileManager.default.createFile(atPath: gate, contents: nil)
-        let w = try await d.batchctl(["wait", job.id, "--timeout", "120"], timeout: 140)
+        let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
         #expect(w.code != 0, "the job fails: its one task's outputs are not anywhere\n\(w.out)")
-        let task = try #require(try await d.store().tasks(job.id).first)
+        let task = try #require(try await d.store().tasks(id).first)
         #expect(task.state == .failed && task.outcome == .outputsFailed, "\(task)")
         let detail = task.detail ?? ""
         #expect(detail.contains("FileUploadMiscError") && detail.contains("FilePath=out-only.txt") && detail.contains("HttpStatusCode=404"), "\(detail)")
@@ -50,23 +53,15 @@ extension AzureTests {
         let (gate, ran, done) = ("\(dir)/gate", "\(dir)/ran", "\(dir)/done")
         // `first` fails its upload once; its second run lets `keeper`
         // (keeping the Batch job open, in the node's other slot) finish.
-        let manifest = try write("""
-            name: upload
-            retries: 1
-            pool: {dedicatedNodes: 1, slotsPerNode: 2}
-            tasks:
-              - \(Self.gated("first", dir, gate: gate, then: "if [ -e \(ran) ]; then touch \(done); else touch \(ran); fi; "))
-              - \(Self.gated("keeper", dir, gate: done))
-            outputs: {patterns: ['out-*.txt'], destination: output}
-            """, dir, "job.yaml")
-        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
-        #expect(await waitForFiles(["\(dir)/started-first", "\(dir)/started-keeper"], timeout: 60), "both tasks started")
-        let job = try #require(try await d.store().jobs(limit: 1).first)
-        #expect(try await blob(rig).deleteContainer("batchd-\(job.id)"))
+        let id = try await submitRunning(d, "upload", fields: "retries: 1\npool: {dedicatedNodes: 1, slotsPerNode: 2}\n",
+                                         tasks: [Self.gated("first", dir, gate: gate, then: "if [ -e \(ran) ]; then touch \(done); else touch \(ran); fi; "),
+                                                 Self.gated("keeper", dir, gate: done)],
+                                         started: ["first", "keeper"])
+        #expect(try await blob(rig).deleteContainer("batchd-\(id)"))
         _ = FileManager.default.createFile(atPath: gate, contents: nil)
-        let w = try await d.batchctl(["wait", job.id, "--timeout", "120"], timeout: 140)
+        let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
         #expect(w.code == 0, "\(w.out)\n\(w.err)")
-        let attempts = try await d.store().attempts(job.id).filter { $0.idx == 0 }.sorted { $0.attempt < $1.attempt }
+        let attempts = try await d.store().attempts(id).filter { $0.idx == 0 }.sorted { $0.attempt < $1.attempt }
         #expect(attempts.map(\.outcome) == [.outputsFailed, .exited], "\(attempts)")
         #expect(attempts.first?.detail?.contains("FileUploadMiscError") == true)
         #expect(read("\(dir)/output/out-first.txt") == "first\n" && read("\(dir)/output/out-keeper.txt") == "keeper\n")

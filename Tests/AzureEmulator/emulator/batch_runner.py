@@ -43,6 +43,22 @@ def _blob_url(container_url, name):
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
+# A pool's resizeErrors as the service words them (error codes of the Batch
+# docs' "Batch status and error codes": the pool stays short of its target).
+RESIZE_ERRORS = {
+    "AccountCoreQuotaReached": {
+        "code": "AccountCoreQuotaReached",
+        "message": "The specified account has reached its quota of dedicated cores, so the desired number of nodes could not be allocated.",
+        "values": [{"name": "QuotaType", "value": "DedicatedCores"}]},
+    "AllocationFailed": {
+        "code": "AllocationFailed",
+        "message": "Desired number of dedicated nodes could not be allocated due to a lack of capacity for this VM size in the region."},
+    "AllocationTimedout": {
+        "code": "AllocationTimedout",
+        "message": "Desired number of dedicated nodes could not be allocated as the resize timeout was reached."},
+}
+
+
 class TaskFailure(Exception):
     def __init__(self, category, code, message):
         super().__init__(message)
@@ -111,12 +127,16 @@ class Runner:
                 if pool.state != "active":
                     return
                 want = [(False, pool.target_dedicated), (True, pool.target_low)]
+                # The `resize_error` fault: the pool stays short of its
+                # target (no node is added) and says why, as the service does.
+                refusal = self.service.faults.get("resize_error")
+                pool.resize_errors = [RESIZE_ERRORS[refusal]] if refusal in RESIZE_ERRORS else []
                 for low, target in want:
                     have = [n for n in pool.nodes if n.low_priority == low]
                     for n in have[target:]:
                         if not n.running:
                             pool.nodes.remove(n)
-                    for _ in range(target - len(have)):
+                    for _ in range(0 if pool.resize_errors else target - len(have)):
                         pool.nodes.append(Node(pool, next(pool.node_index), pool.slots, low))
                 fresh = [n for n in pool.nodes if n.state == "starting"]
             for n in fresh:

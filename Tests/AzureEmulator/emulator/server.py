@@ -153,6 +153,8 @@ class Emulator:
                         self.blob.deletion_delay = float(body["deletion_delay"])
                 if "addcollection_servererror" in body:
                     self.batch.faults["addcollection_servererror"] = int(body["addcollection_servererror"])
+                if "resize_error" in body:
+                    self.batch.faults["resize_error"] = body["resize_error"]
                 if "start_task_fail" in body:
                     self.batch.faults["start_task_fail"] = bool(body["start_task_fail"])
             return self.json(dict(self.faults.json(), deletion_delay=self.batch.deletion_delay, **self.batch.faults))

@@ -220,3 +220,19 @@ def test_account_quotas_refuse_with_the_service_codes(emulator):
     assert e.value.error.code == "JobExists"
     emulator.admin("quotas", {"activeJobs": None, "pools": None})
     job(client, job_id="j3")
+
+
+def test_resize_errors_and_start_task_failures(emulator):
+    client = batch_client(emulator.url)
+    emulator.admin("faults", {"resize_error": "AccountCoreQuotaReached"})
+    pool(client, nodes=2)
+    emulator.admin("wait", {"pool": "p", "allocation": "steady"})
+    p = client.get_pool("p")
+    # Short of its target, and saying why.
+    assert p.current_dedicated_nodes == 0 and p.target_dedicated_nodes == 2
+    assert [e.code for e in p.resize_errors] == ["AccountCoreQuotaReached"] and "quota" in p.resize_errors[0].message
+    emulator.admin("faults", {"resize_error": None, "start_task_fail": True})
+    pool(client, pool_id="s", nodes=2, start=bm.BatchStartTask(command_line="/bin/true", wait_for_success=True))
+    emulator.admin("wait", {"pool": "s", "allocation": "steady"})
+    assert sorted(n.state for n in client.list_nodes("s")) == ["starttaskfailed", "starttaskfailed"]
+    assert client.get_pool("s").resize_errors is None

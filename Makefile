@@ -7,6 +7,9 @@
 #               BENCHMARKS.md and bench/ratios.png
 #   make bench-quick  the same rows at small sizes, once, into /tmp (make test runs it)
 #   make bench-azure  2,000 tasks through the Azure emulator: wall time and API calls per task
+#   make chaos  the chaos soak (bench/chaos.py): 2,000 tasks through the Azure emulator with its
+#               faults firing at random (CHAOS_SEED, default 23), release build; writes
+#               bench/chaos.json and BENCHMARKS.md (make test runs 200 tasks)
 #   make fuzz   fuzz manifest intake with libFuzzer for FUZZ_SECONDS (default 600; make test runs 60)
 #   make crashwalk  the full crash-point walk: every point's first, second and last
 #               passing on local, azure (emulator) and the fake backend, 12 tasks
@@ -41,7 +44,7 @@ MANDIR := $(DESTDIR)$(PREFIX)/share/man
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: all setup build run test test-systemd bench bench-quick bench-azure fuzz crashwalk release-smoke install install-user clean
+.PHONY: all setup build run test test-systemd bench bench-quick bench-azure chaos fuzz crashwalk release-smoke install install-user clean
 
 all: build
 
@@ -85,6 +88,12 @@ crashwalk: build
 	BATCHD_CRASHWALK=full BATCHD_BIN="$$(swift build --show-bin-path)" swift test --skip-build --filter CrashWalkTests 2>&1 \
 		| tee .build/crashwalk.log | grep -E '^crash walk|✘|Test run'
 	@! grep -q 'crash walk.*FAILED' .build/crashwalk.log
+
+chaos: setup
+	scripts/setup.sh bench
+	swift build -c release
+	.venv/bin/python bench/chaos.py --tasks 2000 --seed $${CHAOS_SEED:-23} --out bench/chaos.json
+	.venv/bin/python bench/run.py --render
 
 bench-azure: setup build
 	PATH="$(CURDIR)/.venv/bin:$$PATH" scripts/bench-azure.sh

@@ -203,6 +203,7 @@ def write_markdown(path, results):
             out.append(f"| | **{c['name']}** | **{c['value']:.3g}** | | < {c['target']:.3g} | {'yes' if c['value'] < c['target'] else '**no**'} |")
     if PENDING:
         out += ["", "Not measured yet:", ""] + [f"- {v}" for v in PENDING.values()]
+    out += chaos_section()
     limits = os.path.join(os.path.dirname(os.path.abspath(__file__)), "limits.md")
     if os.path.exists(limits):
         with open(limits) as f:
@@ -210,6 +211,28 @@ def write_markdown(path, results):
     out.append("")
     with open(path, "w") as f:
         f.write("\n".join(out))
+
+
+def chaos_section():
+    """The last full chaos soak (`make chaos`, bench/chaos.py), when there is one."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chaos.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        c = json.load(f)
+    fired = ", ".join(f"{k} {v}" for k, v in sorted(c.get("faultsFired", {}).items()))
+    checks = "all passed" if c.get("checks") == "passed" else "; ".join(c.get("checks", []))
+    reasons = "; ".join(c.get("failedReasons", [])) or "none"
+    return ["", "## Chaos soak", "",
+            f"`make chaos` ({c.get('measuredOn', 'this machine')}): one job of {c['tasks']:,} tasks through the Azure emulator, "
+            f"seed {c['seed']}, with faults firing at random: {fired}.", "",
+            "| measure | value |", "|---|---|",
+            f"| wall s, submit → end | {c.get('wallSeconds')} |",
+            f"| job | {c.get('state')}: {c.get('succeeded')} succeeded, {c.get('failed')} failed |",
+            f"| why tasks failed | {reasons} |",
+            f"| task runs (side effects) | {c.get('runs')} |",
+            f"| Batch polling calls per task | {c.get('pollingCallsPerTask')} (at most 0.05) |",
+            f"| checks | {checks} |"] + (["", "Other full runs:", ""] + [f"- {r}" for r in c["otherRuns"]] if c.get("otherRuns") else [])
 
 
 def write_chart(path, results):

@@ -3,7 +3,8 @@
 # binaries), the schema check of the examples, the installed units
 # (systemd-analyze verify and security), the units booted under a real
 # systemd (scripts/systemd-test.sh), the manual pages, the Azure emulator's conformance
-# suite, a release-build smoke run (scripts/release-smoke.sh), and manifest
+# suite, a release-build smoke run (scripts/release-smoke.sh), the Azure chaos
+# soak at 200 tasks (bench/chaos.py), and manifest
 # intake under libFuzzer (a corpus replay and a bounded run). Ends with one
 # summary line.
 set -uo pipefail
@@ -66,6 +67,16 @@ release_rc=$?
 scripts/setup.sh bench && .venv/bin/python bench/run.py --quick
 bench_rc=$?
 
+# The Azure chaos soak at a tenth of its size (make chaos runs it whole):
+# the emulator's faults at random, seeded; its checks, no time asserted.
+# Not yet the output container deleted or tasks deleted behind batchd's
+# back: near a job's end they make a task run again after its Batch job
+# ended, which fails the job and can leave a run unrecorded (issue 23's
+# open point; make chaos fires them and BENCHMARKS.md shows the result).
+.venv/bin/python bench/chaos.py --tasks 200 --seed 23 --faults throttle,latency,drops,preempt,token,skew > /tmp/batchd-chaos.json
+chaos_rc=$?
+echo "chaos: $(grep -o '"checks": "passed"' /tmp/batchd-chaos.json || echo 'FAILED, see /tmp/batchd-chaos.json')"
+
 # Manifest intake under libFuzzer: every input that ever crashed it and the
 # seed corpus replayed, then a bounded run (make fuzz runs longer).
 "$BATCHD_BIN/batchd-fuzz" Tests/Fuzz/corpus Tests/Fuzz/FailCases
@@ -79,4 +90,4 @@ passed=$(( $(count "$log" || echo 0) + $(count "$slurm_log" || echo 0) ))
 failed=$(( $(grep -cE '^✘ Test .* failed' "$log") + $(grep -cE '^✘ Test .* failed' "$slurm_log") ))
 echo "swift: ${passed:-0} passed, ${failed:-0} failed"
 [ "$swift_rc" -eq 0 ] && [ "$slurm_rc" -eq 0 ] && [ "$schema_rc" -eq 0 ] && [ "$units_rc" -eq 0 ] && [ "$systemd_rc" -eq 0 ] && [ "$emulator_rc" -eq 0 ] \
-  && [ "$replay_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$links_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$man_rc" -eq 0 ] && [ "$release_rc" -eq 0 ]
+  && [ "$replay_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$links_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$man_rc" -eq 0 ] && [ "$release_rc" -eq 0 ] && [ "$chaos_rc" -eq 0 ]

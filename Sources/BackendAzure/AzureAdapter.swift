@@ -333,6 +333,14 @@ final class AzureAdapter: TaskAdapter {
             }
             if result == nil { return nil }   // shutdown: recorded at the next start
         }
+        // The node uploads a task's stdout and stderr whatever they hold, after
+        // its outputs: a success whose logs are not in the container had its
+        // uploads taken away (the container deleted, or emptied, after the
+        // task ended). Its outputs are lost, so it runs again, and says why.
+        if outcome.isSuccess, !handle.spec.outputPatterns.isEmpty, blobs[BatchBodies.logPrefix(task.taskId) + "stdout.txt"] == nil {
+            outcome = .outputsFailed(reason: "what the node uploaded for this task is not in the output container \(container) "
+                                     + "(deleted or emptied after the task ended)")
+        }
         state.withLock { $0.s.blobs[task.taskId] = blobs }
         var fetched = ending
         fetched.outcome = outcome

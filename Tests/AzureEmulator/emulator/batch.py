@@ -33,6 +33,8 @@ class BatchService:
         self.allocation_delay = allocation_delay
         # How long a deleted pool or job stays `deleting` before it is gone.
         self.deletion_delay = deletion_delay
+        # Runs the service put back in the queue (preempted, requeued), by "job/task".
+        self.requeues = {}
         # The account's quotas (None: no limit), set at run time.
         self.quotas = {"activeJobs": None, "pools": None}
         self.lock = threading.RLock()

@@ -239,6 +239,9 @@ class Runner:
                 with self.wake:
                     node.running.pop((task.job.id, task.id), None)
                     task.requeue_count += 1
+                    # Kept after the job is gone: the chaos soak accounts for every run.
+                    key = f"{task.job.id}/{task.id}"
+                    self.service.requeues[key] = self.service.requeues.get(key, 0) + 1
                     task.node = None
                     task.process = None
                     task.set_state("active")

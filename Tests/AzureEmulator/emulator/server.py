@@ -184,6 +184,11 @@ class Emulator:
                 return self.json({"reached": found, "allocation": p.allocation if p else None,
                                   "dedicated": sum(1 for n in p.nodes if not n.low_priority) if p else None,
                                   "spot": sum(1 for n in p.nodes if n.low_priority) if p else None})
+        if name == "requeues":
+            # Every run put back in its queue so far (a node preempted, a pool
+            # deleted, a job disabled with requeue), by "job/task".
+            with self.batch.lock:
+                return self.json(dict(self.batch.requeues))
         if name == "quotas":
             # The account's quotas: {"activeJobs": 2, "pools": 1}; null lifts one.
             if req.method == "POST":

@@ -15,9 +15,10 @@ timed-out add-collections, preempted nodes, Entra tokens expired, this
 machine's clock 20 minutes off for a moment, running tasks deleted behind
 batchd's back, the job's output container deleted.
 
-Usage: bench/chaos.py [--tasks N] [--seed S] [--out FILE]
+Usage: bench/chaos.py [--tasks N] [--seed S] [--faults a,b,...] [--out FILE] [--keep]
 (make chaos: 2,000 tasks, result in bench/chaos.json and BENCHMARKS.md;
-make test runs 200). Exits 1 when a check fails.
+make test runs 200). The seed fixes which faults fire, in which order; when
+they land depends on the machine. Exits 1 when a check fails.
 """
 import argparse
 import json

@@ -39,10 +39,6 @@ final class AzureAdapter: TaskAdapter {
         var open: [String: LiveAttempt] = [:]
         /// Tasks the phase stopped (a limit): their end is a cancel.
         var killed: Set<String> = []
-        /// Tasks added to the Batch job again (after they vanished, or
-        /// failed in a way the service does not retry): their attempts are
-        /// numbered after those already recorded.
-        var again: Set<Int> = []
     }
     let state: Locked<StateBox>
     final class StateBox: @unchecked Sendable { var s = State() }
@@ -134,12 +130,7 @@ final class AzureAdapter: TaskAdapter {
         }
         await az.az.poller.expect(record.batchJobId, records.map(\.taskId))
         let live = records.map { LiveAttempt(idx: $0.idx, taskID: $0.taskId, attempt: LiveAttempt.numberedAtEnd, task: $0) }
-        state.withLock { box in
-            for a in live {
-                box.s.open[a.taskID] = a
-                box.s.again.insert(a.idx)
-            }
-        }
+        state.withLock { box in for a in live { box.s.open[a.taskID] = a } }
         log.info("tasks added to the Batch job again", metadata: ["batch.job": "\(record.batchJobId)", "tasks": "\(live.count)"])
         return .launched(live, waiters: [])
     }
@@ -207,10 +198,7 @@ final class AzureAdapter: TaskAdapter {
         // Gone from the Batch job without an end: lost, and run again free
         // (the phase launches it again: `launch` adds it back).
         for a in vanished {
-            state.withLock { box in
-                box.s.open[a.taskID] = nil
-                box.s.again.insert(a.idx)
-            }
+            state.withLock { _ = $0.s.open.removeValue(forKey: a.taskID) }
             guard let attempts = await handle.attempts(of: a.idx) else { return nil }
             let number = (attempts.map(\.attempt).max() ?? 0) + 1
             reports.append(.ended(idx: a.idx, Ending(attempt: number, directory: handle.attemptDirectory(a.taskID, number), outcome: .lost,
@@ -234,7 +222,7 @@ final class AzureAdapter: TaskAdapter {
             // first. So do those of a task added again (its record has an
             // earlier end; after a restart too).
             var earlier = 0
-            if record.batchJobId != "batchd-\(az.jobID)" || a.task?.outcome != nil || state.withLock({ $0.s.again.contains(a.idx) }) {
+            if record.batchJobId != "batchd-\(az.jobID)" || a.task?.outcome != nil {
                 guard let attempts = await handle.attempts(of: a.idx) else { return nil }
                 earlier = attempts.map(\.attempt).max() ?? 0
             }

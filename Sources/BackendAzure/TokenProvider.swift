@@ -85,13 +85,11 @@ extension Authorizer {
     /// sending it again is safe whatever it does.
     public func execute(_ http: HTTPClient, idempotent: Bool, sinkPath: String? = nil,
                         _ make: @escaping @Sendable () -> HTTPRequest) async throws -> HTTPResponse {
-        var auth = try await prepare()
-        let first = auth
+        let first = try await prepare()
         let response = try await http.execute(idempotent: idempotent, sinkPath: sinkPath) { try first.apply(make(), now: Date()) }
-        guard response.status == 401, case .bearer(let provider, _) = self, let refused = auth.token else { return response }
+        guard response.status == 401, case .bearer(let provider, _) = self, let refused = first.token else { return response }
         await provider.invalidate(refused)
-        auth = try await prepare()
-        let again = auth
+        let again = try await prepare()
         return try await http.execute(idempotent: idempotent, sinkPath: sinkPath) { try again.apply(make(), now: Date()) }
     }
 }

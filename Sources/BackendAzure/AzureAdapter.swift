@@ -18,16 +18,26 @@ import Glibc
 /// finished meanwhile is recorded too.
 final class AzureAdapter: TaskAdapter {
     let az: AzureJob
-    let record: AzureJobRecord
     /// The bytes moved when the run began.
     let base: TransferProgress
+    /// What the poller says of one of the job's Batch jobs, or that it
+    /// stopped saying anything of it (unwatched, or found deleted).
+    enum Feed: Sendable {
+        case update(String, PollUpdate)
+        case gone(String)
+    }
     struct State {
-        var updates: AsyncStream<PollUpdate>.Iterator?
+        /// The job's Azure record: its current Batch job.
+        var record: AzureJobRecord
+        /// What the poller says of the Batch jobs followed, one stream for
+        /// the poll (`follow`), and the tasks that pass it on.
+        var feed: AsyncStream<Feed>.Iterator?
+        var sink: AsyncStream<Feed>.Continuation?
+        var forwarders: [Task<Void, Never>] = []
         /// Since when Azure has refused batchd's credentials polling this job.
         var refusedSince: ContinuousClock.Instant?
         /// Since when the job's pool has been unable to run any task.
         var poolTroubleSince: ContinuousClock.Instant?
-        var gone = false
         var ticker: Task<Void, Never>?
         /// Tasks ended so far (for the choice of one listing or one per task).
         var ended = 0
@@ -41,16 +51,21 @@ final class AzureAdapter: TaskAdapter {
         var killed: Set<String> = []
     }
     let state: Locked<StateBox>
-    final class StateBox: @unchecked Sendable { var s = State() }
+    final class StateBox: @unchecked Sendable {
+        var s: State
+        init(_ s: State) { self.s = s }
+    }
 
     init(_ az: AzureJob, record: AzureJobRecord, base: TransferProgress, ended: Int) {
         self.az = az
-        self.record = record
         self.base = base
-        let box = StateBox()
+        let box = StateBox(State(record: record))
         box.s.ended = ended
         state = Locked(box)
     }
+
+    /// The job's Azure record as it is now (a new Batch job changes it).
+    var record: AzureJobRecord { state.withLock { $0.s.record } }
 
     var handle: JobHandle { az.handle }
     var log: Logger { az.log }
@@ -65,8 +80,24 @@ final class AzureAdapter: TaskAdapter {
         guard let tasks = await handle.tasks() else { return nil }
         let open = tasks.filter { $0.state.isOpen }
         guard !open.isEmpty else { return Resumed() }
-        let updates = await az.az.poller.watch(record.batchJobId, open: Set(open.map(\.taskId)))
-        log.debug("watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "tasks.open": "\(open.count)"])
+        let (feed, sink) = AsyncStream.makeStream(of: Feed.self)
+        state.withLock { box in
+            box.s.feed = feed.makeAsyncIterator()
+            box.s.sink = sink
+        }
+        // After an earlier Batch job ended, an open task may have completed
+        // in it (its end not recorded before a restart): reported from there.
+        var watched = Set(open.map(\.taskId))
+        var carried: [TaskSnapshot] = []
+        if !(record.retired ?? []).isEmpty {
+            guard let found = await carriedOver(watched) else { return nil }
+            carried = found
+            watched.subtract(found.map(\.id))
+        }
+        let current = record.batchJobId
+        await follow(current, open: watched)
+        if !carried.isEmpty { sink.yield(.update(current, .tasks(carried))) }
+        log.debug("watching the Batch job's tasks", metadata: ["batch.job": "\(current)", "tasks.open": "\(open.count)"])
         // Download bytes, written for `show` and `watch` once a second while they change.
         let (downloads, handle, base) = (az.downloads, handle, base)
         let ticker = Task {
@@ -82,7 +113,6 @@ final class AzureAdapter: TaskAdapter {
         }
         let live = open.map { LiveAttempt(idx: $0.idx, taskID: $0.taskId, attempt: LiveAttempt.numberedAtEnd, task: $0) }
         state.withLock { box in
-            box.s.updates = updates.makeAsyncIterator()
             box.s.ticker = ticker
             box.s.open = Dictionary(live.map { ($0.taskID, $0) }, uniquingKeysWith: { a, _ in a })
         }
@@ -96,7 +126,8 @@ final class AzureAdapter: TaskAdapter {
     /// node could not upload its outputs). It is deleted from the Batch job
     /// if it is still there, and added again under its own id, with fresh
     /// tokens, the retries it has left, and its output container made again
-    /// if it was deleted.
+    /// if it was deleted. When the Batch job has ended because every task
+    /// in it completed, the tasks go to the next one (`nextBatchJob`).
     func launch(_ tasks: [Int]) async -> Launched {
         guard let all = await handle.tasks(), let inputs = await handle.stagedInputs() else { return .interrupted }
         let wanted = Set(tasks)
@@ -104,12 +135,36 @@ final class AzureAdapter: TaskAdapter {
         guard !records.isEmpty else { return .launched([], waiters: []) }
         let lifetime: SASLifetime
         do { lifetime = try az.azurePlan().1 } catch { return .failed(reason: "\(error)") }
-        let (rec, job) = (record, az)
-        let added = await az.azureStep("add \(records.count) task(s) again") { () -> String? in
+        let current = record
+        switch await add(records, to: current, lifetime: lifetime, inputs: inputs, ranThere: true) {
+        case nil: return .interrupted
+        case .failure(let e as BatchServiceError)? where e.code == "JobCompleted":
+            return await nextBatchJob(records, after: current, lifetime: lifetime, inputs: inputs)
+        case .failure(let e as BatchServiceError)? where e.code == "JobNotActive":
+            return .failed(reason: "\(records.count) task(s) must run again (\(Self.why(records))) but Batch job \(current.batchJobId) is disabled; "
+                           + "`batchctl retry` runs them in a new Batch job")
+        case .failure(let e)?: return .failed(reason: "cannot add tasks again to Batch job \(current.batchJobId): \(e)")
+        case .success(let refusal?)?: return .failed(reason: refusal)
+        case .success(nil)?: break
+        }
+        await az.az.poller.expect(current.batchJobId, records.map(\.taskId))
+        let live = opened(records)
+        log.info("tasks added to the Batch job again", metadata: ["batch.job": "\(current.batchJobId)", "tasks": "\(live.count)"])
+        return .launched(live, waiters: [])
+    }
+
+    /// Adds these tasks to the Batch job of `rec` (deleting first those that
+    /// ran there before, `ranThere`); why the service refused one, if it did.
+    func add(_ records: [TaskRecord], to rec: AzureJobRecord, lifetime: SASLifetime, inputs: [InputRecord],
+             ranThere: Bool) async -> Result<String?, Error>? {
+        let job = az
+        return await az.azureStep("add \(records.count) task(s) again") { () -> String? in
             try await job.az.blob.createContainer(rec.outputContainer)
             // One that ran may still be there, completed (after a restart too):
             // deleted first, or adding it would count as done (TaskExists).
-            for task in records where task.outcome != nil { _ = try await job.az.batch.deleteTask(rec.batchJobId, task.taskId) }
+            if ranThere {
+                for task in records where task.outcome != nil { _ = try await job.az.batch.deleteTask(rec.batchJobId, task.taskId) }
+            }
             var maker = try await AzureJob.TaskBodies.make(job, record: rec, lifetime: lifetime, inputs: inputs)
             var bodies: [Data] = []
             for task in records {
@@ -119,20 +174,13 @@ final class AzureAdapter: TaskAdapter {
             let refused = try await job.az.batch.addTasks(rec.batchJobId, encoded: bodies)
             return refused.first.map { "task \($0.taskID) could not be added again to Batch job \(rec.batchJobId): \($0.error ?? "error")" }
         }
-        switch added {
-        case nil: return .interrupted
-        case .failure(let e as BatchServiceError)? where e.code == "JobCompleted" || e.code == "JobNotActive":
-            return .failed(reason: "\(records.count) task(s) must run again (\(Self.why(records))) but Batch job \(record.batchJobId) has ended; "
-                           + "`batchctl retry` runs them in a new Batch job")
-        case .failure(let e)?: return .failed(reason: "cannot add tasks again to Batch job \(record.batchJobId): \(e)")
-        case .success(let refusal?)?: return .failed(reason: refusal)
-        case .success(nil)?: break
-        }
-        await az.az.poller.expect(record.batchJobId, records.map(\.taskId))
+    }
+
+    /// These tasks are live again in the current Batch job.
+    func opened(_ records: [TaskRecord]) -> [LiveAttempt] {
         let live = records.map { LiveAttempt(idx: $0.idx, taskID: $0.taskId, attempt: LiveAttempt.numberedAtEnd, task: $0) }
         state.withLock { box in for a in live { box.s.open[a.taskID] = a } }
-        log.info("tasks added to the Batch job again", metadata: ["batch.job": "\(record.batchJobId)", "tasks": "\(live.count)"])
-        return .launched(live, waiters: [])
+        return live
     }
 
     /// Why these tasks run again, in a few words.
@@ -146,10 +194,10 @@ final class AzureAdapter: TaskAdapter {
 
     /// The poller's next batch of changed tasks, for the live ones.
     func poll(_ live: [LiveAttempt]) async -> [TaskReport]? {
-        guard var iterator = state.withLock({ $0.s.updates }) else { return nil }
+        guard var iterator = state.withLock({ $0.s.feed }) else { return nil }
         let control = handle.control
         // The stream's iterator is used by this poll alone (the phase polls from one task).
-        let batch: PollUpdate?? = await withTaskGroup(of: PollUpdate??.self) { group in
+        let batch: Feed?? = await withTaskGroup(of: Feed??.self) { group in
             nonisolated(unsafe) var it = iterator
             group.addTask { .some(await it.next()) }
             group.addTask { await control.halt.wait(); return nil }
@@ -159,29 +207,40 @@ final class AzureAdapter: TaskAdapter {
             return first
         }
         guard let next = batch else { return nil }
-        state.withLock { $0.s.updates = iterator }
-        let snapshots: [TaskSnapshot]
+        state.withLock { $0.s.feed = iterator }
+        let current = record
+        let update: PollUpdate
         switch next {
         case nil:
-            // The stream ended: the Batch job is gone.
-            let gone = state.withLock { s -> Bool in defer { s.s.gone = true }; return s.s.gone }
-            if gone || Task.isCancelled { return nil }
-            return [.jobLost(reason: "Batch job \(record.batchJobId) no longer exists (deleted outside batchd?)")]
-        case .refused(let refusal?)?:
+            return nil   // `finish`, or the Batch job was lost
+        case .gone(let id)?:
+            // An earlier Batch job is no longer followed; the current one is gone.
+            guard id == current.batchJobId, !Task.isCancelled else { return [] }
+            state.withLock { $0.s.sink?.finish() }
+            return [.jobLost(reason: "Batch job \(id) no longer exists (deleted outside batchd?)")]
+        case .update(let id, let u)?:
+            // An earlier Batch job may still report its tasks' ends, no more.
+            if case .tasks = u {} else if id != current.batchJobId { return [] }
+            update = u
+        }
+        let snapshots: [TaskSnapshot]
+        switch update {
+        case .refused(let refusal?):
             return await refused(refusal)
-        case .refused(nil)?:
+        case .refused(nil):
             return await over(\.refusedSince, Self.pollStep)
-        case .poolTrouble(let why?)?:
+        case .poolTrouble(let why?):
             return await poolTrouble(why)
-        case .poolTrouble(nil)?:
+        case .poolTrouble(nil):
             return await over(\.poolTroubleSince, Self.runStep)
-        case .ended(let why)?:
+        case .ended(let why):
             // Its open tasks are recorded with the reason by the job's stop.
-            var r = record
+            var r = current
             r.lost = why
             guard await handle.saveAzureRecord(r) != nil else { return nil }
+            state.withLock { $0.s.record = r }
             return [.jobLost(reason: "\(why); `batchctl retry` runs its open tasks in a new Batch job")]
-        case .tasks(let changed)?:
+        case .tasks(let changed):
             snapshots = changed
         }
         let byID = state.withLock { $0.s.open }
@@ -210,7 +269,7 @@ final class AzureAdapter: TaskAdapter {
                 for (s, _) in done { box.s.open[s.id] = nil }
                 return box.s.ended
             }
-            if let listing = await az.outputListing(record.outputContainer, ended: ended, batch: done.count) {
+            if let listing = await az.outputListing(current.outputContainer, ended: ended, batch: done.count) {
                 state.withLock { box in
                     for (s, _) in done { box.s.listed[s.id] = listing.filter { $0.key.hasPrefix("\(s.id)/") } }
                 }
@@ -222,7 +281,7 @@ final class AzureAdapter: TaskAdapter {
             // first. So do those of a task added again (its record has an
             // earlier end; after a restart too).
             var earlier = 0
-            if record.batchJobId != "batchd-\(az.jobID)" || a.task?.outcome != nil {
+            if current.batchJobId != "batchd-\(az.jobID)" || a.task?.outcome != nil {
                 guard let attempts = await handle.attempts(of: a.idx) else { return nil }
                 earlier = attempts.map(\.attempt).max() ?? 0
             }
@@ -346,6 +405,7 @@ final class AzureAdapter: TaskAdapter {
     /// tasks that have not started (each terminated: one request a task).
     func kill(_ live: [LiveAttempt]) async {
         state.withLock { box in for a in live { box.s.killed.insert(a.taskID) } }
+        let record = self.record
         let all = await handle.counts().map { $0.pending + $0.running } ?? 0
         if live.count >= all {
             _ = await az.azureStep("terminate the Batch job") { try await az.az.batch.terminateJob(record.batchJobId, reason: "batchd: the job's limit was reached") }
@@ -363,7 +423,13 @@ final class AzureAdapter: TaskAdapter {
         await ticker.value
         let final = az.downloads.snapshot(base: base)
         _ = await handle.setRecord(TransferProgress.key, final.downloads(final.downloaded))
+        let record = self.record
         await az.az.poller.unwatch(record.batchJobId)
+        state.withLock { box in
+            for f in box.s.forwarders { f.cancel() }
+            box.s.forwarders = []
+            box.s.sink?.finish()
+        }
         log.debug("stopped watching the Batch job's tasks", metadata: ["batch.job": "\(record.batchJobId)", "halted": "\(handle.control.isHalted)"])
     }
 }

@@ -126,7 +126,7 @@ public final class AzureBackend: Sendable {
     func inventory() async throws -> [HeldItem] {
         let known = try await azureRecords()
         let knownJobs = Set(known.map(\.jobId))
-        let knownBatchJobs = Set(known.map(\.batchJobId))
+        let knownBatchJobs = Set(known.flatMap(\.batchJobs))
         let knownPools = Set(known.compactMap(\.poolId))
         var out: [HeldItem] = []
         for p in try await batch.pools() {

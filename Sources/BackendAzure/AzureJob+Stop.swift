@@ -58,10 +58,11 @@ extension AzureJob {
         let policy = job.cleanup
         if policy == .always || (policy == .onSuccess && verdict == .success) {
             let r = record
-            guard await azureStep("delete the Batch job", persistent: true, { try await az.batch.deleteJob(r.batchJobId) }) != nil,
+            // The earlier Batch jobs of the run (each ended) go with it.
+            guard await azureStep("delete the Batch job", persistent: true, { for id in r.batchJobs { _ = try await az.batch.deleteJob(id) } }) != nil,
                   await azureStep("delete the output container", persistent: true, { try await az.blob.deleteContainer(r.outputContainer) }) != nil
             else { return }
-            log.info("azure scratch deleted", metadata: ["batch.job": "\(record.batchJobId)", "container": "\(record.outputContainer)"])
+            log.info("azure scratch deleted", metadata: ["batch.job": "\(record.batchJobs.joined(separator: " "))", "container": "\(record.outputContainer)"])
         }
         handle.crashPoint("cleanup.deleted")
         record.cleaned = true

@@ -32,12 +32,10 @@ public struct AzureJobBackend: JobBackend {
     public func prepareRetry(_ job: JobRecord) async throws {
         guard var record = try await azure.ledger.record(job.id, AzureJobRecord.key, as: AzureJobRecord.self) else { return }
         let old = record.batchJobId
-        let base = "batchd-\(job.id)"
-        let generation = old.hasPrefix("\(base)-r") ? (Int(old.dropFirst(base.count + 2)) ?? 0) : 0
         if try await azure.batch.job(old) != nil {
             try await azure.batch.deleteJob(old)
         }
-        record.batchJobId = "\(base)-r\(generation + 1)"
+        record.batchJobId = record.nextBatchJobId
         record.submitted = false
         record.tokenExpiry = nil
         record.cleaned = false

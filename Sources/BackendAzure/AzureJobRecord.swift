@@ -29,6 +29,20 @@ struct AzureJobRecord: Codable, Sendable, Equatable {
     /// ended, disabled or deleted outside batchd (or its pool was): the
     /// open tasks are recorded with it.
     var lost: String?
+    /// Earlier Batch jobs of this run, oldest first: each ended (every task
+    /// in it completed) while some of its tasks had to run again, and the
+    /// next took them. Deleted with the current one, by the cleanup policy.
+    var retired: [String]?
+
+    /// Every Batch job the job holds on the service, the current one last.
+    var batchJobs: [String] { (retired ?? []) + [batchJobId] }
+
+    /// The id of the Batch job after `batchJobId`: `batchd-<job id>-r<n+1>`.
+    var nextBatchJobId: String {
+        let base = "batchd-\(jobId)"
+        let generation = batchJobId.hasPrefix("\(base)-r") ? (Int(batchJobId.dropFirst(base.count + 2)) ?? 0) : 0
+        return "\(base)-r\(generation + 1)"
+    }
 
     /// What `show` says of it: a line for the Batch job and one for the
     /// tokens, and the same as fields under `azure` in `show --json`.

@@ -67,4 +67,26 @@ extension AzureTests {
         #expect(read("\(dir)/output/out-first.txt") == "first\n" && read("\(dir)/output/out-keeper.txt") == "keeper\n")
         #expect(await d.signal(SIGTERM) == 0)
     }
+
+    @Test("a task that must run again after its Batch job ended (its last task completed) runs in the next Batch job, -r1; both go at cleanup")
+    func retriedAfterTheBatchJobEnded() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+        let dir = "\(d.root)/ended"
+        let gate = "\(dir)/gate"
+        // The only task: when it completes, Batch ends the job (terminatejob),
+        // before batchd learns that its uploads failed.
+        let id = try await submitRunning(d, "ended", fields: "retries: 1\n", tasks: [Self.gated("only", dir, gate: gate)], started: ["only"])
+        #expect(try await blob(rig).deleteContainer("batchd-\(id)"))
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
+        #expect(w.code == 0, "\(w.out)\n\(w.err)")
+        let attempts = try await d.store().attempts(id).sorted { $0.attempt < $1.attempt }
+        #expect(attempts.map(\.outcome) == [.outputsFailed, .exited], "\(attempts)")
+        #expect(read("\(dir)/output/out-only.txt") == "only\n")
+        let show = try await d.batchctl(["show", id])
+        #expect(show.out.contains("Batch job batchd-\(id)-r1"), "\(show.out)")
+        let (first, next) = (try await rig.jobGone("batchd-\(id)"), try await rig.jobGone("batchd-\(id)-r1"))
+        #expect(first && next, "both Batch jobs deleted by the cleanup")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
 }

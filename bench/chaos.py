@@ -43,6 +43,7 @@ class Chaos:
     def __init__(self, em, batch_job, container, seed, faults):
         self.em = em
         self.faults = [(n, w) for n, w in FAULTS if n in faults]
+        # The job's current Batch job (a task run again after one ended goes to the next, -r<n>).
         self.batch_job = batch_job
         self.container = container
         self.rng = random.Random(seed)
@@ -71,10 +72,11 @@ class Chaos:
             self.stop.wait(1.0)
             em.admin("faults", {"clock_offset": 0})
         elif name == "vanish":
-            running = [t.id for t in self.client.list_tasks(self.batch_job, filter="state eq 'running'", select=["id"])]
+            batch_job = self.batch_job()
+            running = [t.id for t in self.client.list_tasks(batch_job, filter="state eq 'running'", select=["id"])]
             if not running:
                 return
-            self.client.delete_task(self.batch_job, rng.choice(running))
+            self.client.delete_task(batch_job, rng.choice(running))
         elif name == "container":
             try:
                 self.blobs.delete_container(self.container)
@@ -138,7 +140,7 @@ def main():
         common.wait_for(lambda: (d.show("chaos") or {}).get("azure", {}).get("submitted"), 600)
         show = d.show("chaos")
         job_id = show["id"]
-        chaos = Chaos(em, show["azure"]["batchJob"], show["azure"]["outputContainer"], args.seed, args.faults.split(","))
+        chaos = Chaos(em, lambda: d.show(job_id)["azure"]["batchJob"], show["azure"]["outputContainer"], args.seed, args.faults.split(","))
         thread = threading.Thread(target=chaos.run, daemon=True)
         thread.start()
         waited = d.ctl("wait", job_id, "--timeout", str(int(args.timeout)), check=False)
@@ -162,13 +164,17 @@ def main():
         for t in bad:
             if not t.get("detail"):
                 failures.append(f"task {t['taskId']} {t['state']} without a reason")
-        # Every run accounted for.
-        requeues = em.admin("requeues")
-        batch_job = show["azure"]["batchJob"]
+        # Every run accounted for (requeued ones in any of the job's Batch jobs).
+        result["batchJobs"] = final.get("azure", {}).get("batchJob")
+        requeued = {}
+        for key, count in em.admin("requeues").items():
+            batch_job, _, task = key.partition("/")
+            if batch_job == show["azure"]["batchJob"] or batch_job.startswith(show["azure"]["batchJob"] + "-r"):
+                requeued[task] = requeued.get(task, 0) + count
         unaccounted = []
         for t in records:
             runs = count_lines(os.path.join(marks, t["taskId"]))
-            allowed = t["attempts"] + requeues.get(f"{batch_job}/{t['taskId']}", 0)
+            allowed = t["attempts"] + requeued.get(t["taskId"], 0)
             if runs > allowed or (t["state"] == "succeeded" and runs == 0):
                 unaccounted.append(f"{t['taskId']}: {runs} runs, {allowed} allowed")
         result["runs"] = sum(count_lines(os.path.join(marks, t["taskId"])) for t in records)

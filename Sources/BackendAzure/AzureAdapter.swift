@@ -233,6 +233,12 @@ final class AzureAdapter: TaskAdapter {
             return await poolTrouble(why)
         case .poolTrouble(nil):
             return await over(\.poolTroubleSince, Self.runStep)
+        case .nodes(let why?):
+            await handle.noteRetrying(Self.nodeStep, why)
+            return []
+        case .nodes(nil):
+            await handle.clearRetrying(Self.nodeStep)
+            return []
         case .ended(let why):
             // Its open tasks are recorded with the reason by the job's stop.
             var r = current
@@ -296,6 +302,7 @@ final class AzureAdapter: TaskAdapter {
 
     static let pollStep = "poll the Batch job"
     static let runStep = "run the tasks"
+    static let nodeStep = "recover the pool's nodes"
 
     /// The job's pool cannot run any task: shown as a step being retried;
     /// once that has lasted `azure.poolFailureGrace`, the job fails with the

@@ -40,7 +40,7 @@ public final class AzureBackend: Sendable {
         self.httpsOnly = httpsOnly
         inputs = InputStore(blob: blob, container: settings.inputContainer)
         poller = TaskPoller(client: batch, schedule: PollSchedule(minInterval: settings.pollMinInterval, maxInterval: settings.pollMaxInterval),
-                            logger: logger)
+                            nodeRecoveries: settings.nodeRecoveries, logger: logger)
     }
 
     /// Builds the backend from credentials in the environment or systemd's

@@ -51,13 +51,17 @@ public struct AzureSettings: Sendable, Equatable {
     /// start task failed or unusable, or no node and a resize error) before
     /// the job fails with the service's words; until then it waits, and says so.
     public var poolFailureGrace: Double = 600
+    /// How many times batchd reboots a node of a job's pool that cannot run
+    /// tasks (`starttaskfailed`, `unusable`) before it removes it from the
+    /// pool (when other nodes can run them); 0: never.
+    public var nodeRecoveries = 2
 
     /// Every default.
     public init() {}
 
     static let keys = ["owner", "vmSize", "image", "nodeAgentSku", "dedicatedNodes", "inputContainer", "blockSize", "concurrency",
                        "tokenMargin", "maxTokenLifetime", "pollMinInterval", "pollMaxInterval", "deleteOrphans",
-                       "poolIdleTimeout", "poolIdleCheck", "authFailureLimit", "poolFailureGrace"]
+                       "poolIdleTimeout", "poolIdleCheck", "authFailureLimit", "poolFailureGrace", "nodeRecoveries"]
 
     /// The settings a config's section gives (every default without one).
     public init(_ section: ConfigSection?) throws {
@@ -89,6 +93,7 @@ public struct AzureSettings: Sendable, Equatable {
             case "poolIdleTimeout": poolIdleTimeout = try v.seconds()
             case "authFailureLimit": authFailureLimit = try v.seconds()
             case "poolFailureGrace": poolFailureGrace = try v.seconds()
+            case "nodeRecoveries": nodeRecoveries = try v.count(0...100)
             case "poolIdleCheck":
                 poolIdleCheck = try v.seconds()
                 guard poolIdleCheck >= 0.1 else { throw v.fail("must be at least 100ms") }

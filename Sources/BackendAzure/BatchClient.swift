@@ -168,6 +168,18 @@ public struct BatchClient: Sendable {
         try await list("/pools/\(poolID)/nodes", query: [("$select", "id,state")], operation: "list nodes")
     }
 
+    /// Reboots a node (its running tasks are requeued): its start task runs again.
+    public func rebootNode(_ poolID: String, _ nodeID: String) async throws {
+        let r = try await call("reboot node", "POST", "/pools/\(poolID)/nodes/\(nodeID)/reboot", body: ["nodeRebootOption": "requeue"])
+        guard r.status == 202 else { throw Self.error(r, "reboot node \(nodeID)") }
+    }
+
+    /// Removes nodes from a pool (its target shrinks by as many).
+    public func removeNodes(_ poolID: String, _ nodeIDs: [String]) async throws {
+        let r = try await call("remove nodes", "POST", "/pools/\(poolID)/removenodes", body: ["nodeList": nodeIDs])
+        guard r.status == 202 else { throw Self.error(r, "remove nodes from pool \(poolID)") }
+    }
+
     /// Terminates a job (its running tasks stop); an already completed one is fine.
     public func terminateJob(_ id: String, reason: String) async throws {
         let r = try await call("terminate job", "POST", "/jobs/\(id)/terminate", body: ["terminateReason": reason], idempotent: true)

@@ -47,6 +47,9 @@ public enum PollUpdate: Sendable, Equatable {
     /// Its pool cannot run any task now (each quiet confirming poll says it
     /// again), or it can again (nil).
     case poolTrouble(String?)
+    /// Some of its pool's nodes cannot run tasks (batchd reboots them, a
+    /// bounded number of times, then removes them), or none (nil).
+    case nodes(String?)
 }
 
 /// Credentials Azure refused: what happened, and what to do about it.
@@ -87,6 +90,8 @@ public actor TaskPoller {
         var ended = false
         /// Its pool was found unable to run any task (cleared when tasks move).
         var poolTrouble = false
+        /// Some of its pool's nodes were found unable to run tasks.
+        var nodeTrouble = false
         let updates: AsyncStream<PollUpdate>.Continuation
         /// Which watch of the job this is (a job unwatched and watched again
         /// during a poll must not get the old watch's state back).
@@ -108,11 +113,17 @@ public actor TaskPoller {
     /// every watched job: the schedule follows the rate at which tasks end.
     var roundEnded = 0
     var roundLive = 0
+    /// Reboots batchd made of each node that could not run tasks, by
+    /// "pool/node", at most `nodeRecoveries`; nodes it then removed.
+    var reboots: [String: Int] = [:]
+    var removed: Set<String> = []
+    let nodeRecoveries: Int
 
     /// A poller for one account.
-    public init(client: BatchClient, schedule: PollSchedule = PollSchedule(), logger: Logger) {
+    public init(client: BatchClient, schedule: PollSchedule = PollSchedule(), nodeRecoveries: Int = 2, logger: Logger) {
         self.client = client
         self.schedule = schedule
+        self.nodeRecoveries = nodeRecoveries
         self.logger = logger
     }
 
@@ -257,11 +268,22 @@ public actor TaskPoller {
                 if !w.poolTrouble { logger.warning("the job's pool cannot run its tasks", metadata: ["batch.job": "\(jobID)", "reason": "\(why)"]) }
                 w.poolTrouble = true
                 w.updates.yield(.poolTrouble(why))
+            case .nodes(let why)?:
+                if w.poolTrouble {
+                    w.poolTrouble = false
+                    w.updates.yield(.poolTrouble(nil))
+                }
+                w.nodeTrouble = true
+                w.updates.yield(.nodes(why))
             case nil:
                 if w.poolTrouble {
                     w.poolTrouble = false
                     w.updates.yield(.poolTrouble(nil))
                 }
+            }
+            if w.nodeTrouble, trouble.map({ if case .nodes = $0 { false } else { true } }) ?? true {
+                w.nodeTrouble = false
+                w.updates.yield(.nodes(nil))
             }
         }
         // Fewer tasks active or running on the service than batchd holds
@@ -292,6 +314,8 @@ public actor TaskPoller {
         case ended(String)
         /// Its pool cannot run a task now (it may recover).
         case pool(String)
+        /// Some of its pool's nodes cannot run tasks (batchd reboots them).
+        case nodes(String)
     }
 
     /// Why the Batch job does not run its open tasks, when the service
@@ -313,26 +337,70 @@ public actor TaskPoller {
             guard let pool = try await client.pool(poolID), pool["state"] as? String != "deleting" else {
                 return .ended("pool \(poolID) of Batch job \(jobID) was deleted outside batchd; its tasks wait for a pool that will not come")
             }
-            return try await poolTrouble(poolID, pool).map(JobTrouble.pool)
+            return try await poolTrouble(poolID, pool)
         }
     }
 
+    /// Node states that run no task until the node is rebooted (or replaced).
+    static let unhealthy: Set<String> = ["starttaskfailed", "unusable"]
+    /// Node states on the way back from a reboot.
+    static let restarting: Set<String> = ["rebooting", "reimaging", "starting", "waitingforstarttask"]
+
     /// Why a pool cannot run any task now, in the service's words: no node
     /// and a resize error (a core quota, no capacity, a timeout), or every
-    /// node unusable or failed in its start task.
-    func poolTrouble(_ poolID: String, _ pool: [String: Any]) async throws -> String? {
+    /// node unusable, failed in its start task or coming back from a reboot
+    /// batchd made; or which of its nodes cannot run tasks. Such nodes are
+    /// rebooted (`recover`).
+    func poolTrouble(_ poolID: String, _ pool: [String: Any]) async throws -> JobTrouble? {
         let current = (pool["currentDedicatedNodes"] as? Int ?? 0) + (pool["currentLowPriorityNodes"] as? Int ?? 0)
         if current == 0 {
             guard pool["allocationState"] as? String == "steady", let e = (pool["resizeErrors"] as? [[String: Any]])?.first else { return nil }
             let words = AzureRules.serviceWords([e["code"] as? String, e["message"] as? String].compactMap { $0 }.joined(separator: ": "))
-            return "pool \(poolID) has no node and cannot get one (\(words))"
+            return .pool("pool \(poolID) has no node and cannot get one (\(words))")
         }
-        let states = try await client.nodes(poolID).compactMap { $0["state"] as? String }
-        let bad = states.filter { $0 == "starttaskfailed" || $0 == "unusable" }
-        guard !states.isEmpty, bad.count == states.count else { return nil }
-        let counts = Dictionary(grouping: bad, by: { $0 }).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ")
-        return "pool \(poolID) cannot run a task: all \(states.count) of its nodes are \(counts)"
-            + (bad.contains("starttaskfailed") ? " (its start task fails)" : "")
+        let nodes = try await client.nodes(poolID).compactMap { n -> (id: String, state: String)? in
+            guard let id = n["id"] as? String, let state = n["state"] as? String else { return nil }
+            return (id, state)
+        }
+        let bad = nodes.filter { Self.unhealthy.contains($0.state) }
+        let down = nodes.filter { Self.unhealthy.contains($0.state) || Self.restarting.contains($0.state) && reboots["\(poolID)/\($0.id)"] != nil }
+        guard !nodes.isEmpty, !down.isEmpty else { return nil }
+        for node in bad { await recover(poolID, node, othersUp: down.count < nodes.count) }
+        let counts = Dictionary(grouping: down.map(\.state), by: { $0 }).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ")
+        // Every node down, and rebooted as often as batchd does: the pool
+        // cannot run the job (its grace starts). Until then it is recovering.
+        if down.count == nodes.count, down.allSatisfy({ reboots["\(poolID)/\($0.id)", default: 0] >= nodeRecoveries }) {
+            return .pool("pool \(poolID) cannot run a task: all \(nodes.count) of its nodes are \(counts)"
+                         + (down.contains { $0.state == "starttaskfailed" } ? " (its start task fails)" : "")
+                         + (nodeRecoveries > 0 ? ", after \(nodeRecoveries) reboot\(nodeRecoveries == 1 ? "" : "s") each (azure.nodeRecoveries)" : ""))
+        }
+        return .nodes("pool \(poolID): \(counts) of its \(nodes.count) nodes; batchd reboots such a node up to \(nodeRecoveries) "
+                      + "time\(nodeRecoveries == 1 ? "" : "s") (azure.nodeRecoveries), then removes it if other nodes can run the tasks")
+    }
+
+    /// Reboots a node that cannot run tasks, at most `nodeRecoveries` times
+    /// (as Batch Shipyard's node recovery does); then, when other nodes of
+    /// the pool can run the tasks, removes it, so it no longer bills.
+    func recover(_ poolID: String, _ node: (id: String, state: String), othersUp: Bool) async {
+        let key = "\(poolID)/\(node.id)"
+        let done = reboots[key, default: 0]
+        let meta: Logger.Metadata = ["pool.id": "\(poolID)", "node.id": "\(node.id)", "node.state": "\(node.state)"]
+        if done < nodeRecoveries {
+            reboots[key] = done + 1
+            do { try await client.rebootNode(poolID, node.id) } catch {
+                reboots[key] = done
+                logger.warning("cannot reboot a node", metadata: meta.merging(["error": "\(error)"]) { a, _ in a })
+                return
+            }
+            logger.notice("node rebooted", metadata: meta.merging(["node.reboots": "\(done + 1) of \(nodeRecoveries)"]) { a, _ in a })
+        } else if othersUp, !removed.contains(key) {
+            do { try await client.removeNodes(poolID, [node.id]) } catch {
+                logger.warning("cannot remove a node", metadata: meta.merging(["error": "\(error)"]) { a, _ in a })
+                return
+            }
+            removed.insert(key)
+            logger.notice("node removed from its pool", metadata: meta.merging(["node.reboots": "\(done)"]) { a, _ in a })
+        }
     }
 
     func classify(_ error: Error, _ jobID: String, _ generation: Int) -> PollSchedule.Result {

@@ -7,7 +7,8 @@ import uuid
 from urllib.parse import quote
 
 from .auth import AuthError, TokenError, batch_string_to_sign, check_date, check_shared_key
-from .batch_model import Job, Pool, Task, duration_seconds, new_etag, now_iso
+from .batch_model import BatchError, Job, Pool, Task, duration_seconds, new_etag, now_iso
+from .batch_nodes import NodeRoutes
 from .batch_runner import Runner
 from .http import Response, http_date
 from .odata import FilterError, compile_filter, select
@@ -18,13 +19,7 @@ MAX_BODY = 1024 * 1024
 ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-class BatchError(Exception):
-    def __init__(self, status, code, message, values=None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.values = status, code, message, values or []
-
-
-class BatchService:
+class BatchService(NodeRoutes):
     def __init__(self, account, key, tokens, root, spec=None, allocation_delay=1.0, deletion_delay=0.0):
         self.account = account
         self.key = key
@@ -42,6 +37,17 @@ class BatchService:
         self.jobs = {}
         self.faults = {}
         self.runner = Runner(self, root)
+
+    def take_fault(self, name):
+        """Whether fault `name` fires now: on for good (true), or for its next
+        N uses (an integer, counted down). Called with the lock held."""
+        v = self.faults.get(name)
+        if v is True:
+            return True
+        if isinstance(v, int) and v > 0:
+            self.faults[name] = v - 1
+            return True
+        return False
 
     # -- plumbing ----------------------------------------------------------
     def error(self, req, e):
@@ -67,6 +73,10 @@ class BatchService:
         ("GET", r"/pools/(?P<pool>[^/]+)", "get_pool"), ("HEAD", r"/pools/(?P<pool>[^/]+)", "pool_exists"),
         ("DELETE", r"/pools/(?P<pool>[^/]+)", "delete_pool"), ("POST", r"/pools/(?P<pool>[^/]+)/resize", "resize_pool"),
         ("GET", r"/pools/(?P<pool>[^/]+)/nodes", "list_nodes"),
+        ("GET", r"/pools/(?P<pool>[^/]+)/nodes/(?P<node>[^/]+)", "get_node"),
+        ("POST", r"/pools/(?P<pool>[^/]+)/nodes/(?P<node>[^/]+)/reboot", "reboot_node"),
+        ("POST", r"/pools/(?P<pool>[^/]+)/nodes/(?P<node>[^/]+)/reimage", "reimage_node"),
+        ("POST", r"/pools/(?P<pool>[^/]+)/removenodes", "remove_nodes"),
         ("GET", r"/jobs", "list_jobs"), ("POST", r"/jobs", "create_job"),
         ("GET", r"/jobs/(?P<job>[^/]+)", "get_job"), ("DELETE", r"/jobs/(?P<job>[^/]+)", "delete_job"),
         ("PATCH", r"/jobs/(?P<job>[^/]+)", "patch_job"),

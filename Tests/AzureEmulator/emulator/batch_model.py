@@ -28,6 +28,14 @@ def duration_seconds(text):
     return int(d or 0) * 86400 + int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
 
 
+
+class BatchError(Exception):
+    """An error the service answers with: status, code, message and details."""
+
+    def __init__(self, status, code, message, values=None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.values = status, code, message, values or []
+
 class Node:
     def __init__(self, pool, index, slots, low_priority):
         self.id = f"tvmps_{pool.id[:20]}_{index:04d}"

@@ -148,9 +148,15 @@ class Runner:
         threading.Thread(target=work, name=f"allocate-{pool.id}", daemon=True).start()
 
     def start_node(self, pool, node):
+        """A node joins its pool (or comes back from a reboot or reimage):
+        unusable under the `unusable_nodes` fault, else its start task runs."""
         start = pool.body.get("startTask")
         state = "idle"
-        if start:
+        with self.wake:
+            unusable = self.service.take_fault("unusable_nodes")
+        if unusable:
+            state = "unusable"
+        elif start:
             node_dir = os.path.join(self.root, pool.id, node.id)
             wd = os.path.join(node_dir, "startup", "wd")
             os.makedirs(wd, exist_ok=True)
@@ -160,7 +166,9 @@ class Runner:
                 fetched = True
             except TaskFailure:
                 fetched = False
-            if self.service.faults.get("start_task_fail") or not fetched:
+            with self.wake:
+                failing = self.service.take_fault("start_task_fail")
+            if failing or not fetched:
                 code = 1
             else:
                 with open(os.path.join(node_dir, "startup", "stdout.txt"), "wb") as out, \
@@ -185,6 +193,26 @@ class Runner:
             node.state = "preempted"
             node.state_time = time.time()
         self.allocate_replacement(pool, node)
+
+    def restart_node(self, pool, node, state, option):
+        """Reboot or reimage (`state` rebooting or reimaging): running tasks
+        are requeued (the default, and `taskcompletion`/`retaineddata`, which
+        this emulator takes as requeue) or, with `terminate`, completed as
+        failed; then the start task runs again."""
+        for task in list(node.running.values()):
+            task.stop_reason = "terminated" if option == "terminate" else "requeued"
+            self.kill(task)
+        node.state = state
+        node.state_time = time.time()
+
+        def work():
+            time.sleep(self.service.allocation_delay)
+            with self.wake:
+                if node not in pool.nodes or node.state != state:
+                    return
+            self.start_node(pool, node)
+            self.poke()
+        threading.Thread(target=work, daemon=True).start()
 
     def allocate_replacement(self, pool, node):
         def work():

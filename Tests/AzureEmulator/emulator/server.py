@@ -155,8 +155,12 @@ class Emulator:
                     self.batch.faults["addcollection_servererror"] = int(body["addcollection_servererror"])
                 if "resize_error" in body:
                     self.batch.faults["resize_error"] = body["resize_error"]
-                if "start_task_fail" in body:
-                    self.batch.faults["start_task_fail"] = bool(body["start_task_fail"])
+                # true: every start task fails, every node starts unusable;
+                # an integer: the next N do (a reboot then recovers the node).
+                for key in ("start_task_fail", "unusable_nodes"):
+                    if key in body:
+                        v = body[key]
+                        self.batch.faults[key] = v if isinstance(v, int) else bool(v)
             return self.json(dict(self.faults.json(), deletion_delay=self.batch.deletion_delay, **self.batch.faults))
         if name == "preempt" and req.method == "POST":
             with self.batch.lock:

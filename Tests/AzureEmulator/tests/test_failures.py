@@ -4,7 +4,7 @@ azure-batch 15.1.0 and azure-storage-blob: each behaviour as the REST spec
 from datetime import datetime, timedelta, timezone
 
 import azure.batch.models as bm
-from azure.batch.models._models import BatchJobTerminateOptions   # not exported by azure-batch 15.1.0
+from azure.batch.models._models import BatchJobTerminateOptions, BatchNodeRebootOptions, BatchNodeReimageOptions  # not exported by azure-batch 15.1.0
 
 from conftest import STORAGE, STORAGE_KEY, batch_client
 from test_batch import job, pool, wait_tasks
@@ -236,3 +236,30 @@ def test_resize_errors_and_start_task_failures(emulator):
     emulator.admin("wait", {"pool": "s", "allocation": "steady"})
     assert sorted(n.state for n in client.list_nodes("s")) == ["starttaskfailed", "starttaskfailed"]
     assert client.get_pool("s").resize_errors is None
+
+
+def test_nodes_rebooted_reimaged_and_removed(emulator):
+    import pytest
+    from azure.core.exceptions import HttpResponseError
+    client = batch_client(emulator.url)
+    # The next start task fails, and the next node to start is unusable.
+    emulator.admin("faults", {"start_task_fail": 1, "unusable_nodes": 1})
+    pool(client, pool_id="r", nodes=3, start=bm.BatchStartTask(command_line="/bin/true", wait_for_success=True))
+    emulator.admin("wait", {"pool": "r", "allocation": "steady"})
+    nodes = {n.id: n.state for n in client.list_nodes("r")}
+    assert sorted(nodes.values()) == ["idle", "starttaskfailed", "unusable"]
+    failed = next(i for i, s in nodes.items() if s == "starttaskfailed")
+    broken = next(i for i, s in nodes.items() if s == "unusable")
+    # A reboot runs the start task again (it passes now); so does a reimage.
+    # (azure-batch 15.1.0 cannot send a reboot without its options.)
+    client.begin_reboot_node("r", failed, BatchNodeRebootOptions(node_reboot_kind="requeue"), polling_interval=0.1).result()
+    client.begin_reimage_node("r", broken, BatchNodeReimageOptions(node_reimage_option="requeue"), polling_interval=0.1).result()
+    _wait(lambda: sorted(n.state for n in client.list_nodes("r")) == ["idle", "idle", "idle"])
+    with pytest.raises(HttpResponseError) as e:
+        client.begin_reboot_node("r", "tvmps_nosuch_0000", BatchNodeRebootOptions(node_reboot_kind="requeue")).result()
+    assert e.value.status_code == 404 and e.value.error.code == "NodeNotFound"
+    # Removed: the pool is resizing, then steady with one node less and a lower target.
+    client.begin_remove_nodes("r", bm.BatchNodeRemoveOptions(node_ids=[failed]), polling_interval=0.1).result()
+    p = client.get_pool("r")
+    assert p.allocation_state == "steady" and p.current_dedicated_nodes == 2 and p.target_dedicated_nodes == 2
+    assert failed not in [n.id for n in client.list_nodes("r")]

@@ -1,0 +1,73 @@
+"""The Batch service's node operations: reboot, reimage and remove nodes."""
+import time
+
+from .batch_model import BatchError, new_etag
+
+
+class NodeRoutes:
+    """Mixed into BatchService (its pools, runner, lock and errors)."""
+
+    def _node(self, p, node_id):
+        for n in p.nodes:
+            if n.id == node_id:
+                return n
+        raise BatchError(404, "NodeNotFound", "The specified node does not exist.")
+
+    def get_node(self, req, body, pool, node):
+        return self.ok(200, self._node(self._pool(pool), node).json())
+
+    # The spec says a node may be rebooted or reimaged "only if it is in an
+    # idle or running state"; the service's node-error guidance (and Batch
+    # Shipyard's node recovery) reboots `starttaskfailed` and `unusable` nodes
+    # too, which is what a reboot is for. Taken here as the service does.
+    RESTARTABLE = ("idle", "running", "starttaskfailed", "unusable")
+
+    def reboot_node(self, req, body, pool, node):
+        return self._restart(pool, node, "rebooting", (body or {}).get("nodeRebootOption", "requeue"))
+
+    def reimage_node(self, req, body, pool, node):
+        return self._restart(pool, node, "reimaging", (body or {}).get("nodeReimageOption", "requeue"))
+
+    def _restart(self, pool, node, state, option):
+        p = self._pool(pool)
+        n = self._node(p, node)
+        if n.state not in self.RESTARTABLE:
+            raise BatchError(409, "NodeNotReady" if n.state in ("starting", "creating") else "OperationInvalidForCurrentState",
+                             f"The node is {n.state}; it can be {'rebooted' if state == 'rebooting' else 'reimaged'} when idle, running, "
+                             "starttaskfailed or unusable.")
+        self.runner.restart_node(p, n, state, option)
+        return self.ok(202)
+
+    def remove_nodes(self, req, body, pool):
+        """Removes the listed nodes (at most 100), requeueing their running
+        tasks, and lowers the pool's targets by as many: only while steady."""
+        p = self._pool(pool)
+        ids = (body or {}).get("nodeList") or []
+        if len(ids) > 100:
+            raise BatchError(400, "InvalidPropertyValue", "The value provided for one of the properties in the request body is invalid.",
+                             [{"key": "PropertyName", "value": "nodeList"}])
+        if p.state == "deleting":
+            raise BatchError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed.")
+        if p.allocation != "steady":
+            raise BatchError(409, "PoolNotSteady", "The specified pool is not in steady allocation state.")
+        nodes = [self._node(p, i) for i in ids]
+        for n in nodes:
+            for task in list(n.running.values()):
+                task.stop_reason = "requeued"
+                self.runner.kill(task)
+            n.state = "leavingpool"
+            n.state_time = time.time()
+        p.target_dedicated = max(0, p.target_dedicated - sum(1 for n in nodes if not n.low_priority))
+        p.target_low = max(0, p.target_low - sum(1 for n in nodes if n.low_priority))
+        p.allocation = "resizing"
+        p.allocation_time = time.time()
+        p.etag = new_etag()
+
+        def done():
+            for n in nodes:
+                if n in p.nodes:
+                    p.nodes.remove(n)
+            p.allocation = "steady"
+            p.allocation_time = time.time()
+        self.runner.later(self.allocation_delay, done)
+        return self.ok(202, etag=p.etag)

@@ -49,6 +49,12 @@ final class AzureAdapter: TaskAdapter {
         var open: [String: LiveAttempt] = [:]
         /// Tasks the phase stopped (a limit): their end is a cancel.
         var killed: Set<String> = []
+        /// The core quota the job's pool waits for, the wait for its turn
+        /// under way, and how long the first in line waits without word.
+        var coreQuota: String?
+        var coreQuotaTurn: Task<Void, Never>?
+        var coreQuotaStop: AsyncEvent<Void>?
+        var coreQuotaWait = AzureJob.firstQuotaWait
     }
     let state: Locked<StateBox>
     final class StateBox: @unchecked Sendable {
@@ -232,7 +238,10 @@ final class AzureAdapter: TaskAdapter {
         case .poolTrouble(let why?):
             return await poolTrouble(why)
         case .poolTrouble(nil):
+            await leaveCoreQuota()
             return await over(\.poolTroubleSince, Self.runStep)
+        case .coreQuota(let pool, let code, let words):
+            return await coreQuota(pool, code, words)
         case .nodes(let why?):
             await handle.noteRetrying(Self.nodeStep, why)
             return []
@@ -431,6 +440,7 @@ final class AzureAdapter: TaskAdapter {
         let final = az.downloads.snapshot(base: base)
         _ = await handle.setRecord(TransferProgress.key, final.downloads(final.downloaded))
         let record = self.record
+        await leaveCoreQuota()
         await az.az.poller.unwatch(record.batchJobId)
         state.withLock { box in
             for f in box.s.forwarders { f.cancel() }

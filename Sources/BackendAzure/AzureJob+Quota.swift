@@ -1,4 +1,6 @@
+import BatchBackend
 import BatchCore
+import BatchSupport
 import Foundation
 
 extension AzureJob {
@@ -64,5 +66,67 @@ extension AzureJob {
         let reason: String
         let quota: String
         var description: String { "\(reason) while waiting for Azure quota (\(quota))" }
+    }
+}
+
+extension AzureAdapter {
+    /// The job's pool has no node because the account's core quota is full:
+    /// it waits its turn for cores in the account's `QuotaQueue` (in the
+    /// order jobs were accepted, shown on the job), instead of failing after
+    /// `azure.poolFailureGrace`; `limits.wallClock` still counts. At its turn
+    /// (when one of this daemon's pools or Batch jobs goes, or after 30 s
+    /// doubling to 5 min without word) the pool is resized to its target
+    /// again: the service does not retry a resize by itself. The job keeps
+    /// its place until the pool has nodes (`leaveCoreQuota`), or the next
+    /// quiet poll finds it still short and it waits again.
+    func coreQuota(_ pool: String, _ code: String, _ words: String) async -> [TaskReport] {
+        let (queue, order, id, job) = (az.az.quota, az.job.createdAt, az.jobID, az)
+        let ahead = await queue.ahead(code, id, order: order)
+        await handle.noteRetrying(Self.runStep, "\(AzureJob.quotaWords(code, ahead: ahead)); \(words)")
+        let wait: Double? = state.withLock { box in
+            box.s.poolTroubleSince = nil   // the grace is for a pool that cannot recover
+            guard box.s.coreQuotaTurn == nil else { return nil }
+            box.s.coreQuota = code
+            defer { box.s.coreQuotaWait = min(box.s.coreQuotaWait * 2, AzureJob.longestQuotaWait) }
+            return box.s.coreQuotaWait
+        }
+        guard let wait else { return [] }
+        log.info("waiting for Azure quota", metadata: ["quota": "\(code)", "jobs.ahead": "\(ahead)", "pool.id": "\(pool)"])
+        // The wait ends at its turn, or when the job halts or leaves the queue.
+        let stop = AsyncEvent<Void>()
+        let halted = job.control.halt.observe { _ in stop.fire(()) }
+        let turn = Task {
+            defer {
+                job.control.halt.unobserve(halted)
+                state.withLock { $0.s.coreQuotaTurn = nil }
+            }
+            guard await queue.turn(code, id, order: order, refused: true, wait: wait, stop: stop), stop.value == nil else { return }
+            let grown = await job.azureStep("grow pool \(pool) again") { () -> Int in
+                guard let p = try await job.az.batch.pool(pool) else { return 0 }
+                let (dedicated, spot) = (p["targetDedicatedNodes"] as? Int ?? 0, p["targetLowPriorityNodes"] as? Int ?? 0)
+                try await job.az.batch.resizePool(pool, dedicated: dedicated, spot: spot)
+                return dedicated + spot
+            }
+            if case .success(let n)? = grown, n > 0 {
+                log.info("pool resized again after waiting for Azure quota", metadata: ["pool.id": "\(pool)", "quota": "\(code)", "pool.nodes": "\(n)"])
+            }
+        }
+        state.withLock { box in
+            box.s.coreQuotaTurn = turn
+            box.s.coreQuotaStop = stop
+        }
+        return []
+    }
+
+    /// The pool has nodes again (or the run is over): the job leaves the
+    /// core quota's queue, and the next in line may try.
+    func leaveCoreQuota() async {
+        guard let (code, stop) = state.withLock({ box -> (String, AsyncEvent<Void>?)? in
+            guard let code = box.s.coreQuota else { return nil }
+            defer { box.s.coreQuota = nil; box.s.coreQuotaStop = nil; box.s.coreQuotaWait = AzureJob.firstQuotaWait }
+            return (code, box.s.coreQuotaStop)
+        }) else { return }
+        stop?.fire(())
+        await az.az.quota.leave(code, az.jobID)
     }
 }

@@ -50,6 +50,10 @@ public enum PollUpdate: Sendable, Equatable {
     /// Some of its pool's nodes cannot run tasks (batchd reboots them, a
     /// bounded number of times, then removes them), or none (nil).
     case nodes(String?)
+    /// Its pool has no node: the account's core quota (`code`) is full. The
+    /// job waits its turn for cores, then grows the pool again; `poolTrouble(nil)`
+    /// says when the pool has nodes again.
+    case coreQuota(pool: String, code: String, words: String)
 }
 
 /// Credentials Azure refused: what happened, and what to do about it.
@@ -118,6 +122,8 @@ public actor TaskPoller {
     var reboots: [String: Int] = [:]
     var removed: Set<String> = []
     let nodeRecoveries: Int
+    /// Pools last found with no node for want of the account's cores.
+    var shortOfCores: [String: JobTrouble] = [:]
 
     /// A poller for one account.
     public init(client: BatchClient, schedule: PollSchedule = PollSchedule(), nodeRecoveries: Int = 2, logger: Logger) {
@@ -268,6 +274,10 @@ public actor TaskPoller {
                 if !w.poolTrouble { logger.warning("the job's pool cannot run its tasks", metadata: ["batch.job": "\(jobID)", "reason": "\(why)"]) }
                 w.poolTrouble = true
                 w.updates.yield(.poolTrouble(why))
+            case .quota(let pool, let code, let words)?:
+                if !w.poolTrouble { logger.warning("the job's pool waits for the account's core quota", metadata: ["batch.job": "\(jobID)", "reason": "\(words)"]) }
+                w.poolTrouble = true
+                w.updates.yield(.coreQuota(pool: pool, code: code, words: words))
             case .nodes(let why)?:
                 if w.poolTrouble {
                     w.poolTrouble = false
@@ -316,7 +326,12 @@ public actor TaskPoller {
         case pool(String)
         /// Some of its pool's nodes cannot run tasks (batchd reboots them).
         case nodes(String)
+        /// Its pool has no node for want of the account's cores (quota `code`).
+        case quota(pool: String, code: String, words: String)
     }
+
+    /// Resize errors of a pool kept short by the account's core quotas.
+    static let coreQuotas: Set<String> = ["AccountCoreQuotaReached", "AccountLowPriorityCoreQuotaReached", "AccountSpotCoreQuotaReached"]
 
     /// Why the Batch job does not run its open tasks, when the service
     /// says; nil while it can. A job the service ended because its tasks
@@ -354,10 +369,22 @@ public actor TaskPoller {
     func poolTrouble(_ poolID: String, _ pool: [String: Any]) async throws -> JobTrouble? {
         let current = (pool["currentDedicatedNodes"] as? Int ?? 0) + (pool["currentLowPriorityNodes"] as? Int ?? 0)
         if current == 0 {
-            guard pool["allocationState"] as? String == "steady", let e = (pool["resizeErrors"] as? [[String: Any]])?.first else { return nil }
+            // A pool short of cores is still waiting while it resizes again.
+            if let short = shortOfCores[poolID], pool["allocationState"] as? String == "resizing" { return short }
+            guard pool["allocationState"] as? String == "steady", let e = (pool["resizeErrors"] as? [[String: Any]])?.first else {
+                shortOfCores[poolID] = nil
+                return nil
+            }
             let words = AzureRules.serviceWords([e["code"] as? String, e["message"] as? String].compactMap { $0 }.joined(separator: ": "))
+            if let code = e["code"] as? String, Self.coreQuotas.contains(code) {
+                let short = JobTrouble.quota(pool: poolID, code: code, words: "pool \(poolID) has no node (\(words))")
+                shortOfCores[poolID] = short
+                return short
+            }
+            shortOfCores[poolID] = nil
             return .pool("pool \(poolID) has no node and cannot get one (\(words))")
         }
+        shortOfCores[poolID] = nil
         let nodes = try await client.nodes(poolID).compactMap { n -> (id: String, state: String)? in
             guard let id = n["id"] as? String, let state = n["state"] as? String else { return nil }
             return (id, state)

@@ -84,4 +84,26 @@ extension AzureTests {
         #expect(try await rig.requests("batch.remove_nodes") == 1)
         #expect(await d.signal(SIGTERM) == 0)
     }
+
+    @Test("a pool the account's core quota leaves with no node waits its turn for cores (shown, not failed by the grace), and grows when another job's pool goes")
+    func coreQuotaWaitsForCapacity() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  pollMaxInterval: 0.5s\n  poolFailureGrace: 0.1s")
+        _ = try await rig.admin("quotas", ["dedicatedCores": 2])   // one STANDARD_D2S_V3 node
+        let dir = "\(d.root)/first"
+        let gate = "\(dir)/gate"
+        let first = try await submitRunning(d, "first", fields: "pool: {dedicatedNodes: 1}\n", tasks: [Self.gated("a", dir, gate: gate)], started: ["a"])
+        let from = d.log.mark
+        let second = try await submitOnAutoPool(d, "second")
+        try await d.log.wait(from: from, timeout: 60, "the second waits for cores") {
+            $0.contains("waiting for Azure quota") && $0.contains("AccountCoreQuotaReached")
+        }
+        let shown = try await d.batchctl(["show", second])
+        #expect(shown.out.contains("waiting for Azure quota: AccountCoreQuotaReached, 0 jobs ahead"), "\(shown.out)")
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        #expect(try await d.batchctl(["wait", first, "--timeout", "60"], timeout: 80).code == 0)
+        let w = try await d.batchctl(["wait", second, "--timeout", "60"], timeout: 80)
+        #expect(w.code == 0, "the second ran once the first's pool went: \(w.out)\n\(w.err)")
+        #expect(try await rig.requests("batch.resize_pool") >= 1, "its pool was resized again")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
 }

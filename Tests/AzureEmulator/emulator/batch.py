@@ -31,7 +31,7 @@ class BatchService(NodeRoutes):
         # Runs the service put back in the queue (preempted, requeued), by "job/task".
         self.requeues = {}
         # The account's quotas (None: no limit), set at run time.
-        self.quotas = {"activeJobs": None, "pools": None}
+        self.quotas = {"activeJobs": None, "pools": None, "dedicatedCores": None}
         self.lock = threading.RLock()
         self.pools = {}
         self.jobs = {}

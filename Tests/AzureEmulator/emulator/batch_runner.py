@@ -5,6 +5,7 @@ output files are uploaded to their container SAS URLs on the stated condition.""
 import glob
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -57,6 +58,12 @@ RESIZE_ERRORS = {
         "code": "AllocationTimedout",
         "message": "Desired number of dedicated nodes could not be allocated as the resize timeout was reached."},
 }
+
+
+def vm_cores(vm_size):
+    """A VM size's vCPUs, as its name says (Standard_D2s_v3: 2, Standard_F8s_v2: 8)."""
+    m = re.match(r"(?i)^standard_[a-z]+(\d+)", vm_size or "")
+    return int(m.group(1)) if m else 1
 
 
 class TaskFailure(Exception):
@@ -131,12 +138,23 @@ class Runner:
                 # target (no node is added) and says why, as the service does.
                 refusal = self.service.faults.get("resize_error")
                 pool.resize_errors = [RESIZE_ERRORS[refusal]] if refusal in RESIZE_ERRORS else []
+                # The account's dedicated-core quota: nodes are added while
+                # they fit; short of the target, the pool says so. Cores that
+                # free later do not grow it: a new resize does.
+                cores, limit = vm_cores(pool.body.get("vmSize")), self.service.quotas.get("dedicatedCores")
+                used = sum(vm_cores(p.body.get("vmSize")) for p in self.service.pools.values() if p.state != "deleting"
+                           for n in p.nodes if not n.low_priority)
                 for low, target in want:
                     have = [n for n in pool.nodes if n.low_priority == low]
                     for n in have[target:]:
                         if not n.running:
                             pool.nodes.remove(n)
+                            used -= 0 if low else cores
                     for _ in range(0 if pool.resize_errors else target - len(have)):
+                        if not low and limit is not None and used + cores > limit:
+                            pool.resize_errors = [RESIZE_ERRORS["AccountCoreQuotaReached"]]
+                            break
+                        used += 0 if low else cores
                         pool.nodes.append(Node(pool, next(pool.node_index), pool.slots, low))
                 fresh = [n for n in pool.nodes if n.state == "starting"]
             for n in fresh:

@@ -194,10 +194,10 @@ class Emulator:
             with self.batch.lock:
                 return self.json(dict(self.batch.requeues))
         if name == "quotas":
-            # The account's quotas: {"activeJobs": 2, "pools": 1}; null lifts one.
+            # The account's quotas: {"activeJobs": 2, "pools": 1, "dedicatedCores": 4}; null lifts one.
             if req.method == "POST":
                 with self.batch.lock:
-                    for key in ("activeJobs", "pools"):
+                    for key in ("activeJobs", "pools", "dedicatedCores"):
                         if key in body:
                             self.batch.quotas[key] = None if body[key] is None else int(body[key])
             return self.json(self.batch.quotas)

@@ -263,3 +263,22 @@ def test_nodes_rebooted_reimaged_and_removed(emulator):
     p = client.get_pool("r")
     assert p.allocation_state == "steady" and p.current_dedicated_nodes == 2 and p.target_dedicated_nodes == 2
     assert failed not in [n.id for n in client.list_nodes("r")]
+
+
+def test_dedicated_core_quota_stops_a_pool_short_until_a_resize(emulator):
+    client = batch_client(emulator.url)
+    emulator.admin("quotas", {"dedicatedCores": 4})
+    pool(client, pool_id="a", nodes=1)   # STANDARD_D2S_V3: 2 cores each
+    emulator.admin("wait", {"pool": "a", "allocation": "steady"})
+    pool(client, pool_id="b", nodes=2)
+    emulator.admin("wait", {"pool": "b", "allocation": "steady"})
+    b = client.get_pool("b")
+    assert b.current_dedicated_nodes == 1 and b.target_dedicated_nodes == 2
+    assert [e.code for e in b.resize_errors] == ["AccountCoreQuotaReached"]
+    # Cores freed do not grow the pool by themselves; a resize does.
+    client.begin_delete_pool("a", polling_interval=0.1).result()
+    assert client.get_pool("b").current_dedicated_nodes == 1
+    client.begin_resize_pool("b", bm.BatchPoolResizeOptions(target_dedicated_nodes=2), polling_interval=0.1).result()
+    emulator.admin("wait", {"pool": "b", "allocation": "steady"})
+    b = client.get_pool("b")
+    assert b.current_dedicated_nodes == 2 and not b.resize_errors

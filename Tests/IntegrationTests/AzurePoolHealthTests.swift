@@ -58,12 +58,12 @@ extension AzureTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
-    @Test("a pool left with no node by a resize error (the account's core quota) is shown on the job, then fails it after azure.poolFailureGrace")
+    @Test("a pool left with no node by a resize error (no capacity for the VM size) is shown on the job, then fails it after azure.poolFailureGrace")
     func resizeErrorFailsTheJob() async throws {
         let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  pollMaxInterval: 0.5s\n  poolFailureGrace: 3s")
-        _ = try await rig.admin("faults", ["resize_error": "AccountCoreQuotaReached"])
-        let id = try await submitOnAutoPool(d, "cores")
-        try await expectPoolFailure(rig, d, id, "has no node and cannot get one (AccountCoreQuotaReached: The specified account has reached its quota of dedicated cores")
+        _ = try await rig.admin("faults", ["resize_error": "AllocationFailed"])
+        let id = try await submitOnAutoPool(d, "capacity")
+        try await expectPoolFailure(rig, d, id, "has no node and cannot get one (AllocationFailed: Desired number of dedicated nodes could not be allocated")
         #expect(await d.signal(SIGTERM) == 0)
     }
 

@@ -96,11 +96,14 @@ extension AzureAdapter {
         return await az.underQuota("start Batch job \(rec.batchJobId)", quotas: AzureJob.submitQuotas) { () -> String? in
             let body = BatchBodies.job(id: rec.batchJobId, batchdJob: job.jobID, owner: job.az.owner, poolID: rec.autoPool ? nil : rec.poolId,
                                        spec: spec.pool, defaults: defaults, wallClockSeconds: rec.wallClockSeconds, retries: job.job.retries)
-            if try await job.az.batch.createJob(body) { return nil }
-            guard let existing = try await job.az.batch.job(rec.batchJobId),
-                  BatchBodies.metadata(existing)[BatchBodies.jobKey] == job.jobID else {
-                return "a Batch job named \(rec.batchJobId) exists and is not this job's; delete it, then `batchctl retry`"
+            if !(try await job.az.batch.createJob(body)) {
+                guard let existing = try await job.az.batch.job(rec.batchJobId),
+                      BatchBodies.metadata(existing)[BatchBodies.jobKey] == job.jobID else {
+                    return "a Batch job named \(rec.batchJobId) exists and is not this job's; delete it, then `batchctl retry`"
+                }
             }
+            // An auto-pool Batch cannot make completes the job at once.
+            if rec.autoPool, let refusal = try await job.autoPoolRefusal(rec.batchJobId) { throw refusal }
             return nil
         }
     }

@@ -1,4 +1,5 @@
 import BatchBackend
+import BatchControl
 import BatchCore
 import BatchSupport
 import Foundation
@@ -66,6 +67,25 @@ extension AzureJob {
         let reason: String
         let quota: String
         var description: String { "\(reason) while waiting for Azure quota (\(quota))" }
+    }
+}
+
+extension AzureJob {
+    /// Why Batch completed a Batch job with an auto-pool before its tasks
+    /// were in: the pool could not be made (the job's `schedulingError`, as
+    /// the spec says). The pool quota is waited for: the Batch job is deleted
+    /// so that its id can be made again at the job's turn, and the refusal is
+    /// the 409 `underQuota` waits on. Anything else fails the job with the
+    /// service's words. nil when the Batch job says no such thing.
+    func autoPoolRefusal(_ batchJobId: String) async throws -> Error? {
+        guard let j = try await az.batch.job(batchJobId),
+              let e = (j["executionInfo"] as? [String: Any])?["schedulingError"] as? [String: Any] else { return nil }
+        let code = e["code"] as? String ?? "", message = e["message"] as? String ?? ""
+        if Self.submitQuotas.contains(code) {
+            _ = try await az.batch.deleteJob(batchJobId)
+            return BatchServiceError(status: 409, code: code, message: message, operation: "make the auto-pool")
+        }
+        return DaemonError("Batch could not make the job's auto-pool: \(AzureRules.serviceWords("\(code): \(message)"))")
     }
 }
 

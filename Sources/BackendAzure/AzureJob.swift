@@ -446,7 +446,13 @@ extension AzureJob {
                 for task in page where task.state.isOpen {
                     do { bodies.append(try maker.body(task)) } catch let e as TaskBodies.NotStaged { return ("\(e)", 0, false) }
                 }
-                let refused = try await az.batch.addTasks(rec.batchJobId, encoded: bodies, added: { handle.crashPoint("submit.collection") })
+                let refused: [TaskAddResult]
+                do {
+                    refused = try await az.batch.addTasks(rec.batchJobId, encoded: bodies, added: { handle.crashPoint("submit.collection") })
+                } catch let e as BatchServiceError where e.code == "JobCompleted" {
+                    // Completed before its tasks were in: its auto-pool could not be made.
+                    throw try await autoPoolRefusal(rec.batchJobId) ?? e
+                }
                 if let bad = refused.first {
                     let n = refused.count
                     return ("\(n) task(s) could not be added to Batch job \(rec.batchJobId); the first, \(bad.taskID): \(bad.error ?? "error")", 0, false)

@@ -86,4 +86,25 @@ extension AzureTests {
         #expect((statuses["batch.create_job"]?["409"] ?? 0) <= 3, "\(statuses["batch.create_job"] ?? [:])")
         #expect(await d.signal(SIGTERM) == 0)
     }
+
+    @Test("a Batch job whose auto-pool the pool quota refuses (completed by Batch with a schedulingError) waits its turn, and runs when this daemon's other pool goes")
+    func autoPoolQuotaIsWaitedFor() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+        _ = try await rig.admin("quotas", ["pools": 1])
+        let dir = "\(d.root)/first"
+        let gate = "\(dir)/gate"
+        let first = try await submitRunning(d, "first", tasks: [Self.gated("a", dir, gate: gate)], started: ["a"])
+        let from = d.log.mark
+        let second = try await submitOnAutoPool(d, "second")
+        try await d.log.wait(from: from, timeout: 30, "the second waits") { $0.contains("waiting for Azure quota") && $0.contains("PoolQuotaReached") }
+        let shown = try await d.batchctl(["show", second])
+        #expect(shown.out.contains("waiting for Azure quota: PoolQuotaReached, 0 jobs ahead"), "\(shown.out)")
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        #expect(try await d.batchctl(["wait", first, "--timeout", "60"], timeout: 80).code == 0)
+        let w = try await d.batchctl(["wait", second, "--timeout", "60"], timeout: 80)
+        #expect(w.code == 0, "\(w.out)\n\(w.err)")
+        let statuses = (try await rig.admin("stats"))["statuses"] as? [String: [String: Int]] ?? [:]
+        #expect((statuses["batch.add_task_collection"]?["409"] ?? 0) >= 1, "its first Batch job was completed by Batch: \(statuses)")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
 }

@@ -274,7 +274,19 @@ class BatchService(NodeRoutes):
             spec = info["autoPoolSpecification"]
             pool_body = dict(spec.get("pool") or {})
             pool_body["id"] = f"{spec.get('autoPoolIdPrefix', '')}_{uuid.uuid4().hex[:20]}".lstrip("_")[:64]
-            pool_id = self.make_pool(pool_body, auto_for=body["id"]).id
+            try:
+                pool_id = self.make_pool(pool_body, auto_for=body["id"]).id
+            except BatchError as e:
+                # As the spec says: the job is accepted, and if its auto-pool
+                # cannot be made it is moved to completed, with the pool's
+                # error as its schedulingError.
+                job = Job(body, None)
+                job.scheduling_error = {"category": "usererror" if e.status < 500 else "servererror", "code": e.code, "message": e.message,
+                                        "details": [{"name": v["key"], "value": v["value"]} for v in e.values]}
+                job.state, job.end_time = "completed", time.time()
+                job.state_time = job.end_time
+                self.jobs[job.id] = job
+                return self.ok(201, etag=job.etag, modified=job.modified, location=f"{req.base_url}/jobs/{job.id}")
         else:
             raise BatchError(400, "MissingRequiredProperty", "A required property was not specified in the request body.",
                              [{"key": "PropertyName", "value": "poolInfo"}])

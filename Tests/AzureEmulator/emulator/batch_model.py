@@ -107,6 +107,7 @@ class Job:
         self.task_ids = set()   # lower-cased, for the case-blind uniqueness check
         self.terminate_reason = None
         self.end_time = None
+        self.scheduling_error = None
         self.on_all_complete = (body.get("onAllTasksComplete") or "noaction").lower()
         constraints = body.get("constraints") or {}
         self.max_wall = duration_seconds(constraints.get("maxWallClockTime"))
@@ -114,11 +115,15 @@ class Job:
 
     def json(self, base):
         j = dict(self.body)
-        info = {"startTime": now_iso(self.created), "poolId": self.pool_id}
+        info = {"startTime": now_iso(self.created)}
+        if self.pool_id:
+            info["poolId"] = self.pool_id
         if self.end_time:
             info["endTime"] = now_iso(self.end_time)
         if self.terminate_reason:
             info["terminateReason"] = self.terminate_reason
+        if self.scheduling_error:
+            info["schedulingError"] = self.scheduling_error
         j.update({"url": f"{base}/jobs/{self.id}", "eTag": self.etag, "lastModified": now_iso(self.modified),
                   "creationTime": now_iso(self.created), "state": self.state, "stateTransitionTime": now_iso(self.state_time),
                   "executionInfo": info, "onAllTasksComplete": self.on_all_complete,

@@ -7,7 +7,7 @@ import azure.batch.models as bm
 from azure.batch.models._models import BatchJobTerminateOptions, BatchNodeRebootOptions, BatchNodeReimageOptions  # not exported by azure-batch 15.1.0
 
 from conftest import STORAGE, STORAGE_KEY, batch_client
-from test_batch import job, pool, wait_tasks
+from test_batch import IMAGE, job, pool, wait_tasks
 
 
 def container_url(emulator, name):
@@ -282,3 +282,21 @@ def test_dedicated_core_quota_stops_a_pool_short_until_a_resize(emulator):
     emulator.admin("wait", {"pool": "b", "allocation": "steady"})
     b = client.get_pool("b")
     assert b.current_dedicated_nodes == 2 and not b.resize_errors
+
+
+def test_an_auto_pool_that_cannot_be_made_completes_its_job_with_a_scheduling_error(emulator):
+    import pytest
+    from azure.core.exceptions import HttpResponseError
+    client = batch_client(emulator.url)
+    emulator.admin("quotas", {"pools": 0})
+    auto = bm.BatchAutoPoolSpecification(auto_pool_id_prefix="a", pool_lifetime_option="job", pool=bm.BatchPoolSpecification(
+        vm_size="STANDARD_D2S_V3", virtual_machine_configuration=IMAGE, target_dedicated_nodes=1))
+    # Accepted, then completed with the pool's error: nothing was made.
+    client.create_job(bm.BatchJobCreateOptions(id="ja", pool_info=bm.BatchPoolInfo(auto_pool_specification=auto)))
+    j = client.get_job("ja")
+    assert j.state == "completed"
+    assert j.execution_info.scheduling_error.code == "PoolQuotaReached" and j.execution_info.scheduling_error.category == "usererror"
+    assert list(client.list_pools()) == []
+    with pytest.raises(HttpResponseError) as e:
+        client.create_task("ja", bm.BatchTaskCreateOptions(id="t", command_line="/bin/true"))
+    assert e.value.status_code == 409 and e.value.error.code == "JobCompleted"

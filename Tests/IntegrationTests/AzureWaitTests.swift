@@ -107,4 +107,24 @@ extension AzureTests {
         #expect((statuses["batch.add_task_collection"]?["409"] ?? 0) >= 1, "its first Batch job was completed by Batch: \(statuses)")
         #expect(await d.signal(SIGTERM) == 0)
     }
+
+    @Test("task counts that lag (here frozen while every task runs) lose no task: the confirming listings find every end")
+    func laggingCountsMissNothing() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s\n  pollMaxInterval: 0.5s")
+        let dir = "\(d.root)/lag"
+        let gate = "\(dir)/gate"
+        let names = (0..<4).map { "t\($0)" }
+        let id = try await submitRunning(d, "lag", fields: "pool: {dedicatedNodes: 1, slotsPerNode: 4}\n",
+                                         tasks: names.map { Self.gated($0, dir, gate: gate) }, started: names)
+        // From now on the counts say what they say now: all running.
+        _ = try await rig.admin("faults", ["counts_lag": 3600])
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        let w = try await d.batchctl(["wait", id, "--timeout", "60"], timeout: 80)
+        #expect(w.code == 0, "\(w.out)\n\(w.err)")
+        for name in names { #expect(read("\(dir)/output/out-\(name).txt") == "\(name)\n") }
+        #expect(try await d.store().attempts(id).count == 4, "each task recorded once")
+        let counts = try await rig.batch.taskCounts("batchd-\(id)")
+        #expect(counts["running"] == 4 && counts["completed"] == 0, "the counts did lag: \(counts)")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
 }

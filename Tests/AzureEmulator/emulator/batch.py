@@ -387,7 +387,25 @@ class BatchService(NodeRoutes):
             self.end_job(j, "AllTasksComplete")
 
     def task_counts(self, req, body, job):
+        """The job's task counts. The spec says they may lag ("the numbers
+        returned may not always be up to date"): under the `counts_lag` fault
+        (seconds) they are computed afresh only that often, counting from
+        when the fault was set."""
         j = self._job(job)
+        lag = self.faults.get("counts_lag") or 0
+        cached = getattr(j, "counts_seen", None)
+        if not lag or cached is None or time.time() - cached[0] >= lag:
+            j.counts_seen = (time.time(), self.counts(j))
+        return self.ok(200, j.counts_seen[1])
+
+    def freeze_counts(self):
+        """Every job's counts as they are now, for `counts_lag` to hold."""
+        with self.lock:
+            for j in self.jobs.values():
+                j.counts_seen = (time.time(), self.counts(j))
+
+    @staticmethod
+    def counts(j):
         counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
         slots = dict(counts)
         for t in j.tasks.values():
@@ -397,7 +415,7 @@ class BatchService(NodeRoutes):
                 key = "succeeded" if t.result == "success" else "failed"
                 counts[key] += 1
                 slots[key] += t.required_slots
-        return self.ok(200, {"taskCounts": counts, "taskSlotCounts": slots})
+        return {"taskCounts": counts, "taskSlotCounts": slots}
 
     # -- tasks -------------------------------------------------------------
     def _check_open(self, j):

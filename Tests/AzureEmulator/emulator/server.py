@@ -153,6 +153,9 @@ class Emulator:
                         self.blob.deletion_delay = float(body["deletion_delay"])
                 if "addcollection_servererror" in body:
                     self.batch.faults["addcollection_servererror"] = int(body["addcollection_servererror"])
+                if "counts_lag" in body:
+                    self.batch.faults["counts_lag"] = float(body["counts_lag"] or 0)
+                    self.batch.freeze_counts()
                 if "resize_error" in body:
                     self.batch.faults["resize_error"] = body["resize_error"]
                 # true: every start task fails, every node starts unusable;

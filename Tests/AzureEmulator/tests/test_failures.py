@@ -300,3 +300,19 @@ def test_an_auto_pool_that_cannot_be_made_completes_its_job_with_a_scheduling_er
     with pytest.raises(HttpResponseError) as e:
         client.create_task("ja", bm.BatchTaskCreateOptions(id="t", command_line="/bin/true"))
     assert e.value.status_code == 409 and e.value.error.code == "JobCompleted"
+
+
+def test_task_counts_may_lag(emulator):
+    client = batch_client(emulator.url)
+    emulator.admin("faults", {"counts_lag": 30})
+    pool(client, nodes=1)
+    job(client)
+    assert client.get_job_task_counts("j").task_counts.active == 0   # seen now: held for 30 s
+    client.create_task("j", bm.BatchTaskCreateOptions(id="t", command_line="/bin/true"))
+    wait_tasks(client, "j")
+    # The list is exact; the counts are what they were.
+    assert [t.state for t in client.list_tasks("j")] == ["completed"]
+    c = client.get_job_task_counts("j").task_counts
+    assert (c.active, c.completed) == (0, 0)
+    emulator.admin("faults", {"counts_lag": 0})
+    assert client.get_job_task_counts("j").task_counts.completed == 1

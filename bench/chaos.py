@@ -13,7 +13,9 @@ the checks a user relies on:
 Faults: throttling bursts, dropped connections, latency, servererror and
 timed-out add-collections, preempted nodes, Entra tokens expired, this
 machine's clock 20 minutes off for a moment, running tasks deleted behind
-batchd's back, the job's output container deleted.
+batchd's back, the job's output container deleted (a task to run again
+after its Batch job ended goes to the next one), a node that comes up
+unusable (rebooted by batchd).
 
 Usage: bench/chaos.py [--tasks N] [--seed S] [--faults a,b,...] [--out FILE] [--keep]
 (make chaos: 2,000 tasks, result in bench/chaos.json and BENCHMARKS.md;
@@ -33,7 +35,8 @@ import common  # noqa: E402
 import conftest  # noqa: E402  (on the path through common)
 
 # (name, weight): how often each fault is picked.
-FAULTS = [("throttle", 5), ("latency", 2), ("drops", 2), ("preempt", 3), ("token", 2), ("skew", 1), ("vanish", 3), ("container", 1)]
+FAULTS = [("throttle", 5), ("latency", 2), ("drops", 2), ("preempt", 3), ("token", 2), ("skew", 1), ("vanish", 3), ("container", 1),
+          ("unusable", 1)]
 POLLING = ("batch.task_counts", "batch.list_tasks", "batch.get_job", "batch.get_pool", "batch.list_nodes")
 
 
@@ -77,6 +80,10 @@ class Chaos:
             if not running:
                 return
             self.client.delete_task(batch_job, rng.choice(running))
+        elif name == "unusable":
+            # The next node to start (a preempted one's replacement) is
+            # unusable until batchd reboots it.
+            em.admin("faults", {"unusable_nodes": 1})
         elif name == "container":
             try:
                 self.blobs.delete_container(self.container)

@@ -68,12 +68,9 @@ scripts/setup.sh bench && .venv/bin/python bench/run.py --quick
 bench_rc=$?
 
 # The Azure chaos soak at a tenth of its size (make chaos runs it whole):
-# the emulator's faults at random, seeded; its checks, no time asserted.
-# Not yet the output container deleted or tasks deleted behind batchd's
-# back: near a job's end they make a task run again after its Batch job
-# ended, which fails the job and can leave a run unrecorded (issue 23's
-# open point; make chaos fires them and BENCHMARKS.md shows the result).
-.venv/bin/python bench/chaos.py --tasks 200 --seed 23 --faults throttle,latency,drops,preempt,token,skew > /tmp/batchd-chaos.json
+# every one of the emulator's faults at random, seeded; its checks, no
+# time asserted (its polling budget is checked at full size only).
+.venv/bin/python bench/chaos.py --tasks 200 --seed 23 > /tmp/batchd-chaos.json
 chaos_rc=$?
 echo "chaos: $(grep -o '"checks": "passed"' /tmp/batchd-chaos.json || echo 'FAILED, see /tmp/batchd-chaos.json')"
 

@@ -88,6 +88,9 @@ public actor TaskPoller {
         var open: Set<String> = []
         /// Polls since the job's tasks were last listed in full.
         var sinceFullList = 0
+        /// The last listing found tasks that changed: the next poll lists
+        /// again without asking the counts first.
+        var busy = false
         /// The last poll was refused for its credentials.
         var refused = false
         /// The job was found ended behind batchd's back (said once).
@@ -201,17 +204,20 @@ public actor TaskPoller {
             w.completed.subtract(again)
             watches[jobID] = w
         }
-        let counts: [String: Int]
-        do { counts = try await client.taskCounts(jobID) } catch {
-            return classify(error, jobID, w.generation)
+        // While the last listing found tasks changing, they are still ending:
+        // list again at once, without asking the counts first (they would
+        // only say so, for a call more each poll). The counts kept meanwhile
+        // are an estimate.
+        let busy = w.busy
+        var counts = w.counts
+        if !busy {
+            do { counts = try await client.taskCounts(jobID) } catch {
+                return classify(error, jobID, w.generation)
+            }
+            accepted(&w, jobID)
         }
-        if w.refused {
-            w.refused = false
-            w.updates.yield(.refused(nil))
-            if watches[jobID]?.generation == w.generation { watches[jobID]?.refused = false }
-        }
-        let moved = counts != w.counts
-        if let before = w.counts["completed"] { roundEnded += max(0, (counts["completed"] ?? 0) - before) }
+        let moved = busy || counts != w.counts
+        if !busy, let before = w.counts["completed"] { roundEnded += max(0, (counts["completed"] ?? 0) - before) }
         roundLive += (counts["active"] ?? 0) + (counts["running"] ?? 0)
         w.quietPolls = moved ? 0 : w.quietPolls + 1
         guard moved || w.quietPolls % confirmEvery == 0 else {
@@ -223,6 +229,7 @@ public actor TaskPoller {
         do { listed = try await client.tasks(jobID, filter: filter, select: Self.fields) } catch {
             return classify(error, jobID, w.generation)
         }
+        if busy { accepted(&w, jobID) }
         var snapshots = listed.compactMap(Self.snapshot).filter { !w.boundary.contains("\($0.id) \($0.transitionTime)") }
         // Safety net: a quiet confirm poll whose counts say more tasks are
         // complete than were reported (a change that became visible after a
@@ -239,6 +246,12 @@ public actor TaskPoller {
         }
         guard watches[jobID]?.generation == w.generation else { return .quiet }   // unwatched meanwhile
         w.counts = counts
+        w.busy = !snapshots.isEmpty
+        if busy {
+            let ended = snapshots.filter { $0.state == "completed" && !w.completed.contains($0.id) }.count
+            roundEnded += ended
+            w.counts["completed", default: 0] += ended
+        }
         if let latest = snapshots.max(by: { Self.timeKey($0.transitionTime) < Self.timeKey($1.transitionTime) }),
            Self.timeKey(latest.transitionTime) >= Self.timeKey(w.since ?? "") {
             if Self.timeKey(latest.transitionTime) > Self.timeKey(w.since ?? "") { w.boundary = [] }
@@ -316,6 +329,14 @@ public actor TaskPoller {
         watches[jobID] = w
         if !snapshots.isEmpty { w.updates.yield(.tasks(snapshots)) }
         return snapshots.isEmpty ? .quiet : .changed
+    }
+
+    /// A call about the job went through: a credential refusal is over.
+    func accepted(_ w: inout Watch, _ jobID: String) {
+        guard w.refused else { return }
+        w.refused = false
+        w.updates.yield(.refused(nil))
+        if watches[jobID]?.generation == w.generation { watches[jobID]?.refused = false }
     }
 
     /// Why a Batch job's open tasks do not run.

@@ -134,10 +134,14 @@ public enum AzureRules {
     }
 
     /// Failures Batch retries itself, up to the job's `maxTaskRetryCount`:
-    /// it retries a task whose exit code is not 0 (a task past its
-    /// `maxWallClockTime` gets one). Anything else it reports once, and
-    /// batchd retries it (an upload the node could not make, say).
-    public static let retriedByService: Set<OutcomeKind> = [.exited, .timedOut]
+    /// it "retries a Task if its exit code is nonzero". Anything else it
+    /// reports once, and batchd retries it (an upload the node could not
+    /// make, say). Whether a task the service ended at its
+    /// `maxWallClockTime` gets an exit code, and so a retry, the spec does
+    /// not say; batchd retries it itself, within what is left of `retries`
+    /// after the service's own retries (`retryCount`), so it is retried
+    /// once either way.
+    public static let retriedByService: Set<OutcomeKind> = [.exited]
 
     /// What a completed task's state on the service means here. Only
     /// `result: success` is a success: a task that exited 0 but whose

@@ -89,4 +89,21 @@ extension AzureTests {
         #expect(first && next, "both Batch jobs deleted by the cleanup")
         #expect(await d.signal(SIGTERM) == 0)
     }
+
+    @Test("a task Batch ended at its timeout (maxWallClockTime) runs again within retries, its first attempt recorded timedOut")
+    func timedOutTaskIsRetried() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+        let dir = "\(d.root)/slow"
+        // The first run outlasts its 1 s; the second is quick.
+        let id = try await submitRunning(d, "slow", fields: "retries: 1\ntimeout: 1s\n", tasks: [
+            "{id: slow, command: \"touch \(dir)/started-slow; if [ -e \(dir)/ran ]; then echo slow > out-slow.txt; else touch \(dir)/ran; sleep 30; fi\"}",
+        ], started: ["slow"])
+        let w = try await d.batchctl(["wait", id, "--timeout", "60"], timeout: 80)
+        #expect(w.code == 0, "\(w.out)\n\(w.err)")
+        let attempts = try await d.store().attempts(id).sorted { $0.attempt < $1.attempt }
+        #expect(attempts.map(\.outcome) == [.timedOut, .exited], "\(attempts)")
+        #expect(read("\(dir)/output/out-slow.txt") == "slow\n")
+        #expect(try await rig.requests("batch.delete_task") == 1, "added again by batchd, not retried by the emulator")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
 }

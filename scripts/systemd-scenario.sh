@@ -136,12 +136,15 @@ command: sleep 300
 EOF
 g 'chown alice:alice /home/alice/sleepy.yaml'
 submit_running alice '~/sleepy.yaml' 2; sleepy=$submitted
-out=$(u bob "batchctl cancel $sleepy 2>&1"); say "bob cancels alice's job: $out"
-u alice "batchctl wait $sleepy --timeout 60" >/dev/null
+out=$(u bob "batchctl cancel $sleepy 2>&1"); rc=$?; say "bob cancels alice's job: rc=$rc: $out"
+check "bob may not cancel alice's job (batchctl fails)" test "$rc" -ne 0
+check "… and is told who may" grep -q "only its submitter or an operator (root" <<<"$out"
+check "… and her job still runs" test "$(field alice "$sleepy" "j['state']")" = running
 id=$(field alice "$sleepy" "j['id']")
-bobuid=$(g 'id -u bob')
+out=$(g "batchctl cancel $id 2>&1"); say "root (an operator) cancels alice's job: $out"
+u alice "batchctl wait $sleepy --timeout 60" >/dev/null
 check "the job's story says who cancelled it (uid and user name, with BATCHD_JOB)" \
-  g "journalctl BATCHD_JOB=$id BATCHD_REQUESTER_USER=bob BATCHD_REQUESTER_UID=$bobuid -o cat | grep -q 'cancel requested'"
+  g "journalctl BATCHD_JOB=$id BATCHD_REQUESTER_USER=root BATCHD_REQUESTER_UID=0 -o cat | grep -q 'cancel requested'"
 
 # --- reload ------------------------------------------------------------------------------
 g "sed -i 's/^  slots: 0/  slots: 3/; s/^shutdownGrace: 30s/shutdownGrace: 4s/; s/^  killGrace: 10s/  killGrace: 3s/' /etc/batchd/batchd.yaml"

@@ -18,6 +18,10 @@ public struct DaemonConfig: Sendable, Equatable {
     public var typesDirectory = "/etc/batchd/types"
     /// How long running tasks may go on finishing after SIGTERM before they are stopped.
     public var shutdownGrace: Double = 30
+    /// The group whose members are operators, as root and the service user
+    /// are: they may cancel and retry any job and run pool commands and
+    /// `files prune`. None by default.
+    public var operators: String?
     /// Local backend settings.
     public var local = Local()
     /// The backends' own sections (`azure:`, `slurm:`), as written: each
@@ -90,7 +94,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public func slotCount(cores: Int) -> Int { local.slots > 0 ? local.slots : max(1, cores) }
 
     /// The daemon's own keys (a backend's section is any other mapping).
-    public static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "local", "debug", "types"]
+    public static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "operators", "local", "debug", "types"]
     static let localKeys = ["slots", "killGrace", "exec", "passEnvironment"]
 
     /// Reads a config file. Relative paths in it are relative to the file's directory.
@@ -143,6 +147,12 @@ public struct DaemonConfig: Sendable, Equatable {
                     throw fail(value, name, "'\(c.defaultBackend)' is not a backend name", "e.g. local")
                 }
             case "shutdownGrace": c.shutdownGrace = try seconds(value, name)
+            case "operators":
+                let group = try str(value, name)
+                guard group.range(of: "^[a-z_][a-z0-9_-]{0,31}$", options: .regularExpression) != nil else {
+                    throw fail(value, name, "'\(group)' is not a group name", "a system group, e.g. batchd-operators")
+                }
+                c.operators = group
             case "local":
                 guard let local = value.mapping else { throw fail(value, name, "expected a mapping") }
                 for (k, v) in local {

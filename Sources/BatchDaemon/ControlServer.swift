@@ -30,11 +30,25 @@ struct ControlServer: Service {
     /// Time a client has to send its whole request.
     static let deadline = 5.0
 
-    /// Who is at the other end of a connection.
+    /// Who is at the other end of a connection, as the kernel said at
+    /// connect (the pid only for the log).
     struct Peer: Sendable, CustomStringConvertible {
         let pid: Int32
         let uid: UInt32
+        let gid: UInt32
+        let groups: Set<UInt32>
         var description: String { "uid \(uid) pid \(pid)" }
+        var requester: Requester { Requester(uid: uid, gid: gid, groups: groups, name: Submitter.lookup(uid: uid).name) }
+
+        /// The peer of a connected socket; nil when the kernel would not say.
+        static func of(_ fd: Int32) -> Peer? {
+            var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
+            guard batchd_peer_credentials(fd, &pid, &uid, &gid) == 0 else { return nil }
+            var list = [UInt32](repeating: 0, count: 65536)
+            let n = batchd_peer_groups(fd, &list, Int32(list.count))
+            // Without its groups, only its uid and primary group count.
+            return Peer(pid: pid, uid: uid, gid: gid, groups: Set(list.prefix(Int(max(0, n)))))
+        }
     }
 
     struct Request: Sendable {
@@ -94,8 +108,7 @@ struct ControlServer: Service {
                 defer { free.signal() }
                 var tv = timeval(tv_sec: Int(deadline), tv_usec: 0)
                 setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
-                let peer = batchd_peer_credentials(client, &pid, &uid, &gid) == 0 ? Peer(pid: pid, uid: uid) : nil
+                let peer = Peer.of(client)
                 let body: Result<ControlRequest, ControlFailure>
                 if let line = ControlClient.readLine(client, limit: 64 << 10, within: deadline) {
                     do { body = .success(try JSONDecoder().decode(ControlRequest.self, from: line)) } catch {
@@ -147,17 +160,18 @@ struct ControlServer: Service {
             let (used, limit) = supervisor.ctx.slots.usage
             return ControlReply(ok: true, jobs: await supervisor.activeJobs, slots: .init(used: used, limit: limit))
         case .cancel(let job):
-            do { return ControlReply(ok: true, job: try await supervisor.cancel(job, by: peer.map { Submitter.lookup(uid: $0.uid) }).id) } catch {
+            do { return ControlReply(ok: true, job: try await supervisor.cancel(job, by: peer?.requester, authority: await supervisor.authority).id) } catch {
                 return .refused("\(error)")
             }
         case .retry(let job):
             do {
-                let (record, n) = try await supervisor.retry(job, by: peer.map { Submitter.lookup(uid: $0.uid) })
+                let (record, n) = try await supervisor.retry(job, by: peer?.requester, authority: await supervisor.authority)
                 return ControlReply(ok: true, job: record.id, tasks: n)
             } catch {
                 return .refused("\(error)")
             }
         case .pools:
+            if let refusal = await supervisor.authority.refusal(peer?.requester, operatorsOnly: "pools") { return .refused(refusal) }
             var owner: String?
             var items: [ControlReply.PoolItem] = []
             do {
@@ -180,6 +194,8 @@ struct ControlServer: Service {
             case .poolDelete(let id): .delete(id: id)
             default: preconditionFailure("not a pool request")
             }
+            let verb = switch change { case .create: "create"; case .resize: "resize"; case .delete: "delete" }
+            if let refusal = await supervisor.authority.refusal(peer?.requester, operatorsOnly: "pool \(verb)") { return .refused(refusal) }
             do {
                 for backend in supervisor.ctx.backends.all {
                     if let done = try await backend.managePool(change) { return ControlReply(ok: true, detail: done) }
@@ -191,6 +207,7 @@ struct ControlServer: Service {
         case .filesPut(let paths, let backend):
             return await FilesControl(ctx: supervisor.ctx).put(paths, backend: backend, uid: peer?.uid)
         case .filesPrune(let unusedFor, let apply, let backend):
+            if let refusal = await supervisor.authority.refusal(peer?.requester, operatorsOnly: "files prune") { return .refused(refusal) }
             return await FilesControl(ctx: supervisor.ctx).prune(unusedFor: unusedFor, apply: apply, backend: backend)
         case .view:
             var reply = ControlReply(ok: true)

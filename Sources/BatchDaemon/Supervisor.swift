@@ -26,6 +26,8 @@ public actor Supervisor: Service {
     private let idle = AsyncEvent<Void>()
     /// The settings that may change on reload.
     private var config: DaemonConfig
+    /// Who may do what over the control socket, under the current config.
+    var authority: ControlAuthority { ControlAuthority(operators: config.operators) }
     private let queue: AsyncStream<String>
     private let queueInput: AsyncStream<String>.Continuation
     /// Fired once every unfinished job has been reconciled.
@@ -87,8 +89,9 @@ public actor Supervisor: Service {
 
     /// Runs a failed job's failed tasks again (each with its retries back),
     /// asked by `requester` (named in the job's journal story).
-    func retry(_ idOrName: String, by requester: Submitter? = nil) async throws -> (JobRecord, Int) {
+    func retry(_ idOrName: String, by requester: Requester? = nil, authority: ControlAuthority? = nil) async throws -> (JobRecord, Int) {
         guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
+        if let refusal = authority?.refusal(requester, "retry", job) { throw DaemonError(refusal) }
         guard controls[job.id] == nil else { throw DaemonError("job \(job.id) is still \(job.phase.rawValue)") }
         let backend = ctx.backends.forJob(job.backend)
         guard backend.canRetry else {
@@ -117,8 +120,9 @@ public actor Supervisor: Service {
 
     /// Cancels a job by id or name, asked by `requester` (named in the
     /// job's journal story: `journalctl BATCHD_JOB=<id>` tells who ended it).
-    func cancel(_ idOrName: String, by requester: Submitter? = nil) async throws -> JobRecord {
+    func cancel(_ idOrName: String, by requester: Requester? = nil, authority: ControlAuthority? = nil) async throws -> JobRecord {
         guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
+        if let refusal = authority?.refusal(requester, "cancel", job) { throw DaemonError(refusal) }
         if job.phase.isTerminal { throw DaemonError("job \(job.id) has already \(job.phase)") }
         try await ctx.store.requestCancel(job.id)
         let control = controls[job.id]
@@ -132,7 +136,7 @@ public actor Supervisor: Service {
 
     /// Who asked, as journal fields: BATCHD_REQUESTER_UID and
     /// BATCHD_REQUESTER_USER (the uid's name, or its number when it has none).
-    func requesterMetadata(_ requester: Submitter?) -> Logger.Metadata {
+    func requesterMetadata(_ requester: Requester?) -> Logger.Metadata {
         guard let requester else { return ["requester.uid": "unknown"] }
         return ["requester.uid": "\(requester.uid)", "requester.user": "\(requester.name ?? "uid \(requester.uid)")"]
     }

@@ -85,6 +85,15 @@ int batchd_peer_credentials(int fd, int *pid, unsigned *uid, unsigned *gid) {
     *gid = c.gid;
     return 0;
 }
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
+
+int batchd_peer_groups(int fd, unsigned *groups, int max) {
+    socklen_t n = (socklen_t)(max * (int)sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &n) != 0) return -1;
+    return (int)(n / sizeof(gid_t));
+}
 const int batchd_AT_EMPTY_PATH = AT_EMPTY_PATH;
 
 int batchd_fsetxattr(int fd, const char *name, const void *value, unsigned long size) {

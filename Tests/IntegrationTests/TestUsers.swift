@@ -23,7 +23,11 @@ enum TestUsers {
         let alice: TestUser
         let bob: TestUser
         let eve: TestUser
+        /// In the daemon's group and in the operators group (`operators: batchd-it-ops`).
+        let oper: TestUser
     }
+    /// The operators group `oper` is in.
+    static let operators = "batchd-it-ops"
 
     static let all: Set? = {
         guard geteuid() == 0 else { return nil }
@@ -48,7 +52,9 @@ enum TestUsers {
               let alice = user("batchd-it-alice", group: "batchd-it-alice", extra: ["batchd-it"]),
               let bob = user("batchd-it-bob", group: "batchd-it-bob", extra: ["batchd-it"]),
               let eve = user("batchd-it-eve", group: "batchd-it-eve", extra: []) else { return nil }
-        return Set(service: service, alice: alice, bob: bob, eve: eve)
+        run(["/usr/sbin/groupadd", "-f", "-r", operators])
+        guard let oper = user("batchd-it-oper", group: "batchd-it-oper", extra: ["batchd-it", operators]) else { return nil }
+        return Set(service: service, alice: alice, bob: bob, eve: eve, oper: oper)
     }()
 
     /// Gives `path` (and, with `recursive`, everything under it) to `user`.

@@ -44,6 +44,11 @@ int batchd_setxattr(const char *path, const char *name, const void *value, unsig
 /// (SO_PEERCRED); 0 on success, -1 with errno set.
 int batchd_peer_credentials(int fd, int *pid, unsigned *uid, unsigned *gid);
 
+/// The supplementary groups of the process at the other end of a Unix
+/// socket, as they were when it connected (SO_PEERGROUPS): how many were
+/// written to `groups` (at most `max`); -1 with errno set (ERANGE: more than `max`).
+int batchd_peer_groups(int fd, unsigned *groups, int max);
+
 /// The file system type (statfs(2)'s f_type) of what `fd` refers to; -1 on error.
 long batchd_fs_type(int fd);
 

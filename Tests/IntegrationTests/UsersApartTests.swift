@@ -1,0 +1,78 @@
+import BatchCore
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A shared service keeps its users apart (issue 24): with real users, made
+/// by useradd, and the daemon as a service user of its own.
+@Suite("A shared service keeps its users apart", .serialized)
+struct UsersApartTests {
+    @Test("only a job's submitter or an operator may cancel or retry it, and pool commands and files prune are for operators; a refusal says who may, and the journal names who did",
+          .timeLimit(.minutes(3)))
+    func ownersAndOperators() async throws {
+        guard let users = TestUsers.all else {
+            print("users-apart tests: skipped (they need root to make test users)")
+            return
+        }
+        let (svc, alice, bob, oper) = (users.service, users.alice, users.bob, users.oper)
+        let d = try DaemonHarness(slots: 2, extra: "operators: \(TestUsers.operators)\n")
+        d.user = svc
+        chmod(d.root, 0o755)
+        for dir in [d.state, "\(d.root)/run"] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            chmod(dir, 0o750)
+            TestUsers.give(dir, to: svc)
+        }
+        let home = "\(d.root)/alice"
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        for name in ["one", "two"] {
+            try write("name: \(name)\ncommand: sleep 300\ntasks: [{}]\n", home, "\(name).yaml")
+        }
+        TestUsers.give(home, to: alice, recursive: true)
+        chmod(home, 0o2770)
+        lchown(home, alice.uid, svc.gid)
+        try await d.start()
+
+        func submit(_ name: String) async throws -> String {
+            let from = d.log.mark
+            let r = try await d.batchctl(["submit", "\(home)/\(name).yaml"], as: alice)
+            #expect(r.code == 0, "\(r.err)")
+            try await d.log.wait(from: from, timeout: 30, "\(name) accepted") { $0.contains("job accepted") }
+            return try #require(try await d.store().jobs(limit: 1).first).id
+        }
+        let one = try await submit("one")
+
+        // bob may neither cancel nor retry alice's job, and is told who may.
+        let who = "only its submitter or an operator (root, the service user \(svc.name), or a member of group \(TestUsers.operators)) may"
+        let cancel = try await d.batchctl(["cancel", one], as: bob)
+        #expect(cancel.code != 0 && cancel.err.contains("permission denied: job \(one) is \(alice.name) (uid \(alice.uid))'s; \(who) cancel it"),
+                "\(cancel.err)")
+        let retry = try await d.batchctl(["retry", one], as: bob)
+        #expect(retry.code != 0 && retry.err.contains("\(who) retry it"), "\(retry.err)")
+        #expect(try await d.store().job(one)?.cancelRequested == false, "alice's job was not touched")
+        // Operators' commands are refused to bob, with who may run them.
+        for args in [["pools"], ["pool", "delete", "p1"], ["files", "prune", "--unused-for", "1d"]] {
+            let r = try await d.batchctl(args, as: bob)
+            #expect(r.code != 0 && r.err.contains("is for operators: root, the service user \(svc.name), or a member of group \(TestUsers.operators)"),
+                    "\(args): \(r.err)")
+        }
+
+        // An operator may; the story names who, by uid and name.
+        let from = d.log.mark
+        let byOperator = try await d.batchctl(["cancel", one], as: oper)
+        #expect(byOperator.code == 0, "\(byOperator.err)")
+        try await d.log.wait(from: from, timeout: 30, "the cancel logged") { $0.contains("cancel requested") }
+        let line = d.log.lines.last { $0.contains("cancel requested") } ?? ""
+        #expect(line.contains("\(oper.uid)") && line.contains(oper.name), "\(line)")
+        #expect(try await d.batchctl(["files", "prune", "--unused-for", "1d"], as: oper).code == 0)
+
+        // alice may cancel her own.
+        let two = try await submit("two")
+        let own = try await d.batchctl(["cancel", two], as: alice)
+        #expect(own.code == 0, "\(own.err)")
+        #expect(await d.signal(SIGTERM) == 0)
+        try? FileManager.default.removeItem(atPath: d.root)
+    }
+}

@@ -20,7 +20,15 @@ struct Waiter {
         let end = deadline(timeout)
         var store: Store?   // opened once it exists (the daemon may not have run yet)
         while true {
-            if store == nil { store = try? Store(readOnlyPath: config.databasePath) }
+            if store == nil {
+                do { store = try Store(readOnlyPath: config.databasePath) } catch {
+                    // Only a database not made yet is worth waiting for: one this
+                    // user may not read never will be (said at once, as `show` does).
+                    if FileManager.default.fileExists(atPath: config.databasePath) || !Self.reachable(config.databasePath) {
+                        throw CLIError(3, "\(error); the manifest is in the inbox, and the daemon takes it")
+                    }
+                }
+            }
             if let store, let job = try? await store.job(sourceFile: name) {
                 if !json { say("job \(job.id) accepted") }
                 return job.id
@@ -38,6 +46,12 @@ struct Waiter {
             if let end, ContinuousClock.now >= end { throw CLIError(5, "timed out waiting for the daemon to take \(name) (is it running?)") }
             try await Task.sleep(for: interval)
         }
+    }
+
+    /// Whether this user may look into the database's directory (else they
+    /// could not tell whether it exists, and never read it).
+    static func reachable(_ path: String) -> Bool {
+        access((path as NSString).deletingLastPathComponent, X_OK) == 0
     }
 
     /// Waits until the job is over, prints its summary, and exits 0 only if it succeeded.

@@ -75,4 +75,35 @@ struct UsersApartTests {
         #expect(await d.signal(SIGTERM) == 0)
         try? FileManager.default.removeItem(atPath: d.root)
     }
+
+    @Test("batchctl submit --wait, by a submitter who may not read the database, says so at once instead of waiting")
+    func waitingOnWhatOneMayNotRead() async throws {
+        guard let users = TestUsers.all else {
+            print("users-apart tests: skipped (they need root to make test users)")
+            return
+        }
+        let (svc, alice) = (users.service, users.alice)
+        // The inbox the group's, the state directory the service user's alone.
+        let d = try DaemonHarness(slots: 1, inbox: "inbox")
+        d.user = svc
+        chmod(d.root, 0o755)
+        for dir in [d.state, "\(d.root)/run", "\(d.root)/inbox"] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            TestUsers.give(dir, to: svc)
+        }
+        chmod(d.state, 0o700)
+        chmod("\(d.root)/run", 0o750)
+        chmod("\(d.root)/inbox", 0o1770)
+        let home = "\(d.root)/alice"
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        try write("name: quick\ncommand: true\ntasks: [{}]\n", home, "quick.yaml")
+        TestUsers.give(home, to: alice, recursive: true)
+        chmod(home, 0o2770)
+        lchown(home, alice.uid, svc.gid)
+        try await d.start()
+        let r = try await d.batchctl(["submit", "\(home)/quick.yaml", "--wait", "--timeout", "30"], timeout: 60, as: alice)
+        #expect(r.code == 3 && r.err.contains("permission denied reading the database"), "exit \(r.code): \(r.err)")
+        #expect(await d.signal(SIGTERM) == 0)
+        try? FileManager.default.removeItem(atPath: d.root)
+    }
 }

@@ -135,10 +135,12 @@ final class AzureAdapter: TaskAdapter {
     /// if it was deleted. When the Batch job has ended because every task
     /// in it completed, the tasks go to the next one (`nextBatchJob`).
     func launch(_ tasks: [Int]) async -> Launched {
-        guard let all = await handle.tasks(), let inputs = await handle.stagedInputs() else { return .interrupted }
-        let wanted = Set(tasks)
-        let records = all.filter { wanted.contains($0.idx) && $0.state == .pending }
+        // Only these tasks and their inputs are read, not the whole job's.
+        guard let read = await handle.tasks(tasks) else { return .interrupted }
+        let records = read.filter { $0.state == .pending }
         guard !records.isEmpty else { return .launched([], waiters: []) }
+        let sources = Set(handle.spec.sharedInputs.map(\.source) + records.flatMap { $0.inputs.map(\.source) })
+        guard let inputs = await handle.stagedInputs(Array(sources)) else { return .interrupted }
         let lifetime: SASLifetime
         do { lifetime = try az.azurePlan().1 } catch { return .failed(reason: "\(error)") }
         let current = record

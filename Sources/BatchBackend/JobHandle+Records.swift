@@ -22,6 +22,11 @@ extension JobHandle {
         try await store.tasks(job.id, after: after, limit: limit)
     }
 
+    /// The tasks with these indices, by index.
+    public func tasks(_ indices: [Int]) async -> [TaskRecord]? {
+        await retrying("read tasks", { try await store.tasks(job.id, indices: indices) })
+    }
+
     /// One task (`.some(nil)` when there is no such task).
     public func task(_ idx: Int) async -> TaskRecord?? {
         await retrying("read a task", { try await store.task(job.id, idx: idx) })
@@ -40,6 +45,11 @@ extension JobHandle {
     /// What staging recorded: each input's content and, where it went, its blob.
     public func stagedInputs() async -> [InputRecord]? {
         await retrying("read inputs", { try await store.inputs(job.id) })
+    }
+
+    /// What staging recorded for these sources only.
+    public func stagedInputs(_ sources: [String]) async -> [InputRecord]? {
+        await retrying("read inputs", { try await store.inputs(job.id, sources: sources) })
     }
 
     /// Hashes computed before, by path (valid while the file is unchanged).

@@ -176,6 +176,21 @@ extension Store {
         }
     }
 
+    /// Staged inputs of a job with these sources (primary-key reads, 500 at
+    /// a time): what a few tasks need, without the job's whole list.
+    public func inputs(_ jobID: String, sources: [String]) async throws -> [InputRecord] {
+        var out: [InputRecord] = []
+        for start in stride(from: 0, to: sources.count, by: 500) {
+            let chunk = Array(sources[start..<min(start + 500, sources.count)])
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            out += try await db.read { db in
+                try InputRecord.fetchAll(db, sql: "SELECT * FROM inputs WHERE job_id = ? AND source IN (\(marks))",
+                                         arguments: StatementArguments([jobID] + chunk))
+            }
+        }
+        return out
+    }
+
     /// Staged inputs of a job.
     public func inputs(_ jobID: String) async throws -> [InputRecord] {
         try await db.read { db in
@@ -208,6 +223,21 @@ extension Store {
 }
 
 extension Store {
+    /// The tasks with these indices (500 at a time), in order.
+    public func tasks(_ jobID: String, indices: [Int]) async throws -> [TaskRecord] {
+        var out: [TaskRecord] = []
+        let sorted = indices.sorted()
+        for start in stride(from: 0, to: sorted.count, by: 500) {
+            let chunk = Array(sorted[start..<min(start + 500, sorted.count)])
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            out += try await db.read { db in
+                try TaskRecord.fetchAll(db, sql: "SELECT * FROM tasks WHERE job_id = ? AND idx IN (\(marks)) ORDER BY idx",
+                                        arguments: StatementArguments([jobID] + chunk.map { $0 as (any DatabaseValueConvertible) }))
+            }
+        }
+        return out
+    }
+
     /// One task by index.
     public func task(_ jobID: String, idx: Int) async throws -> TaskRecord? {
         try await db.read { db in

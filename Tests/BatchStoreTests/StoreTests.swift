@@ -90,6 +90,17 @@ struct StoreTests {
                                                  InputRecord(jobId: "J1", source: "/in/b", sha256: "y", size: 2, blob: "md5/b")])
     }
 
+    @Test("a few tasks, and their inputs, are read by index and by source without the job's whole list, past one query's worth")
+    func someTasksAndInputs() async throws {
+        try await job(tasks: 1200)
+        let wanted = [1199, 3, 600, 7] + Array(100..<700)
+        let read = try await store.tasks("J1", indices: wanted + [5000])
+        #expect(read.map(\.idx) == Set(wanted).sorted(), "each wanted task once, in order; no such index, nothing")
+        try await store.recordInputs("J1", (0..<1200).map { InputRecord(jobId: "J1", source: "/in/\($0)", sha256: "s\($0)", size: $0, blob: nil) })
+        let inputs = try await store.inputs("J1", sources: (0..<600).map { "/in/\($0 * 2)" } + ["/in/none"])
+        #expect(inputs.count == 600 && inputs.allSatisfy { Int($0.source.dropFirst(4))! % 2 == 0 })
+    }
+
     @Test("a job's spec is its one record: stored at acceptance and read back as the type, the backend's pool options included")
     func specRoundTrip() async throws {
         var m = Manifest(name: "n", tasks: .list([TaskEntry(command: "true")]))

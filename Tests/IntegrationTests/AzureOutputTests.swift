@@ -75,7 +75,10 @@ extension AzureTests {
         let gate = "\(dir)/gate"
         // The only task: when it completes, Batch ends the job (terminatejob),
         // before batchd learns that its uploads failed.
-        let id = try await submitRunning(d, "ended", fields: "retries: 1\n", tasks: [Self.gated("only", dir, gate: gate)], started: ["only"])
+        // (With an input of its own, staged once and read again by its second run.)
+        try write("from the input\n", dir, "in.txt")
+        let task = Self.gated("only", dir, gate: gate, then: "cp in.txt out-in.txt; ").dropLast() + ", inputs: [in.txt]}"
+        let id = try await submitRunning(d, "ended", fields: "retries: 1\n", tasks: [String(task)], started: ["only"])
         #expect(try await blob(rig).deleteContainer("batchd-\(id)"))
         _ = FileManager.default.createFile(atPath: gate, contents: nil)
         let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
@@ -83,6 +86,7 @@ extension AzureTests {
         let attempts = try await d.store().attempts(id).sorted { $0.attempt < $1.attempt }
         #expect(attempts.map(\.outcome) == [.outputsFailed, .exited], "\(attempts)")
         #expect(read("\(dir)/output/out-only.txt") == "only\n")
+        #expect(read("\(dir)/output/out-in.txt") == "from the input\n")
         let show = try await d.batchctl(["show", id])
         #expect(show.out.contains("Batch job batchd-\(id)-r1"), "\(show.out)")
         let (first, next) = (try await rig.jobGone("batchd-\(id)"), try await rig.jobGone("batchd-\(id)-r1"))

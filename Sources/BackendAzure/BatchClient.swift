@@ -384,6 +384,25 @@ public struct BatchClient: Sendable {
         return try await list("/jobs/\(jobID)/tasks", query: q, operation: "list tasks of \(jobID)")
     }
 
+    /// The files in a task's directory on the node where it last ran, all
+    /// the way down, by name relative to it (`wd/out.txt`) with their sizes;
+    /// nil when the node, or the task's files, are gone.
+    public func taskFiles(_ jobID: String, _ taskID: String) async throws -> [String: Int64]? {
+        let items: [[String: Any]]
+        do {
+            items = try await list("/jobs/\(jobID)/tasks/\(taskID)/files", query: [("recursive", "true")], operation: "list task files")
+        } catch let e as BatchServiceError where e.status == 404 || e.status == 409 {
+            return nil
+        }
+        var files: [String: Int64] = [:]
+        for item in items where item["isDirectory"] as? Bool != true {
+            guard let name = item["name"] as? String else { continue }
+            let size = (item["properties"] as? [String: Any])?["contentLength"]
+            files[name] = (size as? String).flatMap { Int64($0) } ?? (size as? Int).map(Int64.init) ?? -1
+        }
+        return files
+    }
+
     func list(_ path: String, query: [(String, String)], operation: String) async throws -> [[String: Any]] {
         var out: [[String: Any]] = []
         var r = try await call(operation, "GET", path, query: query)

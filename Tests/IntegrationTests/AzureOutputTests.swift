@@ -110,4 +110,24 @@ extension AzureTests {
         #expect(try await rig.requests("batch.delete_task") == 1, "added again by batchd, not retried by the emulator")
         #expect(await d.signal(SIGTERM) == 0)
     }
+
+    @Test("an output the node has but the container lacks (its upload lost), though the task succeeded and its logs are there, fails the task, naming the file")
+    func lostOutputFailsTheTask() async throws {
+        let (rig, d) = try await started("azure:\n  pollMinInterval: 0.2s")
+        _ = try await rig.admin("faults", ["lose_upload": "out-b.txt"])
+        let dir = "\(d.root)/lost"
+        let manifest = try write("name: lost\nretries: 0\ntasks:\n  - {id: two, command: \"echo a > out-a.txt; echo b > out-b.txt\"}\n"
+                                 + "outputs: {patterns: ['out-*.txt'], destination: output}\n", dir, "job.yaml")
+        let from = d.log.mark
+        #expect(try await d.batchctl(["submit", "--backend", "azure", manifest]).code == 0)
+        try await d.log.wait(from: from, timeout: 30, "the job accepted") { $0.contains("job accepted") }
+        let id = try #require(try await d.store().jobs(limit: 1).first).id
+        let w = try await d.batchctl(["wait", id, "--timeout", "60"], timeout: 80)
+        #expect(w.code != 0, "the job fails: an output is missing\n\(w.out)")
+        let task = try #require(try await d.store().tasks(id).first)
+        #expect(task.outcome == .outputsFailed, "\(task)")
+        #expect(task.detail?.contains("output 'out-b.txt' (pattern 'out-*.txt') is on the node but not in the output container") == true,
+                "\(task.detail ?? "")")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
 }

@@ -86,6 +86,7 @@ class BatchService(NodeRoutes):
         ("POST", r"/jobs/(?P<job>[^/]+)/addtaskcollection", "add_task_collection"),
         ("POST", r"/jobs/(?P<job>[^/]+)/tasks", "add_task"), ("GET", r"/jobs/(?P<job>[^/]+)/tasks", "list_tasks"),
         ("GET", r"/jobs/(?P<job>[^/]+)/tasks/(?P<task>[^/]+)", "get_task"),
+        ("GET", r"/jobs/(?P<job>[^/]+)/tasks/(?P<task>[^/]+)/files", "list_task_files"),
         ("DELETE", r"/jobs/(?P<job>[^/]+)/tasks/(?P<task>[^/]+)", "delete_task"),
         ("POST", r"/jobs/(?P<job>[^/]+)/tasks/(?P<task>[^/]+)/terminate", "terminate_task"),
     ]
@@ -395,27 +396,14 @@ class BatchService(NodeRoutes):
         lag = self.faults.get("counts_lag") or 0
         cached = getattr(j, "counts_seen", None)
         if not lag or cached is None or time.time() - cached[0] >= lag:
-            j.counts_seen = (time.time(), self.counts(j))
+            j.counts_seen = (time.time(), j.counts())
         return self.ok(200, j.counts_seen[1])
 
     def freeze_counts(self):
         """Every job's counts as they are now, for `counts_lag` to hold."""
         with self.lock:
             for j in self.jobs.values():
-                j.counts_seen = (time.time(), self.counts(j))
-
-    @staticmethod
-    def counts(j):
-        counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
-        slots = dict(counts)
-        for t in j.tasks.values():
-            counts[t.state if t.state in counts else "active"] += 1
-            slots[t.state if t.state in slots else "active"] += t.required_slots
-            if t.state == "completed":
-                key = "succeeded" if t.result == "success" else "failed"
-                counts[key] += 1
-                slots[key] += t.required_slots
-        return {"taskCounts": counts, "taskSlotCounts": slots}
+                j.counts_seen = (time.time(), j.counts())
 
     # -- tasks -------------------------------------------------------------
     def _check_open(self, j):

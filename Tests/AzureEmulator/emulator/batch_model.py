@@ -130,6 +130,19 @@ class Job:
                   "poolInfo": {"poolId": self.pool_id} if "poolId" in (self.body.get("poolInfo") or {}) else self.body.get("poolInfo")})
         return j
 
+    def counts(self):
+        """Its tasks counted by state, and their slots (the taskcounts answer)."""
+        counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
+        slots = dict(counts)
+        for t in self.tasks.values():
+            counts[t.state if t.state in counts else "active"] += 1
+            slots[t.state if t.state in slots else "active"] += t.required_slots
+            if t.state == "completed":
+                key = "succeeded" if t.result == "success" else "failed"
+                counts[key] += 1
+                slots[key] += t.required_slots
+        return {"taskCounts": counts, "taskSlotCounts": slots}
+
 
 class Task:
     def __init__(self, body, job):

@@ -1,7 +1,8 @@
 """The Batch service's node operations: reboot, reimage and remove nodes."""
+import os
 import time
 
-from .batch_model import BatchError, new_etag
+from .batch_model import BatchError, new_etag, now_iso
 
 
 class NodeRoutes:
@@ -71,3 +72,30 @@ class NodeRoutes:
             p.allocation_time = time.time()
         self.runner.later(self.allocation_delay, done)
         return self.ok(202, etag=p.etag)
+
+    def list_task_files(self, req, body, job, task):
+        """The files in the task's directory on the node where it last ran
+        (`recursive=true`: all the way down), named relative to it
+        (`wd/out.txt`, `stdout.txt`). Gone with the node, or never run: 404."""
+        j = self._job(job)
+        t = j.tasks.get(task)
+        if t is None:
+            raise BatchError(404, "TaskNotFound", "The specified task does not exist.")
+        root = getattr(t, "dir", None)
+        if not root or not os.path.isdir(root):
+            raise BatchError(404, "NodeNotFound", "The node the task ran on, or its files, no longer exist.")
+        recursive = req.query.get("recursive", "false").lower() == "true"
+        items = []
+        for here, dirs, files in os.walk(root):
+            rel = os.path.relpath(here, root)
+            for name in sorted(dirs) + sorted(files):
+                path = os.path.join(here, name)
+                st = os.lstat(path)
+                is_dir = os.path.isdir(path)
+                items.append({"name": name if rel == "." else f"{rel}/{name}", "isDirectory": is_dir,
+                              "url": f"{req.base_url}/jobs/{job}/tasks/{task}/files/{name}",
+                              "properties": {"lastModified": now_iso(st.st_mtime), "contentLength": str(0 if is_dir else st.st_size),
+                                             "fileMode": oct(st.st_mode & 0o7777)[2:]}})
+            if not recursive:
+                break
+        return self.page(req, "files", items)

@@ -272,6 +272,7 @@ class Runner:
     def run_task(self, task, node):
         pool = node.pool
         task_dir = os.path.join(self.root, pool.id, node.id, "workitems", task.job.id, "job-1", task.id)
+        task.dir = task_dir   # where `list_task_files` looks
         wd = os.path.join(task_dir, "wd")
         os.makedirs(wd, exist_ok=True)
         code, failure = None, None
@@ -418,9 +419,15 @@ class Runner:
                 name = (path.rstrip("/") + "/" + rel if path else rel) if wildcard else (path or rel)
                 with open(m, "rb") as f:
                     data = f.read()
+                lost = self.service.faults.get("lose_upload")
                 try:
-                    status, body = _http("PUT", _blob_url(url, name), data=data,
-                                         headers={"x-ms-blob-type": "BlockBlob", "x-ms-version": "2026-10-06"})
+                    if lost and name.endswith(lost):
+                        # The `lose_upload` fault: reported sent, but not in
+                        # the container (as if deleted right after).
+                        status, body = 201, b""
+                    else:
+                        status, body = _http("PUT", _blob_url(url, name), data=data,
+                                             headers={"x-ms-blob-type": "BlockBlob", "x-ms-version": "2026-10-06"})
                 except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
                     status, body = 0, str(e).encode()
                 if status == 201:

@@ -153,6 +153,8 @@ class Emulator:
                         self.blob.deletion_delay = float(body["deletion_delay"])
                 if "addcollection_servererror" in body:
                     self.batch.faults["addcollection_servererror"] = int(body["addcollection_servererror"])
+                if "lose_upload" in body:
+                    self.batch.faults["lose_upload"] = body["lose_upload"] or None
                 if "counts_lag" in body:
                     self.batch.faults["counts_lag"] = float(body["counts_lag"] or 0)
                     self.batch.freeze_counts()

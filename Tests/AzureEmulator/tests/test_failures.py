@@ -316,3 +316,16 @@ def test_task_counts_may_lag(emulator):
     assert (c.active, c.completed) == (0, 0)
     emulator.admin("faults", {"counts_lag": 0})
     assert client.get_job_task_counts("j").task_counts.completed == 1
+
+
+def test_task_files_are_listed_from_the_node(emulator):
+    client = batch_client(emulator.url)
+    pool(client, nodes=1)
+    job(client)
+    client.create_task("j", bm.BatchTaskCreateOptions(id="t", command_line="/bin/sh -c 'mkdir -p sub && echo hi > sub/a.txt && echo x > b.txt'"))
+    wait_tasks(client, "j")
+    files = {f.name: f for f in client.list_task_files("j", "t", recursive=True)}
+    assert "wd/sub/a.txt" in files and "wd/b.txt" in files and files["wd/sub"].is_directory
+    assert int(files["wd/sub/a.txt"].properties.content_length) == 3
+    top = [f.name for f in client.list_task_files("j", "t")]
+    assert "wd" in top and "wd/b.txt" not in top

@@ -60,30 +60,50 @@ for who in alice bob; do
     grep -q "PrivateTmp=yes" <<<"$out"
   check "… exit 2, and nothing reached the inbox" test "$rc" -eq 2 -a "$(g 'ls -A /var/lib/batchd/inbox | grep -vc "^rejected$"')" = "$before"
 
-  # The fix batchctl named: a directory of their own under /srv/batchd.
-  u "$who" "mkdir /srv/batchd/$who && chgrp batchd /srv/batchd/$who && chmod 2770 /srv/batchd/$who"
+  # The fix batchctl named: a directory of their own under /srv/batchd,
+  # private: batchd writes their outputs as them, so it needs no way in.
+  u "$who" "mkdir -m 700 /srv/batchd/$who"
   u "$who" "sed -i 's|^  destination: output|  destination: /srv/batchd/$who/wordcount|' ~/wordcount/job.yaml"
   out=$(u "$who" 'cd ~/wordcount && batchctl submit job.yaml --wait --json 2>&1'); rc=$?
   check "$who's example with a destination under /srv/batchd succeeds" test "$rc" -eq 0
   [ "$rc" -eq 0 ] || echo "$out" | tail -20
   n=$(u "$who" "ls /srv/batchd/$who/wordcount | grep -c _OUTPUT.txt")
   check "… its 3 outputs exist" test "$n" = 3
+  check "… they are $who's own files" test "$(g "stat -c %U /srv/batchd/$who/wordcount/taskdata2_OUTPUT.txt")" = "$who"
   check "… $who can read, move and delete them" u "$who" \
     "cat /srv/batchd/$who/wordcount/taskdata0_OUTPUT.txt >/dev/null && mv /srv/batchd/$who/wordcount/taskdata0_OUTPUT.txt ~/moved.txt && rm /srv/batchd/$who/wordcount/taskdata1_OUTPUT.txt && rm ~/moved.txt"
 done
+check "bob cannot read alice's outputs" fails u bob 'cat /srv/batchd/alice/wordcount/taskdata2_OUTPUT.txt 2>/dev/null'
+
+# --- tasks run as their submitter ------------------------------------------------------
+cat > "$root/home/alice/whoami.yaml" <<'EOF'
+version: 1
+name: whoami
+tasks: [{}]
+command: id -un; id -Gn; grep -E '^Cap(Prm|Eff|Amb)' /proc/self/status
+EOF
+g 'chown alice:alice /home/alice/whoami.yaml'
+name=$(after "job accepted" 30 "su - alice -c 'batchctl submit ~/whoami.yaml --json'" | python3 -c "import json,sys; print(json.load(sys.stdin)['job'])")
+u alice "batchctl wait $name --timeout 60" >/dev/null
+out=$(u alice "batchctl logs $name 0"); say "alice's task says: $(tr '\n' ' ' <<<"$out")"
+check "alice's task runs as alice (id -un)" grep -qx alice <<<"$out"
+check "… in her groups (alice and batchd)" grep -qE '^(alice batchd|batchd alice)$' <<<"$out"
+check "… with no capability (permitted, effective, ambient all 0)" test "$(grep -c ':[[:space:]]*0000000000000000$' <<<"$out")" = 3
+
 # The other fix batchctl named: the operator lets the service write in
 # alice's project directory with a drop-in (what `systemctl edit batchd`
-# writes), and alice lets the batchd group in. The README example then runs
-# from her home, unchanged.
+# writes). The README example then runs from her home, unchanged, and the
+# project stays hers alone (mode 700): batchd reads and writes it as her.
 cp -r examples/wordcount "$root/home/alice/project"
 g 'chown -R alice:alice /home/alice/project'
 g 'mkdir -p /etc/systemd/system/batchd.service.d && printf "[Service]\nReadWritePaths=/home/alice/project\n" > /etc/systemd/system/batchd.service.d/override.conf'
 g 'systemctl daemon-reload && systemctl restart batchd'
-u alice 'setfacl -m g:batchd:x ~ && chgrp batchd ~/project && chmod 2770 ~/project'
+u alice 'chmod 700 ~/project'
 out=$(u alice 'cd ~/project && batchctl submit job.yaml --wait 2>&1'); rc=$?
 check "with the ReadWritePaths= drop-in, alice's README example runs from her home unchanged" test "$rc" -eq 0
 [ "$rc" -eq 0 ] || echo "$out" | tail -20
 check "… and its outputs are in ~/project/output, hers to read" u alice 'cat ~/project/output/taskdata2_OUTPUT.txt >/dev/null'
+check "… and hers: owned by alice" test "$(g 'stat -c %U /home/alice/project/output/taskdata2_OUTPUT.txt')" = alice
 
 job=$(u alice 'batchctl list --json' | python3 -c "import json,sys; print([j['id'] for j in json.load(sys.stdin) if j['state']=='succeeded'][0])")
 story=$(g "journalctl -o cat BATCHD_JOB=$job")
@@ -161,7 +181,7 @@ tasks:
 command: echo ran >> /srv/batchd/alice/marks/{i} && sleep 6
 EOF
 g 'chown alice:alice /home/alice/marks.yaml'
-u alice 'mkdir /srv/batchd/alice/marks && chmod 2770 /srv/batchd/alice/marks'
+u alice 'mkdir /srv/batchd/alice/marks'
 submit_running alice '~/marks.yaml' 3; marks=$submitted
 old=$(g 'systemctl show -p MainPID --value batchd')
 after "daemon ready" 60 "kill -9 $old"

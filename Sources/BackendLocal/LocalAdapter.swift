@@ -21,6 +21,11 @@ struct LocalAdapter: TaskAdapter {
     let sha: [String: String]
     /// Stops running attempts: the job's own stop, or its wall clock.
     let stop: AsyncEvent<StopReason>
+    /// Whom the tasks run as, when not the daemon's own user.
+    let user: Submitter?
+    /// The environment every task starts from: the daemon's passed
+    /// variables, with HOME, USER and LOGNAME the task user's.
+    let baseEnvironment: [String: String]
 
     var traits: AdapterTraits {
         // Ends are recorded as they come (each copies its outputs), as many
@@ -38,7 +43,7 @@ struct LocalAdapter: TaskAdapter {
         guard let live = await job.liveAttempts() else { return nil }
         if !live.isEmpty {
             // A daemon killed while copying an output left its temp file.
-            let removed = Destination.sweep(job.job.destination, jobID: job.id)
+            let removed = Destination.sweep(job.job.destination, jobID: job.id, as: job.policy.submitter)
             if removed > 0 { job.log.info("removed temp files left in the destination", metadata: ["files": "\(removed)"]) }
         }
         var resumed = Resumed()
@@ -58,7 +63,7 @@ struct LocalAdapter: TaskAdapter {
                 // The crash-loop breaker: the daemon died twice while
                 // launching or taking over this task. It is failed, for
                 // good, instead of being tried a third time.
-                if let pid { ProcessControl.signalGroup(pid, SIGKILL) }
+                if let pid { ProcessControl.signalGroup(pid, SIGKILL, as: user?.uid) }
                 job.log.error("task set aside: the daemon stopped twice while starting it", metadata: ["task.id": "\(task.taskId)"])
                 resumed.live.append(a)
                 resumed.found.append(ending(.lost, setAside: true))
@@ -71,7 +76,7 @@ struct LocalAdapter: TaskAdapter {
                 slots.take()
                 let remaining = job.spec.timeoutSeconds.map { $0 - (job.clock() - attempt.startedAt) }
                 _ = await job.unstrike(task.idx)
-                let spec = AttemptSpec(directory: dir, command: task.command, env: [:], inputs: [], timeout: job.spec.timeoutSeconds)
+                let spec = AttemptSpec(directory: dir, command: task.command, env: [:], inputs: [], timeout: job.spec.timeoutSeconds, user: user)
                 resumed.live.append(a)
                 resumed.waiters.append(waiter(pid: pid, spec: spec, remaining: remaining, attempt: a))
             case .lost:
@@ -99,7 +104,7 @@ struct LocalAdapter: TaskAdapter {
             guard let begun = await job.beginNextAttempt(idx) else { return .interrupted }
             guard let (task, number) = begun else { continue }
             let dir = job.attemptDirectory(task.taskId, number)
-            let env = TaskEnvironment.variables(base: backend.baseEnvironment, task: task.env,
+            let env = TaskEnvironment.variables(base: baseEnvironment, task: task.env,
                                                 job: job.id, name: job.spec.name, taskID: task.taskId, index: idx, attempt: number)
             var placed: [(sha256: String, target: String)] = []
             var missing: String?
@@ -107,7 +112,7 @@ struct LocalAdapter: TaskAdapter {
                 if let sha = sha[input.source] { placed.append((sha, input.target)) } else { missing = input.source }
             }
             let spec = AttemptSpec(directory: dir, command: task.command, env: env, inputs: placed, timeout: job.spec.timeoutSeconds,
-                                   hide: backend.hidden(for: job.spec))
+                                   hide: backend.hidden(for: job.spec), user: user)
             job.crashPoint("task.begun")
             Debug.crashPoint("start", task.command)
             let attempt = LiveAttempt(idx: idx, taskID: task.taskId, attempt: number, startedAt: job.clock(), task: task)
@@ -161,8 +166,20 @@ extension LocalJobBackend {
         let stop = AsyncEvent<StopReason>()
         // The job's signals live as long as this run of the job: no need to stop observing.
         _ = job.control.stop.observe { stop.fire($0) }
+        let user = taskUser(job)
+        var base = baseEnvironment
+        if let user {
+            base["HOME"] = user.home
+            base["USER"] = user.name
+            base["LOGNAME"] = user.name
+        }
         return LocalAdapter(backend: self, job: job, sha: Dictionary(inputs.map { ($0.source, $0.sha256) }, uniquingKeysWith: { a, _ in a }),
-                            stop: stop)
+                            stop: stop, user: user, baseEnvironment: base)
+    }
+
+    /// Whom a job's tasks run as, when another than the daemon's user.
+    func taskUser(_ job: JobHandle) -> Submitter? {
+        Identity.switches(to: job.policy.submitter) ? job.policy.submitter : nil
     }
 
     /// Stops attempts still recorded as live (after a restart into a cancel)
@@ -171,7 +188,7 @@ extension LocalJobBackend {
         guard let live = await job.liveAttempts() else { return }
         for attempt in live {
             if let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid) {
-                let spec = AttemptSpec(directory: attempt.directory, command: "", env: [:], inputs: [], timeout: nil)
+                let spec = AttemptSpec(directory: attempt.directory, command: "", env: [:], inputs: [], timeout: nil, user: taskUser(job))
                 let stop = AsyncEvent<StopReason>()
                 stop.fire(.cancel)
                 _ = await runner.wait(pid: pid, spec: spec, remaining: nil, stop: stop)

@@ -1,3 +1,4 @@
+import BatchAccess
 import BatchBackend
 import BatchCore
 import BatchSupport
@@ -22,16 +23,21 @@ public struct AttemptSpec: Sendable {
     /// Paths the task must not reach at all (batchd-exec hides them with
     /// Landlock, except `directory` itself).
     public var hide: [String]
+    /// Whom the task runs as (batchd-exec's `--user`), when not the daemon's
+    /// own user: its work directory is shared with them, and its processes
+    /// are signalled as them.
+    public var user: Submitter?
 
     /// Creates a spec.
     public init(directory: String, command: String, env: [String: String], inputs: [(sha256: String, target: String)], timeout: Double?,
-                hide: [String] = []) {
+                hide: [String] = [], user: Submitter? = nil) {
         self.directory = directory
         self.command = command
         self.env = env
         self.inputs = inputs
         self.timeout = timeout
         self.hide = hide
+        self.user = user
     }
 }
 
@@ -67,6 +73,8 @@ public struct LocalRunner: Sendable {
         } else if mkdir(work, 0o777) != 0 {
             throw FileOpError(work, "cannot create the directory: \(String(cString: strerror(errno)))")
         }
+        // Before the inputs, so directories made for them inherit it.
+        if let user = spec.user { try Permission.shareWorkDirectory(work, with: user.uid) }
         for input in spec.inputs {
             let parts = input.target.split(separator: "/")
             guard !input.target.hasPrefix("/"), !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else {
@@ -79,7 +87,8 @@ public struct LocalRunner: Sendable {
     /// Starts the attempt; returns the supervisor's pid (also its process group).
     public func start(_ spec: AttemptSpec) throws -> pid_t {
         let hide = spec.hide.flatMap { ["--hide", $0] }
-        return try ProcessControl.spawnSession([execPath, spec.directory] + hide + ["--", "/bin/sh", "-c", spec.command], env: spec.env)
+        let user = spec.user.flatMap(Identity.execArgument).map { ["--user", $0] } ?? []
+        return try ProcessControl.spawnSession([execPath, spec.directory] + hide + user + ["--", "/bin/sh", "-c", spec.command], env: spec.env)
     }
 
     /// The outcome recorded in an attempt directory, if the supervisor wrote one.
@@ -116,22 +125,23 @@ public struct LocalRunner: Sendable {
         stop.unobserve(stopToken)
         switch ending {
         case .exited:
-            ProcessControl.signalGroup(pid, SIGKILL)  // leftovers the command started in the background
+            ProcessControl.signalGroup(pid, SIGKILL, as: spec.user?.uid)  // leftovers the command started in the background
             return Self.recordedOutcome(spec.directory) ?? .lost
         case .timedOut:
-            await terminate(pid, exit)
+            await terminate(pid, exit, as: spec.user?.uid)
             return .timedOut(seconds: spec.timeout ?? 0)
         case .stopped(let reason):
-            await terminate(pid, exit)
+            await terminate(pid, exit, as: spec.user?.uid)
             return reason == .cancel ? .cancelled : .interrupted
         }
     }
 
-    /// SIGTERM to the whole group, then SIGKILL after the grace period.
-    func terminate(_ pid: pid_t, _ exit: AsyncEvent<Void>) async {
-        ProcessControl.signalGroup(pid, SIGTERM)
+    /// SIGTERM to the whole group, then SIGKILL after the grace period
+    /// (as `uid`, the task's user, when it is another's).
+    func terminate(_ pid: pid_t, _ exit: AsyncEvent<Void>, as uid: UInt32?) async {
+        ProcessControl.signalGroup(pid, SIGTERM, as: uid)
         let gone = await exit.wait(timeout: killGrace) != nil
-        ProcessControl.signalGroup(pid, SIGKILL)
+        ProcessControl.signalGroup(pid, SIGKILL, as: uid)
         if !gone { _ = await exit.wait() }
     }
 }

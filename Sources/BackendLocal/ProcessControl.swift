@@ -1,3 +1,4 @@
+import BatchAccess
 import BatchSupport
 import CLinux
 import Foundation
@@ -56,9 +57,11 @@ public enum ProcessControl {
     }
 
     /// Sends a signal to a whole process group; false if none is left.
+    /// With `uid` (a task's user, when another than the daemon's), it is
+    /// sent as them too, so it reaches their processes and batchd-exec.
     @discardableResult
-    public static func signalGroup(_ pgid: pid_t, _ sig: Int32) -> Bool {
-        kill(-pgid, sig) == 0
+    public static func signalGroup(_ pgid: pid_t, _ sig: Int32, as uid: UInt32? = nil) -> Bool {
+        Identity.kill(-pgid, sig, as: uid)
     }
 
     /// An event fired when process `pid` exits: it may be our child (it is

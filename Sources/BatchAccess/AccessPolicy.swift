@@ -189,6 +189,10 @@ public struct AccessPolicy: Sendable {
     /// Opens a regular file the submitter may read; returns a read-only
     /// descriptor (the caller closes it), its physical path and status.
     public func openForReading(_ path: String) throws(AccessError) -> (fd: Int32, path: String, st: stat) {
+        try acting { () throws(AccessError) -> (fd: Int32, path: String, st: stat) in try openForReadingHere(path) }
+    }
+
+    func openForReadingHere(_ path: String) throws(AccessError) -> (fd: Int32, path: String, st: stat) {
         let r = try resolve(path)
         defer { close(r.fd) }
         guard r.st.st_mode & S_IFMT == S_IFREG else { throw AccessError("\(Self.shown(path)) is \(Self.typeName(r.st.st_mode))") }
@@ -236,7 +240,7 @@ public struct AccessPolicy: Sendable {
     /// The kind of `path` as the submitter would see it; symlinks are followed
     /// unless `followLast` is false (then a symlink is nil).
     public func kind(of path: String, followLast: Bool = true) -> Kind? {
-        guard let r = try? resolve(path, followLast: followLast) else { return nil }
+        guard let r = try? acting({ () throws(AccessError) -> Resolved in try resolve(path, followLast: followLast) }) else { return nil }
         defer { close(r.fd) }
         switch r.st.st_mode & S_IFMT {
         case S_IFREG: return .file
@@ -247,7 +251,7 @@ public struct AccessPolicy: Sendable {
 
     /// Resolves a directory the submitter may list (read and search).
     func resolveListable(_ path: String) throws(AccessError) -> Resolved {
-        let r = try resolve(path)
+        let r = try acting { () throws(AccessError) -> Resolved in try resolve(path) }
         guard r.st.st_mode & S_IFMT == S_IFDIR else { close(r.fd); throw AccessError("\(Self.shown(path)) is not a directory") }
         guard Permission.allows(submitter, Permission.read | Permission.execute, fd: r.fd, r.st) else {
             close(r.fd)
@@ -263,6 +267,10 @@ public struct AccessPolicy: Sendable {
 
     /// The names in a directory the submitter may list (read and search).
     public func list(_ path: String) throws(AccessError) -> [String] {
+        try acting { () throws(AccessError) -> [String] in try listHere(path) }
+    }
+
+    func listHere(_ path: String) throws(AccessError) -> [String] {
         let r = try resolveListable(path)
         defer { close(r.fd) }
         let fd = open("/proc/self/fd/\(r.fd)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)

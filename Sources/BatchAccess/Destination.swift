@@ -9,8 +9,11 @@ import Glibc
 
 /// A job's output destination, written for the submitter: only where they
 /// may write, never through a symlink inside it, each file complete or
-/// absent (temp file, fsync, rename), and owned by the submitter when the
-/// daemon runs as root.
+/// absent (temp file, fsync, rename), and the submitter's own. A daemon
+/// that may switch users (the system unit's) does every step here as the
+/// submitter (`Identity.acting`): the kernel checks each, and what is made is
+/// theirs. One that may not (a user unit, for its own user) checks the same
+/// rules itself and hands over what it made (`Permission.grant`).
 public final class Destination: @unchecked Sendable {
     /// The destination as given (absolute).
     public let path: String
@@ -23,7 +26,7 @@ public final class Destination: @unchecked Sendable {
     /// deepest part of it that exists is a directory they may write into,
     /// reached through directories they may enter, and none of it is refused.
     public static func check(_ path: String, policy: AccessPolicy) throws(AccessError) {
-        close(try writable(path, policy: policy).existing.fd)
+        try policy.acting { () throws(AccessError) in close(try writable(path, policy: policy).existing.fd) }
     }
 
     /// The deepest existing part of `path` (open; the caller closes it), once
@@ -48,18 +51,20 @@ public final class Destination: @unchecked Sendable {
         self.path = path
         self.policy = policy
         self.jobID = jobID
-        var (r, missing) = try Self.writable(path, policy: policy)
-        for name in missing {
-            do {
-                let next = try Self.directory(name, in: r.fd, at: r.path, policy: policy, checkWrite: false)
-                close(r.fd)
-                r = next
-            } catch {
-                close(r.fd)
-                throw error
+        root = try policy.acting { () throws(AccessError) -> Int32 in
+            var (r, missing) = try Self.writable(path, policy: policy)
+            for name in missing {
+                do throws(AccessError) {
+                    let next = try Self.directory(name, in: r.fd, at: r.path, policy: policy, checkWrite: false)
+                    close(r.fd)
+                    r = next
+                } catch {
+                    close(r.fd)
+                    throw error
+                }
             }
+            return r.fd
         }
-        root = r.fd
     }
 
     deinit { close(root) }
@@ -123,6 +128,10 @@ public final class Destination: @unchecked Sendable {
     /// symlink, if it is a regular file the submitter may read; nil when
     /// there is none. The caller closes the descriptor.
     public func openExisting(_ relative: String) throws -> (fd: Int32, size: Int64)? {
+        try Identity.acting(as: policy.submitter) { try openExistingHere(relative) }
+    }
+
+    func openExistingHere(_ relative: String) throws -> (fd: Int32, size: Int64)? {
         let (parts, last) = try Self.split(relative)
         var dir = dup(root)
         defer { close(dir) }
@@ -195,6 +204,10 @@ public final class Destination: @unchecked Sendable {
     /// made as the submitter may, its temp file created. Finish it with
     /// `commit`, or drop it with `abort`.
     public func begin(_ relative: String) throws -> PendingFile {
+        try Identity.acting(as: policy.submitter) { try beginHere(relative) }
+    }
+
+    func beginHere(_ relative: String) throws -> PendingFile {
         let (parts, last) = try Self.split(relative)
         var dir = AccessPolicy.Resolved(fd: dup(root), path: path, st: stat())
         for name in parts {
@@ -227,6 +240,10 @@ public final class Destination: @unchecked Sendable {
     /// Puts a written file in place: given to the submitter, fsynced, renamed
     /// over its name, the directory fsynced.
     public func commit(_ file: PendingFile) throws {
+        try Identity.acting(as: policy.submitter) { try commitHere(file) }
+    }
+
+    func commitHere(_ file: PendingFile) throws {
         Permission.grant(file.fd, to: policy.submitter)
         guard fsync(file.fd) == 0 else { throw AccessError("cannot write \(AccessPolicy.shown(file.target)): \(String(cString: strerror(errno)))") }
         close(file.fd)
@@ -242,14 +259,18 @@ public final class Destination: @unchecked Sendable {
     /// Drops a file being written (its temp file goes).
     public func abort(_ file: PendingFile) {
         if file.open { close(file.fd); file.open = false }
-        unlinkat(file.dir, file.tmp, 0)
+        _ = try? Identity.acting(as: policy.submitter) { unlinkat(file.dir, file.tmp, 0) }
     }
 
     /// Removes the temp files a killed daemon left under `path` for `jobID`
     /// (never following a symlink; at most `limit` entries looked at).
-    /// Returns how many were removed.
+    /// Returns how many were removed. Done as `submitter`, as they were made.
     @discardableResult
-    public static func sweep(_ path: String, jobID: String, limit: Int = 100_000) -> Int {
+    public static func sweep(_ path: String, jobID: String, as submitter: Submitter, limit: Int = 100_000) -> Int {
+        (try? Identity.acting(as: submitter) { sweepHere(path, jobID: jobID, limit: limit) }) ?? 0
+    }
+
+    static func sweepHere(_ path: String, jobID: String, limit: Int) -> Int {
         let prefix = tempPrefix(jobID)
         let top = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard top >= 0 else { return 0 }

@@ -48,6 +48,13 @@ public enum Permission {
     /// The bytes of an access ACL: the mode's owner, group and other bits,
     /// plus `extra` rights for one more user (the mask allows them).
     public static func aclBytes(mode: UInt32, user uid: UInt32, rights: UInt16) -> [UInt8] {
+        aclBytes(mode: mode, users: [(uid, rights)])
+    }
+
+    /// The bytes of an ACL: the mode's owner, group and other bits, plus
+    /// rights for named users (sorted, as the kernel wants them; the mask
+    /// allows them all).
+    static func aclBytes(mode: UInt32, users: [(uid: UInt32, rights: UInt16)]) -> [UInt8] {
         var out: [UInt8] = [2, 0, 0, 0]
         func entry(_ tag: UInt16, _ perm: UInt16, _ id: UInt32) {
             out += [UInt8(tag & 0xff), UInt8(tag >> 8), UInt8(perm & 0xff), UInt8(perm >> 8)]
@@ -55,11 +62,31 @@ public enum Permission {
         }
         let groupBits = UInt16((mode >> 3) & 7)
         entry(userObj, UInt16((mode >> 6) & 7), UInt32.max)
-        entry(user, rights, uid)
+        var named: [UInt32: UInt16] = [:]
+        for (uid, rights) in users { named[uid, default: 0] |= rights }
+        for uid in named.keys.sorted() { entry(user, named[uid]!, uid) }
         entry(groupObj, groupBits, UInt32.max)
-        entry(mask, groupBits | rights, UInt32.max)
+        entry(mask, named.values.reduce(groupBits, |), UInt32.max)
         entry(other, UInt16(mode & 7), UInt32.max)
         return out
+    }
+
+    /// Makes the daemon's directory `path` a task's working directory for
+    /// `who`, who runs it under their own uid: they may read, write and
+    /// search it, and what they make in it is theirs and the daemon's (its
+    /// default ACL: owner and daemon rwx, no one else), so the daemon reads
+    /// the outputs and removes the directory later. Throws when the file
+    /// system takes no ACL.
+    public static func shareWorkDirectory(_ path: String, with who: UInt32) throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw AccessError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        let access = aclBytes(mode: st.st_mode, users: [(who, 7)])
+        let inherited = aclBytes(mode: 0o700, users: [(who, 7), (geteuid(), 7)])
+        guard batchd_setxattr(path, "system.posix_acl_access", access, UInt(access.count)) == 0,
+              batchd_setxattr(path, "system.posix_acl_default", inherited, UInt(inherited.count)) == 0 else {
+            let why = errno == EOPNOTSUPP ? "its file system takes no ACL (mount it with the acl option)" : String(cString: strerror(errno))
+            throw AccessError("cannot let uid \(who) write the task's directory \(path): \(why)")
+        }
     }
 
     /// Lets `who` use what the daemon made for them (the object `fd` refers

@@ -33,7 +33,7 @@ extension ServiceView {
         }
         if !manifest.outputs.patterns.isEmpty, let why = unwritable(destination) {
             out.append(ManifestIssue(line: nil, column: nil, field: "outputs.destination", message: why,
-                                     hint: Self.writeHint(Self.deepestExisting(destination).path)))
+                                     hint: writeHint(Self.deepestExisting(destination).path)))
         }
         return out
     }
@@ -43,17 +43,22 @@ extension ServiceView {
     public func unwritable(_ path: String) -> String? {
         if let why = hidden(path) { return why }
         let (existing, st) = Self.deepestExisting(path)
+        // A directory the service may not look into (a submitter's own,
+        // mode 0700) is still on a mount it can name.
+        if st.st_mode == 0, let why = readOnly(existing) { return why }
         let fd = open(existing, batchd_O_PATH | O_CLOEXEC)
         guard fd >= 0 else { return nil }  // the submitter's own check reports what cannot be reached
         defer { close(fd) }
         return unwritable(path, existing: existing, st: st, fd: fd)
     }
 
-    /// The deepest existing directory of `path` (absolute) and its status.
+    /// The deepest existing directory of `path` (absolute) and its status;
+    /// or the first one this process may not look at (a zero status).
     static func deepestExisting(_ path: String) -> (path: String, st: stat) {
         var p = path
         var st = stat()
         while stat(p, &st) != 0 && p != "/" {
+            if errno != ENOENT && errno != ENOTDIR { return (p, stat()) }
             p = (p as NSString).deletingLastPathComponent
             if p.isEmpty { p = "/" }
         }

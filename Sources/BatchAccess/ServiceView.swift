@@ -36,19 +36,25 @@ public struct ServiceView: Codable, Sendable, Equatable {
     public var uid: UInt32
     /// The daemon's group ids, its primary group first.
     public var groups: [UInt32]
+    /// Whether the daemon writes for submitters as them (`Identity`): then
+    /// its own user needs no permission in a destination, only its sandbox
+    /// must let it write there. (Optional: nil from a daemon that predates it.)
+    public var actsAsSubmitters: Bool?
 
     /// Creates a view.
-    public init(mounts: [Mount], uid: UInt32, groups: [UInt32]) {
+    public init(mounts: [Mount], uid: UInt32, groups: [UInt32], actsAsSubmitters: Bool = false) {
         self.mounts = mounts
         self.uid = uid
         self.groups = groups
+        self.actsAsSubmitters = actsAsSubmitters
     }
 
     /// This process's view: /proc/self/mountinfo, its uid and groups.
     public static func current() -> ServiceView {
         let text = readProcFile("/proc/self/mountinfo")
         let me = Submitter.current()
-        return ServiceView(mounts: parse(mountinfo: text), uid: me.uid, groups: [me.gid ?? getegid()] + me.groups.sorted())
+        return ServiceView(mounts: parse(mountinfo: text), uid: me.uid, groups: [me.gid ?? getegid()] + me.groups.sorted(),
+                           actsAsSubmitters: Identity.canSwitch)
     }
 
     /// A /proc file read to its end with read(2). (Foundation's
@@ -120,28 +126,33 @@ public struct ServiceView: Codable, Sendable, Equatable {
     }
 
     /// Why the service cannot write at `path`: a private /tmp, a read-only
-    /// mount, or no write permission for the daemon's user on the deepest
-    /// part that exists. `existing` is that part, as this process sees it
+    /// mount, or (unless it writes as the submitter) no write permission for
+    /// the daemon's user on the deepest part that exists. `existing` is that part, as this process sees it
     /// (batchctl and the daemon agree on it except in a private /tmp, which
     /// is refused first). Nil when it can.
     public func unwritable(_ path: String, existing: String, st: stat, fd: Int32) -> String? {
-        if let why = hidden(path) { return why }
-        if let m = mount(of: existing), m.readOnly {
-            return "\(AccessPolicy.shown(existing)) is read-only for the service"
-                + (m.path == "/" ? "" : " (\(AccessPolicy.shown(m.path)) is mounted read-only in its sandbox)")
-        }
+        if let why = hidden(path) ?? readOnly(existing) { return why }
         let daemon = Submitter(uid: uid, gid: groups.first, groups: Set(groups), name: nil)
-        if !Permission.allows(daemon, Permission.write | Permission.execute, fd: fd, st) {
+        if actsAsSubmitters != true, !Permission.allows(daemon, Permission.write | Permission.execute, fd: fd, st) {
             return "the service (uid \(uid)) may not write into \(AccessPolicy.shown(existing))"
         }
         return nil
     }
 
+    /// Why the service cannot write at `existing`: it is on a mount that is
+    /// read-only in its sandbox. Nil when it is not.
+    func readOnly(_ existing: String) -> String? {
+        guard let m = mount(of: existing), m.readOnly else { return nil }
+        return "\(AccessPolicy.shown(existing)) is read-only for the service"
+            + (m.path == "/" ? "" : " (\(AccessPolicy.shown(m.path)) is mounted read-only in its sandbox)")
+    }
+
     /// How to give the service a place to write, for an error's hint.
-    public static func writeHint(_ path: String) -> String {
+    public func writeHint(_ path: String) -> String {
         "choose a destination the service may write, e.g. under /srv/batchd; or let it write there with a drop-in: "
             + "`sudo systemctl edit batchd`, add `[Service]` and `ReadWritePaths=\(path)`, then `sudo systemctl restart batchd` "
-            + "(the directory must also let the batchd group write: chgrp batchd DIR && chmod g+rwx DIR; docs/operations.md)"
+            + (actsAsSubmitters == true ? "(docs/operations.md)"
+                : "(the directory must also let the batchd group write: chgrp batchd DIR && chmod g+rwx DIR; docs/operations.md)")
     }
 
     /// How to put inputs where the service sees them, for an error's hint.

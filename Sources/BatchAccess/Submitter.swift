@@ -15,13 +15,16 @@ public struct Submitter: Sendable, Equatable, CustomStringConvertible {
     public var groups: Set<UInt32>
     /// Login name, when the uid has one.
     public var name: String?
+    /// Home directory, from the user database.
+    public var home: String?
 
     /// A submitter with explicit groups (tests, and the current process).
-    public init(uid: UInt32, gid: UInt32?, groups: Set<UInt32>, name: String?) {
+    public init(uid: UInt32, gid: UInt32?, groups: Set<UInt32>, name: String?, home: String? = nil) {
         self.uid = uid
         self.gid = gid
         self.groups = groups
         self.name = name
+        self.home = home
     }
 
     /// `alice (uid 1001)`, or `uid 4242` when the uid has no name.
@@ -46,7 +49,7 @@ public struct Submitter: Sendable, Equatable, CustomStringConvertible {
             list = [gid_t](repeating: 0, count: Int(count))
         }
         let groups = Set(list.prefix(Int(max(0, count))).map { UInt32($0) }).union([primary])
-        return Submitter(uid: uid, gid: primary, groups: groups, name: name)
+        return Submitter(uid: uid, gid: primary, groups: groups, name: name, home: pwd.pw_dir.map { String(cString: $0) })
     }
 
     /// This process's user and groups (batchctl acts for whoever runs it).

@@ -1,3 +1,4 @@
+import BatchAccess
 import BatchBackend
 import BatchControl
 import BatchCore
@@ -52,13 +53,19 @@ extension JobRunner {
         let merged = await finishMerge(job)
         guard merged == .done else { return merged }
         guard let outputs = await job.retrying("read outputs", { try await ctx.store.outputs(jobID) }) else { return .interrupted }
-        for output in outputs {
-            let path = "\(job.spec.destination)/\(output.path)"
-            guard let attrs = try? FileManager.default.attributesOfItem(atPath: path),
-                  (attrs[.size] as? NSNumber)?.intValue == output.size else {
-                return .failed(reason: "output \(path) is missing or changed since it was collected")
+        // Looked at as the submitter, whose files they are.
+        let changed: String?
+        do {
+            changed = try Identity.acting(as: job.policy.submitter) {
+                outputs.lazy.map { ("\(job.spec.destination)/\($0.path)", $0.size) }.first { path, size in
+                    var st = stat()
+                    return lstat(path, &st) != 0 || st.st_mode & S_IFMT != S_IFREG || Int64(st.st_size) != size
+                }?.0
             }
+        } catch {
+            return .failed(reason: "cannot look at the outputs: \(error)")
         }
+        if let changed { return .failed(reason: "output \(changed) is missing or changed since it was collected") }
         return .done
     }
 

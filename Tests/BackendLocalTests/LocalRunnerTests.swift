@@ -220,7 +220,7 @@ struct OutputCollectorTests {
         for path in ["\(dir)/dest/a/b/\(mine)", "\(dir)/dest/\(other)", "\(dir)/dest/keep.txt"] {
             try "t".write(toFile: path, atomically: false, encoding: .utf8)
         }
-        #expect(Destination.sweep("\(dir)/dest", jobID: "J1") == 1)
+        #expect(Destination.sweep("\(dir)/dest", jobID: "J1", as: .current()) == 1)
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/dest/a/b/\(mine)"))
         #expect(FileManager.default.fileExists(atPath: "\(dir)/dest/\(other)"))
         #expect(FileManager.default.fileExists(atPath: "\(dir)/dest/keep.txt"))

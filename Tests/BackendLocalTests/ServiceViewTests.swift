@@ -77,13 +77,17 @@ struct ServiceViewTests {
                                    uid: 0, groups: [0])
         let why = try #require(readOnly.unwritable("\(dir)/out/run1"))
         #expect(why.contains("\(dir) is read-only for the service"))
-        #expect(ServiceView.writeHint(dir).contains("ReadWritePaths=\(dir)"))
-        #expect(ServiceView.writeHint(dir).contains("/srv/batchd"))
+        #expect(readOnly.writeHint(dir).contains("ReadWritePaths=\(dir)"))
+        #expect(readOnly.writeHint(dir).contains("/srv/batchd"))
         let writable = ServiceView(mounts: [.init(path: "/", readOnly: false, privateTmp: false)], uid: 0, groups: [0])
         #expect(writable.unwritable("\(dir)/out") == nil)
         let stranger = ServiceView(mounts: writable.mounts, uid: 4242, groups: [4242])
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dir)
         #expect(stranger.unwritable("\(dir)/out")?.contains("the service (uid 4242) may not write into \(dir)") == true)
+        // A service that writes as its submitters needs only its sandbox to allow it.
+        let switching = ServiceView(mounts: writable.mounts, uid: 4242, groups: [4242], actsAsSubmitters: true)
+        #expect(switching.unwritable("\(dir)/out") == nil)
+        #expect(!switching.writeHint(dir).contains("chgrp"))
     }
 
     @Test func thisProcessHasAView() {

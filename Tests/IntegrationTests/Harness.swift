@@ -82,6 +82,10 @@ final class DaemonHarness: @unchecked Sendable {
     let inboxOverride: String?
     /// The user the daemon runs as (through setpriv), nil for this process's.
     var user: TestUser?
+    /// Whether that user's daemon gets what the system unit gives it:
+    /// CAP_SETUID and CAP_SETGID (ambient, and nothing else in its bounding
+    /// set), to run tasks as their submitters.
+    var switchesUsers = true
     /// The daemon's executable in the build directory (`batchd-testd` has
     /// the fake backend too).
     var executable = "batchd"
@@ -113,7 +117,10 @@ final class DaemonHarness: @unchecked Sendable {
         let args = ["--config", config, "--log-level", "debug"] + arguments
         if let user {
             p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            p.arguments = ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", "\(binDirectory)/\(executable)"] + args
+            let caps = switchesUsers ? "+setuid,+setgid" : ""
+            p.arguments = ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--inh-caps=-all\(caps.isEmpty ? "" : ",")\(caps)",
+                           "--ambient-caps=-all\(caps.isEmpty ? "" : ",")\(caps)", "--bounding-set=-all\(caps.isEmpty ? "" : ",")\(caps)",
+                           "--", "\(binDirectory)/\(executable)"] + args
         } else {
             p.executableURL = URL(fileURLWithPath: "\(binDirectory)/\(executable)")
             p.arguments = args

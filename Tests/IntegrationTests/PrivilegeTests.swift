@@ -121,7 +121,15 @@ struct PrivilegeTests {
         // Outputs are the submitter's to read, and nothing came from outside the task.
         #expect(!FileManager.default.fileExists(atPath: "\(home)/out-swap/passwd"))
         let swapped = try #require(try await d.store().job("swap"))
-        #expect(try await d.store().tasks(swapped.id).first?.detail?.contains("a symlink?") == true)
+        // The task runs as alice, who may not rename her attempt's
+        // directories: the swap itself is refused (the collector's own
+        // refusal of a swapped directory, for a task of the daemon's own
+        // user, is LocalRunnerTests').
+        let swapLog = try await d.batchctl(["logs", swapped.id, "0"], as: alice)
+        #expect((swapLog.out + swapLog.err).contains("Permission denied"), "\(swapLog.out)\n\(swapLog.err)")
+        // Outputs are alice's own files.
+        var owner = stat()
+        #expect(stat("\(home)/out-inject/row-0.txt", &owner) == 0 && owner.st_uid == alice.uid, "owned by uid \(owner.st_uid)")
         // Data stayed data.
         #expect(read("\(home)/out-inject/row-0.txt") == "x; touch PWNED\n")
         #expect(!HostileTests.files(under: d.root).contains { $0.hasSuffix("PWNED") })

@@ -106,4 +106,102 @@ struct UsersApartTests {
         #expect(await d.signal(SIGTERM) == 0)
         try? FileManager.default.removeItem(atPath: d.root)
     }
+    @Test("alice's task runs as alice (uid, groups, HOME and USER, no capability) and writes her own outputs where only she may write; bob's task cannot cancel her job",
+          .timeLimit(.minutes(3)))
+    func tasksRunAsTheirSubmitter() async throws {
+        guard let users = TestUsers.all else {
+            print("users-apart tests: skipped (they need root to make test users)")
+            return
+        }
+        let (svc, alice, bob) = (users.service, users.alice, users.bob)
+        let d = try DaemonHarness(slots: 2)
+        d.user = svc
+        chmod(d.root, 0o755)
+        for dir in [d.state, "\(d.root)/run"] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            chmod(dir, 0o750)
+            TestUsers.give(dir, to: svc)
+        }
+        func home(_ user: TestUser) throws -> String {
+            let home = "\(d.root)/\(user.name)"
+            try FileManager.default.createDirectory(atPath: "\(home)/out", withIntermediateDirectories: true)
+            TestUsers.give(home, to: user, recursive: true)
+            // Theirs alone: the service user may not even look in. batchd
+            // checks, reads and writes here as the submitter.
+            chmod(home, 0o700)
+            chmod("\(home)/out", 0o700)
+            return home
+        }
+        let (homeA, homeB) = (try home(alice), try home(bob))
+        try write("""
+            name: who
+            command: |
+              id -u > who.txt; id -G >> who.txt; grep CapEff /proc/self/status >> who.txt; echo "$USER $HOME" >> who.txt
+            tasks: [{}]
+            outputs: {patterns: ['*.txt'], destination: out}
+            """, homeA, "who.yaml")
+        try write("name: long\ncommand: sleep 300\ntasks: [{}]\n", homeA, "long.yaml")
+        TestUsers.give(homeA, to: alice, recursive: true)
+        try await d.start()
+
+        let who = try await d.batchctl(["submit", "\(homeA)/who.yaml", "--wait", "--timeout", "60"], as: alice)
+        let whoTasks = try await d.store().tasks(try #require(try await d.store().job("who")).id)
+        #expect(who.code == 0, "\(who.out)\n\(who.err)\n\(whoTasks)")
+        let lines = (read("\(homeA)/out/who.txt") ?? "").split(separator: "\n").map(String.init)
+        #expect(lines.count == 4, "\(lines)")
+        #expect(lines.first == "\(alice.uid)", "the task ran as uid \(lines.first ?? "?"), not alice's \(alice.uid)")
+        let groups = Set((lines.dropFirst().first ?? "").split(separator: " ").compactMap { UInt32($0) })
+        let svcGroup = try #require(getgrnam("batchd-it")).pointee.gr_gid
+        #expect(groups.contains(alice.gid) && groups.contains(svcGroup), "groups \(groups)")
+        #expect(lines.dropFirst(2).first == "CapEff:\t0000000000000000", "\(lines)")
+        let home = String(cString: try #require(getpwuid(alice.uid)).pointee.pw_dir)
+        #expect(lines.last == "\(alice.name) \(home)", "\(lines)")
+        var st = stat()
+        #expect(stat("\(homeA)/out/who.txt", &st) == 0 && st.st_uid == alice.uid, "who.txt is uid \(st.st_uid)'s")
+
+        // bob's task asks the daemon to cancel alice's job: it acts as bob, and is refused.
+        let from = d.log.mark
+        #expect(try await d.batchctl(["submit", "\(homeA)/long.yaml"], as: alice).code == 0)
+        try await d.log.wait(from: from, timeout: 30, "long accepted") { $0.contains("job accepted") }
+        let long = try #require(try await d.store().jobs(limit: 1).first).id
+        try write("name: meddle\ncommand: \(binDirectory)/batchctl --config \(d.config) cancel \(long)\ntasks: [{}]\n", homeB, "meddle.yaml")
+        TestUsers.give("\(homeB)/meddle.yaml", to: bob)
+        let meddle = try await d.batchctl(["submit", "\(homeB)/meddle.yaml", "--wait", "--timeout", "60"], as: bob)
+        #expect(meddle.code == 1, "bob's task's cancel should fail: \(meddle.out)\n\(meddle.err)")
+        let meddled = try #require(try await d.store().job("meddle"))
+        let log = try await d.batchctl(["logs", meddled.id, "0"], as: bob)
+        #expect((log.out + log.err).contains("permission denied: job \(long) is \(alice.name)"), "\(log.out)\n\(log.err)")
+        #expect(try await d.store().job(long)?.cancelRequested == false, "bob's task cancelled alice's job")
+        #expect(try await d.batchctl(["cancel", long], as: alice).code == 0)
+        #expect(await d.signal(SIGTERM) == 0)
+        try? FileManager.default.removeItem(atPath: d.root)
+    }
+
+    @Test("a daemon that cannot run tasks as their submitter refuses another user's job at intake, saying why")
+    func noSwitchNoOthersTasks() async throws {
+        guard let users = TestUsers.all else {
+            print("users-apart tests: skipped (they need root to make test users)")
+            return
+        }
+        let (svc, alice) = (users.service, users.alice)
+        let d = try DaemonHarness(slots: 1)
+        d.user = svc
+        d.switchesUsers = false
+        chmod(d.root, 0o755)
+        for dir in [d.state, "\(d.root)/run"] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            chmod(dir, 0o750)
+            TestUsers.give(dir, to: svc)
+        }
+        try await d.start()
+        try write("name: mine\ncommand: 'true'\ntasks: [{}]\n", d.inbox, ".mine.tmp")
+        TestUsers.give("\(d.inbox)/.mine.tmp", to: alice)
+        rename("\(d.inbox)/.mine.tmp", "\(d.inbox)/mine.yaml")
+        try await d.log.wait(timeout: 30, "mine rejected") { $0.contains("manifest rejected") && $0.contains("file=mine.yaml") }
+        let error = read("\(d.inbox)/rejected/mine.yaml.error") ?? ""
+        #expect(error.contains("tasks run as their submitter, \(alice.name) (uid \(alice.uid)), and this daemon (running as \(svc.name)") &&
+                error.contains("cannot run them as another user"), "\(error)")
+        #expect(await d.signal(SIGTERM) == 0)
+        try? FileManager.default.removeItem(atPath: d.root)
+    }
 }

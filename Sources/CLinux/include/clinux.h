@@ -68,4 +68,37 @@ int batchd_landlock_abi(void);
 /// errno set (nothing is restricted then).
 int batchd_landlock_hide(const char *const *hidden, int nhidden, const char *const *allowed, int nallowed);
 
+/// Identities (identity.c). Linux keeps credentials per thread; glibc's
+/// set*id wrappers change every thread of the process, the raw system calls
+/// used here only the calling one.
+
+/// 1 when this process may take on another user's identity (CAP_SETUID and
+/// CAP_SETGID in its effective set), else 0.
+int batchd_can_switch_users(void);
+
+/// kill(2) of `target` (a pid, or -pgid for a group) with the calling
+/// thread's effective uid set to `uid` for the call only: the signal reaches
+/// that user's processes, and, the real uid being unchanged, the caller's
+/// own. Returns what kill returns. Needs CAP_SETUID when `uid` is another's.
+int batchd_kill_as(unsigned uid, int target, int sig);
+
+/// Sets the calling thread's file-system uid, gid and supplementary groups
+/// (every later permission check of this thread is made as them, and what it
+/// creates is theirs). 0 on success, -1 with errno set (nothing is changed
+/// then). Needs CAP_SETUID and CAP_SETGID for another's identity.
+int batchd_thread_fs_identity(unsigned uid, unsigned gid, const unsigned *groups, int ngroups);
+
+/// The calling thread's file-system uid and gid, and its supplementary
+/// groups (at most `max` written to `groups`): how many groups, or -1.
+int batchd_thread_fs_current(unsigned *uid, unsigned *gid, unsigned *groups, int max);
+
+/// Takes on the identity for good (for the process about to exec a task):
+/// supplementary groups, gid, uid, then drops every capability (effective,
+/// permitted, inheritable and ambient). 0 on success, -1 with errno set.
+int batchd_become(unsigned uid, unsigned gid, const unsigned *groups, int ngroups);
+
+/// Drops every capability of the calling process (effective, permitted,
+/// inheritable, ambient); 0 on success.
+int batchd_drop_capabilities(void);
+
 #endif

@@ -45,22 +45,7 @@ public struct LocalJobBackend: JobBackend {
     /// daemon must be able to switch users (the system unit lets it), and
     /// they must be in the user database. Otherwise it is refused at intake,
     /// rather than run with the daemon's rights.
-    public func refusal(_ spec: JobSpec) async -> ManifestIssue? {
-        guard spec.submitterUID != geteuid() else { return nil }
-        let who = Submitter.lookup(uid: spec.submitterUID)
-        if !Identity.canSwitch {
-            let me = Submitter.lookup(uid: geteuid())
-            return ManifestIssue(line: nil, column: nil, field: "backend",
-                                 message: "tasks run as their submitter, \(who), and this daemon (running as \(me)) cannot run them as another user",
-                                 hint: "submit it to a daemon of your own (the user unit), or to the system service, which may (CAP_SETUID and CAP_SETGID)")
-        }
-        if who.gid == nil {
-            return ManifestIssue(line: nil, column: nil, field: "backend",
-                                 message: "tasks run as their submitter, and \(who) has no entry in the user database to run them with",
-                                 hint: "submit it as a user the system knows (getent passwd \(who.uid))")
-        }
-        return nil
-    }
+    public func refusal(_ spec: JobSpec) async -> ManifestIssue? { Identity.refusal(forTasksOf: spec.submitterUID) }
 
     /// Hashes every input and copies into the content store what it lacks.
     public func stage(_ job: JobHandle) async -> StepResult { await job.stage(into: runner.contents) }

@@ -179,7 +179,7 @@ final class SlurmAdapter: TaskAdapter {
             }
         }
         guard !ids.isEmpty else { return }
-        let out = await cluster.cancel(ids)
+        let out = await cluster.cancel(ids, as: slurm.runAs)
         if let out, !out.ok { log.warning("scancel failed", metadata: ["error": "\(out.why)"]) }
     }
 
@@ -211,7 +211,7 @@ extension SlurmJob {
     func accountedStates(_ ids: Set<String>) async -> [String: [Int: SlurmState]] {
         guard !ids.isEmpty, await cluster.usesAccounting() else { return [:] }
         let out = await cluster.commands.run("sacct", ["-X", "--noheader", "--parsable2", "--jobs=\(ids.sorted().joined(separator: ","))",
-                                                       "--format=JobID,JobName,State,ExitCode"])
+                                                       "--format=JobID,JobName,State,ExitCode"], as: runAs)
         guard out.ok else {
             log.warning("sacct failed", metadata: ["error": "\(out.why)"])
             return [:]
@@ -241,7 +241,7 @@ extension SlurmJob {
         var rounds = 0
         while !ids.isEmpty {
             if rounds % 5 == 0 {
-                let out = await cluster.cancel(ids)
+                let out = await cluster.cancel(ids, as: runAs)
                 handle.crashPoint("cancel.sent")
                 if let out, !out.ok { log.warning("scancel failed; will retry", metadata: ["error": "\(out.why)"]) }
             }

@@ -1,3 +1,4 @@
+import BatchAccess
 import BatchControl
 import BatchBackend
 import BatchCore
@@ -61,7 +62,7 @@ public final class SlurmCluster: Sendable {
         guard stat(settings.sharedDirectory, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
             throw DaemonError("slurm.sharedDirectory \(Printable.quote(settings.sharedDirectory)) is not a directory")
         }
-        let commands = SlurmCommands(environment: variables, timeout: settings.commandTimeout)
+        let commands = SlurmCommands(environment: variables, timeout: settings.commandTimeout, switcher: exec)
         for command in ["sbatch", "squeue", "scancel", "scontrol"] where commands.find(command) == nil {
             throw DaemonError("\(command) is not on the daemon's PATH (install Slurm's client commands, or set PATH for the service)")
         }
@@ -114,25 +115,38 @@ public final class SlurmCluster: Sendable {
     func jobDirectory(_ job: String) -> String { "\(shared)/jobs/\(job)" }
 
     /// Arrays tagged with this daemon's owner, each marked orphan when no job
-    /// in the database knows it.
-    func inventory() async throws -> [(name: String, arrayID: String, state: String, job: String?, orphan: Bool)] {
-        let out = await commands.run("squeue", ["--noheader", "--user=\(user)", "--format=\(SlurmOutput.queueFormat)"])
+    /// in the database knows it; with the user each runs as. (Every user's:
+    /// arrays are submitted as their submitters.)
+    func inventory() async throws -> [(name: String, arrayID: String, state: String, job: String?, orphan: Bool, user: String)] {
+        let out = await commands.run("squeue", ["--noheader", "--format=\(SlurmOutput.queueFormat)"])
         guard out.ok else { throw DaemonError("squeue failed: \(out.why)") }
         let tag = SlurmRules.comment(owner: owner)
         var seen = Set<String>()
-        var items: [(String, String, String, String?, Bool)] = []
+        var items: [(String, String, String, String?, Bool, String)] = []
         for e in SlurmOutput.queue(out.stdout).entries where e.comment == tag && seen.insert(e.arrayID).inserted {
             let job = SlurmRules.jobID(fromArrayName: e.name)
             let known = job == nil ? false : (try await ledger.job(job!)) != nil
-            items.append((e.name, e.arrayID, e.state.name, job, !known))
+            items.append((e.name, e.arrayID, e.state.name, job, !known, e.user))
         }
         return items
     }
 
-    /// Cancels arrays by id, in one scancel call.
-    func cancel(_ ids: [String]) async -> SlurmCommands.Output? {
+    /// Cancels arrays by id, in one scancel call, as `user` (their
+    /// submitter, whose arrays they are).
+    func cancel(_ ids: [String], as user: Submitter? = nil) async -> SlurmCommands.Output? {
         guard !ids.isEmpty else { return nil }
-        return await commands.run("scancel", ids)
+        return await commands.run("scancel", ids, as: user)
+    }
+
+    /// Whom a job's commands and files are run and made as: its submitter,
+    /// when the daemon may switch to them; nil for the daemon itself.
+    func acting(for submitter: Submitter) -> Submitter? {
+        Identity.switches(to: submitter) ? submitter : nil
+    }
+
+    /// The name squeue knows `who` by (the daemon's own user for nil).
+    func userName(_ who: Submitter?) -> String {
+        who.map { $0.name ?? String($0.uid) } ?? user
     }
 
     /// Looks once for orphans (cancelling them when `slurm.cancelOrphans`
@@ -146,8 +160,13 @@ public final class SlurmCluster: Sendable {
                     "action": "\(settings.cancelOrphans ? "cancelling" : "kept (slurm.cancelOrphans is off; see batchctl pools)")",
                 ])
             }
-            if settings.cancelOrphans, let out = await cancel(orphans.map(\.arrayID)), !out.ok {
-                logger.warning("could not cancel orphans", metadata: ["error": "\(out.why)"])
+            if settings.cancelOrphans {
+                for (name, arrays) in Dictionary(grouping: orphans, by: \.user) {
+                    let who = getpwnam(name).map { Submitter.lookup(uid: $0.pointee.pw_uid) }
+                    if let out = await cancel(arrays.map(\.arrayID), as: who.flatMap(acting(for:))), !out.ok {
+                        logger.warning("could not cancel orphans", metadata: ["user": "\(name)", "error": "\(out.why)"])
+                    }
+                }
             }
         } catch {
             logger.warning("could not list arrays to look for orphans", metadata: ["error": "\(error)"])

@@ -1,3 +1,4 @@
+import BatchAccess
 import Foundation
 import Logging
 import Synchronization
@@ -7,7 +8,9 @@ import Glibc
 
 /// Runs Slurm's commands: each with its arguments as separate words (no
 /// shell), a deadline, and the daemon's environment (SLURM_CONF and PATH
-/// included).
+/// included); as a job's submitter when the daemon may switch users
+/// (through `batchd-exec --run-as`), so that munge vouches for them and
+/// Slurm's accounting, fair share and limits see them.
 public final class SlurmCommands: Sendable {
     /// What a command printed and how it ended.
     public struct Output: Sendable {
@@ -24,10 +27,13 @@ public final class SlurmCommands: Sendable {
 
     let environment: [String: String]
     let timeout: Double
+    /// The daemon's batchd-exec, which runs a command as another user.
+    let switcher: String?
 
-    public init(environment: [String: String], timeout: Double) {
+    public init(environment: [String: String], timeout: Double, switcher: String? = nil) {
         self.environment = environment
         self.timeout = timeout
+        self.switcher = switcher
     }
 
     /// The path of `command` on the daemon's PATH, nil if it is not there.
@@ -41,12 +47,18 @@ public final class SlurmCommands: Sendable {
 
     /// Runs `command args...`; a command that cannot start or outlives the
     /// deadline ends with status 127 or 124 and says so in stderr.
-    public func run(_ command: String, _ args: [String]) async -> Output {
-        guard let path = find(command) else {
+    /// With `user` (another than the daemon's, which it may switch to), it
+    /// runs as them.
+    public func run(_ command: String, _ args: [String], as user: Submitter? = nil) async -> Output {
+        guard let found = find(command) else {
             return Output(status: 127, stdout: "", stderr: "\(command) is not on the daemon's PATH")
         }
+        let switched = user.flatMap(Identity.execArgument).flatMap { identity in switcher.map { ($0, identity) } }
+        let path = switched?.0 ?? found
+        let args = switched.map { ["--run-as", $0.1, "--", found] } .map { $0 + args } ?? args
         let environment = self.environment
         let timeout = self.timeout
+        let signalAs = switched == nil ? nil : user?.uid
         return await withCheckedContinuation { (c: CheckedContinuation<Output, Never>) in
             Thread.detachNewThread {
                 let p = Process()
@@ -65,7 +77,8 @@ public final class SlurmCommands: Sendable {
                 let pid = p.processIdentifier
                 let timer = DispatchSource.makeTimerSource()
                 timer.schedule(deadline: .now() + timeout)
-                timer.setEventHandler { timedOut.store(true, ordering: .relaxed); kill(pid, SIGKILL) }
+                // (A command run as a submitter is theirs to signal.)
+                timer.setEventHandler { timedOut.store(true, ordering: .relaxed); Identity.kill(pid, SIGKILL, as: signalAs) }
                 timer.resume()
                 let errData = Mutex<Data>(Data())
                 let errDone = DispatchSemaphore(value: 0)

@@ -41,6 +41,18 @@ struct SlurmJob: Sendable {
     var id: String { handle.id }
     var log: Logger { handle.log }
     var jobDirectory: String { cluster.jobDirectory(id) }
+    /// Whom its Slurm commands and files are run and made as: its
+    /// submitter (nil: the daemon itself, for its own user's jobs or when it
+    /// cannot switch).
+    var runAs: Submitter? { cluster.acting(for: handle.policy.submitter) }
+    /// The user its arrays run as, by name.
+    var userName: String { cluster.userName(runAs) }
+
+    /// `body` as the submitter (`Identity.acting`), for what is theirs in
+    /// the shared directory.
+    func asSubmitter<T>(_ body: () throws -> T) throws -> T {
+        try Identity.acting(as: handle.policy.submitter, body)
+    }
 
     func attemptDirectory(_ e: ArrayRecord.Element) -> String { "\(jobDirectory)/tasks/\(e.task)/attempt-\(e.attempt)" }
 
@@ -148,8 +160,8 @@ struct SlurmJob: Sendable {
     /// `.some(nil)` when it was never submitted; nil when `until` fired
     /// first (a lookup that fails is asked again: never submit blind).
     func find(_ a: ArrayRecord, until: AsyncEvent<Void>) async -> String?? {
-        let args = ["--noheader", "--states=all", "--user=\(cluster.user)", "--name=\(a.name)", "--format=\(SlurmOutput.queueFormat)"]
-        var out = await cluster.commands.run("squeue", args)
+        let args = ["--noheader", "--states=all", "--user=\(userName)", "--name=\(a.name)", "--format=\(SlurmOutput.queueFormat)"]
+        var out = await cluster.commands.run("squeue", args, as: runAs)
         var attempt = 0
         let step = "look array \(a.name) up in squeue"
         while !out.ok {
@@ -157,13 +169,14 @@ struct SlurmJob: Sendable {
             await handle.noteRetrying(step, "squeue failed: \(out.why)")
             attempt += 1
             guard await handle.pauseBeforeRetry(attempt, until: until) else { await handle.clearRetrying(step); return nil }
-            out = await cluster.commands.run("squeue", args)
+            out = await cluster.commands.run("squeue", args, as: runAs)
         }
         if attempt > 0 { await handle.clearRetrying(step) }
         var found = SlurmOutput.queue(out.stdout).entries.first { $0.name == a.name }?.arrayID
         if found == nil, await cluster.usesAccounting() {
             let acct = await cluster.commands.run("sacct", ["-X", "--noheader", "--parsable2", "--name=\(a.name)",
-                                                            "--starttime=\(Self.day(handle.job.createdAt))", "--format=JobID,JobName,State,ExitCode"])
+                                                            "--starttime=\(Self.day(handle.job.createdAt))", "--format=JobID,JobName,State,ExitCode"],
+                                                 as: runAs)
             if acct.ok { found = SlurmOutput.accounting(acct.stdout).first { $0.name == a.name }?.arrayID }
         }
         if found == nil, a.elements.contains(where: { AttemptFiles.started(attemptDirectory($0)) }) { found = "" }
@@ -192,7 +205,7 @@ struct SlurmJob: Sendable {
                                               script: script, logDirectory: "\(jobDirectory)/slurm")
         var attempt = 0
         while true {
-            let out = await cluster.commands.run("sbatch", args)
+            let out = await cluster.commands.run("sbatch", args, as: runAs)
             if attempt > 0, out.ok || !SlurmRules.isTransient(out.status, out.stderr) { await handle.clearRetrying("submit array \(a.name)") }
             if out.ok, let slurmID = SlurmOutput.submittedID(out.stdout) {
                 handle.crashPoint("submit.sbatched")
@@ -213,16 +226,24 @@ struct SlurmJob: Sendable {
 
     /// Makes each element's attempt directory (work/ with its inputs linked
     /// in, run.sh with its environment and command) and the array's script;
-    /// returns the script's path. Safe to repeat.
+    /// returns the script's path. Safe to repeat. The job's directory is the
+    /// daemon's, shared with the submitter (an ACL, whose default gives the
+    /// daemon its way into what is made below); what is below is made as
+    /// the submitter, theirs, as the array that runs there is. The inputs
+    /// are linked in by the daemon, whose the store is.
     func prepare(_ a: ArrayRecord, tasks: [Int: TaskRecord], inputs: [String: String]) throws -> String {
-        try FileOps.makeDirectory("\(jobDirectory)/slurm")
-        try FileOps.makeDirectory("\(jobDirectory)/arrays")
+        try FileOps.makeDirectory(jobDirectory)
+        if let who = runAs { try Permission.shareWorkDirectory(jobDirectory, with: who.uid) }
+        try asSubmitter {
+            try FileOps.makeDirectory("\(jobDirectory)/slurm")
+            try FileOps.makeDirectory("\(jobDirectory)/arrays")
+        }
         var cases = ""
         let hide = handle.spec.submitterUID == geteuid() ? [] : [cluster.shared] + cluster.hidden
         for (i, e) in a.elements.enumerated() {
             guard let task = tasks[e.idx] else { throw DaemonError("task \(e.idx) is not in the job") }
             let dir = attemptDirectory(e)
-            try FileOps.makeDirectory("\(dir)/work")
+            try asSubmitter { try FileOps.makeDirectory("\(dir)/work") }
             for input in handle.spec.sharedInputs + task.inputs {
                 guard let sha = inputs[input.source] else { throw DaemonError("input \(input.source) was not staged") }
                 try cluster.contents.place(sha, at: "\(dir)/work/\(input.target)")
@@ -232,7 +253,7 @@ struct SlurmJob: Sendable {
             var run = "# batchd: task \(task.taskId), attempt \(e.attempt) of job \(id)\n"
             for (k, v) in env.sorted(by: { $0.key < $1.key }) { run += "export \(k)=\(ShellTemplate.quote(v, in: .bare))\n" }
             run += "exec /bin/sh -c \(ShellTemplate.quote(task.command, in: .bare))\n"
-            try FileOps.writeAtomically(run, to: "\(dir)/run.sh")
+            try asSubmitter { try FileOps.writeAtomically(run, to: "\(dir)/run.sh") }
             cases += "\(i)) d=\(ShellTemplate.quote(dir, in: .bare)) ;;\n"
         }
         let hides = hide.map { "--hide \(ShellTemplate.quote($0, in: .bare)) " }.joined()
@@ -246,7 +267,7 @@ struct SlurmJob: Sendable {
 
             """
         let path = "\(jobDirectory)/arrays/\(a.sequence).sh"
-        try FileOps.writeAtomically(script, to: path)
+        try asSubmitter { try FileOps.writeAtomically(script, to: path) }
         return path
     }
 }

@@ -1,3 +1,4 @@
+import BatchAccess
 import BatchBackend
 import BatchControl
 import BatchCore
@@ -14,17 +15,24 @@ public struct SlurmJobBackend: JobBackend {
 
     public init(cluster: SlurmCluster) { self.cluster = cluster }
 
-    func job(_ handle: JobHandle) -> SlurmJob { SlurmJob(handle: handle, cluster: cluster) }
+    /// The job's steps; its submitter's arrays followed by the poller.
+    func job(_ handle: JobHandle) async -> SlurmJob {
+        let job = SlurmJob(handle: handle, cluster: cluster)
+        await cluster.poller.include(job.userName)
+        return job
+    }
 
     /// What the cluster would refuse is refused at intake: `sbatch
     /// --test-only` with the job's options (partition, account, QoS, CPUs,
     /// memory, time) submits nothing and says whether sbatch would take
     /// them. A cluster that does not answer refuses nothing (the job meets
-    /// sbatch's refusal, with its words, when it is submitted).
+    /// sbatch's refusal, with its words, when it is submitted). It asks as
+    /// the submitter: the account, QoS and partitions they may use are theirs.
     public func refusal(_ spec: JobSpec) async -> ManifestIssue? {
+        if let issue = Identity.refusal(forTasksOf: spec.submitterUID) { return issue }
         let args = SlurmRules.testArguments(spec: spec, defaults: .init(partition: cluster.settings.partition,
                                                                        account: cluster.settings.account, qos: cluster.settings.qos))
-        let out = await cluster.commands.run("sbatch", args)
+        let out = await cluster.commands.run("sbatch", args, as: cluster.acting(for: Submitter.lookup(uid: spec.submitterUID)))
         guard !out.ok, !SlurmRules.isTransient(out.status, out.stderr) else { return nil }
         let field = SlurmRules.refusedField(out.stderr)
         return ManifestIssue(line: nil, column: nil, field: field, message: "the Slurm cluster refuses this job: \(out.why)",
@@ -36,7 +44,7 @@ public struct SlurmJobBackend: JobBackend {
     /// The cluster is there already; partitions are checked at intake.
     public func provision(_ job: JobHandle) async -> StepResult { .done }
     public func submit(_ job: JobHandle) async -> StepResult { await self.job(job).submit().0 }
-    public func adapter(for job: JobHandle) async -> (any TaskAdapter)? { SlurmAdapter(self.job(job)) }
+    public func adapter(for job: JobHandle) async -> (any TaskAdapter)? { SlurmAdapter(await self.job(job)) }
     public func cancel(_ job: JobHandle) async { await self.job(job).cancel() }
     public func cleanup(_ job: JobHandle, _ verdict: Verdict) async { await self.job(job).cleanup(verdict) }
     public func attemptsDirectory(_ job: JobHandle) -> String { "\(cluster.jobDirectory(job.id))/tasks" }

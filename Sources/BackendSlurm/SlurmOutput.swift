@@ -19,10 +19,10 @@ public enum SlurmOutput {
 
     /// The squeue format batchd asks for: array job id, array task ids
     /// (`N/A`, `3`, or a pending range such as `4-9%2` or `1,3,5-7`), job
-    /// name, state, reason, comment.
-    public static let queueFormat = "%F|%K|%j|%T|%r|%k"
+    /// name, state, reason, user, comment.
+    public static let queueFormat = "%F|%K|%j|%T|%r|%u|%k"
 
-    /// One line of `squeue --noheader -t all -o '%F|%K|%j|%T|%r|%k'`.
+    /// One line of `squeue --noheader -t all -o '%F|%K|%j|%T|%r|%u|%k'`.
     public struct QueueEntry: Sendable, Equatable {
         /// The array's job id (a job's own id when it is no array).
         public var arrayID: String
@@ -36,6 +36,8 @@ public enum SlurmOutput {
         public var reason: String
         /// The job's comment (batchd's owner tag), empty when none.
         public var comment: String
+        /// The user it runs as (its submitter's name).
+        public var user: String = ""
     }
 
     /// Most array indices one line may expand to (a range `0-999999` of a
@@ -48,8 +50,8 @@ public enum SlurmOutput {
         var out: [QueueEntry] = []
         var skipped = 0
         for line in text.split(whereSeparator: \.isNewline) where !line.allSatisfy(\.isWhitespace) {
-            let f = line.split(separator: "|", maxSplits: 5, omittingEmptySubsequences: false).map(String.init)
-            guard f.count == 6, let arrayID = f[0].split(separator: ";").first.map(String.init), !arrayID.isEmpty,
+            let f = line.split(separator: "|", maxSplits: 6, omittingEmptySubsequences: false).map(String.init)
+            guard f.count == 7, let arrayID = f[0].split(separator: ";").first.map(String.init), !arrayID.isEmpty,
                   arrayID.allSatisfy(\.isASCIIDigit) else { skipped += 1; continue }
             let indices: [Int]
             if f[1] == "N/A" { indices = [] } else {
@@ -57,7 +59,7 @@ public enum SlurmOutput {
                 indices = i
             }
             out.append(QueueEntry(arrayID: arrayID, indices: indices, name: f[2], state: SlurmState(f[3]), reason: f[4],
-                                  comment: f[5] == "(null)" ? "" : f[5]))
+                                  comment: f[6] == "(null)" ? "" : f[6], user: f[5]))
         }
         return (out, skipped)
     }

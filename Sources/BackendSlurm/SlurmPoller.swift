@@ -3,8 +3,8 @@ import Foundation
 import Logging
 
 /// One squeue per interval for every Slurm job of the daemon: the jobs ask
-/// for the next answer, and the poller runs `squeue -t all` for the daemon's
-/// user once for all of them, paced by `PollSchedule` (quick while the
+/// for the next answer, and the poller runs `squeue -t all` for the users
+/// its jobs run as (their submitters) once for all of them, paced by `PollSchedule` (quick while the
 /// answers change, backing off while they do not). A failed squeue is an
 /// answer that says nothing ("unknown"), never a failure.
 public actor SlurmPoller {
@@ -18,7 +18,9 @@ public actor SlurmPoller {
     }
 
     let commands: SlurmCommands
-    let user: String
+    /// The users whose arrays are followed: the daemon's own, and each
+    /// submitter a job was followed for (a handful; never forgotten).
+    var users: Set<String>
     let logger: Logger
     var schedule: PollSchedule
     var waiting: [CheckedContinuation<Snapshot, Never>] = []
@@ -31,10 +33,15 @@ public actor SlurmPoller {
 
     init(commands: SlurmCommands, user: String, schedule: PollSchedule, logger: Logger) {
         self.commands = commands
-        self.user = user
+        users = [user]
         self.schedule = schedule
         self.logger = logger
         interval = schedule.minInterval
+    }
+
+    /// Follows the arrays of `user` too.
+    public func include(_ user: String) {
+        users.insert(user)
     }
 
     /// The next squeue answer (one made after this call).
@@ -95,7 +102,8 @@ public actor SlurmPoller {
     }
 
     func poll() async -> Snapshot {
-        let out = await commands.run("squeue", ["--noheader", "--states=all", "--user=\(user)", "--format=\(SlurmOutput.queueFormat)"])
+        let out = await commands.run("squeue", ["--noheader", "--states=all", "--user=\(users.sorted().joined(separator: ","))",
+                                                "--format=\(SlurmOutput.queueFormat)"])
         guard out.ok else {
             logger.warning("squeue failed; task states are unknown until it answers", metadata: ["error": "\(out.why)"])
             return Snapshot(ok: false, entries: [], why: out.why)

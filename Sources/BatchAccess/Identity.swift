@@ -1,3 +1,4 @@
+import BatchCore
 import CLinux
 import Foundation
 #if canImport(Glibc)
@@ -54,6 +55,27 @@ public enum Identity {
             if batchd_thread_fs_identity(uid, gid, groups, n) != 0 { fatalError("cannot return from acting as \(who)") }
         }
         return try body()
+    }
+
+    /// Why a job of `uid` cannot run here, when its tasks would run on this
+    /// machine or a cluster as that user: the daemon cannot switch to
+    /// another user (a user unit), or the user has no entry in the user
+    /// database. Nil when it can run.
+    public static func refusal(forTasksOf uid: UInt32) -> ManifestIssue? {
+        guard uid != geteuid() else { return nil }
+        let who = Submitter.lookup(uid: uid)
+        if !canSwitch {
+            let me = Submitter.lookup(uid: geteuid())
+            return ManifestIssue(line: nil, column: nil, field: "backend",
+                                 message: "tasks run as their submitter, \(who), and this daemon (running as \(me)) cannot run them as another user",
+                                 hint: "submit it to a daemon of your own (the user unit), or to the system service, which may (CAP_SETUID and CAP_SETGID)")
+        }
+        if who.gid == nil {
+            return ManifestIssue(line: nil, column: nil, field: "backend",
+                                 message: "tasks run as their submitter, and \(who) has no entry in the user database to run them with",
+                                 hint: "submit it as a user the system knows (getent passwd \(who.uid))")
+        }
+        return nil
     }
 
     /// kill(2) of `target` (-pgid for a group) as `uid` when that is another

@@ -22,28 +22,29 @@ struct SlurmOutputTests {
         // Captured: an array of 10 with %2, element 0 running, 1-9 pending; an
         // earlier array whose elements ended four ways; a job that is no array.
         let text = """
-            6|1-9%2|batchd-J3-a1|PENDING|Resources|(null)
-            6|0|batchd-J3-a1|RUNNING|None|(null)
-            1|3|batchd-J1-a1|CANCELLED|None|batchd owner=me
-            1|0|batchd-J1-a1|COMPLETED|None|batchd owner=me
-            1|2|batchd-J1-a1|FAILED|JobLaunchFailure|batchd owner=me
-            1|1|batchd-J1-a1|FAILED|NonZeroExitCode|batchd owner=me
-            5|N/A|batchd-J2-a1|RUNNING|None|(null)
+            6|1-9%2|batchd-J3-a1|PENDING|Resources|alice|(null)
+            6|0|batchd-J3-a1|RUNNING|None|alice|(null)
+            1|3|batchd-J1-a1|CANCELLED|None|bob|batchd owner=me
+            1|0|batchd-J1-a1|COMPLETED|None|bob|batchd owner=me
+            1|2|batchd-J1-a1|FAILED|JobLaunchFailure|bob|batchd owner=me
+            1|1|batchd-J1-a1|FAILED|NonZeroExitCode|bob|batchd owner=me
+            5|N/A|batchd-J2-a1|RUNNING|None|batchd|(null)
             """
         let (entries, skipped) = SlurmOutput.queue(text)
         #expect(skipped == 0)
         #expect(entries.count == 7)
-        #expect(entries[0] == .init(arrayID: "6", indices: Array(1...9), name: "batchd-J3-a1", state: .pending, reason: "Resources", comment: ""))
-        #expect(entries[2].state == .cancelled && entries[2].comment == "batchd owner=me")
+        #expect(entries[0] == .init(arrayID: "6", indices: Array(1...9), name: "batchd-J3-a1", state: .pending, reason: "Resources", comment: "",
+                                    user: "alice"))
+        #expect(entries[2].state == .cancelled && entries[2].comment == "batchd owner=me" && entries[2].user == "bob")
         #expect(entries[4].reason == "JobLaunchFailure" && entries[4].state == .failed)
         #expect(entries[6].indices.isEmpty && entries[6].state == .running)
     }
 
     @Test("squeue lines batchd cannot read are skipped, not guessed")
     func queueGarbage() {
-        let (entries, skipped) = SlurmOutput.queue("slurm_load_jobs error: Unable to contact slurm controller\n7|0|n|RUNNING|None|x\nabc|0|n|R|r|c\n")
+        let (entries, skipped) = SlurmOutput.queue("slurm_load_jobs error: Unable to contact slurm controller\n7|0|n|RUNNING|None|u|x\nabc|0|n|R|r|u|c\n")
         #expect(entries.count == 1 && skipped == 2)
-        #expect(SlurmOutput.queue("8|0-99999999|n|PENDING|Priority|c\n").skipped == 1, "past the index bound")
+        #expect(SlurmOutput.queue("8|0-99999999|n|PENDING|Priority|u|c\n").skipped == 1, "past the index bound")
     }
 
     @Test("array index lists and ranges", arguments: [

@@ -8,7 +8,8 @@ import Glibc
 #endif
 
 /// Wrappers in front of Slurm's commands on the daemon's PATH: each call is
-/// counted in `calls` (intake's `sbatch --test-only` as `sbatch-test`),
+/// counted in `calls` (intake's `sbatch --test-only` as `sbatch-test`), with
+/// the user it ran as in `callers`,
 /// squeue fails while the file `fail-squeue` exists, and leaves out the
 /// lines holding any line of `hide-squeue` (a job Slurm lost, as batchd sees it).
 struct SlurmShims {
@@ -16,6 +17,11 @@ struct SlurmShims {
     init(_ root: String) throws {
         directory = "\(root)/shims"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // Commands run as submitters count their calls too.
+        for log in ["calls", "callers"] {
+            FileManager.default.createFile(atPath: "\(directory)/\(log)", contents: nil)
+            chmod("\(directory)/\(log)", 0o666)
+        }
         for command in ["sbatch", "squeue", "sacct", "scancel", "scontrol"] {
             let fail = command == "squeue"
                 ? "if [ -e \(directory)/fail-squeue ]; then echo 'squeue: error: Unable to contact slurm controller (connect failure)' >&2; exit 1; fi\n"
@@ -23,6 +29,7 @@ struct SlurmShims {
                     + "printf '%s\\n' \"$out\" | grep -v -F -f \(directory)/hide-squeue; exit 0; fi\n"
                 : ""
             let name = "if [ \"$1\" = --test-only ]; then echo \(command)-test; else echo \(command); fi >> \(directory)/calls\n"
+                + "echo \"\(command) $(id -un)\" >> \(directory)/callers\n"
             try write("#!/bin/sh\n\(name)\(fail)exec /usr/bin/\(command) \"$@\"\n", directory, command)
             chmod("\(directory)/\(command)", 0o755)
         }
@@ -30,6 +37,13 @@ struct SlurmShims {
     /// Calls so far of `command`.
     func calls(_ command: String) -> Int {
         (read("\(directory)/calls") ?? "").split(separator: "\n").filter { $0 == command }.count
+    }
+    /// The users `command` ran as, one per call.
+    func callers(_ command: String) -> [String] {
+        (read("\(directory)/callers") ?? "").split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ")
+            return f.count == 2 && f[0] == command ? String(f[1]) : nil
+        }
     }
     func environment(_ cluster: SlurmTestCluster) -> [String: String] {
         cluster.environment.merging(["PATH": "\(directory):\(ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")"]) { $1 }

@@ -367,6 +367,9 @@ extension AzureJob {
         let outputURL: String
         /// Each input's blob, by source.
         let blobs: [String: String]
+        /// The job's secrets, read as the submitter for these bodies: they
+        /// travel in each task's environment settings, over TLS.
+        let secrets: [String: String]
         /// Read URLs made so far, by blob.
         var urls: [String: String] = [:]
 
@@ -380,8 +383,10 @@ extension AzureJob {
             let now = Date()
             let sas = try await job.az.sasKeys.signer(until: now.addingTimeInterval(lifetime.tokenSeconds), now: now)
             let out = try job.az.writeURL(container: record.outputContainer, seconds: lifetime.tokenSeconds, sas: sas, now: now)
+            let secrets = try job.handle.spec.secrets.map { try Secrets.values($0, policy: job.handle.policy) } ?? [:]
             return TaskBodies(job: job, sas: sas, lifetime: lifetime, now: now, outputURL: out,
-                              blobs: Dictionary(inputs.compactMap { i in i.blob.map { (i.source, $0) } }, uniquingKeysWith: { a, _ in a }))
+                              blobs: Dictionary(inputs.compactMap { i in i.blob.map { (i.source, $0) } }, uniquingKeysWith: { a, _ in a }),
+                              secrets: secrets)
         }
 
         /// The body that adds `task`.
@@ -398,6 +403,7 @@ extension AzureJob {
             let record = job.job
             let env = TaskEnvironment.variables(task: task.env,
                                                 job: record.id, name: record.name, taskID: task.taskId, index: task.idx, attempt: nil)
+                .merging(secrets) { $1 }
             return BatchBodies.taskJSON(BatchBodies.TaskParts(
                 id: task.taskId, command: task.command, env: env, inputs: placed, patterns: spec.outputPatterns, outputContainerURL: outputURL,
                 timeoutSeconds: record.timeoutSeconds, retries: max(0, record.retries - task.countedAttempts)))

@@ -111,7 +111,7 @@ struct LocalAdapter: TaskAdapter {
             for input in job.spec.sharedInputs + task.inputs {
                 if let sha = sha[input.source] { placed.append((sha, input.target)) } else { missing = input.source }
             }
-            let spec = AttemptSpec(directory: dir, command: task.command, env: env, inputs: placed, timeout: job.spec.timeoutSeconds,
+            var spec = AttemptSpec(directory: dir, command: task.command, env: env, inputs: placed, timeout: job.spec.timeoutSeconds,
                                    hide: backend.hidden(for: job.spec), user: user)
             job.crashPoint("task.begun")
             Debug.crashPoint("start", task.command)
@@ -119,8 +119,12 @@ struct LocalAdapter: TaskAdapter {
             launched.append(attempt)
             do {
                 if let missing { throw DaemonError("input \(missing) was not staged") }
+                // Read again at each launch, as the submitter: a secret
+                // rotated between attempts is the new one.
+                if let secrets = job.spec.secrets { spec.secrets = try Secrets.values(secrets, policy: job.policy) }
                 try runner.prepare(spec)
                 let pid = try runner.start(spec)
+                spec.secrets = [:]  // not kept while the attempt runs
                 job.crashPoint("task.spawned")
                 _ = await job.attemptRunning(idx, attempt: number, pid: pid)
                 job.log.debug("task started", metadata: ["task.id": "\(task.taskId)", "attempt": "\(number)", "pid": "\(pid)"])

@@ -2,6 +2,7 @@ import BatchAccess
 import BatchBackend
 import BatchCore
 import BatchSupport
+import CLinux
 import Foundation
 import Logging
 #if canImport(Glibc)
@@ -27,10 +28,13 @@ public struct AttemptSpec: Sendable {
     /// own user: its work directory is shared with them, and its processes
     /// are signalled as them.
     public var user: Submitter?
+    /// The job's secrets, read for this launch (held only until it starts).
+    public var secrets: [String: String]
 
     /// Creates a spec.
     public init(directory: String, command: String, env: [String: String], inputs: [(sha256: String, target: String)], timeout: Double?,
-                hide: [String] = [], user: Submitter? = nil) {
+                hide: [String] = [], user: Submitter? = nil, secrets: [String: String] = [:]) {
+        self.secrets = secrets
         self.directory = directory
         self.command = command
         self.env = env
@@ -88,7 +92,17 @@ public struct LocalRunner: Sendable {
     public func start(_ spec: AttemptSpec) throws -> pid_t {
         let hide = spec.hide.flatMap { ["--hide", $0] }
         let user = spec.user.flatMap(Identity.execArgument).map { ["--user", $0] } ?? []
-        return try ProcessControl.spawnSession([execPath, spec.directory] + hide + user + ["--", "/bin/sh", "-c", spec.command], env: spec.env)
+        guard !spec.secrets.isEmpty else {
+            return try ProcessControl.spawnSession([execPath, spec.directory] + hide + user + ["--", "/bin/sh", "-c", spec.command], env: spec.env)
+        }
+        // The secrets go to batchd-exec through a memfd, its descriptor 3:
+        // never in its own environment, arguments or a file.
+        let block = Secrets.block(spec.secrets)
+        let fd = block.withUnsafeBytes { batchd_memfd_with("batchd-secrets", $0.baseAddress, UInt($0.count)) }
+        guard fd >= 0 else { throw FileOpError(spec.directory, "cannot pass the job's secrets: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        return try ProcessControl.spawnSession([execPath, spec.directory] + hide + user + ["--secrets-fd", "3", "--", "/bin/sh", "-c", spec.command],
+                                               env: spec.env, fd3: fd)
     }
 
     /// The outcome recorded in an attempt directory, if the supervisor wrote one.

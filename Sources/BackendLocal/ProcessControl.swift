@@ -12,8 +12,9 @@ public enum ProcessControl {
     /// Starts `argv` in a new session (so it leads its own process group and
     /// outlives the daemon), stdin from /dev/null, with exactly `env`. With
     /// `output`, stdout and stderr go to that file instead of being inherited
-    /// (a long-lived child must not hold its parent's pipes open).
-    public static func spawnSession(_ argv: [String], env: [String: String], output: String? = nil) throws -> pid_t {
+    /// (a long-lived child must not hold its parent's pipes open). With
+    /// `fd3`, that descriptor is the child's descriptor 3.
+    public static func spawnSession(_ argv: [String], env: [String: String], output: String? = nil, fd3: Int32? = nil) throws -> pid_t {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -29,6 +30,7 @@ public enum ProcessControl {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if let fd3 { posix_spawn_file_actions_adddup2(&actions, fd3, 3) }
         if let output {
             posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)

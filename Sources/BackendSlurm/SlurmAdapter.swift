@@ -160,7 +160,7 @@ final class SlurmAdapter: TaskAdapter {
         let dir = slurm.attemptDirectory(el.e)
         return .ended(idx: el.e.idx, Ending(attempt: el.e.attempt, directory: dir, outcome: outcome,
                                             row: .remote(ranFor: AttemptFiles.recordedRunTime(dir)),
-                                            schedulerLogs: slurm.slurmLog(el.array, el.i).map { [$0] } ?? [], scratch: ["\(dir)/run.sh"]))
+                                            schedulerLogs: slurm.slurmLog(el.array, el.i).map { [$0] } ?? [], scratch: ["\(dir)/run.sh", "\(dir)/secrets"]))
     }
 
     /// The outputs a successful element left in its work directory.

@@ -240,6 +240,10 @@ struct SlurmJob: Sendable {
         }
         var cases = ""
         let hide = handle.spec.submitterUID == geteuid() ? [] : [cluster.shared] + cluster.hidden
+        // The secrets reach a node only in the submitter's own attempt
+        // directory, in a file of mode 0600 (removed once the attempt's end
+        // is recorded); read now, as the submitter.
+        let secrets = try handle.spec.secrets.map { String(decoding: Secrets.block(try Secrets.values($0, policy: handle.policy)), as: UTF8.self) }
         for (i, e) in a.elements.enumerated() {
             guard let task = tasks[e.idx] else { throw DaemonError("task \(e.idx) is not in the job") }
             let dir = attemptDirectory(e)
@@ -253,10 +257,13 @@ struct SlurmJob: Sendable {
             var run = "# batchd: task \(task.taskId), attempt \(e.attempt) of job \(id)\n"
             for (k, v) in env.sorted(by: { $0.key < $1.key }) { run += "export \(k)=\(ShellTemplate.quote(v, in: .bare))\n" }
             run += "exec /bin/sh -c \(ShellTemplate.quote(task.command, in: .bare))\n"
-            try asSubmitter { try FileOps.writeAtomically(run, to: "\(dir)/run.sh") }
+            try asSubmitter {
+                try FileOps.writeAtomically(run, to: "\(dir)/run.sh")
+                if let secrets { try FileOps.writeAtomically(secrets, to: "\(dir)/secrets", mode: 0o600) }
+            }
             cases += "\(i)) d=\(ShellTemplate.quote(dir, in: .bare)) ;;\n"
         }
-        let hides = hide.map { "--hide \(ShellTemplate.quote($0, in: .bare)) " }.joined()
+        let hides = hide.map { "--hide \(ShellTemplate.quote($0, in: .bare)) " }.joined() + (secrets == nil ? "" : "--secrets-file \"$d/secrets\" ")
         let script = """
             #!/bin/sh
             # batchd: array \(a.name) of job \(id); element N runs the task of case N.

@@ -31,6 +31,7 @@ extension ServiceView {
             case .forEachInteger: break
             }
         }
+        for (name, path) in manifest.secrets.sorted(by: { $0.key < $1.key }) { input("secrets.\(name)", path) }
         if !manifest.outputs.patterns.isEmpty, let why = unwritable(destination) {
             out.append(ManifestIssue(line: nil, column: nil, field: "outputs.destination", message: why,
                                      hint: writeHint(Self.deepestExisting(destination).path)))

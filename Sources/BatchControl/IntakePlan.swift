@@ -22,6 +22,9 @@ public struct IntakePlan: Sendable {
     public let destination: String
     /// The tasks, made in order by `tasks.forEach`.
     public let tasks: TaskPlan
+    /// `secrets:`, their paths absolute (each checked readable by the
+    /// submitter, within bounds; the values were read and dropped).
+    public let secrets: [String: String]
 
     /// Files staged into every task.
     public var sharedInputs: [InputFile] { tasks.sharedInputs }
@@ -54,12 +57,19 @@ public struct IntakePlan: Sendable {
                                                                        hint: "choose a directory \(policy.submitter) may write")])
             }
         }
+        let secrets = manifest.secrets.mapValues { URL(fileURLWithPath: $0.hasPrefix("/") ? $0 : "\(base)/\($0)").standardizedFileURL.path }
+        do { _ = try Secrets.values(secrets, policy: policy) } catch {
+            throw ManifestError(file: file, issues: [ManifestIssue(line: nil, column: nil, field: error.name.map { "secrets.\($0)" } ?? "secrets",
+                                                                   message: error.reason,
+                                                                   hint: "name a regular file \(policy.submitter) may read: UTF-8 text, at most \(Bounds.secretBytes) bytes")])
+        }
         return IntakePlan(manifest: manifest, file: file, backend: BackendKind(rawValue: backend ?? manifest.backend ?? defaultBackend), base: base,
-                          destination: destination, tasks: tasks)
+                          destination: destination, tasks: tasks, secrets: secrets)
     }
 
     /// The job as accepted, for the submitter `uid`.
     public func spec(submitterUID uid: UInt32) -> JobSpec {
-        JobSpec(manifest, backend: backend, baseDirectory: base, destination: destination, submitterUID: uid, sharedInputs: sharedInputs)
+        JobSpec(manifest, backend: backend, baseDirectory: base, destination: destination, submitterUID: uid, sharedInputs: sharedInputs,
+                secrets: secrets)
     }
 }

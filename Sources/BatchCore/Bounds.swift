@@ -75,6 +75,14 @@ public enum Bounds {
     public static let rowFileBytes = 64 << 20
     /// Most columns of a row file.
     public static let rowColumns = 1000
+    /// Most `secrets:` a job may name.
+    public static let secrets = 32
+    /// Largest secret file, in bytes (64 KiB): a token, a key, a
+    /// certificate chain; the value is one environment variable.
+    public static let secretBytes = 65536
+    /// Most bytes of a job's secrets together (256 KiB: with the 1 MiB of
+    /// command and environment, still within what a process starts with).
+    public static let secretsTotalBytes = 256 << 10
     /// Longest short text field (a pool option's name or reference).
     public static let shortText = 256
 }

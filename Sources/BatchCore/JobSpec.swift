@@ -29,9 +29,15 @@ public struct JobSpec: Sendable, Equatable, Codable {
     public var sharedInputs: [InputFile]
     /// One file gathered from each task, in task order (`outputs.merge`).
     public var merge: MergeSpec?
+    /// `secrets:`: variable name → absolute path of the file its value is
+    /// read from at each launch (the value itself is stored nowhere).
+    /// Optional: nil in jobs accepted before it existed.
+    public var secrets: [String: String]?
 
-    /// The spec of a parsed manifest, with what intake decided.
-    public init(_ m: Manifest, backend: BackendKind, baseDirectory: String, destination: String, submitterUID: UInt32, sharedInputs: [InputFile]) {
+    /// The spec of a parsed manifest, with what intake decided (`secrets`:
+    /// the manifest's, their paths made absolute).
+    public init(_ m: Manifest, backend: BackendKind, baseDirectory: String, destination: String, submitterUID: UInt32, sharedInputs: [InputFile],
+                secrets: [String: String] = [:]) {
         name = m.name
         self.backend = backend
         self.baseDirectory = baseDirectory
@@ -45,5 +51,6 @@ public struct JobSpec: Sendable, Equatable, Codable {
         outputPatterns = m.outputs.patterns
         self.sharedInputs = sharedInputs
         merge = m.outputs.merge
+        self.secrets = secrets.isEmpty ? nil : secrets
     }
 }

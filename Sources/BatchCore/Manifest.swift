@@ -23,6 +23,10 @@ public struct Manifest: Sendable, Equatable {
     public var command: String?
     /// Environment added to every task.
     public var env: [String: String] = [:]
+    /// Environment variables whose values are read, at each launch, from
+    /// files the submitter may read: name → path (relative to the base
+    /// directory). Only the names and paths are kept; never the values.
+    public var secrets: [String: String] = [:]
     /// The job type it was made from (`type:`), if any.
     public var type: String?
     /// The parameters, for `{param.NAME}`: the type's defaults, then the

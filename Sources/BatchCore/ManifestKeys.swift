@@ -4,7 +4,7 @@
 public enum ManifestKeys {
     /// Top-level keys.
     public static let top = ["version", "name", "backend", "baseDirectory", "pool", "inputs", "tasks",
-                             "command", "env", "retries", "timeout", "outputs", "cleanup", "limits", "type", "parameters"]
+                             "command", "env", "secrets", "retries", "timeout", "outputs", "cleanup", "limits", "type", "parameters"]
     /// Keys a job type file has besides a manifest's (and `type`, which it may not have).
     public static let typeOnly = ["default"]
     /// Keys of `pool` every backend shares; each backend adds its own

@@ -58,6 +58,7 @@ extension NodeReader {
             fail(nil, "command", "missing: a task factory needs a top-level command", hint: "add 'command: ...'")
         }
         let env = env(top["env"], "env", templates: scope)
+        let secrets = secrets(top["secrets"], env: env)
         guard let name, let source else { return nil }
 
         var manifest = Manifest(name: name, tasks: source)
@@ -65,6 +66,7 @@ extension NodeReader {
         manifest.baseDirectory = baseDirectory
         manifest.command = command
         manifest.env = env
+        manifest.secrets = secrets
         manifest.type = type
         manifest.parameters = parameters
         manifest.retries = int(top["retries"], "retries", range: 0...Bounds.retries) ?? 0
@@ -85,6 +87,46 @@ extension NodeReader {
         }
         checkExecSize(manifest, top)
         return manifest
+    }
+
+    /// `secrets:`: environment variable names to the files their values are
+    /// read from (paths, taken as written: no placeholders). A name may not
+    /// also be in `env`, nor reserved.
+    func secrets(_ node: Node?, env: [String: String]) -> [String: String] {
+        guard let node else { return [:] }
+        guard let map = node.mapping else {
+            fail(node, "secrets", "expected a mapping of variable names to files, found \(kind(node))",
+                 hint: "secrets: {API_TOKEN: ~/.config/token}")
+            return [:]
+        }
+        if map.count > Bounds.secrets {
+            fail(node, "secrets", "\(map.count) secrets; at most \(Bounds.secrets) are allowed")
+            return [:]
+        }
+        var out: [String: String] = [:]
+        for (key, value) in map {
+            guard let name = keyName(key, "secrets") else { continue }
+            let field = "secrets.\(Printable.escape(String(name.prefix(80))))"
+            guard Self.isEnvName(name) else {
+                fail(key, field, "\(Printable.quote(name)) is not a valid environment variable name", hint: "use letters, digits and _, not starting with a digit")
+                continue
+            }
+            if name.hasPrefix("BATCHD_") || name.hasPrefix("AZ_BATCH_") {
+                fail(key, field, "'\(name)' is reserved: the backend sets it", hint: "choose another name")
+                continue
+            }
+            if env[name] != nil {
+                fail(key, field, "'\(name)' is in both env and secrets", hint: "keep it in one of them")
+                continue
+            }
+            guard let path = string(value, field, required: true, max: Bounds.pathBytes), !path.isEmpty else { continue }
+            if path.split(separator: "/").contains(where: { $0.utf8.count > Bounds.nameBytes }) {
+                fail(value, field, "a name in the path is longer than \(Bounds.nameBytes) bytes")
+                continue
+            }
+            out[name] = path
+        }
+        return out
     }
 
     /// `parameters:`: names (identifiers) to scalar values, read as text.

@@ -114,6 +114,22 @@ long batchd_fs_type(int fd) {
     return (long)s.f_type;
 }
 
+#include <sys/mman.h>
+
+int batchd_memfd_with(const char *name, const void *data, unsigned long len) {
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd < 0) return -1;
+    const char *p = data;
+    for (unsigned long off = 0; off < len;) {
+        ssize_t n = write(fd, p + off, len - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) { int e = errno; close(fd); errno = e; return -1; }
+        off += (unsigned long)n;
+    }
+    if (lseek(fd, 0, SEEK_SET) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    return fd;
+}
+
 int batchd_set_dumpable(int on) {
     return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0);
 }

@@ -1,7 +1,8 @@
 // batchd-exec: the supervisor every task attempt runs under (local, and on
 // Slurm's nodes).
 //
-//   batchd-exec ATTEMPT_DIR [--hide PATH]... [--user UID:GID:GROUP,...] -- PROGRAM [ARG...]
+//   batchd-exec ATTEMPT_DIR [--hide PATH]... [--user UID:GID:GROUP,...]
+//               [--secrets-fd N | --secrets-file PATH] -- PROGRAM [ARG...]
 //   batchd-exec --run-as UID:GID:GROUP,... -- PROGRAM [ARG...]
 //
 // It runs PROGRAM in ATTEMPT_DIR/work with SIGTERM/SIGINT/SIGHUP at their
@@ -34,6 +35,15 @@
 // numeric, before it executes the command (docs/security.md). Whatever the
 // user, neither the command nor batchd-exec keeps any capability the daemon
 // had (the system unit gives the daemon CAP_SETUID and CAP_SETGID for this).
+//
+// --secrets-fd and --secrets-file give the command variables of the job's
+// `secrets:` (NAME=VALUE entries, each ended by a NUL byte): from a
+// descriptor the daemon passes (locally), or from a file in the attempt
+// directory, mode 0600, the submitter's (on Slurm's nodes). They reach only
+// the command's environment, never batchd-exec's own (whose
+// /proc/PID/environ the daemon's user may read), and batchd-exec forgets
+// them once the command has started. A file that cannot be read stops the
+// attempt (exit 126) rather than run the command without them.
 //
 // --run-as is for the daemon's own use of a command as a submitter (sbatch,
 // squeue, scancel and sacct on Slurm, so that the cluster sees who submits):
@@ -163,6 +173,54 @@ static int pump(struct sink *s) {
     }
 }
 
+// The job's secrets, read before anything else: NAME=VALUE entries.
+static char *secret_buf;
+static size_t secret_len;
+static char *secret_vars[64];
+static int nsecret_vars;
+
+static int read_secrets(int fd) {
+    size_t cap = 1 << 20;
+    secret_buf = malloc(cap + 1);
+    if (!secret_buf) abort();
+    for (;;) {
+        ssize_t n = read(fd, secret_buf + secret_len, cap + 1 - secret_len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        if (n == 0) break;
+        secret_len += (size_t)n;
+        if (secret_len > cap) { errno = EFBIG; return -1; }
+    }
+    for (size_t at = 0; at < secret_len;) {
+        char *entry = secret_buf + at;
+        size_t len = strnlen(entry, secret_len - at);
+        if (at + len >= secret_len || !memchr(entry, '=', len) || nsecret_vars >= 64) { errno = EINVAL; return -1; }
+        secret_vars[nsecret_vars++] = entry;
+        at += len + 1;
+    }
+    return 0;
+}
+
+// The command's environment: ours, without what a secret names, then the secrets.
+static char **command_environment(void) {
+    if (nsecret_vars == 0) return environ;
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **out = calloc(n + (size_t)nsecret_vars + 1, sizeof *out);
+    if (!out) abort();
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int named = 0;
+        for (int j = 0; j < nsecret_vars && !named; j++) {
+            size_t len = (size_t)(strchr(secret_vars[j], '=') - secret_vars[j]) + 1;
+            named = strncmp(environ[i], secret_vars[j], len) == 0;
+        }
+        if (!named) out[k++] = environ[i];
+    }
+    for (int j = 0; j < nsecret_vars; j++) out[k++] = secret_vars[j];
+    return out;
+}
+
 // --user UID:GID:G1,G2,...: numbers only (the daemon looked the user up).
 static int parse_user(const char *text, unsigned *uid, unsigned *gid, unsigned *groups, int max, int *n) {
     char *end;
@@ -211,9 +269,16 @@ int main(int argc, char **argv) {
     unsigned uid = 0, gid = 0, groups[1024];
     const char **hidden = calloc((size_t)argc, sizeof *hidden);
     if (!hidden) abort();
-    while (at + 1 < argc && (strcmp(argv[at], "--hide") == 0 || strcmp(argv[at], "--user") == 0)) {
+    const char *secrets_from = NULL;
+    int secrets_fd = -1;
+    while (at + 1 < argc && (strcmp(argv[at], "--hide") == 0 || strcmp(argv[at], "--user") == 0
+                             || strcmp(argv[at], "--secrets-fd") == 0 || strcmp(argv[at], "--secrets-file") == 0)) {
         if (argv[at][2] == 'h') {
             hidden[nhidden++] = argv[at + 1];
+        } else if (strcmp(argv[at], "--secrets-fd") == 0) {
+            secrets_fd = atoi(argv[at + 1]);
+        } else if (strcmp(argv[at], "--secrets-file") == 0) {
+            secrets_from = argv[at + 1];
         } else if (parse_user(argv[at + 1], &uid, &gid, groups, 1024, &ngroups) == 0) {
             as_user = 1;
         } else {
@@ -226,12 +291,24 @@ int main(int argc, char **argv) {
     char **program = argv + at + 1;
     dir = argv[1];
 
+    // The secrets first: their descriptor is one of those closed next.
+    int secrets_failed = 0, secrets_errno = 0;
+    if (secrets_fd >= 0 || secrets_from) {
+        int fd = secrets_fd >= 0 ? secrets_fd : open(secrets_from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        secrets_failed = fd < 0 || read_secrets(fd) != 0;
+        secrets_errno = errno;
+        if (fd >= 0) close(fd);
+    }
     // Descriptors the daemon may have leaked are not the task's business.
     batchd_close_from(3);
     char *status = join(dir, "status");
     status_fd = open(status, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (status_fd < 0) { say("cannot write %s: %s", status, strerror(errno)); return 127; }
     record("pid", (long)getpid());
+    if (secrets_failed) {
+        say("cannot read the job's secrets: %s%s; the task is not run without them", strerror(secrets_errno), NULL);
+        finish("exit", 126, 126);
+    }
     char *work = join(dir, "work");
     if (chdir(work) != 0) { say("cannot enter %s: %s", work, strerror(errno)); finish("exit", 127, 127); }
 
@@ -276,7 +353,7 @@ int main(int argc, char **argv) {
         if (as_user ? batchd_become(uid, gid, groups, ngroups) : (batchd_drop_capabilities(), 0)) {
             why.stage = 1;
         } else {
-            execvp(program[0], program);
+            execvpe(program[0], program, command_environment());
             why.stage = 2;
         }
         why.err = errno;
@@ -286,8 +363,9 @@ int main(int argc, char **argv) {
     close(report[1]);
     close(ends[0][1]);
     close(ends[1][1]);
-    // The supervisor needs no privilege from here on.
+    // The supervisor needs no privilege, nor the secrets, from here on.
     batchd_drop_capabilities();
+    if (secret_buf) explicit_bzero(secret_buf, secret_len);
     struct { int stage; int err; } why = {0, 0};
     ssize_t got;
     while ((got = read(report[0], &why, sizeof why)) < 0 && errno == EINTR) {}

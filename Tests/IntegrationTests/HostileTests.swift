@@ -88,6 +88,10 @@ struct HostileTests {
         try "hello\n".write(toFile: "\(work)/files/a;echo INJECTED >x;.txt", atomically: true, encoding: .utf8)
         try "plain\n".write(toFile: "\(work)/files/normal.txt", atomically: true, encoding: .utf8)
         try "name: valid\ntasks: [{command: \"true\"}]\n".write(toFile: "\(work)/valid.yaml", atomically: true, encoding: .utf8)
+        // Secrets: one at the size bound, one past it, one with a NUL byte.
+        try String(repeating: "a", count: 65536).write(toFile: "\(work)/secret-64k", atomically: true, encoding: .utf8)
+        try String(repeating: "a", count: 65537).write(toFile: "\(work)/secret-big", atomically: true, encoding: .utf8)
+        try "x\u{0}y".write(toFile: "\(work)/secret-nul", atomically: true, encoding: .utf8)
         mkfifo("\(work)/fifo", 0o644)
         try fm.createSymbolicLink(atPath: "\(work)/link-shadow", withDestinationPath: "/etc/shadow")
         try fm.createSymbolicLink(atPath: "\(work)/link-db", withDestinationPath: "\(state)/batchd.db")

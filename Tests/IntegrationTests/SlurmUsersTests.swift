@@ -23,8 +23,11 @@ struct SlurmUsersTests {
         // Hers alone: the daemon reads and writes here as her.
         let home = "\(d.root)/alice-home"
         try FileManager.default.createDirectory(atPath: "\(home)/out", withIntermediateDirectories: true)
+        let value = "tok-\(UUID().uuidString)"
+        try write("\(value)\n", home, "token.txt")
         TestUsers.give(home, to: alice, recursive: true)
         chmod(home, 0o700)
+        chmod("\(home)/token.txt", 0o600)
 
         func drop(_ name: String, _ text: String) async throws -> String {
             let from = d.log.mark
@@ -40,9 +43,10 @@ struct SlurmUsersTests {
             name: who
             backend: slurm
             baseDirectory: \(home)
+            secrets: {TOKEN: token.txt}
             tasks: {forEachInteger: {from: 1, to: 2}}
-            command: "while [ ! -e \(home)/go ]; do sleep 0.1; done; id -un > who-{i}.txt"
-            outputs: {patterns: ["who-*.txt"], destination: out}
+            command: "while [ ! -e \(home)/go ]; do sleep 0.1; done; id -un > who-{i}.txt; printf %s \\"$TOKEN\\" | sha256sum | cut -c1-64 > seen-{i}.txt"
+            outputs: {patterns: ["who-*.txt", "seen-*.txt"], destination: out}
             """)
         // While it runs: Slurm sees alice, and her attempt directories are hers.
         let queue = try cluster.command("squeue", ["--noheader", "--format=%u|%j"]).output
@@ -53,13 +57,23 @@ struct SlurmUsersTests {
         for dir in attempts {
             var st = stat()
             #expect(stat(dir, &st) == 0 && st.st_uid == alice.uid, "\(dir) is uid \(st.st_uid)'s")
+            // Her secrets reach the node only here: her file, mode 0600.
+            #expect(stat("\(dir)/secrets", &st) == 0 && st.st_uid == alice.uid && st.st_mode & 0o777 == 0o600, "secrets: mode \(String(st.st_mode & 0o777, radix: 8))")
         }
         #expect(shims.callers("sbatch").allSatisfy { $0 == alice.name } && !shims.callers("sbatch").isEmpty,
                 "sbatch ran as \(shims.callers("sbatch"))")
         FileManager.default.createFile(atPath: "\(home)/go", contents: nil)
         let w = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 140)
         #expect(w.code == 0, "\(w.out)\n\(w.err)")
+        let hash = try await runProcess("/bin/sh", ["-c", "printf %s '\(value)' | sha256sum | cut -c1-64"])
+        for dir in attempts { #expect(!FileManager.default.fileExists(atPath: "\(dir)/secrets"), "the secrets file outlived the attempt") }
+        for file in HostileTests.files(under: "\(d.root)/shared") + HostileTests.files(under: d.state) {
+            for root in ["\(d.root)/shared", d.state] {
+                if let data = FileManager.default.contents(atPath: "\(root)/\(file)") { #expect(data.range(of: Data(value.utf8)) == nil, "the secret is in \(file)") }
+            }
+        }
         for i in 1...2 {
+            #expect(read("\(home)/out/seen-\(i).txt") == hash.out)
             #expect(read("\(home)/out/who-\(i).txt") == "\(alice.name)\n")
             var st = stat()
             #expect(stat("\(home)/out/who-\(i).txt", &st) == 0 && st.st_uid == alice.uid)

@@ -204,4 +204,80 @@ struct UsersApartTests {
         #expect(await d.signal(SIGTERM) == 0)
         try? FileManager.default.removeItem(atPath: d.root)
     }
+    @Test("alice's secrets: value reaches her task's environment, and nothing else: not the database or its WAL, the logs, the state directory, batchctl's output, nor an environment the service user's own tasks may read",
+          .timeLimit(.minutes(3)))
+    func secretsNeverLand() async throws {
+        guard let users = TestUsers.all else {
+            print("users-apart tests: skipped (they need root to make test users)")
+            return
+        }
+        let (svc, alice) = (users.service, users.alice)
+        let d = try DaemonHarness(slots: 2)
+        d.user = svc
+        chmod(d.root, 0o755)
+        for dir in [d.state, "\(d.root)/run", "\(d.root)/svc-out"] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            chmod(dir, 0o750)
+            TestUsers.give(dir, to: svc)
+        }
+        let home = "\(d.root)/alice"
+        try FileManager.default.createDirectory(atPath: "\(home)/out", withIntermediateDirectories: true)
+        let value = "tok-\(UUID().uuidString)"
+        try write("\(value)\n", home, "token.txt")
+        try write("""
+            name: sec
+            secrets: {TOKEN: token.txt}
+            command: "printf %s \\"$TOKEN\\" | sha256sum | cut -c1-64 > seen.txt; while [ ! -e \(home)/go ]; do sleep 0.1; done"
+            tasks: [{}]
+            outputs: {patterns: [seen.txt], destination: out}
+            """, home, "sec.yaml")
+        TestUsers.give(home, to: alice, recursive: true)
+        chmod(home, 0o700)
+        chmod("\(home)/token.txt", 0o600)
+        try await d.start()
+
+        var from = d.log.mark
+        #expect(try await d.batchctl(["submit", "\(home)/sec.yaml"], as: alice).code == 0)
+        try await d.log.wait(from: from, timeout: 30, "alice's task started") { $0.contains("task started") }
+        let id = try #require(try await d.store().job("sec")).id
+        let tasks = "\(d.state)/jobs/\(id)/tasks"
+        let task = try #require(try FileManager.default.contentsOfDirectory(atPath: tasks).first)
+        #expect(await waitForFiles(["\(tasks)/\(task)/attempt-1/work/seen.txt"], timeout: 30), "alice's task did not run")
+
+        // While her task runs, a task of the service user's own looks for
+        // TOKEN in every environment it may read (batchd-exec's included).
+        from = d.log.mark
+        let probe = "name: probe\ncommand: \"for f in /proc/[0-9]*/environ; do tr '\\\\0' '\\\\n' < $f 2>/dev/null; done | grep -c '^TOKEN=' > found.txt; true\"\n"
+            + "tasks: [{}]\noutputs: {patterns: [found.txt], destination: \(d.root)/svc-out}\n"
+        try write(probe, d.inbox, ".probe.tmp")
+        TestUsers.give("\(d.inbox)/.probe.tmp", to: svc)
+        rename("\(d.inbox)/.probe.tmp", "\(d.inbox)/probe.yaml")
+        try await d.log.wait(from: from, timeout: 30, "probe accepted") { $0.contains("job accepted") && $0.contains("probe") }
+        let probed = try #require(try await d.store().job("probe")).id
+        #expect(try await d.batchctl(["wait", probed, "--timeout", "60"]).code == 0)
+        #expect(read("\(d.root)/svc-out/found.txt") == "0\n", "the service user's task found TOKEN: \(read("\(d.root)/svc-out/found.txt") ?? "nothing")")
+
+        FileManager.default.createFile(atPath: "\(home)/go", contents: nil)
+        #expect(try await d.batchctl(["wait", id, "--timeout", "60"], as: alice).code == 0)
+        let hash = try await runProcess("/bin/sh", ["-c", "printf %s '\(value)' | sha256sum | cut -c1-64"])
+        #expect(read("\(home)/out/seen.txt") == hash.out, "her task's TOKEN was not the file's content")
+
+        // Nowhere else: every file of the state directory (the database, its
+        // WAL, the task logs, the accepted manifests), the daemon's log,
+        // and what batchctl shows alice and root.
+        for file in HostileTests.files(under: d.state) {
+            if let data = FileManager.default.contents(atPath: "\(d.state)/\(file)") {
+                #expect(data.range(of: Data(value.utf8)) == nil, "the secret is in \(file)")
+            }
+        }
+        #expect(!d.log.lines.contains { $0.contains(value) }, "the secret is in the daemon's log")
+        for args in [["list"], ["list", "--json"], ["show", id], ["show", id, "--json"], ["logs", id, "0"]] {
+            for user in [alice, nil] as [TestUser?] {
+                let r = try await d.batchctl(args, as: user)
+                #expect(!(r.out + r.err).contains(value), "batchctl \(args) shows the secret")
+            }
+        }
+        #expect(await d.signal(SIGTERM) == 0)
+        try? FileManager.default.removeItem(atPath: d.root)
+    }
 }

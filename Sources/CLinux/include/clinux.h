@@ -52,6 +52,10 @@ int batchd_peer_groups(int fd, unsigned *groups, int max);
 /// The file system type (statfs(2)'s f_type) of what `fd` refers to; -1 on error.
 long batchd_fs_type(int fd);
 
+/// A close-on-exec memfd (memfd_create(2)) holding `len` bytes of `data`,
+/// read from its start; -1 with errno set.
+int batchd_memfd_with(const char *name, const void *data, unsigned long len);
+
 /// prctl(PR_SET_DUMPABLE): 0 makes /proc/<pid>/environ, mem and fd of this
 /// process unreadable to other processes of the same user.
 int batchd_set_dumpable(int on);

@@ -22,10 +22,25 @@ public enum ControlClient {
         guard line.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == line.count else {
             throw DaemonError("cannot send to batchd: \(String(cString: strerror(errno)))")
         }
-        guard let answer = readLine(fd), let reply = try? JSONDecoder().decode(ControlReply.self, from: answer) else {
+        guard let answer = readReply(fd), let reply = try? JSONDecoder().decode(ControlReply.self, from: answer) else {
             throw DaemonError("batchd sent no answer")
         }
         return reply
+    }
+
+    /// The daemon's one answer: all it sends until it closes (a `read` of a
+    /// task's logs may be megabytes), in large reads; at most `limit` bytes.
+    static func readReply(_ fd: Int32, limit: Int = 1 << 30) -> Data? {
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while data.count <= limit {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data.append(contentsOf: chunk.prefix(n))
+        }
+        if data.last == 0x0A { data.removeLast() }
+        return data.isEmpty || data.count > limit ? nil : data
     }
 
     static func connectUnix(_ fd: Int32, _ path: String) -> Bool {

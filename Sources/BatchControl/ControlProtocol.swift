@@ -31,8 +31,11 @@ public enum ControlRequest: Sendable, Equatable, Codable {
     case view
     /// Test hook (config `debug.allowStall`): block the supervisor.
     case stall(seconds: Double)
+    /// Reads what batchctl shows (`ReadQuery`): the sender's own jobs, or
+    /// any for an operator (docs/security.md, "Private by default").
+    case read(ReadQuery)
 
-    enum Key: String, CodingKey { case op, job, seconds, pool, id, dedicated, spot, paths, backend, unusedFor, apply }
+    enum Key: String, CodingKey { case op, job, seconds, pool, id, dedicated, spot, paths, backend, unusedFor, apply, query }
 
     /// The request's name on the wire.
     public var op: String {
@@ -49,6 +52,7 @@ public enum ControlRequest: Sendable, Equatable, Codable {
         case .filesPrune: "files.prune"
         case .view: "view"
         case .stall: "stall"
+        case .read: "read"
         }
     }
 
@@ -58,6 +62,7 @@ public enum ControlRequest: Sendable, Equatable, Codable {
         let op = try c.decode(String.self, forKey: .op)
         switch op {
         case "ping": self = .ping
+        case "read": self = .read(try c.decode(ReadQuery.self, forKey: .query))
         case "status": self = .status
         case "cancel": self = .cancel(job: try c.decode(String.self, forKey: .job))
         case "retry": self = .retry(job: try c.decode(String.self, forKey: .job))
@@ -102,8 +107,47 @@ public enum ControlRequest: Sendable, Equatable, Codable {
             try c.encode(unusedFor, forKey: .unusedFor)
             try c.encode(apply, forKey: .apply)
             try c.encodeIfPresent(backend, forKey: .backend)
+        case .read(let query): try c.encode(query, forKey: .query)
         case .ping, .status, .pools, .view: break
         }
+    }
+}
+
+/// What a `read` asks for.
+public struct ReadQuery: Sendable, Equatable, Codable {
+    /// `list`, `show`, `outputs`, `logs` (a task's, with `task`, or the
+    /// job's history), `progress` (a `JobSnapshot`), `submission` (the job
+    /// an inbox file became), `tail` (what a task's logs gained past
+    /// `offsets`).
+    public var what: String
+    /// A job's id or name; an inbox file's name for `submission`.
+    public var job: String?
+    public var task: String?
+    public var attempt: Int?
+    public var page: Int?
+    public var limit: Int?
+    /// The answer as text too (list, show, outputs).
+    public var text: Bool?
+    /// progress: the version the sender has; the answer waits (up to
+    /// `wait` seconds) until there is another. submission: waits until the
+    /// file is a job.
+    public var after: String?
+    public var wait: Double?
+    /// tail: bytes of stdout and stderr already had, and of which attempt.
+    public var offsets: [Int]?
+
+    public init(what: String, job: String? = nil, task: String? = nil, attempt: Int? = nil, page: Int? = nil, limit: Int? = nil,
+                text: Bool? = nil, after: String? = nil, wait: Double? = nil, offsets: [Int]? = nil) {
+        self.what = what
+        self.job = job
+        self.task = task
+        self.attempt = attempt
+        self.page = page
+        self.limit = limit
+        self.text = text
+        self.after = after
+        self.wait = wait
+        self.offsets = offsets
     }
 }
 
@@ -137,6 +181,12 @@ public struct ControlReply: Sendable, Equatable, Codable {
     public var fileTotals: FileTotals?
     /// view: the file system as the daemon sees it.
     public var view: ServiceView?
+    /// read: the answer as a JSON object (as `--json` prints it), and as
+    /// text when asked; `code` is batchctl's exit code for a refusal (4:
+    /// no such job or task).
+    public var report: String?
+    public var text: String?
+    public var code: Int?
 
     /// A file put or pruned.
     public struct FileItem: Sendable, Equatable, Codable {

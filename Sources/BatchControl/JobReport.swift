@@ -29,10 +29,16 @@ public struct JobReport: Sendable {
         ["total": c.total, "pending": c.pending, "running": c.running, "succeeded": c.succeeded, "failed": c.failed, "cancelled": c.cancelled]
     }
 
-    /// The jobs list as objects.
-    public func list(limit: Int) async throws -> [[String: Any]] {
+    /// The latest jobs: of one submitter, or everyone's (nil).
+    func jobs(limit: Int, submitter: UInt32?) async throws -> [JobRecord] {
+        if let submitter { return try await store.jobs(limit: limit, submitter: submitter) }
+        return try await store.jobs(limit: limit)
+    }
+
+    /// The jobs list as objects (`submitter`: only theirs).
+    public func list(limit: Int, submitter: UInt32? = nil) async throws -> [[String: Any]] {
         var out: [[String: Any]] = []
-        for job in try await store.jobs(limit: limit) {
+        for job in try await jobs(limit: limit, submitter: submitter) {
             let c = try await store.counts(job.id)
             let retrying = job.phase.isTerminal ? [] : try await store.retrying(job.id)
             out.append(["id": job.id, "name": job.name, "state": job.phase.rawValue, "backend": job.backend.rawValue,
@@ -42,17 +48,18 @@ public struct JobReport: Sendable {
         return out
     }
 
-    /// The jobs list as a table.
-    public func listTable(limit: Int) async throws -> String {
+    /// The jobs list as a table (`submitter`: only theirs, and not the
+    /// inbox's problems, which may name others' files).
+    public func listTable(limit: Int, submitter: UInt32? = nil) async throws -> String {
         var rows = [["ID", "NAME", "STATE", "TASKS OK/ALL", "FAILED", "CREATED"]]
-        for job in try await store.jobs(limit: limit) {
+        for job in try await jobs(limit: limit, submitter: submitter) {
             let c = try await store.counts(job.id)
             rows.append([job.id, job.name, try await stateCell(job), "\(c.succeeded)/\(c.total)", "\(c.failed)", "\(Self.iso(job.createdAt))"])
         }
         var text = Self.table(rows)
         // Entries the daemon could neither process nor give a .error (an
         // older database has no such table: nothing to show then).
-        if let problems = try? await store.inboxProblems(), !problems.isEmpty {
+        if submitter == nil, let problems = try? await store.inboxProblems(), !problems.isEmpty {
             text += "\n\ninbox entries not processed (the daemon's journal has more):"
             for p in problems { text += "\n  \(Printable.escape(p.name))  \(Self.iso(p.at))  \(Printable.escape(p.reason))" }
         }

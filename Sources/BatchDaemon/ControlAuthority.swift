@@ -72,6 +72,14 @@ struct ControlAuthority: Sendable {
         return "permission denied: job \(job.id) is \(owner)'s; only its submitter or an operator (\(operators)) may \(action) it"
     }
 
+    /// Whose jobs `requester` may see: nil for everyone's (an operator),
+    /// else their own uid's (private by default, as slurmctld's
+    /// `PrivateData=jobs`).
+    func visible(to requester: Requester?) -> UInt32? {
+        guard let requester else { return UInt32.max }  // no one's
+        return isOperator(requester) ? nil : requester.uid
+    }
+
     /// Why `requester` may not run `command`, an operators' command; nil when they may.
     func refusal(_ requester: Requester?, operatorsOnly command: String) -> String? {
         if let requester, isOperator(requester) { return nil }

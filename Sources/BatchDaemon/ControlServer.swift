@@ -24,6 +24,8 @@ struct ControlServer: Service {
     /// The file system as the daemon sees it (the `view` request).
     let view: ServiceView
     let listening = AsyncEvent<Void>()
+    /// A pulse per change to the database, for reads that wait.
+    let pulse = ChangePulse()
 
     /// Connections read at once.
     static let readers = 16
@@ -73,6 +75,9 @@ struct ControlServer: Service {
             throw DaemonError("cannot listen on \(path): \(message)")
         }
         chmod(path, 0o660)
+        let pulse = self.pulse
+        let observation = supervisor.ctx.store.observeChanges { pulse.fire() }
+        defer { observation.cancel() }
         let (requests, input) = AsyncStream.makeStream(of: Request.self)
         let thread = Thread { Self.accept(fd, into: input) }
         thread.name = "batchd-control"
@@ -140,7 +145,9 @@ struct ControlServer: Service {
         case .failure(let f):
             reply = .refused(f.message)
         case .success(let op):
-            if op != .ping && op != .status && op != .view {
+            if case .read = op {
+                logger.debug("control request", metadata: ["op": "read", "peer": "\(request.peer.map(\.description) ?? "unknown")"])
+            } else if op != .ping && op != .status && op != .view {
                 logger.info("control request", metadata: ["op": "\(op.op)", "peer": "\(request.peer.map(\.description) ?? "unknown")"])
             }
             reply = await perform(op, peer: request.peer)
@@ -213,6 +220,9 @@ struct ControlServer: Service {
             var reply = ControlReply(ok: true)
             reply.view = view
             return reply
+        case .read(let query):
+            return await ControlReads(store: supervisor.ctx.store, authority: await supervisor.authority, pulse: pulse,
+                                      requester: peer?.requester).perform(query)
         case .stall(let seconds):
             guard await supervisor.allowsStall else { return .refused("stall is a test hook; set debug.allowStall in the config") }
             await supervisor.stall(seconds: seconds)

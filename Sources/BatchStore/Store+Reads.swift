@@ -9,6 +9,28 @@ extension Store {
         }
     }
 
+    /// The latest jobs of one submitter (their uid), newest first.
+    public func jobs(limit: Int = 100, submitter uid: UInt32) async throws -> [JobRecord] {
+        try await db.read { db in
+            try JobRecord.fetchAll(db, sql: "SELECT * FROM jobs WHERE json_extract(spec, '$.submitterUID') = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+                                   arguments: [Int64(uid), limit])
+        }
+    }
+
+    /// A job by id; or, by name or inbox file, the latest of one
+    /// submitter's (their names mean their jobs: another's of the same
+    /// name is not theirs to find).
+    public func job(_ idOrName: String, submitter uid: UInt32) async throws -> JobRecord? {
+        try await db.read { db in
+            if let j = try JobRecord.fetchOne(db, key: idOrName) { return j }
+            for column in ["name", "source_file"] {
+                if let j = try JobRecord.fetchOne(db, sql: "SELECT * FROM jobs WHERE \(column) = ? AND json_extract(spec, '$.submitterUID') = ? "
+                                                      + "ORDER BY created_at DESC, id DESC LIMIT 1", arguments: [idOrName, Int64(uid)]) { return j }
+            }
+            return nil
+        }
+    }
+
     /// A job by id, or the latest job with that name, or the job made from
     /// the inbox file of that name.
     public func job(_ idOrName: String) async throws -> JobRecord? {

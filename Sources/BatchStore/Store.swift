@@ -16,6 +16,14 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(path): \(message)" }
 }
 
+/// An observation of the store's changes (`Store.observeChanges`); it ends
+/// when released, or cancelled.
+public final class StoreObservation: Sendable {
+    let cancellable: AnyDatabaseCancellable
+    init(_ cancellable: AnyDatabaseCancellable) { self.cancellable = cancellable }
+    public func cancel() { cancellable.cancel() }
+}
+
 /// The database: one SQLite file in WAL mode. The daemon is its only writer;
 /// `batchctl` opens it read-only. Every write method is one transaction that
 /// keeps the schema's invariants.
@@ -65,6 +73,13 @@ public final class Store: Sendable {
         } catch {
             throw StoreError(message: "cannot open the database read-only: \(error)", path: path)
         }
+    }
+
+    /// Calls `onChange` after each transaction that changed the database
+    /// (the daemon's store: its writes), until the returned value is
+    /// cancelled or released.
+    public func observeChanges(_ onChange: @escaping @Sendable () -> Void) -> StoreObservation {
+        StoreObservation(DatabaseRegionObservation(tracking: .fullDatabase).start(in: db, onError: { _ in }, onChange: { _ in onChange() }))
     }
 
     func event(_ db: Database, _ job: String, _ idx: Int?, _ kind: String, _ message: String, at: Double) throws {

@@ -53,6 +53,24 @@ struct Global: ParsableArguments {
         return answer
     }
 
+    /// A read through the daemon (docs/security.md, "Private by default"):
+    /// its answer; nil when it cannot be reached, and then the caller reads
+    /// the database itself, which only those who may read it can (root,
+    /// the service user, a user unit's own user). A refusal ends batchctl
+    /// with the daemon's words (exit 4 for no such job, else 1).
+    func read(_ query: ReadQuery, timeout: Double = 10) throws -> ControlReply? {
+        let config = try load()
+        let answer: ControlReply
+        do { answer = try ControlClient.send(.read(query), socket: config.socketPath, timeout: timeout) } catch { return nil }
+        guard answer.ok else { throw CLIError(Int32(answer.code ?? 1), answer.error ?? "read refused") }
+        return answer
+    }
+
+    /// A read's JSON object.
+    static func object(_ answer: ControlReply) -> [String: Any] {
+        (answer.report.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } as? [String: Any]) ?? [:]
+    }
+
     /// A job by id, name, or the inbox file `submit` printed; a submission
     /// not accepted yet is told apart from one that never was.
     func job(_ store: Store, _ idOrName: String) async throws -> JobRecord {

@@ -56,8 +56,9 @@ struct Submit: AsyncParsableCommand {
                 else { say("follow it with: batchctl watch \(name)") }
                 return
             }
-            let job = try await Waiter(config: config, json: json).forSubmission(name, timeout: timeout)
-            try await Waiter(config: config, json: json).until(job, timeout: timeout)
+            let waiter = Waiter(config: config, json: json, global: global)
+            let job = try await waiter.forSubmission(name, timeout: timeout)
+            try await waiter.until(job, timeout: timeout)
         }
     }
 }
@@ -72,8 +73,7 @@ struct Wait: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             let config = try global.load()
-            let record = try await global.job(try global.store(), job)
-            try await Waiter(config: config, json: json).until(record.id, timeout: timeout)
+            try await Waiter(config: config, json: json, global: global).until(job, timeout: timeout)
         }
     }
 }
@@ -86,6 +86,7 @@ struct List: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded {
+            if let a = try global.read(ReadQuery(what: "list", limit: limit, text: !json)) { say((json ? a.report : a.text) ?? ""); return }
             let report = JobReport(store: try global.store())
             say(json ? JobReport.json(try await report.list(limit: limit)) : try await report.listTable(limit: limit))
         }
@@ -104,6 +105,7 @@ struct Show: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded {
+            if let a = try global.read(ReadQuery(what: "show", job: job, page: page, text: !json)) { say((json ? a.report : a.text) ?? ""); return }
             let store = try global.store()
             let record = try await global.job(store, job)
             let report = JobReport(store: store)
@@ -124,6 +126,14 @@ struct Logs: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded {
+            if follow, let first = try global.read(ReadQuery(what: "progress", job: job)) {
+                try await Follower.throughDaemon(global, job: first.job ?? job, task: task)
+                return
+            }
+            if !follow, let a = try global.read(ReadQuery(what: "logs", job: job, task: task, attempt: attempt)) {
+                if json { say(a.report ?? "") } else { print(Global.object(a), task: task) }
+                return
+            }
             let store = try global.store()
             let record = try await global.job(store, job)
             let report = JobReport(store: store)
@@ -132,26 +142,31 @@ struct Logs: AsyncParsableCommand {
                 return
             }
             if let task {
-                let logs: [String: Any]
-                do { logs = try await report.taskLogs(record, task: task, attempt: attempt) } catch { throw CLIError(4, "\(error)") }
-                if json { say(JobReport.json(logs)); return }
-                let how = (logs["exitCode"] as? Int).map { "exit code \($0)" } ?? (logs["signal"] as? Int).map { "signal \($0)" }
-                    ?? (logs["outcome"] as? String) ?? "running"
-                say("== task \(logs["task"]!) attempt \(logs["attempt"]!) of \(logs["attempts"]!): \(how)")
-                say("== stdout")
-                FileHandle.standardOutput.write(Data((logs["stdout"] as? String ?? "").utf8))
-                say("== stderr")
-                FileHandle.standardOutput.write(Data((logs["stderr"] as? String ?? "").utf8))
+                do { print(try await report.taskLogs(record, task: task, attempt: attempt), task: task) } catch { throw CLIError(4, "\(error)") }
                 return
             }
-            let logs = try await report.jobLogs(record)
-            if json { say(JobReport.json(logs)); return }
-            for e in logs["events"] as? [[String: Any]] ?? [] { say("\(e["at"]!)  \(e["message"]!)") }
-            for f in logs["failedTasks"] as? [[String: Any]] ?? [] {
-                let how = (f["exitCode"] as? Int).map { "exit code \($0)" } ?? (f["signal"] as? Int).map { "signal \($0)" } ?? "\(f["outcome"] ?? "?")"
-                say("\n== task \(f["task"]!) failed (\(how)); last lines of stderr:")
-                say(f["stderr"] as? String ?? "")
-            }
+            print(try await report.jobLogs(record), task: nil)
+        }
+    }
+
+    /// A task's logs, or a job's history and its failed tasks' stderr.
+    func print(_ logs: [String: Any], task: String?) {
+        if json { say(JobReport.json(logs)); return }
+        if task != nil {
+            let how = (logs["exitCode"] as? Int).map { "exit code \($0)" } ?? (logs["signal"] as? Int).map { "signal \($0)" }
+                ?? (logs["outcome"] as? String) ?? "running"
+            say("== task \(logs["task"] ?? "?") attempt \(logs["attempt"] ?? "?") of \(logs["attempts"] ?? "?"): \(how)")
+            say("== stdout")
+            FileHandle.standardOutput.write(Data((logs["stdout"] as? String ?? "").utf8))
+            say("== stderr")
+            FileHandle.standardOutput.write(Data((logs["stderr"] as? String ?? "").utf8))
+            return
+        }
+        for e in logs["events"] as? [[String: Any]] ?? [] { say("\(e["at"] ?? "")  \(e["message"] ?? "")") }
+        for f in logs["failedTasks"] as? [[String: Any]] ?? [] {
+            let how = (f["exitCode"] as? Int).map { "exit code \($0)" } ?? (f["signal"] as? Int).map { "signal \($0)" } ?? "\(f["outcome"] ?? "?")"
+            say("\n== task \(f["task"] ?? "?") failed (\(how)); last lines of stderr:")
+            say(f["stderr"] as? String ?? "")
         }
     }
 }
@@ -255,6 +270,10 @@ struct Outputs: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded {
+            if let a = try global.read(ReadQuery(what: "outputs", job: job, task: task, page: page, text: !json)) {
+                say((json ? a.report : a.text) ?? "")
+                return
+            }
             let store = try global.store()
             let record = try await global.job(store, job)
             let report = JobReport(store: store)

@@ -16,31 +16,66 @@ struct Watch: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded {
+            let tty = isatty(1) == 1
+            if let first = try global.read(ReadQuery(what: "progress", job: job)),
+               let snapshot = first.report.flatMap({ try? JSONDecoder().decode(JobSnapshot.self, from: Data($0.utf8)) }) {
+                // Through the daemon: each answer comes when something changed
+                // (on a terminal, at least every second, for the rate and ETA).
+                let global = self.global
+                var pending: JobSnapshot? = snapshot
+                var version = first.text
+                try await Watcher(jobID: snapshot.id, name: snapshot.name, json: json, tty: tty) {
+                    if let p = pending { pending = nil; return p }
+                    guard let a = try global.read(ReadQuery(what: "progress", job: snapshot.id, after: version, wait: tty && !json ? 1 : 30), timeout: 45),
+                          let s = a.report.flatMap({ try? JSONDecoder().decode(JobSnapshot.self, from: Data($0.utf8)) }) else {
+                        throw CLIError(3, "the daemon went away while watching job \(snapshot.id); watch again once it is back")
+                    }
+                    version = a.text
+                    return s
+                }.run()
+                return
+            }
             let store = try global.store()
             let record = try await global.job(store, job)
-            try await Watcher(store: store, jobID: record.id, name: record.name, json: json, tty: isatty(1) == 1).run()
+            var first = true
+            try await Watcher(jobID: record.id, name: record.name, json: json, tty: tty) {
+                if !first { try await Task.sleep(for: .milliseconds(500)) }
+                first = false
+                guard let s = try await JobSnapshot.read(store, record.id) else { throw CLIError(4, "job \(record.id) is gone") }
+                return s
+            }.run()
         }
     }
 }
 
-/// The watch loop: samples the database (read-only) twice a second.
+/// The watch loop, over snapshots of the job (`next`: from the daemon as
+/// they change, or from the database twice a second).
 struct Watcher {
-    let store: Store
     let jobID: String
     let name: String
     let json: Bool
     let tty: Bool
+    let next: () async throws -> JobSnapshot
+
+    init(jobID: String, name: String, json: Bool, tty: Bool, next: @escaping () async throws -> JobSnapshot) {
+        self.jobID = jobID
+        self.name = name
+        self.json = json
+        self.tty = tty
+        self.next = next
+    }
 
     func run() async throws {
         var samples: [(t: ContinuousClock.Instant, done: Int)] = []
         var last = "", lastRetry = ""
         while true {
-            guard let job = try await store.job(jobID) else { throw CLIError(4, "job \(jobID) is gone") }
-            let counts = try await store.counts(jobID)
+            let snapshot = try await next()
+            let counts = snapshot.counts
+            let phase = snapshot.jobPhase
             let now = ContinuousClock.now
-            var p = Progress(counts: counts, phase: job.phase, rate: nil)
+            var p = Progress(counts: counts, phase: phase, rate: nil)
             // A backend that moves files over the network records how far it got.
-            if let t = (try? await store.backendRecord(jobID, TransferProgress.key, as: TransferProgress.self)) ?? nil {
+            if let t = snapshot.transfer {
                 p.stagedBytes = t.uploaded + t.alreadyStored
                 p.totalBytes = t.inputBytes
                 p.downloading = (t.underWay, t.underWayReceived)
@@ -53,10 +88,10 @@ struct Watcher {
             }
             // A step that keeps failing and is retried: said once per new
             // failure (at most one a minute, by the retries' backoff).
-            let retrying = job.phase.isTerminal ? [] : (try? await store.retrying(jobID)) ?? []
+            let retrying = snapshot.retrying.map(\.record)
             let retryKey = retrying.map { "\($0.step) \($0.tries)" }.joined(separator: "; ")
             if json {
-                let line = JobReport.json(["id": jobID, "state": job.phase.rawValue, "done": p.done, "total": counts.total, "running": counts.running,
+                let line = JobReport.json(["id": jobID, "state": phase.rawValue, "done": p.done, "total": counts.total, "running": counts.running,
                                            "failed": counts.failed, "percent": p.percent,
                                            "inputBytes": p.totalBytes.map { ["staged": p.stagedBytes ?? 0, "total": $0] as [String: Any] } as Any? ?? NSNull(),
                                            "downloadBytes": p.downloading.map { ["underWay": $0.size, "received": $0.received] as [String: Any] } as Any? ?? NSNull(),
@@ -73,16 +108,15 @@ struct Watcher {
                 if retryKey != lastRetry { for r in retrying { say("\(name) retrying \(JobReport.retryingText(r))") } }
                 let line = "\(name) \(p.percent)% \(p.details)"
                 // The rate and ETA move every sample; a new line is for a change in the counts or phase.
-                let key = "\(p.done) \(counts.running) \(counts.failed) \(job.phase.rawValue) \(p.stagedBytes ?? 0) \(p.downloading?.received ?? 0)"
+                let key = "\(p.done) \(counts.running) \(counts.failed) \(phase.rawValue) \(p.stagedBytes ?? 0) \(p.downloading?.received ?? 0)"
                 if key != last { say(line); last = key }
             }
             lastRetry = retryKey
-            if job.phase.isTerminal {
+            if phase.isTerminal {
                 if tty && !json { say("") }
-                if job.phase != .succeeded { throw CLIError(1, "job \(jobID) \(job.phase.rawValue)\(job.reason.map { ": \($0)" } ?? "")") }
+                if phase != .succeeded { throw CLIError(1, "job \(jobID) \(phase.rawValue)\(snapshot.reason.map { ": \($0)" } ?? "")") }
                 return
             }
-            try await Task.sleep(for: .milliseconds(500))
         }
     }
 
@@ -107,7 +141,7 @@ struct Retry: AsyncParsableCommand {
             let answer = try global.control(.retry(job: job), timeout: 120)
             guard let id = answer.job else { throw CLIError(1, "retry refused") }
             if json { say(JobReport.json(["job": id, "tasks": answer.tasks ?? 0])) } else { say("retrying \(answer.tasks ?? 0) failed tasks of \(id)") }
-            if wait { try await Waiter(config: config, json: json).until(id, timeout: nil) }
+            if wait { try await Waiter(config: config, json: json, global: global).until(id, timeout: nil) }
         }
     }
 }
@@ -167,6 +201,32 @@ struct Follower {
             }
             if let j = try await store.job(job.id), j.phase.isTerminal, t.state.isFinished { return }
             try await Task.sleep(for: .milliseconds(300))
+        }
+    }
+
+    /// `logs --follow` through the daemon: each answer brings what is new,
+    /// when it is (no polling of files or the database here).
+    static func throughDaemon(_ global: Global, job: String, task: String?) async throws {
+        var offsets: [Int] = []
+        var attempt = 0
+        while true {
+            guard let a = try global.read(ReadQuery(what: "tail", job: job, task: task, wait: 30, offsets: offsets), timeout: 45) else {
+                throw CLIError(3, "the daemon went away while following job \(job); follow again once it is back")
+            }
+            let o = Global.object(a)
+            offsets = o["offsets"] as? [Int] ?? offsets
+            if let task {
+                let n = o["attempt"] as? Int ?? 0
+                if n != attempt, n > 0 {
+                    attempt = n
+                    FileHandle.standardError.write(Data("== task \(task) attempt \(n)\n".utf8))
+                }
+                if let out = o["stdout"] as? String, !out.isEmpty { FileHandle.standardOutput.write(Data(out.utf8)) }
+                if let err = o["stderr"] as? String, !err.isEmpty { FileHandle.standardError.write(Data(err.utf8)) }
+            } else {
+                for e in o["events"] as? [[String: Any]] ?? [] { say("\(e["at"] ?? "")  \(e["message"] ?? "")") }
+            }
+            if o["done"] as? Bool == true { return }
         }
     }
 

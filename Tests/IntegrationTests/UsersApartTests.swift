@@ -76,7 +76,7 @@ struct UsersApartTests {
         try? FileManager.default.removeItem(atPath: d.root)
     }
 
-    @Test("batchctl submit --wait, by a submitter who may not read the database, says so at once instead of waiting")
+    @Test("a submitter who may not read the database submits and waits through the daemon; with the daemon away, show says why at once and wait after a short grace")
     func waitingOnWhatOneMayNotRead() async throws {
         guard let users = TestUsers.all else {
             print("users-apart tests: skipped (they need root to make test users)")
@@ -101,9 +101,19 @@ struct UsersApartTests {
         chmod(home, 0o2770)
         lchown(home, alice.uid, svc.gid)
         try await d.start()
+        // The daemon answers her, on its events: she needs no access to the database.
         let r = try await d.batchctl(["submit", "\(home)/quick.yaml", "--wait", "--timeout", "30"], timeout: 60, as: alice)
-        #expect(r.code == 3 && r.err.contains("permission denied reading the database"), "exit \(r.code): \(r.err)")
+        #expect(r.code == 0, "exit \(r.code): \(r.err)")
+        #expect(!(try await canRead("\(d.state)/batchd.db", as: alice)))
+        let id = try #require(try await d.store().job("quick")).id
         #expect(await d.signal(SIGTERM) == 0)
+        // The daemon away: nothing she may read to fall back on.
+        let show = try await d.batchctl(["show", id], as: alice)
+        #expect(show.code == 3 && show.err.contains("permission denied reading the database"), "exit \(show.code): \(show.err)")
+        let t0 = ContinuousClock.now
+        let wait = try await d.batchctl(["wait", id, "--timeout", "120"], timeout: 60, as: alice)
+        #expect(wait.code == 3 && wait.err.contains("cannot reach batchd") && wait.err.contains("not yours to read"), "exit \(wait.code): \(wait.err)")
+        #expect(ContinuousClock.now - t0 < .seconds(30), "wait gave up after the grace, not the timeout")
         try? FileManager.default.removeItem(atPath: d.root)
     }
     @Test("alice's task runs as alice (uid, groups, HOME and USER, no capability) and writes her own outputs where only she may write; bob's task cannot cancel her job",

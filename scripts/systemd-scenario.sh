@@ -161,6 +161,13 @@ check "bob may not cancel alice's job (batchctl fails)" test "$rc" -ne 0
 check "… and is told who may" grep -q "only its submitter or an operator (root" <<<"$out"
 check "… and her job still runs" test "$(field alice "$sleepy" "j['state']")" = running
 id=$(field alice "$sleepy" "j['id']")
+# Private by default: bob sees none of it, by batchctl or by the files.
+check "bob's batchctl list shows none of alice's jobs" fails grep -q "$id" <<<"$(u bob 'batchctl list 2>&1')"
+out=$(u bob "batchctl show $id 2>&1"); rc=$?; say "bob shows alice's job: rc=$rc: $out"
+check "bob may not see alice's job (batchctl show), and is told who may" grep -q "only its submitter or an operator (root.*may see it" <<<"$out"
+check "bob cannot read the database" fails u bob 'cat /var/lib/batchd/batchd.db >/dev/null 2>&1'
+check "bob cannot list the jobs' directories" fails u bob 'ls /var/lib/batchd/jobs >/dev/null 2>&1'
+check "alice sees her own job through the daemon" test "$(field alice "$id" "j['id']")" = "$id"
 out=$(g "batchctl cancel $id 2>&1"); say "root (an operator) cancels alice's job: $out"
 u alice "batchctl wait $sleepy --timeout 60" >/dev/null
 check "the job's story says who cancelled it (uid and user name, with BATCHD_JOB)" \

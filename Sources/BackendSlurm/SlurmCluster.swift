@@ -66,7 +66,15 @@ public final class SlurmCluster: Sendable {
         for command in ["sbatch", "squeue", "scancel", "scontrol"] where commands.find(command) == nil {
             throw DaemonError("\(command) is not on the daemon's PATH (install Slurm's client commands, or set PATH for the service)")
         }
-        for dir in ["store", "jobs", "bin"] { try FileOps.makeDirectory("\(settings.sharedDirectory)/\(dir)") }
+        // Submitters' tasks pass through store/ and jobs/ (to their own
+        // directories and the inputs linked there), listing neither, on
+        // nodes where they need not be in the daemon's group.
+        for (dir, mode) in [("store", 0o711), ("jobs", 0o711), ("bin", 0o755)] as [(String, mode_t)] {
+            let path = "\(settings.sharedDirectory)/\(dir)"
+            try FileOps.makeDirectory(path)
+            var st = stat()
+            if stat(path, &st) == 0, st.st_uid == geteuid(), st.st_mode & 0o7777 != mode { chmod(path, mode) }
+        }
         let execPath = "\(settings.sharedDirectory)/bin/batchd-exec"
         try install(exec, at: execPath)
         let name = getpwuid(geteuid()).map { String(cString: $0.pointee.pw_name) } ?? String(geteuid())

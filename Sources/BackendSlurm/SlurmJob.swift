@@ -233,6 +233,7 @@ struct SlurmJob: Sendable {
     /// are linked in by the daemon, whose the store is.
     func prepare(_ a: ArrayRecord, tasks: [Int: TaskRecord], inputs: [String: String]) throws -> String {
         try FileOps.makeDirectory(jobDirectory)
+        chmod(jobDirectory, 0o700)
         if let who = runAs { try Permission.shareWorkDirectory(jobDirectory, with: who.uid) }
         try asSubmitter {
             try FileOps.makeDirectory("\(jobDirectory)/slurm")

@@ -71,6 +71,20 @@ public enum Permission {
         return out
     }
 
+    /// Lets `who` pass through the daemon's directory `path` and those made
+    /// in it later (its default ACL), and nothing more: search, no reading
+    /// or listing; what is made in it stays the daemon's. A job's
+    /// directory, so that its submitter's tasks reach their own working
+    /// directories. Throws when the file system takes no ACL.
+    public static func sharePassage(_ path: String, with who: UInt32) throws {
+        let acl = aclBytes(mode: 0o700, users: [(who, execute)])
+        guard batchd_setxattr(path, "system.posix_acl_access", acl, UInt(acl.count)) == 0,
+              batchd_setxattr(path, "system.posix_acl_default", acl, UInt(acl.count)) == 0 else {
+            let why = errno == EOPNOTSUPP ? "its file system takes no ACL (mount it with the acl option)" : String(cString: strerror(errno))
+            throw AccessError("cannot let uid \(who) pass through \(path): \(why)")
+        }
+    }
+
     /// Makes the daemon's directory `path` a task's working directory for
     /// `who`, who runs it under their own uid: they may read, write and
     /// search it, and what they make in it is theirs and the daemon's (its

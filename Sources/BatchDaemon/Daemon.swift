@@ -197,13 +197,21 @@ extension Daemon {
     /// (batchctl gives what it writes the inbox's group instead). An inbox
     /// that exists without the sticky bit gets it. A chmod that fails stops
     /// the start with the reason: a shared inbox that is not sticky is not
-    /// safe to serve.
+    /// safe to serve. Private by default (docs/security.md): the state
+    /// directory may be passed through by the group (to the inbox), not
+    /// listed; the jobs and the input store may be passed through (a task
+    /// reaches its own directory), not listed; claimed manifests are the
+    /// daemon's alone. These modes are set at every start.
     static func prepareDirectories(_ config: DaemonConfig) throws {
         let sticky = [config.inboxDirectory, config.rejectedDirectory]
-        for (dir, mode) in [(config.stateDirectory, 0o750), (config.inboxDirectory, 0o1770), (config.rejectedDirectory, 0o1770),
-                            (config.claimedDirectory, 0o750), (config.jobsDirectory, 0o750), (config.storeDirectory, 0o750),
+        let enforced: Set<String> = [config.stateDirectory, config.claimedDirectory, config.jobsDirectory, config.storeDirectory]
+        for (dir, mode) in [(config.stateDirectory, 0o710), (config.inboxDirectory, 0o1770), (config.rejectedDirectory, 0o1770),
+                            (config.claimedDirectory, 0o700), (config.jobsDirectory, 0o711), (config.storeDirectory, 0o711),
                             (config.runtimeDirectory, 0o755)] as [(String, mode_t)] {
             var st = stat()
+            if stat(dir, &st) == 0, enforced.contains(dir), st.st_mode & 0o7777 != mode, st.st_uid == geteuid(), chmod(dir, mode) != 0 {
+                throw DirectoryError(description: "cannot set mode \(String(mode, radix: 8)) on \(dir): \(FileOps.plain(errno))")
+            }
             if stat(dir, &st) != 0 {
                 do { try FileOps.makeDirectory(dir) } catch { throw DirectoryError(description: "\(error)") }
                 guard chmod(dir, mode) == 0 else {

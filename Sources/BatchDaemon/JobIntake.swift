@@ -209,6 +209,10 @@ struct JobIntake: Sendable {
             if let issue = await runner.refusal(spec) { throw ManifestError(file: original, issues: [issue]) }
             let jobDir = "\(config.jobsDirectory)/\(jobID)"
             try FileOps.makeDirectory(jobDir)
+            // Private by default: the daemon's; its submitter may pass
+            // through (to their tasks' directories), no one else.
+            chmod(jobDir, 0o700)
+            if owner != geteuid() { try Permission.sharePassage(jobDir, with: owner) }
             let ext = (original as NSString).pathExtension.lowercased() == "json" ? "json" : "yaml"
             let manifestPath = "\(jobDir)/manifest.\(ext)"
             let now = clock().timeIntervalSince1970

@@ -49,6 +49,10 @@ public final class Store: Sendable {
         } catch {
             throw StoreError(message: "cannot open the database: \(error)", path: path)
         }
+        // The daemon's alone (docs/security.md, "Private by default"):
+        // batchctl reads through the daemon. SQLite gives the WAL and the
+        // shared memory the database's mode when it makes them.
+        for file in [path, "\(path)-wal", "\(path)-shm"] { chmod(file, 0o600) }
     }
 
     /// Opens an existing database read-only (for `batchctl`).

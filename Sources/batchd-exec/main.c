@@ -91,7 +91,7 @@ static void say(const char *fmt, const char *a, const char *b) {
     int fd = -1;
     if (dir) {
         char *path = join(dir, "stderr");
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
         free(path);
     }
     dprintf(fd >= 0 ? fd : 2, "batchd-exec: %s\n", text);
@@ -165,7 +165,7 @@ static int pump(struct sink *s) {
         if (r < 0) return errno == EAGAIN || errno == EINTR ? 1 : 0;
         if (s->file < 0) {
             char *path = join(dir, s->name);
-            s->file = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
+            s->file = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
             free(path);
             if (s->file < 0) s->file = open("/dev/null", O_WRONLY | O_CLOEXEC);
         }
@@ -302,7 +302,7 @@ int main(int argc, char **argv) {
     // Descriptors the daemon may have leaked are not the task's business.
     batchd_close_from(3);
     char *status = join(dir, "status");
-    status_fd = open(status, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    status_fd = open(status, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
     if (status_fd < 0) { say("cannot write %s: %s", status, strerror(errno)); return 127; }
     record("pid", (long)getpid());
     if (secrets_failed) {

@@ -290,4 +290,65 @@ struct UsersApartTests {
         #expect(await d.signal(SIGTERM) == 0)
         try? FileManager.default.removeItem(atPath: d.root)
     }
+    @Test("private by default: bob lists only his jobs, cannot see alice's (show, logs, outputs, watch: refused, saying who may), nor read the database, her manifest or her logs; an operator sees all",
+          .timeLimit(.minutes(3)))
+    func privateByDefault() async throws {
+        guard let users = TestUsers.all else {
+            print("users-apart tests: skipped (they need root to make test users)")
+            return
+        }
+        let (svc, alice, bob, oper) = (users.service, users.alice, users.bob, users.oper)
+        let d = try DaemonHarness(slots: 2, extra: "operators: \(TestUsers.operators)\n")
+        d.user = svc
+        chmod(d.root, 0o755)
+        for dir in [d.state, "\(d.root)/run"] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            chmod(dir, 0o770)
+            TestUsers.give(dir, to: svc)
+        }
+        let home = "\(d.root)/alice"
+        try FileManager.default.createDirectory(atPath: "\(home)/out", withIntermediateDirectories: true)
+        let mark = "mark-\(UUID().uuidString)"
+        try write("name: mine\nenv: {MY_VALUE: \(mark)}\ncommand: echo \"$MY_VALUE\" > o.txt; echo \"$MY_VALUE\"\ntasks: [{}]\n"
+                  + "outputs: {patterns: [o.txt], destination: out}\n", home, "mine.yaml")
+        TestUsers.give(home, to: alice, recursive: true)
+        chmod(home, 0o700)
+        try await d.start()
+        let r = try await d.batchctl(["submit", "\(home)/mine.yaml", "--wait", "--timeout", "60"], as: alice)
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        let job = try #require(try await d.store().job("mine"))
+
+        // bob: his list lacks it; her job by id is refused with who may; by name it is not his.
+        for args in [["list"], ["list", "--json"]] {
+            let l = try await d.batchctl(args, as: bob)
+            #expect(l.code == 0 && !l.out.contains(job.id) && !l.out.contains(mark), "bob's \(args): \(l.out)")
+        }
+        let who = "only its submitter or an operator (root, the service user \(svc.name), or a member of group \(TestUsers.operators)) may see it"
+        for args in [["show", job.id], ["show", job.id, "--json"], ["logs", job.id], ["logs", job.id, "0"], ["outputs", job.id], ["wait", job.id]] {
+            let b = try await d.batchctl(args, as: bob)
+            #expect(b.code == 1 && b.err.contains("permission denied: job \(job.id) is \(alice.name) (uid \(alice.uid))'s; \(who)")
+                    && !(b.out + b.err).contains(mark), "bob's \(args): exit \(b.code): \(b.out)\n\(b.err)")
+        }
+        let byName = try await d.batchctl(["show", "mine"], as: bob)
+        #expect(byName.code == 4 && byName.err.contains("no job with id or name 'mine'"), "\(byName.err)")
+        // Nor by the files: the database, her accepted manifest, her task's log, the jobs' list.
+        let attempt = try #require(try await d.store().attempts(job.id).first).directory
+        for file in ["\(d.state)/batchd.db", job.manifestPath, "\(attempt)/stdout"] {
+            #expect(FileManager.default.fileExists(atPath: file), "\(file) is there")
+            #expect(!(try await canRead(file, as: bob)), "bob can read \(file)")
+        }
+        let ls = try await runProcess("/usr/bin/setpriv", ["--reuid=\(bob.uid)", "--regid=\(bob.gid)", "--init-groups", "--", "/bin/ls", "\(d.state)/jobs"])
+        #expect(ls.code != 0, "bob can list the jobs: \(ls.out)")
+
+        // alice sees hers, through the daemon; an operator sees everyone's.
+        for user in [alice, oper] {
+            let l = try await d.batchctl(["list"], as: user)
+            #expect(l.out.contains(job.id), "\(user)'s list: \(l.out)")
+            let logs = try await d.batchctl(["logs", job.id, "0"], as: user)
+            #expect(logs.code == 0 && logs.out.contains(mark), "\(user)'s logs: \(logs.err)")
+            #expect(try await d.batchctl(["show", job.id], as: user).code == 0)
+        }
+        #expect(await d.signal(SIGTERM) == 0)
+        try? FileManager.default.removeItem(atPath: d.root)
+    }
 }

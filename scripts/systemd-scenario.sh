@@ -80,15 +80,21 @@ cat > "$root/home/alice/whoami.yaml" <<'EOF'
 version: 1
 name: whoami
 tasks: [{}]
-command: id -un; id -Gn; grep -E '^Cap(Prm|Eff|Amb)' /proc/self/status
+secrets: {TOKEN: token}
+command: id -un; id -Gn; grep -E '^Cap(Prm|Eff|Amb)' /proc/self/status; printf %s "$TOKEN" | sha256sum | cut -c1-64
 EOF
-g 'chown alice:alice /home/alice/whoami.yaml'
+secret="tok-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s\n' "$secret" > "$root/home/alice/token"
+g 'chown alice:alice /home/alice/whoami.yaml /home/alice/token && chmod 600 /home/alice/token'
 name=$(after "job accepted" 30 "su - alice -c 'batchctl submit ~/whoami.yaml --json'" | python3 -c "import json,sys; print(json.load(sys.stdin)['job'])")
 u alice "batchctl wait $name --timeout 60" >/dev/null
 out=$(u alice "batchctl logs $name 0"); say "alice's task says: $(tr '\n' ' ' <<<"$out")"
 check "alice's task runs as alice (id -un)" grep -qx alice <<<"$out"
 check "… in her groups (alice and batchd)" grep -qE '^(alice batchd|batchd alice)$' <<<"$out"
 check "… with no capability (permitted, effective, ambient all 0)" test "$(grep -c ':[[:space:]]*0000000000000000$' <<<"$out")" = 3
+check "… and her secrets: value in its environment" grep -qx "$(printf %s "$secret" | sha256sum | cut -c1-64)" <<<"$out"
+check "… which is nowhere in the state directory (the database and its WAL included)" fails g "grep -rqa '$secret' /var/lib/batchd"
+check "… nor in the journal" fails g "journalctl -o cat | grep -q '$secret'"
 
 # The other fix batchctl named: the operator lets the service write in
 # alice's project directory with a drop-in (what `systemctl edit batchd`
@@ -151,11 +157,11 @@ cat > "$root/home/alice/sleepy.yaml" <<'EOF'
 version: 1
 name: sleepy
 tasks:
-  forEachInteger: {from: 1, to: 2}
+  forEachInteger: {from: 1, to: 1}
 command: sleep 300
 EOF
 g 'chown alice:alice /home/alice/sleepy.yaml'
-submit_running alice '~/sleepy.yaml' 2; sleepy=$submitted
+submit_running alice '~/sleepy.yaml' 1; sleepy=$submitted   # one slot of two left for bob's task
 out=$(u bob "batchctl cancel $sleepy 2>&1"); rc=$?; say "bob cancels alice's job: rc=$rc: $out"
 check "bob may not cancel alice's job (batchctl fails)" test "$rc" -ne 0
 check "… and is told who may" grep -q "only its submitter or an operator (root" <<<"$out"
@@ -168,6 +174,13 @@ check "bob may not see alice's job (batchctl show), and is told who may" grep -q
 check "bob cannot read the database" fails u bob 'cat /var/lib/batchd/batchd.db >/dev/null 2>&1'
 check "bob cannot list the jobs' directories" fails u bob 'ls /var/lib/batchd/jobs >/dev/null 2>&1'
 check "alice sees her own job through the daemon" test "$(field alice "$id" "j['id']")" = "$id"
+# A task of bob's acts as bob: it may not cancel alice's job either.
+printf 'version: 1\nname: meddle\ntasks: [{}]\ncommand: batchctl cancel %s\n' "$id" > "$root/home/bob/meddle.yaml"
+g 'chown bob:bob /home/bob/meddle.yaml'
+u bob 'batchctl submit ~/meddle.yaml --wait --timeout 60' >/dev/null
+out=$(u bob 'batchctl logs meddle 0 2>&1'); say "bob's task cancels alice's job: $(tr '\n' ' ' <<<"$out" | head -c 300)"
+check "a task of bob's may not cancel alice's job" grep -q "permission denied: job $id is alice" <<<"$out"
+check "… and her job still runs" test "$(field alice "$sleepy" "j['state']")" = running
 out=$(g "batchctl cancel $id 2>&1"); say "root (an operator) cancels alice's job: $out"
 u alice "batchctl wait $sleepy --timeout 60" >/dev/null
 check "the job's story says who cancelled it (uid and user name, with BATCHD_JOB)" \

@@ -138,6 +138,39 @@ def row_idle(runs, quick):
     }
 
 
+def row_wait_cpu(runs, quick):
+    """What waiting costs: `batchctl submit --wait` on a job of many short
+    tasks (a change every few ms), its CPU against the daemon's own. It
+    waits on the daemon's events (issue 24); it used to read the database
+    five times a second, at 2.7-2.9x the daemon's CPU on a long Slurm job."""
+    n = 200 if quick else 2000
+    waiter, ratio, per_minute = [], [], []
+    for _ in range(runs):
+        d = Daemon()
+        try:
+            d.start()
+            path = manifest(d, "waited", n, "sleep 0.05")
+            before = d.cpu_seconds()
+            t0 = time.monotonic()
+            p = subprocess.Popen([f"{BIN}/batchctl", "--config", d.config, "submit", path, "--wait"], stdout=subprocess.DEVNULL)
+            _, status, usage = os.wait4(p.pid, 0)
+            wall = time.monotonic() - t0
+            daemon = d.cpu_seconds() - before
+            cpu = usage.ru_utime + usage.ru_stime
+            waiter.append(cpu)
+            ratio.append(cpu / daemon if daemon > 0 else 0)
+            per_minute.append(cpu * 60 / wall)
+        finally:
+            d.close()
+    r = median_spread(ratio)
+    return {
+        "title": f"batchctl submit --wait on {n:,} tasks of `sleep 0.05`",
+        "measures": {"batchctl CPU s": median_spread(waiter), "batchctl CPU s per minute waited": median_spread(per_minute),
+                     "batchctl CPU / daemon CPU": r},
+        "checks": [{"name": "batchctl CPU / daemon CPU", "value": r["median"], "target": 0.25}],
+    }
+
+
 def row_ready(runs, quick):
     n = 5000 if quick else 100_000
     readies = []
@@ -162,6 +195,7 @@ def row_ready(runs, quick):
 from azure_rows import row_azure_add, row_azure_poll, row_azure_upload  # noqa: E402
 
 ROWS = {"local-true": row_local_true, "local-big": row_local_big, "million": row_million, "idle": row_idle, "ready": row_ready,
+        "wait-cpu": row_wait_cpu,
         "azure-poll": row_azure_poll, "azure-add": row_azure_add, "azure-upload": row_azure_upload}
 
 # Rows of the issue not measured yet, shown as such rather than left out.

@@ -116,7 +116,8 @@ public enum ControlRequest: Sendable, Equatable, Codable {
 /// What a `read` asks for.
 public struct ReadQuery: Sendable, Equatable, Codable {
     /// `list`, `show`, `outputs`, `logs` (a task's, with `task`, or the
-    /// job's history), `progress` (a `JobSnapshot`), `submission` (the job
+    /// job's history), `progress` (a `JobSnapshot`), `end` (the snapshot
+    /// once the job is over), `submission` (the job
     /// an inbox file became), `tail` (what a task's logs gained past
     /// `offsets`).
     public var what: String

@@ -12,20 +12,28 @@ import Glibc
 /// waits (`progress`, `submission`, `tail`) waits on, instead of asking the
 /// database again and again.
 final class ChangePulse: Sendable {
-    let current = Mutex(AsyncEvent<Void>())
+    /// The event the next change fires, and whether anyone took it (a
+    /// change with no one waiting costs a lock, nothing more).
+    let current = Mutex((event: AsyncEvent<Void>(), taken: false))
 
     /// After each transaction that changed the database.
     func fire() {
-        let old = current.withLock { e -> AsyncEvent<Void> in
-            let o = e
-            e = AsyncEvent()
+        let old = current.withLock { c -> AsyncEvent<Void>? in
+            guard c.taken else { return nil }
+            let o = c.event
+            c = (AsyncEvent(), false)
             return o
         }
-        old.fire(())
+        old?.fire(())
     }
 
     /// The next change (wait on it, with a timeout).
-    var next: AsyncEvent<Void> { current.withLock { $0 } }
+    var next: AsyncEvent<Void> {
+        current.withLock { c in
+            c.taken = true
+            return c.event
+        }
+    }
 }
 
 /// The control socket's `read`: what batchctl shows, read by the daemon,
@@ -98,13 +106,16 @@ struct ControlReads {
         case "progress":
             let job = try await job(q.job)
             return try await progress(job.id, after: q.after, wait: q.wait)
+        case "end":
+            let job = try await job(q.job)
+            return try await end(job.id, wait: q.wait)
         case "submission":
             return try await submission(q.job, wait: q.wait)
         case "tail":
             let job = try await job(q.job)
             return try await tail(job, task: q.task, offsets: q.offsets ?? [], wait: q.wait)
         default:
-            throw Refusal(code: 2, message: "unknown read '\(q.what)': list, show, outputs, logs, progress, submission or tail")
+            throw Refusal(code: 2, message: "unknown read '\(q.what)': list, show, outputs, logs, progress, end, submission or tail")
         }
     }
 
@@ -126,6 +137,10 @@ struct ControlReads {
     /// already is not), or as it is after `wait` seconds.
     func progress(_ id: String, after: String?, wait: Double?) async throws -> ControlReply {
         let end = ContinuousClock.now + .seconds(min(max(0, wait ?? 0), Self.longestWait))
+        // One who has a version gets the next at most five times a second,
+        // however fast the job changes: a watcher costs the daemon at most
+        // five looks a second.
+        if after != nil { try? await Task.sleep(for: .milliseconds(200)) }
         while true {
             let change = pulse.next   // taken before reading: a change after the read still wakes us
             guard let snapshot = try await JobSnapshot.read(store, id) else { throw Refusal(code: 4, message: "job \(id) is gone") }
@@ -195,6 +210,28 @@ struct ControlReads {
         var buffer = [UInt8](repeating: 0, count: max)
         let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, max, off_t(offset)) }
         return n > 0 ? Data(buffer.prefix(n)) : Data()
+    }
+
+    /// The job's snapshot once it is over, or as it is after `wait`
+    /// seconds: one answer, however much the job changes meanwhile (what
+    /// `wait` and `submit --wait` need). Its phase is looked at no more than
+    /// ten times a second, on changes only.
+    func end(_ id: String, wait: Double?) async throws -> ControlReply {
+        let end = ContinuousClock.now + .seconds(min(max(0, wait ?? 0), Self.longestWait))
+        while true {
+            let change = pulse.next
+            guard let job = try await store.job(id) else { throw Refusal(code: 4, message: "job \(id) is gone") }
+            if job.phase.isTerminal || ContinuousClock.now >= end {
+                guard let snapshot = try await JobSnapshot.read(store, id) else { throw Refusal(code: 4, message: "job \(id) is gone") }
+                var r = ControlReply(ok: true, job: id)
+                r.report = String(decoding: try JSONEncoder().encode(snapshot), as: UTF8.self)
+                r.text = snapshot.version
+                return r
+            }
+            let left = end - ContinuousClock.now
+            _ = await change.wait(timeout: Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)
+            try? await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     /// The job inbox file `name` became, once it has (the sender's own, or

@@ -87,10 +87,17 @@ public actor Supervisor: Service {
         }
     }
 
+    /// A job by id, or by name among the requester's own (an operator's
+    /// names mean anyone's): another's job of the same name is not theirs.
+    func find(_ idOrName: String, for requester: Requester?, authority: ControlAuthority?) async throws -> JobRecord? {
+        if let authority, let scope = authority.visible(to: requester) { return try await ctx.store.job(idOrName, submitter: scope) }
+        return try await ctx.store.job(idOrName)
+    }
+
     /// Runs a failed job's failed tasks again (each with its retries back),
     /// asked by `requester` (named in the job's journal story).
     func retry(_ idOrName: String, by requester: Requester? = nil, authority: ControlAuthority? = nil) async throws -> (JobRecord, Int) {
-        guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
+        guard let job = try await find(idOrName, for: requester, authority: authority) else { throw DaemonError("no job '\(idOrName)'") }
         if let refusal = authority?.refusal(requester, "retry", job) { throw DaemonError(refusal) }
         guard controls[job.id] == nil else { throw DaemonError("job \(job.id) is still \(job.phase.rawValue)") }
         let backend = ctx.backends.forJob(job.backend)
@@ -121,7 +128,7 @@ public actor Supervisor: Service {
     /// Cancels a job by id or name, asked by `requester` (named in the
     /// job's journal story: `journalctl BATCHD_JOB=<id>` tells who ended it).
     func cancel(_ idOrName: String, by requester: Requester? = nil, authority: ControlAuthority? = nil) async throws -> JobRecord {
-        guard let job = try await ctx.store.job(idOrName) else { throw DaemonError("no job '\(idOrName)'") }
+        guard let job = try await find(idOrName, for: requester, authority: authority) else { throw DaemonError("no job '\(idOrName)'") }
         if let refusal = authority?.refusal(requester, "cancel", job) { throw DaemonError(refusal) }
         if job.phase.isTerminal { throw DaemonError("job \(job.id) has already \(job.phase)") }
         try await ctx.store.requestCancel(job.id)

@@ -29,7 +29,7 @@ extension Store {
         encoder.outputFormatting = .sortedKeys
         let json = String(decoding: try encoder.encode(value), as: UTF8.self)
         let now = clock()
-        try await db.write { db in
+        try await write { db in
             try db.execute(sql: """
                 INSERT INTO backend_records (job_id, key, value, updated_at) VALUES (?, ?, ?, ?)
                 ON CONFLICT (job_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at

@@ -40,7 +40,7 @@ extension Store {
     /// Records files put into `backend`'s store (a path put again is updated).
     public func recordPut(_ files: [PutFileRecord]) async throws {
         let now = clock()
-        try await db.write { db in
+        try await write { db in
             let insert = try db.cachedStatement(sql: """
                 INSERT INTO put_files (backend, source, sha256, size, blob, put_at, uid) VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (backend, source) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, blob = excluded.blob,
@@ -74,7 +74,7 @@ extension Store {
     /// jobs' input rows are marked pruned (kept as history), put rows go.
     public func markPruned(backend: String, sha256s: [String]) async throws {
         let now = clock()
-        try await db.write { db in
+        try await write { db in
             let mark = try db.cachedStatement(sql: """
                 UPDATE inputs SET pruned_at = ? WHERE sha256 = ? AND pruned_at IS NULL
                   AND job_id IN (SELECT id FROM jobs WHERE backend = ?)

@@ -9,7 +9,7 @@ extension Store {
     public func markRunning(_ jobID: String, taskIDs: [String]) async throws {
         guard !taskIDs.isEmpty else { return }
         let now = clock()
-        try await db.write { db in
+        try await write { db in
             let stmt = try db.makeStatement(sql: "UPDATE tasks SET state = 'running', updated_at = ? WHERE job_id = ? AND task_id = ? AND state = 'pending'")
             for id in taskIDs { try stmt.execute(arguments: [now, jobID, id]) }
         }
@@ -24,7 +24,7 @@ extension Store {
                                     outcome: TaskOutcome, decision: TaskDecision, outputs: [OutputRecord],
                                     serviceRetries: Int = 0) async throws {
         let now = clock()
-        try await db.write { db in
+        try await write { db in
             try AttemptRecord(jobId: jobID, idx: idx, attempt: attempt, state: .starting, pid: nil, directory: directory,
                               startedAt: startedAt, finishedAt: nil, outcome: nil, exitCode: nil, signal: nil, detail: nil,
                               counted: nil).insert(db)
@@ -37,7 +37,7 @@ extension Store {
     /// as cancelled.
     public func cancelOpenTasks(_ jobID: String, detail: String? = nil) async throws -> Int {
         let now = clock()
-        return try await db.write { db in
+        return try await write { db in
             try db.execute(sql: """
                 UPDATE tasks SET state = 'cancelled', detail = COALESCE(?, detail), updated_at = ?
                   WHERE job_id = ? AND state IN ('pending','running')

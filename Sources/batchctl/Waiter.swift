@@ -105,10 +105,9 @@ struct Waiter {
     func until(_ job: String, timeout: Double?) async throws {
         let end = deadline(timeout)
         var away: ContinuousClock.Instant?
-        var version: String?
         var id = job
         daemon: while let global {
-            guard let a = try global.read(ReadQuery(what: "progress", job: id, after: version, wait: Self.slice(end)), timeout: 45) else {
+            guard let a = try global.read(ReadQuery(what: "end", job: id, wait: Self.slice(end)), timeout: 45) else {
                 if databaseReadable { break daemon }  // the daemon is away: read the database instead
                 if let end, ContinuousClock.now >= end { throw CLIError(5, "timed out waiting for job \(id)") }
                 try await awayGrace(&away)
@@ -116,7 +115,6 @@ struct Waiter {
             }
             away = nil
             id = a.job ?? id
-            version = a.text
             if let snapshot = a.report.flatMap({ try? JSONDecoder().decode(JobSnapshot.self, from: Data($0.utf8)) }), snapshot.jobPhase.isTerminal {
                 let shown = try global.read(ReadQuery(what: "show", job: id, text: !json))
                 say((json ? shown?.report : shown?.text) ?? "")

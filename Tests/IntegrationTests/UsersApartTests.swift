@@ -331,6 +331,8 @@ struct UsersApartTests {
         }
         let byName = try await d.batchctl(["show", "mine"], as: bob)
         #expect(byName.code == 4 && byName.err.contains("no job with id or name 'mine'"), "\(byName.err)")
+        let cancelByName = try await d.batchctl(["cancel", "mine"], as: bob)
+        #expect(cancelByName.code != 0 && cancelByName.err.contains("no job 'mine'"), "\(cancelByName.err)")
         // Nor by the files: the database, her accepted manifest, her task's log, the jobs' list.
         let attempt = try #require(try await d.store().attempts(job.id).first).directory
         for file in ["\(d.state)/batchd.db", job.manifestPath, "\(attempt)/stdout"] {

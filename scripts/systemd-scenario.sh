@@ -162,11 +162,13 @@ command: sleep 300
 EOF
 g 'chown alice:alice /home/alice/sleepy.yaml'
 submit_running alice '~/sleepy.yaml' 1; sleepy=$submitted   # one slot of two left for bob's task
-out=$(u bob "batchctl cancel $sleepy 2>&1"); rc=$?; say "bob cancels alice's job: rc=$rc: $out"
+id=$(field alice "$sleepy" "j['id']")
+out=$(u bob "batchctl cancel $id 2>&1"); rc=$?; say "bob cancels alice's job: rc=$rc: $out"
 check "bob may not cancel alice's job (batchctl fails)" test "$rc" -ne 0
 check "… and is told who may" grep -q "only its submitter or an operator (root" <<<"$out"
 check "… and her job still runs" test "$(field alice "$sleepy" "j['state']")" = running
-id=$(field alice "$sleepy" "j['id']")
+out=$(u bob "batchctl cancel $sleepy 2>&1"); say "bob cancels alice's job by her submission's name: $out"
+check "… and by her names he finds nothing of hers" grep -q "no job '$sleepy'" <<<"$out"
 # Private by default: bob sees none of it, by batchctl or by the files.
 check "bob's batchctl list shows none of alice's jobs" fails grep -q "$id" <<<"$(u bob 'batchctl list 2>&1')"
 out=$(u bob "batchctl show $id 2>&1"); rc=$?; say "bob shows alice's job: rc=$rc: $out"

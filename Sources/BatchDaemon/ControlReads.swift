@@ -45,6 +45,8 @@ struct ControlReads {
     let authority: ControlAuthority
     let pulse: ChangePulse
     let requester: Requester?
+    /// Where rejected manifests go (a submission rejected is answered at once).
+    var rejectedDirectory: String?
 
     /// Longest a read waits for a change.
     static let longestWait = 60.0
@@ -237,7 +239,9 @@ struct ControlReads {
     /// The job inbox file `name` became, once it has (the sender's own, or
     /// any for an operator); `job` nil when it has not within `wait`.
     func submission(_ name: String?, wait: Double?) async throws -> ControlReply {
-        guard let name else { throw Refusal(code: 2, message: "the read names no inbox file") }
+        guard let name, !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
+            throw Refusal(code: 2, message: "the read names no inbox file")
+        }
         let end = ContinuousClock.now + .seconds(min(max(0, wait ?? 0), Self.longestWait))
         while true {
             let change = pulse.next
@@ -247,9 +251,11 @@ struct ControlReads {
             if let problem = try? await store.inboxProblems().first(where: { $0.name == name }) {
                 throw Refusal(code: 2, message: "the daemon could not process \(name): \(problem.reason)")
             }
+            // Rejected: the sender reads the reason beside it (theirs to read).
+            if let dir = rejectedDirectory, FileManager.default.fileExists(atPath: "\(dir)/\(name).error") { return ControlReply(ok: true) }
             if ContinuousClock.now >= end { return ControlReply(ok: true) }
-            let left = end - ContinuousClock.now
-            _ = await change.wait(timeout: Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)
+            // A rejection makes no database change: look for it every second too.
+            _ = await change.wait(timeout: 1)
         }
     }
 }

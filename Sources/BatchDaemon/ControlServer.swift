@@ -222,7 +222,7 @@ struct ControlServer: Service {
             return reply
         case .read(let query):
             return await ControlReads(store: supervisor.ctx.store, authority: await supervisor.authority, pulse: pulse,
-                                      requester: peer?.requester).perform(query)
+                                      requester: peer?.requester, rejectedDirectory: supervisor.ctx.config.rejectedDirectory).perform(query)
         case .stall(let seconds):
             guard await supervisor.allowsStall else { return .refused("stall is a test hook; set debug.allowStall in the config") }
             await supervisor.stall(seconds: seconds)

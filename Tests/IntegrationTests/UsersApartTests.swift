@@ -211,6 +211,16 @@ struct UsersApartTests {
         let error = read("\(d.inbox)/rejected/mine.yaml.error") ?? ""
         #expect(error.contains("tasks run as their submitter, \(alice.name) (uid \(alice.uid)), and this daemon (running as \(svc.name)") &&
                 error.contains("cannot run them as another user"), "\(error)")
+        // Through batchctl submit --wait: the rejection is told at once (a
+        // rejection changes nothing the daemon's events follow).
+        let home = "\(d.root)/alice"
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        try write("name: waited\ncommand: 'true'\ntasks: [{}]\n", home, "waited.yaml")
+        TestUsers.give(home, to: alice, recursive: true)
+        let t0 = ContinuousClock.now
+        let r = try await d.batchctl(["submit", "\(home)/waited.yaml", "--wait", "--timeout", "60"], timeout: 90, as: alice)
+        #expect(r.code == 2 && r.err.contains("the daemon rejected the manifest") && r.err.contains("cannot run them as another user"), "\(r.err)")
+        #expect(ContinuousClock.now - t0 < .seconds(10), "the rejection took \(ContinuousClock.now - t0)")
         #expect(await d.signal(SIGTERM) == 0)
         try? FileManager.default.removeItem(atPath: d.root)
     }

@@ -376,15 +376,7 @@ final class NodeReader {
         for (key, value) in map {
             guard let name = keyName(key, field) else { continue }
             let path = "\(field).\(name)"
-            if !Self.isEnvName(name) {
-                fail(key, "\(field).\(Printable.escape(String(name.prefix(80))))", "\(Printable.quote(name)) is not a valid environment variable name",
-                     hint: "use letters, digits and _, not starting with a digit")
-                continue
-            }
-            if name.hasPrefix("BATCHD_") || name.hasPrefix("AZ_BATCH_") {
-                fail(key, path, "'\(name)' is reserved: the backend sets it", hint: "choose another name")
-                continue
-            }
+            guard checkEnvName(name, key, field) else { continue }
             guard case .scalar = value else {
                 fail(value, path, "expected text, found \(kind(value))")
                 continue
@@ -394,6 +386,21 @@ final class NodeReader {
             out[name] = text
         }
         return out
+    }
+
+    /// Whether `name` (a key of `field`: env, secrets) may name a task's
+    /// environment variable; a problem is reported when not.
+    func checkEnvName(_ name: String, _ key: Node, _ field: String) -> Bool {
+        if !Self.isEnvName(name) {
+            fail(key, "\(field).\(Printable.escape(String(name.prefix(80))))", "\(Printable.quote(name)) is not a valid environment variable name",
+                 hint: "use letters, digits and _, not starting with a digit")
+            return false
+        }
+        if name.hasPrefix("BATCHD_") || name.hasPrefix("AZ_BATCH_") {
+            fail(key, "\(field).\(name)", "'\(name)' is reserved: the backend sets it", hint: "choose another name")
+            return false
+        }
+        return true
     }
 
     static func isEnvName(_ s: String) -> Bool {

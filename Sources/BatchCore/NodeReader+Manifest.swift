@@ -106,15 +106,8 @@ extension NodeReader {
         var out: [String: String] = [:]
         for (key, value) in map {
             guard let name = keyName(key, "secrets") else { continue }
-            let field = "secrets.\(Printable.escape(String(name.prefix(80))))"
-            guard Self.isEnvName(name) else {
-                fail(key, field, "\(Printable.quote(name)) is not a valid environment variable name", hint: "use letters, digits and _, not starting with a digit")
-                continue
-            }
-            if name.hasPrefix("BATCHD_") || name.hasPrefix("AZ_BATCH_") {
-                fail(key, field, "'\(name)' is reserved: the backend sets it", hint: "choose another name")
-                continue
-            }
+            guard checkEnvName(name, key, "secrets") else { continue }
+            let field = "secrets.\(name)"
             if env[name] != nil {
                 fail(key, field, "'\(name)' is in both env and secrets", hint: "keep it in one of them")
                 continue

@@ -51,6 +51,25 @@ struct ControlReads {
     /// Longest a read waits for a change.
     static let longestWait = 60.0
 
+    /// When a read asked to wait `wait` seconds gives up (at most `longestWait`).
+    static func deadline(_ wait: Double?) -> ContinuousClock.Instant {
+        ContinuousClock.now + .seconds(min(max(0, wait ?? 0), longestWait))
+    }
+
+    /// Waits for `change`, at most until `end` and at most `atMost` seconds.
+    static func await(_ change: AsyncEvent<Void>, until end: ContinuousClock.Instant, atMost: Double = longestWait) async {
+        let left = end - ContinuousClock.now
+        _ = await change.wait(timeout: max(0, min(atMost, Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)))
+    }
+
+    /// A snapshot as a read's answer: the object, and its version as `text`.
+    static func reply(_ snapshot: JobSnapshot) throws -> ControlReply {
+        var r = ControlReply(ok: true, job: snapshot.id)
+        r.report = String(decoding: try JSONEncoder().encode(snapshot), as: UTF8.self)
+        r.text = snapshot.version
+        return r
+    }
+
     func perform(_ q: ReadQuery) async -> ControlReply {
         do {
             return try await answer(q)
@@ -138,7 +157,7 @@ struct ControlReads {
     /// The job's snapshot once its version is not `after` (at once when it
     /// already is not), or as it is after `wait` seconds.
     func progress(_ id: String, after: String?, wait: Double?) async throws -> ControlReply {
-        let end = ContinuousClock.now + .seconds(min(max(0, wait ?? 0), Self.longestWait))
+        let end = Self.deadline(wait)
         // One who has a version gets the next at most five times a second,
         // however fast the job changes: a watcher costs the daemon at most
         // five looks a second.
@@ -146,15 +165,8 @@ struct ControlReads {
         while true {
             let change = pulse.next   // taken before reading: a change after the read still wakes us
             guard let snapshot = try await JobSnapshot.read(store, id) else { throw Refusal(code: 4, message: "job \(id) is gone") }
-            let version = snapshot.version
-            if version != after || snapshot.jobPhase.isTerminal || ContinuousClock.now >= end {
-                var r = ControlReply(ok: true, job: id)
-                r.report = String(decoding: try JSONEncoder().encode(snapshot), as: UTF8.self)
-                r.text = version
-                return r
-            }
-            let left = end - ContinuousClock.now
-            _ = await change.wait(timeout: Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)
+            if snapshot.version != after || snapshot.jobPhase.isTerminal || ContinuousClock.now >= end { return try Self.reply(snapshot) }
+            await Self.await(change, until: end)
             // Many changes a second (tasks ending): look again at most ten times a second.
             try? await Task.sleep(for: .milliseconds(100))
         }
@@ -166,7 +178,7 @@ struct ControlReads {
     /// sequence number); waits up to `wait` seconds for something new.
     /// `done` once nothing more will come.
     func tail(_ job: JobRecord, task: String?, offsets: [Int], wait: Double?) async throws -> ControlReply {
-        let end = ContinuousClock.now + .seconds(min(max(0, wait ?? 0), Self.longestWait))
+        let end = Self.deadline(wait)
         while true {
             let change = pulse.next
             let over = (try await store.job(job.id))?.phase.isTerminal ?? true
@@ -198,8 +210,7 @@ struct ControlReads {
             }
             if fresh || object["done"] as? Bool == true || ContinuousClock.now >= end { return reply(object) }
             // Logs grow without a database change: look again within 0.3 s.
-            let left = end - ContinuousClock.now
-            _ = await change.wait(timeout: min(0.3, Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18))
+            await Self.await(change, until: end, atMost: 0.3)
         }
     }
 
@@ -219,19 +230,15 @@ struct ControlReads {
     /// `wait` and `submit --wait` need). Its phase is looked at no more than
     /// ten times a second, on changes only.
     func end(_ id: String, wait: Double?) async throws -> ControlReply {
-        let end = ContinuousClock.now + .seconds(min(max(0, wait ?? 0), Self.longestWait))
+        let end = Self.deadline(wait)
         while true {
             let change = pulse.next
             guard let job = try await store.job(id) else { throw Refusal(code: 4, message: "job \(id) is gone") }
             if job.phase.isTerminal || ContinuousClock.now >= end {
                 guard let snapshot = try await JobSnapshot.read(store, id) else { throw Refusal(code: 4, message: "job \(id) is gone") }
-                var r = ControlReply(ok: true, job: id)
-                r.report = String(decoding: try JSONEncoder().encode(snapshot), as: UTF8.self)
-                r.text = snapshot.version
-                return r
+                return try Self.reply(snapshot)
             }
-            let left = end - ContinuousClock.now
-            _ = await change.wait(timeout: Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)
+            await Self.await(change, until: end)
             try? await Task.sleep(for: .milliseconds(100))
         }
     }
@@ -242,7 +249,7 @@ struct ControlReads {
         guard let name, !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
             throw Refusal(code: 2, message: "the read names no inbox file")
         }
-        let end = ContinuousClock.now + .seconds(min(max(0, wait ?? 0), Self.longestWait))
+        let end = Self.deadline(wait)
         while true {
             let change = pulse.next
             if let job = try await store.job(sourceFile: name), authority.refusal(requester, "see", job) == nil {
@@ -255,7 +262,7 @@ struct ControlReads {
             if let dir = rejectedDirectory, FileManager.default.fileExists(atPath: "\(dir)/\(name).error") { return ControlReply(ok: true) }
             if ContinuousClock.now >= end { return ControlReply(ok: true) }
             // A rejection makes no database change: look for it every second too.
-            _ = await change.wait(timeout: 1)
+            await Self.await(change, until: end, atMost: 1)
         }
     }
 }

@@ -9,6 +9,22 @@ import Glibc
 /// by useradd, and the daemon as a service user of its own.
 @Suite("A shared service keeps its users apart", .serialized)
 struct UsersApartTests {
+    /// A daemon run as the service user `svc`, as the system unit runs it:
+    /// its state and runtime directories (and `more`, under its root) made
+    /// the service user's, with `mode`.
+    static func daemon(as svc: TestUser, slots: Int, operators: Bool = false, switchesUsers: Bool = true, more: [String] = [],
+                       mode: mode_t = 0o750) throws -> DaemonHarness {
+        let d = try DaemonHarness(slots: slots, extra: operators ? "operators: \(TestUsers.operators)\n" : "")
+        d.user = svc
+        d.switchesUsers = switchesUsers
+        chmod(d.root, 0o755)
+        for dir in [d.state, "\(d.root)/run"] + more.map({ "\(d.root)/\($0)" }) {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            chmod(dir, mode)
+            TestUsers.give(dir, to: svc)
+        }
+        return d
+    }
     @Test("only a job's submitter or an operator may cancel or retry it, and pool commands and files prune are for operators; a refusal says who may, and the journal names who did",
           .timeLimit(.minutes(3)))
     func ownersAndOperators() async throws {
@@ -17,14 +33,7 @@ struct UsersApartTests {
             return
         }
         let (svc, alice, bob, oper) = (users.service, users.alice, users.bob, users.oper)
-        let d = try DaemonHarness(slots: 2, extra: "operators: \(TestUsers.operators)\n")
-        d.user = svc
-        chmod(d.root, 0o755)
-        for dir in [d.state, "\(d.root)/run"] {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            chmod(dir, 0o750)
-            TestUsers.give(dir, to: svc)
-        }
+        let d = try Self.daemon(as: svc, slots: 2, operators: true)
         let home = "\(d.root)/alice"
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
         for name in ["one", "two"] {
@@ -124,14 +133,7 @@ struct UsersApartTests {
             return
         }
         let (svc, alice, bob) = (users.service, users.alice, users.bob)
-        let d = try DaemonHarness(slots: 2)
-        d.user = svc
-        chmod(d.root, 0o755)
-        for dir in [d.state, "\(d.root)/run"] {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            chmod(dir, 0o750)
-            TestUsers.give(dir, to: svc)
-        }
+        let d = try Self.daemon(as: svc, slots: 2)
         func home(_ user: TestUser) throws -> String {
             let home = "\(d.root)/\(user.name)"
             try FileManager.default.createDirectory(atPath: "\(home)/out", withIntermediateDirectories: true)
@@ -194,15 +196,7 @@ struct UsersApartTests {
             return
         }
         let (svc, alice) = (users.service, users.alice)
-        let d = try DaemonHarness(slots: 1)
-        d.user = svc
-        d.switchesUsers = false
-        chmod(d.root, 0o755)
-        for dir in [d.state, "\(d.root)/run"] {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            chmod(dir, 0o750)
-            TestUsers.give(dir, to: svc)
-        }
+        let d = try Self.daemon(as: svc, slots: 1, switchesUsers: false)
         try await d.start()
         try write("name: mine\ncommand: 'true'\ntasks: [{}]\n", d.inbox, ".mine.tmp")
         TestUsers.give("\(d.inbox)/.mine.tmp", to: alice)
@@ -232,14 +226,7 @@ struct UsersApartTests {
             return
         }
         let (svc, alice) = (users.service, users.alice)
-        let d = try DaemonHarness(slots: 2)
-        d.user = svc
-        chmod(d.root, 0o755)
-        for dir in [d.state, "\(d.root)/run", "\(d.root)/svc-out"] {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            chmod(dir, 0o750)
-            TestUsers.give(dir, to: svc)
-        }
+        let d = try Self.daemon(as: svc, slots: 2, more: ["svc-out"])
         let home = "\(d.root)/alice"
         try FileManager.default.createDirectory(atPath: "\(home)/out", withIntermediateDirectories: true)
         let value = "tok-\(UUID().uuidString)"
@@ -308,14 +295,7 @@ struct UsersApartTests {
             return
         }
         let (svc, alice, bob, oper) = (users.service, users.alice, users.bob, users.oper)
-        let d = try DaemonHarness(slots: 2, extra: "operators: \(TestUsers.operators)\n")
-        d.user = svc
-        chmod(d.root, 0o755)
-        for dir in [d.state, "\(d.root)/run"] {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            chmod(dir, 0o770)
-            TestUsers.give(dir, to: svc)
-        }
+        let d = try Self.daemon(as: svc, slots: 2, operators: true, mode: 0o770)
         let home = "\(d.root)/alice"
         try FileManager.default.createDirectory(atPath: "\(home)/out", withIntermediateDirectories: true)
         let mark = "mark-\(UUID().uuidString)"

@@ -336,7 +336,13 @@ class Runner:
                 p = subprocess.Popen(argv, cwd=wd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
             except OSError as e:
                 raise TaskFailure("usererror", "CommandProgramNotFound", f"The specified command program is not found: {e}")
-            task.process = p
+            # A stop (disable, terminate, node removal) that came between the
+            # task turning "running" and this spawn found no process to kill.
+            with self.wake:
+                task.process = p
+                stopped = task.stop_reason is not None
+            if stopped:
+                self.kill(task)
             try:
                 return p.wait(timeout=max(0, deadline - time.time()) if deadline else None)
             except subprocess.TimeoutExpired:

@@ -38,6 +38,11 @@ install_missing -- "${APT_PACKAGES[@]}"
 # (scripts/slurm-cluster.sh). Without recommends: no mail server, no X.
 install_missing --no-install-recommends -- slurm-wlm munge
 
+# podman for container jobs (docs/containers.md): runc, as crun refuses
+# the hybrid cgroup layout of this kind of machine; busybox-static for the
+# tests' image (scripts/container-image.sh), as no registry is reachable.
+install_missing --no-install-recommends -- podman runc busybox-static uidmap slirp4netns fuse-overlayfs
+
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected Swift 6 at /opt/swift)" >&2; exit 1; }
 
 # The tests' Python helpers live in a virtualenv inside the repo (ignored by git).

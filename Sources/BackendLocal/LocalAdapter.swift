@@ -63,7 +63,8 @@ struct LocalAdapter: TaskAdapter {
                 // The crash-loop breaker: the daemon died twice while
                 // launching or taking over this task. It is failed, for
                 // good, instead of being tried a third time.
-                if let pid { ProcessControl.signalGroup(pid, SIGKILL, as: user?.uid) }
+                if let pid { ProcessControl.signalGroup(pid, SIGKILL, as: job.spec.container == nil ? user?.uid : nil) }
+                if let c = backend.adoptedContainer(job, idx: task.idx, attempt: attempt.attempt) { await c.engine.remove(c.name, grace: 0) }
                 job.log.error("task set aside: the daemon stopped twice while starting it", metadata: ["task.id": "\(task.taskId)"])
                 resumed.live.append(a)
                 resumed.found.append(ending(.lost, setAside: true))
@@ -76,7 +77,8 @@ struct LocalAdapter: TaskAdapter {
                 slots.take()
                 let remaining = job.spec.timeoutSeconds.map { $0 - (job.clock() - attempt.startedAt) }
                 _ = await job.unstrike(task.idx)
-                let spec = AttemptSpec(directory: dir, command: task.command, env: [:], inputs: [], timeout: job.spec.timeoutSeconds, user: user)
+                var spec = AttemptSpec(directory: dir, command: task.command, env: [:], inputs: [], timeout: job.spec.timeoutSeconds, user: user)
+                spec.container = backend.adoptedContainer(job, idx: task.idx, attempt: attempt.attempt)
                 resumed.live.append(a)
                 resumed.waiters.append(waiter(pid: pid, spec: spec, remaining: remaining, attempt: a))
             case .lost:
@@ -113,6 +115,13 @@ struct LocalAdapter: TaskAdapter {
             }
             var spec = AttemptSpec(directory: dir, command: task.command, env: env, inputs: placed, timeout: job.spec.timeoutSeconds,
                                    hide: backend.hidden(for: job.spec), user: user)
+            if job.spec.container != nil {
+                // Into a container go the task's and the job's variables, none of the host's.
+                let own = TaskEnvironment.variables(task: task.env, job: job.id, name: job.spec.name, taskID: task.taskId, index: idx, attempt: number)
+                spec.env = own
+                spec.hide = []
+                spec.container = backend.containerLaunch(job, idx: idx, attempt: number, directory: dir, variables: own, command: task.command)
+            }
             job.crashPoint("task.begun")
             Debug.crashPoint("start", task.command)
             let attempt = LiveAttempt(idx: idx, taskID: task.taskId, attempt: number, startedAt: job.clock(), task: task)
@@ -192,7 +201,8 @@ extension LocalJobBackend {
         guard let live = await job.liveAttempts() else { return }
         for attempt in live {
             if let pid = LocalRunner.livePid(attempt.directory, recorded: attempt.pid) {
-                let spec = AttemptSpec(directory: attempt.directory, command: "", env: [:], inputs: [], timeout: nil, user: taskUser(job))
+                var spec = AttemptSpec(directory: attempt.directory, command: "", env: [:], inputs: [], timeout: nil, user: taskUser(job))
+                spec.container = adoptedContainer(job, idx: attempt.idx, attempt: attempt.attempt)
                 let stop = AsyncEvent<StopReason>()
                 stop.fire(.cancel)
                 _ = await runner.wait(pid: pid, spec: spec, remaining: nil, stop: stop)

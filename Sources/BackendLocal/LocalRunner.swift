@@ -30,6 +30,14 @@ public struct AttemptSpec: Sendable {
     public var user: Submitter?
     /// The job's secrets, read for this launch (held only until it starts).
     public var secrets: [String: String]
+    /// The container the command runs in, when the job names an image:
+    /// batchd-exec then runs the engine (as the daemon's user; the engine
+    /// runs the task as its submitter), and `env` holds only the variables
+    /// passed into the container.
+    public var container: ContainerLaunch?
+    /// Whom the attempt's processes are signalled as: the task's user, or
+    /// the daemon's own (nil) when they are the engine's client.
+    public var signalUID: UInt32? { container == nil ? user?.uid : nil }
 
     /// Creates a spec.
     public init(directory: String, command: String, env: [String: String], inputs: [(sha256: String, target: String)], timeout: Double?,
@@ -90,6 +98,7 @@ public struct LocalRunner: Sendable {
 
     /// Starts the attempt; returns the supervisor's pid (also its process group).
     public func start(_ spec: AttemptSpec) throws -> pid_t {
+        if let container = spec.container { return try startContainer(spec, container) }
         let hide = spec.hide.flatMap { ["--hide", $0] }
         let user = spec.user.flatMap(Identity.execArgument).map { ["--user", $0] } ?? []
         guard !spec.secrets.isEmpty else {
@@ -103,6 +112,24 @@ public struct LocalRunner: Sendable {
         defer { close(fd) }
         return try ProcessControl.spawnSession([execPath, spec.directory] + hide + user + ["--secrets-fd", "3", "--", "/bin/sh", "-c", spec.command],
                                                env: spec.env, fd3: fd)
+    }
+
+    /// Starts the engine's `run` under batchd-exec. No --user (the engine
+    /// sets the task's user) and no --hide: the container sees only its
+    /// image and the attempt's work directory, and Landlock would forbid
+    /// the mounts the engine makes. The engine's environment is the
+    /// operator's; the task's variables are added under their own names
+    /// (none is one the engine reads: checked at intake).
+    func startContainer(_ spec: AttemptSpec, _ container: ContainerLaunch) throws -> pid_t {
+        let env = spec.env.merging(container.engine.environment) { _, engine in engine }
+        guard !spec.secrets.isEmpty else {
+            return try ProcessControl.spawnSession([execPath, spec.directory, "--"] + container.arguments, env: env)
+        }
+        let block = Secrets.block(spec.secrets)
+        let fd = block.withUnsafeBytes { batchd_memfd_with("batchd-secrets", $0.baseAddress, UInt($0.count)) }
+        guard fd >= 0 else { throw FileOpError(spec.directory, "cannot pass the job's secrets: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        return try ProcessControl.spawnSession([execPath, spec.directory, "--secrets-fd", "3", "--"] + container.arguments, env: env, fd3: fd)
     }
 
     /// The outcome recorded in an attempt directory, if the supervisor wrote one.
@@ -139,20 +166,27 @@ public struct LocalRunner: Sendable {
         stop.unobserve(stopToken)
         switch ending {
         case .exited:
-            ProcessControl.signalGroup(pid, SIGKILL, as: spec.user?.uid)  // leftovers the command started in the background
-            return Self.recordedOutcome(spec.directory) ?? .lost
+            ProcessControl.signalGroup(pid, SIGKILL, as: spec.signalUID)  // leftovers the command started in the background
+            let outcome = Self.recordedOutcome(spec.directory) ?? .lost
+            // The engine's client was killed (not the task): its container may live on.
+            if let c = spec.container, outcome != .exited(code: 0) { await c.engine.remove(c.name, grace: 0) }
+            return outcome
         case .timedOut:
-            await terminate(pid, exit, as: spec.user?.uid)
+            await terminate(pid, exit, spec)
             return .timedOut(seconds: spec.timeout ?? 0)
         case .stopped(let reason):
-            await terminate(pid, exit, as: spec.user?.uid)
+            await terminate(pid, exit, spec)
             return reason == .cancel ? .cancelled : .interrupted
         }
     }
 
     /// SIGTERM to the whole group, then SIGKILL after the grace period
-    /// (as `uid`, the task's user, when it is another's).
-    func terminate(_ pid: pid_t, _ exit: AsyncEvent<Void>, as uid: UInt32?) async {
+    /// (as the task's user, when it is another's). A container is stopped
+    /// and removed through the engine first (its processes are not in the
+    /// group: the engine's monitor runs them).
+    func terminate(_ pid: pid_t, _ exit: AsyncEvent<Void>, _ spec: AttemptSpec) async {
+        if let c = spec.container { await c.engine.remove(c.name, grace: killGrace) }
+        let uid = spec.signalUID
         ProcessControl.signalGroup(pid, SIGTERM, as: uid)
         let gone = await exit.wait(timeout: killGrace) != nil
         ProcessControl.signalGroup(pid, SIGKILL, as: uid)

@@ -24,6 +24,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var operators: String?
     /// Local backend settings.
     public var local = Local()
+    /// The container engine and the registries images may come from.
+    public var containers = ContainersConfig()
     /// The backends' own sections (`azure:`, `slurm:`), as written: each
     /// backend decodes its own, with its defaults (`ConfigSection`).
     public var sections: [String: ConfigSection] = [:]
@@ -94,7 +96,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public func slotCount(cores: Int) -> Int { local.slots > 0 ? local.slots : max(1, cores) }
 
     /// The daemon's own keys (a backend's section is any other mapping).
-    public static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "operators", "local", "debug", "types"]
+    public static let keys = ["stateDirectory", "inbox", "runtimeDirectory", "defaultBackend", "shutdownGrace", "operators", "local", "containers", "debug", "types"]
     static let localKeys = ["slots", "killGrace", "exec", "passEnvironment"]
 
     /// Reads a config file. Relative paths in it are relative to the file's directory.
@@ -171,6 +173,8 @@ public struct DaemonConfig: Sendable, Equatable {
                                    Suggest.nearest(to: k.string ?? "", in: localKeys).map { "did you mean '\($0)'?" })
                     }
                 }
+            case "containers":
+                c.containers = try ContainersConfig.parse(value, file: file)
             case "debug":
                 guard let debug = value.mapping else { throw fail(value, name, "expected a mapping") }
                 for (k, v) in debug {
@@ -272,7 +276,7 @@ extension DaemonConfig {
     static let restartOnly: [RestartOnly] = [
         .init("stateDirectory", \.stateDirectory), .init("inbox", \.inbox), .init("runtimeDirectory", \.runtimeDirectory),
         .init("defaultBackend", \.defaultBackend), .init("local.killGrace", \.local.killGrace), .init("local.exec", \.local.exec),
-        .init("local.passEnvironment", \.local.passEnvironment),
+        .init("local.passEnvironment", \.local.passEnvironment), .init("containers", \.containers),
     ]
 
     /// The settings that take effect only at the next start and differ in

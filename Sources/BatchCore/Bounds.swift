@@ -83,6 +83,13 @@ public enum Bounds {
     /// Most bytes of a job's secrets together (256 KiB: with the 1 MiB of
     /// command and environment, still within what a process starts with).
     public static let secretsTotalBytes = 256 << 10
+    /// Longest image reference (`container.image`), in bytes: Docker's own
+    /// limit on a name is 255, with a tag and a digest on top.
+    public static let imageBytes = 512
+    /// Most `container.options`.
+    public static let containerOptions = 16
+    /// Longest `container.options` entry, in bytes.
+    public static let containerOptionBytes = 128
     /// Longest short text field (a pool option's name or reference).
     public static let shortText = 256
 }

@@ -33,6 +33,9 @@ public struct JobSpec: Sendable, Equatable, Codable {
     /// read from at each launch (the value itself is stored nowhere).
     /// Optional: nil in jobs accepted before it existed.
     public var secrets: [String: String]?
+    /// The image every task runs in (`container:`); nil runs them on the
+    /// backend's own system, as before it existed.
+    public var container: ContainerSpec?
 
     /// The spec of a parsed manifest, with what intake decided (`secrets`:
     /// the manifest's, their paths made absolute).
@@ -52,5 +55,6 @@ public struct JobSpec: Sendable, Equatable, Codable {
         self.sharedInputs = sharedInputs
         merge = m.outputs.merge
         self.secrets = secrets.isEmpty ? nil : secrets
+        container = m.container
     }
 }

@@ -23,7 +23,7 @@ public struct JobTypes: Sendable {
     public static let none = "none"
 
     /// Fields merged key by key rather than replaced.
-    static let merged: Set<String> = ["pool", "env", "limits", "outputs", "parameters"]
+    static let merged: Set<String> = ["pool", "env", "limits", "outputs", "parameters", "container"]
 
     /// One type, as `batchctl types` lists it.
     public struct Summary: Sendable, Equatable {

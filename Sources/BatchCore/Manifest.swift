@@ -27,6 +27,8 @@ public struct Manifest: Sendable, Equatable {
     /// files the submitter may read: name → path (relative to the base
     /// directory). Only the names and paths are kept; never the values.
     public var secrets: [String: String] = [:]
+    /// The image every task runs in (`container:`), if any.
+    public var container: ContainerSpec?
     /// The job type it was made from (`type:`), if any.
     public var type: String?
     /// The parameters, for `{param.NAME}`: the type's defaults, then the

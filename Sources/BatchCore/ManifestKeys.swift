@@ -4,7 +4,7 @@
 public enum ManifestKeys {
     /// Top-level keys.
     public static let top = ["version", "name", "backend", "baseDirectory", "pool", "inputs", "tasks",
-                             "command", "env", "secrets", "retries", "timeout", "outputs", "cleanup", "limits", "type", "parameters"]
+                             "command", "env", "secrets", "container", "retries", "timeout", "outputs", "cleanup", "limits", "type", "parameters"]
     /// Keys a job type file has besides a manifest's (and `type`, which it may not have).
     public static let typeOnly = ["default"]
     /// Keys of `pool` every backend shares; each backend adds its own
@@ -26,5 +26,7 @@ public enum ManifestKeys {
     public static let outputs = ["patterns", "destination", "merge"]
     /// Keys of `outputs.merge`.
     public static let merge = ["from", "into", "format"]
+    /// Keys of `container`.
+    public static let container = ["image", "options", "workingDirectory", "registry"]
     /// Keys of `limits`.
     public static let limits = ["wallClock", "coreHours"]}

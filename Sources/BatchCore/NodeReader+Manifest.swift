@@ -67,6 +67,8 @@ extension NodeReader {
         manifest.command = command
         manifest.env = env
         manifest.secrets = secrets
+        manifest.container = top["container"].flatMap(container)
+        if manifest.container != nil { engineVariables(manifest, top) }
         manifest.type = type
         manifest.parameters = parameters
         manifest.retries = int(top["retries"], "retries", range: 0...Bounds.retries) ?? 0
@@ -87,6 +89,58 @@ extension NodeReader {
         }
         checkExecSize(manifest, top)
         return manifest
+    }
+
+    /// `container:`: an image, the allowed engine options, where the task
+    /// starts, and a configured registry's name.
+    func container(_ node: Node) -> ContainerSpec? {
+        guard let map = mapping(node, "container", allowed: ManifestKeys.container) else { return nil }
+        guard let image = string(map["image"], "container.image", required: true, max: Bounds.imageBytes) else { return nil }
+        var ok = true
+        if let why = ImageReference.problem(image) {
+            fail(map["image"], "container.image", "\(Printable.quote(String(image.prefix(80)))) \(why)",
+                 hint: "name an image as the engine does, e.g. docker.io/library/python:3.12 or localhost/tools:1")
+            ok = false
+        }
+        let options = stringList(map["options"], "container.options", max: Bounds.containerOptions, itemBytes: Bounds.containerOptionBytes)
+        for (i, option) in options.enumerated() {
+            if let why = ContainerOptions.problem(option) {
+                fail(map["options"]?.sequence?[i] ?? map["options"], "container.options[\(i)]", why,
+                     hint: "docs/manifest.md lists the allowed options")
+                ok = false
+            }
+        }
+        var workingDirectory = ContainerSpec.WorkingDirectory.task
+        if let node = map["workingDirectory"], let w = string(node, "container.workingDirectory") {
+            if let value = ContainerSpec.WorkingDirectory(rawValue: w) { workingDirectory = value } else {
+                fail(node, "container.workingDirectory", "unknown working directory \(Printable.quote(w))",
+                     hint: "task (the task's own directory, the default) or image (the image's)")
+                ok = false
+            }
+        }
+        var registry: String?
+        if let node = map["registry"], let r = string(node, "container.registry") {
+            if Template.isIdentifier(r, max: 64) { registry = r } else {
+                fail(node, "container.registry", "\(Printable.quote(r)) is not a registry name",
+                     hint: "the name of a registry in the daemon's containers.registries")
+                ok = false
+            }
+        }
+        guard ok else { return nil }
+        return ContainerSpec(image: image, options: options.map(ContainerOptions.normalized), workingDirectory: workingDirectory, registry: registry)
+    }
+
+    /// A job with a container may not set a variable the engine reads.
+    func engineVariables(_ m: Manifest, _ top: [String: Node]) {
+        var seen: [(field: String, name: String, node: Node?)] = m.env.keys.map { ("env.\($0)", $0, top["env"]) }
+            + m.secrets.keys.map { ("secrets.\($0)", $0, top["secrets"]) }
+        if case .list(let entries) = m.tasks {
+            for (i, e) in entries.enumerated() { seen += e.env.keys.map { ("tasks[\(i)].env.\($0)", $0, top["tasks"]) } }
+        }
+        for v in seen.sorted(by: { $0.field < $1.field }) where ContainerSpec.isEngineVariable(v.name) {
+            fail(v.node, v.field, "'\(v.name)' would set up the container engine, not the task: a job with a container may not set it",
+                 hint: "rename it, or set it in the command (export \(v.name)=...; ...)")
+        }
     }
 
     /// `secrets:`: environment variable names to the files their values are

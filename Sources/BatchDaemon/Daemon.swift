@@ -105,7 +105,8 @@ public enum Daemon {
         // and manifests naming it are refused with the reason.
         ctx.backends.register(LocalJobBackend.name, LocalJobBackend(
             runner: LocalRunner(execPath: exec, contents: ContentStore(root: config.storeDirectory), killGrace: config.local.killGrace),
-            slots: slotPool, baseEnvironment: base, hidden: hidden))
+            slots: slotPool, baseEnvironment: base, hidden: hidden,
+            containers: config.containers, engine: ContainerEngine(config.containers, environment: environment.variables)))
         let setup = BackendSetup(config: config, store: store, logger: logger, variables: environment.variables, hostName: hostName(),
                                  exec: exec, baseEnvironment: base, hidden: hidden)
         for plugin in plugins + extraBackends {

@@ -1,0 +1,119 @@
+import BatchCore
+import Foundation
+import Yams
+
+/// The config's `containers:` section: the engine local tasks run in when
+/// a job names an image, how it is called, and the registries manifests may
+/// name (docs/containers.md). Credentials are never in it: a registry
+/// names a file of the daemon's credentials directory (LoadCredential=).
+public struct ContainersConfig: Sendable, Equatable {
+    /// `podman` or `docker`, found on PATH (or an absolute path to one).
+    public var engine = "podman"
+    /// Options before the engine's subcommand, for every call: e.g.
+    /// `[--runtime, runc]`, or `[--remote, --url, unix:///run/podman/podman.sock]`
+    /// for a rootful podman service the service user may use.
+    public var engineOptions: [String] = []
+    /// Variables set for the engine (e.g. CONTAINERS_CONF), on top of the
+    /// daemon's PATH, HOME and XDG_RUNTIME_DIR.
+    public var environment: [String: String] = [:]
+    /// Options added to every `run`, before the manifest's own (the
+    /// operator's: not checked against the manifests' allow-list).
+    public var runOptions: [String] = []
+    /// Registries manifests may name in `container.registry`, by name.
+    public var registries: [String: Registry] = [:]
+
+    /// A registry an operator configured.
+    public struct Registry: Sendable, Equatable {
+        /// Its host (and port): `myregistry.azurecr.io`.
+        public var server: String
+        /// The user name it takes, if it takes one.
+        public var username: String?
+        /// The file in the daemon's credentials directory that holds the
+        /// password or token (systemd's LoadCredential=); never a value.
+        public var passwordCredential: String?
+    }
+
+    /// Every default: podman, no options, no registry.
+    public init() {}
+
+    static let keys = ["engine", "engineOptions", "environment", "runOptions", "registries"]
+    static let registryKeys = ["server", "username", "passwordCredential"]
+
+    /// Reads the section (errors name the file, line and key).
+    static func parse(_ node: Node, file: String) throws -> ContainersConfig {
+        func fail(_ node: Node, _ field: String, _ message: String, _ hint: String? = nil) -> ConfigError {
+            ConfigError(file: file, line: node.mark?.line, field: field, message: message, hint: hint)
+        }
+        func text(_ node: Node, _ field: String) throws -> String {
+            guard let s = node.scalar?.string, !s.isEmpty, !s.unicodeScalars.contains(where: Printable.isUnsafe) else {
+                throw fail(node, field, "expected text")
+            }
+            return s
+        }
+        func list(_ node: Node, _ field: String) throws -> [String] {
+            guard let seq = node.sequence else { throw fail(node, field, "expected a list of text") }
+            return try seq.map { try text($0, field) }
+        }
+        guard let map = node.mapping else { throw fail(node, "containers", "expected a mapping") }
+        var c = ContainersConfig()
+        for (k, v) in map {
+            let key = k.string ?? ""
+            let field = "containers.\(key)"
+            switch key {
+            case "engine":
+                c.engine = try text(v, field)
+                let base = (c.engine as NSString).lastPathComponent
+                guard base == "podman" || base == "docker" else {
+                    throw fail(v, field, "'\(c.engine)' is neither podman nor docker", "engine: podman (or docker, or an absolute path to one)")
+                }
+            case "engineOptions": c.engineOptions = try list(v, field)
+            case "runOptions": c.runOptions = try list(v, field)
+            case "environment":
+                guard let env = v.mapping else { throw fail(v, field, "expected a mapping of variable names to values") }
+                for (name, value) in env {
+                    let n = try text(name, field)
+                    guard n.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) != nil else { throw fail(name, "\(field).\(n)", "not a variable name") }
+                    c.environment[n] = try text(value, "\(field).\(n)")
+                }
+            case "registries":
+                guard let registries = v.mapping else { throw fail(v, field, "expected a mapping of registry names to their settings") }
+                for (name, settings) in registries {
+                    let n = try text(name, field)
+                    guard Template.isIdentifier(n, max: 64) else {
+                        throw fail(name, "\(field).\(n)", "'\(n)' is not a registry name", "1-64 letters, digits, '-' and '_'")
+                    }
+                    guard let s = settings.mapping else { throw fail(settings, "\(field).\(n)", "expected a mapping with server (and username, passwordCredential)") }
+                    var server: String?
+                    var r = Registry(server: "")
+                    for (rk, rv) in s {
+                        let f = "\(field).\(n).\(rk.string ?? "")"
+                        switch rk.string ?? "" {
+                        case "server":
+                            let host = try text(rv, f)
+                            guard ImageReference.problem("\(host)/x") == nil, !host.contains("/") else {
+                                throw fail(rv, f, "'\(host)' is not a registry host", "HOST or HOST:PORT, e.g. myregistry.azurecr.io")
+                            }
+                            server = host
+                        case "username": r.username = try text(rv, f)
+                        case "passwordCredential":
+                            let credential = try text(rv, f)
+                            guard Template.isIdentifier(credential, max: 128) else {
+                                throw fail(rv, f, "'\(credential)' is not a credential name", "the name given to LoadCredential= (letters, digits, '-', '_')")
+                            }
+                            r.passwordCredential = credential
+                        default:
+                            throw fail(rk, f, "unknown key", "a registry takes \(registryKeys.joined(separator: ", "))")
+                        }
+                    }
+                    guard let server else { throw fail(settings, "\(field).\(n).server", "missing", "add 'server: HOST'") }
+                    r.server = server
+                    c.registries[n] = r
+                }
+            default:
+                throw fail(k, field, "unknown key", Suggest.nearest(to: key, in: keys).map { "did you mean '\($0)'?" }
+                           ?? "containers takes \(keys.joined(separator: ", "))")
+            }
+        }
+        return c
+    }
+}

@@ -113,6 +113,7 @@ install: setup
 	install -m 644 docs/manifest.schema.json $(SHAREDIR)/manifest.schema.json
 	install -m 644 etc/batchd/batchd.yaml $(SHAREDIR)/batchd.yaml.example
 	install -m 644 etc/batchd/batchd.user.yaml $(SHAREDIR)/batchd.user.yaml.example
+	install -m 644 etc/batchd/containers.conf $(SHAREDIR)/containers.conf.example
 	install -m 644 systemd/batchd.service.d/azure-credentials.conf $(SHAREDIR)/azure-credentials.conf
 	install -m 644 README.md docs/*.md $(DOCDIR)/
 	[ -e $(CONFDIR)/batchd.yaml ] || install -m 644 etc/batchd/batchd.yaml $(CONFDIR)/batchd.yaml

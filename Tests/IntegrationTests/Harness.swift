@@ -86,6 +86,9 @@ final class DaemonHarness: @unchecked Sendable {
     /// CAP_SETUID and CAP_SETGID (ambient, and nothing else in its bounding
     /// set), to run tasks as their submitters.
     var switchesUsers = true
+    /// The primary group of a daemon run as this process's user (root),
+    /// when not its own.
+    var group: UInt32?
     /// The daemon's executable in the build directory (`batchd-testd` has
     /// the fake backend too).
     var executable = "batchd"
@@ -121,6 +124,11 @@ final class DaemonHarness: @unchecked Sendable {
             p.arguments = ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--inh-caps=-all\(caps.isEmpty ? "" : ",")\(caps)",
                            "--ambient-caps=-all\(caps.isEmpty ? "" : ",")\(caps)", "--bounding-set=-all\(caps.isEmpty ? "" : ",")\(caps)",
                            "--", "\(binDirectory)/\(executable)"] + args
+        } else if let group {
+            // Root, whose primary group is the service's: what it makes (the
+            // control socket) is that group's, as under the system unit.
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            p.arguments = ["--regid=\(group)", "--clear-groups", "--", "\(binDirectory)/\(executable)"] + args
         } else {
             p.executableURL = URL(fileURLWithPath: "\(binDirectory)/\(executable)")
             p.arguments = args

@@ -46,6 +46,12 @@ public final class Store: Sendable {
         config.busyMode = .timeout(5)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // A reader's page cache is dropped whenever the daemon has
+            // written since its last read (always, while a job runs), so a
+            // big one holds memory and saves nothing: 512 KiB, not 2 MiB,
+            // for each of the pool's readers (the control socket's reads
+            // added to them: bench/limits.md, "Peak RSS").
+            if db.configuration.readonly { try db.execute(sql: "PRAGMA cache_size = -512") }
         }
         do {
             db = try DatabasePool(path: path, configuration: config)

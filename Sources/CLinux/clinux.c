@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "clinux.h"
+#include <malloc.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -132,6 +133,10 @@ int batchd_memfd_with(const char *name, const void *data, unsigned long len) {
 
 int batchd_set_dumpable(int on) {
     return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0);
+}
+
+int batchd_limit_malloc_arenas(int n) {
+    return mallopt(M_ARENA_MAX, n);
 }
 
 /* Landlock, with its constants written out so old kernel headers do not matter. */

@@ -60,6 +60,10 @@ int batchd_memfd_with(const char *name, const void *data, unsigned long len);
 /// process unreadable to other processes of the same user.
 int batchd_set_dumpable(int on);
 
+/// mallopt(M_ARENA_MAX, n): at most `n` malloc arenas for the process's
+/// threads (glibc's default is eight per core). 1 on success.
+int batchd_limit_malloc_arenas(int n);
+
 /// The Landlock ABI version the kernel offers, or -1 (errno says why).
 int batchd_landlock_abi(void);
 

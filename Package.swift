@@ -159,7 +159,7 @@ let package = Package(
         .testTarget(name: "BatchHTTPTests", dependencies: ["BatchHTTP", "TestSupport"]),
         .testTarget(name: "BackendAzureTests", dependencies: ["BackendAzure", "BatchHTTP", "BatchCore", "TestSupport"]),
         .testTarget(name: "SystemdSupportTests", dependencies: ["SystemdSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchBackend", "BatchControl", "BatchCore", "BatchSupport", "BackendLocal", "BackendAzure", "BackendSlurm"]),
+        .testTarget(name: "BatchDaemonTests", dependencies: ["BatchDaemon", "BatchBackend", "BatchControl", "BatchCore", "BatchStore", "BatchSupport", "BackendLocal", "BackendAzure", "BackendSlurm"]),
         .testTarget(name: "BatchStoreTests", dependencies: ["BatchStore", "BatchCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BackendSlurmTests", dependencies: ["BackendSlurm", "BatchCore"]),
         .testTarget(name: "BackendLocalTests", dependencies: ["BackendLocal", "BatchAccess", "BatchBackend", "BatchCore", "BatchSupport"]),

@@ -34,7 +34,7 @@ def median_spread(values):
 class Daemon:
     """A batchd on its own state directory; READY=1 arrives on a notify socket."""
 
-    def __init__(self, slots=None, state=None, azure=None):
+    def __init__(self, slots=None, state=None, azure=None, extra=""):
         self.dir = state or tempfile.mkdtemp(prefix="batchd-bench.")
         self.config = os.path.join(self.dir, "batchd.yaml")
         with open(self.config, "w") as f:
@@ -42,6 +42,7 @@ class Daemon:
             f.write(f"local: {{slots: {slots or os.cpu_count()}}}\n")
             if azure:
                 f.write("azure: {pollMinInterval: 1s}\n")
+            f.write(extra)
         # The emulator's account, when given.
         self.env = azure_env(azure) if azure else {}
         self.proc = None

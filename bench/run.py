@@ -193,9 +193,10 @@ def row_ready(runs, quick):
 
 
 from azure_rows import row_azure_add, row_azure_poll, row_azure_upload  # noqa: E402
+from container_rows import row_container  # noqa: E402
 
 ROWS = {"local-true": row_local_true, "local-big": row_local_big, "million": row_million, "idle": row_idle, "ready": row_ready,
-        "wait-cpu": row_wait_cpu,
+        "wait-cpu": row_wait_cpu, "container": row_container,
         "azure-poll": row_azure_poll, "azure-add": row_azure_add, "azure-upload": row_azure_upload}
 
 # Rows of the issue not measured yet, shown as such rather than left out.

@@ -50,6 +50,7 @@ extension LocalJobBackend {
         }
         if await engine.hasImage(container.image) == true {
             await note("\(container.image) (present)")
+            job.crashPoint("image.ready")
             return .done
         }
         await note("\(container.image) (pulling)")
@@ -62,6 +63,7 @@ extension LocalJobBackend {
         let seconds = job.clock() - started
         await note("\(container.image) (pulled in \(String(format: "%.1f", seconds)) s)")
         job.log.info("pulled the job's image", metadata: ["image": "\(container.image)", "seconds": "\(String(format: "%.1f", seconds))"])
+        job.crashPoint("image.ready")
         return .done
     }
 

@@ -23,6 +23,10 @@ public struct JobSnapshot: Codable, Sendable, Equatable {
     public var counts: TaskCounts
     public var transfer: TransferProgress?
     public var retrying: [Retrying]
+    /// What the backend says it is doing while the job is provisioned (its
+    /// summary's lines: a local job's image being pulled, an Azure pool
+    /// being made); nil otherwise.
+    public var activity: [String]?
 
     public var jobPhase: JobPhase { JobPhase(rawValue: phase) ?? .failed }
 
@@ -42,7 +46,19 @@ public struct JobSnapshot: Codable, Sendable, Equatable {
         let counts = try await store.counts(id)
         let transfer = (try? await store.backendRecord(id, TransferProgress.key, as: TransferProgress.self)) ?? nil
         let retrying = job.phase.isTerminal ? [] : ((try? await store.retrying(id)) ?? [])
+        var activity: [String]?
+        if job.phase == .provisioning, let text = (try? await store.backendRecordText(id, "summary")) ?? nil,
+           let summary = try? JSONDecoder().decode(SummaryLines.self, from: Data(text.utf8)) {
+            activity = summary.lines.map { "\($0.label) \($0.text)" }
+        }
         return JobSnapshot(id: job.id, name: job.name, phase: job.phase.rawValue, reason: job.reason, counts: counts, transfer: transfer,
-                           retrying: retrying.map { Retrying(step: $0.step, reason: $0.reason, tries: $0.tries, since: $0.since, last: $0.last) })
+                           retrying: retrying.map { Retrying(step: $0.step, reason: $0.reason, tries: $0.tries, since: $0.since, last: $0.last) },
+                           activity: activity)
+    }
+
+    /// A backend summary's lines, whatever its fields.
+    struct SummaryLines: Decodable {
+        struct Line: Decodable { let label: String; let text: String }
+        let lines: [Line]
     }
 }

@@ -53,7 +53,7 @@ public enum Plan {
         case .forEachRow(let f, let fmt, _): "forEachRow \(f) (\(fmt.rawValue))"
         }
         let destination = prepared.plan.destination
-        let object: [String: Any] = [
+        var object: [String: Any] = [
             "name": m.name, "backend": chosen, "tasks": count, "taskSource": source,
             "sample": sample.map { ["id": $0.id, "command": $0.command] },
             "inputs": ["files": sources.count, "bytes": totalBytes, "bytesToStage": newBytes, "alreadyStored": stored],
@@ -64,6 +64,14 @@ public enum Plan {
             "estimatedCoreHoursAtMost": coreHours as Any? ?? NSNull(),
         ]
         var lines = ["plan for \(m.name) (\(path))", "backend   \(chosen)\(m.backend == nil ? " (the daemon's default)" : "")"]
+        if let c = m.container {
+            let pulled = Self.pulledWhere(c, backend: chosen, config: config)
+            object["container"] = ["image": c.image, "options": c.options, "workingDirectory": c.workingDirectory.rawValue,
+                                   "registry": c.registry as Any? ?? NSNull(), "pulled": pulled] as [String: Any]
+            lines.append("image     \(c.image)\(c.options.isEmpty ? "" : " · " + c.options.joined(separator: " "))"
+                         + (c.workingDirectory == .image ? " · in the image's working directory" : ""))
+            lines.append("          \(pulled)")
+        }
         if let slots {
             lines.append("pool      this machine: up to \(slots) tasks at once")
         } else {
@@ -82,6 +90,14 @@ public enum Plan {
         lines.append("estimate  " + (coreHours.map { String(format: "at most %.2f core-hours (%d tasks × %@ timeout × 1 core)", $0, count, HumanDuration.format(m.timeoutSeconds!)) }
             ?? "unknown: set a timeout to bound core-hours"))
         return (object, lines.joined(separator: "\n"))
+    }
+
+    /// Where a job's image would be pulled, in words.
+    static func pulledWhere(_ c: ContainerSpec, backend: String, config: DaemonConfig) -> String {
+        guard backend == "local" else { return "the \(backend) backend does not run containers yet: the daemon refuses this job" }
+        let engine = (config.containers.engine as NSString).lastPathComponent
+        return "pulled on this machine by \(engine), once, before the job's first task (unless the engine has it)"
+            + (c.registry.map { ", with the credentials of registry \($0)" } ?? "")
     }
 
     static func bytes(_ n: Int64) -> String {

@@ -67,7 +67,7 @@ struct Watcher {
 
     func run() async throws {
         var samples: [(t: ContinuousClock.Instant, done: Int)] = []
-        var last = "", lastRetry = ""
+        var last = "", lastRetry = "", lastActivity = ""
         while true {
             let snapshot = try await next()
             let counts = snapshot.counts
@@ -90,12 +90,21 @@ struct Watcher {
             // failure (at most one a minute, by the retries' backoff).
             let retrying = snapshot.retrying.map(\.record)
             let retryKey = retrying.map { "\($0.step) \($0.tries)" }.joined(separator: "; ")
+            // What the backend is doing while it provisions (an image pulled):
+            // said once per change.
+            let activity = snapshot.activity ?? []
+            if !json, activity.joined(separator: "\n") != lastActivity {
+                if tty { FileHandle.standardOutput.write(Data("\r\u{1B}[2K".utf8)) }
+                for a in activity { say("\(name) \(Printable.escape(a))") }
+                lastActivity = activity.joined(separator: "\n")
+            }
             if json {
                 let line = JobReport.json(["id": jobID, "state": phase.rawValue, "done": p.done, "total": counts.total, "running": counts.running,
                                            "failed": counts.failed, "percent": p.percent,
                                            "inputBytes": p.totalBytes.map { ["staged": p.stagedBytes ?? 0, "total": $0] as [String: Any] } as Any? ?? NSNull(),
                                            "downloadBytes": p.downloading.map { ["underWay": $0.size, "received": $0.received] as [String: Any] } as Any? ?? NSNull(),
-                                           "retrying": retrying.map { ["step": $0.step, "reason": $0.reason, "tries": $0.tries] }])
+                                           "retrying": retrying.map { ["step": $0.step, "reason": $0.reason, "tries": $0.tries] },
+                                           "activity": activity])
                     .replacingOccurrences(of: "\n", with: "")
                 if line != last { say(line); last = line }
             } else if tty {

@@ -2,6 +2,7 @@ import Foundation
 import BatchControl
 import BatchCore
 import BatchDaemon
+import BatchStore
 import BackendAzure
 import BackendSlurm
 import Testing
@@ -110,5 +111,33 @@ struct DaemonConfigTests {
         #expect {
             try DaemonConfig.parse("stateDirectroy: /x\n", file: "c.yaml", directory: "/")
         } throws: { "\($0)" == "c.yaml:1: stateDirectroy: unknown key 'stateDirectroy' (did you mean 'stateDirectory'?)" }
+    }
+}
+
+/// What `watch` follows of a job while it is provisioned: the backend's
+/// summary lines (a local job's image being pulled), and only then.
+@Suite("watch: the backend's activity while provisioning")
+struct ActivityTests {
+    @Test("the summary's lines are the snapshot's activity while the job provisions, and gone once it runs")
+    func activityWhileProvisioning() async throws {
+        let dir = NSTemporaryDirectory() + "batchd-activity-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try Store(path: "\(dir)/batchd.db", clock: { 1000 })
+        var m = Manifest(name: "img", tasks: .list([TaskEntry(command: "true")]))
+        m.container = ContainerSpec(image: "localhost/tools:1")
+        let record = JobRecord(id: "J1", phase: .accepted, sourceFile: "img.yaml", manifestPath: "/m", taskCount: 1, createdAt: 1, updatedAt: 1,
+                               spec: JobSpec(m, backend: BackendKind(rawValue: "local"), baseDirectory: "/b", destination: "/d", submitterUID: 0, sharedInputs: []))
+        try await store.insertJob(record, tasks: [TaskSpec(index: 0, id: "t0", command: "true", env: [:], inputs: [])])
+        try await store.setPhase("J1", JobState(phase: .provisioning))
+        #expect(try await JobSnapshot.read(store, "J1")?.activity == nil, "nothing said yet")
+        try await store.setBackendRecord("J1", "summary", BackendSummary(lines: [.init("image", "localhost/tools:1 (pulling)")], fields: ["image": "x"]))
+        let pulling = try #require(try await JobSnapshot.read(store, "J1"))
+        #expect(pulling.activity == ["image localhost/tools:1 (pulling)"])
+        try await store.setBackendRecord("J1", "summary", BackendSummary(lines: [.init("image", "localhost/tools:1 (pulled in 3.0 s)")], fields: ["image": "x"]))
+        let pulled = try #require(try await JobSnapshot.read(store, "J1"))
+        #expect(pulled.activity == ["image localhost/tools:1 (pulled in 3.0 s)"] && pulled.version != pulling.version, "a change is a new version")
+        try await store.setPhase("J1", JobState(phase: .running))
+        #expect(try await JobSnapshot.read(store, "J1")?.activity == nil)
     }
 }

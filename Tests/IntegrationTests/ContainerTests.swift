@@ -71,6 +71,10 @@ struct ContainerTests {
             outputs: [seen]
             """.write(toFile: "\(example)/inside.yaml", atomically: true, encoding: .utf8)
         if let submitter { TestUsers.give(example, to: submitter, recursive: true) }
+        // plan says which image, and where it would be pulled.
+        let plan = try await d.batchctl(["plan", "\(example)/job.yaml"], as: submitter)
+        #expect(plan.code == 0 && plan.out.contains("image     \(Self.image) · --network=none --memory=256m")
+                && plan.out.contains("pulled on this machine by podman, once, before the job's first task"), "\(plan.out)\(plan.err)")
         for job in ["job.yaml", "inside.yaml"] {
             let r = try await d.batchctl(["submit", "\(example)/\(job)", "--wait"], timeout: 120, as: submitter)
             #expect(r.code == 0, "\(job): \(r.out)\n\(r.err)")

@@ -23,6 +23,10 @@ struct WalkTarget: Sendable {
     /// What the backend holds after the job (left-over pools or jobs, tasks
     /// submitted twice), as problems.
     let leftovers: @Sendable (_ jobID: String, _ d: DaemonHarness) async throws -> [String]
+    /// The image the tasks run in, if any. Its tasks cannot reach `runs.log`
+    /// (only their own directory is mounted): each leaves `ran` in its work
+    /// directory instead, and the job keeps them (`cleanup: never`).
+    var image: String? = nil
 }
 
 /// The crash-point walk (docs/testing.md): for each backend, a clean run
@@ -41,8 +45,8 @@ struct CrashWalkTests {
     static var full: Bool { ProcessInfo.processInfo.environment["BATCHD_CRASHWALK"] == "full" }
 
     func manifest(_ t: WalkTarget, root: String) -> String {
-        let command = t.shell
-            ? "cat shared.txt > out-{i}.txt && echo {i} >> out-{i}.txt && echo {i} >> \(root)/runs.log"
+        let command = t.image != nil ? "cat shared.txt > out-{i}.txt && echo {i} >> out-{i}.txt && touch ran"
+            : t.shell ? "cat shared.txt > out-{i}.txt && echo {i} >> out-{i}.txt && echo {i} >> \(root)/runs.log"
             : "echo {i}"
         return """
             version: 1
@@ -57,7 +61,8 @@ struct CrashWalkTests {
             outputs:
               patterns: ["out-*.txt", "*.out"]
               destination: output
-            cleanup: always
+            cleanup: \(t.image == nil ? "always" : "never")
+            \(t.image.map { "container: {image: \($0)}" } ?? "")
             """
     }
 
@@ -97,7 +102,16 @@ struct CrashWalkTests {
         }
         let outputs = tree("\(d.root)/job/output")
         if outputs != reference { found.append("outputs differ from the clean run's: \(outputs.keys.sorted()) vs \(reference.keys.sorted())") }
-        if t.shell {
+        if t.image != nil {
+            // One `ran` per task, over all its attempts.
+            let tasks = "\(d.state)/jobs/\(jobID)/tasks"
+            var runs: [String: Int] = [:]
+            for task in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
+                for attempt in (try? FileManager.default.contentsOfDirectory(atPath: "\(tasks)/\(task)")) ?? []
+                where FileManager.default.fileExists(atPath: "\(tasks)/\(task)/\(attempt)/work/ran") { runs[task, default: 0] += 1 }
+            }
+            if runs.count != Self.tasks || runs.values.contains(where: { $0 != 1 }) { found.append("task runs: \(runs.sorted { $0.key < $1.key })") }
+        } else if t.shell {
             let runs = (read("\(d.root)/runs.log") ?? "").split(separator: "\n")
             if runs.count != Self.tasks || Set(runs).count != Self.tasks { found.append("task runs: \(runs.sorted())") }
         }
@@ -164,12 +178,13 @@ struct CrashWalkTests {
     func walk(_ t: WalkTarget) async throws {
         let clean = try await cleanRun(t)
         let points = passings(clean.points)
-        print("crash walk [\(t.backend)]: \(points.count) points: \(points.joined(separator: " "))")
+        let label = t.image.map { "\(t.backend) in \($0)" } ?? t.backend
+        print("crash walk [\(label)]: \(points.count) points: \(points.joined(separator: " "))")
         #expect(points.count >= 14, "every step's begin and done at least")
         for point in points {
             let started = ContinuousClock.now
             let found = try await crash(at: point, t, reference: clean.outputs)
-            print("crash walk [\(t.backend)] \(point): \(found.isEmpty ? "ok" : "FAILED \(found)") (\(ContinuousClock.now - started))")
+            print("crash walk [\(label)] \(point): \(found.isEmpty ? "ok" : "FAILED \(found)") (\(ContinuousClock.now - started))")
             #expect(found.isEmpty, "crash at \(point): \(found)")
         }
     }
@@ -204,6 +219,20 @@ struct CrashWalkTests {
 }
 
 extension CrashWalkTests {
+    @Test("the local backend with a container image (real podman) survives a SIGKILL at every crash point")
+    func localContainer() async throws {
+        let made = try await runProcess("/bin/bash", ["\(repoRoot)/scripts/container-image.sh", ContainerTests.conf], timeout: 300)
+        #expect(made.code == 0, "the test image: \(made.err)")
+        try await walk(WalkTarget(
+            backend: "local", executable: "batchd", config: "containers: {environment: {CONTAINERS_CONF: \(ContainerTests.conf)}}",
+            environment: { [:] }, shell: true,
+            leftovers: { jobID, _ in
+                let left = try await ContainerTests.podman(["ps", "--all", "--filter", "label=batchd.job=\(jobID)", "--format", "{{.Names}}"])
+                let names = left.out.split(separator: "\n")
+                return left.code != 0 ? ["podman ps: \(left.err)"] : names.isEmpty ? [] : ["containers left: \(names)"]
+            }, image: ContainerTests.image))
+    }
+
     @Test("the Slurm backend (a real one-host cluster) survives a SIGKILL at every crash point")
     func slurm() async throws {
         let cluster = try SlurmTestCluster()

@@ -1,4 +1,5 @@
 import BatchBackend
+import BatchCore
 import BatchStore
 import Foundation
 
@@ -47,7 +48,7 @@ struct AzureJobRecord: Codable, Sendable, Equatable {
     /// What `show` says of it: a line for the Batch job and one for the
     /// tokens, and the same as fields under `azure` in `show --json`.
     var summary: BackendSummary<Fields> {
-        let expiry = tokenExpiry.map { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)) }
+        let expiry = tokenExpiry.map(UTCTime.iso)
         var lines = [BackendSummary<Fields>.Line("azure", "Batch job \(batchJobId) on \(autoPool ? "auto-pool" : "pool") \(poolId ?? "(not yet made)"); "
                                                  + "outputs via container \(outputContainer)")]
         if let expiry { lines.append(.init("tokens", "SAS valid until \(expiry)")) }

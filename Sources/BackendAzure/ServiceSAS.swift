@@ -1,3 +1,4 @@
+import BatchCore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -36,13 +37,7 @@ public struct ServiceSAS: Sendable {
     /// `2026-12-03T02:45:44Z`, as `st` and `se` carry it. Formatted by hand:
     /// a job makes a token per input, and an ISO8601DateFormatter each time
     /// cost more than the signature.
-    static func isoDate(_ date: Date) -> String {
-        var t = time_t(date.timeIntervalSince1970.rounded(.down))
-        var tm = Glibc.tm()
-        gmtime_r(&t, &tm)
-        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec))Z"
-    }
+    static func isoDate(_ date: Date) -> String { UTCTime.iso(date.timeIntervalSince1970) }
 
     /// The token (query string, without `?`) for `container` (or one blob in
     /// it), with permissions such as "rl" or "wc", valid from `start` to `expiry`.

@@ -186,12 +186,7 @@ struct SlurmJob: Sendable {
         return .some(found)
     }
 
-    static func day(_ t: Double) -> String {
-        var tm = tm()
-        var time = time_t(t - 86400)
-        gmtime_r(&time, &tm)
-        return String(format: "%04d-%02d-%02d", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday))
-    }
+    static func day(_ t: Double) -> String { UTCTime.day(t - 86400) }
 
     /// Prepares the elements' directories and the array's script, runs
     /// sbatch (again while the controller cannot be reached) and records the id.

@@ -15,8 +15,7 @@ public struct JobReport: Sendable {
     /// A time (seconds since 1970) as ISO 8601, or null.
     public static func iso(_ t: Double?) -> Any {
         guard let t else { return NSNull() }
-        let f = ISO8601DateFormatter()
-        return f.string(from: Date(timeIntervalSince1970: t))
+        return UTCTime.iso(t)
     }
 
     /// JSON text of a value made of dictionaries and arrays.

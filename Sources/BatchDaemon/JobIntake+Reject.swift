@@ -59,7 +59,7 @@ extension JobIntake {
     }
 
     func errorText(_ original: String, _ reason: String) -> String {
-        let stamp = ISO8601DateFormatter().string(from: clock())
+        let stamp = UTCTime.iso(clock().timeIntervalSince1970)
         return """
             batchd rejected \(Printable.escape(original)) at \(stamp):
 

@@ -37,11 +37,7 @@ struct JobIntake: Sendable {
     /// within this daemon (ids of one second are remembered) and, through 32
     /// random bits, across daemons sharing nothing.
     func newJobID() -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd-HHmmss"
-        let second = f.string(from: clock())
+        let second = UTCTime.compact(clock().timeIntervalSince1970)
         return issued.state.withLock { state in
             if state.second != second { state = (second, []) }
             while true {

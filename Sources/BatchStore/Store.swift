@@ -44,6 +44,10 @@ public final class Store: Sendable {
         var config = Configuration()
         config.foreignKeysEnabled = true
         config.busyMode = .timeout(5)
+        // Three readers, not GRDB's five: the control socket's reads joined
+        // the daemon's own in issue 24, and each reader is a connection
+        // with its own cache (bench/limits.md, "Peak RSS").
+        config.maximumReaderCount = 3
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
             // A reader's page cache is dropped whenever the daemon has

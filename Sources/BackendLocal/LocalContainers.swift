@@ -31,9 +31,6 @@ extension LocalJobBackend {
                     "leave registry out for an image the engine has or may pull without credentials (docs/containers.md)")
         }
         if let why = engine.refusal(for: submitter) { return ("container", why, "docs/containers.md, \"Who the task runs as\"") }
-        if submitter != geteuid(), Submitter.lookup(uid: submitter).gid == nil {
-            return ("container", "uid \(submitter) is not in the user database, so its tasks cannot be run as it", "submit as a user the system knows")
-        }
         if await engine.hasImage(container.image) == false, ContainerEngine.isLocalOnly(container.image) {
             return ("container.image", "the engine has no image \(container.image), and a localhost/ image cannot be pulled",
                     "build or import it first (podman images lists what there is)")

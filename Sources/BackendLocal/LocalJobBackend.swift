@@ -51,17 +51,17 @@ public struct LocalJobBackend: JobBackend {
     /// A job of another user than the daemon's runs its tasks as them: the
     /// daemon must be able to switch users (the system unit lets it), and
     /// they must be in the user database. Otherwise it is refused at intake,
-    /// rather than run with the daemon's rights.
-    /// A job with a container also needs the engine, a registry the config
-    /// names, and an image the engine has or may pull.
+    /// rather than run with the daemon's rights. A job with a container also
+    /// needs the engine, a registry the config names, and an image the
+    /// engine has or may pull.
     public func refusal(_ spec: JobSpec) async -> ManifestIssue? {
         if let container = spec.container {
             if let why = await containerRefusal(container, submitter: spec.submitterUID) {
                 return ManifestIssue(line: nil, column: nil, field: why.field, message: why.message, hint: why.hint)
             }
-            // The engine runs the task as its submitter: the daemon need not switch to them.
-            return nil
         }
+        // The engine runs a container as its submitter, but the daemon still
+        // reads their inputs and writes their outputs as them.
         return Identity.refusal(forTasksOf: spec.submitterUID)
     }
 

@@ -34,6 +34,20 @@ struct ContainerTests {
         return dirs
     }
 
+    /// Submits `manifest` (two of whose tasks run at once, each making
+    /// `started` once up) to a started daemon; the job's id and the two
+    /// running attempts' directories, once their containers are up.
+    static func submitTwoRunning(_ d: DaemonHarness, _ name: String, _ manifest: String) async throws -> (id: String, dirs: [String]) {
+        let dir = "\(d.root)/p"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try manifest.write(toFile: "\(dir)/\(name).yaml", atomically: true, encoding: .utf8)
+        let from = d.log.mark
+        #expect(try await d.batchctl(["submit", "\(dir)/\(name).yaml"]).code == 0)
+        try await d.log.wait(from: from, count: 2, timeout: 60, "two tasks started") { $0.contains("task started") }
+        let id = try #require(try await d.store().jobs(limit: 1).first).id
+        return (id, try await containersUp(d, id, count: 2))
+    }
+
     /// Each word and its count, most first, then by word: what the
     /// example's pipeline prints for the top three.
     static func top3(_ text: String) -> String {
@@ -104,15 +118,8 @@ struct ContainerTests {
     func cancelLeavesNoContainer() async throws {
         let d = try await Self.daemon(slots: 2)
         try await d.start()
-        let dir = "\(d.root)/p"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try "name: long\ncontainer: {image: \(Self.image)}\ntasks: {forEachInteger: {from: 1, to: 3}}\ncommand: touch started; sleep 300\n"
-            .write(toFile: "\(dir)/long.yaml", atomically: true, encoding: .utf8)
-        let from = d.log.mark
-        #expect(try await d.batchctl(["submit", "\(dir)/long.yaml"]).code == 0)
-        try await d.log.wait(from: from, count: 2, timeout: 60, "two tasks started") { $0.contains("task started") }
-        let id = try #require(try await d.store().jobs(limit: 1).first).id
-        _ = try await Self.containersUp(d, id, count: 2)
+        let (id, _) = try await Self.submitTwoRunning(d, "long",
+            "name: long\ncontainer: {image: \(Self.image)}\ntasks: {forEachInteger: {from: 1, to: 3}}\ncommand: touch started; sleep 300\n")
         let running = try await Self.podman(["ps", "--filter", "label=batchd.job=\(id)", "--format", "{{.Names}}"])
         #expect(running.out.split(separator: "\n").count == 2, "two containers run: \(running.out)")
         #expect(try await d.batchctl(["cancel", id]).code == 0)
@@ -128,21 +135,15 @@ struct ContainerTests {
     func killedDaemonAdopts() async throws {
         let d = try await Self.daemon(slots: 2)
         try await d.start()
-        let dir = "\(d.root)/p"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         // The tasks wait for the test's word, so they are surely running when the daemon dies.
-        try """
+        let (id, dirs) = try await Self.submitTwoRunning(d, "adopt", """
             name: adopt
             container: {image: \(Self.image)}
             tasks: {forEachInteger: {from: 1, to: 2}}
             command: "echo {i} > n{i}.txt; touch started; while [ ! -e go ]; do sleep 0.1; done"
             outputs: ["*.txt"]
-            """.write(toFile: "\(dir)/adopt.yaml", atomically: true, encoding: .utf8)
-        let from = d.log.mark
-        #expect(try await d.batchctl(["submit", "\(dir)/adopt.yaml"]).code == 0)
-        try await d.log.wait(from: from, count: 2, timeout: 60, "two tasks started") { $0.contains("task started") }
-        let id = try #require(try await d.store().jobs(limit: 1).first).id
-        let dirs = try await Self.containersUp(d, id, count: 2)
+            """)
+        let dir = "\(d.root)/p"
         await d.signal(SIGKILL)
         let alive = try await Self.podman(["ps", "--filter", "label=batchd.job=\(id)", "--format", "{{.Names}}"])
         #expect(alive.out.split(separator: "\n").count == 2, "the containers outlive the daemon: \(alive.out)")

@@ -18,13 +18,13 @@ extension LocalJobBackend {
             return ("container", "the container engine '\(containers.engine)' is not on the daemon's PATH",
                     "install it (Debian: apt install podman), or set containers.engine in the daemon's config")
         }
-        if let registry = container.registry, containers.registries[registry] == nil {
-            let known = containers.registries.keys.sorted()
-            return ("container.registry", "no registry '\(registry)' is configured in this daemon",
-                    known.isEmpty ? "ask the operator to add it to containers.registries, or leave registry out for a public image"
-                        : "one of: \(known.joined(separator: ", "))")
-        }
         if let registry = container.registry {
+            let known = containers.registries.keys.sorted()
+            guard containers.registries[registry] != nil else {
+                return ("container.registry", "no registry '\(registry)' is configured in this daemon",
+                        known.isEmpty ? "ask the operator to add it to containers.registries, or leave registry out for a public image"
+                            : "one of: \(known.joined(separator: ", "))")
+            }
             // Pulling with a registry's credentials is not built yet: a pull
             // without them would fail, or worse, come from elsewhere.
             return ("container.registry", "pulling with the credentials of registry '\(registry)' is not built yet on the local backend",

@@ -97,12 +97,24 @@ public struct LocalRunner: Sendable {
     }
 
     /// Starts the attempt; returns the supervisor's pid (also its process group).
+    ///
+    /// In a container, batchd-exec runs the engine's `run`, with no --user
+    /// (the engine sets the task's user) and no --hide: the container sees
+    /// only its image and the attempt's work directory, and Landlock would
+    /// forbid the mounts the engine makes. The engine's environment is the
+    /// operator's; the task's variables are added under their own names
+    /// (none is one the engine reads: checked at intake).
     public func start(_ spec: AttemptSpec) throws -> pid_t {
-        if let container = spec.container { return try startContainer(spec, container) }
-        let hide = spec.hide.flatMap { ["--hide", $0] }
-        let user = spec.user.flatMap(Identity.execArgument).map { ["--user", $0] } ?? []
+        let options: [String], command: [String], env: [String: String]
+        if let container = spec.container {
+            (options, command) = ([], container.arguments)
+            env = spec.env.merging(container.engine.environment) { _, engine in engine }
+        } else {
+            let user = spec.user.flatMap(Identity.execArgument).map { ["--user", $0] } ?? []
+            (options, command, env) = (spec.hide.flatMap { ["--hide", $0] } + user, ["/bin/sh", "-c", spec.command], spec.env)
+        }
         guard !spec.secrets.isEmpty else {
-            return try ProcessControl.spawnSession([execPath, spec.directory] + hide + user + ["--", "/bin/sh", "-c", spec.command], env: spec.env)
+            return try ProcessControl.spawnSession([execPath, spec.directory] + options + ["--"] + command, env: env)
         }
         // The secrets go to batchd-exec through a memfd, its descriptor 3:
         // never in its own environment, arguments or a file.
@@ -110,26 +122,7 @@ public struct LocalRunner: Sendable {
         let fd = block.withUnsafeBytes { batchd_memfd_with("batchd-secrets", $0.baseAddress, UInt($0.count)) }
         guard fd >= 0 else { throw FileOpError(spec.directory, "cannot pass the job's secrets: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        return try ProcessControl.spawnSession([execPath, spec.directory] + hide + user + ["--secrets-fd", "3", "--", "/bin/sh", "-c", spec.command],
-                                               env: spec.env, fd3: fd)
-    }
-
-    /// Starts the engine's `run` under batchd-exec. No --user (the engine
-    /// sets the task's user) and no --hide: the container sees only its
-    /// image and the attempt's work directory, and Landlock would forbid
-    /// the mounts the engine makes. The engine's environment is the
-    /// operator's; the task's variables are added under their own names
-    /// (none is one the engine reads: checked at intake).
-    func startContainer(_ spec: AttemptSpec, _ container: ContainerLaunch) throws -> pid_t {
-        let env = spec.env.merging(container.engine.environment) { _, engine in engine }
-        guard !spec.secrets.isEmpty else {
-            return try ProcessControl.spawnSession([execPath, spec.directory, "--"] + container.arguments, env: env)
-        }
-        let block = Secrets.block(spec.secrets)
-        let fd = block.withUnsafeBytes { batchd_memfd_with("batchd-secrets", $0.baseAddress, UInt($0.count)) }
-        guard fd >= 0 else { throw FileOpError(spec.directory, "cannot pass the job's secrets: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        return try ProcessControl.spawnSession([execPath, spec.directory, "--secrets-fd", "3", "--"] + container.arguments, env: env, fd3: fd)
+        return try ProcessControl.spawnSession([execPath, spec.directory] + options + ["--secrets-fd", "3", "--"] + command, env: env, fd3: fd)
     }
 
     /// The outcome recorded in an attempt directory, if the supervisor wrote one.

@@ -112,9 +112,8 @@ public struct ContainerEngine: Sendable {
         return out.ok ? out.stdout.split(whereSeparator: \.isNewline).map(String.init) : nil
     }
 
-    /// Whether an image is one no registry serves: `localhost/…`, or a
-    /// name with no registry host (which the engine may still resolve
-    /// from its search list: nil).
+    /// Whether an image is one no registry serves (`localhost/…`): if the
+    /// engine lacks it, nothing can pull it.
     public static func isLocalOnly(_ image: String) -> Bool {
         image.hasPrefix("localhost/")
     }

@@ -31,6 +31,13 @@ public struct ContainersConfig: Sendable, Equatable {
         /// The file in the daemon's credentials directory that holds the
         /// password or token (systemd's LoadCredential=); never a value.
         public var passwordCredential: String?
+
+        /// A registry.
+        public init(server: String, username: String? = nil, passwordCredential: String? = nil) {
+            self.server = server
+            self.username = username
+            self.passwordCredential = passwordCredential
+        }
     }
 
     /// Every default: podman, no options, no registry.
@@ -72,7 +79,9 @@ public struct ContainersConfig: Sendable, Equatable {
                 guard let env = v.mapping else { throw fail(v, field, "expected a mapping of variable names to values") }
                 for (name, value) in env {
                     let n = try text(name, field)
-                    guard n.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) != nil else { throw fail(name, "\(field).\(n)", "not a variable name") }
+                    // (No regular expression: one would page in ICU at start-up.)
+                    guard let first = n.unicodeScalars.first, !("0"..."9").contains(first),
+                          n.unicodeScalars.allSatisfy({ $0.isASCII && ($0 == "_" || $0.properties.isAlphabetic || ("0"..."9").contains($0)) }) else { throw fail(name, "\(field).\(n)", "not a variable name") }
                     c.environment[n] = try text(value, "\(field).\(n)")
                 }
             case "registries":
@@ -90,7 +99,7 @@ public struct ContainersConfig: Sendable, Equatable {
                         switch rk.string ?? "" {
                         case "server":
                             let host = try text(rv, f)
-                            guard ImageReference.problem("\(host)/x") == nil, !host.contains("/") else {
+                            guard ImageReference.isRegistryHost(host) else {
                                 throw fail(rv, f, "'\(host)' is not a registry host", "HOST or HOST:PORT, e.g. myregistry.azurecr.io")
                             }
                             server = host

@@ -77,8 +77,7 @@ public enum ImageReference {
         guard let firstPart = components.first, !firstPart.isEmpty else { return "has no name" }
         // The first component is a registry host when it looks like one.
         if components.count > 1, firstPart.contains(".") || firstPart.contains(":") || firstPart == "localhost" {
-            let hostPort = firstPart.split(separator: ":", omittingEmptySubsequences: false)
-            guard hostPort.count <= 2, isHost(hostPort[0]), hostPort.count == 1 || (1...5).contains(hostPort[1].count) && hostPort[1].allSatisfy(\.isNumber) else {
+            guard isRegistryHost(String(firstPart)) else {
                 return "has a registry host \(Printable.quote(String(firstPart))) that is not HOST or HOST:PORT"
             }
             components.removeFirst()
@@ -87,6 +86,13 @@ public enum ImageReference {
             return "has a name part \(Printable.quote(String(c))) that is not lower-case letters and digits joined by '.', '_', '__' or '-'"
         }
         return nil
+    }
+
+    /// Whether `text` is a registry's `HOST` or `HOST:PORT`.
+    public static func isRegistryHost(_ text: String) -> Bool {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        return (1...2).contains(parts.count) && isHost(parts[0])
+            && (parts.count == 1 || (1...5).contains(parts[1].count) && parts[1].allSatisfy { $0.isASCII && $0.isNumber })
     }
 
     static func isReferenceScalar(_ s: Unicode.Scalar) -> Bool {

@@ -112,6 +112,34 @@ struct DaemonConfigTests {
             try DaemonConfig.parse("stateDirectroy: /x\n", file: "c.yaml", directory: "/")
         } throws: { "\($0)" == "c.yaml:1: stateDirectroy: unknown key 'stateDirectroy' (did you mean 'stateDirectory'?)" }
     }
+
+    @Test("containers: is read whole, and a wrong engine, registry host, credential name or variable name is named with its line")
+    func containersSection() throws {
+        let c = try DaemonConfig.parse("""
+            containers:
+              engine: /usr/bin/podman
+              engineOptions: [--remote, --url, "unix:///run/podman/podman.sock"]
+              environment: {CONTAINERS_CONF: /etc/batchd/containers.conf}
+              runOptions: [--memory=4g]
+              registries:
+                acr: {server: "myregistry.azurecr.io:443", username: pull, passwordCredential: acr-password}
+            """, file: "c.yaml", directory: "/")
+        #expect(c.containers.engine == "/usr/bin/podman" && c.containers.engineOptions.count == 3 && c.containers.runOptions == ["--memory=4g"])
+        #expect(c.containers.environment == ["CONTAINERS_CONF": "/etc/batchd/containers.conf"])
+        #expect(c.containers.registries["acr"] == .init(server: "myregistry.azurecr.io:443", username: "pull", passwordCredential: "acr-password"))
+        let cases = [
+            ("containers:\n  engine: runc\n", "c.yaml:2: containers.engine: 'runc' is neither podman nor docker"),
+            ("containers:\n  registries:\n    acr: {server: \"a b\"}\n", "c.yaml:3: containers.registries.acr.server: 'a b' is not a registry host"),
+            ("containers:\n  registries:\n    acr: {server: \"host/path\"}\n", "c.yaml:3: containers.registries.acr.server: 'host/path' is not a registry host"),
+            ("containers:\n  registries:\n    acr: {server: x.io, passwordCredential: ../key}\n",
+             "c.yaml:3: containers.registries.acr.passwordCredential: '../key' is not a credential name"),
+            ("containers:\n  environment: {1BAD: x}\n", "c.yaml:2: containers.environment.1BAD: not a variable name"),
+            ("containers:\n  enigne: podman\n", "c.yaml:2: containers.enigne: unknown key (did you mean 'engine'?)"),
+        ]
+        for (text, said) in cases {
+            #expect { try DaemonConfig.parse(text, file: "c.yaml", directory: "/") } throws: { "\($0)".hasPrefix(said) }
+        }
+    }
 }
 
 /// What `watch` follows of a job while it is provisioned: the backend's

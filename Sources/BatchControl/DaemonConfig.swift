@@ -113,7 +113,7 @@ public struct DaemonConfig: Sendable, Equatable {
         var c = DaemonConfig()
         c.typesDirectory = "\(directory)/types"
         let root: Node?
-        do { root = try Yams.compose(yaml: text) } catch {
+        do { root = try ManifestParser.compose(text) } catch {
             throw ConfigError(file: file, message: "not valid YAML: \(error)", hint: nil)
         }
         guard let root else { return c }

@@ -68,7 +68,7 @@ public enum Submission {
         if !set.isEmpty {
             // The manifest's own parameters, with the --set values over them.
             var own: [String: String] = [:]
-            for (k, v) in (try? Yams.compose(yaml: source))??.mapping?["parameters"]?.mapping ?? [:] {
+            for (k, v) in (try? ManifestParser.compose(source))??.mapping?["parameters"]?.mapping ?? [:] {
                 if let k = k.string, let v = v.scalar?.string { own[k] = v }
             }
             additions.append(("parameters", own.merging(set) { $1 }))
@@ -76,7 +76,7 @@ public enum Submission {
         var out = text
         var ext = isJSON ? "json" : "yaml"
         // libyaml reports a block mapping's style as `any`; only `flow` ({...}, JSON) is not block.
-        if let root = try Yams.compose(yaml: source), let map = root.mapping, map.style != .flow,
+        if let root = try ManifestParser.compose(source), let map = root.mapping, map.style != .flow,
            let edited = editBlock(text, map, additions) {
             out = edited
             ext = "yaml"

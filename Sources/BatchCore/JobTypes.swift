@@ -81,7 +81,7 @@ public struct JobTypes: Sendable {
         try ManifestParser.refuseAliasKeys(text, file: shown)
         let root: Node
         do {
-            guard let node = try Yams.compose(yaml: text) else { throw refuse("the job type is empty") }
+            guard let node = try ManifestParser.compose(text) else { throw refuse("the job type is empty") }
             root = node
         } catch let e as ManifestError {
             throw e

@@ -20,6 +20,11 @@ public final class AzureEmulatorProcess: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", root.appendingPathComponent("Tests/AzureEmulator/azure-emulator").path, "--port", "0",
                              "--account", "acct", "--key", Self.key, "--storage-account", "store", "--storage-key", Self.key] + extraArguments
+        // Container tasks run through podman, with the engine settings this
+        // machine needs (etc/batchd/containers.conf).
+        var env = ProcessInfo.processInfo.environment
+        env["CONTAINERS_CONF"] = root.appendingPathComponent("etc/batchd/containers.conf").path
+        process.environment = env
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice

@@ -87,6 +87,7 @@ class BatchService(NodeRoutes):
         ("POST", r"/jobs/(?P<job>[^/]+)/tasks", "add_task"), ("GET", r"/jobs/(?P<job>[^/]+)/tasks", "list_tasks"),
         ("GET", r"/jobs/(?P<job>[^/]+)/tasks/(?P<task>[^/]+)", "get_task"),
         ("GET", r"/jobs/(?P<job>[^/]+)/tasks/(?P<task>[^/]+)/files", "list_task_files"),
+        ("GET", r"/jobs/(?P<job>[^/]+)/tasks/(?P<task>[^/]+)/files/(?P<path>.+)", "get_task_file"),
         ("DELETE", r"/jobs/(?P<job>[^/]+)/tasks/(?P<task>[^/]+)", "delete_task"),
         ("POST", r"/jobs/(?P<job>[^/]+)/tasks/(?P<task>[^/]+)/terminate", "terminate_task"),
     ]

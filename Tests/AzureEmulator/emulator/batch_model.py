@@ -44,6 +44,7 @@ class Node:
         self.low_priority = low_priority
         self.state = "starting"
         self.running = {}          # (job id, task id) -> Task
+        self.errors = []           # as the service reports them (a pull that failed)
         self.state_time = time.time()
 
     @property
@@ -53,7 +54,8 @@ class Node:
     def json(self):
         return {"id": self.id, "state": self.state, "stateTransitionTime": now_iso(self.state_time),
                 "isDedicated": not self.low_priority, "taskSlotsPerNode": self.slots,
-                "runningTasksCount": len(self.running), "runningTaskSlotsCount": sum(t.required_slots for t in self.running.values())}
+                "runningTasksCount": len(self.running), "runningTaskSlotsCount": sum(t.required_slots for t in self.running.values()),
+                **({"errors": self.errors} if self.errors else {})}
 
 
 class Pool:
@@ -167,6 +169,7 @@ class Task:
         self.failure = None
         self.node = None
         self.process = None
+        self.container = None      # the engine's name for its container, while one runs
         self.stop_reason = None    # "preempted", "terminated", "deleted"
         self.lock = threading.Lock()
 

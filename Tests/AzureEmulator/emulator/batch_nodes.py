@@ -1,8 +1,12 @@
-"""The Batch service's node operations: reboot, reimage and remove nodes."""
+"""The Batch service's node operations: reboot, reimage and remove nodes;
+a task's files on its node."""
 import os
 import time
+from email.utils import formatdate
+from urllib.parse import quote, unquote
 
 from .batch_model import BatchError, new_etag, now_iso
+from .http import Response
 
 
 class NodeRoutes:
@@ -73,10 +77,7 @@ class NodeRoutes:
         self.runner.later(self.allocation_delay, done)
         return self.ok(202, etag=p.etag)
 
-    def list_task_files(self, req, body, job, task):
-        """The files in the task's directory on the node where it last ran
-        (`recursive=true`: all the way down), named relative to it
-        (`wd/out.txt`, `stdout.txt`). Gone with the node, or never run: 404."""
+    def _task_dir(self, job, task):
         j = self._job(job)
         t = j.tasks.get(task)
         if t is None:
@@ -84,6 +85,29 @@ class NodeRoutes:
         root = getattr(t, "dir", None)
         if not root or not os.path.isdir(root):
             raise BatchError(404, "NodeNotFound", "The node the task ran on, or its files, no longer exist.")
+        return root
+
+    def get_task_file(self, req, body, job, task, path):
+        """One file of the task's directory on its node (Get Task File):
+        `stdout.txt`, `wd/out.txt`. Nothing outside the directory is served."""
+        root = self._task_dir(job, task)
+        rel = unquote(path)
+        full = os.path.realpath(os.path.join(root, rel))
+        if not full.startswith(os.path.realpath(root) + os.sep) or not os.path.isfile(full):
+            raise BatchError(404, "FileNotFound", "The specified file does not exist.")
+        with open(full, "rb") as f:
+            data = f.read()
+        st = os.stat(full)
+        return Response(200, {"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
+                              "ocp-batch-file-isdirectory": "false", "ocp-batch-file-mode": oct(st.st_mode & 0o7777)[2:],
+                              "ocp-creation-time": formatdate(st.st_mtime, usegmt=True),
+                              "Last-Modified": formatdate(st.st_mtime, usegmt=True)}, data)
+
+    def list_task_files(self, req, body, job, task):
+        """The files in the task's directory on the node where it last ran
+        (`recursive=true`: all the way down), named relative to it
+        (`wd/out.txt`, `stdout.txt`). Gone with the node, or never run: 404."""
+        root = self._task_dir(job, task)
         recursive = req.query.get("recursive", "false").lower() == "true"
         items = []
         for here, dirs, files in os.walk(root):
@@ -92,8 +116,9 @@ class NodeRoutes:
                 path = os.path.join(here, name)
                 st = os.lstat(path)
                 is_dir = os.path.isdir(path)
-                items.append({"name": name if rel == "." else f"{rel}/{name}", "isDirectory": is_dir,
-                              "url": f"{req.base_url}/jobs/{job}/tasks/{task}/files/{name}",
+                named = name if rel == "." else f"{rel}/{name}"
+                items.append({"name": named, "isDirectory": is_dir,
+                              "url": f"{req.base_url}/jobs/{job}/tasks/{task}/files/{quote(named, safe='')}",
                               "properties": {"lastModified": now_iso(st.st_mtime), "contentLength": str(0 if is_dir else st.st_size),
                                              "fileMode": oct(st.st_mode & 0o7777)[2:]}})
             if not recursive:

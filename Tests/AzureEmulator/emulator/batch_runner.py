@@ -16,6 +16,7 @@ import urllib.request
 from urllib.parse import quote, urlsplit, urlunsplit
 import xml.etree.ElementTree as ET
 
+from . import batch_containers as containers
 from .batch_model import Node
 
 
@@ -172,7 +173,8 @@ class Runner:
         state = "idle"
         with self.wake:
             unusable = self.service.take_fault("unusable_nodes")
-        if unusable:
+        errors = [] if unusable else containers.node_errors(pool.body)
+        if unusable or errors:
             state = "unusable"
         elif start:
             node_dir = os.path.join(self.root, pool.id, node.id)
@@ -200,6 +202,7 @@ class Runner:
                 state = "starttaskfailed"
         with self.wake:
             node.state = state
+            node.errors = errors
             node.state_time = time.time()
 
     def preempt(self, pool, node):
@@ -247,6 +250,8 @@ class Runner:
     # -- tasks -------------------------------------------------------------
     @staticmethod
     def kill(task):
+        if getattr(task, "container", None):
+            containers.remove(task.container)
         p = task.process
         if p is not None and p.poll() is None:
             try:
@@ -331,6 +336,13 @@ class Runner:
         limits = [t for t in (task.max_wall and task.start_time + task.max_wall,
                               task.job.max_wall and task.job.created + task.job.max_wall) if t]
         deadline = min(limits) if limits else None
+        refused = containers.refusal(task.body, node.pool.body)
+        if refused:
+            raise TaskFailure(*refused)
+        task.container = None
+        if task.body.get("containerSettings") is not None:
+            task.container, argv = containers.command(task.body, argv, env, os.path.join(self.root, node.pool.id, node.id), task_dir, wd)
+            env = containers.engine_environment(env)
         with open(os.path.join(task_dir, "stdout.txt"), "ab") as out, open(os.path.join(task_dir, "stderr.txt"), "ab") as err:
             try:
                 p = subprocess.Popen(argv, cwd=wd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)

@@ -326,6 +326,7 @@ extension AzureJob {
                     return "pool \(poolID) exists and is not this batchd's (its \(BatchBodies.ownerKey) metadata is \(owner.map { "'\($0)'" } ?? "missing"), "
                         + "this daemon's is '\(az.owner)'): pick another pool.id, or leave pool.id out for an auto-pool"
                 }
+                if let mismatch = AzureContainers.poolMismatch(poolID, existing, spec.container) { return mismatch }
                 if existing["state"] as? String == "deleting" {
                     // Waited out (a transient refusal), then made again.
                     throw BatchServiceError(status: 409, code: "PoolBeingDeleted", message: "", operation: "provision pool \(poolID)")
@@ -340,7 +341,7 @@ extension AzureJob {
                 }
                 return nil
             }
-            try await az.batch.createPool(BatchBodies.pool(id: poolID, spec.pool, defaults: defaults, owner: az.owner))
+            try await az.batch.createPool(BatchBodies.pool(id: poolID, spec.pool, defaults: defaults, owner: az.owner, container: spec.container))
             return nil
         }
         switch result {
@@ -406,7 +407,7 @@ extension AzureJob {
                 .merging(secrets) { $1 }
             return BatchBodies.taskJSON(BatchBodies.TaskParts(
                 id: task.taskId, command: task.command, env: env, inputs: placed, patterns: spec.outputPatterns, outputContainerURL: outputURL,
-                timeoutSeconds: record.timeoutSeconds, retries: max(0, record.retries - task.countedAttempts)))
+                timeoutSeconds: record.timeoutSeconds, retries: max(0, record.retries - task.countedAttempts), container: spec.container))
         }
     }
 
@@ -430,7 +431,8 @@ extension AzureJob {
         let outcome = await underQuota("submit", quotas: Self.submitQuotas) { () -> (String?, Int, Bool) in
             try await az.blob.createContainer(rec.outputContainer)
             let jobBody = BatchBodies.job(id: rec.batchJobId, batchdJob: jobID, owner: az.owner, poolID: rec.autoPool ? nil : rec.poolId,
-                                          spec: spec.pool, defaults: defaults, wallClockSeconds: rec.wallClockSeconds, retries: job.retries)
+                                          spec: spec.pool, defaults: defaults, wallClockSeconds: rec.wallClockSeconds, retries: job.retries,
+                                          container: spec.container)
             if !(try await az.batch.createJob(jobBody)) {
                 guard let existing = try await az.batch.job(rec.batchJobId) else { throw BatchServiceError(status: 503, code: "JobVanished", message: "", operation: "get job") }
                 guard BatchBodies.metadata(existing)[BatchBodies.jobKey] == jobID else {

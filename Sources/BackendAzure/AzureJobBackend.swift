@@ -17,7 +17,7 @@ public struct AzureJobBackend: JobBackend {
 
     /// A job whose wall-clock limit no SAS token may cover is refused.
     public func refusal(_ spec: JobSpec) async -> ManifestIssue? {
-        if spec.container != nil { return ManifestIssue.containerNotYet("azure") }
+        if let container = spec.container, let issue = AzureContainers.refusal(container) { return issue }
         do {
             _ = try SASLifetime.forJob(wallClock: spec.limits.wallClockSeconds, margin: azure.settings.tokenMargin,
                                        maximum: azure.maxTokenLifetime)

@@ -17,6 +17,7 @@ extension AzureBackend {
         var d = BatchBodies.PoolDefaults()
         d.vmSize = settings.vmSize
         d.image = settings.image
+        d.containerImage = settings.containerImage
         d.nodeAgentSku = settings.nodeAgentSku
         d.dedicatedNodes = settings.dedicatedNodes
         return d

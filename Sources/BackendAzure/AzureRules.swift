@@ -161,6 +161,8 @@ public enum AzureRules {
         case "JobTerminated"?: return .launchFailed(reason: "the Batch job ended before the task ran (its wall-clock limit?)")
         case let code? where code.hasPrefix("FileUpload"):
             return .outputsFailed(reason: "the node could not upload the task's outputs (\(words))")
+        case let code?:
+            if let plain = AzureContainers.taskFailure(code, words) { return .launchFailed(reason: plain) }
         default: break
         }
         if let code = s.exitCode, code != 0 { return .exited(code: Int32(truncatingIfNeeded: code)) }

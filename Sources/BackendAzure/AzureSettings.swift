@@ -18,6 +18,9 @@ public struct AzureSettings: Sendable, Equatable {
     public var image = "canonical:0001-com-ubuntu-server-jammy:22_04-lts:latest"
     /// See `vmSize`.
     public var nodeAgentSku = "batch.node.ubuntu 22.04"
+    /// The marketplace image of a pool for a job with `container:` (one
+    /// Batch runs containers on; its node agent SKU is `nodeAgentSku`).
+    public var containerImage = BatchBodies.PoolDefaults().containerImage
     /// See `vmSize`.
     public var dedicatedNodes = 1
     /// The shared, content-addressed input container.
@@ -59,7 +62,7 @@ public struct AzureSettings: Sendable, Equatable {
     /// Every default.
     public init() {}
 
-    static let keys = ["owner", "vmSize", "image", "nodeAgentSku", "dedicatedNodes", "inputContainer", "blockSize", "concurrency",
+    static let keys = ["owner", "vmSize", "image", "containerImage", "nodeAgentSku", "dedicatedNodes", "inputContainer", "blockSize", "concurrency",
                        "tokenMargin", "maxTokenLifetime", "pollMinInterval", "pollMaxInterval", "deleteOrphans",
                        "poolIdleTimeout", "poolIdleCheck", "authFailureLimit", "poolFailureGrace", "nodeRecoveries"]
 
@@ -70,11 +73,12 @@ public struct AzureSettings: Sendable, Equatable {
             switch v.key {
             case "owner": owner = try v.text()
             case "vmSize": vmSize = try v.text()
-            case "image":
-                image = try v.text()
-                guard image.split(separator: ":").count >= 3 else {
+            case "image", "containerImage":
+                let text = try v.text()
+                guard text.split(separator: ":").count >= 3 else {
                     throw v.fail("expected publisher:offer:sku[:version]", "e.g. canonical:0001-com-ubuntu-server-jammy:22_04-lts")
                 }
+                if v.key == "image" { image = text } else { containerImage = text }
             case "nodeAgentSku": nodeAgentSku = try v.text()
             case "dedicatedNodes": dedicatedNodes = try v.count(0...1_000_000)
             case "inputContainer":

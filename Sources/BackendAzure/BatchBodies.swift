@@ -22,6 +22,10 @@ public enum BatchBodies {
         public var nodeAgentSku = "batch.node.ubuntu 22.04"
         /// Dedicated nodes when the manifest names neither dedicated nor spot nodes.
         public var dedicatedNodes = 1
+        /// Marketplace image of a pool whose tasks run in a container: one
+        /// Batch supports containers on (Microsoft's docs name this one; the
+        /// old `ubuntu-server-container` offer is retired).
+        public var containerImage = "microsoft-dsvm:ubuntu-hpc:2204:latest"
         /// A default.
         public init() {}
     }
@@ -36,14 +40,21 @@ public enum BatchBodies {
     }
 
     /// Pool properties (without the id) for a manifest's pool spec.
-    public static func poolProperties(_ spec: PoolSpec, defaults: PoolDefaults, metadata: [String: String]) -> [String: Any] {
-        let parts = (spec.image ?? defaults.image).split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+    /// With a `container`, the pool is container-enabled, and its nodes
+    /// pull the image as they start (not each at its first task).
+    public static func poolProperties(_ spec: PoolSpec, defaults: PoolDefaults, metadata: [String: String],
+                                      container: ContainerSpec? = nil) -> [String: Any] {
+        let parts = (spec.image ?? (container == nil ? defaults.image : defaults.containerImage)).split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         var image: [String: Any] = ["publisher": parts[0], "offer": parts.count > 1 ? parts[1] : "", "sku": parts.count > 2 ? parts[2] : ""]
         image["version"] = parts.count > 3 && !parts[3].isEmpty ? parts[3] : "latest"
         let counts = nodeCounts(spec, defaults: defaults)
+        var vm: [String: Any] = ["imageReference": image, "nodeAgentSKUId": spec.nodeAgentSku ?? defaults.nodeAgentSku]
+        if let container {
+            vm["containerConfiguration"] = ["type": "dockerCompatible", "containerImageNames": [container.image]] as [String: Any]
+        }
         var body: [String: Any] = [
             "vmSize": spec.vmSize ?? defaults.vmSize,
-            "virtualMachineConfiguration": ["imageReference": image, "nodeAgentSKUId": spec.nodeAgentSku ?? defaults.nodeAgentSku],
+            "virtualMachineConfiguration": vm,
             "targetDedicatedNodes": counts.dedicated,
             "targetLowPriorityNodes": counts.spot,
             "taskSlotsPerNode": spec.slotsPerNode ?? 1,
@@ -57,11 +68,12 @@ public enum BatchBodies {
     }
 
     /// A named pool's create body.
-    public static func pool(id: String, _ spec: PoolSpec, defaults: PoolDefaults, owner: String) -> [String: Any] {
+    public static func pool(id: String, _ spec: PoolSpec, defaults: PoolDefaults, owner: String,
+                            container: ContainerSpec? = nil) -> [String: Any] {
         var metadata = [ownerKey: owner]
         // The idle rule reads it back (azure.poolIdleTimeout otherwise).
         if let idle = spec.idleTimeoutSeconds { metadata[idleKey] = String(Int(idle.rounded(.up))) }
-        var body = poolProperties(spec, defaults: defaults, metadata: metadata)
+        var body = poolProperties(spec, defaults: defaults, metadata: metadata, container: container)
         body["id"] = id
         return body
     }
@@ -71,7 +83,8 @@ public enum BatchBodies {
     /// that would end itself could end while tasks are still being added);
     /// `terminateWhenDone` switches it once every task is in.
     public static func job(id: String, batchdJob: String, owner: String, poolID: String?, spec: PoolSpec,
-                           defaults: PoolDefaults, wallClockSeconds: Double, retries: Int) -> [String: Any] {
+                           defaults: PoolDefaults, wallClockSeconds: Double, retries: Int,
+                           container: ContainerSpec? = nil) -> [String: Any] {
         let metadata = [ownerKey: owner, jobKey: batchdJob]
         let poolInfo: [String: Any]
         if let poolID {
@@ -81,7 +94,7 @@ public enum BatchBodies {
                 "autoPoolIdPrefix": "batchd",
                 "poolLifetimeOption": "job",
                 "keepAlive": false,
-                "pool": poolProperties(spec, defaults: defaults, metadata: metadata),
+                "pool": poolProperties(spec, defaults: defaults, metadata: metadata, container: container),
             ] as [String: Any]]
         }
         return [
@@ -115,10 +128,13 @@ public enum BatchBodies {
         public var timeoutSeconds: Double?
         /// Retries Batch makes after a failure.
         public var retries: Int
+        /// The image the task runs in, if any.
+        public var container: ContainerSpec?
 
         /// The parts of one task.
         public init(id: String, command: String, env: [String: String], inputs: [(url: String, target: String)], patterns: [String],
-                    outputContainerURL: String, timeoutSeconds: Double?, retries: Int) {
+                    outputContainerURL: String, timeoutSeconds: Double?, retries: Int, container: ContainerSpec? = nil) {
+            self.container = container
             self.id = id
             self.command = command
             self.env = env
@@ -170,7 +186,20 @@ public enum BatchBodies {
         upload("../stderr.txt", logPrefix(t.id) + "stderr.txt", "taskcompletion")
         j.raw("],"); j.key("constraints"); j.raw("{"); j.key("maxTaskRetryCount"); j.int(t.retries)
         if let timeout = t.timeoutSeconds { j.raw(","); j.key("maxWallClockTime"); j.string(duration(timeout)) }
-        j.raw("}}")
+        j.raw("}")
+        if let c = t.container {
+            // The command line overrides the image's ENTRYPOINT, as Batch
+            // documents: `/bin/sh -c` runs it, as on a node without one.
+            // Only the task's own directory is mounted (the default is the
+            // whole of AZ_BATCH_NODE_ROOT_DIR, other tasks' files with it).
+            j.raw(","); j.key("containerSettings"); j.raw("{"); j.key("imageName"); j.string(c.image)
+            let options = c.options.map(ContainerOptions.normalized)
+            if !options.isEmpty { j.raw(","); j.key("containerRunOptions"); j.string(options.joined(separator: " ")) }
+            j.raw(","); j.key("workingDirectory"); j.string(c.workingDirectory == .task ? "taskWorkingDirectory" : "containerImageDefault")
+            j.raw(","); j.key("containerHostBatchBindMounts"); j.raw("[{"); j.key("source"); j.string("Task")
+            j.raw(","); j.key("isReadOnly"); j.raw("false}]}")
+        }
+        j.raw("}")
         return Data(j.bytes)
     }
 

@@ -165,7 +165,7 @@ public struct BatchClient: Sendable {
 
     /// A pool's nodes: their ids and states.
     public func nodes(_ poolID: String) async throws -> [[String: Any]] {
-        try await list("/pools/\(poolID)/nodes", query: [("$select", "id,state")], operation: "list nodes")
+        try await list("/pools/\(poolID)/nodes", query: [("$select", "id,state,errors")], operation: "list nodes")
     }
 
     /// Reboots a node (its running tasks are requeued): its start task runs again.

@@ -72,9 +72,20 @@ extension TaskPoller {
             return .pool("pool \(poolID) has no node and cannot get one (\(words))")
         }
         shortOfCores[poolID] = nil
+        var imageError: String?
         let nodes = try await client.nodes(poolID).compactMap { n -> (id: String, state: String)? in
             guard let id = n["id"] as? String, let state = n["state"] as? String else { return nil }
+            for e in n["errors"] as? [[String: Any]] ?? [] {
+                if let code = e["code"] as? String, AzureContainers.isImageError(code), imageError == nil {
+                    imageError = AzureRules.serviceWords([code, e["message"] as? String].compactMap { $0 }.joined(separator: ": "))
+                }
+            }
             return (id, state)
+        }
+        // A node that cannot pull the pool's image is not mended by a reboot.
+        if let imageError, nodes.allSatisfy({ Self.unhealthy.contains($0.state) }) {
+            return .pool("pool \(poolID)'s nodes cannot pull or start its container image (\(imageError)): "
+                         + "check container.image, and that the nodes can reach its registry")
         }
         let bad = nodes.filter { Self.unhealthy.contains($0.state) }
         let down = nodes.filter { Self.unhealthy.contains($0.state) || Self.restarting.contains($0.state) && reboots["\(poolID)/\($0.id)"] != nil }

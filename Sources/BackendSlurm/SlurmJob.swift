@@ -235,7 +235,10 @@ struct SlurmJob: Sendable {
             try FileOps.makeDirectory("\(jobDirectory)/arrays")
         }
         var cases = ""
-        let hide = handle.spec.submitterUID == geteuid() ? [] : [cluster.shared] + cluster.hidden
+        // No Landlock for a container's engine (it must make mounts); the
+        // container sees only the attempt's directory anyway.
+        let container = handle.spec.container
+        let hide = handle.spec.submitterUID == geteuid() || container != nil ? [] : [cluster.shared] + cluster.hidden
         // The secrets reach a node only in the submitter's own attempt
         // directory, in a file of mode 0600 (removed once the attempt's end
         // is recorded); read now, as the submitter.
@@ -251,8 +254,16 @@ struct SlurmJob: Sendable {
             let env = TaskEnvironment.variables(base: cluster.baseEnvironment, task: task.env, job: id, name: handle.spec.name,
                                                 taskID: task.taskId, index: e.idx, attempt: e.attempt)
             var run = "# batchd: task \(task.taskId), attempt \(e.attempt) of job \(id)\n"
-            for (k, v) in env.sorted(by: { $0.key < $1.key }) { run += "export \(k)=\(ShellTemplate.quote(v, in: .bare))\n" }
-            run += "exec /bin/sh -c \(ShellTemplate.quote(task.command, in: .bare))\n"
+            if let container {
+                // Into the container: the job's and task's variables, BATCHD_* and the secrets, not the node's PATH or HOME.
+                let passed = Set(env.keys).subtracting(cluster.baseEnvironment.keys).union(handle.spec.secrets.map { Array($0.keys) } ?? [])
+                run = SlurmContainers.runScript(header: run, env: env, passed: passed, command: task.command, container: container,
+                                                settings: cluster.settings, work: "\(dir)/work", name: "batchd-\(id)-\(e.idx)-\(e.attempt)",
+                                                job: id, rootful: handle.spec.submitterUID == 0)
+            } else {
+                for (k, v) in env.sorted(by: { $0.key < $1.key }) { run += "export \(k)=\(ShellTemplate.quote(v, in: .bare))\n" }
+                run += "exec /bin/sh -c \(ShellTemplate.quote(task.command, in: .bare))\n"
+            }
             try asSubmitter {
                 try FileOps.writeAtomically(run, to: "\(dir)/run.sh")
                 if let secrets { try FileOps.writeAtomically(secrets, to: "\(dir)/secrets", mode: 0o600) }

@@ -29,7 +29,7 @@ public struct SlurmJobBackend: JobBackend {
     /// sbatch's refusal, with its words, when it is submitted). It asks as
     /// the submitter: the account, QoS and partitions they may use are theirs.
     public func refusal(_ spec: JobSpec) async -> ManifestIssue? {
-        if spec.container != nil { return ManifestIssue.containerNotYet("slurm") }
+        if let container = spec.container, let issue = SlurmContainers.refusal(container, cluster.settings) { return issue }
         if let issue = Identity.refusal(forTasksOf: spec.submitterUID) { return issue }
         let args = SlurmRules.testArguments(spec: spec, defaults: .init(partition: cluster.settings.partition,
                                                                        account: cluster.settings.account, qos: cluster.settings.qos))

@@ -1,4 +1,5 @@
 import BatchControl
+import BatchCore
 import Foundation
 
 /// The `slurm:` section of the daemon's config: the backend's own,
@@ -35,12 +36,24 @@ public struct SlurmSettings: Sendable, Equatable {
     public var cancelOrphans = false
     /// Longest a Slurm command may take before it counts as failed.
     public var commandTimeout: Double = 60
+    /// What runs a job's `container:` image on the nodes: `podman` (or
+    /// `docker`), `apptainer` or `singularity`, found on the nodes' PATH, or
+    /// an absolute path to one (docs/containers.md).
+    public var containerEngine = "podman"
+    /// Options before the engine's subcommand, on every call.
+    public var containerEngineOptions: [String] = []
+    /// Variables set for the engine on the nodes (`NAME=VALUE`), e.g.
+    /// CONTAINERS_CONF: over the task's own, never passed into the container.
+    public var containerEnvironment: [String: String] = [:]
+    /// Options added to every run (podman and docker), before the manifest's.
+    public var containerRunOptions: [String] = []
 
     /// Every default.
     public init() {}
 
     static let keys = ["sharedDirectory", "partition", "account", "qos", "owner", "pollMinInterval", "pollMaxInterval",
-                       "missingGrace", "accounting", "cancelOrphans", "commandTimeout"]
+                       "missingGrace", "accounting", "cancelOrphans", "commandTimeout",
+                       "containerEngine", "containerEngineOptions", "containerEnvironment", "containerRunOptions"]
 
     /// The settings a config's section gives (every default without one).
     public init(_ section: ConfigSection?) throws {
@@ -72,6 +85,20 @@ public struct SlurmSettings: Sendable, Equatable {
                 accounting = try v.text()
                 guard ["auto", "always", "never"].contains(accounting) else { throw v.fail("expected auto, always or never") }
             case "cancelOrphans": cancelOrphans = try v.bool()
+            case "containerEngine":
+                containerEngine = try v.text()
+                guard SlurmContainers.family(containerEngine) != nil else {
+                    throw v.fail("expected podman, docker, apptainer or singularity (or an absolute path to one)")
+                }
+            case "containerEngineOptions": containerEngineOptions = try v.list("options")
+            case "containerRunOptions": containerRunOptions = try v.list("options")
+            case "containerEnvironment":
+                for item in try v.list("NAME=VALUE") {
+                    guard let eq = item.firstIndex(of: "="), ManifestParser.isEnvName(String(item[..<eq])) else {
+                        throw v.fail("expected NAME=VALUE, found \(Printable.quote(item))", "e.g. CONTAINERS_CONF=/etc/batchd/containers.conf")
+                    }
+                    containerEnvironment[String(item[..<eq])] = String(item[item.index(after: eq)...])
+                }
             default: return false
             }
             return true

@@ -94,10 +94,19 @@ public enum Plan {
 
     /// Where a job's image would be pulled, in words.
     static func pulledWhere(_ c: ContainerSpec, backend: String, config: DaemonConfig) -> String {
-        guard backend == "local" else { return "the \(backend) backend does not run containers yet: the daemon refuses this job" }
+        if backend == "azure" {
+            return "pulled by each node of the job's pool as it starts (the pool's containerConfiguration); "
+                + "every task runs in it (containerSettings)"
+        }
+        if backend == "slurm" {
+            return "pulled on each node by the cluster's engine (slurm.containerEngine), by the first of the job's tasks to run there"
+        }
+        guard backend == "local" else { return "the \(backend) backend does not run containers: the daemon refuses this job" }
         let engine = (config.containers.engine as NSString).lastPathComponent
+        let host = ImageReference.host(of: c.image)
+        let registry = c.registry ?? config.containers.registries.sorted { $0.key < $1.key }.first { $0.value.server == host }?.key
         return "pulled on this machine by \(engine), once, before the job's first task (unless the engine has it)"
-            + (c.registry.map { ", with the credentials of registry \($0)" } ?? "")
+            + (registry.map { ", with the credentials of registry \($0)" } ?? "")
     }
 
     static func bytes(_ n: Int64) -> String {

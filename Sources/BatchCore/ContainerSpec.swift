@@ -28,7 +28,7 @@ public struct ContainerSpec: Sendable, Equatable, Codable {
         let exact: Set<String> = ["PATH", "HOME", "TMPDIR", "SHELL", "USER", "LOGNAME", "TZ", "NOTIFY_SOCKET", "GODEBUG", "GOMAXPROCS", "GOTRACEBACK",
                                   "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "FTP_PROXY"]
         let prefixes = ["LD_", "XDG_", "CONTAINERS_", "CONTAINER_", "DOCKER_", "REGISTRY_", "STORAGE_", "BUILDAH_", "PODMAN_", "SSL_", "DBUS_",
-                        "SYSTEMD_", "RUNC_", "CRUN_", "CONMON_", "OCI_"]
+                        "SYSTEMD_", "RUNC_", "CRUN_", "CONMON_", "OCI_", "APPTAINER", "SINGULARITY"]
         return exact.contains(upper) || prefixes.contains { upper.hasPrefix($0) }
     }
 
@@ -86,6 +86,15 @@ public enum ImageReference {
             return "has a name part \(Printable.quote(String(c))) that is not lower-case letters and digits joined by '.', '_', '__' or '-'"
         }
         return nil
+    }
+
+    /// The registry host an image names (`myregistry.azurecr.io` of
+    /// `myregistry.azurecr.io/tools:1`), nil when it names none (a short
+    /// name, which the engine resolves on its own).
+    public static func host(of image: String) -> String? {
+        let parts = image.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count > 1, let first = parts.first, first.contains(".") || first.contains(":") || first == "localhost" else { return nil }
+        return String(first)
     }
 
     /// Whether `text` is a registry's `HOST` or `HOST:PORT`.

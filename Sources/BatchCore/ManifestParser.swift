@@ -449,4 +449,8 @@ extension ManifestParser {
     public static func compose(_ text: String) throws -> Node? {
         try Yams.compose(yaml: text, .basic)
     }
+
+    /// Whether `s` may name an environment variable: letters, digits and
+    /// `_`, not starting with a digit (as a manifest's `env:` keys).
+    public static func isEnvName(_ s: String) -> Bool { NodeReader.isEnvName(s) }
 }

@@ -9,7 +9,7 @@ import Glibc
 /// podman and an image the tests make (scripts/container-image.sh).
 @Suite("Container jobs run in their image", .serialized)
 struct ContainerTests {
-    static let image = "localhost/batchd-test:1"
+    static let image = "batchd.test/batchd-test:1"
     static let conf = "\(repoRoot)/etc/batchd/containers.conf"
 
     /// The engine's own view, with the containers.conf the daemon uses.

@@ -66,11 +66,12 @@ struct SlurmTests {
     }
 
     /// A cluster, and a daemon using it through counting shims.
-    func started(debug: String = "", missingGrace: String = "20s") async throws -> (SlurmTestCluster, DaemonHarness, SlurmShims) {
+    /// `slurm` lines are added to the slurm: section, `extra` to the config.
+    func started(debug: String = "", missingGrace: String = "20s", slurm: String = "", extra: String = "") async throws -> (SlurmTestCluster, DaemonHarness, SlurmShims) {
         let cluster = try SlurmTestCluster()
-        let d = try DaemonHarness(extra: "")
+        let d = try DaemonHarness(extra: extra)
         try FileManager.default.createDirectory(atPath: "\(d.root)/shared", withIntermediateDirectories: true)
-        try (Self.config(d.root).replacingOccurrences(of: "missingGrace: 20s", with: "missingGrace: \(missingGrace)")
+        try (Self.config(d.root).replacingOccurrences(of: "missingGrace: 20s", with: "missingGrace: \(missingGrace)\(slurm)")
              + (debug.isEmpty ? "" : "\ndebug:\n  \(debug)\n")).appendLine(to: d.config)
         let shims = try SlurmShims(d.root)
         try await d.start(environment: shims.environment(cluster))

@@ -42,6 +42,15 @@ install_missing --no-install-recommends -- slurm-wlm munge
 # the hybrid cgroup layout of this kind of machine; busybox-static for the
 # tests' image (scripts/container-image.sh), as no registry is reachable.
 install_missing --no-install-recommends -- podman runc busybox-static uidmap slirp4netns fuse-overlayfs
+# A real image registry on loopback for the pulls that need credentials
+# (Tests/IntegrationTests/RegistryTests.swift), and htpasswd for its users.
+# Debian's package starts a registry service where systemd runs; the tests
+# start their own, so one this script installs is stopped and disabled.
+registry_new=$(dpkg-query -W -f='${Status}' docker-registry 2>/dev/null | grep -q "install ok installed" || echo yes)
+install_missing --no-install-recommends -- docker-registry apache2-utils
+if [ "$registry_new" = yes ] && [ -d /run/systemd/system ]; then
+  sudo_if_needed systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
 
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected Swift 6 at /opt/swift)" >&2; exit 1; }
 

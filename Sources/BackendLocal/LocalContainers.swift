@@ -25,10 +25,19 @@ extension LocalJobBackend {
                         known.isEmpty ? "ask the operator to add it to containers.registries, or leave registry out for a public image"
                             : "one of: \(known.joined(separator: ", "))")
             }
-            // Pulling with a registry's credentials is not built yet: a pull
-            // without them would fail, or worse, come from elsewhere.
-            return ("container.registry", "pulling with the credentials of registry '\(registry)' is not built yet on the local backend",
-                    "leave registry out for an image the engine has or may pull without credentials (docs/containers.md)")
+            // The image must be that registry's, or its credentials would
+            // go with a pull from elsewhere (or not be used at all).
+            let server = containers.registries[registry]!.server
+            guard ImageReference.host(of: container.image) == server else {
+                return ("container.image", "\(container.image) is not on registry '\(registry)' (\(server))",
+                        "name the image there: \(server)/NAME:TAG")
+            }
+        }
+        if let (name, r) = engine.registry(for: container) {
+            do { _ = try engine.password(for: r) } catch {
+                return ("container.registry", "the credentials of registry '\(name)' cannot be read: \(error)",
+                        "the operator gives them with LoadCredential=\(r.passwordCredential ?? "NAME"):FILE in the unit (docs/containers.md)")
+            }
         }
         if let why = engine.refusal(for: submitter) { return ("container", why, "docs/containers.md, \"Who the task runs as\"") }
         if await engine.hasImage(container.image) == false, ContainerEngine.isLocalOnly(container.image) {
@@ -53,7 +62,9 @@ extension LocalJobBackend {
         await note("\(container.image) (pulling)")
         job.log.info("pulling the job's image", metadata: ["image": "\(container.image)"])
         let started = job.clock()
-        if let why = await engine.pull(container.image) {
+        let registry = engine.registry(for: container)
+        if let registry { job.log.info("pulling with a registry's credentials", metadata: ["registry": "\(registry.name)"]) }
+        if let why = await engine.pull(container.image, registry: registry?.registry) {
             await note("\(container.image) (pull failed)")
             return .failed(reason: "the image \(container.image) could not be pulled: \(why)")
         }

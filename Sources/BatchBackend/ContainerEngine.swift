@@ -23,6 +23,9 @@ public struct ContainerEngine: Sendable {
     /// The engine's environment: the daemon's PATH, HOME and XDG_RUNTIME_DIR,
     /// and the config's variables.
     public let environment: [String: String]
+    /// The daemon's credentials directory (systemd's $CREDENTIALS_DIRECTORY),
+    /// where a registry's `passwordCredential` is read.
+    public let credentialsDirectory: String?
     /// Engine calls besides runs: quick ones (inspect, rm, ps) and pulls.
     let commands: Commands, pulls: Commands
     /// Whether it is podman (else docker).
@@ -44,6 +47,7 @@ public struct ContainerEngine: Sendable {
             || env["CONTAINER_HOST"] != nil || env["DOCKER_HOST"] != nil || (found as NSString).lastPathComponent == "docker"
         commands = Commands(environment: env, timeout: 60)
         pulls = Commands(environment: env, timeout: pullTimeout)
+        credentialsDirectory = daemonEnvironment["CREDENTIALS_DIRECTORY"]
     }
 
     /// The container name of one attempt: unique, and found again after a
@@ -94,9 +98,67 @@ public struct ContainerEngine: Sendable {
         }
     }
 
-    /// Pulls `image`; nil when done, else the engine's reason.
-    public func pull(_ image: String) async -> String? {
-        let out = await pulls.run(executable, config.engineOptions + ["pull", "--quiet", image])
+    /// The configured registry whose credentials pull `spec`'s image: the
+    /// one it names, else the one whose server is the image's host (so a
+    /// private image is never pulled without the credentials the operator
+    /// gave for its registry, nextflow#5584). Nil for none.
+    public func registry(for spec: ContainerSpec) -> (name: String, registry: ContainersConfig.Registry)? {
+        if let name = spec.registry { return config.registries[name].map { (name, $0) } }
+        guard let host = ImageReference.host(of: spec.image) else { return nil }
+        return config.registries.sorted { $0.key < $1.key }.first { $0.value.server == host }.map { ($0.key, $0.value) }
+    }
+
+    /// A registry's password or token, read from the credentials directory
+    /// (trailing newline removed); nil when it names none; throws why it
+    /// cannot be read. Never logged, never on a command line.
+    public func password(for r: ContainersConfig.Registry) throws -> String? {
+        guard let credential = r.passwordCredential else { return nil }
+        guard let dir = credentialsDirectory else {
+            throw DaemonError("the daemon has no credentials directory ($CREDENTIALS_DIRECTORY) to read '\(credential)' from")
+        }
+        guard let data = FileManager.default.contents(atPath: "\(dir)/\(credential)") else {
+            throw DaemonError("'\(credential)' is not in the daemon's credentials directory \(dir)")
+        }
+        var text = String(decoding: data, as: UTF8.self)
+        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        guard !text.isEmpty else { throw DaemonError("'\(credential)' in \(dir) is empty") }
+        return text
+    }
+
+    /// Pulls `image`, with `registry`'s credentials when it has some; nil
+    /// when done, else the engine's reason. The credentials reach the engine
+    /// in an auth file of mode 0600 in a directory of the daemon's own
+    /// (podman's `--authfile`, docker's `--config`), removed after the pull.
+    public func pull(_ image: String, registry: ContainersConfig.Registry? = nil) async -> String? {
+        var auth: String?
+        let secret: String?
+        do { secret = try registry.flatMap { try password(for: $0) } } catch { return "the registry's credentials: \(error)" }
+        if let registry, let password = secret {
+            let user = registry.username ?? ""
+            let token = Data("\(user):\(password)".utf8).base64EncodedString()
+            var template = Array("\(NSTemporaryDirectory())/batchd-auth-XXXXXX".utf8CString)
+            guard let dir = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }).map({ String(cString: $0) }) else {
+                return "cannot make a private directory for the registry's credentials: \(String(cString: strerror(errno)))"
+            }
+            let file = isPodman ? "\(dir)/auth.json" : "\(dir)/config.json"
+            let body = #"{"auths":{"# + "\"\(registry.server)\"" + #":{"auth":""# + token + #""}}}"#
+            let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0, body.utf8.withContiguousStorageIfAvailable({ write(fd, $0.baseAddress, $0.count) }) == body.utf8.count else {
+                if fd >= 0 { close(fd) }
+                try? FileManager.default.removeItem(atPath: dir)
+                return "cannot write the registry's credentials for the engine"
+            }
+            close(fd)
+            auth = dir
+        }
+        defer { if let auth { try? FileManager.default.removeItem(atPath: auth) } }
+        let words: [String]
+        switch (auth, isPodman) {
+        case (let dir?, true): words = config.engineOptions + ["pull", "--quiet", "--authfile", "\(dir)/auth.json", image]
+        case (let dir?, false): words = ["--config", dir] + config.engineOptions + ["pull", "--quiet", image]
+        case (nil, _): words = config.engineOptions + ["pull", "--quiet", image]
+        }
+        let out = await pulls.run(executable, words)
         return out.ok ? nil : out.why
     }
 

@@ -37,7 +37,7 @@ public final class SlurmTestCluster: @unchecked Sendable {
     deinit { _ = try? Self.run(script, ["down", directory], [:]) }
 
     /// An even port P with P and P+1 free on loopback, from 10000-32000.
-    static func freePortPair() -> Int {
+    public static func freePortPair() -> Int {
         for _ in 0..<50 {
             let p = 2 * Int.random(in: 5_000...16_000)
             if canBind(p) && canBind(p + 1) { return p }

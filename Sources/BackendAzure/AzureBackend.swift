@@ -27,9 +27,15 @@ public final class AzureBackend: Sendable {
     /// The daemon's database (the orphan check reads which jobs it knows).
     let ledger: BackendLedger
     let logger: Logger
+    /// The config's `containers:` (its registries) and the daemon's
+    /// credentials directory, for a container pool's registry login.
+    let containers: ContainersConfig
+    let credentialsDirectory: String?
 
     init(settings: AzureSettings, owner: String, batch: BatchClient, blob: BlobClient, sasKeys: SASKeys, httpsOnly: Bool,
-         ledger: BackendLedger, logger: Logger) {
+         ledger: BackendLedger, logger: Logger, containers: ContainersConfig = ContainersConfig(), credentialsDirectory: String? = nil) {
+        self.containers = containers
+        self.credentialsDirectory = credentialsDirectory
         self.ledger = ledger
         self.logger = logger
         self.settings = settings
@@ -47,7 +53,7 @@ public final class AzureBackend: Sendable {
     /// credentials directory. Throws (with what to set, never a value) when
     /// they are missing.
     public static func make(settings: AzureSettings, variables: [String: String], hostName: String, ledger: BackendLedger,
-                            logger: Logger) throws -> AzureBackend {
+                            logger: Logger, containers: ContainersConfig = ContainersConfig()) throws -> AzureBackend {
         let credentialsDirectory = variables["CREDENTIALS_DIRECTORY"]
         let creds = try AzureCredentials.load(environment: variables) { name in
             guard let dir = credentialsDirectory, let data = FileManager.default.contents(atPath: "\(dir)/\(name)") else { return nil }
@@ -92,7 +98,8 @@ public final class AzureBackend: Sendable {
         ])
         return AzureBackend(settings: settings, owner: owner, batch: batch, blob: blob,
                             sasKeys: SASKeys(account: creds.storageAccount, blob: blob, accountKey: creds.storageKey),
-                            httpsOnly: !creds.blobEndpoint.lowercased().hasPrefix("http:"), ledger: ledger, logger: logger)
+                            httpsOnly: !creds.blobEndpoint.lowercased().hasPrefix("http:"), ledger: ledger, logger: logger,
+                            containers: containers, credentialsDirectory: credentialsDirectory)
     }
 
     /// Stops the HTTP transport (its curl thread ends); at daemon exit.

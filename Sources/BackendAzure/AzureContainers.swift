@@ -9,18 +9,23 @@ import BatchCore
 public enum AzureContainers {
     /// Why a job's container cannot run on Azure, checked at intake.
     public static func refusal(_ container: ContainerSpec) -> ManifestIssue? {
-        if container.registry != nil {
-            // The pool's containerRegistries would carry the credentials; not built yet.
-            return ManifestIssue(line: nil, column: nil, field: "container.registry",
-                                 message: "pulling with a configured registry's credentials is not built yet on the azure backend",
-                                 hint: "leave registry out for an image Azure's nodes may pull without credentials (docs/containers.md)")
-        }
         if ContainerEngine.isLocalOnly(container.image) {
             return ManifestIssue(line: nil, column: nil, field: "container.image",
                                  message: "\(Printable.quote(container.image)) is an image of this machine only; Azure's nodes cannot pull it",
                                  hint: "push it to a registry the nodes reach and name it there (registry.example.com/NAME:TAG)")
         }
         return nil
+    }
+
+    /// The registry login a container pool carries (its
+    /// `containerRegistries`), for the registry whose credentials pull the
+    /// job's image; nil for none. The password travels to the service in
+    /// the pool's body (over TLS), which batchd neither logs nor keeps.
+    static func login(_ container: ContainerSpec?, _ az: AzureBackend) throws -> BatchBodies.RegistryLogin? {
+        guard let container, let (_, r) = az.containers.registry(for: container) else { return nil }
+        let password = try r.password(in: az.credentialsDirectory)
+        if r.username == nil && password == nil { return nil }
+        return BatchBodies.RegistryLogin(server: r.server, username: r.username, password: password.map(Secret.init))
     }
 
     /// The name as Batch pulls it: with `:latest` when it has no tag or digest.

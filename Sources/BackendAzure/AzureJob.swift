@@ -341,7 +341,8 @@ extension AzureJob {
                 }
                 return nil
             }
-            try await az.batch.createPool(BatchBodies.pool(id: poolID, spec.pool, defaults: defaults, owner: az.owner, container: spec.container))
+            try await az.batch.createPool(BatchBodies.pool(id: poolID, spec.pool, defaults: defaults, owner: az.owner, container: spec.container,
+                                                           registry: try AzureContainers.login(spec.container, az)))
             return nil
         }
         switch result {
@@ -432,7 +433,7 @@ extension AzureJob {
             try await az.blob.createContainer(rec.outputContainer)
             let jobBody = BatchBodies.job(id: rec.batchJobId, batchdJob: jobID, owner: az.owner, poolID: rec.autoPool ? nil : rec.poolId,
                                           spec: spec.pool, defaults: defaults, wallClockSeconds: rec.wallClockSeconds, retries: job.retries,
-                                          container: spec.container)
+                                          container: spec.container, registry: try AzureContainers.login(spec.container, az))
             if !(try await az.batch.createJob(jobBody)) {
                 guard let existing = try await az.batch.job(rec.batchJobId) else { throw BatchServiceError(status: 503, code: "JobVanished", message: "", operation: "get job") }
                 guard BatchBodies.metadata(existing)[BatchBodies.jobKey] == jobID else {

@@ -17,7 +17,12 @@ public struct AzureJobBackend: JobBackend {
 
     /// A job whose wall-clock limit no SAS token may cover is refused.
     public func refusal(_ spec: JobSpec) async -> ManifestIssue? {
-        if let container = spec.container, let issue = AzureContainers.refusal(container) { return issue }
+        if let container = spec.container {
+            if let issue = AzureContainers.refusal(container) { return issue }
+            if let (field, message, hint) = azure.containers.registryRefusal(container, credentialsDirectory: azure.credentialsDirectory) {
+                return ManifestIssue(line: nil, column: nil, field: field, message: message, hint: hint)
+            }
+        }
         do {
             _ = try SASLifetime.forJob(wallClock: spec.limits.wallClockSeconds, margin: azure.settings.tokenMargin,
                                        maximum: azure.maxTokenLifetime)
@@ -83,6 +88,6 @@ public enum AzurePlugin: BackendPlugin {
     public static func make(_ setup: BackendSetup, section: ConfigSection?) throws -> any JobBackend {
         let settings = try AzureSettings(section)
         return AzureJobBackend(azure: try AzureBackend.make(settings: settings, variables: setup.variables, hostName: setup.hostName,
-                                                            ledger: setup.ledger, logger: setup.logger))
+                                                            ledger: setup.ledger, logger: setup.logger, containers: setup.config.containers))
     }
 }

@@ -30,6 +30,18 @@ public enum BatchBodies {
         public init() {}
     }
 
+    /// A private registry a container pool's nodes log in to.
+    public struct RegistryLogin: Sendable {
+        public var server: String
+        public var username: String?
+        public var password: Secret?
+        public init(server: String, username: String?, password: Secret?) {
+            self.server = server
+            self.username = username
+            self.password = password
+        }
+    }
+
     /// An ISO 8601 duration of whole seconds (`PT3600S`), as Batch takes.
     public static func duration(_ seconds: Double) -> String { "PT\(max(1, Int(seconds.rounded(.up))))S" }
 
@@ -43,14 +55,21 @@ public enum BatchBodies {
     /// With a `container`, the pool is container-enabled, and its nodes
     /// pull the image as they start (not each at its first task).
     public static func poolProperties(_ spec: PoolSpec, defaults: PoolDefaults, metadata: [String: String],
-                                      container: ContainerSpec? = nil) -> [String: Any] {
+                                      container: ContainerSpec? = nil, registry: RegistryLogin? = nil) -> [String: Any] {
         let parts = (spec.image ?? (container == nil ? defaults.image : defaults.containerImage)).split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         var image: [String: Any] = ["publisher": parts[0], "offer": parts.count > 1 ? parts[1] : "", "sku": parts.count > 2 ? parts[2] : ""]
         image["version"] = parts.count > 3 && !parts[3].isEmpty ? parts[3] : "latest"
         let counts = nodeCounts(spec, defaults: defaults)
         var vm: [String: Any] = ["imageReference": image, "nodeAgentSKUId": spec.nodeAgentSku ?? defaults.nodeAgentSku]
         if let container {
-            vm["containerConfiguration"] = ["type": "dockerCompatible", "containerImageNames": [container.image]] as [String: Any]
+            var config: [String: Any] = ["type": "dockerCompatible", "containerImageNames": [container.image]]
+            if let r = registry {
+                var login: [String: Any] = ["registryServer": r.server]
+                if let u = r.username { login["username"] = u }
+                if let p = r.password { login["password"] = p.reveal }
+                config["containerRegistries"] = [login]
+            }
+            vm["containerConfiguration"] = config
         }
         var body: [String: Any] = [
             "vmSize": spec.vmSize ?? defaults.vmSize,
@@ -69,11 +88,11 @@ public enum BatchBodies {
 
     /// A named pool's create body.
     public static func pool(id: String, _ spec: PoolSpec, defaults: PoolDefaults, owner: String,
-                            container: ContainerSpec? = nil) -> [String: Any] {
+                            container: ContainerSpec? = nil, registry: RegistryLogin? = nil) -> [String: Any] {
         var metadata = [ownerKey: owner]
         // The idle rule reads it back (azure.poolIdleTimeout otherwise).
         if let idle = spec.idleTimeoutSeconds { metadata[idleKey] = String(Int(idle.rounded(.up))) }
-        var body = poolProperties(spec, defaults: defaults, metadata: metadata, container: container)
+        var body = poolProperties(spec, defaults: defaults, metadata: metadata, container: container, registry: registry)
         body["id"] = id
         return body
     }
@@ -84,7 +103,7 @@ public enum BatchBodies {
     /// `terminateWhenDone` switches it once every task is in.
     public static func job(id: String, batchdJob: String, owner: String, poolID: String?, spec: PoolSpec,
                            defaults: PoolDefaults, wallClockSeconds: Double, retries: Int,
-                           container: ContainerSpec? = nil) -> [String: Any] {
+                           container: ContainerSpec? = nil, registry: RegistryLogin? = nil) -> [String: Any] {
         let metadata = [ownerKey: owner, jobKey: batchdJob]
         let poolInfo: [String: Any]
         if let poolID {
@@ -94,7 +113,7 @@ public enum BatchBodies {
                 "autoPoolIdPrefix": "batchd",
                 "poolLifetimeOption": "job",
                 "keepAlive": false,
-                "pool": poolProperties(spec, defaults: defaults, metadata: metadata, container: container),
+                "pool": poolProperties(spec, defaults: defaults, metadata: metadata, container: container, registry: registry),
             ] as [String: Any]]
         }
         return [

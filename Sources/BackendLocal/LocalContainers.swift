@@ -18,27 +18,7 @@ extension LocalJobBackend {
             return ("container", "the container engine '\(containers.engine)' is not on the daemon's PATH",
                     "install it (Debian: apt install podman), or set containers.engine in the daemon's config")
         }
-        if let registry = container.registry {
-            let known = containers.registries.keys.sorted()
-            guard containers.registries[registry] != nil else {
-                return ("container.registry", "no registry '\(registry)' is configured in this daemon",
-                        known.isEmpty ? "ask the operator to add it to containers.registries, or leave registry out for a public image"
-                            : "one of: \(known.joined(separator: ", "))")
-            }
-            // The image must be that registry's, or its credentials would
-            // go with a pull from elsewhere (or not be used at all).
-            let server = containers.registries[registry]!.server
-            guard ImageReference.host(of: container.image) == server else {
-                return ("container.image", "\(container.image) is not on registry '\(registry)' (\(server))",
-                        "name the image there: \(server)/NAME:TAG")
-            }
-        }
-        if let (name, r) = engine.registry(for: container) {
-            do { _ = try engine.password(for: r) } catch {
-                return ("container.registry", "the credentials of registry '\(name)' cannot be read: \(error)",
-                        "the operator gives them with LoadCredential=\(r.passwordCredential ?? "NAME"):FILE in the unit (docs/containers.md)")
-            }
-        }
+        if let refused = containers.registryRefusal(container, credentialsDirectory: engine.credentialsDirectory) { return refused }
         if let why = engine.refusal(for: submitter) { return ("container", why, "docs/containers.md, \"Who the task runs as\"") }
         if await engine.hasImage(container.image) == false, ContainerEngine.isLocalOnly(container.image) {
             return ("container.image", "the engine has no image \(container.image), and a localhost/ image cannot be pulled",
@@ -62,7 +42,7 @@ extension LocalJobBackend {
         await note("\(container.image) (pulling)")
         job.log.info("pulling the job's image", metadata: ["image": "\(container.image)"])
         let started = job.clock()
-        let registry = engine.registry(for: container)
+        let registry = containers.registry(for: container)
         if let registry { job.log.info("pulling with a registry's credentials", metadata: ["registry": "\(registry.name)"]) }
         if let why = await engine.pull(container.image, registry: registry?.registry) {
             await note("\(container.image) (pull failed)")

@@ -29,8 +29,8 @@ public enum SlurmContainers {
     public static func refusal(_ c: ContainerSpec, _ settings: SlurmSettings) -> ManifestIssue? {
         if c.registry != nil {
             return ManifestIssue(line: nil, column: nil, field: "container.registry",
-                                 message: "pulling with a configured registry's credentials is not built yet on the slurm backend",
-                                 hint: "leave registry out for an image the nodes may pull without credentials (docs/containers.md)")
+                                 message: "a registry's credentials are not given to Slurm nodes: the nodes pull as the task's submitter, who could read them",
+                                 hint: "leave registry out for an image the nodes may pull without credentials, or run the job on the local or azure backend (docs/containers.md)")
         }
         if case .apptainer = family(settings.containerEngine), !c.options.isEmpty {
             return ManifestIssue(line: nil, column: nil, field: "container.options",

@@ -98,33 +98,6 @@ public struct ContainerEngine: Sendable {
         }
     }
 
-    /// The configured registry whose credentials pull `spec`'s image: the
-    /// one it names, else the one whose server is the image's host (so a
-    /// private image is never pulled without the credentials the operator
-    /// gave for its registry, nextflow#5584). Nil for none.
-    public func registry(for spec: ContainerSpec) -> (name: String, registry: ContainersConfig.Registry)? {
-        if let name = spec.registry { return config.registries[name].map { (name, $0) } }
-        guard let host = ImageReference.host(of: spec.image) else { return nil }
-        return config.registries.sorted { $0.key < $1.key }.first { $0.value.server == host }.map { ($0.key, $0.value) }
-    }
-
-    /// A registry's password or token, read from the credentials directory
-    /// (trailing newline removed); nil when it names none; throws why it
-    /// cannot be read. Never logged, never on a command line.
-    public func password(for r: ContainersConfig.Registry) throws -> String? {
-        guard let credential = r.passwordCredential else { return nil }
-        guard let dir = credentialsDirectory else {
-            throw DaemonError("the daemon has no credentials directory ($CREDENTIALS_DIRECTORY) to read '\(credential)' from")
-        }
-        guard let data = FileManager.default.contents(atPath: "\(dir)/\(credential)") else {
-            throw DaemonError("'\(credential)' is not in the daemon's credentials directory \(dir)")
-        }
-        var text = String(decoding: data, as: UTF8.self)
-        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
-        guard !text.isEmpty else { throw DaemonError("'\(credential)' in \(dir) is empty") }
-        return text
-    }
-
     /// Pulls `image`, with `registry`'s credentials when it has some; nil
     /// when done, else the engine's reason. The credentials reach the engine
     /// in an auth file of mode 0600 in a directory of the daemon's own
@@ -132,7 +105,7 @@ public struct ContainerEngine: Sendable {
     public func pull(_ image: String, registry: ContainersConfig.Registry? = nil) async -> String? {
         var auth: String?
         let secret: String?
-        do { secret = try registry.flatMap { try password(for: $0) } } catch { return "the registry's credentials: \(error)" }
+        do { secret = try registry.flatMap { try $0.password(in: credentialsDirectory) } } catch { return "the registry's credentials: \(error)" }
         if let registry, let password = secret {
             let user = registry.username ?? ""
             let token = Data("\(user):\(password)".utf8).base64EncodedString()

@@ -38,10 +38,65 @@ public struct ContainersConfig: Sendable, Equatable {
             self.username = username
             self.passwordCredential = passwordCredential
         }
+
+        /// Its password or token, read from the daemon's credentials
+        /// directory (systemd's $CREDENTIALS_DIRECTORY; trailing newline
+        /// removed); nil when it names none; throws why it cannot be read.
+        /// Never logged, never on a command line.
+        public func password(in credentialsDirectory: String?) throws -> String? {
+            guard let credential = passwordCredential else { return nil }
+            guard let dir = credentialsDirectory else {
+                throw DaemonError("the daemon has no credentials directory ($CREDENTIALS_DIRECTORY) to read '\(credential)' from")
+            }
+            guard let data = FileManager.default.contents(atPath: "\(dir)/\(credential)") else {
+                throw DaemonError("'\(credential)' is not in the daemon's credentials directory \(dir)")
+            }
+            var text = String(decoding: data, as: UTF8.self)
+            while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+            guard !text.isEmpty else { throw DaemonError("'\(credential)' in \(dir) is empty") }
+            return text
+        }
     }
 
     /// Every default: podman, no options, no registry.
     public init() {}
+
+    /// The configured registry whose credentials pull `spec`'s image: the
+    /// one it names, else the one whose server is the image's host (so a
+    /// private image is never pulled without the credentials the operator
+    /// gave for its registry, nextflow#5584). Nil for none.
+    public func registry(for spec: ContainerSpec) -> (name: String, registry: Registry)? {
+        if let name = spec.registry { return registries[name].map { (name, $0) } }
+        guard let host = ImageReference.host(of: spec.image) else { return nil }
+        return registries.sorted { $0.key < $1.key }.first { $0.value.server == host }.map { ($0.key, $0.value) }
+    }
+
+    /// Why a job's image cannot be pulled with the registries configured
+    /// here, checked at intake: (field, message, hint), or nil. A registry
+    /// the manifest names must be configured and serve the image, and the
+    /// credentials of the one that applies must be readable.
+    public func registryRefusal(_ spec: ContainerSpec, credentialsDirectory: String?) -> (field: String, message: String, hint: String)? {
+        if let name = spec.registry {
+            guard let r = registries[name] else {
+                let known = registries.keys.sorted()
+                return ("container.registry", "no registry '\(name)' is configured in this daemon",
+                        known.isEmpty ? "ask the operator to add it to containers.registries, or leave registry out for a public image"
+                            : "one of: \(known.joined(separator: ", "))")
+            }
+            // The image must be that registry's, or its credentials would
+            // go with a pull from elsewhere (or not be used at all).
+            guard ImageReference.host(of: spec.image) == r.server else {
+                return ("container.image", "\(spec.image) is not on registry '\(name)' (\(r.server))", "name the image there: \(r.server)/NAME:TAG")
+            }
+        }
+        if let (name, r) = registry(for: spec) {
+            do { _ = try r.password(in: credentialsDirectory) } catch {
+                return ("container.registry", "the credentials of registry '\(name)' cannot be read: \(error)",
+                        "the operator gives them with LoadCredential=\(r.passwordCredential ?? "NAME"):FILE in the unit (docs/containers.md)")
+            }
+        }
+        return nil
+    }
 
     static let keys = ["engine", "engineOptions", "environment", "runOptions", "registries"]
     static let registryKeys = ["server", "username", "passwordCredential"]

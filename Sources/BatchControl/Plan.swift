@@ -103,8 +103,7 @@ public enum Plan {
         }
         guard backend == "local" else { return "the \(backend) backend does not run containers: the daemon refuses this job" }
         let engine = (config.containers.engine as NSString).lastPathComponent
-        let host = ImageReference.host(of: c.image)
-        let registry = c.registry ?? config.containers.registries.sorted { $0.key < $1.key }.first { $0.value.server == host }?.key
+        let registry = config.containers.registry(for: c)?.name ?? c.registry
         return "pulled on this machine by \(engine), once, before the job's first task (unless the engine has it)"
             + (registry.map { ", with the credentials of registry \($0)" } ?? "")
     }

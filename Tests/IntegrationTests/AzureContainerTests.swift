@@ -56,6 +56,32 @@ extension AzureTests {
         #expect(await d.signal(SIGTERM) == 0)
     }
 
+    @Test("a private image on Azure: the pool carries the registry's login from the daemon's credentials (Get Pool gives no password back), its nodes pull with it, the job runs; the password is nowhere batchd writes",
+          .timeLimit(.minutes(4)))
+    func containerFromPrivateRegistry() async throws {
+        let made = try await runProcess("/bin/bash", ["\(repoRoot)/scripts/container-image.sh", ContainerTests.conf], timeout: 300)
+        #expect(made.code == 0, "the test image: \(made.err)")
+        let registry = try await TestRegistry()
+        let rig = try AzureRig(emulatorEnvironment: ["CONTAINERS_REGISTRIES_CONF": registry.registriesConf])
+        let d = try DaemonHarness(extra: "azure:\n  pollMinInterval: 0.2s\n" + registry.config)
+        try await d.start(environment: rig.environment().merging(["CREDENTIALS_DIRECTORY": try registry.credentials(under: d.root)]) { $1 })
+        try await registry.forget()
+        let job = try write("name: private\ncontainer: {image: \"\(registry.image)\"}\npool: {id: rpool}\ntasks: [{id: look}]\n"
+                            + "command: cat /etc/batchd-image > seen\noutputs: [seen]\n", "\(d.root)/private", "job.yaml")
+        let r = try await d.batchctl(["submit", "--backend", "azure", "--wait", "--timeout", "120", job], timeout: 140)
+        #expect(r.code == 0, "\(r.out)\n\(r.err)")
+        #expect(read("\(d.root)/private/output/seen") == "batchd-test image\n")
+        let pool = try #require(try await rig.batch.pool("rpool"))
+        let config = (pool["virtualMachineConfiguration"] as? [String: Any])?["containerConfiguration"] as? [String: Any]
+        let logins = config?["containerRegistries"] as? [[String: String]]
+        #expect(logins == [["registryServer": registry.server, "username": registry.user]], "\(String(describing: logins))")
+        #expect(registry.log.lines.contains { $0.contains("\"GET /v2/batchd/private/manifests/1 HTTP/1.1\" 200") }, "the node pulled it")
+        #expect(!d.log.lines.joined().contains(registry.password))
+        let grep = try await runProcess("/bin/grep", ["-r", "-l", "-F", registry.password, d.state])
+        #expect(grep.code == 1, "found in: \(grep.out)")
+        #expect(await d.signal(SIGTERM) == 0)
+    }
+
     @Test("a named pool made for one image refuses a job without it, saying how to fix it; an image no node can pull fails its job in plain words; a localhost/ image is refused at intake",
           .timeLimit(.minutes(4)))
     func containerPoolsRefuseAndFailPlainly() async throws {

@@ -17,9 +17,10 @@ final class AzureRig: Sendable {
     let http = HTTPClient(transport: CurlTransport())
     static let tenant = "tenant-1", clientID = "batchd-client", clientSecret = "cl13nt-s3cr3t-never-log-me"
 
-    init() throws {
+    init(emulatorEnvironment: [String: String] = [:]) throws {
         emulator = try AzureEmulatorProcess(extraArguments: ["--allocation-delay", "0.1",
-                                                             "--client", "\(Self.tenant):\(Self.clientID):\(Self.clientSecret)"])
+                                                             "--client", "\(Self.tenant):\(Self.clientID):\(Self.clientSecret)"],
+                                            environment: emulatorEnvironment)
     }
 
     /// Shared Key for Batch and Blob; `entra` signs Batch with Entra ID client credentials instead.

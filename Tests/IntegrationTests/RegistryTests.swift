@@ -49,6 +49,31 @@ final class TestRegistry: @unchecked Sendable {
         guard push.code == 0 else { throw HarnessError(description: "podman push: \(push.err)") }
     }
 
+    /// Removes the image from the engine, so the next job must pull it.
+    func forget() async throws {
+        _ = try await ContainerTests.podman(["rmi", "--force", image])
+        #expect(try await ContainerTests.podman(["image", "exists", image]).code == 1)
+    }
+
+    /// Writes the password, as LoadCredential= would, into a credentials
+    /// directory under `root` as `name`; the directory.
+    func credentials(under root: String, name: String = "private-registry", password: String? = nil) throws -> String {
+        let dir = "\(root)/credentials"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try ((password ?? self.password) + "\n").write(toFile: "\(dir)/\(name)", atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    /// The daemon's `containers:` for this registry, named `private`.
+    var config: String {
+        """
+        containers:
+          environment: {CONTAINERS_CONF: \(ContainerTests.conf), CONTAINERS_REGISTRIES_CONF: \(registriesConf)}
+          registries:
+            private: {server: "\(server)", username: \(user), passwordCredential: private-registry}
+        """
+    }
+
     deinit {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         try? FileManager.default.removeItem(atPath: root)
@@ -62,23 +87,9 @@ struct RegistryTests {
     func daemon(_ registry: TestRegistry, password: String? = nil) async throws -> DaemonHarness {
         let made = try await runProcess("/bin/bash", ["\(repoRoot)/scripts/container-image.sh", ContainerTests.conf], timeout: 300)
         #expect(made.code == 0, "the test image: \(made.err)")
-        let d = try DaemonHarness(extra: """
-            containers:
-              environment: {CONTAINERS_CONF: \(ContainerTests.conf), CONTAINERS_REGISTRIES_CONF: \(registry.registriesConf)}
-              registries:
-                private: {server: "\(registry.server)", username: \(registry.user), passwordCredential: private-registry}
-            """)
-        let credentials = "\(d.root)/credentials"
-        try FileManager.default.createDirectory(atPath: credentials, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        try ((password ?? registry.password) + "\n").write(toFile: "\(credentials)/private-registry", atomically: true, encoding: .utf8)
-        try await d.start(environment: ["CREDENTIALS_DIRECTORY": credentials])
+        let d = try DaemonHarness(extra: registry.config)
+        try await d.start(environment: ["CREDENTIALS_DIRECTORY": try registry.credentials(under: d.root, password: password)])
         return d
-    }
-
-    /// Removes the image from the engine, so the next job must pull it.
-    func forget(_ registry: TestRegistry) async throws {
-        _ = try await ContainerTests.podman(["rmi", "--force", registry.image])
-        #expect(try await ContainerTests.podman(["image", "exists", registry.image]).code == 1)
     }
 
     func job(_ d: DaemonHarness, _ name: String, _ container: String) throws -> String {
@@ -92,7 +103,7 @@ struct RegistryTests {
         let registry = try await TestRegistry()
         let d = try await daemon(registry)
         for (name, container) in [("named", "{image: \"\(registry.image)\", registry: private}"), ("found", "{image: \"\(registry.image)\"}")] {
-            try await forget(registry)
+            try await registry.forget()
             let r = try await d.batchctl(["submit", try job(d, name, container), "--wait", "--timeout", "120"], timeout: 140)
             #expect(r.code == 0, "\(name): \(r.out)\n\(r.err)")
             #expect(read("\(d.root)/\(name)/output/seen") == "batchd-test image\n", "\(name)")
@@ -114,7 +125,7 @@ struct RegistryTests {
     func refusedPlainly() async throws {
         let registry = try await TestRegistry()
         let d = try await daemon(registry, password: "not-the-password")
-        try await forget(registry)
+        try await registry.forget()
         let r = try await d.batchctl(["submit", try job(d, "wrong", "{image: \"\(registry.image)\", registry: private}"), "--wait", "--timeout", "120"],
                                      timeout: 140)
         let failed = try #require(try await d.store().jobs(limit: 1).first)

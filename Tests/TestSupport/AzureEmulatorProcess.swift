@@ -15,7 +15,7 @@ public final class AzureEmulatorProcess: @unchecked Sendable {
 
     /// Starts the emulator (with `extraArguments`, e.g. `--client T:ID:SECRET`)
     /// and returns once it has said it is ready.
-    public init(extraArguments: [String] = []) throws {
+    public init(extraArguments: [String] = [], environment extra: [String: String] = [:]) throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", root.appendingPathComponent("Tests/AzureEmulator/azure-emulator").path, "--port", "0",
@@ -24,6 +24,7 @@ public final class AzureEmulatorProcess: @unchecked Sendable {
         // machine needs (etc/batchd/containers.conf).
         var env = ProcessInfo.processInfo.environment
         env["CONTAINERS_CONF"] = root.appendingPathComponent("etc/batchd/containers.conf").path
+        env.merge(extra) { $1 }
         process.environment = env
         let pipe = Pipe()
         process.standardOutput = pipe

@@ -3,9 +3,12 @@
 Azure Batch"), run here through podman when it is installed:
 
 - A pool's `containerConfiguration.containerImageNames` are pulled as each
-  node starts. No registry is reachable from the emulator, so "pullable"
-  means the engine already has the image; a node that cannot get one is
-  `unusable`, with the error in its `errors`.
+  node starts: from the engine's own images, else from a registry of its
+  `containerRegistries` (the tests' own, on loopback) with that registry's
+  login; nothing else is reachable. A node that cannot get one is
+  `unusable`, with the error in its `errors` (`ContainerInvalidImage`; the
+  service's code for a refused login is not documented, so the emulator
+  reports the same, with the engine's words as a detail).
 - A container-enabled pool runs only tasks with `containerSettings`, and a
   pool without it none ("this must be set as well" / "this must not be
   set", the spec's words on containerSettings): such a task fails when it
@@ -21,10 +24,13 @@ Azure Batch"), run here through podman when it is installed:
 The failure codes are the service's where its docs or the spec name them
 (ContainerInvalidImage); where they only say "must", the code is this
 emulator's own, named so (EmulatorContainer...)."""
+import base64
+import json
 import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 import threading
 import uuid
 
@@ -48,14 +54,37 @@ def has_image(name):
     return subprocess.call([ENGINE, "image", "exists", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
 
 
+def pull(name, registries):
+    """Pulls `name` with the login of the registry of `registries` that
+    serves it (its host), if one does: None when done, else the engine's words."""
+    host = name.split("/")[0] if "/" in name and ("." in name.split("/")[0] or ":" in name.split("/")[0]) else None
+    login = next((r for r in registries if r.get("registryServer") == host), None)
+    if login is None or shutil.which(ENGINE) is None:
+        return "no registry is reachable from the emulator"
+    with tempfile.TemporaryDirectory() as d:
+        token = base64.b64encode(f"{login.get('username', '')}:{login.get('password', '')}".encode()).decode()
+        auth = os.path.join(d, "auth.json")
+        with open(os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            json.dump({"auths": {host: {"auth": token}}}, f)
+        p = subprocess.run([ENGINE, "pull", "--quiet", "--authfile", auth, name], capture_output=True, text=True, timeout=600)
+    return None if p.returncode == 0 else (p.stderr.strip().splitlines() or ["the pull failed"])[-1]
+
+
 def node_errors(pool_body):
     """The errors of a node of this pool once it has tried to pull the
     pool's images: empty when it has them all."""
-    missing = [name for name in pool_images(pool_body) or [] if not has_image(name)]
-    if not missing:
+    config = (pool_body.get("virtualMachineConfiguration") or {}).get("containerConfiguration") or {}
+    failed = []
+    for name in pool_images(pool_body) or []:
+        if not has_image(name):
+            why = pull(name, config.get("containerRegistries") or [])
+            if why:
+                failed.append((name, why))
+    if not failed:
         return []
     code, message = INVALID_IMAGE
-    return [{"code": code, "message": message, "errorDetails": [{"name": "ImageName", "value": name} for name in missing]}]
+    return [{"code": code, "message": message,
+             "errorDetails": [d for name, why in failed for d in ({"name": "ImageName", "value": name}, {"name": "Message", "value": why})]}]
 
 
 def refusal(task_body, pool_body):

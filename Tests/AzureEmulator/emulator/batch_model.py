@@ -79,6 +79,12 @@ class Pool:
 
     def json(self, base):
         j = {k: v for k, v in self.body.items() if k not in ("targetDedicatedNodes", "targetLowPriorityNodes")}
+        # A registry's password is x-ms-secret in the spec: never given back.
+        config = (j.get("virtualMachineConfiguration") or {}).get("containerConfiguration")
+        if config and config.get("containerRegistries"):
+            j["virtualMachineConfiguration"] = dict(j["virtualMachineConfiguration"],
+                                                    containerConfiguration=dict(config, containerRegistries=[
+                                                        {k: v for k, v in r.items() if k != "password"} for r in config["containerRegistries"]]))
         j.update({
             "url": f"{base}/pools/{self.id}", "eTag": self.etag, "lastModified": now_iso(self.modified),
             "creationTime": now_iso(self.created), "state": self.state, "stateTransitionTime": now_iso(self.state_time),

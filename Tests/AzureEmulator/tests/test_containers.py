@@ -156,3 +156,15 @@ def _ours(task_id):
     out = subprocess.run(["podman", "ps", "-a", "--filter", f"label=azure-emulator.task={task_id}", "--format", "{{.Names}}"],
                          capture_output=True, text=True, check=True).stdout
     return out.split()
+
+
+def test_a_registry_password_is_never_given_back(engine_emulator, image):
+    client = batch_client(engine_emulator.url)
+    login = bm.ContainerRegistryReference(registry_server="registry.example.com", username="puller", password="s3cret")
+    config = bm.BatchContainerConfiguration(type="dockerCompatible", container_image_names=[image], container_registries=[login])
+    client.create_pool(bm.BatchPoolCreateOptions(
+        id="reg", vm_size="STANDARD_D2S_V3", target_dedicated_nodes=0,
+        virtual_machine_configuration=bm.VirtualMachineConfiguration(image_reference=HPC, node_agent_sku_id="batch.node.ubuntu 22.04",
+                                                                     container_configuration=config)))
+    got = client.get_pool("reg").virtual_machine_configuration.container_configuration.container_registries[0]
+    assert got.registry_server == "registry.example.com" and got.username == "puller" and got.password is None

@@ -88,8 +88,8 @@ public enum ImageReference {
         return nil
     }
 
-    /// The registry host an image names (`myregistry.azurecr.io` of
-    /// `myregistry.azurecr.io/tools:1`), nil when it names none (a short
+    /// The registry host an image names (`registry.example.com` of
+    /// `registry.example.com/tools:1`), nil when it names none (a short
     /// name, which the engine resolves on its own).
     public static func host(of image: String) -> String? {
         let parts = image.split(separator: "/", omittingEmptySubsequences: false)

@@ -64,6 +64,14 @@ final class TestRegistry: @unchecked Sendable {
         return dir
     }
 
+    /// Expects the password nowhere `d` writes: its log, its state
+    /// directory (the database and its WAL among it).
+    func expectPasswordNowhere(_ d: DaemonHarness) async throws {
+        #expect(!d.log.lines.joined().contains(password))
+        let grep = try await runProcess("/bin/grep", ["-r", "-l", "-F", password, d.state])
+        #expect(grep.code == 1, "found in: \(grep.out)")
+    }
+
     /// The daemon's `containers:` for this registry, named `private`.
     var config: String {
         """
@@ -113,10 +121,7 @@ struct RegistryTests {
         // Each job pulled from the registry, which answers nothing without the credentials.
         let pulls = registry.log.lines.filter { $0.contains("\"GET /v2/batchd/private/manifests/1 HTTP/1.1\" 200") }
         #expect(pulls.count == 2, "\(registry.log.lines.suffix(20))")
-        // Nowhere batchd writes holds the password: logs, database and its WAL, state directory.
-        #expect(!d.log.lines.joined().contains(registry.password))
-        let grep = try await runProcess("/bin/grep", ["-r", "-l", "-F", registry.password, d.state])
-        #expect(grep.code == 1, "found in: \(grep.out)")
+        try await registry.expectPasswordNowhere(d)
         #expect(await d.signal(SIGTERM) == 0)
     }
 

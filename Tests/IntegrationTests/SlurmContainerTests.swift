@@ -19,14 +19,7 @@ extension SlurmTests {
           .timeLimit(.minutes(4)))
     func containerWordcountMatchesLocal() async throws {
         let (cluster, d, _) = try await startedWithImage()
-        for backend in ["local", "slurm"] {
-            let dir = "\(d.root)/\(backend)"
-            try FileManager.default.copyItem(atPath: "\(repoRoot)/examples/wordcount-container", toPath: dir)
-            try? FileManager.default.removeItem(atPath: "\(dir)/output")
-            let r = try await d.batchctl(["submit", "--backend", backend, "\(dir)/job.yaml", "--wait", "--timeout", "120"], timeout: 140)
-            #expect(r.code == 0, "\(backend): \(r.out)\n\(r.err)")
-        }
-        let local = tree("\(d.root)/local/output"), slurm = tree("\(d.root)/slurm/output")
+        let (local, slurm) = try await onLocalAndSlurm(d, "wordcount-container")
         #expect(local.count == 3 && slurm == local, "\(slurm.keys.sorted())")
         let inside = try write("""
             name: inside

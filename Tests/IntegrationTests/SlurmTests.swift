@@ -115,17 +115,22 @@ struct SlurmTests {
         #expect(runs == ["1", "2", "3", "4"], "each task ran once")
     }
 
-    @Test("wordcount with --backend slurm gives the local backend's bytes")
-    func wordcountMatchesLocal() async throws {
-        let (cluster, d, _) = try await started()
+    /// Runs `examples/<example>` with --backend local, then slurm; each one's outputs.
+    func onLocalAndSlurm(_ d: DaemonHarness, _ example: String) async throws -> (local: [String: Data], slurm: [String: Data]) {
         for backend in ["local", "slurm"] {
             let dir = "\(d.root)/\(backend)"
-            try FileManager.default.copyItem(atPath: "\(repoRoot)/examples/wordcount", toPath: dir)
+            try FileManager.default.copyItem(atPath: "\(repoRoot)/examples/\(example)", toPath: dir)
             try? FileManager.default.removeItem(atPath: "\(dir)/output")
             let r = try await d.batchctl(["submit", "--backend", backend, "\(dir)/job.yaml", "--wait", "--timeout", "120"], timeout: 140)
             #expect(r.code == 0, "\(backend): \(r.out)\n\(r.err)")
         }
-        let local = tree("\(d.root)/local/output"), slurm = tree("\(d.root)/slurm/output")
+        return (tree("\(d.root)/local/output"), tree("\(d.root)/slurm/output"))
+    }
+
+    @Test("wordcount with --backend slurm gives the local backend's bytes")
+    func wordcountMatchesLocal() async throws {
+        let (cluster, d, _) = try await started()
+        let (local, slurm) = try await onLocalAndSlurm(d, "wordcount")
         #expect(local.count == 3 && slurm == local)
         #expect(await d.signal(SIGTERM) == 0)
         _ = cluster

@@ -151,8 +151,16 @@ def command(task_body, argv, env, node_dir, task_dir, wd):
     return name, out
 
 
-def remove(name):
+def remove(name, client=None):
     """Stops and removes a task's container (killing the engine's client
-    leaves it running), in the background: callers hold the service's lock."""
-    threading.Thread(target=subprocess.call, args=([ENGINE, "rm", "--force", "--time", "0", name],),
-                     kwargs={"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}, daemon=True).start()
+    leaves it running), in the background: callers hold the service's lock.
+    Once the client (`client`, already signalled) has exited: a stop that
+    came while it was still making the container would find none yet."""
+    def work():
+        if client is not None:
+            try:
+                client.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        subprocess.call([ENGINE, "rm", "--force", "--time", "0", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    threading.Thread(target=work, daemon=True).start()

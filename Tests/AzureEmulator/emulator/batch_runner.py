@@ -250,14 +250,14 @@ class Runner:
     # -- tasks -------------------------------------------------------------
     @staticmethod
     def kill(task):
-        if getattr(task, "container", None):
-            containers.remove(task.container)
         p = task.process
         if p is not None and p.poll() is None:
             try:
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if getattr(task, "container", None):
+            containers.remove(task.container, p)
 
     def env(self, pool, node, task, settings, wd):
         node_dir = os.path.join(self.root, pool.id, node.id)

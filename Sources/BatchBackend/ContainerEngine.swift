@@ -1,6 +1,7 @@
 import BatchAccess
 import BatchControl
 import BatchCore
+import BatchSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -113,16 +114,13 @@ public struct ContainerEngine: Sendable {
             guard let dir = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }).map({ String(cString: $0) }) else {
                 return "cannot make a private directory for the registry's credentials: \(String(cString: strerror(errno)))"
             }
-            let file = isPodman ? "\(dir)/auth.json" : "\(dir)/config.json"
-            let body = #"{"auths":{"# + "\"\(registry.server)\"" + #":{"auth":""# + token + #""}}}"#
-            let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            guard fd >= 0, body.utf8.withContiguousStorageIfAvailable({ write(fd, $0.baseAddress, $0.count) }) == body.utf8.count else {
-                if fd >= 0 { close(fd) }
-                try? FileManager.default.removeItem(atPath: dir)
-                return "cannot write the registry's credentials for the engine"
-            }
-            close(fd)
             auth = dir
+            // The server is HOST[:PORT] and the token base64: nothing in them needs escaping.
+            let body = #"{"auths":{"# + "\"\(registry.server)\"" + #":{"auth":""# + token + #""}}}"#
+            do { try FileOps.writeAtomically(body, to: isPodman ? "\(dir)/auth.json" : "\(dir)/config.json", mode: 0o600) } catch {
+                try? FileManager.default.removeItem(atPath: dir)
+                return "cannot write the registry's credentials for the engine: \(error)"
+            }
         }
         defer { if let auth { try? FileManager.default.removeItem(atPath: auth) } }
         let words: [String]

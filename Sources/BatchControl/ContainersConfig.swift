@@ -134,9 +134,7 @@ public struct ContainersConfig: Sendable, Equatable {
                 guard let env = v.mapping else { throw fail(v, field, "expected a mapping of variable names to values") }
                 for (name, value) in env {
                     let n = try text(name, field)
-                    // (No regular expression: one would page in ICU at start-up.)
-                    guard let first = n.unicodeScalars.first, !("0"..."9").contains(first),
-                          n.unicodeScalars.allSatisfy({ $0.isASCII && ($0 == "_" || $0.properties.isAlphabetic || ("0"..."9").contains($0)) }) else { throw fail(name, "\(field).\(n)", "not a variable name") }
+                    guard ManifestParser.isEnvName(n) else { throw fail(name, "\(field).\(n)", "not a variable name") }
                     c.environment[n] = try text(value, "\(field).\(n)")
                 }
             case "registries":
